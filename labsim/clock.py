@@ -1,0 +1,77 @@
+"""Virtual time.
+
+Every timestamp in the lab comes from a `VirtualClock`. In `run` mode it only moves when the lab
+moves it (the scheduler sets it to the time of the next action; the party whose turn it is in an
+SMTP exchange advances it by the modelled latency), so output depends on causality only, never on
+the event loop. In `up` mode it follows the wall clock.
+
+Only one party is ever "active" in a run: a client that has sent a command waits for the reply,
+and a server only acts on what it has read. So advancing the clock from the active party is
+race-free.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+UTC = timezone.utc
+_DOTNET_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class VirtualClock:
+    """A clock that moves only when told to (or follows wall time when `live`)."""
+
+    def __init__(self, start: datetime, *, live: bool = False) -> None:
+        if start.tzinfo is None:
+            raise ValueError("the clock's start time must be timezone-aware")
+        self._now = start.astimezone(UTC)
+        self.live = live
+        self._wall_anchor = time.monotonic()
+        self._start = self._now
+
+    def now(self) -> datetime:
+        if self.live:
+            return self._start + timedelta(seconds=time.monotonic() - self._wall_anchor)
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move forward by `seconds` (ignored in live mode, where real time passes by itself)."""
+        if seconds < 0:
+            raise ValueError("time does not run backwards")
+        if not self.live:
+            self._now += timedelta(seconds=seconds)
+        return self.now()
+
+    def set(self, when: datetime) -> None:
+        """Jump to `when` if it is later than now (the scheduler's move to the next action)."""
+        when = when.astimezone(UTC)
+        if not self.live and when > self._now:
+            self._now = when
+
+
+def iso_ms(when: datetime) -> str:
+    """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals."""
+    when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def dotnet_ticks(when: datetime) -> int:
+    """100-ns ticks since 0001-01-01, the base of Exchange's session ids (08DC..., 08DD...)."""
+    delta = when.astimezone(UTC) - _DOTNET_EPOCH
+    return (delta.days * 86400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
+
+
+def rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:
+    """The banner's date: `Wed, 11 Jan 2023 16:59:51 +0100` in the server's local time.
+
+    The day of month is not zero-padded, as in the EOP capture `Mon, 4 Jul 2022 12:14:15 +0000`.
+    """
+    tz = timezone(timedelta(minutes=utc_offset_minutes))
+    local = when.astimezone(tz)
+    sign = "+" if utc_offset_minutes >= 0 else "-"
+    off = abs(utc_offset_minutes)
+    return (
+        f"{local.strftime('%a')}, {local.day} {local.strftime('%b %Y %H:%M:%S')} "
+        f"{sign}{off // 60:02d}{off % 60:02d}"
+    )

@@ -1,0 +1,79 @@
+"""Seeded identifiers.
+
+Every id that appears in output (session ids, internal message ids, network message ids,
+message-ids, certificate serials, source ports) is drawn from a generator owned by the thing that
+issues it and seeded from (scenario seed, owner name). Owners draw in causal order, so the same
+scenario and seed give the same ids on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from datetime import datetime
+
+from .clock import dotnet_ticks
+
+
+def derive_seed(seed: int, *names: str) -> int:
+    """A stable 64-bit sub-seed for an owner (hash-based, so it does not depend on PYTHONHASHSEED)."""
+    h = hashlib.sha256(str(seed).encode())
+    for n in names:
+        h.update(b"\x00" + n.encode())
+    return int.from_bytes(h.digest()[:8], "big")
+
+
+class IdSource:
+    """The ids one owner (a transport service, a host) hands out."""
+
+    def __init__(self, seed: int, owner: str) -> None:
+        self.owner = owner
+        self._rng = random.Random(derive_seed(seed, owner))
+
+    def randint(self, lo: int, hi: int) -> int:
+        return self._rng.randint(lo, hi)
+
+    def guid(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def network_message_id(self, when: datetime) -> str:
+        """A GUID whose last group is the top six bytes of the ticks, as Exchange's are (…-08da9a4ff8da)."""
+        ticks = dotnet_ticks(when)
+        head = uuid.UUID(int=self._rng.getrandbits(128), version=4).hex[:20]
+        tail = f"{ticks:016x}"[:12]
+        h = head + tail
+        return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+class SessionIds:
+    """Exchange's SMTP session ids: a 64-bit counter seeded from .NET ticks at service start.
+
+    Real ids grow with time (2019 -> 08D7…, 2024 -> 08DC…) and consecutive sessions on one server
+    differ by one, which is what a counter started from the ticks of the service start gives.
+    """
+
+    def __init__(self, seed: int, owner: str, service_start: datetime) -> None:
+        rng = random.Random(derive_seed(seed, owner, "session"))
+        self._next = dotnet_ticks(service_start) + rng.randint(0, 0xFFFF)
+
+    def next(self) -> int:
+        value = self._next
+        self._next += 1
+        return value
+
+
+def session_hex(session_id: int) -> str:
+    return f"{session_id:016X}"
+
+
+class Counter:
+    """A per-server decimal counter (InternalId / internal-message-id)."""
+
+    def __init__(self, seed: int, owner: str, lo: int = 10**13, hi: int = 10**14 - 10**9) -> None:
+        self._next = random.Random(derive_seed(seed, owner, "counter")).randint(lo, hi)
+
+    def next(self) -> int:
+        value = self._next
+        self._next += 1
+        return value

@@ -1,0 +1,149 @@
+"""The virtual network: virtual addresses in logs and rules, real 127.x.y.z sockets underneath.
+
+Theory of operation
+-------------------
+Every host of the lab has one or more *virtual* IPv4 addresses (40.93.131.26, 192.168.1.13, ...).
+Those are what Exchange's rules see (RemoteIPRanges, NAT, DNS answers) and what the logs print.
+The `AddressBook` gives each virtual address its own *real* loopback address in one /16 of
+127.0.0.0/8, and maps privileged virtual ports (25, 587, 717, 475, 53, 80) to unprivileged real
+ones, so labsim runs as an ordinary user.
+
+`guard_real()` is the one place that decides whether a socket address may be used: every bind,
+connect and datagram of the lab passes through it, and anything outside 127.0.0.0/8 (or a
+virtual address mistakenly used as a real one) raises `NetworkGuardError`.
+
+A client announces each connection in the `ConnectionRegistry` right after its socket connects
+and before it reads a byte; the server claims the entry by the peer's real address when the
+session starts. That hands the server the client's virtual endpoint (ports are virtual too, drawn
+from seeded generators, so logs do not depend on the kernel's ephemeral ports) and the causal
+context of the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..errors import NetworkGuardError
+
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+DEFAULT_BLOCK = 77
+DEFAULT_PORT_OFFSET = 10000
+
+
+def guard_real(ip: str) -> str:
+    """Allow only real loopback addresses; the single enforcement point for the whole lab."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        raise NetworkGuardError(f"{ip!r} is not an IP address; the lab only uses 127.0.0.0/8") from None
+    if addr.version != 4 or addr not in LOOPBACK:
+        raise NetworkGuardError(f"refusing to use {ip}: labsim never leaves 127.0.0.0/8")
+    return ip
+
+
+class AddressBook:
+    """Virtual IPv4 <-> real loopback address, and virtual port -> real port."""
+
+    def __init__(self, virtual_ips: Iterable[str], *, block: int = DEFAULT_BLOCK,
+                 port_offset: int = DEFAULT_PORT_OFFSET) -> None:
+        if not 1 <= block <= 254:
+            raise ValueError("the loopback block must be 1..254 (127.<block>.x.y)")
+        self.block = block
+        self.port_offset = port_offset
+        self._to_real: dict[str, str] = {}
+        self._to_virtual: dict[str, str] = {}
+        for i, vip in enumerate(sorted(set(virtual_ips), key=lambda s: ipaddress.IPv4Address(s))):
+            if ipaddress.IPv4Address(vip) in LOOPBACK:
+                raise NetworkGuardError(f"virtual address {vip} lies in 127.0.0.0/8; pick a non-loopback one")
+            real = f"127.{block}.{i // 250}.{i % 250 + 2}"
+            self._to_real[vip] = real
+            self._to_virtual[real] = vip
+
+    def real_ip(self, virtual_ip: str) -> str:
+        try:
+            return self._to_real[virtual_ip]
+        except KeyError:
+            raise NetworkGuardError(f"{virtual_ip} is not an address of this lab") from None
+
+    def virtual_ip(self, real_ip: str) -> str | None:
+        return self._to_virtual.get(real_ip)
+
+    def knows(self, virtual_ip: str) -> bool:
+        return virtual_ip in self._to_real
+
+    def real_port(self, virtual_port: int) -> int:
+        return virtual_port + self.port_offset if virtual_port < 1024 else virtual_port
+
+    def items(self) -> list[tuple[str, str]]:
+        return sorted(self._to_real.items(), key=lambda kv: ipaddress.IPv4Address(kv[0]))
+
+
+@dataclass
+class ConnectionInfo:
+    """What a client tells the server about a connection it opened (never sent on the wire)."""
+
+    src_virtual: tuple[str, int]
+    dst_virtual: tuple[str, int]
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+class ConnectionRegistry:
+    """Client announces, server claims: the out-of-band half of the virtual network."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, int], ConnectionInfo] = {}
+        self._waiters: dict[tuple[str, int], asyncio.Future[ConnectionInfo]] = {}
+
+    def announce(self, real_src: tuple[str, int], info: ConnectionInfo) -> None:
+        waiter = self._waiters.pop(real_src, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(info)
+        else:
+            self._entries[real_src] = info
+
+    async def claim(self, real_peer: tuple[str, int], timeout: float) -> ConnectionInfo | None:
+        """The server's side: the announced info for this peer, or None for a stranger (swaks)."""
+        info = self._entries.pop(real_peer, None)
+        if info is not None:
+            return info
+        fut: asyncio.Future[ConnectionInfo] = asyncio.get_running_loop().create_future()
+        self._waiters[real_peer] = fut
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self._waiters.pop(real_peer, None)
+
+
+async def open_socket(real_dst: tuple[str, int], real_src_ip: str, timeout: float) -> socket.socket:
+    """Connect a TCP socket from `real_src_ip` to `real_dst`, both checked by the guard."""
+    guard_real(real_dst[0])
+    guard_real(real_src_ip)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((real_src_ip, 0))
+        await asyncio.wait_for(loop.sock_connect(sock, real_dst), timeout)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def start_tcp_server(handler: Any, real_ip: str, real_port: int) -> asyncio.AbstractServer:
+    """asyncio.start_server, guarded; `handler(reader, writer)` as for start_server."""
+    guard_real(real_ip)
+    return await asyncio.start_server(handler, host=real_ip, port=real_port, reuse_address=True)
+
+
+async def start_udp_endpoint(factory: Any, real_ip: str, real_port: int) -> tuple[Any, Any]:
+    guard_real(real_ip)
+    loop = asyncio.get_running_loop()
+    return await loop.create_datagram_endpoint(factory, local_addr=(real_ip, real_port))

@@ -1,0 +1,7 @@
+"""The lab's world as plain, validated data: organisations, servers, connectors, DNS, PKI, network.
+
+Nothing here does I/O. A scenario starts from `default_lab()` and applies changes (see `changes`).
+"""
+
+from .model import *  # noqa: F401,F403
+from .defaults import default_lab  # noqa: F401

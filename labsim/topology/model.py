@@ -1,0 +1,600 @@
+"""The topology model: Exchange's configuration objects as validated plain data.
+
+Field names are snake_case in Python; every model also accepts the Exchange property name in
+PascalCase (`ProtocolLoggingLevel`, `TlsCertificateName`, `RemoteIPRanges`) so that scenario files
+read like the output of Get-ReceiveConnector. Defaults follow Exchange 2019's own defaults
+(shared/reference/transport-behavior.md §1-§3, §6-§7).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_pascal
+
+__all__ = [
+    "LabModel", "AddressSpace", "ReceiveConnector", "SendConnector", "TransportServiceConfig",
+    "StoreEntry", "CaSpec", "CertificateSpec", "ExchangeServer", "AcceptedDomain", "Mailbox",
+    "RemoteMailbox", "Organization", "InboundConnector", "OutboundConnector", "ExoMailbox",
+    "ExoMailUser", "ExoTenant", "DnsRecord", "DnsZone", "DnsServer", "InternetMailHost",
+    "NatRule", "Network", "Lab", "Site", "ServerRole", "LoggingLevel", "TlsAuthLevel",
+    "AcceptedDomainType", "PermissionGroup", "AuthMechanism",
+]
+
+_ALIASES = {
+    # Exchange spells a few names in ways to_pascal does not produce.
+    "remote_ip_ranges": "RemoteIPRanges",
+    "use_mx_record": "UseMXRecord",
+    "tls_sender_certificate_name": "TlsSenderCertificateName",
+    "sender_ip_addresses": "SenderIPAddresses",
+    "dns_routing_enabled": "DNSRoutingEnabled",
+    "internal_dns_servers": "InternalDNSServers",
+    "external_dns_servers": "ExternalDNSServers",
+    "internal_dns_adapter_enabled": "InternalDNSAdapterEnabled",
+    "external_dns_adapter_enabled": "ExternalDNSAdapterEnabled",
+    "use_external_dns_servers_enabled": "UseExternalDNSServersEnabled",
+    "ignore_starttls": "IgnoreSTARTTLS",
+    "require_tls": "RequireTLS",
+    "restrict_domains_to_ip_addresses": "RestrictDomainsToIPAddresses",
+    "primary_smtp_address": "PrimarySmtpAddress",
+}
+
+
+def _alias(name: str) -> str:
+    return _ALIASES.get(name) or to_pascal(name)
+
+
+class LabModel(BaseModel):
+    """Base of every topology object: strict (unknown keys are errors), Exchange-named aliases."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=_alias,
+        populate_by_name=True,
+        validate_assignment=True,
+        use_enum_values=True,
+    )
+
+
+class Site(StrEnum):
+    ONPREM = "onprem"
+    EXO = "exo"
+    INTERNET = "internet"
+
+
+class ServerRole(StrEnum):
+    MAILBOX = "Mailbox"
+    EDGE = "Edge"
+
+
+class LoggingLevel(StrEnum):
+    NONE = "None"
+    VERBOSE = "Verbose"
+
+
+class TlsAuthLevel(StrEnum):
+    ENCRYPTION_ONLY = "EncryptionOnly"
+    CERTIFICATE_VALIDATION = "CertificateValidation"
+    DOMAIN_VALIDATION = "DomainValidation"
+
+
+class AcceptedDomainType(StrEnum):
+    AUTHORITATIVE = "Authoritative"
+    INTERNAL_RELAY = "InternalRelay"
+    EXTERNAL_RELAY = "ExternalRelay"
+
+
+class PermissionGroup(StrEnum):
+    ANONYMOUS_USERS = "AnonymousUsers"
+    EXCHANGE_USERS = "ExchangeUsers"
+    EXCHANGE_SERVERS = "ExchangeServers"
+    EXCHANGE_LEGACY_SERVERS = "ExchangeLegacyServers"
+    PARTNERS = "Partners"
+    CUSTOM = "Custom"
+
+
+class AuthMechanism(StrEnum):
+    NONE = "None"
+    TLS = "Tls"
+    INTEGRATED = "Integrated"
+    BASIC_AUTH = "BasicAuth"
+    BASIC_AUTH_REQUIRE_TLS = "BasicAuthRequireTLS"
+    EXCHANGE_SERVER = "ExchangeServer"
+    EXTERNAL_AUTHORITATIVE = "ExternalAuthoritative"
+
+
+def _ip_range_ok(text: str) -> str:
+    text = text.strip()
+    try:
+        if "-" in text:
+            lo, hi = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
+            if lo.version != hi.version or int(lo) > int(hi):
+                raise ValueError
+        elif "/" in text:
+            ipaddress.ip_network(text, strict=False)
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address, range (a-b) or CIDR block") from None
+    return text
+
+
+def _ipv4(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text.strip()))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 address") from None
+
+
+class AddressSpace(LabModel):
+    """A send connector address space: `SMTP:contoso.com;1`, `*`, `*.contoso.com`, `--`."""
+
+    type: str = "SMTP"
+    domain: str
+    cost: int = Field(1, ge=1, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            typ = "SMTP"
+            if ":" in text:
+                typ, text = text.split(":", 1)
+            cost = 1
+            if ";" in text:
+                text, c = text.rsplit(";", 1)
+                try:
+                    cost = int(c)
+                except ValueError:
+                    raise ValueError(f"cost {c!r} in address space {value!r} is not a number") from None
+            return {"type": typ.upper(), "domain": text.strip().lower(), "cost": cost}
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.domain};{self.cost}"
+
+
+class ReceiveConnector(LabModel):
+    """Get-ReceiveConnector, the properties transport decisions use."""
+
+    name: str
+    transport_role: Literal["FrontendTransport", "HubTransport"] = "FrontendTransport"
+    bindings: list[str] = Field(default_factory=lambda: ["0.0.0.0:25"])
+    remote_ip_ranges: list[str] = Field(default_factory=lambda: ["0.0.0.0-255.255.255.255"])
+    fqdn: str | None = None
+    auth_mechanism: list[AuthMechanism] = Field(default_factory=lambda: [AuthMechanism.TLS])
+    permission_groups: list[PermissionGroup] = Field(default_factory=lambda: [PermissionGroup.ANONYMOUS_USERS])
+    require_tls: bool = False
+    tls_certificate_name: str | None = None
+    tls_domain_capabilities: list[str] = Field(default_factory=list)
+    protocol_logging_level: LoggingLevel = LoggingLevel.NONE
+    max_message_size: int = 37748736
+    max_hop_count: int = 30
+    banner: str | None = None
+    enabled: bool = True
+
+    @field_validator("remote_ip_ranges")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        return [_ip_range_ok(r) for r in v]
+
+    @field_validator("bindings")
+    @classmethod
+    def _bindings(cls, v: list[str]) -> list[str]:
+        out = []
+        for b in v:
+            m = re.match(r"^(?P<ip>\[?[0-9a-fA-F:.]+\]?):(?P<port>\d{1,5})$", b.strip())
+            if not m or not 0 < int(m["port"]) < 65536:
+                raise ValueError(f"binding {b!r} is not IP:port (for example 0.0.0.0:25)")
+            out.append(b.strip())
+        return out
+
+    @field_validator("tls_certificate_name")
+    @classmethod
+    def _tcn(cls, v: str | None) -> str | None:
+        if v and not re.match(r"^<I>.+<S>.+$", v):
+            raise ValueError(f"TlsCertificateName {v!r} is not of the form <I>issuer<S>subject")
+        return v or None
+
+    @field_validator("banner")
+    @classmethod
+    def _banner(cls, v: str | None) -> str | None:
+        if v and not v.startswith("220"):
+            raise ValueError("a custom Banner must start with 220")
+        return v
+
+    @model_validator(mode="after")
+    def _auth_rules(self) -> "ReceiveConnector":
+        mechs = set(self.auth_mechanism)
+        if AuthMechanism.BASIC_AUTH_REQUIRE_TLS in mechs and not {AuthMechanism.BASIC_AUTH, AuthMechanism.TLS} <= mechs:
+            raise ValueError("AuthMechanism BasicAuthRequireTLS needs BasicAuth and Tls")
+        if self.require_tls and AuthMechanism.TLS not in mechs:
+            raise ValueError("RequireTLS needs Tls in AuthMechanism")
+        return self
+
+    @property
+    def ports(self) -> list[int]:
+        return sorted({int(b.rsplit(":", 1)[1]) for b in self.bindings})
+
+
+class SendConnector(LabModel):
+    """Get-SendConnector, plus the implicit EdgeSync connectors on an Edge."""
+
+    name: str
+    address_spaces: list[AddressSpace] = Field(default_factory=list)
+    smart_hosts: list[str] = Field(default_factory=list)
+    dns_routing_enabled: bool = True
+    port: int = 25
+    fqdn: str | None = None
+    require_tls: bool = False
+    tls_auth_level: TlsAuthLevel | None = None
+    tls_domain: str | None = None
+    tls_certificate_name: str | None = None
+    ignore_starttls: bool = False
+    source_transport_servers: list[str] = Field(default_factory=list)
+    cloud_services_mail_enabled: bool = False
+    protocol_logging_level: LoggingLevel = LoggingLevel.NONE
+    max_message_size: int = 36700160
+    use_external_dns_servers_enabled: bool = False
+    enabled: bool = True
+
+    @field_validator("tls_certificate_name")
+    @classmethod
+    def _tcn(cls, v: str | None) -> str | None:
+        if v and not re.match(r"^<I>.+<S>.+$", v):
+            raise ValueError(f"TlsCertificateName {v!r} is not of the form <I>issuer<S>subject")
+        return v or None
+
+    @model_validator(mode="after")
+    def _rules(self) -> "SendConnector":
+        if self.smart_hosts and self.dns_routing_enabled:
+            # Set-SendConnector turns DNS routing off when smart hosts are given; mirror it.
+            object.__setattr__(self, "dns_routing_enabled", False)
+        if not self.smart_hosts and not self.dns_routing_enabled:
+            raise ValueError("a send connector without DNS routing needs SmartHosts")
+        if self.tls_auth_level and not self.require_tls:
+            raise ValueError("TlsAuthLevel can only be set when RequireTLS is $true")
+        if self.require_tls and self.ignore_starttls:
+            raise ValueError("IgnoreSTARTTLS must be $false when RequireTLS is $true")
+        if (self.tls_auth_level == TlsAuthLevel.DOMAIN_VALIDATION and self.smart_hosts
+                and not self.tls_domain):
+            raise ValueError("TlsDomain is required with DomainValidation over smart hosts")
+        return self
+
+
+class TransportServiceConfig(LabModel):
+    """Set-TransportService / Set-FrontendTransportService: DNS, logging and retry settings."""
+
+    internal_dns_servers: list[str] = Field(default_factory=list)
+    internal_dns_adapter_enabled: bool = True
+    external_dns_servers: list[str] = Field(default_factory=list)
+    external_dns_adapter_enabled: bool = True
+    intra_org_connector_protocol_logging_level: LoggingLevel = LoggingLevel.NONE
+    transient_failure_retry_count: int = Field(6, ge=0, le=15)
+    transient_failure_retry_interval: str = "00:05:00"
+    outbound_connection_failure_retry_interval: str = "00:10:00"
+    message_retry_interval: str = "00:15:00"
+    delay_notification_timeout: str = "04:00:00"
+    message_expiration_timeout: str = "2.00:00:00"
+    running: bool = True
+
+    @field_validator("internal_dns_servers", "external_dns_servers")
+    @classmethod
+    def _ips(cls, v: list[str]) -> list[str]:
+        return [_ipv4(x) for x in v]
+
+
+class StoreEntry(LabModel):
+    """One certificate in a server's LocalMachine\\My store, in store order."""
+
+    certificate: str
+    has_private_key: bool = True
+    services: list[str] = Field(default_factory=lambda: ["SMTP"])
+
+
+class CaSpec(LabModel):
+    """A certificate authority of the lab (a public one, or an organisation's own)."""
+
+    name: str
+    subject: str
+    parent: str | None = None  # None: a self-signed root
+    trusted_by: list[Site] = Field(default_factory=lambda: [Site.ONPREM, Site.EXO, Site.INTERNET])
+    not_before: str = "-3650d"
+    not_after: str = "+3650d"
+
+
+class CertificateSpec(LabModel):
+    """A leaf certificate (or a self-signed one when issuer is `self`)."""
+
+    name: str
+    subject: str
+    sans: list[str] = Field(default_factory=list)
+    issuer: str = "self"
+    not_before: str = "-30d"
+    not_after: str = "+365d"
+    revoked: bool = False
+    server_auth: bool = True
+    client_auth: bool = True
+
+
+class ExchangeServer(LabModel):
+    """An on-premises Exchange 2019 server (Mailbox or Edge)."""
+
+    name: str
+    fqdn: str
+    role: ServerRole = ServerRole.MAILBOX
+    ip: str
+    adapter_dns_servers: list[str] = Field(default_factory=list)
+    utc_offset_minutes: int = 0
+    version: str = "15.02.1544.004"
+    frontend: TransportServiceConfig | None = None
+    transport: TransportServiceConfig = Field(default_factory=TransportServiceConfig)
+    receive_connectors: list[ReceiveConnector] = Field(default_factory=list)
+    certificates: list[StoreEntry] = Field(default_factory=list)
+    internal_transport_certificate: str | None = None
+    intermediate_store: list[str] | None = None  # CA names installed; None = every lab intermediate
+    databases: list[str] = Field(default_factory=list)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        return _ipv4(v)
+
+    @field_validator("adapter_dns_servers")
+    @classmethod
+    def _dns(cls, v: list[str]) -> list[str]:
+        return [_ipv4(x) for x in v]
+
+
+class AcceptedDomain(LabModel):
+    name: str
+    domain_name: str
+    domain_type: AcceptedDomainType = AcceptedDomainType.AUTHORITATIVE
+    default: bool = False
+
+
+class Mailbox(LabModel):
+    alias: str
+    primary_smtp_address: str
+    email_addresses: list[str] = Field(default_factory=list)
+    database: str = "DB01"
+    display_name: str = ""
+
+
+class RemoteMailbox(LabModel):
+    """An on-prem mail user whose mailbox lives in Exchange Online (routing via targetAddress)."""
+
+    alias: str
+    primary_smtp_address: str
+    remote_routing_address: str
+    display_name: str = ""
+
+
+class Organization(LabModel):
+    """The on-premises Exchange organisation."""
+
+    name: str
+    ad_site: str = "Default-First-Site-Name"
+    servers: list[ExchangeServer]
+    accepted_domains: list[AcceptedDomain]
+    send_connectors: list[SendConnector] = Field(default_factory=list)
+    mailboxes: list[Mailbox] = Field(default_factory=list)
+    remote_mailboxes: list[RemoteMailbox] = Field(default_factory=list)
+    public_ip: str  # the SNAT address of the on-prem network towards the Internet
+
+    def server(self, name: str) -> ExchangeServer:
+        for s in self.servers:
+            if s.name.lower() == name.lower():
+                return s
+        raise KeyError(name)
+
+
+class InboundConnector(LabModel):
+    """EXO New-InboundConnector."""
+
+    name: str
+    connector_type: Literal["OnPremises", "Partner"] = "OnPremises"
+    sender_ip_addresses: list[str] = Field(default_factory=list)
+    sender_domains: list[str] = Field(default_factory=lambda: ["smtp:*;1"])
+    tls_sender_certificate_name: str | None = None
+    require_tls: bool = True
+    restrict_domains_to_certificate: bool = False
+    restrict_domains_to_ip_addresses: bool = False
+    cloud_services_mail_enabled: bool = True
+    connector_source: Literal["Default", "HybridWizard", "Migrated"] = "HybridWizard"
+    enabled: bool = True
+
+
+class OutboundConnector(LabModel):
+    """EXO New-OutboundConnector."""
+
+    name: str
+    connector_type: Literal["OnPremises", "Partner"] = "OnPremises"
+    smart_hosts: list[str] = Field(default_factory=list)
+    use_mx_record: bool = False
+    tls_settings: TlsAuthLevel | None = TlsAuthLevel.DOMAIN_VALIDATION
+    tls_domain: str | None = None
+    recipient_domains: list[str] = Field(default_factory=list)
+    route_all_messages_via_on_premises: bool = False
+    cloud_services_mail_enabled: bool = True
+    connector_source: Literal["Default", "HybridWizard", "Migrated"] = "HybridWizard"
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _rules(self) -> "OutboundConnector":
+        if not self.use_mx_record and not self.smart_hosts:
+            raise ValueError("UseMXRecord $false requires SmartHosts")
+        return self
+
+
+class ExoMailbox(LabModel):
+    alias: str
+    primary_smtp_address: str
+    email_addresses: list[str] = Field(default_factory=list)
+
+
+class ExoMailUser(LabModel):
+    """A synced on-prem mailbox, seen in EXO as a mail user with an external address."""
+
+    alias: str
+    primary_smtp_address: str
+    external_email_address: str
+
+
+class ExoTenant(LabModel):
+    """The Exchange Online tenant and the EOP front end it is reached through."""
+
+    name: str
+    initial_domain: str
+    accepted_domains: list[AcceptedDomain]
+    mailboxes: list[ExoMailbox] = Field(default_factory=list)
+    mail_users: list[ExoMailUser] = Field(default_factory=list)
+    inbound_connectors: list[InboundConnector] = Field(default_factory=list)
+    outbound_connectors: list[OutboundConnector] = Field(default_factory=list)
+    inbound_ip: str = "52.101.194.15"
+    outbound_ip: str = "40.93.131.26"
+    frontend_host: str = "BL02EPF0001A0FB.namprd03.prod.outlook.com"
+    outbound_helo: str = "PNYPR01CU001.outbound.protection.outlook.com"
+    certificate: str = "eop"
+    dns_servers: list[str] = Field(default_factory=lambda: ["8.8.8.8"])
+
+    @property
+    def routing_domain(self) -> str:
+        return self.initial_domain.replace(".onmicrosoft.com", ".mail.onmicrosoft.com")
+
+
+class DnsRecord(LabModel):
+    name: str
+    type: Literal["A", "MX", "CNAME", "TXT", "PTR"]
+    value: str
+    preference: int = 10
+    ttl: int = 3600
+
+
+class DnsZone(LabModel):
+    name: str
+    records: list[DnsRecord] = Field(default_factory=list)
+
+
+class DnsServer(LabModel):
+    """A DNS server host: authoritative for its zones, forwarding the rest (or answering NXDOMAIN)."""
+
+    name: str
+    ip: str
+    site: Site
+    zones: list[DnsZone] = Field(default_factory=list)
+    forwarders: list[str] = Field(default_factory=list)
+    running: bool = True
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        return _ipv4(v)
+
+
+class InternetMailHost(LabModel):
+    """A mail host on the Internet (a non-Exchange MTA) with its own mailboxes."""
+
+    name: str
+    fqdn: str
+    ip: str
+    domains: list[str]
+    mailboxes: list[str] = Field(default_factory=list)
+    certificate: str | None = None
+    dns_servers: list[str] = Field(default_factory=lambda: ["8.8.8.8"])
+
+
+class NatRule(LabModel):
+    """Port forwarding at the on-prem edge router: public_ip:port -> server."""
+
+    public_ip: str
+    server: str
+    ports: list[int] = Field(default_factory=lambda: [25])
+
+
+class Network(LabModel):
+    """Links between sites: one-way latency in milliseconds per site pair."""
+
+    latency_ms: dict[str, float] = Field(default_factory=lambda: {
+        "onprem-onprem": 0.4, "exo-exo": 0.6, "internet-internet": 5.0,
+        "onprem-exo": 11.0, "onprem-internet": 18.0, "exo-internet": 9.0,
+    })
+    nat: list[NatRule] = Field(default_factory=list)
+    crl_host_ip: str = "192.0.2.80"
+    crl_host_name: str = "crl.labsim-pki.net"
+
+    def latency(self, a: Site | str, b: Site | str) -> float:
+        key = "-".join(sorted([str(a), str(b)], key=["onprem", "exo", "internet"].index))
+        return self.latency_ms.get(key, 1.0) / 1000.0
+
+
+class Lab(LabModel):
+    """Everything the lab runs: the world a scenario describes."""
+
+    start: datetime
+    organization: Organization
+    tenant: ExoTenant
+    internet_hosts: list[InternetMailHost] = Field(default_factory=list)
+    dns_servers: list[DnsServer] = Field(default_factory=list)
+    certificate_authorities: list[CaSpec] = Field(default_factory=list)
+    certificates: list[CertificateSpec] = Field(default_factory=list)
+    network: Network = Field(default_factory=Network)
+
+    def certificate(self, name: str) -> CertificateSpec:
+        for c in self.certificates:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def ca(self, name: str) -> CaSpec:
+        for c in self.certificate_authorities:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @model_validator(mode="after")
+    def _references(self) -> "Lab":
+        """Cross-object checks, so a typo in a scenario fails on load, not mid-run."""
+        certs = {c.name for c in self.certificates}
+        cas = {c.name for c in self.certificate_authorities}
+        for c in self.certificates:
+            if c.issuer != "self" and c.issuer not in cas:
+                raise ValueError(f"certificate {c.name!r}: issuer {c.issuer!r} is not a lab CA")
+        for ca in self.certificate_authorities:
+            if ca.parent and ca.parent not in cas:
+                raise ValueError(f"CA {ca.name!r}: parent {ca.parent!r} is not a lab CA")
+        names = set()
+        for s in self.organization.servers:
+            if s.name.lower() in names:
+                raise ValueError(f"server name {s.name!r} is used twice")
+            names.add(s.name.lower())
+            for e in s.certificates:
+                if e.certificate not in certs:
+                    raise ValueError(f"server {s.name}: certificate {e.certificate!r} is not defined")
+            if s.internal_transport_certificate and s.internal_transport_certificate not in certs:
+                raise ValueError(f"server {s.name}: internal transport certificate "
+                                 f"{s.internal_transport_certificate!r} is not defined")
+            seen = set()
+            for rc in s.receive_connectors:
+                if rc.name.lower() in seen:
+                    raise ValueError(f"server {s.name}: receive connector {rc.name!r} is defined twice")
+                seen.add(rc.name.lower())
+        for sc in self.organization.send_connectors:
+            for src in sc.source_transport_servers:
+                if src.lower() not in names:
+                    raise ValueError(f"send connector {sc.name!r}: source server {src!r} does not exist")
+        if self.tenant.certificate not in certs:
+            raise ValueError(f"tenant certificate {self.tenant.certificate!r} is not defined")
+        for h in self.internet_hosts:
+            if h.certificate and h.certificate not in certs:
+                raise ValueError(f"internet host {h.name}: certificate {h.certificate!r} is not defined")
+        for rule in self.network.nat:
+            if rule.server.lower() not in names:
+                raise ValueError(f"NAT rule for {rule.public_ip}: server {rule.server!r} does not exist")
+        return self
