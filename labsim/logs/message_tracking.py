@@ -1,0 +1,77 @@
+"""Message tracking log (reference log-formats.md §4): groundwork, header and row layout only.
+
+Files `MSGTRK`/`MSGTRKMS`/`MSGTRKMD`/`MSGTRKMA` + `yyyyMMddHH-n.LOG` share one folder,
+`<SERVER>/TransportRoles/Logs/MessageTracking` [DOC-MT; REAL: QAZ `MSGTRKMS2022091915-1.LOG`].
+Unlike protocol logs, `#Version` is the full build (`15.02.1544.004` = Exchange 2019 CU14) [REAL
+format]. Rows of one log are ordered by (timestamp, order added): tracking rows have no session to
+sort by, and within one millisecond the causal order in which the lab records events is the order
+Exchange would have written them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from .csvfmt import escape
+from .logfile import DEFAULT_MAX_FILE_BYTES, LogStream
+
+__all__ = ["MESSAGE_TRACKING_FIELDS", "MESSAGE_TRACKING_LOG_TYPE", "MESSAGE_TRACKING_PREFIXES",
+           "MessageTrackingLog", "message_tracking_folder"]
+
+# 2016/2019: 30 fields [REAL: QAZ header; ELA rows have 30 values].
+MESSAGE_TRACKING_FIELDS = (
+    "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context",
+    "connector-id", "source", "event-id", "internal-message-id", "message-id", "network-message-id",
+    "recipient-address", "recipient-status", "total-bytes", "recipient-count",
+    "related-recipient-address", "reference", "message-subject", "sender-address", "return-path",
+    "message-info", "directionality", "tenant-id", "original-client-ip", "original-server-ip",
+    "custom-data", "transport-traffic-type", "log-id", "schema-version",
+)
+MESSAGE_TRACKING_LOG_TYPE = "Message Tracking Log"  # [REAL: QAZ, KIN]
+MESSAGE_TRACKING_PREFIXES = ("MSGTRK", "MSGTRKMS", "MSGTRKMD", "MSGTRKMA")
+_INDEX = {name.replace("-", "_"): i for i, name in enumerate(MESSAGE_TRACKING_FIELDS[1:])}
+_SCHEMA_VERSION = _INDEX["schema_version"]
+
+Prefix = Literal["MSGTRK", "MSGTRKMS", "MSGTRKMD", "MSGTRKMA"]
+
+
+def message_tracking_folder(server_name: str) -> Path:
+    return Path(server_name, "TransportRoles", "Logs", "MessageTracking")
+
+
+class MessageTrackingLog:
+    """One message tracking log (one prefix) of one server."""
+
+    __slots__ = ("stream", "version", "_order")
+
+    def __init__(self, root: Path, server_name: str, prefix: Prefix, version: str = "15.02.1544.004",
+                 *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+        if prefix not in MESSAGE_TRACKING_PREFIXES:
+            raise ValueError(f"prefix must be one of {MESSAGE_TRACKING_PREFIXES}, not {prefix!r}")
+        self.version = version
+        self.stream = LogStream(Path(root) / message_tracking_folder(server_name), prefix,
+                                MESSAGE_TRACKING_LOG_TYPE, MESSAGE_TRACKING_FIELDS, version,
+                                max_file_bytes=max_file_bytes)
+        self._order = 0
+
+    def add(self, when: datetime, **fields: str | int | None) -> None:
+        """One row; fields by snake_case name (`event_id="RECEIVE"`), the others left empty.
+
+        `schema_version` defaults to the log's build: every real 2016/2019 row carries it (QAZ,
+        ELA), equal to the file's `#Version`.
+        """
+        values = [""] * len(_INDEX)
+        values[_SCHEMA_VERSION] = escape(self.version)
+        for name, value in fields.items():
+            try:
+                i = _INDEX[name]
+            except KeyError:
+                raise TypeError(f"unknown message tracking field {name!r}") from None
+            values[i] = "" if value is None else escape(value if isinstance(value, str) else str(value))
+        self._order += 1
+        self.stream.add_joined(when, (self._order,), ",".join(values))
+
+    def flush(self) -> list[Path]:
+        return self.stream.flush()

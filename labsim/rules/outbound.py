@@ -1,0 +1,76 @@
+"""What a failed delivery attempt becomes: the queue's LastError (on-prem) or EXO's reason.
+
+A sending session ends in a structured `AttemptFailure`; these functions word it the way each
+product does, in one table per product, so the same mechanism always gives the same words.
+Sources: transport-behavior.md §3.1 (NoCredentials -> "421 4.4.1 Connection timed out"), §4.2
+(failover texts), §4.3 (EXO's 4.4.31x/4.7.320 mail-flow-intelligence codes), seeds 002/003/004.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import replies as R
+
+
+@dataclass(frozen=True)
+class AttemptFailure:
+    """Why one attempt to a target failed."""
+
+    kind: str  # connect_timeout | connect_refused | tls_no_credentials | tls_cert_not_found |
+    #            tls_required | tls_failed | cert_validation | response | socket
+    target_ip: str
+    target_port: int
+    target_name: str = ""
+    response: str | None = None  # the remote reply, for kind == "response"
+    status: str | None = None  # a ChainValidityStatus / SecurityStatus name
+    permanent: bool = False
+    detail: str = ""
+
+
+def _primary(response: str) -> str:
+    return R.FAILOVER_PROTOCOL.format(response=response.rstrip("."))
+
+
+def onprem_last_error(f: AttemptFailure) -> str:
+    """Get-Queue / Get-Message LastError for a failed attempt of an on-prem send connector."""
+    if f.kind == "connect_timeout":
+        return _primary(R.UNABLE_TO_CONNECT)
+    if f.kind == "connect_refused":
+        details = (f"Failed to connect. Winsock error code: 10061, Win32 error code: 10061")
+        return R.FAILOVER_SOCKET.format(details=details)
+    if f.kind == "socket":
+        return R.FAILOVER_SOCKET.format(details=f.detail or "Socket error")
+    if f.kind in ("tls_no_credentials", "tls_failed"):
+        return _primary(R.CONNECTION_TIMED_OUT)
+    if f.kind == "tls_cert_not_found":
+        return R.TLS_CERT_NOT_FOUND
+    if f.kind == "tls_required":
+        return _primary(R.STARTTLS_REQUIRED)
+    if f.kind == "cert_validation":
+        return _primary(R.CERT_VALIDATION_FAILURE)
+    if f.kind == "dns":
+        return f.detail
+    return _primary(f.response or R.UNABLE_TO_CONNECT)
+
+
+EXO_CODES = {
+    "dns": "450 4.4.312 DNS query failed",
+    "connect_timeout": "450 4.4.315 Connection timed out",
+    "connect_refused": "450 4.4.316 Connection refused",
+    "socket": "450 4.4.318 Connection was closed abruptly",
+    "cert_validation": "450 4.7.320 Certificate validation failed",
+}
+
+
+def exo_last_error(f: AttemptFailure) -> str:
+    """EXO's delivery error for an outbound-connector attempt (message trace `LED=` text)."""
+    if f.kind in ("connect_timeout", "connect_refused", "socket", "dns"):
+        return EXO_CODES[f.kind]
+    if f.kind == "cert_validation":
+        return f"{EXO_CODES['cert_validation']} [Message={f.status}]"
+    if f.kind == "tls_required":
+        return f"450 4.4.317 Cannot connect to remote server [Message={R.STARTTLS_REQUIRED}]"
+    if f.kind == "response" and f.response:
+        return f"450 4.4.317 Cannot connect to remote server [Message={f.response}]"
+    return "450 4.4.317 Cannot connect to remote server"

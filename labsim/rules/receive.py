@@ -1,0 +1,187 @@
+"""Receive-side rules: connector selection, session permissions, EHLO, acceptance of MAIL and RCPT.
+
+Sources: transport-behavior.md §1 (selection: bindings, then the most specific RemoteIPRanges;
+permission groups and their rights), §4.2 (reply texts), §8 (EHLO keyword order), and the real
+protocol-log samples (log-formats.md §2.3).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from ..topology.model import AuthMechanism, ReceiveConnector
+from . import replies as R
+from .iprange import best_match_size
+
+# What each permission group grants (transport-behavior.md §1.2, "Permission groups -> rights").
+_EXCHANGE_SERVER_RIGHTS = frozenset({
+    "SMTPSubmit", "SMTPAcceptAnyRecipient", "SMTPAcceptAuthenticationFlag", "SMTPAcceptAnySender",
+    "SMTPAcceptAuthoritativeDomainSender", "BypassAntiSpam", "BypassMessageSizeLimit",
+    "SMTPAcceptEXCH50", "AcceptRoutingHeaders", "AcceptForestHeaders", "AcceptOrganizationHeaders",
+    "SendRoutingHeaders", "SendForestHeaders", "SendOrganizationHeaders", "SendAs",
+    "SMTPSendXShadow", "SMTPAcceptXShadow", "SMTPAcceptXProxyFrom", "SMTPAcceptXSessionParams",
+    "SMTPAcceptXMessageContextADRecipientCache", "SMTPAcceptXMessageContextExtendedProperties",
+    "SMTPAcceptXMessageContextFastIndex", "SMTPAcceptXAttr", "SMTPAcceptXSysProbe",
+})
+GROUP_RIGHTS: dict[str, frozenset[str]] = {
+    "AnonymousUsers": frozenset({"SMTPSubmit", "SMTPAcceptAnySender", "SMTPAcceptAuthoritativeDomainSender",
+                                 "AcceptRoutingHeaders"}),
+    "Partners": frozenset({"SMTPSubmit", "AcceptRoutingHeaders"}),
+    "ExchangeUsers": frozenset({"SMTPSubmit", "SMTPAcceptAnyRecipient", "BypassAntiSpam", "AcceptRoutingHeaders"}),
+    "ExchangeServers": _EXCHANGE_SERVER_RIGHTS,
+    "ExchangeLegacyServers": _EXCHANGE_SERVER_RIGHTS,
+    "Custom": frozenset(),
+}
+
+
+def _binding_matches(binding: str, local_ip: str, local_port: int) -> int | None:
+    """0 for a wildcard match, 1 for an exact IP match, None for no match."""
+    ip, port = binding.rsplit(":", 1)
+    if int(port) != local_port:
+        return None
+    ip = ip.strip("[]")
+    if ip in ("0.0.0.0", "::"):
+        return 0
+    try:
+        return 1 if ipaddress.ip_address(ip) == ipaddress.ip_address(local_ip) else None
+    except ValueError:
+        return None
+
+
+def select_receive_connector(connectors: list[ReceiveConnector], *, local_ip: str, local_port: int,
+                             remote_ip: str) -> ReceiveConnector | None:
+    """The connector that takes a session: matching binding, then the most specific remote range.
+
+    Documented example: ranges 0.0.0.0-255.255.255.255, 192.168.1.0/24 and 192.168.1.75 on one
+    port send 192.168.1.75 to the /32 connector and 192.168.1.100 to the /24 one.
+    """
+    best: tuple[int, int, str] | None = None
+    chosen: ReceiveConnector | None = None
+    for rc in connectors:
+        if not rc.enabled:
+            continue
+        exact = max((m for b in rc.bindings if (m := _binding_matches(b, local_ip, local_port)) is not None),
+                    default=None)
+        if exact is None:
+            continue
+        size = best_match_size(rc.remote_ip_ranges, remote_ip)
+        if size is None:
+            continue
+        key = (-exact, size, rc.name.lower())
+        if best is None or key < best:
+            best, chosen = key, rc
+    return chosen
+
+
+def listening_ports(connectors: list[ReceiveConnector]) -> list[int]:
+    return sorted({p for rc in connectors if rc.enabled for p in rc.ports})
+
+
+@dataclass
+class ReceiveState:
+    """What a receive session knows; the shell updates it, the rules read it."""
+
+    connector: ReceiveConnector
+    fqdn: str
+    remote_ip: str
+    starttls_available: bool
+    is_edge: bool = False
+    helo: str | None = None
+    esmtp: bool = False
+    tls: bool = False
+    authenticated_as_server: bool = False
+    capabilities: frozenset[str] = frozenset()
+    mail_from: str | None = None
+    recipients: list[str] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def rights(self) -> frozenset[str]:
+        groups = set(self.connector.permission_groups)
+        rights: set[str] = set()
+        if "AnonymousUsers" in groups:
+            rights |= GROUP_RIGHTS["AnonymousUsers"]
+        if "Partners" in groups and self.tls:
+            rights |= GROUP_RIGHTS["Partners"]
+        if self.authenticated_as_server:
+            for g in ("ExchangeServers", "ExchangeLegacyServers"):
+                if g in groups:
+                    rights |= GROUP_RIGHTS[g]
+        if "AcceptCloudServicesMail" in self.capabilities or "AcceptOorgProtocol" in self.capabilities:
+            # Mail from the tenant is internal to the organisation: it may relay and carries
+            # organisation headers (transport-behavior.md §1.3, §7.3).
+            rights |= {"SMTPSubmit", "SMTPAcceptAnyRecipient", "SMTPAcceptAnySender",
+                       "SMTPAcceptAuthoritativeDomainSender", "AcceptOrganizationHeaders", "BypassAntiSpam"}
+        return frozenset(rights)
+
+    def reset_transaction(self) -> None:
+        self.mail_from = None
+        self.recipients = []
+
+
+def ehlo_keywords(state: ReceiveState) -> list[str]:
+    """Exchange 2019's EHLO keywords in code order (transport-behavior.md §8, real samples)."""
+    rc = state.connector
+    mechs = set(rc.auth_mechanism)
+    kw = [f"SIZE {rc.max_message_size}", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES"]
+    if not state.tls and state.starttls_available and AuthMechanism.TLS in mechs:
+        kw.append("STARTTLS")
+    if not state.tls and AuthMechanism.TLS in mechs and AuthMechanism.EXCHANGE_SERVER in mechs:
+        kw.append("X-ANONYMOUSTLS")
+    auth = []
+    if AuthMechanism.INTEGRATED in mechs:
+        auth.append("NTLM")
+    if AuthMechanism.BASIC_AUTH in mechs and (state.tls or AuthMechanism.BASIC_AUTH_REQUIRE_TLS not in mechs):
+        auth.append("LOGIN")
+    if auth:
+        kw.append("AUTH " + " ".join(auth))
+    if AuthMechanism.EXCHANGE_SERVER in mechs:
+        hub_tls = state.tls and (rc.transport_role == "HubTransport" or state.is_edge)
+        kw.append("X-EXPS EXCHANGEAUTH GSSAPI NTLM" if hub_tls else "X-EXPS GSSAPI NTLM")
+        if hub_tls:
+            kw.append("X-EXCHANGEAUTH SHA256")
+    kw += ["8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8", "XRDST"]
+    return kw
+
+
+def ehlo_reply_lines(state: ReceiveState) -> list[str]:
+    """The multi-line 250 reply as sent on the wire (`250-...` lines, last one `250 ...`)."""
+    lines = [R.HELLO.format(fqdn=state.fqdn, ip=state.remote_ip)] + ehlo_keywords(state)
+    return [f"250-{ln}" for ln in lines[:-1]] + [f"250 {lines[-1]}"]
+
+
+def check_mail(state: ReceiveState, size: int | None) -> str:
+    """Reply to MAIL FROM (the address itself has been parsed by the shell)."""
+    if state.helo is None:
+        return R.SEND_HELLO_FIRST
+    if state.connector.require_tls and not state.tls:
+        return R.STARTTLS_REQUIRED
+    if state.mail_from is not None:
+        return R.SENDER_ALREADY
+    if "SMTPSubmit" not in state.rights:
+        return R.NOT_AUTHENTICATED
+    if size is not None and size > state.connector.max_message_size and "BypassMessageSizeLimit" not in state.rights:
+        return R.TOO_LARGE
+    return R.SENDER_OK
+
+
+def check_rcpt(state: ReceiveState, recipient: str, *, accepted: bool) -> str:
+    """Reply to RCPT TO: relay is allowed only with SMTPAcceptAnyRecipient."""
+    if state.mail_from is None:
+        return R.NEED_MAIL
+    if not accepted and "SMTPAcceptAnyRecipient" not in state.rights:
+        return R.RELAY_DENIED
+    return R.RECIPIENT_OK
+
+
+def check_data(state: ReceiveState) -> str:
+    if state.mail_from is None:
+        return R.NEED_MAIL
+    if not state.recipients:
+        return R.NEED_RCPT
+    return R.START_DATA
+
+
+def connector_fqdn(rc: ReceiveConnector, server_fqdn: str) -> str:
+    return rc.fqdn or server_fqdn

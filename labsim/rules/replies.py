@@ -1,0 +1,80 @@
+"""SMTP replies as Exchange words them, as named constants (one table, policed by a test).
+
+Sources: shared/reference/transport-behavior.md §4.2 (on-prem), §4.3 (EXO), §8 (banners), and the
+real protocol-log samples in shared/reference/samples.
+"""
+
+from __future__ import annotations
+
+# Session
+BANNER = "220 {fqdn} Microsoft ESMTP MAIL Service ready at {date}"
+STARTTLS_GO = "220 2.0.0 SMTP server ready"
+CLOSING = "221 2.0.0 Service closing transmission channel"
+HELLO = "{fqdn} Hello [{ip}]"
+
+# Positive
+OK = "250 2.0.0 OK"
+RESETTING = "250 2.0.0 Resetting"
+SENDER_OK = "250 2.1.0 Sender OK"
+RECIPIENT_OK = "250 2.1.5 Recipient OK"
+START_DATA = "354 Start mail input; end with <CRLF>.<CRLF>"
+QUEUED = "250 2.6.0 {message_id} [InternalId={internal_id}, Hostname={hostname}] {size} bytes in {secs}, {rate} KB/sec Queued mail for delivery"
+BDAT_OK = "250 2.0.0 BDAT command accepted"
+CANNOT_VRFY = "252 2.1.5 Cannot VRFY user"
+
+# Sequence errors
+SEND_HELLO_FIRST = "503 5.5.2 Send hello first"
+SENDER_ALREADY = "503 5.5.2 Sender already specified"
+NEED_MAIL = "503 5.5.2 Need mail command"
+NEED_RCPT = "503 5.5.2 Need rcpt command"
+ONE_STARTTLS = "503 5.5.2 Only one STARTTLS command can be issued per session"
+UNRECOGNIZED = "500 5.3.3 Unrecognized command"
+INVALID_ARGS = "501 5.5.4 Invalid arguments"
+INVALID_SENDER = "501 5.1.7 Invalid address"
+INVALID_RECIPIENT = "501 5.1.3 Invalid address"
+UNRECOGNIZED_AUTH = "504 5.7.4 Unrecognized authentication type"
+LINE_TOO_LONG = "500 5.5.6 Line too long"
+TOO_MANY_ERRORS = "421 4.7.0 Too many errors on this connection, closing transmission channel"
+
+# Policy
+STARTTLS_REQUIRED = "451 5.7.3 STARTTLS is required to send mail"
+MUST_STARTTLS = "530 5.7.0 Must issue a STARTTLS command first"
+NOT_AUTHENTICATED = "530 5.7.1 Client was not authenticated"
+NO_SUBMIT = "550 5.7.1 Client does not have permissions to submit to this server"
+NO_SEND_AS = "550 5.7.1 Client does not have permissions to send as this sender"
+RELAY_DENIED = "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain"
+RECIPIENT_NOT_FOUND = "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"
+CERT_VALIDATION_FAILURE = "454 4.7.5 Certificate validation failure"
+TLS_INIT_FAILURE = "554 5.7.3 Unable to initialize security subsystem"
+HOP_COUNT = "554 5.4.6 Hop count exceeded - possible mail loop"
+TOO_LARGE = "552 5.3.4 Message size exceeds fixed maximum message size"
+SERVICE_NOT_AVAILABLE = "421 4.3.2 Service not available"
+TIMEOUT = "451 4.7.0 Timeout waiting for client input"
+
+# Front End proxy (PRX1 no destinations, PRX2 DNS error, PRX3 connection failure, PRX4 protocol
+# error, PRX5 socket error, PRX6 shutdown)
+PROXY_TEMPORARY = "451 4.7.0 Temporary server error. Please try again later. PRX{n}"
+PROXY_SETUP_FAILED_TEMP = "450 4.7.0 Proxy session setup failed on Frontend with '{response}'"
+PROXY_SETUP_FAILED_PERM = "550 5.7.0 Proxy session setup failed on Frontend with '{response}'"
+
+# Outbound (queue LastError); see transport-behavior.md §3.1 and §4.2
+FAILOVER_PROTOCOL = ('451 4.4.0 Primary target IP address responded with: "{response}." Attempted failover '
+                     "to alternate host, but that did not succeed. Either there are no alternate hosts, or "
+                     "delivery failed to all alternate hosts.")
+FAILOVER_SOCKET = ('441 4.4.1 Error encountered while communicating with primary target IP address: '
+                   '"{details}." Attempted failover to alternate host, but that did not succeed. Either there '
+                   "are no alternate hosts, or delivery failed to all alternate hosts.")
+CONNECTION_TIMED_OUT = "421 4.4.1 Connection timed out"
+UNABLE_TO_CONNECT = "421 4.2.1 Unable to connect"
+DNS_QUERY_FAILED = "451 4.4.0 DNS query failed. The error was: {error}"
+NO_MATCHING_CONNECTOR = "A matching connector cannot be found to route the external recipient"
+TLS_CERT_NOT_FOUND = "454 4.7.5 The certificate specified in TlsCertificateName of the SendConnector could not be found."
+
+# Exchange Online (EOP) front end
+EXO_BANNER = "220 {fqdn} Microsoft ESMTP MAIL Service ready at {date} [{session}]"
+EXO_RELAY_DENIED = "550 5.7.64 TenantAttribution; Relay Access Denied [{host}]"
+EXO_RECIPIENT_NOT_FOUND = "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [{host}]"
+
+
+def code_of(reply: str) -> int:
+    return int(reply[:3])

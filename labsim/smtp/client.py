@@ -1,0 +1,352 @@
+"""The SMTP client shell: one sending session over the virtual network, logged like Exchange.
+
+The caller (a transport service) decides everything beforehand in a `SendSpec`: targets in
+failover order, EHLO name, TLS policy, the client certificate, how to validate the server's
+chain. This module dials through `net.vnet` (so the guard sees every connection), speaks SMTP
+with aiosmtplib, writes the Send protocol-log rows, and returns one result per message.
+
+Virtual time: the client is the active party of its session. It stamps a command, advances the
+clock by the one-way latency *before* yielding (so the server reads the command at t+L), and
+advances again when the reply arrives. Nothing else moves the clock meanwhile, so timestamps
+depend only on the sequence of steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import aiosmtplib
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+from ..logs import protocol_text as T
+from ..net.vnet import ConnectionInfo, open_socket
+from ..rules.outbound import AttemptFailure
+
+CONNECT_TIMEOUT_VIRTUAL = 21.0  # Windows: SYN retransmissions give up after ~21 s (WSAETIMEDOUT)
+REAL_TIMEOUT = 10.0  # a real-time safety net on loopback; never reached in a healthy lab
+BANDWIDTH = {"lan": 100e6 / 8, "wan": 50e6 / 8}  # bytes per second, for DATA transfer time
+
+
+@dataclass
+class Target:
+    ip: str  # virtual address to dial
+    port: int
+    name: str  # the host name it came from (smart host, MX), for logs and errors
+
+
+@dataclass
+class ClientTls:
+    attempt: bool = True  # send STARTTLS when offered
+    require: bool = False
+    auth_level: str | None = None  # None/EncryptionOnly: no checks; CertificateValidation; DomainValidation
+    domain: str | None = None  # for DomainValidation
+    client_cert: Any = None  # a pki StoredCert to present, or None
+    cert_not_found: bool = False  # TlsCertificateName names a certificate that is not in the store
+    sni: str | None = None
+
+
+@dataclass
+class OutboundMessage:
+    key: Any  # the caller's handle
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class MessageResult:
+    key: Any
+    delivered: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)  # permanent, per recipient
+    deferred: dict[str, str] = field(default_factory=dict)  # transient, per recipient
+    reply: str = ""  # the final 250 (or the failure reply)
+    failure: AttemptFailure | None = None
+    remote_ip: str = ""
+    remote_host: str = ""
+    session_id: int = 0
+    tls: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SendSpec:
+    src: Any  # rules.network.HostInfo
+    connector_id: str
+    log: Any  # logs.ProtocolLog or None
+    log_enabled: bool
+    session_ids: Any  # ids.SessionIds
+    ehlo_name: str
+    destination_domain: str
+    targets: list[Target]
+    tls: ClientTls
+    validate: Callable[[list, str | None], Awaitable[Any]] | None = None  # chain, domain -> ValidationResult
+    mail_params: Callable[[OutboundMessage], list[str]] = lambda m: [f"SIZE={len(m.data)}"]
+    on_tls_failure_event: Callable[[AttemptFailure], None] | None = None
+
+
+def wire_lines(code: int, message: str) -> list[str]:
+    parts = message.split("\n") if message else [""]
+    return [f"{code}-{p}" for p in parts[:-1]] + [f"{code} {parts[-1]}".rstrip()]
+
+
+class _Abort(Exception):
+    def __init__(self, failure: AttemptFailure) -> None:
+        self.failure = failure
+
+
+class ClientSession:
+    """One attempt to one target."""
+
+    def __init__(self, lab: Any, spec: SendSpec, target: Target) -> None:
+        self.lab = lab
+        self.spec = spec
+        self.target = target
+        self.sid = spec.session_ids.next()
+        self.cursor = lab.clock.now()
+        self.plan = lab.net.plan(spec.src, target.ip, target.port)
+        self.log = lab.send_log(spec.log, spec.connector_id, self.sid,
+                                remote=T.format_endpoint(target.ip, target.port), clock=self._now,
+                                enabled=spec.log_enabled)
+        self.smtp: aiosmtplib.SMTP | None = None
+        self.tls_info: dict[str, Any] = {}
+        self.latency = self.plan.latency
+
+    def _now(self):
+        return self.lab.clock.now()
+
+    def _advance(self, seconds: float | None = None) -> None:
+        self.lab.clock.advance(self.latency if seconds is None else seconds)
+
+    def _fail(self, kind: str, **kw: Any) -> AttemptFailure:
+        return AttemptFailure(kind=kind, target_ip=self.target.ip, target_port=self.target.port,
+                              target_name=self.target.name, **kw)
+
+    async def _command(self, *args: bytes) -> aiosmtplib.SMTPResponse:
+        assert self.smtp is not None
+        self.log.sent(b" ".join(args).decode("utf-8", "surrogateescape"))
+        self._advance()
+        try:
+            resp = await self.smtp.execute_command(*args, timeout=REAL_TIMEOUT)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
+            raise _Abort(self._fail("socket", detail=f"{type(exc).__name__}: {exc}")) from None
+        self._advance()
+        for line in wire_lines(resp.code, resp.message):
+            self.log.received(line)
+        return resp
+
+    async def connect(self) -> None:
+        spec, lab = self.spec, self.lab
+        self.log.info(T.session_permissions_data(()), T.SET_SESSION_PERMISSIONS)
+        self.log.info("", T.ATTEMPTING_TO_CONNECT)
+        plan = self.plan
+        if plan.failure is not None:
+            self._advance(CONNECT_TIMEOUT_VIRTUAL if plan.failure == "timeout" else 2 * self.latency)
+            code = 10060 if plan.failure == "timeout" else 10061
+            self.log.info("", T.connect_failed_context(code, spec.destination_domain, self.target.ip, self.target.port))
+            raise _Abort(self._fail("connect_timeout" if code == 10060 else "connect_refused"))
+        src_port = lab.source_port(spec.src.name)
+        real_dst = (lab.book.real_ip(plan.dial_ip), lab.book.real_port(self.target.port))
+        real_src = lab.book.real_ip(plan.seen_src_ip)
+        try:
+            sock = await open_socket(real_dst, real_src, REAL_TIMEOUT)
+        except (ConnectionRefusedError, OSError, asyncio.TimeoutError):
+            self._advance(2 * self.latency)
+            self.log.info("", T.connect_failed_context(10061, spec.destination_domain, self.target.ip, self.target.port))
+            raise _Abort(self._fail("connect_refused")) from None
+        lab.registry.announce(sock.getsockname()[:2], ConnectionInfo(
+            src_virtual=(plan.seen_src_ip, src_port), dst_virtual=(self.target.ip, self.target.port),
+            context={"client_host": spec.src.name, "client_session": self.sid}))
+        self.log.set_local(T.format_endpoint(plan.client_local_ip, src_port))
+        self.log.connect()
+        self._advance()
+        self.smtp = aiosmtplib.SMTP(sock=sock, local_hostname=spec.ehlo_name, start_tls=False,
+                                    timeout=REAL_TIMEOUT)
+        try:
+            banner = await self.smtp.connect()
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+                ConnectionError) as exc:
+            self._advance()
+            code = getattr(exc, "code", None)
+            if isinstance(exc, aiosmtplib.SMTPConnectResponseError) and code:
+                text = f"{code} {exc.message}"
+                self.log.received(text)
+                raise _Abort(self._fail("response", response=text, permanent=False)) from None
+            raise _Abort(self._fail("socket", detail=str(exc))) from None
+        self._advance()
+        for line in wire_lines(banner.code, banner.message):
+            self.log.received(line)
+
+    async def ehlo(self) -> aiosmtplib.SMTPResponse:
+        assert self.smtp is not None
+        self.log.sent(f"EHLO {self.spec.ehlo_name}")
+        self._advance()
+        try:
+            resp = await self.smtp.ehlo(hostname=self.spec.ehlo_name, timeout=REAL_TIMEOUT)
+        except aiosmtplib.SMTPHeloError as exc:
+            self._advance()
+            self.log.received(f"{exc.code} {exc.message}")
+            raise _Abort(self._fail("response", response=f"{exc.code} {exc.message}")) from None
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            raise _Abort(self._fail("socket", detail=str(exc))) from None
+        self._advance()
+        for line in T.ehlo_reply_send(wire_lines(resp.code, resp.message)):
+            self.log.received(line)
+        return resp
+
+    async def starttls(self) -> None:
+        """STARTTLS with the client certificate; then classify the server's chain if policy says so."""
+        assert self.smtp is not None
+        tls = self.spec.tls
+        pki = self.lab.pki_tools
+        stored = tls.client_cert
+        ctx_error: Exception | None = None
+        ctx: ssl.SSLContext | None = None
+        try:
+            ctx = pki.client_context(stored)
+        except pki.NoCredentialsError as exc:
+            ctx_error = exc
+        if ctx is None:
+            # The certificate's private key cannot be loaded: STARTTLS goes out, then the handshake
+            # cannot start (seeds 002/004).
+            resp = await self._command(b"STARTTLS")
+            if resp.code == 220 and stored is not None:
+                self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
+            self.log.info("", T.tls_negotiation_failed("NoCredentials"))
+            raise _Abort(self._fail("tls_no_credentials", status="NoCredentials", detail=str(ctx_error)))
+        self.log.sent("STARTTLS")
+        self._advance()
+        try:
+            resp = await self.smtp.starttls(tls_context=ctx, server_hostname=tls.sni, timeout=REAL_TIMEOUT)
+        except aiosmtplib.SMTPResponseException as exc:
+            self._advance()
+            self.log.received(f"{exc.code} {exc.message}")
+            raise _Abort(self._fail("response", response=f"{exc.code} {exc.message}")) from None
+        except (aiosmtplib.SMTPException, ssl.SSLError, ConnectionError) as exc:
+            self._advance()
+            self.log.info("", T.tls_negotiation_failed("IllegalMessage"))
+            raise _Abort(self._fail("tls_failed", status="IllegalMessage", detail=str(exc))) from None
+        self._advance()
+        self.log.received(f"{resp.code} {resp.message}")
+        self._advance(2 * self.latency)  # the handshake: two round trips
+        sslobj = self.smtp.transport.get_extra_info("ssl_object")
+        if stored is not None:
+            self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
+        version, (cipher, _, bits) = sslobj.version(), sslobj.cipher()
+        self.log.info("", T.tls_success_context("client", version, cipher, bits, 256))
+        chain = pki.peer_chain(sslobj)
+        self.tls_info = {"version": version, "cipher": cipher, "remote_chain": chain}
+        if chain:
+            self.log.info(self.lab.certificate_row_x509(chain[0]), T.REMOTE_CERTIFICATE)
+        if tls.auth_level in ("CertificateValidation", "DomainValidation") and self.spec.validate is not None:
+            domain = tls.domain if tls.auth_level == "DomainValidation" else None
+            result = await self.spec.validate(chain, domain)
+            status = str(result.status)
+            self.tls_info["status"] = status
+            if status != "Valid":
+                self.log.info("", T.outbound_tls_auth_failed(tls.auth_level, status))
+                raise _Abort(self._fail("cert_validation", status=status, detail=result.detail))
+
+    async def send(self, msg: OutboundMessage, result: MessageResult) -> None:
+        params = [p.encode() for p in self.spec.mail_params(msg)]
+        resp = await self._command(b"MAIL", f"FROM:<{msg.mail_from}>".encode(), *params)
+        if resp.code != 250:
+            text = f"{resp.code} {resp.message}"
+            (result.rejected if resp.code >= 500 else result.deferred).update({r: text for r in msg.recipients})
+            result.reply = text
+            await self._command(b"RSET")
+            return
+        accepted = []
+        for rcpt in msg.recipients:
+            r = await self._command(b"RCPT", f"TO:<{rcpt}>".encode())
+            if r.code in (250, 251):
+                accepted.append(rcpt)
+            else:
+                (result.rejected if r.code >= 500 else result.deferred)[rcpt] = f"{r.code} {r.message}"
+        if not accepted:
+            await self._command(b"RSET")
+            return
+        resp = await self._command(b"DATA")
+        if resp.code != 354:
+            text = f"{resp.code} {resp.message}"
+            (result.rejected if resp.code >= 500 else result.deferred).update({r: text for r in accepted})
+            return
+        body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(msg.data))
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        assert self.smtp is not None and self.smtp.protocol is not None
+        self._advance(self.latency + len(body) / BANDWIDTH["lan" if self.latency < 0.002 else "wan"])
+        try:
+            self.smtp.protocol.write(body + b".\r\n")
+            final = await self.smtp.protocol.read_response(timeout=REAL_TIMEOUT)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
+            raise _Abort(self._fail("socket", detail=str(exc))) from None
+        self._advance()
+        text = f"{final.code} {final.message}"
+        self.log.received(text)
+        if final.code == 250:
+            result.delivered = accepted
+            result.reply = text
+        else:
+            (result.rejected if final.code >= 500 else result.deferred).update({r: text for r in accepted})
+            result.reply = text
+
+    async def quit(self) -> None:
+        try:
+            await self._command(b"QUIT")
+        except _Abort:
+            pass
+        self._close("Local")
+
+    def _close(self, reason: str) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+            self.smtp = None
+        self.log.disconnect(reason)
+
+
+async def deliver(lab: Any, spec: SendSpec, messages: list[OutboundMessage]) -> list[MessageResult]:
+    """Deliver `messages` over one session, failing over along `spec.targets`."""
+    results = [MessageResult(key=m.key) for m in messages]
+    last: AttemptFailure | None = None
+    for target in spec.targets:
+        session = ClientSession(lab, spec, target)
+        try:
+            await session.connect()
+            ehlo = await session.ehlo()
+            offered = "STARTTLS" in {ln.split()[0].upper() for ln in ehlo.message.split("\n")[1:] if ln.strip()}
+            tls = spec.tls
+            if tls.cert_not_found:
+                raise _Abort(session._fail("tls_cert_not_found"))
+            if offered and tls.attempt:
+                await session.starttls()
+                await session.ehlo()
+            elif tls.require:
+                session.log.info("", "Connector is configured to send mail only over TLS connections and remote "
+                                     "doesn't support TLS")
+                raise _Abort(session._fail("tls_required"))
+            for msg, res in zip(messages, results):
+                res.remote_ip, res.remote_host, res.session_id = target.ip, target.name, session.sid
+                res.tls = dict(session.tls_info)
+                await session.send(msg, res)
+            await session.quit()
+            return results
+        except _Abort as abort:
+            last = abort.failure
+            if session.smtp is not None or session.log.next_sequence > 2:
+                if session.smtp is not None and last.kind in ("tls_required", "cert_validation", "response"):
+                    try:
+                        await session.quit()
+                        continue_after = True
+                    except Exception:  # noqa: BLE001 - the session is being abandoned anyway
+                        session._close("Local")
+                else:
+                    session._close("Local" if session.smtp is not None else "Remote")
+            if spec.on_tls_failure_event and last.kind in ("tls_no_credentials", "tls_required", "cert_validation"):
+                spec.on_tls_failure_event(last)
+            continue
+    for res in results:
+        if not res.delivered and not res.rejected:
+            res.failure = last
+    return results

@@ -1,0 +1,326 @@
+"""Receive policies: what each kind of SMTP server answers (Exchange on-prem, EOP, an Internet MTA).
+
+A policy is the thin adapter between the session shell (`smtp.server`) and the pure rules
+(`labsim.rules`): it holds the session's rule state, asks the rules for each decision and writes
+the evidence (protocol-log rows). What happens to an accepted message is the service's business
+(`deliver` calls back into the transport service that owns the listener).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..clock import rfc2822_local
+from ..logs import protocol_text as T
+from ..rules import replies as R
+from ..rules.receive import (
+    ReceiveState, check_data, check_mail, check_rcpt, connector_fqdn, ehlo_reply_lines,
+    select_receive_connector,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine.services import ExchangeServerRuntime, ExoRuntime, InternetHostRuntime
+    from .server import Envelope, ServerSession
+
+INVALID_DOMAIN = "501 5.5.4 Invalid domain name"
+
+
+class ReceivePolicy:
+    """Common shape; concrete policies override what differs."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def clock_now(self):
+        return self.runtime.clock.now()
+
+    async def open(self, session: "ServerSession") -> bool:
+        raise NotImplementedError
+
+    def opened(self, session: "ServerSession") -> bool:
+        return session.state is not None
+
+    def closed(self, session: "ServerSession") -> None:
+        self.runtime.session_closed(session)
+
+    def banner(self, session: "ServerSession") -> str:
+        raise NotImplementedError
+
+    def max_size(self, session: "ServerSession") -> int:
+        return 36 * 1024 * 1024
+
+    async def auth(self, session: "ServerSession", arg: str) -> None:
+        await session.reply(R.UNRECOGNIZED_AUTH)
+
+
+@dataclass
+class ListenerSpec:
+    """Which connectors a listening socket serves: one transport service, one virtual port."""
+
+    service: str  # "FrontEnd" | "Hub" | "Edge" | "MailboxDelivery"
+    port: int
+
+
+class ExchangeReceivePolicy(ReceivePolicy):
+    """An on-prem Exchange 2019 transport service (Front End, Transport/Hub, Edge, Mailbox Delivery)."""
+
+    def __init__(self, server: "ExchangeServerRuntime", listener: ListenerSpec) -> None:
+        super().__init__(server.lab)
+        self.server = server
+        self.listener = listener
+
+    async def open(self, session: "ServerSession") -> bool:
+        srv = self.server
+        remote_ip, remote_port = session.context["remote"]
+        connector = select_receive_connector(srv.connectors_for(self.listener.service), local_ip=srv.model.ip,
+                                             local_port=self.listener.port, remote_ip=remote_ip)
+        if connector is None:
+            return False
+        fqdn = connector_fqdn(connector, srv.model.fqdn)
+        cert = srv.select_receive_certificate(connector, fqdn)
+        state = ReceiveState(connector=connector, fqdn=fqdn, remote_ip=remote_ip,
+                             starttls_available=cert is not None, is_edge=srv.model.role == "Edge")
+        state_ext = ExchangeSessionExtra(cert=cert)
+        session.state = state
+        session.extra = state_ext
+        sid = srv.next_session_id(self.listener.service)
+        session.session_id = sid
+        session.log = srv.receive_log(self.listener.service, connector, sid,
+                                      local=T.format_endpoint(srv.model.ip, self.listener.port),
+                                      remote=T.format_endpoint(remote_ip, remote_port), clock=session.now)
+        return True
+
+    def banner(self, session: "ServerSession") -> str:
+        state: ReceiveState = session.state
+        if state.connector.banner:
+            return state.connector.banner
+        return R.BANNER.format(fqdn=state.fqdn, date=rfc2822_local(session.now(), self.server.model.utc_offset_minutes))
+
+    def max_size(self, session: "ServerSession") -> int:
+        return session.state.connector.max_message_size
+
+    async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+        state: ReceiveState = session.state
+        if not arg:
+            await session.reply(INVALID_DOMAIN)
+            return
+        first_after_tls = state.tls and state.helo is None
+        state.helo = arg
+        state.esmtp = extended
+        state.reset_transaction()
+        session.envelope.__init__()  # type: ignore[misc]
+        if first_after_tls:
+            await self.server.check_client_certificate(session)
+        if not extended:
+            await session.reply(f"250 {R.HELLO.format(fqdn=state.fqdn, ip=state.remote_ip)}")
+            return
+        lines = ehlo_reply_lines(state)
+        await session.reply(lines, log_as=T.ehlo_reply_receive(lines))
+
+    async def starttls(self, session: "ServerSession") -> None:
+        state: ReceiveState = session.state
+        if state.tls:
+            await session.reply(R.ONE_STARTTLS)
+            return
+        if not state.starttls_available:
+            await session.reply(R.UNRECOGNIZED)
+            return
+        if state.helo is None:
+            await session.reply(R.SEND_HELLO_FIRST)
+            return
+        await self.server.start_server_tls(session)
+
+    async def mail(self, session: "ServerSession", address: str, params: dict[str, str], size: int | None) -> str:
+        state: ReceiveState = session.state
+        reply = check_mail(state, size)
+        if reply.startswith("250"):
+            state.mail_from = address
+            session.log.info(T.receiving_message_data(session.session_id, session.started, session.messages + 1),
+                             T.RECEIVING_MESSAGE)
+        return reply
+
+    async def rcpt(self, session: "ServerSession", address: str) -> str:
+        state: ReceiveState = session.state
+        reply = check_rcpt(state, address, accepted=self.server.accepts_domain(address))
+        if reply.startswith("250"):
+            state.recipients.append(address)
+        return reply
+
+    def data_start(self, session: "ServerSession") -> str:
+        return check_data(session.state)
+
+    async def deliver(self, session: "ServerSession", envelope: "Envelope") -> str:
+        state: ReceiveState = session.state
+        state.reset_transaction()
+        return await self.server.receive_message(session, self.listener.service, envelope)
+
+    async def auth(self, session: "ServerSession", arg: str) -> None:
+        state: ReceiveState = session.state
+        mech = arg.split()[0].upper() if arg else ""
+        offered = next((k for k in ehlo_keywords_of(state) if k.startswith("AUTH ")), "AUTH").split()[1:]
+        if mech not in offered:
+            await session.reply(R.UNRECOGNIZED_AUTH)
+            return
+        if mech == "LOGIN":
+            await session.reply("334 " + base64.b64encode(b"Username:").decode(), log_as="334 <authentication response>")
+            user = await session.read_line()
+            if user is None:
+                return
+            await session.reply("334 " + base64.b64encode(b"Password:").decode(), log_as="334 <authentication response>")
+            if await session.read_line() is None:
+                return
+            session.log.info("", "Inbound AUTH LOGIN failed because of LogonDenied")
+        await session.reply("535 5.7.3 Authentication unsuccessful")
+
+
+def ehlo_keywords_of(state: ReceiveState) -> list[str]:
+    from ..rules.receive import ehlo_keywords
+    return ehlo_keywords(state)
+
+
+@dataclass
+class ExchangeSessionExtra:
+    cert: Any  # the StoredCert the connector presents, or None
+    peer_chain: list | None = None
+
+
+class EopReceivePolicy(ReceivePolicy):
+    """The Exchange Online Protection front end (`*.mail.protection.outlook.com`)."""
+
+    def __init__(self, exo: "ExoRuntime") -> None:
+        super().__init__(exo.lab)
+        self.exo = exo
+
+    async def open(self, session: "ServerSession") -> bool:
+        return self.exo.open_session(session)
+
+    def banner(self, session: "ServerSession") -> str:
+        return R.EXO_BANNER.format(fqdn=self.exo.frontend_fqdn,
+                                   date=rfc2822_local(session.now(), 0), session=f"{session.session_id:016X}")
+
+    def max_size(self, session: "ServerSession") -> int:
+        return 157286400
+
+    async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+        st = session.state
+        if not arg:
+            await session.reply(INVALID_DOMAIN)
+            return
+        st.helo = arg
+        hello = f"{self.exo.frontend_fqdn} Hello [{st.remote_ip}]"
+        if not extended:
+            await session.reply(f"250 {hello}")
+            return
+        kw = [hello, "SIZE 157286400", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES"]
+        if not st.tls:
+            kw.append("STARTTLS")
+        kw += ["8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8"]
+        await session.reply([f"250-{k}" for k in kw[:-1]] + [f"250 {kw[-1]}"])
+
+    async def starttls(self, session: "ServerSession") -> None:
+        if session.state.tls:
+            await session.reply(R.ONE_STARTTLS)
+            return
+        if session.state.helo is None:
+            await session.reply(R.SEND_HELLO_FIRST)
+            return
+        await self.exo.start_server_tls(session)
+
+    async def mail(self, session: "ServerSession", address: str, params: dict[str, str], size: int | None) -> str:
+        st = session.state
+        if st.helo is None:
+            return R.SEND_HELLO_FIRST
+        if st.mail_from is not None:
+            return R.SENDER_ALREADY
+        if size is not None and size > 157286400:
+            return R.TOO_LARGE
+        return await self.exo.check_mail(session, address)
+
+    async def rcpt(self, session: "ServerSession", address: str) -> str:
+        if session.state.mail_from is None:
+            return R.NEED_MAIL
+        return await self.exo.check_rcpt(session, address)
+
+    def data_start(self, session: "ServerSession") -> str:
+        st = session.state
+        if st.mail_from is None:
+            return R.NEED_MAIL
+        if not st.recipients:
+            return R.NEED_RCPT
+        return R.START_DATA
+
+    async def deliver(self, session: "ServerSession", envelope: "Envelope") -> str:
+        return await self.exo.receive_message(session, envelope)
+
+
+class MtaReceivePolicy(ReceivePolicy):
+    """A plain Internet MTA (Postfix-like replies) hosting its own domains."""
+
+    def __init__(self, host: "InternetHostRuntime") -> None:
+        super().__init__(host.lab)
+        self.host = host
+
+    async def open(self, session: "ServerSession") -> bool:
+        return self.host.open_session(session)
+
+    def banner(self, session: "ServerSession") -> str:
+        return f"220 {self.host.model.fqdn} ESMTP Postfix"
+
+    def max_size(self, session: "ServerSession") -> int:
+        return 10240000
+
+    async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+        st = session.state
+        if not arg:
+            await session.reply("501 Syntax: EHLO hostname")
+            return
+        st.helo = arg
+        if not extended:
+            await session.reply(f"250 {self.host.model.fqdn}")
+            return
+        kw = [self.host.model.fqdn, "PIPELINING", "SIZE 10240000", "VRFY", "ETRN"]
+        if not st.tls and self.host.has_tls:
+            kw.append("STARTTLS")
+        kw += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"]
+        await session.reply([f"250-{k}" for k in kw[:-1]] + [f"250 {kw[-1]}"])
+
+    async def starttls(self, session: "ServerSession") -> None:
+        if session.state.tls or not self.host.has_tls:
+            await session.reply("502 5.5.1 Error: command not implemented")
+            return
+        await self.host.start_server_tls(session)
+
+    async def mail(self, session: "ServerSession", address: str, params: dict[str, str], size: int | None) -> str:
+        st = session.state
+        if st.helo is None:
+            return "503 5.5.1 Error: send HELO/EHLO first"
+        if size is not None and size > 10240000:
+            return "552 5.3.4 Message size exceeds fixed limit"
+        st.mail_from = address
+        return "250 2.1.0 Ok"
+
+    async def rcpt(self, session: "ServerSession", address: str) -> str:
+        st = session.state
+        if st.mail_from is None:
+            return "503 5.5.1 Error: need MAIL command"
+        if not self.host.hosts_domain(address):
+            return f"454 4.7.1 <{address}>: Relay access denied"
+        if not self.host.has_mailbox(address):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown in local recipient table"
+        st.recipients.append(address)
+        return "250 2.1.5 Ok"
+
+    def data_start(self, session: "ServerSession") -> str:
+        st = session.state
+        if st.mail_from is None:
+            return "503 5.5.1 Error: need MAIL command"
+        if not st.recipients:
+            return "554 5.5.1 Error: no valid recipients"
+        return "354 End data with <CR><LF>.<CR><LF>"
+
+    async def deliver(self, session: "ServerSession", envelope: "Envelope") -> str:
+        session.state.mail_from = None
+        session.state.recipients = []
+        return await self.host.receive_message(session, envelope)
