@@ -1,0 +1,395 @@
+"""The lab's certificate authorities, leaf certificates and CRLs, byte-identical for a seed.
+
+Thumbprints and serial numbers appear in Exchange's logs, so every certificate must be the same
+on every run of the same scenario and seed. That rules out random keys and trustme (which cannot
+set names, serials or CRL distribution points either). Instead:
+
+- each key is an EC P-256 key whose private value is HMAC-SHA256(seed, name) mod the curve order;
+- every signature is deterministic ECDSA (RFC 6979);
+- serials are 16 bytes drawn from the same HMAC (positive, top bit clear, bit 126 set so the
+  encoding is always exactly 16 bytes and Exchange's upper-case hex is always 32 characters);
+- validity is relative to `lab.start` (timespec.resolve_time), CRL times to a fixed grid from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..topology.model import CaSpec, CertificateSpec, Lab, Site
+from ..topology.timespec import resolve_time
+from .errors import PkiError
+from .names import parse_dn
+
+__all__ = ["LabPki", "CaMaterial", "IssuedCert", "thumbprint", "serial_hex", "crl_url_for"]
+
+UTC = timezone.utc
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_PEM = serialization.Encoding.PEM
+_DER = serialization.Encoding.DER
+
+
+def thumbprint(cert: x509.Certificate) -> str:
+    """Windows' certificate thumbprint: SHA-1 of the DER, upper-case hex, no separators."""
+    return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S324 - it is what Windows shows
+
+
+def serial_hex(cert: x509.Certificate) -> str:
+    """The serial as Exchange prints it: upper-case hex of whole bytes."""
+    text = f"{cert.serial_number:X}"
+    return text if len(text) % 2 == 0 else "0" + text
+
+
+def crl_url_for(lab: Lab, ca_name: str) -> str:
+    """Where the lab publishes a CA's CRL (the CDP of everything that CA issues)."""
+    return f"http://{lab.network.crl_host_name}/{ca_name}.crl"
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _second(when: datetime) -> datetime:
+    return _utc(when).replace(microsecond=0)
+
+
+@dataclass(frozen=True, eq=False)
+class CaMaterial:
+    """A lab CA: its spec, certificate and signing key."""
+
+    spec: CaSpec
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_root(self) -> bool:
+        return self.spec.parent is None
+
+
+@dataclass(frozen=True, eq=False)
+class IssuedCert:
+    """A leaf certificate with its key and the intermediates above it (issuer first, root excluded)."""
+
+    spec: CertificateSpec
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+    issuer_chain: list[x509.Certificate]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def self_signed(self) -> bool:
+        return self.spec.issuer == "self"
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        """Leaf plus every intermediate up to (not including) the root: a complete TLS chain."""
+        return [self.cert, *self.issuer_chain]
+
+    @property
+    def thumbprint(self) -> str:
+        return thumbprint(self.cert)
+
+
+class LabPki:
+    """Every CA, leaf and CRL of one lab, derived from (lab, seed) and built once on first use.
+
+    CRLs are published on a grid of `crl_interval` from `lab.start`, and also at the moment of each
+    revocation (an admin runs `certutil -CRL` after revoking), each valid for `crl_validity`. The
+    CRL for a CA at time `now` is therefore a pure function of (seed, lab, revocations, now) and
+    byte-identical for identical inputs. Clients that cache a CRL until its nextUpdate (as Windows
+    does) do not see a later revocation until then - the same surprise real admins meet.
+    """
+
+    crl_interval = timedelta(days=1)
+    crl_validity = timedelta(days=7)
+
+    def __init__(self, lab: Lab, seed: int) -> None:
+        self.lab = lab
+        self.seed = seed
+        self._start = _second(lab.start)
+        self._secret = f"labsim-pki\x00{seed}".encode()
+        self._cas: dict[str, CaMaterial] = {}
+        self._issued: dict[str, IssuedCert] = {}
+        self._crls: dict[tuple[object, ...], bytes] = {}
+        self._revoked: dict[str, tuple[datetime, x509.ReasonFlags]] = {}
+        for spec in lab.certificates:
+            if spec.revoked:
+                self.revoke(spec.name)
+
+    # -- derivation -------------------------------------------------------------------------
+
+    def _digest(self, *parts: str) -> bytes:
+        return hmac.new(self._secret, "\x00".join(parts).encode(), hashlib.sha256).digest()
+
+    def _key(self, kind: str, name: str) -> ec.EllipticCurvePrivateKey:
+        value = int.from_bytes(self._digest("key", kind, name), "big") % (_P256_ORDER - 1) + 1
+        return ec.derive_private_key(value, ec.SECP256R1())
+
+    def _serial(self, kind: str, name: str) -> int:
+        raw = int.from_bytes(self._digest("serial", kind, name)[:16], "big")
+        return (raw & ((1 << 126) - 1)) | (1 << 126)
+
+    def _validity(self, not_before: str, not_after: str, what: str) -> tuple[datetime, datetime]:
+        nb = _second(resolve_time(not_before, self._start))
+        na = _second(resolve_time(not_after, self._start))
+        if na <= nb:
+            raise PkiError(f"{what}: NotAfter {na:%Y-%m-%d %H:%M:%S} is not after NotBefore {nb:%Y-%m-%d %H:%M:%S}")
+        return nb, na
+
+    def crl_url(self, ca_name: str) -> str:
+        return crl_url_for(self.lab, ca_name)
+
+    def _cdp(self, ca_name: str) -> x509.CRLDistributionPoints:
+        return x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(self.crl_url(ca_name))],
+            relative_name=None, reasons=None, crl_issuer=None)])
+
+    # -- CAs ---------------------------------------------------------------------------------
+
+    def _ca_spec(self, name: str) -> CaSpec:
+        try:
+            return self.lab.ca(name)
+        except KeyError:
+            raise PkiError(f"no lab CA named {name!r}") from None
+
+    def ca(self, name: str) -> CaMaterial:
+        """The CA `name` (and, first, its parents)."""
+        return self._build_ca(name, ())
+
+    def _build_ca(self, name: str, below: tuple[str, ...]) -> CaMaterial:
+        if name in self._cas:
+            return self._cas[name]
+        if name in below:
+            raise PkiError(f"CA {name!r} is its own ancestor ({' -> '.join((*below, name))})")
+        spec = self._ca_spec(name)
+        parent = self._build_ca(spec.parent, (*below, name)) if spec.parent else None
+        key = self._key("ca", name)
+        subject = parse_dn(spec.subject)
+        signer = parent.key if parent else key
+        nb, na = self._validity(spec.not_before, spec.not_after, f"CA {name!r}")
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(parent.cert.subject if parent else subject)
+            .public_key(key.public_key())
+            .serial_number(self._serial("ca", name))
+            .not_valid_before(nb)
+            .not_valid_after(na)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+                           critical=False)
+        )
+        if parent:
+            builder = builder.add_extension(self._cdp(parent.name), critical=False)
+        cert = builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
+        material = CaMaterial(spec=spec, cert=cert, key=key)
+        self._cas[name] = material
+        return material
+
+    def all_ca_certs(self) -> list[x509.Certificate]:
+        """Every CA certificate (roots and intermediates), in the lab's order."""
+        return [self.ca(s.name).cert for s in self.lab.certificate_authorities]
+
+    def roots(self) -> list[x509.Certificate]:
+        return [self.ca(s.name).cert for s in self.lab.certificate_authorities if s.parent is None]
+
+    def intermediates(self) -> list[x509.Certificate]:
+        return [self.ca(s.name).cert for s in self.lab.certificate_authorities if s.parent is not None]
+
+    def trust_anchors(self, site: Site | str) -> list[x509.Certificate]:
+        """The roots a site's machines trust (CaSpec.trusted_by), i.e. its Trusted Root store."""
+        want = str(site)
+        return [self.ca(s.name).cert for s in self.lab.certificate_authorities
+                if s.parent is None and want in {str(t) for t in s.trusted_by}]
+
+    # -- leaves ------------------------------------------------------------------------------
+
+    def issued(self, cert_name: str) -> IssuedCert:
+        """The leaf certificate `cert_name` with its key and issuer chain."""
+        if cert_name in self._issued:
+            return self._issued[cert_name]
+        try:
+            spec = self.lab.certificate(cert_name)
+        except KeyError:
+            raise PkiError(f"no lab certificate named {cert_name!r}") from None
+        key = self._key("cert", cert_name)
+        subject = parse_dn(spec.subject)
+        nb, na = self._validity(spec.not_before, spec.not_after, f"certificate {cert_name!r}")
+        self_signed = spec.issuer == "self"
+        issuer = None if self_signed else self.ca(spec.issuer)
+        signer = key if issuer is None else issuer.key
+        usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if spec.server_auth else []) + \
+                 ([ExtendedKeyUsageOID.CLIENT_AUTH] if spec.client_auth else [])
+        # A certificate for neither TLS purpose gets emailProtection: with no EKU at all, TLS
+        # stacks would treat it as good for anything.
+        usages = usages or [ExtendedKeyUsageOID.EMAIL_PROTECTION]
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject if issuer is None else issuer.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(self._serial("cert", cert_name))
+            .not_valid_before(nb)
+            .not_valid_after(na)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            # ECDHE-ECDSA needs only digitalSignature (keyAgreement is for static ECDH, which the
+            # lab's cipher suites never use).
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+                           critical=False)
+        )
+        if spec.sans:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(s) for s in spec.sans]), critical=False)
+        if issuer is not None:
+            builder = builder.add_extension(self._cdp(issuer.name), critical=False)
+        cert = builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
+        chain: list[x509.Certificate] = []
+        ca = issuer
+        while ca is not None and ca.spec.parent is not None:
+            chain.append(ca.cert)
+            ca = self.ca(ca.spec.parent)
+        result = IssuedCert(spec=spec, cert=cert, key=key, issuer_chain=chain)
+        self._issued[cert_name] = result
+        return result
+
+    def all_issued(self) -> list[IssuedCert]:
+        return [self.issued(s.name) for s in self.lab.certificates]
+
+    def all_leaf_certs(self) -> list[x509.Certificate]:
+        """Every leaf (CA-issued and self-signed): what a lab TLS server accepts as client certs."""
+        return [i.cert for i in self.all_issued()]
+
+    # -- revocation and CRLs -----------------------------------------------------------------
+
+    def revoke(self, cert_name: str, when: datetime | None = None,
+               reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise) -> None:
+        """Revoke a CA-issued certificate at `when` (default: a day before the lab starts).
+
+        The issuing CA publishes a new CRL at that moment, so `crl_der(ca, now >= when)` lists it.
+        """
+        spec = self.issued(cert_name).spec
+        if spec.issuer == "self":
+            raise PkiError(f"certificate {cert_name!r} is self-signed: there is no CA to revoke it")
+        at = _second(when) if when is not None else self._start - timedelta(days=1)
+        self._revoked[cert_name] = (at, reason)
+
+    def is_revoked(self, cert_name: str, now: datetime | None = None) -> bool:
+        entry = self._revoked.get(cert_name)
+        return entry is not None and (now is None or entry[0] <= _utc(now))
+
+    def crl_this_update(self, ca_name: str, now: datetime) -> datetime:
+        """The thisUpdate of the CRL `ca_name` has published by `now` (latest grid or revocation time)."""
+        now = _utc(now)
+        steps = (now - self._start) // self.crl_interval
+        published = self._start + steps * self.crl_interval
+        for name, (when, _reason) in self._revoked.items():
+            if self.lab.certificate(name).issuer == ca_name and published < when <= now:
+                published = when
+        return published
+
+    def crl_der(self, ca_name: str, now: datetime) -> bytes:
+        """The DER CRL of `ca_name` as published at `now` (cached per content)."""
+        ca = self.ca(ca_name)
+        this_update = self.crl_this_update(ca_name, now)
+        entries = sorted(
+            (self.issued(name).cert.serial_number, when, reason)
+            for name, (when, reason) in self._revoked.items()
+            if self.lab.certificate(name).issuer == ca_name and when <= this_update
+        )
+        cache_key = (ca_name, this_update, tuple(entries))
+        if cache_key in self._crls:
+            return self._crls[cache_key]
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.cert.subject)
+            .last_update(this_update)
+            .next_update(this_update + self.crl_validity)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+                           critical=False)
+            # Seconds since the epoch: deterministic and increasing with every publication.
+            .add_extension(x509.CRLNumber(int(this_update.timestamp())), critical=False)
+        )
+        for serial, when, reason in entries:
+            entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
+            if reason != x509.ReasonFlags.unspecified:
+                entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
+        der = builder.sign(ca.key, hashes.SHA256(), ecdsa_deterministic=True).public_bytes(_DER)
+        self._crls[cache_key] = der
+        return der
+
+    # -- export ------------------------------------------------------------------------------
+
+    def write_certs(self, out_dir: Path) -> list[Path]:
+        """Export PEM files so real tools (swaks, openssl s_client -CAfile) can use the lab PKI.
+
+        `<ca>.crt` per CA, `<cert>.crt` (leaf + intermediates) and `<cert>.key` (PKCS8, mode 0600)
+        per leaf, and `lab-roots.pem` with every root. Returns the paths written.
+        """
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        clash = {c.name for c in self.lab.certificate_authorities} & {c.name for c in self.lab.certificates}
+        if clash:
+            raise PkiError(f"CA and certificate share a file name: {', '.join(sorted(clash))}")
+        written: list[Path] = []
+        for spec in self.lab.certificate_authorities:
+            written.append(_write(out_dir / f"{spec.name}.crt", self.ca(spec.name).cert.public_bytes(_PEM), 0o644))
+        for issued in self.all_issued():
+            pem = b"".join(c.public_bytes(_PEM) for c in issued.chain)
+            written.append(_write(out_dir / f"{issued.name}.crt", pem, 0o644))
+            written.append(_write(out_dir / f"{issued.name}.key", key_pem(issued.key), 0o600))
+        roots = b"".join(c.public_bytes(_PEM) for c in self.roots())
+        written.append(_write(out_dir / "lab-roots.pem", roots, 0o644))
+        return written
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _general_name(text: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text))
+    except ValueError:
+        return x509.DNSName(text)
+
+
+def _write(path: Path, data: bytes, mode: int) -> Path:
+    """Write atomically with `mode` from the first byte (a key is never briefly world-readable)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,37 @@
+"""Errors of the lab PKI.
+
+They are faults *inside* the simulated world (a key that is not there, a CRL server that does not
+answer), raised so that the transport code can turn each into the words Exchange uses for it.
+"""
+
+from __future__ import annotations
+
+from ..errors import LabsimError
+
+__all__ = ["PkiError", "NoCredentialsError", "CrlUnavailable"]
+
+
+class PkiError(LabsimError):
+    """Something about the lab's certificates, keys or CRLs."""
+
+
+class NoCredentialsError(PkiError):
+    """The certificate to present has no usable private key (Exchange: `NoCredentials`).
+
+    Raised when OpenSSL really fails to load the key, never from a flag check, so the fault emerges
+    the way it does on a real server.
+    """
+
+    def __init__(self, message: str, *, cert_name: str | None = None, thumbprint: str | None = None) -> None:
+        super().__init__(message)
+        self.cert_name = cert_name
+        self.thumbprint = thumbprint
+
+
+class CrlUnavailable(PkiError):
+    """A CRL could not be fetched; `reason` is short ("connection refused", "timed out", "HTTP 404")."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"CRL {url} unavailable: {reason}")
+        self.url = url
+        self.reason = reason
