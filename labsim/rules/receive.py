@@ -92,6 +92,7 @@ class ReceiveState:
     tls: bool = False
     authenticated_as_server: bool = False
     capabilities: frozenset[str] = frozenset()
+    capability_failure: str | None = None  # a ChainValidityStatus when TlsDomainCapabilities failed
     mail_from: str | None = None
     recipients: list[str] = field(default_factory=list)
     errors: int = 0
@@ -159,6 +160,10 @@ def check_mail(state: ReceiveState, size: int | None) -> str:
         return R.STARTTLS_REQUIRED
     if state.mail_from is not None:
         return R.SENDER_ALREADY
+    if state.capability_failure is not None:
+        # The capability the connector promises could not be confirmed (event 11022): the
+        # submission is refused instead (transport-behavior.md §1.3).
+        return R.CERT_VALIDATION_FAILURE
     if "SMTPSubmit" not in state.rights:
         return R.NOT_AUTHENTICATED
     if size is not None and size > state.connector.max_message_size and "BypassMessageSizeLimit" not in state.rights:

@@ -23,6 +23,8 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from ..logs import protocol_text as T
 from ..net.vnet import ConnectionInfo, open_socket
+from ..pki.errors import NoCredentialsError
+from ..pki.store import peer_chain
 from ..rules.outbound import AttemptFailure
 
 CONNECT_TIMEOUT_VIRTUAL = 21.0  # Windows: SYN retransmissions give up after ~21 s (WSAETIMEDOUT)
@@ -43,7 +45,8 @@ class ClientTls:
     require: bool = False
     auth_level: str | None = None  # None/EncryptionOnly: no checks; CertificateValidation; DomainValidation
     domain: str | None = None  # for DomainValidation
-    client_cert: Any = None  # a pki StoredCert to present, or None
+    store: Any = None  # the sending machine's pki CertStore (builds the TLS context)
+    client_cert: Any = None  # a pki StoredCert of that store to present, or None
     cert_not_found: bool = False  # TlsCertificateName names a certificate that is not in the store
     sni: str | None = None
 
@@ -84,6 +87,7 @@ class SendSpec:
     validate: Callable[[list, str | None], Awaitable[Any]] | None = None  # chain, domain -> ValidationResult
     mail_params: Callable[[OutboundMessage], list[str]] = lambda m: [f"SIZE={len(m.data)}"]
     on_tls_failure_event: Callable[[AttemptFailure], None] | None = None
+    context: dict[str, Any] = field(default_factory=dict)  # told to the server out of band (vnet)
 
 
 def wire_lines(code: int, message: str) -> list[str]:
@@ -157,7 +161,7 @@ class ClientSession:
             raise _Abort(self._fail("connect_refused")) from None
         lab.registry.announce(sock.getsockname()[:2], ConnectionInfo(
             src_virtual=(plan.seen_src_ip, src_port), dst_virtual=(self.target.ip, self.target.port),
-            context={"client_host": spec.src.name, "client_session": self.sid}))
+            context={"client_host": spec.src.name, "client_session": self.sid, **spec.context}))
         self.log.set_local(T.format_endpoint(plan.client_local_ip, src_port))
         self.log.connect()
         self._advance()
@@ -199,13 +203,12 @@ class ClientSession:
         """STARTTLS with the client certificate; then classify the server's chain if policy says so."""
         assert self.smtp is not None
         tls = self.spec.tls
-        pki = self.lab.pki_tools
         stored = tls.client_cert
         ctx_error: Exception | None = None
         ctx: ssl.SSLContext | None = None
         try:
-            ctx = pki.client_context(stored)
-        except pki.NoCredentialsError as exc:
+            ctx = tls.store.client_context(stored)
+        except NoCredentialsError as exc:
             ctx_error = exc
         if ctx is None:
             # The certificate's private key cannot be loaded: STARTTLS goes out, then the handshake
@@ -235,7 +238,7 @@ class ClientSession:
             self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
         version, (cipher, _, bits) = sslobj.version(), sslobj.cipher()
         self.log.info("", T.tls_success_context("client", version, cipher, bits, 256))
-        chain = pki.peer_chain(sslobj)
+        chain = peer_chain(sslobj)
         self.tls_info = {"version": version, "cipher": cipher, "remote_chain": chain}
         if chain:
             self.log.info(self.lab.certificate_row_x509(chain[0]), T.REMOTE_CERTIFICATE)

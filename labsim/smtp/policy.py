@@ -43,7 +43,7 @@ class ReceivePolicy:
         return session.state is not None
 
     def closed(self, session: "ServerSession") -> None:
-        self.runtime.session_closed(session)
+        """Session bookkeeping is the listener's (engine.runtime); nothing to do by default."""
 
     def banner(self, session: "ServerSession") -> str:
         raise NotImplementedError

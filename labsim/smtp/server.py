@@ -79,6 +79,7 @@ class ServerSession:
         self.extra: Any = None  # the service's own per-session data
         self.session_id = 0
         self.started = now
+        self.data_started: datetime | None = None
 
     # --- time -------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -199,6 +200,7 @@ class ServerSession:
         await self.reply(reply)
         if not reply.startswith("354"):
             return
+        self.data_started = self.cursor
         limit = self.policy.max_size(self)
         chunks: list[bytes] = []
         size = 0
@@ -239,6 +241,8 @@ class ServerSession:
         except (asyncio.IncompleteReadError, ConnectionError):
             self.closed = True
             raise ConnectionResetError("connection lost during BDAT")
+        if not self.envelope.data:
+            self.data_started = self.cursor
         self.touch()
         reply = self.policy.data_start(self)
         if not reply.startswith("354"):

@@ -1,0 +1,157 @@
+"""`labsim`: list, show, run and serve scenarios; export the lab's certificates.
+
+Exit codes of `run`: 0 every expectation holds, 1 one fails, 2 bad input (a scenario that does
+not load, an unknown id). Bad input is reported as one line naming the file, the key and the
+problem, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+from .errors import InputError, LabsimError
+from .scenario.loader import list_scenarios, load_scenario
+
+
+def _print_summary(result) -> None:  # noqa: ANN001 - engine.driver.RunResult
+    s = result.summary
+    print(f"labsim run {result.scenario}: {len(s['messages'])} message(s), virtual time {s['start']} .. {s['end']}, "
+          f"wall {result.wall_seconds:.2f} s")
+    for m in s["messages"]:
+        print(f"  {m['id']}: {m['from']} -> {', '.join(m['to'])}  [{m['fate']}]")
+        for d in m["delivered"]:
+            print(f"      delivered  {d['realm']}:{d['recipient']}  ({d['path']})")
+        for f in m["failed"]:
+            print(f"      failed     {f['recipient']} at {f['server']}: {f['reason']}")
+        for p in m["pending"]:
+            print(f"      pending    {p['recipient']} in {p['queue']}: {p['last_error']}")
+    folders = sorted({f.parent for f in result.log_files})
+    if folders:
+        print("  logs:")
+        for folder in folders:
+            n = sum(1 for f in result.log_files if f.parent == folder)
+            print(f"      {folder.relative_to(result.out)}  ({n} file{'s' if n != 1 else ''})")
+    print(f"  summary: {result.out / 'summary.json'}")
+    if result.outcomes:
+        failed = [o for o in result.outcomes if not o.ok]
+        print(f"  expectations: {len(result.outcomes) - len(failed)}/{len(result.outcomes)} hold")
+        for o in failed:
+            print(f"      FAILED {o.what}: {o.detail}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = list_scenarios()
+    width = max((len(sid) for sid, _, _ in rows), default=10)
+    for sid, title, _ in rows:
+        print(f"{sid:<{width}}  {title}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    loaded = load_scenario(args.scenario)
+    s = loaded.scenario
+    print(f"{s.id}: {s.title}\n")
+    for head, text in (("Symptom", s.training.symptom), ("What to look at", s.training.evidence),
+                       ("Root cause", s.training.root_cause), ("Fix", s.training.fix)):
+        print(f"{head}:")
+        for para in text.strip().split("\n\n"):
+            print(textwrap.fill(" ".join(para.split()), width=100, initial_indent="  ", subsequent_indent="  "))
+        print()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .engine.driver import run_scenario
+
+    loaded = load_scenario(args.scenario)
+    out = Path(args.out) if args.out else Path("labsim-out") / loaded.scenario.id
+    result = run_scenario(loaded, out=out, seed=args.seed)
+    _print_summary(result)
+    return 0 if result.ok else 1
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .engine.driver import serve
+
+    loaded = load_scenario(args.scenario)
+    out = Path(args.out) if args.out else Path("labsim-out") / f"{loaded.scenario.id}-live"
+
+    def ready(rt) -> None:  # noqa: ANN001
+        print(f"labsim up {loaded.scenario.id}: serving on wall-clock time; logs under {out}/ (Ctrl-C to stop)")
+        print(f"  {'host':<14} {'virtual address':<22} {'real address':<24} service")
+        for host, vaddr, real_ip, real_port, what in rt.listen_table:
+            print(f"  {host:<14} {vaddr:<22} {real_ip + ':' + str(real_port):<24} {what}")
+        first = next((r for r in rt.listen_table if r[4] == "SMTP FrontEnd"), None)
+        if first:
+            print("\n  try: swaks --server {}:{} --from alex@fabrikam.com --to raghu@cloudmonkeys.xyz".format(
+                first[2], first[3]))
+        sys.stdout.flush()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(loaded, out=out, seed=args.seed, traffic=args.traffic, ready=ready, stop=stop)
+
+    asyncio.run(main())
+    print("labsim up: stopped; logs flushed")
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from .pki.authority import LabPki
+
+    loaded = load_scenario(args.scenario)
+    pki = LabPki(loaded.lab, args.seed if args.seed is not None else loaded.scenario.seed)
+    paths = pki.write_certs(Path(args.out))
+    print(f"wrote {len(paths)} files to {args.out}/ (trust the lab with {Path(args.out) / 'lab-roots.pem'})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labsim", description="A simulated Exchange hybrid mail-flow lab.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("list", help="id and title of every scenario")
+    sp.set_defaults(fn=cmd_list)
+    sp = sub.add_parser("show", help="the training text of a scenario")
+    sp.add_argument("scenario")
+    sp.set_defaults(fn=cmd_show)
+    sp = sub.add_parser("run", help="run a scenario to completion on virtual time")
+    sp.add_argument("scenario", help="scenario id or TOML file")
+    sp.add_argument("--out", help="output folder (default labsim-out/<id>/)")
+    sp.add_argument("--seed", type=int, help="override the scenario's seed")
+    sp.set_defaults(fn=cmd_run)
+    sp = sub.add_parser("up", help="serve the lab on wall-clock time until interrupted")
+    sp.add_argument("scenario")
+    sp.add_argument("--out", help="output folder (default labsim-out/<id>-live/)")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--traffic", action="store_true", help="also send the scenario's messages")
+    sp.set_defaults(fn=cmd_up)
+    sp = sub.add_parser("certs", help="write the lab's CA and leaf certificates (PEM) for real clients")
+    sp.add_argument("--scenario", default="hybrid-baseline")
+    sp.add_argument("--out", default="certs")
+    sp.add_argument("--seed", type=int)
+    sp.set_defaults(fn=cmd_certs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except InputError as exc:
+        print(f"labsim: {exc.where}: {exc.problem}", file=sys.stderr)
+        return 2
+    except LabsimError as exc:
+        print(f"labsim: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

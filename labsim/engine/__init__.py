@@ -1,0 +1,1 @@
+"""The running lab: services on real sockets, the scheduler of virtual time, the output tree."""

@@ -1,0 +1,425 @@
+"""The running lab: builds every party from a topology, binds them on loopback, runs actions.
+
+`LabRuntime` is the shell around everything else: it owns the virtual clock, the address book and
+connection registry of the virtual network, the PKI, DNS and CRL servers, the listeners, the
+scheduler, the output tree (logs, mailboxes) and the ledger of what happened. Parties ask it for
+shared services (DNS lookups from a given host, certificate validation with CRL fetches from a
+given host, log writers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+
+from ..clock import VirtualClock, iso_ms
+from ..errors import LabRuntimeError
+from ..ids import IdSource
+from ..logs import protocol_text as T
+from ..logs.protocol_log import ProtocolLog, SessionWriter
+from ..net.dns_server import LabDnsServer
+from ..net.resolver import LabResolver
+from ..net.vnet import DEFAULT_BLOCK, DEFAULT_PORT_OFFSET, AddressBook, ConnectionRegistry, start_tcp_server
+from ..pki.authority import LabPki, serial_hex, thumbprint
+from ..pki.crl_server import CrlServer, http_get
+from ..pki.errors import CrlUnavailable
+from ..pki.names import dotnet_dn
+from ..pki.store import CertStore, StoredCert
+from ..pki.validate import CrlCache, ValidationResult, certificate_names, classify
+from ..rules.certselect import CertView
+from ..rules.network import HostInfo, NetView, all_virtual_ips, lab_hosts
+from ..smtp.policy import EopReceivePolicy, ExchangeReceivePolicy, MtaReceivePolicy, ReceivePolicy
+from ..smtp.server import ServerSession
+from ..topology.model import Lab, Site
+from ..transport.store import MailboxStore
+from .ledger import Ledger
+from .scheduler import Scheduler
+from .services import ExchangeServerRuntime, ExoRuntime, InternetHostRuntime
+
+CLAIM_TIMEOUT_RUN = 5.0
+CLAIM_TIMEOUT_LIVE = 0.2
+DNS_REAL_TIMEOUT = 0.3
+CRL_REAL_TIMEOUT = 0.5
+CRL_VIRTUAL_TIMEOUT = 15.0  # CryptoAPI's default URL retrieval timeout
+CRL_PORT = 80
+
+
+@dataclass
+class LabEvent:
+    """A Windows Application event a server raised (rendered by the event-log writer)."""
+
+    time: datetime
+    server: str
+    source: str
+    event_id: int
+    insertion_strings: list[str]
+
+
+class EventCollector:
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.events: list[LabEvent] = []
+
+    def add(self, server: str, source: str, event_id: int, strings: list[str]) -> None:
+        self.events.append(LabEvent(self.clock.now(), server, source, event_id, list(strings)))
+
+
+class _NullWriter:
+    """A session writer for parties that keep no Exchange logs (EXO, Internet hosts)."""
+
+    enabled = False
+    next_sequence = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
+class LabRuntime:
+    def __init__(self, model: Lab, *, seed: int, out: Path, live: bool = False, block: int | None = None,
+                 port_offset: int = DEFAULT_PORT_OFFSET) -> None:
+        self.model = model
+        self.seed = seed
+        self.out = out
+        self.live = live
+        self.port_offset = port_offset
+        self.clock = VirtualClock(model.start, live=live)
+        self.hosts = lab_hosts(model)
+        self.net = NetView(model, self.hosts)
+        self.block = block or DEFAULT_BLOCK
+        self.book = AddressBook(all_virtual_ips(model), block=self.block, port_offset=port_offset)
+        self.registry = ConnectionRegistry()
+        self.pki = LabPki(model, seed)
+        self.scheduler = Scheduler(self.clock)
+        self.store = MailboxStore(out)
+        self.ledger = Ledger(self.clock)
+        self.events = EventCollector(self.clock)
+        self._ids: dict[str, IdSource] = {}
+        self._logs: list[ProtocolLog] = []
+        self._views: dict[int, list[CertView]] = {}
+        self._crl_caches: dict[str, CrlCache] = {}
+        self._network_ids: dict[tuple[str, str], str] = {}
+        self.servers = {s.name: ExchangeServerRuntime(self, s) for s in model.organization.servers}
+        self.exo = ExoRuntime(self)
+        self.internet = {h.name: InternetHostRuntime(self, h) for h in model.internet_hosts}
+        self.dns = {d.name: LabDnsServer(d, self.book) for d in model.dns_servers}
+        self.crl = CrlServer(self.pki, self.clock.now)
+        self._server_thumbs = {thumbprint(rt.internal_cert().cert) for rt in self.servers.values()
+                               if rt.internal_cert() is not None}
+        self._tcp: list[asyncio.AbstractServer] = []
+        self._open = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.listen_table: list[tuple[str, str, str, int, str]] = []  # host, vip, real ip, real port, what
+
+    # --- start / stop -------------------------------------------------------------------------
+    async def start(self) -> None:
+        last: OSError | None = None
+        for attempt in range(12):
+            try:
+                await self._bind_all()
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                last = exc
+                await self._unbind_all()
+                self.block = (self.block + 7 * (attempt + 1)) % 250 + 2
+                self.book = AddressBook(all_virtual_ips(self.model), block=self.block, port_offset=self.port_offset)
+                for d in self.model.dns_servers:
+                    self.dns[d.name] = LabDnsServer(d, self.book)
+        raise LabRuntimeError(f"no free loopback block for the lab's listeners ({last})")
+
+    async def _bind_all(self) -> None:
+        self.listen_table = []
+        await self._bind_smtp()
+        for name, d in self.dns.items():
+            if d.model.running:
+                await d.start()
+            self.listen_table.append((name, d.model.ip, self.book.real_ip(d.model.ip),
+                                      self.book.real_port(53), "DNS (UDP)"))
+        crl_ip = self.model.network.crl_host_ip
+        await self.crl.start(self.book.real_ip(crl_ip), self.book.real_port(CRL_PORT))
+        self.listen_table.append(("CRL", crl_ip, self.book.real_ip(crl_ip), self.book.real_port(CRL_PORT),
+                                  "CRL distribution point (HTTP)"))
+        self._listeners = self._listener_signature()
+        self._cert_sig = self._cert_signature()
+
+    async def _bind_smtp(self) -> None:
+        for rt in self.servers.values():
+            for spec in rt.listener_specs():
+                policy = ExchangeReceivePolicy(rt, spec)
+                vips = [rt.model.ip] + [r.public_ip for r in self.model.network.nat
+                                        if r.server.lower() == rt.name.lower() and spec.port in r.ports]
+                for vip in vips:
+                    await self._listen(rt.name, vip, spec.port, policy, f"SMTP {spec.service}")
+        await self._listen("EXO", self.model.tenant.inbound_ip, 25, EopReceivePolicy(self.exo), "SMTP EOP front end")
+        for h in self.internet.values():
+            await self._listen(h.name, h.model.ip, 25, MtaReceivePolicy(h), "SMTP Internet MTA")
+
+    async def _listen(self, host: str, vip: str, vport: int, policy: ReceivePolicy, what: str) -> None:
+        real_ip, real_port = self.book.real_ip(vip), self.book.real_port(vport)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._serve(policy, reader, writer)
+
+        self._tcp.append(await start_tcp_server(handle, real_ip, real_port))
+        self.listen_table.append((host, f"{vip}:{vport}", real_ip, real_port, what))
+
+    async def _unbind_all(self) -> None:
+        for srv in self._tcp:
+            srv.close()
+        for srv in self._tcp:
+            try:
+                await asyncio.wait_for(srv.wait_closed(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        self._tcp = []
+        for d in self.dns.values():
+            await d.stop()
+        if self.crl.running:
+            await self.crl.stop()
+
+    async def stop(self) -> None:
+        await self._unbind_all()
+        for rt in self.servers.values():
+            rt.store.close()
+        self.exo.store.close()
+        for h in self.internet.values():
+            h.store.close()
+
+    def _listener_signature(self) -> list[tuple[str, str, int]]:
+        return [(rt.name, spec.service, spec.port) for rt in self.servers.values() for spec in rt.listener_specs()]
+
+    def _cert_signature(self) -> str:
+        parts = [c.model_dump_json() for c in self.model.certificates]
+        parts += [c.model_dump_json() for c in self.model.certificate_authorities]
+        parts += [f"{s.name}:{[e.model_dump_json() for e in s.certificates]}:{s.intermediate_store}:"
+                  f"{s.internal_transport_certificate}" for s in self.model.organization.servers]
+        return "|".join(parts)
+
+    async def reconfigure(self) -> None:
+        """Make the running lab follow a changed topology (a scenario timeline step)."""
+        for d in self.model.dns_servers:
+            server = self.dns.get(d.name)
+            if server is not None:
+                server.update(d)
+        if self._cert_signature() != self._cert_sig:
+            self._cert_sig = self._cert_signature()
+            self.pki = LabPki(self.model, self.seed)
+            self.crl.pki = self.pki
+            self._views.clear()
+            for rt in self.servers.values():
+                rt.store.close()
+                rt.store = CertStore.for_server(self.pki, rt.model)
+                rt._server_ctx.clear()
+            self._server_thumbs = {thumbprint(rt.internal_cert().cert) for rt in self.servers.values()
+                                   if rt.internal_cert() is not None}
+        if self._listener_signature() != self._listeners:
+            for srv in self._tcp:
+                srv.close()
+            self._tcp = []
+            self.listen_table = [row for row in self.listen_table if "SMTP" not in row[4]]
+            await self._bind_smtp()
+            self._listeners = self._listener_signature()
+
+    # --- sessions -----------------------------------------------------------------------------
+    async def _serve(self, policy: ReceivePolicy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open += 1
+        self._idle.clear()
+        try:
+            peer = writer.get_extra_info("peername")[:2]
+            info = await self.registry.claim(peer, CLAIM_TIMEOUT_LIVE if self.live else CLAIM_TIMEOUT_RUN)
+            if info is not None:
+                context = dict(info.context)
+                context["remote"] = info.src_virtual
+            else:
+                context = {"remote": (self.book.virtual_ip(peer[0]) or peer[0], peer[1])}
+            session = ServerSession(policy, reader, writer, now=self.clock.now(), context=context)
+            await session.run()
+        except Exception:  # noqa: BLE001 - one broken session must never take the lab down
+            import logging
+            logging.getLogger("labsim").exception("server session failed")
+            writer.close()
+        finally:
+            self._open -= 1
+            if self._open == 0:
+                self._idle.set()
+
+    async def settle(self) -> None:
+        """Wait until every server session caused by the last action has finished."""
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await self._idle.wait()
+
+    # --- shared services for the parties ------------------------------------------------------------
+    def ids_for(self, owner: str) -> IdSource:
+        src = self._ids.get(owner)
+        if src is None:
+            src = self._ids[owner] = IdSource(self.seed, owner)
+        return src
+
+    def source_port(self, host: str) -> int:
+        site = self.net.host(host).site
+        lo = 1024 if site == Site.EXO else 49152
+        return self.ids_for(host + "/ports").randint(lo, 65535)
+
+    def register_log(self, log: ProtocolLog) -> None:
+        self._logs.append(log)
+
+    def send_log(self, log: ProtocolLog | None, connector_id: str, sid: int, *, remote: str, clock: Any,
+                 enabled: bool) -> Any:
+        if log is None:
+            return _NullWriter()
+        return SessionWriter(log, connector_id, sid, None, remote, clock, enabled)
+
+    def cert_views(self, store: CertStore) -> list[CertView]:
+        key = id(store)
+        views = self._views.get(key)
+        if views is None:
+            views = []
+            for e in store.entries:
+                c = e.cert
+                views.append(CertView(
+                    key=e, index=e.index, subject=dotnet_dn(c.subject), issuer=dotnet_dn(c.issuer),
+                    names=tuple(certificate_names(c)), not_before=c.not_valid_before_utc,
+                    not_after=c.not_valid_after_utc, has_private_key=e.has_private_key,
+                    self_signed=e.issued.self_signed, server_auth=e.issued.spec.server_auth))
+            self._views[key] = views
+        return views
+
+    def certificate_row_x509(self, c: x509.Certificate) -> str:
+        names = [n for n in certificate_names(c)]
+        cn = names[0] if names else ""
+        sans = names[1:] if len(names) > 1 and cn and cn not in names[1:] else names
+        return T.certificate_row_data(dotnet_dn(c.subject), dotnet_dn(c.issuer), serial_hex(c), thumbprint(c),
+                                      c.not_valid_before_utc, c.not_valid_after_utc, self._sans(c))
+
+    @staticmethod
+    def _sans(c: x509.Certificate) -> list[str]:
+        try:
+            ext = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return []
+        return [str(v) for v in ext.get_values_for_type(x509.DNSName)]
+
+    def certificate_row(self, stored: StoredCert) -> str:
+        return self.certificate_row_x509(stored.cert)
+
+    def is_exchange_server_cert(self, cert: x509.Certificate) -> bool:
+        return thumbprint(cert) in self._server_thumbs
+
+    def network_message_id(self, realm: str, message_id: str, ids: IdSource, when: datetime) -> str:
+        key = (realm, message_id)
+        nid = self._network_ids.get(key)
+        if nid is None:
+            nid = self._network_ids[key] = ids.network_message_id(when)
+        return nid
+
+    def host_dns(self, host: HostInfo) -> list[str]:
+        if host.name in self.servers:
+            return self.servers[host.name].model.adapter_dns_servers
+        if host.site == Site.EXO:
+            return self.model.tenant.dns_servers
+        for h in self.model.internet_hosts:
+            if h.name == host.name:
+                return h.dns_servers
+        return ["8.8.8.8"]
+
+    def _resolver(self, host: HostInfo, servers: list[str]) -> LabResolver:
+        src = self.book.real_ip(host.ip) if self.book.knows(host.ip) else None
+        return LabResolver([s for s in servers if self.book.knows(s)] or servers, self.book,
+                           timeout=DNS_REAL_TIMEOUT, source_ip=src)
+
+    async def resolve_a(self, host: HostInfo, servers: list[str], name: str) -> list[str]:
+        self.clock.advance(0.001)
+        return await self._resolver(host, servers).resolve_a(name)
+
+    async def resolve_host(self, host: HostInfo, servers: list[str], domain: str) -> list[tuple[str, list[str]]]:
+        self.clock.advance(0.002)
+        return await self._resolver(host, servers).resolve_host(domain)
+
+    async def validate(self, host: HostInfo, chain: list[x509.Certificate], domain: str | None) -> ValidationResult:
+        site = host.site
+        cache = self._crl_caches.setdefault(host.name, CrlCache())
+        return await classify(chain, now=self.clock.now(), anchors=self.pki.trust_anchors(site),
+                              known_intermediates=self.pki.intermediates(), domain=domain,
+                              fetch_crl=lambda url: self.fetch_crl(host, url), crl_cache=cache)
+
+    async def fetch_crl(self, host: HostInfo, url: str) -> bytes:
+        """GET a CRL distribution point as `host` would: its DNS, its route, real HTTP."""
+        parts = urlsplit(url)
+        name, port = parts.hostname or "", parts.port or CRL_PORT
+        try:
+            ips = await self.resolve_a(host, self.host_dns(host), name)
+        except Exception as exc:  # noqa: BLE001 - any lookup failure is an unreachable CDP
+            raise CrlUnavailable(url, f"DNS: {exc}") from exc
+        plan = self.net.plan(host, ips[0], port)
+        if plan.failure is not None:
+            self.clock.advance(CRL_VIRTUAL_TIMEOUT)
+            raise CrlUnavailable(url, f"no route ({plan.failure})")
+        self.clock.advance(2 * plan.latency)
+        try:
+            return await http_get(self.book.real_ip(plan.dial_ip), self.book.real_port(port), name,
+                                  parts.path or "/", CRL_REAL_TIMEOUT)
+        except CrlUnavailable:
+            self.clock.advance(CRL_VIRTUAL_TIMEOUT)
+            raise
+
+    # --- output ---------------------------------------------------------------------------------
+    def flush_logs(self) -> list[Path]:
+        written: list[Path] = []
+        for log in self._logs:
+            written += log.flush()
+        return written
+
+    def collect_pending(self) -> None:
+        parties = list(self.servers.values()) + [self.exo] + list(self.internet.values())
+        for party in parties:
+            for q in party.queues.all():
+                for qm in q.messages:
+                    self.ledger.pending(qm.item, qm.recipients, party.name, q.identity,
+                                        qm.last_error or q.last_error)
+
+    def queue_snapshot(self) -> list[dict[str, Any]]:
+        rows = []
+        parties = list(self.servers.values()) + [self.exo]
+        for party in parties:
+            for q in party.queues.all():
+                if not q.messages and q.delivery_type in ("Undefined",):
+                    continue
+                rows.append({
+                    "Identity": q.identity, "DeliveryType": q.delivery_type, "Status": q.status,
+                    "MessageCount": q.message_count, "NextHopDomain": q.next_hop_domain, "LastError": q.last_error,
+                    "LastRetryTime": iso_ms(q.last_retry_time) if q.last_retry_time else "",
+                    "NextRetryTime": iso_ms(q.next_retry_time) if q.next_retry_time else "",
+                })
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "start": iso_ms(self.model.start),
+            "end": iso_ms(self.clock.now()),
+            "seed": self.seed,
+            "messages": [f.as_dict() for f in self.ledger.fates.values()],
+            "queues": self.queue_snapshot(),
+            "events": [{"time": iso_ms(e.time), "server": e.server, "source": e.source, "id": e.event_id,
+                        "strings": e.insertion_strings} for e in self.events.events],
+        }
+
+    def write_summary(self) -> Path:
+        path = self.out / "summary.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.summary(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        return path
+
+    # --- driving --------------------------------------------------------------------------------
+    def horizon(self, last_traffic: datetime) -> datetime:
+        return last_traffic + timedelta(days=3)

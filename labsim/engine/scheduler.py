@@ -1,0 +1,85 @@
+"""The scheduler of actions on virtual time.
+
+Run mode: take the earliest action (by time, then insertion order), move the clock there, run it
+to completion, wait until everything it caused on the network has settled (every server session
+it opened has closed), then take the next. Consequences that Exchange performs later (the next
+hop, a retry in 10 minutes) are new actions, not inline awaits. That makes the order of all work,
+and so every timestamp and id, a function of the scenario and seed alone.
+
+Live mode: the same queue, but each action waits for its wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Awaitable, Callable
+
+from ..clock import VirtualClock
+
+
+@dataclass(order=True)
+class _Entry:
+    when: datetime
+    seq: int
+    label: str = field(compare=False)
+    fn: Callable[[], Awaitable[None]] = field(compare=False)
+
+
+class Scheduler:
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self._heap: list[_Entry] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self.executed = 0
+
+    def call_at(self, when: datetime, label: str, fn: Callable[[], Awaitable[None]]) -> None:
+        heapq.heappush(self._heap, _Entry(max(when, self.clock.now()) if not self.clock.live else when,
+                                          next(self._seq), label, fn))
+        self._wake.set()
+
+    def pending(self) -> int:
+        return len(self._heap)
+
+    def next_time(self) -> datetime | None:
+        return self._heap[0].when if self._heap else None
+
+    async def run(self, settle: Callable[[], Awaitable[None]], *, until: datetime | None = None,
+                  stop: asyncio.Event | None = None) -> None:
+        while True:
+            if stop is not None and stop.is_set():
+                return
+            if not self._heap:
+                if not self.clock.live:
+                    return
+                self._wake.clear()
+                await self._wait_wake(stop, None)
+                continue
+            entry = self._heap[0]
+            if until is not None and entry.when > until:
+                return
+            if self.clock.live:
+                delay = (entry.when - self.clock.now()).total_seconds()
+                if delay > 0:
+                    self._wake.clear()
+                    await self._wait_wake(stop, delay)
+                    continue
+            heapq.heappop(self._heap)
+            self.clock.set(entry.when)
+            await entry.fn()
+            await settle()
+            self.executed += 1
+
+    async def _wait_wake(self, stop: asyncio.Event | None, timeout: float | None) -> None:
+        waiters = [asyncio.ensure_future(self._wake.wait())]
+        if stop is not None:
+            waiters.append(asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()

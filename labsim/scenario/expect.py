@@ -1,0 +1,68 @@
+"""Checking a finished run against the scenario's expectations (message fates, log evidence)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..engine.ledger import Ledger
+from .model import Expectations
+
+_SERVICE_DIRS = {"FrontEnd": "FrontEnd", "Hub": "Hub", "Edge": "Edge"}
+
+
+@dataclass
+class Outcome:
+    what: str
+    ok: bool
+    detail: str
+
+
+def log_folder(out: Path, spec: str) -> Path:
+    server, service, kind = spec.split("/")
+    if service == "Mailbox":
+        sub = "Delivery" if kind == "SmtpReceive" else "Submission"
+        return out / server / "TransportRoles" / "Logs" / "Mailbox" / "ProtocolLog" / kind / sub
+    return out / server / "TransportRoles" / "Logs" / _SERVICE_DIRS.get(service, service) / "ProtocolLog" / kind
+
+
+def log_rows(folder: Path) -> list[list[str]]:
+    rows = []
+    for f in sorted(folder.glob("*.LOG")):
+        text = f.read_bytes().decode("utf-8-sig")
+        for line in text.split("\r\n"):
+            if line and not line.startswith("#"):
+                rows.append(next(csv.reader(io.StringIO(line))))
+    return rows
+
+
+def check(expect: Expectations, ledger: Ledger, out: Path) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for e in expect.message:
+        fate = ledger.fates.get(e.id)
+        if fate is None:
+            outcomes.append(Outcome(f"message {e.id}", False, "was never sent"))
+            continue
+        if e.fate is not None:
+            outcomes.append(Outcome(f"message {e.id} fate", fate.fate == e.fate,
+                                    f"expected {e.fate}, got {fate.fate}"))
+        if e.mailbox is not None:
+            realm, _, address = e.mailbox.partition(":")
+            hit = any(d["realm"] == realm and d["recipient"].lower() == address.lower() for d in fate.delivered)
+            where = ", ".join(f"{d['realm']}:{d['recipient']}" for d in fate.delivered) or "nowhere"
+            outcomes.append(Outcome(f"message {e.id} in {e.mailbox}", hit, f"delivered to {where}"))
+        if e.reason_contains is not None:
+            reasons = [x["reason"] for x in fate.failed] + [x["last_error"] for x in fate.pending]
+            hit = any(e.reason_contains in r for r in reasons)
+            outcomes.append(Outcome(f"message {e.id} reason", hit,
+                                    f"expected {e.reason_contains!r} in {reasons or 'no reason'}"))
+    for e in expect.log:
+        rows = log_rows(log_folder(out, e.log))
+        n = sum(1 for r in rows if len(r) == 9 and (e.event is None or r[6] == e.event)
+                and (e.contains in r[7] or e.contains in r[8]))
+        ok = n == 0 if e.absent else n >= e.min_count
+        what = f"log {e.log} {'lacks' if e.absent else 'has'} {e.contains!r}"
+        outcomes.append(Outcome(what, ok, f"{n} matching row(s) in {len(rows)}"))
+    return outcomes

@@ -1,0 +1,348 @@
+"""Changes to the world, written the way an admin would: Exchange cmdlets and a few lab verbs.
+
+A scenario describes its fault as changes (`Set-ReceiveConnector ... -Fqdn x`, `Set-LabDnsRecord`,
+`Set-LabCertificate -Revoked $true`); the fix is the same kind of change. Each cmdlet is a plain
+function over the topology that mutates it in place (so a running lab sees the change) and
+validates with Exchange's own rules; a bad change raises `TopologyError` naming the cmdlet, the
+identity and the parameter.
+
+Parameters accept Exchange's PascalCase names (or snake_case).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import TopologyError
+from .model import (
+    AcceptedDomain, CertificateSpec, DnsRecord, ExchangeServer, InboundConnector, Lab, LabModel,
+    OutboundConnector, ReceiveConnector, SendConnector, StoreEntry,
+)
+
+Handler = Callable[[Lab, dict[str, Any]], str]
+CMDLETS: dict[str, Handler] = {}
+CMDLET_NAMES: dict[str, str] = {}
+
+
+def cmdlet(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        CMDLETS[name.lower()] = fn
+        CMDLET_NAMES[name.lower()] = name
+        return fn
+    return register
+
+
+def _field_name(model: type[BaseModel], key: str) -> str:
+    for fname, info in model.model_fields.items():
+        if key == fname or key.lower() == (info.alias or "").lower() or key.lower() == fname.replace("_", "").lower():
+            return fname
+    raise KeyError(key)
+
+
+def _error_text(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p != "__root__")
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def set_fields(obj: LabModel, params: dict[str, Any], where: str) -> None:
+    """Assign parameters one by one with validation; all or nothing."""
+    cls = type(obj)
+    updates: dict[str, Any] = {}
+    for key, value in params.items():
+        try:
+            updates[_field_name(cls, key)] = value
+        except KeyError:
+            known = ", ".join(sorted(info.alias or f for f, info in cls.model_fields.items()))
+            raise TopologyError(where, f"unknown parameter -{key} (known: {known})") from None
+    try:
+        merged = cls.model_validate({**obj.model_dump(), **updates})
+    except ValidationError as exc:
+        raise TopologyError(where, _error_text(exc)) from None
+    for fname in updates:
+        object.__setattr__(obj, fname, getattr(merged, fname))
+    # model-level normalisations (e.g. DNS routing off with smart hosts) come from the merged copy
+    for fname in cls.model_fields:
+        object.__setattr__(obj, fname, getattr(merged, fname))
+
+
+def _pop_identity(params: dict[str, Any], where: str) -> str:
+    for k in list(params):
+        if k.lower() == "identity":
+            return str(params.pop(k))
+    raise TopologyError(where, "-Identity is required")
+
+
+def _server(lab: Lab, name: str, where: str) -> ExchangeServer:
+    try:
+        return lab.organization.server(name)
+    except KeyError:
+        names = ", ".join(s.name for s in lab.organization.servers)
+        raise TopologyError(where, f"no server {name!r} (servers: {names})") from None
+
+
+def _receive_connector(lab: Lab, identity: str, where: str) -> tuple[ExchangeServer, ReceiveConnector]:
+    server_name, sep, name = identity.partition("\\")
+    candidates = []
+    for s in lab.organization.servers:
+        if sep and s.name.lower() != server_name.lower():
+            continue
+        for rc in s.receive_connectors:
+            if rc.name.lower() == (name if sep else identity).lower():
+                candidates.append((s, rc))
+    if not candidates:
+        raise TopologyError(where, f"no receive connector {identity!r}")
+    if len(candidates) > 1:
+        raise TopologyError(where, f"receive connector {identity!r} is ambiguous; use SERVER\\Name")
+    return candidates[0]
+
+
+def _by_name(items: list[Any], identity: str, attr: str, what: str, where: str) -> Any:
+    for it in items:
+        if str(getattr(it, attr)).lower() == identity.lower():
+            return it
+    raise TopologyError(where, f"no {what} {identity!r}")
+
+
+@cmdlet("Set-ReceiveConnector")
+def set_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Set-ReceiveConnector"
+    identity = _pop_identity(params, where)
+    server, rc = _receive_connector(lab, identity, f"{where} {identity}")
+    set_fields(rc, params, f"{where} {identity}")
+    return f"{server.name}\\{rc.name}"
+
+
+@cmdlet("New-ReceiveConnector")
+def new_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
+    where = "New-ReceiveConnector"
+    server_name = next((str(params.pop(k)) for k in list(params) if k.lower() == "server"), None)
+    if server_name is None:
+        raise TopologyError(where, "-Server is required")
+    server = _server(lab, server_name, where)
+    try:
+        rc = ReceiveConnector.model_validate(params)
+    except ValidationError as exc:
+        raise TopologyError(where, _error_text(exc)) from None
+    if any(x.name.lower() == rc.name.lower() for x in server.receive_connectors):
+        raise TopologyError(where, f"{server.name} already has a receive connector named {rc.name!r}")
+    server.receive_connectors.append(rc)
+    return f"{server.name}\\{rc.name}"
+
+
+@cmdlet("Remove-ReceiveConnector")
+def remove_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Remove-ReceiveConnector"
+    identity = _pop_identity(params, where)
+    server, rc = _receive_connector(lab, identity, f"{where} {identity}")
+    server.receive_connectors.remove(rc)
+    return identity
+
+
+@cmdlet("Set-SendConnector")
+def set_send_connector(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Set-SendConnector"
+    identity = _pop_identity(params, where)
+    sc = _by_name(lab.organization.send_connectors, identity, "name", "send connector", f"{where} {identity}")
+    set_fields(sc, params, f"{where} {identity}")
+    return sc.name
+
+
+@cmdlet("New-SendConnector")
+def new_send_connector(lab: Lab, params: dict[str, Any]) -> str:
+    where = "New-SendConnector"
+    try:
+        sc = SendConnector.model_validate(params)
+    except ValidationError as exc:
+        raise TopologyError(where, _error_text(exc)) from None
+    if any(x.name.lower() == sc.name.lower() for x in lab.organization.send_connectors):
+        raise TopologyError(where, f"a send connector named {sc.name!r} exists")
+    lab.organization.send_connectors.append(sc)
+    return sc.name
+
+
+@cmdlet("Remove-SendConnector")
+def remove_send_connector(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Remove-SendConnector"
+    identity = _pop_identity(params, where)
+    sc = _by_name(lab.organization.send_connectors, identity, "name", "send connector", f"{where} {identity}")
+    lab.organization.send_connectors.remove(sc)
+    return identity
+
+
+def _service(lab: Lab, params: dict[str, Any], where: str, frontend: bool) -> str:
+    identity = _pop_identity(params, where)
+    server = _server(lab, identity, f"{where} {identity}")
+    cfg = server.frontend if frontend else server.transport
+    if cfg is None:
+        raise TopologyError(f"{where} {identity}", "this server has no Front End Transport service")
+    set_fields(cfg, params, f"{where} {identity}")
+    return server.name
+
+
+@cmdlet("Set-TransportService")
+def set_transport_service(lab: Lab, params: dict[str, Any]) -> str:
+    return _service(lab, params, "Set-TransportService", frontend=False)
+
+
+@cmdlet("Set-FrontendTransportService")
+def set_frontend_transport_service(lab: Lab, params: dict[str, Any]) -> str:
+    return _service(lab, params, "Set-FrontendTransportService", frontend=True)
+
+
+@cmdlet("Set-AcceptedDomain")
+def set_accepted_domain(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Set-AcceptedDomain"
+    identity = _pop_identity(params, where)
+    ad = _by_name(lab.organization.accepted_domains, identity, "name", "accepted domain", f"{where} {identity}")
+    set_fields(ad, params, f"{where} {identity}")
+    return ad.name
+
+
+@cmdlet("New-AcceptedDomain")
+def new_accepted_domain(lab: Lab, params: dict[str, Any]) -> str:
+    try:
+        ad = AcceptedDomain.model_validate(params)
+    except ValidationError as exc:
+        raise TopologyError("New-AcceptedDomain", _error_text(exc)) from None
+    lab.organization.accepted_domains.append(ad)
+    return ad.name
+
+
+@cmdlet("Set-InboundConnector")
+def set_inbound_connector(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Set-InboundConnector"
+    identity = _pop_identity(params, where)
+    c: InboundConnector = _by_name(lab.tenant.inbound_connectors, identity, "name", "inbound connector",
+                                   f"{where} {identity}")
+    set_fields(c, params, f"{where} {identity}")
+    return c.name
+
+
+@cmdlet("Set-OutboundConnector")
+def set_outbound_connector(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Set-OutboundConnector"
+    identity = _pop_identity(params, where)
+    c: OutboundConnector = _by_name(lab.tenant.outbound_connectors, identity, "name", "outbound connector",
+                                    f"{where} {identity}")
+    set_fields(c, params, f"{where} {identity}")
+    return c.name
+
+
+def _dns_zone(lab: Lab, params: dict[str, Any], where: str):
+    server_name = next((str(params.pop(k)) for k in list(params) if k.lower() == "server"), None)
+    if server_name is None:
+        raise TopologyError(where, "-Server is required (the DNS server, e.g. DC01 or PUBLIC-DNS)")
+    server = _by_name(lab.dns_servers, server_name, "name", "DNS server", where)
+    zone_name = next((str(params.pop(k)) for k in list(params) if k.lower() == "zonename"), None)
+    if zone_name is None:
+        raise TopologyError(where, "-ZoneName is required")
+    zone = _by_name(server.zones, zone_name, "name", f"zone on {server.name}", where)
+    return server, zone
+
+
+@cmdlet("Set-LabDnsRecord")
+def set_lab_dns_record(lab: Lab, params: dict[str, Any]) -> str:
+    """Replace every record of (Name, Type) in a zone by the given value (or add it)."""
+    where = "Set-LabDnsRecord"
+    server, zone = _dns_zone(lab, params, where)
+    try:
+        rec = DnsRecord.model_validate(params)
+    except ValidationError as exc:
+        raise TopologyError(where, _error_text(exc)) from None
+    zone.records[:] = [r for r in zone.records if not (r.name.lower() == rec.name.lower() and r.type == rec.type)]
+    zone.records.append(rec)
+    return f"{server.name}:{rec.name}/{rec.type}"
+
+
+@cmdlet("Remove-LabDnsRecord")
+def remove_lab_dns_record(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Remove-LabDnsRecord"
+    server, zone = _dns_zone(lab, params, where)
+    name = next((str(params.pop(k)) for k in list(params) if k.lower() == "name"), None)
+    rtype = next((str(params.pop(k)).upper() for k in list(params) if k.lower() == "type"), None)
+    if name is None:
+        raise TopologyError(where, "-Name is required")
+    before = len(zone.records)
+    zone.records[:] = [r for r in zone.records
+                       if not (r.name.lower() == name.lower() and (rtype is None or r.type == rtype))]
+    if len(zone.records) == before:
+        raise TopologyError(where, f"no record {name} {rtype or ''} in zone {zone.name} on {server.name}")
+    return f"{server.name}:{name}"
+
+
+@cmdlet("New-LabCertificate")
+def new_lab_certificate(lab: Lab, params: dict[str, Any]) -> str:
+    """Define a certificate (issued by a lab CA, or self-signed)."""
+    try:
+        spec = CertificateSpec.model_validate(params)
+    except ValidationError as exc:
+        raise TopologyError("New-LabCertificate", _error_text(exc)) from None
+    if any(c.name == spec.name for c in lab.certificates):
+        raise TopologyError("New-LabCertificate", f"a certificate named {spec.name!r} exists")
+    lab.certificates.append(spec)
+    return spec.name
+
+
+@cmdlet("Set-LabCertificate")
+def set_lab_certificate(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Set-LabCertificate"
+    identity = _pop_identity(params, where)
+    spec = _by_name(lab.certificates, identity, "name", "certificate", f"{where} {identity}")
+    set_fields(spec, params, f"{where} {identity}")
+    return spec.name
+
+
+@cmdlet("Import-ExchangeCertificate")
+def import_exchange_certificate(lab: Lab, params: dict[str, Any]) -> str:
+    """Put a lab certificate into a server's personal store (at the end, as Windows does)."""
+    where = "Import-ExchangeCertificate"
+    server_name = next((str(params.pop(k)) for k in list(params) if k.lower() == "server"), None)
+    if server_name is None:
+        raise TopologyError(where, "-Server is required")
+    server = _server(lab, server_name, where)
+    try:
+        entry = StoreEntry.model_validate(params)
+    except ValidationError as exc:
+        raise TopologyError(where, _error_text(exc)) from None
+    if entry.certificate not in {c.name for c in lab.certificates}:
+        raise TopologyError(where, f"certificate {entry.certificate!r} is not defined (New-LabCertificate first)")
+    server.certificates.append(entry)
+    return f"{server.name}:{entry.certificate}"
+
+
+@cmdlet("Remove-ExchangeCertificate")
+def remove_exchange_certificate(lab: Lab, params: dict[str, Any]) -> str:
+    where = "Remove-ExchangeCertificate"
+    server_name = next((str(params.pop(k)) for k in list(params) if k.lower() == "server"), None)
+    cert = next((str(params.pop(k)) for k in list(params) if k.lower() in ("certificate", "identity")), None)
+    if server_name is None or cert is None:
+        raise TopologyError(where, "-Server and -Certificate are required")
+    server = _server(lab, server_name, where)
+    before = len(server.certificates)
+    server.certificates[:] = [e for e in server.certificates if e.certificate != cert]
+    if len(server.certificates) == before:
+        raise TopologyError(where, f"{server.name} has no certificate {cert!r}")
+    return f"{server.name}:{cert}"
+
+
+def apply_change(lab: Lab, cmdlet_name: str, params: dict[str, Any]) -> str:
+    """Apply one change; returns the identity it touched."""
+    handler = CMDLETS.get(cmdlet_name.lower())
+    if handler is None:
+        raise TopologyError(cmdlet_name, f"unknown cmdlet (known: {', '.join(sorted(known_cmdlets()))})")
+    result = handler(lab, dict(params))
+    try:
+        Lab.model_validate(lab.model_dump())
+    except ValidationError as exc:
+        raise TopologyError(cmdlet_name, _error_text(exc)) from None
+    return result
+
+
+def known_cmdlets() -> list[str]:
+    return sorted(CMDLET_NAMES.values())

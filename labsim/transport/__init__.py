@@ -1,0 +1,1 @@
+"""Transport state: mail items, queues and mailbox stores (data, no sockets)."""
