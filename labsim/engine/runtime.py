@@ -27,7 +27,13 @@ from ..logs import protocol_text as T
 from ..logs.protocol_log import ProtocolLog, SessionWriter
 from ..net.dns_server import LabDnsServer
 from ..net.resolver import LabResolver
-from ..net.vnet import DEFAULT_BLOCK, DEFAULT_PORT_OFFSET, AddressBook, ConnectionRegistry, start_tcp_server
+from ..net.vnet import (
+    DEFAULT_BLOCK,
+    DEFAULT_PORT_OFFSET,
+    AddressBook,
+    ConnectionRegistry,
+    start_tcp_server,
+)
 from ..pki.authority import LabPki, serial_hex, thumbprint
 from ..pki.crl_server import CrlServer, http_get
 from ..pki.errors import CrlUnavailable
@@ -36,13 +42,20 @@ from ..pki.store import CertStore, StoredCert
 from ..pki.validate import CrlCache, ValidationResult, certificate_names, classify
 from ..rules.certselect import CertView
 from ..rules.network import HostInfo, NetView, all_virtual_ips, lab_hosts
-from ..smtp.policy import EopReceivePolicy, ExchangeReceivePolicy, MtaReceivePolicy, ReceivePolicy
+from ..smtp.policy import (
+    EopReceivePolicy,
+    ExchangeReceivePolicy,
+    MtaReceivePolicy,
+    ReceivePolicy,
+)
 from ..smtp.server import ServerSession
 from ..topology.model import Lab, Site
 from ..transport.store import MailboxStore
+from .exo import ExoRuntime
+from .internet import InternetHostRuntime
 from .ledger import Ledger
+from .onprem import ExchangeServerRuntime
 from .scheduler import Scheduler
-from .services import ExchangeServerRuntime, ExoRuntime, InternetHostRuntime
 
 CLAIM_TIMEOUT_RUN = 5.0
 CLAIM_TIMEOUT_LIVE = 0.2
@@ -296,9 +309,6 @@ class LabRuntime:
         return views
 
     def certificate_row_x509(self, c: x509.Certificate) -> str:
-        names = [n for n in certificate_names(c)]
-        cn = names[0] if names else ""
-        sans = names[1:] if len(names) > 1 and cn and cn not in names[1:] else names
         return T.certificate_row_data(dotnet_dn(c.subject), dotnet_dn(c.issuer), serial_hex(c), thumbprint(c),
                                       c.not_valid_before_utc, c.not_valid_after_utc, self._sans(c))
 
@@ -349,7 +359,12 @@ class LabRuntime:
     async def validate(self, host: HostInfo, chain: list[x509.Certificate], domain: str | None) -> ValidationResult:
         site = host.site
         cache = self._crl_caches.setdefault(host.name, CrlCache())
-        return await classify(chain, now=self.clock.now(), anchors=self.pki.trust_anchors(site),
+        anchors = list(self.pki.trust_anchors(site))
+        if site == Site.ONPREM:
+            # Direct trust: Exchange servers of the organisation know each other's (self-signed)
+            # transport certificates from Active Directory / the Edge subscription.
+            anchors += [rt.internal_cert().cert for rt in self.servers.values() if rt.internal_cert() is not None]
+        return await classify(chain, now=self.clock.now(), anchors=anchors,
                               known_intermediates=self.pki.intermediates(), domain=domain,
                               fetch_crl=lambda url: self.fetch_crl(host, url), crl_cache=cache)
 

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from .csvfmt import escape, join
 from .logfile import LogStream
-from .message_tracking import MESSAGE_TRACKING_FIELDS, MessageTrackingLog, message_tracking_folder
-from .protocol_log import PROTOCOL_LOG_FIELDS, ProtocolLog, SessionWriter, protocol_log_folder
+from .message_tracking import (
+    MESSAGE_TRACKING_FIELDS,
+    MessageTrackingLog,
+    message_tracking_folder,
+)
+from .protocol_log import (
+    PROTOCOL_LOG_FIELDS,
+    ProtocolLog,
+    SessionWriter,
+    protocol_log_folder,
+)
 
 __all__ = [
     "escape", "join", "LogStream", "MESSAGE_TRACKING_FIELDS", "MessageTrackingLog",

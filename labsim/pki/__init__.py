@@ -6,7 +6,14 @@ contexts, peer_chain), validate (classify -> ChainStatus), crl_server (CRL over 
 
 from __future__ import annotations
 
-from .authority import CaMaterial, IssuedCert, LabPki, crl_url_for, serial_hex, thumbprint
+from .authority import (
+    CaMaterial,
+    IssuedCert,
+    LabPki,
+    crl_url_for,
+    serial_hex,
+    thumbprint,
+)
 from .crl_server import CrlServer, http_get
 from .errors import CrlUnavailable, NoCredentialsError, PkiError
 from .names import dotnet_dn, parse_dn, parse_tls_certificate_name, tls_certificate_name

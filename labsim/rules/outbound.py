@@ -37,7 +37,7 @@ def onprem_last_error(f: AttemptFailure) -> str:
     if f.kind == "connect_timeout":
         return _primary(R.UNABLE_TO_CONNECT)
     if f.kind == "connect_refused":
-        details = (f"Failed to connect. Winsock error code: 10061, Win32 error code: 10061")
+        details = ("Failed to connect. Winsock error code: 10061, Win32 error code: 10061")
         return R.FAILOVER_SOCKET.format(details=details)
     if f.kind == "socket":
         return R.FAILOVER_SOCKET.format(details=f.detail or "Socket error")

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..topology.model import AcceptedDomainType, ExchangeServer, Organization, SendConnector
+from ..topology.model import (
+    AcceptedDomainType,
+    ExchangeServer,
+    Organization,
+    SendConnector,
+)
 from . import replies as R
 
 

@@ -341,7 +341,6 @@ async def deliver(lab: Any, spec: SendSpec, messages: list[OutboundMessage]) -> 
                 if session.smtp is not None and last.kind in ("tls_required", "cert_validation", "response"):
                     try:
                         await session.quit()
-                        continue_after = True
                     except Exception:  # noqa: BLE001 - the session is being abandoned anyway
                         session._close("Local")
                 else:

@@ -16,12 +16,19 @@ from ..clock import rfc2822_local
 from ..logs import protocol_text as T
 from ..rules import replies as R
 from ..rules.receive import (
-    ReceiveState, check_data, check_mail, check_rcpt, connector_fqdn, ehlo_reply_lines,
+    ReceiveState,
+    check_data,
+    check_mail,
+    check_rcpt,
+    connector_fqdn,
+    ehlo_reply_lines,
     select_receive_connector,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.services import ExchangeServerRuntime, ExoRuntime, InternetHostRuntime
+    from ..engine.exo import ExoRuntime
+    from ..engine.internet import InternetHostRuntime
+    from ..engine.onprem import ExchangeServerRuntime
     from .server import Envelope, ServerSession
 
 INVALID_DOMAIN = "501 5.5.4 Invalid domain name"

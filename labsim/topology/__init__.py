@@ -3,5 +3,5 @@
 Nothing here does I/O. A scenario starts from `default_lab()` and applies changes (see `changes`).
 """
 
-from .model import *  # noqa: F401,F403
 from .defaults import default_lab  # noqa: F401
+from .model import *  # noqa: F401,F403

@@ -17,8 +17,17 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import TopologyError
 from .model import (
-    AcceptedDomain, CertificateSpec, DnsRecord, ExchangeServer, InboundConnector, Lab, LabModel,
-    OutboundConnector, ReceiveConnector, SendConnector, StoreEntry,
+    AcceptedDomain,
+    CertificateSpec,
+    DnsRecord,
+    ExchangeServer,
+    InboundConnector,
+    Lab,
+    LabModel,
+    OutboundConnector,
+    ReceiveConnector,
+    SendConnector,
+    StoreEntry,
 )
 
 Handler = Callable[[Lab, dict[str, Any]], str]

@@ -21,10 +21,30 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from .model import (
-    AcceptedDomain, CaSpec, CertificateSpec, DnsRecord, DnsServer, DnsZone, ExchangeServer,
-    ExoMailbox, ExoMailUser, ExoTenant, InboundConnector, InternetMailHost, Lab, Mailbox,
-    NatRule, Network, Organization, OutboundConnector, ReceiveConnector, RemoteMailbox,
-    SendConnector, Site, StoreEntry, TransportServiceConfig,
+    AcceptedDomain,
+    CaSpec,
+    CertificateSpec,
+    DnsRecord,
+    DnsServer,
+    DnsZone,
+    ExchangeServer,
+    ExoMailbox,
+    ExoMailUser,
+    ExoTenant,
+    InboundConnector,
+    InternetMailHost,
+    Lab,
+    Mailbox,
+    NatRule,
+    Network,
+    Organization,
+    OutboundConnector,
+    ReceiveConnector,
+    RemoteMailbox,
+    SendConnector,
+    Site,
+    StoreEntry,
+    TransportServiceConfig,
 )
 
 PUBLIC_ROOT = "CN=labsim Public Root CA, O=labsim Public Trust, C=US"

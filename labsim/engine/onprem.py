@@ -1,20 +1,18 @@
-"""The lab's parties at run time: on-prem Exchange servers, Exchange Online, Internet mail hosts.
+"""An on-prem Exchange 2019 server at run time: Front End, Transport (Hub) or Edge, Mailbox Delivery.
 
-Each party owns its listeners, certificate store, ids, queues and logs, and carries out what the
-rules decide: the receive policies call back into `receive_message`; queues are drained by
-scheduler actions that open client sessions (`smtp.client.deliver`). Nothing here chooses an
-error text by itself: failures come from the sessions (`AttemptFailure`) and are worded by
-`rules.outbound`.
+It owns its listeners' policies, certificate store, session ids, queues and protocol logs, and
+carries out what the rules decide: connector and certificate selection, STARTTLS and the client
+certificate check (TlsDomainCapabilities), the Front End proxy to the Hub, categorisation and
+routing, and sending through send connectors.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from ..ids import Counter, IdSource, SessionIds
+from ..ids import Counter, SessionIds
 from ..logs import protocol_text as T
 from ..logs.protocol_log import ProtocolLog, SessionWriter, protocol_log_folder
 from ..net.resolver import DnsError
@@ -22,147 +20,40 @@ from ..pki.errors import NoCredentialsError
 from ..pki.store import CertStore, StoredCert, peer_chain
 from ..pki.validate import certificate_names
 from ..rules import replies as R
-from ..rules.certselect import by_fqdn, by_tls_certificate_name, name_matches, select_certificate
+from ..rules.certselect import (
+    by_fqdn,
+    by_tls_certificate_name,
+    name_matches,
+    select_certificate,
+)
 from ..rules.dnschoice import transport_dns_servers
-from ..rules.exo import attribute, recipient_accepted, route_exo
-from ..rules.outbound import AttemptFailure, exo_last_error, onprem_last_error
+from ..rules.outbound import AttemptFailure
 from ..rules.receive import ReceiveState
-from ..rules.routing import Route, domain_of, is_accepted_recipient_domain, route_recipient
+from ..rules.routing import (
+    Route,
+    domain_of,
+    is_accepted_recipient_domain,
+    route_recipient,
+)
 from ..smtp.client import ClientTls, OutboundMessage, SendSpec, Target, deliver
-from ..smtp.policy import EopReceivePolicy, ExchangeReceivePolicy, ListenerSpec, MtaReceivePolicy
-from ..topology.model import ExchangeServer, InternetMailHost, ReceiveConnector, SendConnector, Site
+from ..smtp.policy import ListenerSpec
+from ..topology.model import ExchangeServer, ReceiveConnector, SendConnector
 from ..topology.timespec import parse_timespan
 from ..transport.message import MailItem, count_received, header_value, received_header
 from ..transport.queues import Queue, QueuedMessage, QueueSet
+from .queueing import (
+    CAP_DOMAIN_MISMATCH,
+    CAP_VALIDATION_FAILED,
+    INBOUND_PROXY,
+    INTRA_ORG,
+    MAILBOX_DELIVERY_CONNECTOR,
+    QueueingParty,
+    queued_reply,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..smtp.server import Envelope, ServerSession
     from .runtime import LabRuntime
-
-BATCH = 20  # SmtpMaxMessagesPerConnection
-EXPIRED = "550 4.4.7 QUEUE.Expired; message expired"
-MAILBOX_DELIVERY_CONNECTOR = ReceiveConnector(
-    name="Mailbox Delivery", transport_role="HubTransport", bindings=["0.0.0.0:475"],
-    auth_mechanism=["Tls", "ExchangeServer"], permission_groups=["ExchangeServers"])
-INTRA_ORG = "Intra-Organization SMTP Send Connector"
-INBOUND_PROXY = "Inbound Proxy Internal Send Connector"
-CAP_VALIDATION_FAILED = "CertificateValidationFailure"  # [INFERRED] Status of a failed capability check
-CAP_DOMAIN_MISMATCH = "DomainMismatch"  # [INFERRED] no capability domain matches the certificate
-
-
-def queued_reply(message_id: str, internal_id: int, hostname: str, size: int, secs: float) -> str:
-    secs = max(secs, 0.001)
-    return R.QUEUED.format(message_id=message_id, internal_id=internal_id, hostname=hostname, size=size,
-                           secs=f"{secs:.3f}", rate=f"{size / 1024 / secs:.3f}")
-
-
-class QueueingParty:
-    """What every store-and-forward party shares: queues, retries, expiry."""
-
-    lab: "LabRuntime"
-    name: str
-    queues: QueueSet
-
-    def retry_delay(self, retry_count: int) -> timedelta:
-        return timedelta(minutes=10)
-
-    def expiry(self) -> timedelta:
-        return timedelta(days=2)
-
-    def enqueue(self, key: tuple[str, str], delivery_type: str, next_hop: str, route: Any,
-                item: MailItem, recipients: list[str]) -> Queue:
-        q = self.queues.for_route(key, delivery_type, next_hop, route)
-        q.messages.append(QueuedMessage(item=item, recipients=list(recipients)))
-        if q.delivery_type != "Unreachable":
-            self.schedule_drain(q, self.lab.clock.now())
-        else:
-            q.last_error = item.last_error
-            q.status = "Ready"
-        return q
-
-    def schedule_drain(self, q: Queue, when: datetime) -> None:
-        if q.scheduled:
-            return
-        q.scheduled = True
-        self.lab.scheduler.call_at(when, f"{q.identity} drain", lambda: self.drain(q))
-
-    async def drain(self, q: Queue) -> None:
-        q.scheduled = False
-        now = self.lab.clock.now()
-        for qm in list(q.messages):
-            if now - qm.item.arrived >= self.expiry():
-                q.messages.remove(qm)
-                self.lab.ledger.failed(qm.item, qm.recipients, EXPIRED, self.name)
-        batch = [qm for qm in q.messages if qm.status != "Suspended"][:BATCH]
-        if not batch:
-            q.status = "Ready"
-            return
-        q.status = "Active"
-        try:
-            spec, failure = await self.send_spec(q, batch)
-        except DnsError as exc:
-            self.lab.clock.advance(exc.elapsed_virtual)
-            spec, failure = None, self.dns_failure(q, exc)
-        if spec is None:
-            self._retry(q, batch, failure)
-            return
-        messages = [OutboundMessage(key=qm, mail_from=qm.item.mail_from, recipients=qm.recipients,
-                                    data=self.outgoing_data(qm.item, q)) for qm in batch]
-        results = await deliver(self.lab, spec, messages)
-        retry = []
-        for qm, res in zip(batch, results):
-            if res.delivered:
-                self.lab.ledger.sent(qm.item, res.delivered, self.name, res.remote_host)
-            for rcpt, text in res.rejected.items():
-                self.lab.ledger.failed(qm.item, [rcpt], text, self.name)
-            left = [r for r in qm.recipients if r not in res.delivered and r not in res.rejected]
-            if not left:
-                q.messages.remove(qm)
-                continue
-            qm.recipients = left
-            qm.last_error = (self.last_error_text(res.failure) if res.failure is not None
-                             else next(iter(res.deferred.values()), ""))
-            retry.append(qm)
-        if retry:
-            self._retry(q, retry, None)
-        else:
-            q.status = "Ready"
-            q.last_error = ""
-            q.retry_count = 0
-            if q.messages:
-                self.schedule_drain(q, self.lab.clock.now())
-
-    def _retry(self, q: Queue, batch: list[QueuedMessage], failure: AttemptFailure | None) -> None:
-        now = self.lab.clock.now()
-        for qm in batch:
-            if failure is not None:
-                qm.last_error = self.last_error_text(failure)
-            qm.retry_count += 1
-            qm.status = "Retry"
-            qm.item.last_error = qm.last_error
-        q.status = "Retry"
-        q.last_error = batch[0].last_error if batch else q.last_error
-        q.retry_count += 1
-        q.first_retry_time = q.first_retry_time or now
-        q.last_retry_time = now
-        q.next_retry_time = now + self.retry_delay(q.retry_count)
-        for qm in batch:
-            qm.status = "Ready"
-        self.schedule_drain(q, q.next_retry_time)
-
-    # overridden by each party
-    async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
-        raise NotImplementedError
-
-    def outgoing_data(self, item: MailItem, q: Queue) -> bytes:
-        return item.data
-
-    def last_error_text(self, failure: AttemptFailure) -> str:
-        return onprem_last_error(failure)
-
-    def dns_failure(self, q: Queue, exc: DnsError) -> AttemptFailure:
-        return AttemptFailure(kind="dns", target_ip="", target_port=25, target_name=exc.qname,
-                              detail=R.DNS_QUERY_FAILED.format(error=exc.code) if exc.transient else exc.smtp)
 
 
 class ExchangeServerRuntime(QueueingParty):
@@ -542,259 +433,3 @@ class ExchangeServerRuntime(QueueingParty):
             self.lab.ledger.submit_failed(data, recipients, reason, self.name)
 
 
-class ExoRuntime(QueueingParty):
-    """Exchange Online: the EOP front end that receives, the tenant's routing, and its outbound sending."""
-
-    def __init__(self, lab: "LabRuntime") -> None:
-        self.lab = lab
-        self.model = lab.model.tenant
-        self.name = "EXO"
-        self.host_in = lab.net.host("EXO")
-        self.host_out = lab.net.host("EXO-OUT")
-        self.frontend_fqdn = self.model.frontend_host
-        from ..topology.model import StoreEntry
-        self.store = CertStore(lab.pki, [StoreEntry(certificate=self.model.certificate)], owner="EXO")
-        self.cert = self.store.entries[0]
-        self.session_ids = SessionIds(lab.seed, "EXO", lab.model.start - timedelta(hours=5))
-        self.internal_ids = Counter(lab.seed, "EXO")
-        self.ids = lab.ids_for("EXO")
-        self.queues = QueueSet("EXO")
-        self._ctx: ssl.SSLContext | None = None
-
-    def expiry(self) -> timedelta:
-        return timedelta(hours=48)  # EXO retries connector delivery for 48 hours (MFI)
-
-    def retry_delay(self, retry_count: int) -> timedelta:
-        return timedelta(minutes=5 if retry_count <= 3 else 15)
-
-    def last_error_text(self, failure: AttemptFailure) -> str:
-        return exo_last_error(failure)
-
-    def open_session(self, session: "ServerSession") -> bool:
-        remote_ip, _ = session.context["remote"]
-        session.session_id = self.session_ids.next()
-        session.state = _SimpleState(remote_ip=remote_ip)
-        session.extra = _Extra()
-        return True
-
-    async def start_server_tls(self, session: "ServerSession") -> None:
-        if self._ctx is None:
-            self._ctx = self.store.server_context(self.cert, self.lab.pki.all_leaf_certs())
-        await session.reply(R.STARTTLS_GO)
-        try:
-            await session.writer.start_tls(self._ctx)
-        except (ssl.SSLError, ConnectionError, OSError):
-            session.closed = True
-            return
-        session.touch()
-        sslobj = session.writer.get_extra_info("ssl_object")
-        st = session.state
-        st.tls, st.helo = True, None
-        st.mail_from, st.recipients = None, []
-        session.extra.peer_chain = peer_chain(sslobj)
-        session.extra.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0]}
-
-    async def check_mail(self, session: "ServerSession", address: str) -> str:
-        st = session.state
-        chain = session.extra.peer_chain or []
-        names, valid = [], False
-        if chain:
-            result = await self.lab.validate(self.host_in, chain, None)
-            session.touch()
-            valid = result.ok
-            names = certificate_names(chain[0])
-        st.attribution = attribute(self.model, cert_names=names, cert_valid=valid, source_ip=st.remote_ip,
-                                   mail_from_domain=domain_of(address) if address else "")
-        st.mail_from = address
-        return R.SENDER_OK
-
-    async def check_rcpt(self, session: "ServerSession", address: str) -> str:
-        st = session.state
-        if recipient_accepted(self.model, address) or (st.attribution and st.attribution.directionality == "Originating"):
-            st.recipients.append(address)
-            return R.RECIPIENT_OK
-        return R.EXO_RELAY_DENIED.format(host=self.frontend_fqdn)
-
-    async def receive_message(self, session: "ServerSession", envelope: "Envelope") -> str:
-        st = session.state
-        st.mail_from, st.recipients = None, []
-        now = session.now()
-        header = received_header(helo=st.helo or st.remote_ip, client_ip=st.remote_ip, by_fqdn=self.frontend_fqdn,
-                                 by_ip=self.model.inbound_ip, tls=session.extra.tls, version="15.20.8769.12",
-                                 when=now, utc_offset_minutes=0)
-        item = self._new_item(envelope.mail_from, envelope.recipients, header + envelope.data, now,
-                              directionality=st.attribution.directionality if st.attribution else "Incoming",
-                              client_ip=st.remote_ip, helo=st.helo or "")
-        self.submit(item)
-        secs = (session.now() - (session.data_started or now)).total_seconds()
-        return queued_reply(item.message_id, item.internal_id, self.frontend_fqdn, len(envelope.data), secs)
-
-    def _new_item(self, mail_from: str, recipients: list[str], data: bytes, now: datetime, *,
-                  directionality: str, client_ip: str = "", helo: str = "") -> MailItem:
-        message_id = header_value(data, "Message-ID") or f"<{self.ids.guid()}@{self.frontend_fqdn}>"
-        item = MailItem(server="EXO", internal_id=self.internal_ids.next(), mail_from=mail_from,
-                        recipients=list(recipients), data=data, message_id=message_id,
-                        network_message_id=self.lab.network_message_id("exo", message_id, self.ids, now),
-                        subject=header_value(data, "Subject"), arrived=now, directionality=directionality,
-                        client_ip=client_ip, client_hostname=helo)
-        item.lab_key = self.lab.ledger.key_for(message_id)
-        self.lab.ledger.received(item, "EXO")
-        return item
-
-    def submit(self, item: MailItem) -> None:
-        groups: dict[tuple[str, str], tuple[Any, list[str]]] = {}
-        for rcpt in item.recipients:
-            route = route_exo(self.model, rcpt)
-            if route.kind == "mailbox":
-                path = self.lab.store.deliver("exo", route.recipient, item.data)
-                self.lab.ledger.delivered(item, route.recipient, "exo", path, "EXO")
-                continue
-            if route.kind == "reject":
-                self.lab.ledger.failed(item, [rcpt], route.error or "", "EXO")
-                continue
-            if route.kind == "connector":
-                key = ("SmartHostConnectorDelivery", route.connector.name.lower())
-                hop = ",".join(route.connector.smart_hosts) if not route.connector.use_mx_record else domain_of(route.recipient)
-            else:
-                key = ("DnsConnectorDelivery", domain_of(route.recipient))
-                hop = domain_of(route.recipient)
-            if key not in groups:
-                groups[key] = (route, [])
-            groups[key][1].append(route.recipient)
-        for key, (route, rcpts) in groups.items():
-            self.enqueue(key, key[0], key[1], route, item, rcpts)
-
-    async def submit_from_mailbox(self, mail_from: str, recipients: list[str], data: bytes) -> None:
-        now = self.lab.clock.now()
-        self.submit(self._new_item(mail_from, recipients, data, now, directionality="Originating"))
-
-    async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
-        route = q.route
-        servers = self.model.dns_servers
-        targets: list[Target] = []
-        tls = ClientTls(attempt=True, store=self.store, client_cert=self.cert)
-        conn = getattr(route, "connector", None)
-        if conn is not None and not conn.use_mx_record:
-            for host in conn.smart_hosts:
-                for ip in await self.lab.resolve_a(self.host_out, servers, host):
-                    targets.append(Target(ip, 25, host))
-            level = conn.tls_settings
-            tls = ClientTls(attempt=True, require=level is not None, auth_level=level,
-                            domain=conn.tls_domain or conn.smart_hosts[0], store=self.store, client_cert=self.cert,
-                            sni=conn.smart_hosts[0])
-        else:
-            for host, ips in await self.lab.resolve_host(self.host_out, servers, domain_of(route.recipient)):
-                targets += [Target(ip, 25, host) for ip in ips]
-        return SendSpec(src=self.host_out, connector_id=conn.name if conn else "", log=None, log_enabled=False,
-                        session_ids=self.session_ids, ehlo_name=self.model.outbound_helo,
-                        destination_domain=q.next_hop_domain, targets=targets, tls=tls,
-                        validate=lambda chain, domain: self.lab.validate(self.host_out, chain, domain)), None
-
-
-class InternetHostRuntime(QueueingParty):
-    """A plain Internet mail host: accepts mail for its domains, sends its users' mail by MX."""
-
-    def __init__(self, lab: "LabRuntime", model: InternetMailHost) -> None:
-        self.lab = lab
-        self.model = model
-        self.name = model.name
-        self.host = lab.net.host(model.name)
-        self.session_ids = SessionIds(lab.seed, model.name, lab.model.start - timedelta(days=1))
-        self.ids = lab.ids_for(model.name)
-        self.queues = QueueSet(model.name)
-        self.internal_ids = Counter(lab.seed, model.name, 10**5, 10**6)
-        from ..topology.model import StoreEntry
-        self.store = CertStore(lab.pki, [StoreEntry(certificate=model.certificate)] if model.certificate else [],
-                               owner=model.name)
-        self._ctx: ssl.SSLContext | None = None
-
-    @property
-    def has_tls(self) -> bool:
-        return bool(self.store.entries)
-
-    def expiry(self) -> timedelta:
-        return timedelta(days=5)  # Postfix maximal_queue_lifetime
-
-    def hosts_domain(self, address: str) -> bool:
-        return domain_of(address) in {d.lower() for d in self.model.domains}
-
-    def has_mailbox(self, address: str) -> bool:
-        return address.lower() in {m.lower() for m in self.model.mailboxes}
-
-    def open_session(self, session: "ServerSession") -> bool:
-        session.session_id = self.session_ids.next()
-        session.state = _SimpleState(remote_ip=session.context["remote"][0])
-        session.extra = _Extra()
-        return True
-
-    async def start_server_tls(self, session: "ServerSession") -> None:
-        if self._ctx is None:
-            self._ctx = self.store.server_context(self.store.entries[0], self.lab.pki.all_leaf_certs())
-        await session.reply("220 2.0.0 Ready to start TLS")
-        try:
-            await session.writer.start_tls(self._ctx)
-        except (ssl.SSLError, ConnectionError, OSError):
-            session.closed = True
-            return
-        session.touch()
-        sslobj = session.writer.get_extra_info("ssl_object")
-        session.state.tls, session.state.helo = True, None
-        session.extra.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0]}
-
-    async def receive_message(self, session: "ServerSession", envelope: "Envelope") -> str:
-        now = session.now()
-        qid = f"{self.ids.randint(0x10000000, 0xFFFFFFFF):X}{self.ids.randint(0x1, 0xF):X}"
-        st = session.state
-        tls = session.extra.tls
-        with_part = "ESMTPS" if tls else "ESMTP"
-        from ..clock import rfc2822_local
-        header = (f"Received: from {st.helo} ({st.helo} [{st.remote_ip}])\r\n\tby {self.model.fqdn} (Postfix) "
-                  f"with {with_part} id {qid}\r\n\tfor <{envelope.recipients[0]}>; {rfc2822_local(now, 0)}\r\n").encode()
-        data = header + envelope.data
-        message_id = header_value(data, "Message-ID")
-        item = MailItem(server=self.name, internal_id=0, mail_from=envelope.mail_from,
-                        recipients=list(envelope.recipients), data=data, message_id=message_id,
-                        network_message_id="", subject=header_value(data, "Subject"), arrived=now)
-        item.lab_key = self.lab.ledger.key_for(message_id)
-        for rcpt in envelope.recipients:
-            path = self.lab.store.deliver(f"internet-{self.model.name.lower()}", rcpt, data)
-            self.lab.ledger.delivered(item, rcpt, "internet", path, self.name)
-        return f"250 2.0.0 Ok: queued as {qid}"
-
-    async def submit_from_mailbox(self, mail_from: str, recipients: list[str], data: bytes) -> None:
-        now = self.lab.clock.now()
-        item = MailItem(server=self.name, internal_id=self.internal_ids.next(), mail_from=mail_from,
-                        recipients=list(recipients), data=data, message_id=header_value(data, "Message-ID"),
-                        network_message_id="", subject=header_value(data, "Subject"), arrived=now)
-        item.lab_key = self.lab.ledger.key_for(item.message_id)
-        self.lab.ledger.received(item, self.name)
-        by_domain: dict[str, list[str]] = {}
-        for r in recipients:
-            by_domain.setdefault(domain_of(r), []).append(r)
-        for dom, rcpts in by_domain.items():
-            self.enqueue(("DnsConnectorDelivery", dom), "DnsConnectorDelivery", dom, dom, item, rcpts)
-
-    async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
-        targets = []
-        for host, ips in await self.lab.resolve_host(self.host, self.model.dns_servers, q.next_hop_domain):
-            targets += [Target(ip, 25, host) for ip in ips]
-        return SendSpec(src=self.host, connector_id="", log=None, log_enabled=False, session_ids=self.session_ids,
-                        ehlo_name=self.model.fqdn, destination_domain=q.next_hop_domain, targets=targets,
-                        tls=ClientTls(attempt=True, store=self.store)), None
-
-
-class _SimpleState:
-    def __init__(self, remote_ip: str) -> None:
-        self.remote_ip = remote_ip
-        self.helo: str | None = None
-        self.tls = False
-        self.mail_from: str | None = None
-        self.recipients: list[str] = []
-        self.attribution = None
-
-
-class _Extra:
-    def __init__(self) -> None:
-        self.peer_chain: list | None = None
-        self.tls: dict | None = None
-        self.cert = None

@@ -1,0 +1,191 @@
+"""Exchange Online at run time: the EOP front end that receives, tenant attribution and routing,
+and outbound delivery through the tenant's connectors (or MX).
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..ids import Counter, SessionIds
+from ..pki.store import CertStore, peer_chain
+from ..pki.validate import certificate_names
+from ..rules import replies as R
+from ..rules.exo import attribute, recipient_accepted, route_exo
+from ..rules.outbound import AttemptFailure, exo_last_error
+from ..rules.routing import domain_of
+from ..smtp.client import ClientTls, SendSpec, Target
+from ..transport.message import MailItem, header_value, received_header
+from ..transport.queues import Queue, QueuedMessage, QueueSet
+from .queueing import QueueingParty, queued_reply
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..smtp.server import Envelope, ServerSession
+    from .runtime import LabRuntime
+
+
+class ExoRuntime(QueueingParty):
+    """Exchange Online: the EOP front end that receives, the tenant's routing, and its outbound sending."""
+
+    def __init__(self, lab: "LabRuntime") -> None:
+        self.lab = lab
+        self.model = lab.model.tenant
+        self.name = "EXO"
+        self.host_in = lab.net.host("EXO")
+        self.host_out = lab.net.host("EXO-OUT")
+        self.frontend_fqdn = self.model.frontend_host
+        from ..topology.model import StoreEntry
+        self.store = CertStore(lab.pki, [StoreEntry(certificate=self.model.certificate)], owner="EXO")
+        self.cert = self.store.entries[0]
+        self.session_ids = SessionIds(lab.seed, "EXO", lab.model.start - timedelta(hours=5))
+        self.internal_ids = Counter(lab.seed, "EXO")
+        self.ids = lab.ids_for("EXO")
+        self.queues = QueueSet("EXO")
+        self._ctx: ssl.SSLContext | None = None
+
+    def expiry(self) -> timedelta:
+        return timedelta(hours=48)  # EXO retries connector delivery for 48 hours (MFI)
+
+    def retry_delay(self, retry_count: int) -> timedelta:
+        return timedelta(minutes=5 if retry_count <= 3 else 15)
+
+    def last_error_text(self, failure: AttemptFailure) -> str:
+        return exo_last_error(failure)
+
+    def open_session(self, session: "ServerSession") -> bool:
+        remote_ip, _ = session.context["remote"]
+        session.session_id = self.session_ids.next()
+        session.state = _SimpleState(remote_ip=remote_ip)
+        session.extra = _Extra()
+        return True
+
+    async def start_server_tls(self, session: "ServerSession") -> None:
+        if self._ctx is None:
+            self._ctx = self.store.server_context(self.cert, self.lab.pki.all_leaf_certs())
+        await session.reply(R.STARTTLS_GO)
+        try:
+            await session.writer.start_tls(self._ctx)
+        except (ssl.SSLError, ConnectionError, OSError):
+            session.closed = True
+            return
+        session.touch()
+        sslobj = session.writer.get_extra_info("ssl_object")
+        st = session.state
+        st.tls, st.helo = True, None
+        st.mail_from, st.recipients = None, []
+        session.extra.peer_chain = peer_chain(sslobj)
+        session.extra.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0]}
+
+    async def check_mail(self, session: "ServerSession", address: str) -> str:
+        st = session.state
+        chain = session.extra.peer_chain or []
+        names, valid = [], False
+        if chain:
+            result = await self.lab.validate(self.host_in, chain, None)
+            session.touch()
+            valid = result.ok
+            names = certificate_names(chain[0])
+        st.attribution = attribute(self.model, cert_names=names, cert_valid=valid, source_ip=st.remote_ip,
+                                   mail_from_domain=domain_of(address) if address else "")
+        st.mail_from = address
+        return R.SENDER_OK
+
+    async def check_rcpt(self, session: "ServerSession", address: str) -> str:
+        st = session.state
+        if recipient_accepted(self.model, address) or (st.attribution and st.attribution.directionality == "Originating"):
+            st.recipients.append(address)
+            return R.RECIPIENT_OK
+        return R.EXO_RELAY_DENIED.format(host=self.frontend_fqdn)
+
+    async def receive_message(self, session: "ServerSession", envelope: "Envelope") -> str:
+        st = session.state
+        st.mail_from, st.recipients = None, []
+        now = session.now()
+        header = received_header(helo=st.helo or st.remote_ip, client_ip=st.remote_ip, by_fqdn=self.frontend_fqdn,
+                                 by_ip=self.model.inbound_ip, tls=session.extra.tls, version="15.20.8769.12",
+                                 when=now, utc_offset_minutes=0)
+        item = self._new_item(envelope.mail_from, envelope.recipients, header + envelope.data, now,
+                              directionality=st.attribution.directionality if st.attribution else "Incoming",
+                              client_ip=st.remote_ip, helo=st.helo or "")
+        self.submit(item)
+        secs = (session.now() - (session.data_started or now)).total_seconds()
+        return queued_reply(item.message_id, item.internal_id, self.frontend_fqdn, len(envelope.data), secs)
+
+    def _new_item(self, mail_from: str, recipients: list[str], data: bytes, now: datetime, *,
+                  directionality: str, client_ip: str = "", helo: str = "") -> MailItem:
+        message_id = header_value(data, "Message-ID") or f"<{self.ids.guid()}@{self.frontend_fqdn}>"
+        item = MailItem(server="EXO", internal_id=self.internal_ids.next(), mail_from=mail_from,
+                        recipients=list(recipients), data=data, message_id=message_id,
+                        network_message_id=self.lab.network_message_id("exo", message_id, self.ids, now),
+                        subject=header_value(data, "Subject"), arrived=now, directionality=directionality,
+                        client_ip=client_ip, client_hostname=helo)
+        item.lab_key = self.lab.ledger.key_for(message_id)
+        self.lab.ledger.received(item, "EXO")
+        return item
+
+    def submit(self, item: MailItem) -> None:
+        groups: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+        for rcpt in item.recipients:
+            route = route_exo(self.model, rcpt)
+            if route.kind == "mailbox":
+                path = self.lab.store.deliver("exo", route.recipient, item.data)
+                self.lab.ledger.delivered(item, route.recipient, "exo", path, "EXO")
+                continue
+            if route.kind == "reject":
+                self.lab.ledger.failed(item, [rcpt], route.error or "", "EXO")
+                continue
+            if route.kind == "connector":
+                key = ("SmartHostConnectorDelivery", route.connector.name.lower())
+                hop = ",".join(route.connector.smart_hosts) if not route.connector.use_mx_record else domain_of(route.recipient)
+            else:
+                key = ("DnsConnectorDelivery", domain_of(route.recipient))
+                hop = domain_of(route.recipient)
+            if key not in groups:
+                groups[key] = (route, [])
+            groups[key][1].append(route.recipient)
+        for key, (route, rcpts) in groups.items():
+            self.enqueue(key, key[0], key[1], route, item, rcpts)
+
+    async def submit_from_mailbox(self, mail_from: str, recipients: list[str], data: bytes) -> None:
+        now = self.lab.clock.now()
+        self.submit(self._new_item(mail_from, recipients, data, now, directionality="Originating"))
+
+    async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
+        route = q.route
+        servers = self.model.dns_servers
+        targets: list[Target] = []
+        tls = ClientTls(attempt=True, store=self.store, client_cert=self.cert)
+        conn = getattr(route, "connector", None)
+        if conn is not None and not conn.use_mx_record:
+            for host in conn.smart_hosts:
+                for ip in await self.lab.resolve_a(self.host_out, servers, host):
+                    targets.append(Target(ip, 25, host))
+            level = conn.tls_settings
+            tls = ClientTls(attempt=True, require=level is not None, auth_level=level,
+                            domain=conn.tls_domain or conn.smart_hosts[0], store=self.store, client_cert=self.cert,
+                            sni=conn.smart_hosts[0])
+        else:
+            for host, ips in await self.lab.resolve_host(self.host_out, servers, domain_of(route.recipient)):
+                targets += [Target(ip, 25, host) for ip in ips]
+        return SendSpec(src=self.host_out, connector_id=conn.name if conn else "", log=None, log_enabled=False,
+                        session_ids=self.session_ids, ehlo_name=self.model.outbound_helo,
+                        destination_domain=q.next_hop_domain, targets=targets, tls=tls,
+                        validate=lambda chain, domain: self.lab.validate(self.host_out, chain, domain)), None
+
+
+class _SimpleState:
+    def __init__(self, remote_ip: str) -> None:
+        self.remote_ip = remote_ip
+        self.helo: str | None = None
+        self.tls = False
+        self.mail_from: str | None = None
+        self.recipients: list[str] = []
+        self.attribution = None
+
+
+class _Extra:
+    def __init__(self) -> None:
+        self.peer_chain: list | None = None
+        self.tls: dict | None = None
+        self.cert = None
