@@ -125,7 +125,7 @@ class ExoRuntime(QueueingParty):
         return item
 
     def submit(self, item: MailItem) -> None:
-        groups: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+        groups: dict[tuple[str, str], tuple[Any, str, list[str]]] = {}
         for rcpt in item.recipients:
             route = route_exo(self.model, rcpt)
             if route.kind == "mailbox":
@@ -142,10 +142,10 @@ class ExoRuntime(QueueingParty):
                 key = ("DnsConnectorDelivery", domain_of(route.recipient))
                 hop = domain_of(route.recipient)
             if key not in groups:
-                groups[key] = (route, [])
-            groups[key][1].append(route.recipient)
-        for key, (route, rcpts) in groups.items():
-            self.enqueue(key, key[0], key[1], route, item, rcpts)
+                groups[key] = (route, hop, [])
+            groups[key][2].append(route.recipient)
+        for key, (route, hop, rcpts) in groups.items():
+            self.enqueue(key, key[0], hop, route, item, rcpts)
 
     async def submit_from_mailbox(self, mail_from: str, recipients: list[str], data: bytes) -> None:
         now = self.lab.clock.now()
