@@ -18,6 +18,7 @@ from ..scenario.model import Message
 from ..topology.changes import apply_change
 from ..topology.timespec import parse_timespan
 from ..transport.message import new_message
+from .operations import is_operation, run_operation
 from .runtime import LabRuntime
 
 
@@ -71,6 +72,9 @@ def _inject(rt: LabRuntime, msg: Message) -> Any:
 
 def _timeline_change(rt: LabRuntime, cmdlet: str, params: dict[str, Any]) -> Any:
     async def action() -> None:
+        if is_operation(cmdlet):
+            await run_operation(rt, cmdlet, params)
+            return
         apply_change(rt.model, cmdlet, params)
         await rt.reconfigure()
     return action

@@ -105,7 +105,12 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
     except ValueError as exc:
         raise ScenarioError(f"{where}: start", str(exc)) from None
     lab = default_lab(start)
+    from ..engine.operations import is_operation
+
     for i, ch in enumerate(scn.change):
+        if is_operation(ch.cmdlet) and ch.at is None:
+            raise ScenarioError(f"{where}: change[{i}].at",
+                                f"{ch.cmdlet} acts on the running lab and needs a time (at = \"+hh:mm:ss\")")
         if ch.at is not None:
             try:
                 parse_timespan(ch.at)
@@ -119,7 +124,7 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
     # Timeline changes must apply cleanly too, in order, on a scratch copy.
     scratch = lab.model_copy(deep=True)
     for i, ch in enumerate(scn.change):
-        if ch.at is None:
+        if ch.at is None or is_operation(ch.cmdlet):
             continue
         try:
             apply_change(scratch, ch.cmdlet, ch.params)
