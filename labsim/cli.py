@@ -114,6 +114,29 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate-OutboundConnector for every hybrid connector (engine.validate_connectors)."""
+    import json
+
+    from .engine.validate_connectors import format_results, validate_scenario
+    from .errors import ScenarioError
+    from .topology.timespec import parse_timespan
+
+    loaded = load_scenario(args.scenario)
+    if args.at:
+        try:
+            parse_timespan(args.at)
+        except ValueError as exc:
+            raise ScenarioError("--at", str(exc)) from None
+    results, when = validate_scenario(loaded, at=args.at, seed=args.seed)
+    if args.json:
+        print(json.dumps({"scenario": loaded.scenario.id, "at": when, "connectors": [r.as_dict() for r in results]},
+                         indent=2))
+    else:
+        print(format_results(loaded.scenario.id, when, results))
+    return 0 if all(r.ok for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="labsim", description="A simulated Exchange hybrid mail-flow lab.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -138,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="certs")
     sp.add_argument("--seed", type=int)
     sp.set_defaults(fn=cmd_certs)
+    sp = sub.add_parser("validate", help="test each hybrid connector (like Validate-OutboundConnector)")
+    sp.add_argument("scenario", help="scenario id or TOML file")
+    sp.add_argument("--at", help="apply the scenario's timeline changes up to this offset (+hh:mm:ss)")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--json", action="store_true", help="machine-readable result")
+    sp.set_defaults(fn=cmd_validate)
+    from .cli_views import add_parsers  # queue, track, trace: views over a run's output
+
+    add_parsers(sub)
     return p
 
 

@@ -18,7 +18,7 @@ from ..scenario.model import Message
 from ..topology.changes import apply_change
 from ..topology.timespec import parse_timespan
 from ..transport.message import new_message
-from .operations import is_operation, run_operation
+from .operations import check_operation, is_operation, run_operation
 from .runtime import LabRuntime
 
 
@@ -70,6 +70,18 @@ def _inject(rt: LabRuntime, msg: Message) -> Any:
     return action
 
 
+def check_timeline_operations(loaded: LoadedScenario) -> None:
+    """Operations on the running lab get their static check before anything starts."""
+    from ..errors import ScenarioError, TopologyError
+
+    for i, ch in enumerate(loaded.scenario.change):
+        if is_operation(ch.cmdlet):
+            try:
+                check_operation(loaded.lab, ch.cmdlet, ch.params)
+            except TopologyError as exc:
+                raise ScenarioError(f"{loaded.path}: change[{i}] ({exc.where})", exc.problem) from None
+
+
 def _timeline_change(rt: LabRuntime, cmdlet: str, params: dict[str, Any]) -> Any:
     async def action() -> None:
         if is_operation(cmdlet):
@@ -83,6 +95,7 @@ def _timeline_change(rt: LabRuntime, cmdlet: str, params: dict[str, Any]) -> Any
 async def run_loaded(loaded: LoadedScenario, *, out: Path, seed: int | None = None,
                      block: int | None = None) -> RunResult:
     scn = loaded.scenario
+    check_timeline_operations(loaded)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -106,6 +119,7 @@ async def run_loaded(loaded: LoadedScenario, *, out: Path, seed: int | None = No
         rt.collect_pending()
         files = rt.flush_logs()
         rt.write_summary()
+        rt.write_event_logs()
         outcomes = check(scn.expect, rt.ledger, out)
         return RunResult(scenario=scn.id, out=out, summary=rt.summary(), outcomes=outcomes,
                          wall_seconds=time.perf_counter() - t0, log_files=files)
@@ -151,5 +165,6 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
         rt.collect_pending()
         rt.flush_logs()
         rt.write_summary()
+        rt.write_event_logs()
         await rt.stop()
     return rt

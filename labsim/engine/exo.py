@@ -8,17 +8,25 @@ import ssl
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..clock import iso_ms
 from ..ids import Counter, SessionIds
 from ..pki.store import CertStore, peer_chain
 from ..pki.validate import certificate_names
 from ..rules import replies as R
 from ..rules.exo import attribute, recipient_accepted, route_exo
-from ..rules.outbound import AttemptFailure, exo_last_error
+from ..rules.outbound import AttemptFailure, exo_last_error, onprem_last_error
+from ..rules.retry import RetryPolicy
 from ..rules.routing import domain_of
+from ..rules.tls_policy import (
+    exo_certificate_attributes,
+    exo_connector_plan,
+    exo_mx_plan,
+)
 from ..smtp.client import ClientTls, SendSpec, Target
-from ..transport.message import MailItem, header_value, received_header
+from ..transport import headers as H
+from ..transport.message import MailItem, count_received, header_value, received_header
 from ..transport.queues import Queue, QueuedMessage, QueueSet
-from .queueing import QueueingParty, queued_reply
+from .queueing import EXO_RETRY_POLICY, Failure, QueueingParty, queued_reply
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..smtp.server import Envelope, ServerSession
@@ -47,10 +55,12 @@ class ExoRuntime(QueueingParty):
     def expiry(self) -> timedelta:
         return timedelta(hours=48)  # EXO retries connector delivery for 48 hours (MFI)
 
-    def retry_delay(self, retry_count: int) -> timedelta:
-        return timedelta(minutes=5 if retry_count <= 3 else 15)
+    def retry_policy(self) -> RetryPolicy:
+        return EXO_RETRY_POLICY
 
     def last_error_text(self, failure: AttemptFailure) -> str:
+        if self.model.platform == "FOPE":  # the 2010-era service ran Exchange transport (seed 003)
+            return onprem_last_error(failure)
         return exo_last_error(failure)
 
     def open_session(self, session: "ServerSession") -> bool:
@@ -84,7 +94,7 @@ class ExoRuntime(QueueingParty):
         if chain:
             result = await self.lab.validate(self.host_in, chain, None)
             session.touch()
-            valid = result.ok
+            valid = exo_certificate_attributes(str(result.status))  # rules.tls_policy
             names = certificate_names(chain[0])
         st.attribution = attribute(self.model, cert_names=names, cert_valid=valid, source_ip=st.remote_ip,
                                    mail_from_domain=domain_of(address) if address else "")
@@ -102,12 +112,17 @@ class ExoRuntime(QueueingParty):
         st = session.state
         st.mail_from, st.recipients = None, []
         now = session.now()
+        if count_received(envelope.data) >= self.model.max_hop_count:  # a loop, seen from EXO
+            return R.EXO_HOP_COUNT.format(stamp=f"{self.frontend_fqdn} {iso_ms(now)} {session.session_id:016X}")
         header = received_header(helo=st.helo or st.remote_ip, client_ip=st.remote_ip, by_fqdn=self.frontend_fqdn,
                                  by_ip=self.model.inbound_ip, tls=session.extra.tls, version="15.20.8769.12",
                                  when=now, utc_offset_minutes=0)
-        item = self._new_item(envelope.mail_from, envelope.recipients, header + envelope.data, now,
-                              directionality=st.attribution.directionality if st.attribution else "Incoming",
-                              client_ip=st.remote_ip, helo=st.helo or "")
+        att = st.attribution
+        data, stamp = H.on_receive(envelope.data, H.exo_trust(att), auth_source=self.frontend_fqdn,
+                                   default_directionality=att.directionality if att else "Incoming",
+                                   originator_org=self._originator_org())
+        item = self._new_item(envelope.mail_from, envelope.recipients, header + data, now,
+                              directionality=stamp.directionality, client_ip=st.remote_ip, helo=st.helo or "")
         self.submit(item)
         secs = (session.now() - (session.data_started or now)).total_seconds()
         return queued_reply(item.message_id, item.internal_id, self.frontend_fqdn, len(envelope.data), secs)
@@ -122,18 +137,22 @@ class ExoRuntime(QueueingParty):
                         client_ip=client_ip, client_hostname=helo)
         item.lab_key = self.lab.ledger.key_for(message_id)
         self.lab.ledger.received(item, "EXO")
+        self.tracker.received(item, None, "EXO")
         return item
 
-    def submit(self, item: MailItem) -> None:
+    def submit(self, item: MailItem, recipients: list[str] | None = None) -> None:
+        """EXO's categorizer: a tenant mailbox, an outbound connector, or MX (all, or a resubmission)."""
         groups: dict[tuple[str, str], tuple[Any, str, list[str]]] = {}
-        for rcpt in item.recipients:
+        self.tracker.categorized(item)
+        for rcpt in item.recipients if recipients is None else recipients:
             route = route_exo(self.model, rcpt)
             if route.kind == "mailbox":
                 path = self.lab.store.deliver("exo", route.recipient, item.data)
                 self.lab.ledger.delivered(item, route.recipient, "exo", path, "EXO")
+                self.tracker.deliver(item, route.recipient, path)
                 continue
             if route.kind == "reject":
-                self.lab.ledger.failed(item, [rcpt], route.error or "", "EXO")
+                self.fail_recipients(item, [rcpt], Failure(route.error or "", "ROUTING"))
                 continue
             if route.kind == "connector":
                 key = ("SmartHostConnectorDelivery", route.connector.name.lower())
@@ -149,22 +168,25 @@ class ExoRuntime(QueueingParty):
 
     async def submit_from_mailbox(self, mail_from: str, recipients: list[str], data: bytes) -> None:
         now = self.lab.clock.now()
+        data, _ = H.on_receive(data, H.Trust(exchange_server=True), auth_source=self.frontend_fqdn,
+                               default_directionality="Originating", originator_org=self._originator_org())
         self.submit(self._new_item(mail_from, recipients, data, now, directionality="Originating"))
+
+    def _originator_org(self) -> str:
+        default = next((d for d in self.model.accepted_domains if d.default), None)
+        return default.domain_name if default else self.model.initial_domain
 
     async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
         route = q.route
         servers = self.model.dns_servers
         targets: list[Target] = []
-        tls = ClientTls(attempt=True, store=self.store, client_cert=self.cert)
+        tls = ClientTls.from_plan(exo_mx_plan(self.cert), self.store)
         conn = getattr(route, "connector", None)
         if conn is not None and not conn.use_mx_record:
             for host in conn.smart_hosts:
                 for ip in await self.lab.resolve_a(self.host_out, servers, host):
                     targets.append(Target(ip, 25, host))
-            level = conn.tls_settings
-            tls = ClientTls(attempt=True, require=level is not None, auth_level=level,
-                            domain=conn.tls_domain or conn.smart_hosts[0], store=self.store, client_cert=self.cert,
-                            sni=conn.smart_hosts[0])
+            tls = ClientTls.from_plan(exo_connector_plan(conn, self.cert), self.store)
         else:
             for host, ips in await self.lab.resolve_host(self.host_out, servers, domain_of(route.recipient)):
                 targets += [Target(ip, 25, host) for ip in ips]

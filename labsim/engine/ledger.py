@@ -27,6 +27,7 @@ class Fate:
     delivered: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     pending: list[dict[str, str]] = field(default_factory=list)
+    notifications: list[dict[str, str]] = field(default_factory=list)  # DSNs about it: generated, delivered
 
     @property
     def fate(self) -> str:
@@ -45,6 +46,7 @@ class Fate:
             "id": self.key, "message_id": self.message_id, "from": self.sender, "to": self.recipients,
             "subject": self.subject, "injected": iso_ms(self.injected), "fate": self.fate,
             "delivered": self.delivered, "failed": self.failed, "pending": self.pending, "hops": self.hops,
+            "notifications": self.notifications,
         }
 
 
@@ -53,6 +55,7 @@ class Ledger:
         self.clock = clock
         self.fates: dict[str, Fate] = {}
         self._by_mid: dict[str, str] = {}
+        self._dsn_by_mid: dict[str, tuple[str, int]] = {}  # DSN Message-ID -> (fate key, index)
 
     def register(self, key: str, message_id: str, sender: str, recipients: list[str], subject: str) -> None:
         self.fates[key] = Fate(key, message_id, sender, list(recipients), subject, self.clock.now())
@@ -75,7 +78,23 @@ class Ledger:
     def sent(self, item: Any, recipients: list[str], server: str, next_hop: str) -> None:
         self._hop(item, server, "SEND", to=";".join(recipients), next_hop=next_hop)
 
+    def dsn_generated(self, item: Any, dsn_message_id: str, action: str, server: str,
+                      about: list[str]) -> None:
+        """A server generated a DSN (an NDR, a delay notice) about some recipients of `item`."""
+        fate = self._fate(item)
+        if fate is None:
+            return
+        fate.notifications.append({"time": iso_ms(self.clock.now()), "action": action, "server": server,
+                                   "message_id": dsn_message_id, "about": ";".join(about),
+                                   "delivered_to": "", "realm": "", "path": ""})
+        self._dsn_by_mid[dsn_message_id] = (fate.key, len(fate.notifications) - 1)
+
     def delivered(self, item: Any, recipient: str, realm: str, path: str, server: str) -> None:
+        dsn = self._dsn_by_mid.get(getattr(item, "message_id", ""))
+        if dsn is not None:
+            note = self.fates[dsn[0]].notifications[dsn[1]]
+            note.update(delivered_to=recipient, realm=realm, path=path)
+            return
         fate = self._fate(item)
         self._hop(item, server, "DELIVER", to=recipient)
         if fate is not None:

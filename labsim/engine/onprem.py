@@ -20,34 +20,38 @@ from ..pki.errors import NoCredentialsError
 from ..pki.store import CertStore, StoredCert, peer_chain
 from ..pki.validate import certificate_names
 from ..rules import replies as R
-from ..rules.certselect import (
-    by_fqdn,
-    by_tls_certificate_name,
-    name_matches,
-    select_certificate,
-)
+from ..rules.certselect import expired_candidates, expiring_soon, select_certificate
 from ..rules.dnschoice import transport_dns_servers
 from ..rules.outbound import AttemptFailure
 from ..rules.receive import ReceiveState
+from ..rules.retry import RetryPolicy
 from ..rules.routing import (
     Route,
     domain_of,
     is_accepted_recipient_domain,
     route_recipient,
 )
+from ..rules.tls_policy import (
+    capability_outcome,
+    event_source,
+    receive_certificate_events,
+    send_connector_plan,
+    send_failure_event,
+)
 from ..smtp.client import ClientTls, OutboundMessage, SendSpec, Target, deliver
 from ..smtp.policy import ListenerSpec
-from ..topology.model import ExchangeServer, ReceiveConnector, SendConnector
+from ..topology.model import ExchangeServer, Organization, ReceiveConnector, SendConnector
 from ..topology.timespec import parse_timespan
+from ..transport import headers as H
 from ..transport.message import MailItem, count_received, header_value, received_header
 from ..transport.queues import Queue, QueuedMessage, QueueSet
 from .queueing import (
-    CAP_DOMAIN_MISMATCH,
-    CAP_VALIDATION_FAILED,
     INBOUND_PROXY,
     INTRA_ORG,
     MAILBOX_DELIVERY_CONNECTOR,
+    Failure,
     QueueingParty,
+    policy_from_transport,
     queued_reply,
 )
 
@@ -103,17 +107,19 @@ class ExchangeServerRuntime(QueueingParty):
             return self.model.frontend is not None and self.model.frontend.running
         return self.model.transport.running
 
+    def config_org(self) -> Organization:
+        """The organisation as this server knows it: an Edge only through EdgeSync (service_ops)."""
+        from .service_ops import edge_view
+        return edge_view(self)
+
     def accepts_domain(self, address: str) -> bool:
-        return is_accepted_recipient_domain(self.lab.model.organization, address)
+        return is_accepted_recipient_domain(self.config_org(), address)
 
     def expiry(self) -> timedelta:
         return parse_timespan(self.transport_cfg.message_expiration_timeout)
 
-    def retry_delay(self, retry_count: int) -> timedelta:
-        cfg = self.transport_cfg
-        if retry_count <= cfg.transient_failure_retry_count:
-            return parse_timespan(cfg.transient_failure_retry_interval)
-        return parse_timespan(cfg.outbound_connection_failure_retry_interval)
+    def retry_policy(self) -> RetryPolicy:
+        return policy_from_transport(self.transport_cfg)
 
     # --- logs -----------------------------------------------------------------------------
     def protocol_log(self, service: str, kind: str) -> ProtocolLog:
@@ -138,17 +144,29 @@ class ExchangeServerRuntime(QueueingParty):
         return self.lab.cert_views(self.store)
 
     def select_receive_certificate(self, connector: ReceiveConnector, fqdn: str) -> StoredCert | None:
-        view = select_certificate(self.cert_views(), tls_certificate_name=connector.tls_certificate_name,
-                                  fqdn=fqdn, now=self.lab.clock.now())
-        if view is None:
-            if "Tls" in connector.auth_mechanism and connector.name not in self._reported_12014:
-                self._reported_12014.add(connector.name)
-                name = connector.tls_certificate_name or fqdn
-                self.lab.events.add(self.name, "MSExchangeFrontEndTransport" if connector.transport_role ==
-                                    "FrontendTransport" and self.model.role == "Mailbox" else "MSExchangeTransport",
-                                    12014, [name, connector.name, name])
-            return None
-        return view.key  # type: ignore[return-value]
+        """The STARTTLS certificate of a receive connector (rules.certselect), with the events
+        Exchange raises about it (12014 none, 12016 expired, 12018 expires soon), once each."""
+        views, now = self.cert_views(), self.lab.clock.now()
+        view = select_certificate(views, tls_certificate_name=connector.tls_certificate_name, fqdn=fqdn, now=now)
+        if "Tls" in connector.auth_mechanism:
+            expired = [] if view is not None else expired_candidates(
+                views, tls_certificate_name=connector.tls_certificate_name, fqdn=fqdn, now=now)
+            service = "FrontEnd" if connector.transport_role == "FrontendTransport" else "Hub"
+            for ev in receive_certificate_events(
+                    connector=connector.name, tls_certificate_name=connector.tls_certificate_name, fqdn=fqdn,
+                    selected=view, expired=expired, hours_left=expiring_soon(view, now) if view else None):
+                self.raise_event(service, ev.event_id, list(ev.strings), once=True)
+        return view.key if view is not None else None  # type: ignore[return-value]
+
+    def raise_event(self, service: str, event_id: int, strings: list[str], *, once: bool = False) -> None:
+        """Write an Application event as this server's transport service (`once`: not again while
+        the same condition holds with the same strings)."""
+        key = (event_id, tuple(strings))
+        if once:
+            if key in self._reported_12014:
+                return
+            self._reported_12014.add(key)  # type: ignore[arg-type]
+        self.lab.events.add(self.name, event_source(self.model.role, service), event_id, strings)
 
     def internal_cert(self) -> StoredCert | None:
         name = self.model.internal_transport_certificate
@@ -171,8 +189,8 @@ class ExchangeServerRuntime(QueueingParty):
         stored = session.extra.cert
         try:
             ctx = self.server_context(stored)
-        except NoCredentialsError:
-            session.log.info("", T.tls_negotiation_failed("NoCredentials"))
+        except NoCredentialsError as exc:  # the key is missing, or the transport may not read it
+            session.log.info("", T.tls_negotiation_failed(exc.status))
             await session.reply(R.TLS_INIT_FAILURE)
             return
         await session.reply(R.STARTTLS_GO)
@@ -211,22 +229,17 @@ class ExchangeServerRuntime(QueueingParty):
         result = await self.lab.validate(self.host, chain, None)
         session.touch()
         session.log.info("", T.client_certificate_chain_status(str(result.status)))
-        names = certificate_names(chain[0])
-        for spec in caps:
-            domain, _, wanted = spec.partition(":")
-            if not any(name_matches(n, domain) for n in names):
-                continue
-            if result.ok:
-                state.capabilities = frozenset(c.strip() for c in wanted.split(","))
-                session.log.info("", T.tls_domain_capabilities(wanted, "Success", domain))
-            else:
-                state.capability_failure = str(result.status)
-                self.lab.events.add(self.name, "MSExchangeFrontEndTransport" if self.model.role == "Mailbox"
-                                    else "MSExchangeTransport", 11022,
-                                    [spec, state.connector.name, str(result.status), domain])
-                session.log.info("", T.tls_domain_capabilities("None", CAP_VALIDATION_FAILED, domain))
-            return
-        session.log.info("", T.tls_domain_capabilities("None", CAP_DOMAIN_MISMATCH))
+        outcome = capability_outcome(list(caps), certificate_names(chain[0]), str(result.status))
+        state.capabilities = outcome.granted
+        if outcome.failed_spec is not None:
+            # The capability could not be confirmed: event 11022, and the submission is refused
+            # at MAIL FROM with 454 4.7.5 (rules.receive.check_mail).
+            state.capability_failure = outcome.failure_status
+            service = "FrontEnd" if state.connector.transport_role == "FrontendTransport" else "Hub"
+            self.raise_event(service, 11022, [outcome.failed_spec, state.connector.name,
+                                              str(outcome.failure_status), str(outcome.log_domain)])
+        session.log.info("", T.tls_domain_capabilities(outcome.log_capabilities, outcome.log_status,
+                                                       outcome.log_domain))
 
     # --- receiving ------------------------------------------------------------------------
     async def receive_message(self, session: "ServerSession", service: str, envelope: "Envelope") -> str:
@@ -236,12 +249,14 @@ class ExchangeServerRuntime(QueueingParty):
         if service == "FrontEnd":
             return await self.frontend_proxy(session, envelope)
         item = self._accept_item(session, envelope, via_frontend="proxied" in session.context)
+        self.tracker.received(item, session, service)
         secs = (session.now() - (session.data_started or session.now())).total_seconds()
         reply = queued_reply(item.message_id, item.internal_id, self.model.fqdn, len(envelope.data), secs)
         if service == "MailboxDelivery":
             for rcpt in envelope.recipients:
                 path = self.lab.store.deliver(f"onprem-{self._database_of(rcpt)}", rcpt, item.data)
                 self.lab.ledger.delivered(item, rcpt, "onprem", path, self.name)
+                self.tracker.deliver(item, rcpt, path, session)
             return reply
         self.submit(item)
         return reply
@@ -267,12 +282,17 @@ class ExchangeServerRuntime(QueueingParty):
         if not message_id:
             message_id = f"<{self.ids.guid()}@{self.model.fqdn}>"
             data = f"Message-ID: {message_id}\r\n".encode() + data
+        trust = H.trust_of(proxied.get("auth") or {"exchange_server": state.authenticated_as_server,
+                                                     "capabilities": state.capabilities})
+        data, stamp = H.on_receive(data, trust, auth_source=self.model.fqdn,
+                                   default_directionality="Originating" if trust.exchange_server or
+                                   trust.cross_premises else "Incoming")
         item = MailItem(
             server=self.name, internal_id=self.internal_ids.next(), mail_from=envelope.mail_from,
             recipients=list(envelope.recipients), data=header + data, message_id=message_id,
             network_message_id=self.lab.network_message_id("onprem", message_id, self.ids, now),
             subject=header_value(data, "Subject"), arrived=now,
-            directionality="Originating" if (state.authenticated_as_server or state.capabilities) else "Incoming",
+            directionality=stamp.directionality,
             client_ip=client_ip, client_hostname=helo, receive_connector=f"{self.name}\\{state.connector.name}",
         )
         item.lab_key = self.lab.ledger.key_for(message_id)
@@ -284,7 +304,9 @@ class ExchangeServerRuntime(QueueingParty):
         state: ReceiveState = session.state
         session.log.info("", T.proxy_destinations_context(self.ids.guid()))
         org = self.lab.model.organization
-        hubs = [s for s in org.servers if s.role == "Mailbox" and s.transport.running]
+        # every Mailbox server of the site is a destination: the FE learns that one is down by
+        # trying it (a stopped Transport service refuses: PRX3), not from its configuration
+        hubs = [s for s in org.servers if s.role == "Mailbox"]
         hubs.sort(key=lambda s: (s.name != self.name, s.name))
         if not hubs:
             return R.PROXY_TEMPORARY.format(n=1)
@@ -306,7 +328,9 @@ class ExchangeServerRuntime(QueueingParty):
             session_ids=self.session_ids["FrontEnd"], ehlo_name=self.model.fqdn, destination_domain="internalproxy",
             targets=targets, tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
             context={"proxied": {"ip": state.remote_ip, "helo": state.helo or state.remote_ip,
-                                 "tls": session.extra.tls}},
+                                 "tls": session.extra.tls,
+                                 "auth": {"exchange_server": state.authenticated_as_server,
+                                          "capabilities": sorted(state.capabilities)}}},
         )
         msg = OutboundMessage(key=None, mail_from=envelope.mail_from, recipients=list(envelope.recipients),
                               data=envelope.data)
@@ -326,13 +350,15 @@ class ExchangeServerRuntime(QueueingParty):
         return R.PROXY_TEMPORARY.format(n=5)
 
     # --- categorising and sending -------------------------------------------------------------
-    def submit(self, item: MailItem) -> None:
-        org = self.lab.model.organization
+    def submit(self, item: MailItem, recipients: list[str] | None = None) -> None:
+        """The categorizer: route each recipient (all, or those being resubmitted) to a queue."""
+        org = self.config_org()
         groups: dict[tuple[str, str], tuple[Route, list[str]]] = {}
-        for rcpt in item.recipients:
+        self.tracker.categorized(item)
+        for rcpt in item.recipients if recipients is None else recipients:
             route = route_recipient(org, self.model, rcpt, size=item.size)
             if route.delivery_type == "" and route.error:
-                self.lab.ledger.failed(item, [rcpt], route.error, self.name)
+                self.fail_recipients(item, [rcpt], Failure(route.error, "ROUTING"))
                 continue
             if route.delivery_type == "Unreachable":
                 item.last_error = route.error or ""
@@ -344,20 +370,17 @@ class ExchangeServerRuntime(QueueingParty):
             self.enqueue(key, route.delivery_type, route.next_hop_domain, route, item, rcpts)
 
     def _connector_tls(self, sc: SendConnector, recipient_domain: str) -> ClientTls:
-        views = self.cert_views()
-        now = self.lab.clock.now()
-        cert, not_found = None, False
-        if sc.tls_certificate_name:
-            v = by_tls_certificate_name(views, sc.tls_certificate_name, now)
-            not_found = v is None
-            cert = v.key if v else None
-        else:
-            v = by_fqdn(views, sc.fqdn or self.model.fqdn, now)
-            cert = v.key if v else None
-        level = sc.tls_auth_level if sc.require_tls else None
-        return ClientTls(attempt=not sc.ignore_starttls, require=sc.require_tls, auth_level=level,
-                         domain=sc.tls_domain or recipient_domain, store=self.store, client_cert=cert,
-                         cert_not_found=not_found)
+        plan = send_connector_plan(sc, self.cert_views(), server_fqdn=self.model.fqdn,
+                                   recipient_domain=recipient_domain, now=self.lab.clock.now())
+        return ClientTls.from_plan(plan, self.store)
+
+    def _send_tls_event(self, sc: SendConnector, service: str, domain: str, failure: AttemptFailure) -> None:
+        """2015 / 2022 for a send connector's TLS failure (rules.tls_policy.send_failure_event)."""
+        ev = send_failure_event(failure.kind, connector=sc.name, domain=domain,
+                                remote=failure.target_name or failure.target_ip, status=failure.status,
+                                auth_level=sc.tls_auth_level)
+        if ev is not None:
+            self.raise_event(service, ev.event_id, list(ev.strings))
 
     async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
         route: Route = q.route  # type: ignore[assignment]
@@ -406,11 +429,17 @@ class ExchangeServerRuntime(QueueingParty):
             ehlo_name=sc.fqdn or self.model.fqdn, destination_domain=route.next_hop_domain, targets=targets,
             tls=self._connector_tls(sc, first_domain),
             validate=lambda chain, domain: self.lab.validate(self.host, chain, domain),
+            on_tls_failure_event=lambda f: self._send_tls_event(sc, svc, route.next_hop_domain, f),
         ), None
 
     # --- mail from a mailbox on this server ----------------------------------------------------
     async def submit_from_mailbox(self, mail_from: str, recipients: list[str], data: bytes) -> None:
         """Mailbox Transport Submission hands the message to a Transport service over SMTP (2525)."""
+        from . import service_ops
+        if not service_ops.submission_available(self):  # MSExchangeSubmission stopped: stays in the Outbox
+            service_ops.hold_in_outbox(self, mail_from, recipients, data, header_value(data, "Message-ID"),
+                                       "MSExchangeSubmission is not running")
+            return
         org = self.lab.model.organization
         hubs = sorted((s for s in org.servers if s.role == "Mailbox"), key=lambda s: (s.name != self.name, s.name))
         targets = []
@@ -426,10 +455,21 @@ class ExchangeServerRuntime(QueueingParty):
                         session_ids=self.session_ids["MailboxSubmission"], ehlo_name=self.model.fqdn,
                         destination_domain="mailboxtransportsubmissioninternalproxy", targets=targets,
                         tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()))
+        sub = self.tracker.mailbox_submission(mail_from, recipients, data, header_value(data, "Message-ID"),
+                                              header_value(data, "Subject"))
         res = (await deliver(self.lab, spec, [OutboundMessage(None, mail_from, recipients, data)]))[0]
-        if not res.delivered:
+        if res.delivered:
+            self.tracker.submitted(sub, res.remote_host, res.remote_ip)
+        elif not res.rejected:
+            # no Transport service took it (stopped, unreachable, not resolvable, 4xx): it waits in
+            # the Outbox for the next submission attempt (engine.service_ops)
+            service_ops.hold_in_outbox(self, mail_from, recipients, data, header_value(data, "Message-ID"),
+                                       self.last_error_text(res.failure) if res.failure else
+                                       next(iter(res.deferred.values()), "no Transport service could be reached"))
+        else:
             reason = (self.last_error_text(res.failure) if res.failure else
                       next(iter({**res.rejected, **res.deferred}.values()), "not submitted"))
+            self.tracker.submit_failed(sub, reason)
             self.lab.ledger.submit_failed(data, recipients, reason, self.name)
 
 

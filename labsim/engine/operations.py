@@ -31,5 +31,19 @@ def is_operation(name: str) -> bool:
     return name.lower() in OPERATIONS
 
 
+# Optional static checks, run before the lab starts: `check(lab, params)` raises TopologyError for
+# parameters that can never work (a bad -Identity shape, an unknown server, a bad -Filter), so a
+# typo in a timeline step fails on load instead of in the middle of a run.
+OPERATION_CHECKS: dict[str, Callable[[Any, dict[str, Any]], None]] = {}
+
+
+def check_operation(lab: Any, name: str, params: dict[str, Any]) -> None:
+    fn = OPERATION_CHECKS.get(name.lower())
+    if fn is not None:
+        fn(lab, dict(params))
+
+
 async def run_operation(rt: "LabRuntime", name: str, params: dict[str, Any]) -> str:
     return await OPERATIONS[name.lower()](rt, dict(params))
+from . import queue_ops  # noqa: E402,F401,I001
+from . import service_ops  # noqa: E402,F401

@@ -1,22 +1,41 @@
-"""Store-and-forward behaviour every queueing party shares: queues, batches, retries, expiry.
+"""Store-and-forward behaviour every queueing party shares: queues, batches, retries, expiry, DSNs.
 
-A queue is drained by a scheduler action: one client session to the next hop carries up to 20
-messages (SmtpMaxMessagesPerConnection); what is not delivered stays with its LastError and the
-queue is retried later (transport-behavior.md §6.3). Parties supply `send_spec` (how to reach the
-next hop) and the wording of their errors.
+Theory of operation. A party (an on-prem transport service, EXO, an Internet host) categorises a
+message into queues (`enqueue`). A queue is drained by a scheduler action: one client session to
+the next hop carries up to 20 messages (SmtpMaxMessagesPerConnection). What happens next is
+Exchange's (`rules.retry`, transport-behavior.md §6.3):
+
+- the connection fails -> the queue goes to Retry; the next attempt follows the glitch /
+  transient / outbound-connection-failure ladder; every message keeps the queue's LastError;
+- the connection works but a message is deferred (4xx) -> that message waits MessageRetryInterval;
+- a message is rejected (5xx) -> its recipients fail, with an NDR to the sender;
+- a message still queued DelayNotificationTimeout after it arrived -> one delay DSN;
+- a message still queued MessageExpirationTimeout after it arrived -> it fails with
+  `550 4.4.7 QUEUE.Expired; message expired` and its sender gets an NDR.
+
+Delay and expiry are scheduler actions of their own at the exact virtual times, so a two-day
+outage costs a few hundred cheap actions, never a real wait. Every state change is reported to the
+party's tracker (message tracking rows on-prem, message trace events in EXO) and, for the
+scenario's own messages, to the ledger; queue snapshots are kept for `labsim queue --at`.
+
+Parties supply `send_spec` (how to reach the next hop), `submit` (categorisation), the wording of
+their errors and their retry policy.
 """
-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..clock import iso_ms
 from ..net.resolver import DnsError
 from ..rules import replies as R
 from ..rules.outbound import AttemptFailure, onprem_last_error
-from ..smtp.client import OutboundMessage, SendSpec, deliver
+from ..rules.retry import RetryPolicy, connection_retry_delay, delay_dsn_at, expires_at
+from ..smtp.client import MessageResult, OutboundMessage, SendSpec, deliver
 from ..topology.model import ReceiveConnector
+from ..transport import headers as H
 from ..transport.message import MailItem
 from ..transport.queues import Queue, QueuedMessage, QueueSet
 
@@ -26,6 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BATCH = 20  # SmtpMaxMessagesPerConnection
 EXPIRED = "550 4.4.7 QUEUE.Expired; message expired"
+# AckReason.UnreachableMessageExpired / MessageDeletedByAdmin (decompiled Microsoft.Exchange.Transport,
+# see docs/queues-tracking-ndr.md §NDR texts).
+EXPIRED_UNREACHABLE = "550 4.4.7 QUEUE.Expired; message expired in unreachable destination queue. Reason: {reason}"
+DELETED_BY_ADMIN = "550 4.3.2 QUEUE.Admin; message deleted by administrative action"
 MAILBOX_DELIVERY_CONNECTOR = ReceiveConnector(
     name="Mailbox Delivery", transport_role="HubTransport", bindings=["0.0.0.0:475"],
     auth_mechanism=["Tls", "ExchangeServer"], permission_groups=["ExchangeServers"])
@@ -35,112 +58,504 @@ CAP_VALIDATION_FAILED = "CertificateValidationFailure"  # [INFERRED] Status of a
 CAP_DOMAIN_MISMATCH = "DomainMismatch"  # [INFERRED] no capability domain matches the certificate
 
 
+# EXO: connector delivery is retried for 48 hours (MFI; transport-behavior.md §6.3); the intervals
+# are not published [INFERRED: 5 min three times, then every 15 min; no delay DSN modelled].
+EXO_RETRY_POLICY = RetryPolicy(transient_count=3, transient_interval=timedelta(minutes=5),
+                               outbound_interval=timedelta(minutes=15), message_retry_interval=timedelta(minutes=15),
+                               delay_notification=None, expiration=timedelta(hours=48), glitch_count=0)
+
+
+def policy_from_transport(cfg: Any) -> RetryPolicy:
+    """The retry policy of an on-prem transport service from its Set-TransportService settings."""
+    from ..topology.timespec import parse_timespan
+
+    return RetryPolicy(
+        transient_count=cfg.transient_failure_retry_count,
+        transient_interval=parse_timespan(cfg.transient_failure_retry_interval),
+        outbound_interval=parse_timespan(cfg.outbound_connection_failure_retry_interval),
+        message_retry_interval=parse_timespan(cfg.message_retry_interval),
+        delay_notification=parse_timespan(cfg.delay_notification_timeout),
+        expiration=parse_timespan(cfg.message_expiration_timeout),
+    )
+
+
 def queued_reply(message_id: str, internal_id: int, hostname: str, size: int, secs: float) -> str:
     secs = max(secs, 0.001)
     return R.QUEUED.format(message_id=message_id, internal_id=internal_id, hostname=hostname, size=size,
                            secs=f"{secs:.3f}", rate=f"{size / 1024 / secs:.3f}")
 
 
+@dataclass
+class Failure:
+    """Why some recipients of a message failed, for the FAIL row, the ledger and the NDR."""
+
+    status: str  # the SMTP response ("550 4.4.7 QUEUE.Expired; message expired")
+    source: str  # tracking source: SMTP, QUEUE, ROUTING, ADMIN
+    remote_host: str = ""  # the remote server that answered (NDR "Remote Server" / Remote-MTA)
+    remote_ip: str = ""
+    last_error: str = ""  # the queue's LastError before an expiry (shown in the NDR)
+    last_attempt: datetime | None = None
+
+
+class NullTracker:
+    """What a party without message tracking (an Internet host) reports to: nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
 class QueueingParty:
-    """What every store-and-forward party shares: queues, retries, expiry."""
+    """What every store-and-forward party shares: queues, retries, expiry, notifications."""
 
     lab: "LabRuntime"
     name: str
     queues: QueueSet
 
-    def retry_delay(self, retry_count: int) -> timedelta:
-        return timedelta(minutes=10)
+    # --- policy hooks (overridden per party) ---------------------------------------------------
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(delay_notification=None, expiration=self.expiry())
+
+    def retry_delay(self, retry_count: int) -> timedelta:  # kept for parties that override it
+        return connection_retry_delay(self.retry_policy(), retry_count)
 
     def expiry(self) -> timedelta:
         return timedelta(days=2)
 
+    def queues_running(self) -> bool:
+        """False while the transport service is stopped: queues keep their mail, nothing moves."""
+        running = getattr(self, "service_running", None)
+        return bool(running("Hub")) if running is not None else True
+
+    @property
+    def tracker(self) -> Any:
+        hub = getattr(self.lab, "tracking", None)
+        return hub.for_party(self) if hub is not None else NullTracker()
+
+    def generates_dsns(self) -> bool:
+        return True
+
+    # --- entering queues -------------------------------------------------------------------------
     def enqueue(self, key: tuple[str, str], delivery_type: str, next_hop: str, route: Any,
-                item: MailItem, recipients: list[str]) -> Queue:
+                item: MailItem, recipients: list[str], *, source: str = "") -> Queue:
+        now = self.lab.clock.now()
+        self.__dict__.setdefault("_routing_sig", self.routing_signature())
         q = self.queues.for_route(key, delivery_type, next_hop, route)
-        q.messages.append(QueuedMessage(item=item, recipients=list(recipients)))
-        if q.delivery_type != "Unreachable":
-            self.schedule_drain(q, self.lab.clock.now())
-        else:
-            q.last_error = item.last_error
+        q.created = q.created or now
+        q.last_activity = now
+        qm = QueuedMessage(item=item, recipients=list(recipients), queued_at=now,
+                           source=source or _message_source(item))
+        q.messages.append(qm)
+        if q.delivery_type == "Unreachable" or q.suspended or not self.queues_running():
+            self._arm_timers(item)  # it will wait: Exchange's delay and expiry clocks run
+        if q.delivery_type == "Unreachable":
+            qm.last_error = item.last_error or getattr(route, "error", "") or R.NO_MATCHING_CONNECTOR
+            qm.status = "Ready"
+            q.last_error = qm.last_error
             q.status = "Ready"
+        elif q.status == "Retry" and q.next_retry_time is not None and q.next_retry_time > now:
+            qm.status = "Retry"
+            qm.last_error = q.last_error
+            self._arm_timers(item)
+            self.schedule_drain(q, q.next_retry_time)
+        else:
+            self.schedule_drain(q, now)
+        self.snapshot(q)
         return q
 
     def schedule_drain(self, q: Queue, when: datetime) -> None:
-        if q.scheduled:
+        if q.next_drain is not None and q.next_drain <= when:
             return
-        q.scheduled = True
-        self.lab.scheduler.call_at(when, f"{q.identity} drain", lambda: self.drain(q))
+        q.token += 1
+        q.next_drain = when
+        token = q.token
+        old = q.__dict__.get("_drain_entry")
+        if old is not None:
+            self.lab.scheduler.cancel(old)
+        q.__dict__["_drain_entry"] = self.lab.scheduler.call_at(when, f"{q.identity} drain",
+                                                                lambda: self._drain_if_current(q, token))
+
+    async def _drain_if_current(self, q: Queue, token: int) -> None:
+        if token != q.token:
+            return  # superseded by an earlier drain (Retry-Queue, a new message)
+        q.next_drain = None
+        await self.drain(q)
+
+    # --- draining --------------------------------------------------------------------------------
+    def _eligible(self, q: Queue, now: datetime) -> list[QueuedMessage]:
+        return [qm for qm in q.messages if not qm.suspended
+                and (qm.next_retry_time is None or qm.next_retry_time <= now)]
 
     async def drain(self, q: Queue) -> None:
-        q.scheduled = False
+        if q.suspended or q.delivery_type == "Unreachable" or q.name in ("Poison", "Submission"):
+            return
+        if not self.queues_running():
+            for qm in q.messages:
+                self._arm_timers(qm.item)
+            return  # resumed by `kick()` when the service starts again
         now = self.lab.clock.now()
-        for qm in list(q.messages):
-            if now - qm.item.arrived >= self.expiry():
-                q.messages.remove(qm)
-                self.lab.ledger.failed(qm.item, qm.recipients, EXPIRED, self.name)
-        batch = [qm for qm in q.messages if qm.status != "Suspended"][:BATCH]
+        batch = self._eligible(q, now)[:BATCH]
         if not batch:
-            q.status = "Ready"
+            self._settle_idle(q)
             return
         q.status = "Active"
+        for qm in batch:
+            qm.status = "Active"
         try:
             spec, failure = await self.send_spec(q, batch)
         except DnsError as exc:
             self.lab.clock.advance(exc.elapsed_virtual)
             spec, failure = None, self.dns_failure(q, exc)
         if spec is None:
-            self._retry(q, batch, failure)
+            self._connection_failed(q, batch, failure)
             return
         messages = [OutboundMessage(key=qm, mail_from=qm.item.mail_from, recipients=qm.recipients,
                                     data=self.outgoing_data(qm.item, q)) for qm in batch]
         results = await deliver(self.lab, spec, messages)
-        retry = []
+        self._after_session(q, batch, results, spec)
+
+    def _after_session(self, q: Queue, batch: list[QueuedMessage], results: list[MessageResult],
+                       spec: SendSpec) -> None:
+        now = self.lab.clock.now()
+        unconnected: list[QueuedMessage] = []
+        failure: AttemptFailure | None = None
         for qm, res in zip(batch, results):
+            if res.remote_host:
+                q.last_target_host, q.last_target_ip = res.remote_host, res.remote_ip
             if res.delivered:
                 self.lab.ledger.sent(qm.item, res.delivered, self.name, res.remote_host)
+                self.tracker.send(qm.item, res.delivered, q, res, spec)
             for rcpt, text in res.rejected.items():
-                self.lab.ledger.failed(qm.item, [rcpt], text, self.name)
-            left = [r for r in qm.recipients if r not in res.delivered and r not in res.rejected]
+                self.fail_recipients(qm.item, [rcpt], Failure(text, "SMTP", res.remote_host or "",
+                                                             res.remote_ip, last_attempt=now))
+            done = set(res.delivered) | set(res.rejected)
+            left = [r for r in qm.recipients if r not in done]
             if not left:
                 q.messages.remove(qm)
+                self._release(qm.item)
                 continue
             qm.recipients = left
-            qm.last_error = (self.last_error_text(res.failure) if res.failure is not None
-                             else next(iter(res.deferred.values()), ""))
-            retry.append(qm)
-        if retry:
-            self._retry(q, retry, None)
-        else:
-            q.status = "Ready"
-            q.last_error = ""
-            q.retry_count = 0
-            if q.messages:
-                self.schedule_drain(q, self.lab.clock.now())
-
-    def _retry(self, q: Queue, batch: list[QueuedMessage], failure: AttemptFailure | None) -> None:
-        now = self.lab.clock.now()
-        for qm in batch:
-            if failure is not None:
-                qm.last_error = self.last_error_text(failure)
-            qm.retry_count += 1
+            if res.failure is not None and not res.deferred:
+                unconnected.append(qm)
+                failure = res.failure
+                continue
+            # Connected, but this message was deferred: it waits MessageRetryInterval on its own.
             qm.status = "Retry"
+            qm.retry_count += 1
+            qm.last_error = next(iter(res.deferred.values()), "") or qm.last_error
             qm.item.last_error = qm.last_error
-        q.status = "Retry"
-        q.last_error = batch[0].last_error if batch else q.last_error
+            qm.next_retry_time = now + self.retry_policy().message_retry_interval
+            self._defer(q, qm)
+        q.last_activity = now
+        if unconnected:
+            self._connection_failed(q, unconnected, failure)
+            return
+        q.connection_failures = 0
+        q.status = "Ready"
+        q.last_error = ""
+        q.next_retry_time = None
+        self._settle_idle(q)
+
+    def _settle_idle(self, q: Queue) -> None:
+        """After a successful session: go on with what is eligible, or wake for the next message retry."""
+        now = self.lab.clock.now()
+        for qm in q.messages:
+            if qm.status == "Active":
+                qm.status = "Ready"
+        if q.status == "Active":
+            q.status = "Ready"
+        if self._eligible(q, now):
+            self.schedule_drain(q, now)
+        else:
+            waits = [qm.next_retry_time for qm in q.messages if qm.next_retry_time is not None and not qm.suspended]
+            if waits:
+                self.schedule_drain(q, min(waits))
+        self.snapshot(q)
+
+    def _connection_failed(self, q: Queue, batch: list[QueuedMessage], failure: AttemptFailure | None) -> None:
+        now = self.lab.clock.now()
+        text = self.last_error_text(failure) if failure is not None else (batch[0].last_error if batch else "")
+        q.connection_failures += 1
         q.retry_count += 1
+        q.status = "Retry"
+        q.last_error = text
         q.first_retry_time = q.first_retry_time or now
         q.last_retry_time = now
-        q.next_retry_time = now + self.retry_delay(q.retry_count)
-        for qm in batch:
-            qm.status = "Ready"
+        q.next_retry_time = now + connection_retry_delay(self.retry_policy(), q.connection_failures)
+        q.last_activity = now
+        if failure is not None:
+            name = failure.target_name
+            q.last_target_host = failure.target_ip if name.startswith("[") else name
+            q.last_target_ip = failure.target_ip
+        for qm in q.messages:
+            if qm.suspended or (qm.next_retry_time is not None and qm.next_retry_time > now and qm not in batch):
+                continue
+            qm.status = "Retry"
+            qm.last_error = text
+            qm.item.last_error = text
+            qm.next_retry_time = None
+            if qm in batch:
+                qm.retry_count += 1
+            self._defer(q, qm)
         self.schedule_drain(q, q.next_retry_time)
+        self.snapshot(q)
 
-    # overridden by each party
+    def _defer(self, q: Queue, qm: QueuedMessage) -> None:
+        """A DEFER row when a message first waits, and again when its reason changes [INFERRED]."""
+        if qm.deferred and qm.last_deferred_error == qm.last_error:
+            return
+        qm.deferred = True
+        qm.last_deferred_error = qm.last_error
+        self._arm_timers(qm.item)
+        self.tracker.defer(qm.item, qm.recipients, qm.last_error, q)
+
+    # --- failing, notifying ----------------------------------------------------------------------
+    def fail_recipients(self, item: MailItem, recipients: list[str], failure: Failure) -> None:
+        """Recipients that will never be delivered: ledger, FAIL row, and an NDR to the sender."""
+        if not recipients:
+            return
+        self.lab.ledger.failed(item, recipients, failure.status, self.name)
+        dsn = self.make_dsn("failed", item, recipients, failure) if self.generates_dsns() else None
+        self.tracker.fail(item, recipients, failure, dsn.message_id if dsn is not None else "")
+        if dsn is not None:
+            self.tracker.dsn(dsn, item, recipients, "failed")
+            self.submit_generated(dsn)
+
+    def make_dsn(self, action: str, item: MailItem, recipients: list[str], failure: Failure) -> MailItem | None:
+        from .notifications import build_dsn
+
+        return build_dsn(self, action, item, recipients, failure) if item.mail_from else None
+
+    def send_dsn(self, action: str, item: MailItem, recipients: list[str], failure: Failure) -> None:
+        """Generate a DSN (NDR or delay notice) and put it into this party's own mail flow."""
+        dsn = self.make_dsn(action, item, recipients, failure)
+        if dsn is None:
+            return
+        self.tracker.dsn(dsn, item, recipients, action)
+        self.submit_generated(dsn)
+
+    def submit_generated(self, dsn: MailItem) -> None:
+        submit = getattr(self, "submit", None)
+        if submit is not None:
+            submit(dsn)
+
+    # --- timers ----------------------------------------------------------------------------------
+    def _arm_timers(self, item: MailItem) -> None:
+        """Delay-DSN and expiry actions for a message that waits here (cancelled once it leaves)."""
+        if self.name in item.timers_armed:
+            return
+        policy = self.retry_policy()
+        entries = []
+        delay_at = delay_dsn_at(policy, item.arrived)
+        if delay_at is not None and not item.delay_notified:
+            entries.append(self.lab.scheduler.call_at(delay_at, f"{self.name} delay DSN {item.internal_id}",
+                                                      lambda: self._delay_due(item)))
+        entries.append(self.lab.scheduler.call_at(expires_at(policy, item.arrived),
+                                                  f"{self.name} expire {item.internal_id}",
+                                                  lambda: self._expiry_due(item)))
+        item.timers_armed[self.name] = entries
+
+    def _release(self, item: MailItem) -> None:
+        """`item` left this server's queues: its timers are moot."""
+        if self.queued_copies(item):
+            return
+        for entry in item.timers_armed.pop(self.name, []):
+            self.lab.scheduler.cancel(entry)
+
+    def queued_copies(self, item: MailItem) -> list[tuple[Queue, QueuedMessage]]:
+        return [(q, qm) for q in self.queues.all() for qm in q.messages if qm.item is item]
+
+    async def _delay_due(self, item: MailItem) -> None:
+        copies = [(q, qm) for q, qm in self.queued_copies(item) if q.name != "Poison"]
+        if not copies:
+            return
+        if not self.queues_running():
+            self._overdue.append(("delay", item))
+            return
+        if not item.mail_from:
+            return
+        rcpts = [r for _, qm in copies for r in qm.recipients]
+        item.delay_notified = True
+        q, qm = copies[0]
+        self.send_dsn("delayed", item, rcpts, Failure(qm.last_error or q.last_error, "QUEUE", *_remote_of(q),
+                                                      last_error=qm.last_error, last_attempt=q.last_retry_time))
+
+    async def _expiry_due(self, item: MailItem) -> None:
+        copies = [(q, qm) for q, qm in self.queued_copies(item) if q.name != "Poison"]
+        if not copies:
+            return
+        if not self.queues_running():
+            self._overdue.append(("expire", item))
+            return
+        now = self.lab.clock.now()
+        for q, qm in copies:
+            q.messages.remove(qm)
+            self._release(item)
+            if q.delivery_type == "Unreachable":
+                status = EXPIRED_UNREACHABLE.format(reason=qm.last_error or R.NO_MATCHING_CONNECTOR)
+            else:
+                status = EXPIRED
+            host, ip = _remote_of(q)
+            self.fail_recipients(item, qm.recipients, Failure(status, "QUEUE", host, ip,
+                                                              last_error=qm.last_error,
+                                                              last_attempt=q.last_retry_time or now))
+            self.snapshot(q)
+
+    @property
+    def _overdue(self) -> list[tuple[str, MailItem]]:
+        pending = self.__dict__.get("_overdue_items")
+        if pending is None:
+            pending = self.__dict__["_overdue_items"] = []
+        return pending
+
+    # --- configuration changes --------------------------------------------------------------------
+    def routing_signature(self) -> str:
+        """What the categorizer's decisions depend on; a change is a routing-table update."""
+        model = self.lab.model
+        if self.name == "EXO":
+            t = model.tenant
+            parts: list[Any] = [t.accepted_domains, t.mailboxes, t.mail_users, t.outbound_connectors]
+        elif self.name in self.lab.servers:
+            org = model.organization
+            parts = [org.accepted_domains, org.send_connectors, org.mailboxes, org.remote_mailboxes,
+                     [(s.name, s.role, s.databases) for s in org.servers]]
+        else:
+            return ""
+        return repr(parts)
+
+    def config_changed(self) -> None:
+        """After a configuration change: resubmit Unreachable if routing changed (unless suspended).
+
+        "The Unreachable queue ... Until you manually resume this queue, messages are no longer
+        automatically resubmitted to the categorizer when configuration updates are detected"
+        (queue-procedures.md, Suspend queues). The lab's routing table updates at once [INFERRED:
+        Exchange recalculates on the AD change notification, usually within minutes].
+        """
+        sig = self.routing_signature()
+        previous = self.__dict__.get("_routing_sig")
+        self.__dict__["_routing_sig"] = sig
+        if previous is not None and sig != previous and self.queues_running():
+            unreachable = self.queues.special["Unreachable"]
+            if unreachable.messages and not unreachable.suspended:
+                self.resubmit(unreachable, reason="config")
+        self.kick()
+
+    # --- operations (Retry-Queue, Suspend-Queue, ... in engine.queue_ops) -----------------------
+    def kick(self) -> None:
+        """The service (re)started or the world changed: deliver what waits, settle what is overdue."""
+        if not self.queues_running():
+            return
+        overdue, self.__dict__["_overdue_items"] = list(self._overdue), []
+        for kind, item in overdue:
+            action = self._delay_due if kind == "delay" else self._expiry_due
+            self.lab.scheduler.call_at(self.lab.clock.now(), f"{self.name} overdue {kind}", lambda a=action, i=item: a(i))
+        for q in self.queues.all():
+            if q.messages and not q.suspended and q.delivery_type != "Unreachable" and q.name not in ("Poison",):
+                when = q.next_retry_time if q.status == "Retry" and q.next_retry_time else self.lab.clock.now()
+                self.schedule_drain(q, max(when, self.lab.clock.now()))
+
+    def retry_now(self, q: Queue) -> None:
+        """Retry-Queue: an immediate connection attempt for a queue in Retry (else no effect)."""
+        if q.status == "Retry" and not q.suspended:
+            self.schedule_drain(q, self.lab.clock.now())
+
+    def resubmit(self, q: Queue, *, reason: str = "admin") -> int:
+        """Retry-Queue -Resubmit / a routing change: back to the categorizer with today's topology.
+
+        Suspended messages stay (queue-procedures.md, "Resubmit queues").
+        """
+        moving = [qm for qm in q.messages if not qm.suspended]
+        for qm in moving:
+            q.messages.remove(qm)
+        self.snapshot(q)
+        for qm in moving:
+            self.tracker.resubmit(qm.item, qm.recipients, q, reason)
+            qm.item.last_error = ""
+            self.categorize(qm.item, qm.recipients)
+            self._release(qm.item)
+        return len(moving)
+
+    def categorize(self, item: MailItem, recipients: list[str]) -> None:
+        """Route `recipients` of `item` again (the categorizer, as on first submission)."""
+        submit = getattr(self, "submit", None)
+        if submit is None:
+            raise NotImplementedError(f"{self.name} cannot resubmit")
+        submit(item, list(recipients))
+
+    def suspend_queue(self, q: Queue) -> None:
+        q.suspended = True
+        for qm in q.messages:
+            self._arm_timers(qm.item)
+        self.snapshot(q)
+
+    def resume_queue(self, q: Queue) -> None:
+        q.suspended = False
+        if q.delivery_type != "Unreachable" and q.messages:
+            when = q.next_retry_time if q.status == "Retry" and q.next_retry_time else self.lab.clock.now()
+            self.schedule_drain(q, max(when, self.lab.clock.now()))
+        self.snapshot(q)
+
+    def suspend_message(self, q: Queue, qm: QueuedMessage) -> None:
+        qm.suspended = True
+        self._arm_timers(qm.item)
+        self.snapshot(q)
+
+    def resume_message(self, q: Queue, qm: QueuedMessage) -> None:
+        qm.suspended = False
+        if q.name == "Poison":
+            q.messages.remove(qm)
+            self.categorize(qm.item, qm.recipients)
+            self._release(qm.item)
+        elif not q.suspended and q.delivery_type != "Unreachable":
+            when = q.next_retry_time if q.status == "Retry" and q.next_retry_time else self.lab.clock.now()
+            self.schedule_drain(q, max(when, self.lab.clock.now()))
+        self.snapshot(q)
+
+    def remove_message(self, q: Queue, qm: QueuedMessage, *, with_ndr: bool) -> None:
+        """Remove-Message: gone, with an NDR (`550 4.3.2 QUEUE.Admin`) or silently."""
+        q.messages.remove(qm)
+        self._release(qm.item)
+        self.snapshot(q)
+        failure = Failure(DELETED_BY_ADMIN, "ADMIN", *_remote_of(q), last_error=qm.last_error,
+                          last_attempt=q.last_retry_time)
+        self.lab.ledger.failed(qm.item, qm.recipients, failure.status, self.name)
+        dsn = self.make_dsn("failed", qm.item, qm.recipients, failure) if with_ndr and self.generates_dsns() else None
+        self.tracker.fail(qm.item, qm.recipients, failure, dsn.message_id if dsn is not None else "")
+        if dsn is not None:
+            self.tracker.dsn(dsn, qm.item, qm.recipients, "failed")
+            self.submit_generated(dsn)
+
+    # --- evidence --------------------------------------------------------------------------------
+    def snapshot(self, q: Queue) -> None:
+        """Record the queue's Get-Queue row at this virtual time (for `labsim queue --at`)."""
+        if not q.messages and q.status != "Active":
+            # An emptied queue has nothing to retry [INFERRED]; it idles out after QueueMaxIdleTime.
+            q.status, q.last_error, q.next_retry_time, q.connection_failures = "Ready", "", None, 0
+            entry = q.__dict__.pop("_drain_entry", None)
+            if entry is not None:
+                self.lab.scheduler.cancel(entry)
+                q.next_drain = None
+        hub = getattr(self.lab, "tracking", None)
+        if hub is not None:
+            hub.queue_snapshot(self, q)
+
+    def expiration_of(self, item: MailItem) -> datetime:
+        return expires_at(self.retry_policy(), item.arrived)
+
+    # --- overridden by each party ----------------------------------------------------------------
     async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
         raise NotImplementedError
 
     def outgoing_data(self, item: MailItem, q: Queue) -> bytes:
-        return item.data
+        """The message as it leaves on this hop: the send-side header firewall (transport.headers)."""
+        if self.name != "EXO" and self.name not in self.lab.servers:
+            return item.data
+        route = q.route
+        external = q.delivery_type in ("DnsConnectorDelivery", "SmartHostConnectorDelivery") and \
+            bool(getattr(route, "external", True))
+        connector = getattr(route, "connector", None)
+        server = getattr(getattr(self, "model", None), "fqdn", None) or self.lab.model.tenant.frontend_host
+        return H.on_send(item.data, external=external, server=server,
+                         cloud_services_mail=bool(getattr(connector, "cloud_services_mail_enabled", False)))
 
     def last_error_text(self, failure: AttemptFailure) -> str:
         return onprem_last_error(failure)
@@ -150,3 +565,18 @@ class QueueingParty:
                               detail=R.DNS_QUERY_FAILED.format(error=exc.code) if exc.transient else exc.smtp)
 
 
+def _message_source(item: MailItem) -> str:
+    if item.dsn_kind:
+        return "DSN"
+    if item.receive_connector:
+        return "SMTP:" + item.receive_connector.split("\\", 1)[-1]
+    return "FromLocal"
+
+
+def _remote_of(q: Queue) -> tuple[str, str]:
+    """The host a queue last tried (for the NDR's Remote Server line), as far as the queue knows."""
+    return q.last_target_host, q.last_target_ip
+
+
+def describe_time(when: datetime | None) -> str:
+    return iso_ms(when) if when is not None else ""

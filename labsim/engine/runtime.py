@@ -26,6 +26,7 @@ from ..ids import IdSource
 from ..logs import protocol_text as T
 from ..logs.protocol_log import ProtocolLog, SessionWriter
 from ..net.dns_server import LabDnsServer
+from ..net.proxy import bind_load_balancers
 from ..net.resolver import LabResolver
 from ..net.vnet import (
     DEFAULT_BLOCK,
@@ -51,13 +52,16 @@ from ..smtp.policy import (
 from ..smtp.server import ServerSession
 from ..topology.model import Lab, Site
 from ..transport.store import MailboxStore
+from .evidence import TrackingHub
 from .exo import ExoRuntime
 from .internet import InternetHostRuntime
 from .ledger import Ledger
 from .onprem import ExchangeServerRuntime
+from . import service_ops
 from .scheduler import Scheduler
 
 CLAIM_TIMEOUT_RUN = 5.0
+SETTLE_TIMEOUT = 15.0
 CLAIM_TIMEOUT_LIVE = 0.2
 DNS_REAL_TIMEOUT = 0.3
 CRL_REAL_TIMEOUT = 0.5
@@ -113,6 +117,7 @@ class LabRuntime:
         self.scheduler = Scheduler(self.clock)
         self.store = MailboxStore(out)
         self.ledger = Ledger(self.clock)
+        self.tracking = TrackingHub(self)  # message tracking, EXO message trace, queue history
         self.events = EventCollector(self.clock)
         self._ids: dict[str, IdSource] = {}
         self._logs: list[ProtocolLog] = []
@@ -123,7 +128,7 @@ class LabRuntime:
         self.exo = ExoRuntime(self)
         self.internet = {h.name: InternetHostRuntime(self, h) for h in model.internet_hosts}
         self.dns = {d.name: LabDnsServer(d, self.book) for d in model.dns_servers}
-        self.crl = CrlServer(self.pki, self.clock.now)
+        self.crl = CrlServer(self.pki, self.clock.now, mode=model.network.crl_mode)
         self._server_thumbs = {thumbprint(rt.internal_cert().cert) for rt in self.servers.values()
                                if rt.internal_cert() is not None}
         self._tcp: list[asyncio.AbstractServer] = []
@@ -174,8 +179,13 @@ class LabRuntime:
                 for vip in vips:
                     await self._listen(rt.name, vip, spec.port, policy, f"SMTP {spec.service}")
         await self._listen("EXO", self.model.tenant.inbound_ip, 25, EopReceivePolicy(self.exo), "SMTP EOP front end")
+        await self._listen("EXO-SUBMISSION", self.model.tenant.submission_ip, 25,
+                           EopReceivePolicy(self.exo, front="submission"), "SMTP EXO client submission front end")
         for h in self.internet.values():
             await self._listen(h.name, h.model.ip, 25, MtaReceivePolicy(h), "SMTP Internet MTA")
+        for srv, row in await bind_load_balancers(self):  # net.proxy: VIPs in front of servers
+            self._tcp.append(srv)
+            self.listen_table.append(row)
 
     async def _listen(self, host: str, vip: str, vport: int, policy: ReceivePolicy, what: str) -> None:
         real_ip, real_port = self.book.real_ip(vip), self.book.real_port(vport)
@@ -209,7 +219,11 @@ class LabRuntime:
             h.store.close()
 
     def _listener_signature(self) -> list[tuple[str, str, int]]:
-        return [(rt.name, spec.service, spec.port) for rt in self.servers.values() for spec in rt.listener_specs()]
+        sig = [(rt.name, spec.service, spec.port) for rt in self.servers.values() for spec in rt.listener_specs()]
+        # port forwarding and load balancers decide who listens on which address, too
+        sig += [(r.public_ip, r.server.lower(), p) for r in self.model.network.nat for p in r.ports]
+        sig += [(lb.name, lb.vip, p) for lb in self.model.network.load_balancers for p in lb.ports]
+        return sig
 
     def _cert_signature(self) -> str:
         parts = [c.model_dump_json() for c in self.model.certificates]
@@ -224,6 +238,11 @@ class LabRuntime:
             server = self.dns.get(d.name)
             if server is not None:
                 server.update(d)
+                opening = server.set_mode(d.mode if d.running else "stopped")
+                if opening is not None:
+                    await opening
+        if self.crl.running and self.crl.mode != self.model.network.crl_mode:
+            await self.crl.set_mode(self.model.network.crl_mode)
         if self._cert_signature() != self._cert_sig:
             self._cert_sig = self._cert_signature()
             self.pki = LabPki(self.model, self.seed)
@@ -242,6 +261,8 @@ class LabRuntime:
             self.listen_table = [row for row in self.listen_table if "SMTP" not in row[4]]
             await self._bind_smtp()
             self._listeners = self._listener_signature()
+        for party in [*self.servers.values(), self.exo]:
+            party.config_changed()  # routing-table update: Unreachable resubmits; restarted queues drain
 
     # --- sessions -----------------------------------------------------------------------------
     async def _serve(self, policy: ReceivePolicy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -270,7 +291,12 @@ class LabRuntime:
         """Wait until every server session caused by the last action has finished."""
         for _ in range(3):
             await asyncio.sleep(0)
-        await self._idle.wait()
+        try:
+            await asyncio.wait_for(self._idle.wait(), SETTLE_TIMEOUT)
+        except asyncio.TimeoutError:
+            # A peer that never finishes its session must not stall the run; its rows keep the
+            # virtual times they were written with.
+            self.scheduler.errors.append(f"settle: {self._open} session(s) still open after {SETTLE_TIMEOUT} s")
 
     # --- shared services for the parties ------------------------------------------------------------
     def ids_for(self, owner: str) -> IdSource:
@@ -304,9 +330,22 @@ class LabRuntime:
                     key=e, index=e.index, subject=dotnet_dn(c.subject), issuer=dotnet_dn(c.issuer),
                     names=tuple(certificate_names(c)), not_before=c.not_valid_before_utc,
                     not_after=c.not_valid_after_utc, has_private_key=e.has_private_key,
-                    self_signed=e.issued.self_signed, server_auth=e.issued.spec.server_auth))
+                    self_signed=e.issued.self_signed, server_auth=e.issued.spec.server_auth,
+                    services=tuple(e.services), chain_trusted=self._root_trusted(e.issued.spec.issuer),
+                    thumbprint=e.thumbprint))
             self._views[key] = views
         return views
+
+    def _root_trusted(self, issuer: str, site: Site = Site.ONPREM) -> bool:
+        """Does the CA chain above a certificate end in a root the site trusts (self-signed: yes)?"""
+        seen: set[str] = set()
+        while issuer != "self" and issuer not in seen:
+            seen.add(issuer)
+            ca = self.model.ca(issuer)
+            if ca.parent is None:
+                return str(site) in {str(t) for t in ca.trusted_by}
+            issuer = ca.parent
+        return True
 
     def certificate_row_x509(self, c: x509.Certificate) -> str:
         return T.certificate_row_data(dotnet_dn(c.subject), dotnet_dn(c.issuer), serial_hex(c), thumbprint(c),
@@ -319,6 +358,14 @@ class LabRuntime:
         except x509.ExtensionNotFound:
             return []
         return [str(v) for v in ext.get_values_for_type(x509.DNSName)]
+
+    @staticmethod
+    def certificate_subject(c: x509.Certificate) -> str:
+        return dotnet_dn(c.subject)
+
+    @staticmethod
+    def certificate_thumbprint(c: x509.Certificate) -> str:
+        return thumbprint(c)
 
     def certificate_row(self, stored: StoredCert) -> str:
         return self.certificate_row_x509(stored.cert)
@@ -345,8 +392,10 @@ class LabRuntime:
 
     def _resolver(self, host: HostInfo, servers: list[str]) -> LabResolver:
         src = self.book.real_ip(host.ip) if self.book.knows(host.ip) else None
-        return LabResolver([s for s in servers if self.book.knows(s)] or servers, self.book,
-                           timeout=DNS_REAL_TIMEOUT, source_ip=src)
+        # Every configured server is asked, in order: one outside the lab never answers (it costs
+        # its timeout, as an unreachable server does), and link rules on UDP 53 apply (rules.network).
+        return LabResolver(list(servers), self.book, timeout=DNS_REAL_TIMEOUT, source_ip=src,
+                           route=lambda ip: self.net.plan(host, ip, 53, protocol="UDP").failure)
 
     async def resolve_a(self, host: HostInfo, servers: list[str], name: str) -> list[str]:
         self.clock.advance(0.001)
@@ -364,14 +413,37 @@ class LabRuntime:
             # Direct trust: Exchange servers of the organisation know each other's (self-signed)
             # transport certificates from Active Directory / the Edge subscription.
             anchors += [rt.internal_cert().cert for rt in self.servers.values() if rt.internal_cert() is not None]
+        # Windows completes a chain from the machine's own Intermediate store; EXO does not (seed 004).
+        own = self.servers.get(host.name)
+        local = own.store.intermediates if own is not None else []
         return await classify(chain, now=self.clock.now(), anchors=anchors,
                               known_intermediates=self.pki.intermediates(), domain=domain,
-                              fetch_crl=lambda url: self.fetch_crl(host, url), crl_cache=cache)
+                              fetch_crl=lambda url: self.fetch_crl(host, url), crl_cache=cache,
+                              local_intermediates=local)
 
     async def fetch_crl(self, host: HostInfo, url: str) -> bytes:
-        """GET a CRL distribution point as `host` would: its DNS, its route, real HTTP."""
+        """GET a CRL distribution point as `host` would: its DNS, its route, real HTTP.
+
+        A server with a WinHTTP proxy (`netsh winhttp set proxy`, Set-LabWinHttpProxy) sends
+        CryptoAPI's request to the proxy instead; the lab runs no proxy service, so a configured
+        proxy is one that does not answer - a classic cause of RevocationOffline (seed 000).
+        """
         parts = urlsplit(url)
         name, port = parts.hostname or "", parts.port or CRL_PORT
+        own = self.servers.get(host.name)
+        proxy = own.model.winhttp_proxy if own is not None else None
+        if proxy:
+            proxy_ip, _, proxy_port = proxy.rpartition(":")
+            plan = self.net.plan(host, proxy_ip, int(proxy_port))
+            if plan.failure is not None:
+                self.clock.advance(CRL_VIRTUAL_TIMEOUT if plan.failure == "timeout" else 2 * plan.latency)
+                raise CrlUnavailable(url, f"proxy {proxy} unreachable ({plan.failure})")
+            self.clock.advance(2 * plan.latency)
+            try:
+                return await http_get(self.book.real_ip(plan.dial_ip), self.book.real_port(int(proxy_port)),
+                                      name, parts.path or "/", CRL_REAL_TIMEOUT)
+            except CrlUnavailable as exc:
+                raise CrlUnavailable(url, f"proxy {proxy}: {exc.reason}") from None
         try:
             ips = await self.resolve_a(host, self.host_dns(host), name)
         except Exception as exc:  # noqa: BLE001 - any lookup failure is an unreachable CDP
@@ -402,6 +474,7 @@ class LabRuntime:
                 for qm in q.messages:
                     self.ledger.pending(qm.item, qm.recipients, party.name, q.identity,
                                         qm.last_error or q.last_error)
+        service_ops.collect_outbox(self)  # mail still waiting in a mailbox's Outbox
 
     def queue_snapshot(self) -> list[dict[str, Any]]:
         rows = []
@@ -411,7 +484,7 @@ class LabRuntime:
                 if not q.messages and q.delivery_type in ("Undefined",):
                     continue
                 rows.append({
-                    "Identity": q.identity, "DeliveryType": q.delivery_type, "Status": q.status,
+                    "Identity": q.identity, "DeliveryType": q.delivery_type, "Status": q.shown_status,
                     "MessageCount": q.message_count, "NextHopDomain": q.next_hop_domain, "LastError": q.last_error,
                     "LastRetryTime": iso_ms(q.last_retry_time) if q.last_retry_time else "",
                     "NextRetryTime": iso_ms(q.next_retry_time) if q.next_retry_time else "",
@@ -425,14 +498,23 @@ class LabRuntime:
             "seed": self.seed,
             "messages": [f.as_dict() for f in self.ledger.fates.values()],
             "queues": self.queue_snapshot(),
+            "internal_errors": list(self.scheduler.errors),
+            "services": service_ops.snapshot(self),
             "events": [{"time": iso_ms(e.time), "server": e.server, "source": e.source, "id": e.event_id,
                         "strings": e.insertion_strings} for e in self.events.events],
         }
+
+    def write_event_logs(self) -> list[Path]:
+        """Each on-prem server's Application log, as wevtutil prints it (engine.eventlog)."""
+        from .eventlog import write_event_logs
+
+        return write_event_logs(self)
 
     def write_summary(self) -> Path:
         path = self.out / "summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.summary(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        self.tracking.write_outputs()
         return path
 
     # --- driving --------------------------------------------------------------------------------

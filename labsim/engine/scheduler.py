@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Awaitable, Callable
@@ -27,6 +28,7 @@ class _Entry:
     seq: int
     label: str = field(compare=False)
     fn: Callable[[], Awaitable[None]] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)  # skipped without moving the clock
 
 
 class Scheduler:
@@ -36,11 +38,18 @@ class Scheduler:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self.executed = 0
+        self.errors: list[str] = []  # actions that raised: a lab bug, reported in the summary
 
-    def call_at(self, when: datetime, label: str, fn: Callable[[], Awaitable[None]]) -> None:
-        heapq.heappush(self._heap, _Entry(max(when, self.clock.now()) if not self.clock.live else when,
-                                          next(self._seq), label, fn))
+    def call_at(self, when: datetime, label: str, fn: Callable[[], Awaitable[None]]) -> _Entry:
+        """Schedule `fn`; the returned entry can be `cancel`led (a timer that became moot)."""
+        entry = _Entry(max(when, self.clock.now()) if not self.clock.live else when, next(self._seq), label, fn)
+        heapq.heappush(self._heap, entry)
         self._wake.set()
+        return entry
+
+    @staticmethod
+    def cancel(entry: _Entry) -> None:
+        entry.cancelled = True
 
     def pending(self) -> int:
         return len(self._heap)
@@ -69,8 +78,16 @@ class Scheduler:
                     await self._wait_wake(stop, delay)
                     continue
             heapq.heappop(self._heap)
+            if entry.cancelled:
+                continue
             self.clock.set(entry.when)
-            await entry.fn()
+            try:
+                await entry.fn()
+            except Exception as exc:  # noqa: BLE001 - one failed action must not stop the lab
+                # Queued state is only changed after a session returns, so a crash inside an
+                # action leaves its messages where they were; they are reported as pending.
+                logging.getLogger("labsim").exception("action %r failed", entry.label)
+                self.errors.append(f"{entry.label}: {type(exc).__name__}: {exc}")
             await settle()
             self.executed += 1
 

@@ -256,7 +256,7 @@ class LabDnsServer:
         self._generation = 1
         self._zones = _compile(model, self._generation)
         self.model = model
-        self._mode = DnsMode.RUNNING if model.running else DnsMode.STOPPED
+        self._mode = DnsMode(getattr(model, "mode", "running")) if model.running else DnsMode.STOPPED
         self._started = False
         self._transport: asyncio.DatagramTransport | None = None
         self._protocol: _Protocol | None = None
@@ -314,7 +314,7 @@ class LabDnsServer:
 
     def update(self, model: DnsServer) -> None:
         """Replace zones and forwarders at run time. The address cannot change; the fault mode is
-        set with `set_mode` (the model's `running` is only read at construction)."""
+        set with `set_mode` (the runtime calls it from the model's `running`/`mode` after update)."""
         if model.ip != self.model.ip:
             raise TopologyError(f"DNS server {model.name}",
                                 f"update cannot move the server from {self.model.ip} to {model.ip}")

@@ -24,7 +24,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import dns.asyncbackend
 import dns.asyncquery
@@ -167,7 +167,7 @@ class LabResolver:
 
     def __init__(self, nameservers: list[str], book: AddressBook, *, port: int = 53,
                  timeout: float = 0.4, attempts: int = 1, source_ip: str | None = None,
-                 cache: None = None) -> None:
+                 cache: None = None, route: Callable[[str], str | None] | None = None) -> None:
         if cache is not None:
             raise NotImplementedError("the lab resolver does not cache yet (cache=None)")
         if attempts < 1:
@@ -179,6 +179,9 @@ class LabResolver:
         self.attempts = attempts
         self.source_ip = guard_real(source_ip or "127.0.0.1")
         self.cache = cache
+        # The network between this client and a nameserver (rules.network): "timeout" (dropped,
+        # no route) or "refused" (ICMP unreachable) means the query never gets an answer.
+        self.route = route
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
 
@@ -300,6 +303,10 @@ class LabResolver:
 
     async def _ask(self, server: str, name: dns.name.Name,
                    rdtype: int) -> tuple[str, dns.message.Message | None]:
+        if self.route is not None:
+            blocked = self.route(server)
+            if blocked is not None:
+                return ("unreachable" if blocked == "refused" else "timeout"), None
         try:
             real = guard_real(self.book.real_ip(server))
         except NetworkGuardError:

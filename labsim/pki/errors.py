@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import LabsimError
 
-__all__ = ["PkiError", "NoCredentialsError", "CrlUnavailable"]
+__all__ = ["PkiError", "NoCredentialsError", "UnknownCredentialsError", "CrlUnavailable"]
 
 
 class PkiError(LabsimError):
@@ -22,10 +22,23 @@ class NoCredentialsError(PkiError):
     the way it does on a real server.
     """
 
+    status = "NoCredentials"  # the SecurityStatus name Exchange logs
+
     def __init__(self, message: str, *, cert_name: str | None = None, thumbprint: str | None = None) -> None:
         super().__init__(message)
         self.cert_name = cert_name
         self.thumbprint = thumbprint
+
+
+class UnknownCredentialsError(NoCredentialsError):
+    """The key exists but the transport service may not use it (Exchange: `UnknownCredentials`).
+
+    Enable-ExchangeCertificate -Services SMTP is what gives the transport service access to a
+    certificate's private key; a certificate never enabled for SMTP fails this way when a connector
+    selects it by TlsCertificateName (KB 4051498). Raised when OpenSSL really fails to load it.
+    """
+
+    status = "UnknownCredentials"
 
 
 class CrlUnavailable(PkiError):

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from ..topology.model import ExchangeServer, StoreEntry
 from .authority import IssuedCert, LabPki, _write, key_pem, thumbprint
-from .errors import NoCredentialsError, PkiError
+from .errors import NoCredentialsError, PkiError, UnknownCredentialsError
 
 __all__ = ["StoredCert", "CertStore", "peer_chain", "CIPHERS", "NO_CHECK_TIME"]
 
@@ -63,6 +63,11 @@ class StoredCert:
     @property
     def thumbprint(self) -> str:
         return thumbprint(self.issued.cert)
+
+    @property
+    def smtp_enabled(self) -> bool:
+        """Enabled for SMTP (Enable-ExchangeCertificate -Services SMTP): the transport may use its key."""
+        return any(s.upper() == "SMTP" for s in self.services)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -146,13 +151,17 @@ class CertStore:
 
     def _load(self, ctx: ssl.SSLContext, stored: StoredCert) -> None:
         """Load the certificate and its key, the way a server would: if the key is not there,
-        OpenSSL fails, and that failure is the `NoCredentials` Exchange logs."""
+        OpenSSL fails, and that failure is the `NoCredentials` Exchange logs. A key the transport
+        may not read (certificate not enabled for SMTP) is not handed to OpenSSL either, and that
+        failure is `UnknownCredentials`."""
         chain_path, key_path = self.tls_material(stored)
+        readable = key_path if stored.smtp_enabled else None
         try:
             # Without a key file OpenSSL looks for the key in the chain file and fails.
-            ctx.load_cert_chain(str(chain_path), str(key_path) if key_path else None)
+            ctx.load_cert_chain(str(chain_path), str(readable) if readable else None)
         except ssl.SSLError as exc:
-            raise NoCredentialsError(
+            cls = UnknownCredentialsError if key_path is not None and readable is None else NoCredentialsError
+            raise cls(
                 f"{self.owner}: cannot load the private key of {stored.name} ({stored.thumbprint}): {exc}",
                 cert_name=stored.name, thumbprint=stored.thumbprint) from exc
 

@@ -256,18 +256,22 @@ async def classify(
     chain: Sequence[x509.Certificate], *, now: datetime, anchors: Sequence[x509.Certificate],
     known_intermediates: Sequence[x509.Certificate], domain: str | None,
     fetch_crl: Callable[[str], Awaitable[bytes]], crl_cache: CrlCache | None = None,
-    check_revocation: bool = True,
+    check_revocation: bool = True, local_intermediates: Sequence[x509.Certificate] = (),
 ) -> ValidationResult:
     """Classify the chain a peer presented (leaf first) as Exchange would, at virtual `now`.
 
     `anchors`: the trusted roots of the validating side; `known_intermediates`: every intermediate
     the lab has, used only to tell "incomplete chain" from "foreign root" in `detail`;
-    `domain`: the name that must match (TlsDomain / the host connected to), or None.
+    `domain`: the name that must match (TlsDomain / the host connected to), or None;
+    `local_intermediates`: the validating machine's own Intermediate CA store, which Windows'
+    chain engine uses to complete what the peer sent (a Windows server that has the intermediate
+    accepts a bare leaf; a validator without it - EXO in seed 004's comments - does not).
     """
     if not chain:
         return ValidationResult(ChainStatus.EmptyCertificate, "no certificate was presented")
     now = _utc(now)
-    leaf, presented = chain[0], list(chain[1:])
+    leaf, sent_by_peer = chain[0], list(chain[1:])
+    presented = sent_by_peer + [c for c in local_intermediates if c not in sent_by_peer]
     subject = dotnet_dn(leaf.subject)
 
     if domain and not name_matches(leaf, domain):

@@ -92,13 +92,16 @@ def route_exo(tenant: ExoTenant, recipient: str) -> ExoRoute:
     if mu is not None:
         target = mu.external_email_address
     domain = domain_of(target)
+    accepted = {d.domain_name.lower(): d.domain_type for d in tenant.accepted_domains}
+    if accepted.get(domain) == "Authoritative" and mu is None:
+        # Authoritative: EXO holds every recipient of the domain, so one it cannot resolve does not
+        # exist - even if an outbound connector covers the domain (only InternalRelay passes the
+        # unknown ones on; ExDocs fix-error-code-550-5-1-10-in-exchange-online).
+        return ExoRoute(recipient=target, kind="reject",
+                        error="550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup")
     conn = _outbound_for(tenant, domain)
     if conn is not None:
         return ExoRoute(recipient=target, kind="connector", connector=conn)
-    accepted = {d.domain_name.lower(): d.domain_type for d in tenant.accepted_domains}
-    if accepted.get(domain) == "Authoritative" and mu is None:
-        return ExoRoute(recipient=target, kind="reject",
-                        error="550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup")
     return ExoRoute(recipient=target, kind="mx")
 
 

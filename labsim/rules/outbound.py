@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import replies as R
+from .tls_policy import exo_tls_error
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class AttemptFailure:
     status: str | None = None  # a ChainValidityStatus / SecurityStatus name
     permanent: bool = False
     detail: str = ""
+    expected: str | None = None  # cert_validation: the name the certificate had to match
+    presented: str | None = None  # cert_validation: the subject of the certificate presented
+    thumbprint: str | None = None  # cert_validation: its thumbprint
 
 
 def _primary(response: str) -> str:
@@ -40,7 +44,9 @@ def onprem_last_error(f: AttemptFailure) -> str:
         details = ("Failed to connect. Winsock error code: 10061, Win32 error code: 10061")
         return R.FAILOVER_SOCKET.format(details=details)
     if f.kind == "socket":
-        return R.FAILOVER_SOCKET.format(details=f.detail or "Socket error")
+        # the session broke mid-way (a reset): MS Learn's TLS 1.0/1.1 article shows Queue Viewer's
+        # '421 4.4.2 Connection dropped due to SocketError' for it
+        return R.FAILOVER_SOCKET.format(details=R.CONNECTION_DROPPED_DUE_TO.format(reason="SocketError"))
     if f.kind in ("tls_no_credentials", "tls_failed"):
         return _primary(R.CONNECTION_TIMED_OUT)
     if f.kind == "tls_cert_not_found":
@@ -67,10 +73,9 @@ def exo_last_error(f: AttemptFailure) -> str:
     """EXO's delivery error for an outbound-connector attempt (message trace `LED=` text)."""
     if f.kind in ("connect_timeout", "connect_refused", "socket", "dns"):
         return EXO_CODES[f.kind]
-    if f.kind == "cert_validation":
-        return f"{EXO_CODES['cert_validation']} [Message={f.status}]"
-    if f.kind == "tls_required":
-        return f"450 4.4.317 Cannot connect to remote server [Message={R.STARTTLS_REQUIRED}]"
+    tls = exo_tls_error(f.kind, f.status, expected=f.expected, presented=f.presented, thumbprint=f.thumbprint)
+    if tls is not None:  # TLS failures are worded in rules.tls_policy (one table)
+        return tls
     if f.kind == "response" and f.response:
         return f"450 4.4.317 Cannot connect to remote server [Message={f.response}]"
     return "450 4.4.317 Cannot connect to remote server"

@@ -35,6 +35,21 @@ INVALID_RECIPIENT = "501 5.1.3 Invalid address"
 UNRECOGNIZED_AUTH = "504 5.7.4 Unrecognized authentication type"
 LINE_TOO_LONG = "500 5.5.6 Line too long"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors on this connection, closing transmission channel"
+# Protocol errors, from Exchange's own SmtpResponse table (Microsoft.Exchange.Data.Transport
+# SmtpResponse.cs, decompiled in evilashz/exchange-server-27065; docs/network-dns-routing.md §4).
+COMMAND_TOO_LONG = "500 5.5.2 Command too long"  # SmtpInStateMachine: line > 32768 bytes
+BAD_SEQUENCE = "503 5.5.1 Bad sequence of commands"
+SEND_EHLO_FIRST = "503 5.5.2 Send EHLO first"
+EHLO_DOMAIN_REQUIRED = "501 5.0.0 EHLO requires domain address"
+HELO_DOMAIN_REQUIRED = "501 5.0.0 HELO requires domain address"
+INVALID_DOMAIN = "501 5.5.4 Invalid domain name"
+UNRECOGNIZED_PARAMETER = "501 5.5.4 Unrecognized parameter"
+AUTH_ALREADY = "503 5.5.2 Auth command already specified"
+AUTH_UNSUCCESSFUL = "535 5.7.3 Authentication unsuccessful"
+COMMAND_NOT_IMPLEMENTED = "502 5.3.3 Command not implemented"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+HEADERS_TOO_LARGE = "552 5.3.4 Header size exceeds fixed maximum size"
+MAX_COMMAND_LENGTH = 32768
 
 # Policy
 STARTTLS_REQUIRED = "451 5.7.3 STARTTLS is required to send mail"
@@ -50,6 +65,12 @@ HOP_COUNT = "554 5.4.6 Hop count exceeded - possible mail loop"
 TOO_LARGE = "552 5.3.4 Message size exceeds fixed maximum message size"
 SERVICE_NOT_AVAILABLE = "421 4.3.2 Service not available"
 TIMEOUT = "451 4.7.0 Timeout waiting for client input"
+SERVICE_NOT_ACTIVE = "421 4.3.2 Service not active"
+CONNECTION_DROPPED_DUE_TO = "421 4.4.2 Connection dropped due to {reason}"
+# Connection Filtering agent (IP Block List providers on the Edge): "550 5.7.1 " + the provider's
+# RejectionResponse formatted with {0}=client IP, {1}=provider name, {2}=lookup domain, or this default.
+IP_BLOCK_LIST_REJECT = "550 5.7.1 {text}"
+IP_BLOCK_LIST_DEFAULT_TEXT = "Recipient not authorized, your IP has been found on a block list"
 
 # Front End proxy (PRX1 no destinations, PRX2 DNS error, PRX3 connection failure, PRX4 protocol
 # error, PRX5 socket error, PRX6 shutdown)
@@ -74,6 +95,13 @@ TLS_CERT_NOT_FOUND = "454 4.7.5 The certificate specified in TlsCertificateName 
 EXO_BANNER = "220 {fqdn} Microsoft ESMTP MAIL Service ready at {date} [{session}]"
 EXO_RELAY_DENIED = "550 5.7.64 TenantAttribution; Relay Access Denied [{host}]"
 EXO_RECIPIENT_NOT_FOUND = "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [{host}]"
+# EOP's DNS block list rejection (public captures 2024, e.g. "... blocked using Spamhaus. To request
+# removal from this list see https://www.spamhaus.org/query/ip/<ip> AS(1450) [<FE> <time> <id>]").
+EXO_BLOCKED_USING = ("550 5.7.1 Service unavailable, Client host [{ip}] blocked using {provider}. To request "
+                     "removal from this list see https://www.spamhaus.org/query/ip/{ip} AS(1450) [{stamp}]")
+# Loops detected by EXO: "5.4.14 Hop count exceeded - possible mail loop ATTR34" (ExDocs
+# fix-error-code-5-4-6-through-5-4-20); 554 as seed 001 §7 shows it.
+EXO_HOP_COUNT = "554 5.4.14 Hop count exceeded - possible mail loop ATTR34 [{stamp}]"
 
 
 def code_of(reply: str) -> int:

@@ -65,4 +65,15 @@ def check(expect: Expectations, ledger: Ledger, out: Path) -> list[Outcome]:
         ok = n == 0 if e.absent else n >= e.min_count
         what = f"log {e.log} {'lacks' if e.absent else 'has'} {e.contains!r}"
         outcomes.append(Outcome(what, ok, f"{n} matching row(s) in {len(rows)}"))
+    for ev in expect.event:
+        from ..engine.eventlog import event_log_folder, read_text_log
+
+        events = read_text_log(event_log_folder(out, ev.server) / "Application.txt")
+        n = sum(1 for x in events if x.get("Event ID") == str(ev.id)
+                and (ev.source is None or x.get("Source") == ev.source)
+                and (ev.contains is None or ev.contains in x.get("Description", "")))
+        ok = n == 0 if ev.absent else n >= ev.min_count
+        what = f"event {ev.id} on {ev.server}{' from ' + ev.source if ev.source else ''}" + \
+               (f" with {ev.contains!r}" if ev.contains else "") + (" absent" if ev.absent else "")
+        outcomes.append(Outcome(what, ok, f"{n} matching event(s) of {len(events)}"))
     return outcomes

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -100,6 +100,8 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
         elif e["type"] == "missing":
             msg = "required key is missing"
         raise ScenarioError(f"{where}: {_loc(e['loc'])}", msg) from None
+    for key, problem in scn.reference_errors():
+        raise ScenarioError(f"{where}: {key}", problem)
     try:
         start = resolve_time(scn.start, DEFAULT_START) if scn.start else DEFAULT_START
     except ValueError as exc:
@@ -112,10 +114,7 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
             raise ScenarioError(f"{where}: change[{i}].at",
                                 f"{ch.cmdlet} acts on the running lab and needs a time (at = \"+hh:mm:ss\")")
         if ch.at is not None:
-            try:
-                parse_timespan(ch.at)
-            except ValueError as exc:
-                raise ScenarioError(f"{where}: change[{i}].at", str(exc)) from None
+            _offset(ch.at, f"{where}: change[{i}].at")
             continue
         try:
             apply_change(lab, ch.cmdlet, ch.params)
@@ -132,19 +131,44 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
             raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
     senders = sender_realms(lab)
     for i, m in enumerate(scn.message):
-        try:
-            parse_timespan(m.at)
-        except ValueError as exc:
-            raise ScenarioError(f"{where}: message[{i}].at", str(exc)) from None
+        _offset(m.at, f"{where}: message[{i}].at")
         if m.sender.lower() not in senders:
             raise ScenarioError(f"{where}: message[{i}].from",
                                 f"{m.sender} is not a mailbox of the lab (senders: {', '.join(sorted(senders))})")
     if scn.duration:
-        try:
-            parse_timespan(scn.duration)
-        except ValueError as exc:
-            raise ScenarioError(f"{where}: duration", str(exc)) from None
+        _offset(scn.duration, f"{where}: duration")
+    for i, e in enumerate(scn.expect.log):
+        e.log = _log_spec(lab, e.log, f"{where}: expect.log[{i}].log")
     return LoadedScenario(path=path, scenario=scn, lab=lab, start=start)
+
+
+def _offset(text: str, where: str) -> timedelta:
+    """A TimeSpan from the start (or a duration): valid and not negative."""
+    try:
+        value = parse_timespan(text)
+    except ValueError as exc:
+        raise ScenarioError(where, str(exc)) from None
+    if value < timedelta(0):
+        raise ScenarioError(where, f"{text!r} is negative; times count from the start of the scenario (+hh:mm:ss)")
+    return value
+
+
+def _log_spec(lab: Lab, spec: str, where: str) -> str:
+    """SERVER/Service/Kind of an on-prem server that has that service; the server name as the lab spells it.
+
+    A misspelt spec would name a folder that never exists, so `absent = true` would hold vacuously.
+    """
+    server_name, service, kind = spec.split("/")
+    servers = lab.organization.servers
+    server = next((s for s in servers if s.name.lower() == server_name.lower()), None)
+    if server is None:
+        raise ScenarioError(where, f"no on-premises server {server_name!r} (servers: "
+                                   f"{', '.join(s.name for s in servers)})")
+    services = ("Edge",) if server.role == "Edge" else ("FrontEnd", "Hub", "Mailbox")
+    if service not in services:
+        raise ScenarioError(where, f"{server.name} is {'an Edge' if server.role == 'Edge' else 'a Mailbox'} server "
+                                   f"and keeps no {service} logs (services: {', '.join(services)})")
+    return f"{server.name}/{service}/{kind}"
 
 
 def sender_realms(lab: Lab) -> dict[str, tuple[str, str]]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -76,11 +76,26 @@ class Message(_Strict):
         return v
 
 
+REALMS = ("onprem", "exo", "internet")
+LOG_SERVICES = ("FrontEnd", "Hub", "Edge", "Mailbox")
+
+
 class MessageExpectation(_Strict):
     id: str
     fate: Literal["delivered", "pending", "failed", "partial"] | None = None
     mailbox: str | None = None  # "realm:address", realm onprem | exo | internet
     reason_contains: str | None = None
+
+    @field_validator("mailbox")
+    @classmethod
+    def _mailbox(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        realm, sep, address = v.partition(":")
+        if not sep or realm not in REALMS or "@" not in address:
+            raise ValueError(f"{v!r} is not realm:address with realm {' | '.join(REALMS)} "
+                             "(e.g. onprem:raghu@cloudmonkeys.xyz)")
+        return v
 
 
 class LogExpectation(_Strict):
@@ -96,12 +111,27 @@ class LogExpectation(_Strict):
         parts = v.strip("/").split("/")
         if len(parts) != 3 or parts[2] not in ("SmtpReceive", "SmtpSend"):
             raise ValueError(f"{v!r} is not SERVER/Service/SmtpReceive|SmtpSend (e.g. CMHYBD01/FrontEnd/SmtpReceive)")
+        if parts[1] not in LOG_SERVICES:
+            raise ValueError(f"{v!r}: the service must be one of {', '.join(LOG_SERVICES)} (it names the log folder)")
         return v.strip("/")
+
+
+class EventExpectation(_Strict):
+    """An Application event an on-prem server must (or, with `absent`, must not) have written:
+    its id, optionally its source and a piece of its message text (engine.eventlog)."""
+
+    server: str
+    id: int = Field(ge=1, le=65535)
+    source: str | None = None
+    contains: str | None = None
+    min_count: int = Field(1, ge=0)
+    absent: bool = False
 
 
 class Expectations(_Strict):
     message: list[MessageExpectation] = Field(default_factory=list)
     log: list[LogExpectation] = Field(default_factory=list)
+    event: list[EventExpectation] = Field(default_factory=list)
 
 
 class Scenario(_Strict):
@@ -115,13 +145,21 @@ class Scenario(_Strict):
     message: list[Message] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
 
-    @model_validator(mode="after")
-    def _unique(self) -> "Scenario":
-        ids = [m.id for m in self.message]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"message id(s) used twice: {', '.join(sorted(dup))}")
-        for e in self.expect.message:
-            if e.id not in ids:
-                raise ValueError(f"expect.message refers to unknown message id {e.id!r}")
-        return self
+    def reference_errors(self) -> list[tuple[str, str]]:
+        """(key, problem) for message ids used twice or expected but never sent.
+
+        Checked by the loader rather than by a model validator, so the error can name the exact
+        key (`expect.message[2].id`) instead of the whole file.
+        """
+        errors: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for i, m in enumerate(self.message):
+            if m.id in seen:
+                errors.append((f"message[{i}].id", f"message id {m.id!r} is used twice"))
+            seen.add(m.id)
+        for i, e in enumerate(self.expect.message):
+            if e.id not in seen:
+                known = ", ".join(m.id for m in self.message) or "none"
+                errors.append((f"expect.message[{i}].id",
+                               f"refers to unknown message id {e.id!r} (messages: {known})"))
+        return errors

@@ -15,17 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 import aiosmtplib
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from ..logs import protocol_text as T
+from ..net.proxy import ResetLink
 from ..net.vnet import ConnectionInfo, open_socket
 from ..pki.errors import NoCredentialsError
 from ..pki.store import peer_chain
 from ..rules.outbound import AttemptFailure
+from ..rules.tls_policy import (
+    Step,
+    TlsPlan,
+    after_ehlo,
+    fallback_after,
+    needs_validation,
+    server_certificate_ok,
+    validation_domain,
+)
 
 CONNECT_TIMEOUT_VIRTUAL = 21.0  # Windows: SYN retransmissions give up after ~21 s (WSAETIMEDOUT)
 REAL_TIMEOUT = 10.0  # a real-time safety net on loopback; never reached in a healthy lab
@@ -49,6 +59,19 @@ class ClientTls:
     client_cert: Any = None  # a pki StoredCert of that store to present, or None
     cert_not_found: bool = False  # TlsCertificateName names a certificate that is not in the store
     sni: str | None = None
+    fallback: bool = True  # opportunistic TLS: after a failed handshake, retry without STARTTLS
+
+    @classmethod
+    def from_plan(cls, plan: TlsPlan, store: Any) -> "ClientTls":
+        """The session's carrier of a rules.tls_policy plan (the plan decides, this shell acts)."""
+        return cls(attempt=plan.attempt, require=plan.require, auth_level=plan.auth_level, domain=plan.domain,
+                   store=store, client_cert=plan.client_cert, cert_not_found=plan.cert_not_found, sni=plan.sni,
+                   fallback=plan.fallback)
+
+    def plan(self) -> TlsPlan:
+        return TlsPlan(attempt=self.attempt, require=self.require, auth_level=self.auth_level, domain=self.domain,
+                       client_cert=self.client_cert, cert_not_found=self.cert_not_found, fallback=self.fallback,
+                       sni=self.sni)
 
 
 @dataclass
@@ -103,10 +126,11 @@ class _Abort(Exception):
 class ClientSession:
     """One attempt to one target."""
 
-    def __init__(self, lab: Any, spec: SendSpec, target: Target) -> None:
+    def __init__(self, lab: Any, spec: SendSpec, target: Target, tls: ClientTls | None = None) -> None:
         self.lab = lab
         self.spec = spec
         self.target = target
+        self.tls = tls or spec.tls  # a plain retry after a failed handshake uses its own copy
         self.sid = spec.session_ids.next()
         self.cursor = lab.clock.now()
         self.plan = lab.net.plan(spec.src, target.ip, target.port)
@@ -154,12 +178,16 @@ class ClientSession:
         real_dst = (lab.book.real_ip(plan.dial_ip), lab.book.real_port(self.target.port))
         real_src = lab.book.real_ip(plan.seen_src_ip)
         try:
-            sock = await open_socket(real_dst, real_src, REAL_TIMEOUT)
+            if plan.needs_proxy:  # a link rule resets the session mid-way: real bytes through a proxy
+                sock, announced = await ResetLink(plan.reset_after or 0).connect(real_dst, real_src, REAL_TIMEOUT)
+            else:
+                sock = await open_socket(real_dst, real_src, REAL_TIMEOUT)
+                announced = sock.getsockname()[:2]
         except (ConnectionRefusedError, OSError, asyncio.TimeoutError):
             self._advance(2 * self.latency)
             self.log.info("", T.connect_failed_context(10061, spec.destination_domain, self.target.ip, self.target.port))
             raise _Abort(self._fail("connect_refused")) from None
-        lab.registry.announce(sock.getsockname()[:2], ConnectionInfo(
+        lab.registry.announce(announced, ConnectionInfo(
             src_virtual=(plan.seen_src_ip, src_port), dst_virtual=(self.target.ip, self.target.port),
             context={"client_host": spec.src.name, "client_session": self.sid, **spec.context}))
         self.log.set_local(T.format_endpoint(plan.client_local_ip, src_port))
@@ -202,9 +230,9 @@ class ClientSession:
     async def starttls(self) -> None:
         """STARTTLS with the client certificate; then classify the server's chain if policy says so."""
         assert self.smtp is not None
-        tls = self.spec.tls
+        tls = self.tls
         stored = tls.client_cert
-        ctx_error: Exception | None = None
+        ctx_error: NoCredentialsError | None = None
         ctx: ssl.SSLContext | None = None
         try:
             ctx = tls.store.client_context(stored)
@@ -212,12 +240,13 @@ class ClientSession:
             ctx_error = exc
         if ctx is None:
             # The certificate's private key cannot be loaded: STARTTLS goes out, then the handshake
-            # cannot start (seeds 002/004).
+            # cannot start (seeds 002/004: NoCredentials; KB 4051498: UnknownCredentials).
+            status = ctx_error.status if ctx_error is not None else "NoCredentials"
             resp = await self._command(b"STARTTLS")
             if resp.code == 220 and stored is not None:
                 self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
-            self.log.info("", T.tls_negotiation_failed("NoCredentials"))
-            raise _Abort(self._fail("tls_no_credentials", status="NoCredentials", detail=str(ctx_error)))
+            self.log.info("", T.tls_negotiation_failed(status))
+            raise _Abort(self._fail("tls_no_credentials", status=status, detail=str(ctx_error)))
         self.log.sent("STARTTLS")
         self._advance()
         try:
@@ -242,14 +271,19 @@ class ClientSession:
         self.tls_info = {"version": version, "cipher": cipher, "remote_chain": chain}
         if chain:
             self.log.info(self.lab.certificate_row_x509(chain[0]), T.REMOTE_CERTIFICATE)
-        if tls.auth_level in ("CertificateValidation", "DomainValidation") and self.spec.validate is not None:
-            domain = tls.domain if tls.auth_level == "DomainValidation" else None
+        plan = tls.plan()
+        if needs_validation(plan) and self.spec.validate is not None:
+            domain = validation_domain(plan)
             result = await self.spec.validate(chain, domain)
             status = str(result.status)
             self.tls_info["status"] = status
-            if status != "Valid":
-                self.log.info("", T.outbound_tls_auth_failed(tls.auth_level, status))
-                raise _Abort(self._fail("cert_validation", status=status, detail=result.detail))
+            if not server_certificate_ok(plan, status):
+                self.log.info("", T.outbound_tls_auth_failed(str(tls.auth_level), status))
+                leaf = chain[0] if chain else None
+                raise _Abort(self._fail(
+                    "cert_validation", status=status, detail=result.detail, expected=domain,
+                    presented=self.lab.certificate_subject(leaf) if leaf is not None else None,
+                    thumbprint=self.lab.certificate_thumbprint(leaf) if leaf is not None else None))
 
     async def send(self, msg: OutboundMessage, result: MessageResult) -> None:
         params = [p.encode() for p in self.spec.mail_params(msg)]
@@ -279,7 +313,8 @@ class ClientSession:
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
         assert self.smtp is not None and self.smtp.protocol is not None
-        self._advance(self.latency + len(body) / BANDWIDTH["lan" if self.latency < 0.002 else "wan"])
+        rate = self.plan.bandwidth or BANDWIDTH["lan" if self.latency < 0.002 else "wan"]
+        self._advance(self.latency + len(body) / rate)
         try:
             self.smtp.protocol.write(body + b".\r\n")
             final = await self.smtp.protocol.read_response(timeout=REAL_TIMEOUT)
@@ -304,51 +339,84 @@ class ClientSession:
 
     def _close(self, reason: str) -> None:
         if self.smtp is not None:
+            self._advance(self.plan.slow_close)  # a SlowClose link rule holds the close back
             self.smtp.close()
             self.smtp = None
         self.log.disconnect(reason)
 
 
 async def deliver(lab: Any, spec: SendSpec, messages: list[OutboundMessage]) -> list[MessageResult]:
-    """Deliver `messages` over one session, failing over along `spec.targets`."""
+    """Deliver `messages` over one session, failing over along `spec.targets`.
+
+    With opportunistic TLS, when every host failed the TLS handshake, the hosts are tried again
+    without STARTTLS (rules.tls_policy.fallback_after; transport-behavior.md §2.3).
+    """
     results = [MessageResult(key=m.key) for m in messages]
     last: AttemptFailure | None = None
-    for target in spec.targets:
-        session = ClientSession(lab, spec, target)
-        try:
-            await session.connect()
-            ehlo = await session.ehlo()
-            offered = "STARTTLS" in {ln.split()[0].upper() for ln in ehlo.message.split("\n")[1:] if ln.strip()}
-            tls = spec.tls
-            if tls.cert_not_found:
-                raise _Abort(session._fail("tls_cert_not_found"))
-            if offered and tls.attempt:
-                await session.starttls()
-                await session.ehlo()
-            elif tls.require:
-                session.log.info("", "Connector is configured to send mail only over TLS connections and remote "
-                                     "doesn't support TLS")
-                raise _Abort(session._fail("tls_required"))
-            for msg, res in zip(messages, results):
-                res.remote_ip, res.remote_host, res.session_id = target.ip, target.name, session.sid
-                res.tls = dict(session.tls_info)
-                await session.send(msg, res)
-            await session.quit()
-            return results
-        except _Abort as abort:
-            last = abort.failure
-            if session.smtp is not None or session.log.next_sequence > 2:
-                if session.smtp is not None and last.kind in ("tls_required", "cert_validation", "response"):
-                    try:
-                        await session.quit()
-                    except Exception:  # noqa: BLE001 - the session is being abandoned anyway
-                        session._close("Local")
-                else:
-                    session._close("Local" if session.smtp is not None else "Remote")
-            if spec.on_tls_failure_event and last.kind in ("tls_no_credentials", "tls_required", "cert_validation"):
-                spec.on_tls_failure_event(last)
-            continue
+    passes: list[ClientTls] = [spec.tls]
+    while passes:
+        tls = passes.pop(0)
+        for i, target in enumerate(spec.targets):
+            session = ClientSession(lab, spec, target, tls)
+            try:
+                await session.connect()
+                if tls is not spec.tls and i == 0:
+                    session.log.info("", STARTTLS_FALLBACK)
+                done = await _attempt(session, messages, results, target)
+            except _Abort as abort:
+                last = abort.failure
+                await _abandon(session, last)
+                if spec.on_tls_failure_event and last.kind in ("tls_no_credentials", "tls_required",
+                                                               "cert_validation"):
+                    spec.on_tls_failure_event(last)
+                continue
+            if done:
+                return results
+        if tls is spec.tls and last is not None and fallback_after(tls.plan(), last.kind):
+            passes.append(replace(tls, attempt=False, fallback=False))
     for res in results:
         if not res.delivered and not res.rejected:
             res.failure = last
     return results
+
+
+# [V-code] transport-behavior.md §2.3: logged when the hosts are retried in the clear.
+STARTTLS_FALLBACK = "STARTTLS negotiation failed. No more hosts to connect to. Retrying without STARTTLS"
+# [UNVERIFIED] log-formats.md §2.3: a RequireTLS connector facing a host that offers no STARTTLS.
+TLS_REQUIRED_NOT_OFFERED = "Connector is configured to send mail only over TLS connections and remote doesn't support TLS"
+
+
+async def _attempt(session: ClientSession, messages: list[OutboundMessage], results: list[MessageResult],
+                   target: Target) -> bool:
+    """EHLO, the TLS step the policy decides, then the messages; raises _Abort on failure."""
+    ehlo = await session.ehlo()
+    offered = "STARTTLS" in {ln.split()[0].upper() for ln in ehlo.message.split("\n")[1:] if ln.strip()}
+    step = after_ehlo(session.tls.plan(), offered)
+    if step == Step.FAIL_CERT_NOT_FOUND:
+        raise _Abort(session._fail("tls_cert_not_found"))
+    if step == Step.FAIL_TLS_REQUIRED:
+        session.log.info("", TLS_REQUIRED_NOT_OFFERED)
+        raise _Abort(session._fail("tls_required"))
+    if step == Step.STARTTLS:
+        await session.starttls()
+        await session.ehlo()
+    for msg, res in zip(messages, results):
+        res.remote_ip, res.remote_host, res.session_id = target.ip, target.name, session.sid
+        res.tls = dict(session.tls_info)
+        await session.send(msg, res)
+    await session.quit()
+    return True
+
+
+async def _abandon(session: ClientSession, last: AttemptFailure) -> None:
+    """Close a failed attempt the way Exchange does: QUIT when the peer is still talking sense."""
+    if session.smtp is None and session.log.next_sequence <= 2:
+        return
+    if session.smtp is not None and last.kind in ("tls_required", "cert_validation", "response"):
+        try:
+            await session.quit()
+        except Exception:  # noqa: BLE001 - the session is being abandoned anyway
+            session._close("Local")
+        return
+    # the peer (or a link) dropped the session: Remote; we gave up on it: Local
+    session._close("Remote" if session.smtp is None or last.kind == "socket" else "Local")

@@ -24,6 +24,7 @@ from ..rules.receive import (
     ehlo_reply_lines,
     select_receive_connector,
 )
+from ..topology.model import AuthMechanism
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.exo import ExoRuntime
@@ -57,6 +58,10 @@ class ReceivePolicy:
 
     def max_size(self, session: "ServerSession") -> int:
         return 36 * 1024 * 1024
+
+    def max_protocol_errors(self, session: "ServerSession") -> int | None:
+        """How many protocol errors a session may make before it is dropped (None: unlimited)."""
+        return None
 
     async def auth(self, session: "ServerSession", arg: str) -> None:
         await session.reply(R.UNRECOGNIZED_AUTH)
@@ -108,10 +113,17 @@ class ExchangeReceivePolicy(ReceivePolicy):
     def max_size(self, session: "ServerSession") -> int:
         return session.state.connector.max_message_size
 
+    def max_protocol_errors(self, session: "ServerSession") -> int | None:
+        state: ReceiveState | None = session.state
+        return state.connector.max_protocol_errors if state is not None else None
+
     async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
         state: ReceiveState = session.state
         if not arg:
-            await session.reply(INVALID_DOMAIN)
+            await session.reply(R.EHLO_DOMAIN_REQUIRED if extended else R.HELO_DOMAIN_REQUIRED)
+            return
+        if not valid_helo_domain(arg):
+            await session.reply(R.INVALID_DOMAIN)
             return
         first_after_tls = state.tls and state.helo is None
         state.helo = arg
@@ -126,16 +138,20 @@ class ExchangeReceivePolicy(ReceivePolicy):
         lines = ehlo_reply_lines(state)
         await session.reply(lines, log_as=T.ehlo_reply_receive(lines))
 
-    async def starttls(self, session: "ServerSession") -> None:
+    async def starttls(self, session: "ServerSession", arg: str = "") -> None:
+        # StartTlsSmtpCommand: hello first, then no arguments, then offered at all, then only once.
         state: ReceiveState = session.state
-        if state.tls:
-            await session.reply(R.ONE_STARTTLS)
-            return
-        if not state.starttls_available:
-            await session.reply(R.UNRECOGNIZED)
-            return
         if state.helo is None:
             await session.reply(R.SEND_HELLO_FIRST)
+            return
+        if arg:
+            await session.reply(R.INVALID_ARGS)
+            return
+        if not state.starttls_available or AuthMechanism.TLS not in set(state.connector.auth_mechanism):
+            await session.reply(R.UNRECOGNIZED)
+            return
+        if state.tls:
+            await session.reply(R.ONE_STARTTLS)
             return
         await self.server.start_server_tls(session)
 
@@ -151,6 +167,9 @@ class ExchangeReceivePolicy(ReceivePolicy):
     async def rcpt(self, session: "ServerSession", address: str) -> str:
         state: ReceiveState = session.state
         reply = check_rcpt(state, address, accepted=self.server.accepts_domain(address))
+        if reply.startswith("250") and self.server.model.ip_block_list_providers:
+            from ..engine.reputation import edge_connection_filter_reply
+            reply = await edge_connection_filter_reply(self.server, session) or reply
         if reply.startswith("250"):
             state.recipients.append(address)
         return reply
@@ -164,8 +183,19 @@ class ExchangeReceivePolicy(ReceivePolicy):
         return await self.server.receive_message(session, self.listener.service, envelope)
 
     async def auth(self, session: "ServerSession", arg: str) -> None:
+        # AuthSmtpCommandParser: hello first; no mechanism or one the connector lacks -> 504 5.7.4;
+        # LOGIN before STARTTLS on a BasicAuthRequireTLS connector -> the same 504 after an info row.
         state: ReceiveState = session.state
+        if state.helo is None:
+            await session.reply(R.SEND_HELLO_FIRST)
+            return
         mech = arg.split()[0].upper() if arg else ""
+        mechs = set(state.connector.auth_mechanism)
+        if mech == "LOGIN" and AuthMechanism.BASIC_AUTH in mechs and not state.tls \
+                and AuthMechanism.BASIC_AUTH_REQUIRE_TLS in mechs:
+            session.log.info("", "Inbound ExchangeAuth negotiation failed because connection is not TLS")
+            await session.reply(R.UNRECOGNIZED_AUTH)
+            return
         offered = next((k for k in ehlo_keywords_of(state) if k.startswith("AUTH ")), "AUTH").split()[1:]
         if mech not in offered:
             await session.reply(R.UNRECOGNIZED_AUTH)
@@ -182,6 +212,14 @@ class ExchangeReceivePolicy(ReceivePolicy):
         await session.reply("535 5.7.3 Authentication unsuccessful")
 
 
+def valid_helo_domain(arg: str) -> bool:
+    """A domain name or an address literal ([192.0.2.1]) - what EHLO/HELO accept [INFERRED rule]."""
+    text = arg.split()[0] if arg.split() else ""
+    if text.startswith("[") and text.endswith("]"):
+        return len(text) > 2
+    return all(c.isalnum() or c in "-._" for c in text) and bool(text)
+
+
 def ehlo_keywords_of(state: ReceiveState) -> list[str]:
     from ..rules.receive import ehlo_keywords
     return ehlo_keywords(state)
@@ -191,20 +229,26 @@ def ehlo_keywords_of(state: ReceiveState) -> list[str]:
 class ExchangeSessionExtra:
     cert: Any  # the StoredCert the connector presents, or None
     peer_chain: list | None = None
+    tls: dict | None = None  # version and cipher once STARTTLS succeeded (None: the session stayed in the clear)
 
 
 class EopReceivePolicy(ReceivePolicy):
     """The Exchange Online Protection front end (`*.mail.protection.outlook.com`)."""
 
-    def __init__(self, exo: "ExoRuntime") -> None:
+    def __init__(self, exo: "ExoRuntime", *, front: str = "mx") -> None:
         super().__init__(exo.lab)
         self.exo = exo
+        self.front = front  # "mx" (*.mail.protection.outlook.com) | "submission" (smtp.office365.com)
+
+    @property
+    def fqdn(self) -> str:
+        return self.exo.model.submission_host if self.front == "submission" else self.exo.frontend_fqdn
 
     async def open(self, session: "ServerSession") -> bool:
         return self.exo.open_session(session)
 
     def banner(self, session: "ServerSession") -> str:
-        return R.EXO_BANNER.format(fqdn=self.exo.frontend_fqdn,
+        return R.EXO_BANNER.format(fqdn=self.fqdn,
                                    date=rfc2822_local(session.now(), 0), session=f"{session.session_id:016X}")
 
     def max_size(self, session: "ServerSession") -> int:
@@ -216,7 +260,7 @@ class EopReceivePolicy(ReceivePolicy):
             await session.reply(INVALID_DOMAIN)
             return
         st.helo = arg
-        hello = f"{self.exo.frontend_fqdn} Hello [{st.remote_ip}]"
+        hello = f"{self.fqdn} Hello [{st.remote_ip}]"
         if not extended:
             await session.reply(f"250 {hello}")
             return
@@ -226,12 +270,12 @@ class EopReceivePolicy(ReceivePolicy):
         kw += ["8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8"]
         await session.reply([f"250-{k}" for k in kw[:-1]] + [f"250 {kw[-1]}"])
 
-    async def starttls(self, session: "ServerSession") -> None:
-        if session.state.tls:
-            await session.reply(R.ONE_STARTTLS)
-            return
+    async def starttls(self, session: "ServerSession", arg: str = "") -> None:
         if session.state.helo is None:
             await session.reply(R.SEND_HELLO_FIRST)
+            return
+        if session.state.tls:
+            await session.reply(R.ONE_STARTTLS)
             return
         await self.exo.start_server_tls(session)
 
@@ -248,6 +292,11 @@ class EopReceivePolicy(ReceivePolicy):
     async def rcpt(self, session: "ServerSession", address: str) -> str:
         if session.state.mail_from is None:
             return R.NEED_MAIL
+        if self.front == "mx":  # IP reputation is a direct-to-MX matter (Spamhaus PBL's own policy)
+            from ..engine.reputation import eop_block_list_reply
+            blocked = await eop_block_list_reply(self.exo, session)
+            if blocked:
+                return blocked
         return await self.exo.check_rcpt(session, address)
 
     def data_start(self, session: "ServerSession") -> str:
@@ -293,7 +342,7 @@ class MtaReceivePolicy(ReceivePolicy):
         kw += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"]
         await session.reply([f"250-{k}" for k in kw[:-1]] + [f"250 {kw[-1]}"])
 
-    async def starttls(self, session: "ServerSession") -> None:
+    async def starttls(self, session: "ServerSession", arg: str = "") -> None:
         if session.state.tls or not self.host.has_tls:
             await session.reply("502 5.5.1 Error: command not implemented")
             return

@@ -45,6 +45,16 @@ class Envelope:
     declared_size: int | None = None
 
 
+TOO_LONG = "\x00too long\x00"  # read_line's sentinel for a line over MAX_COMMAND_LENGTH
+
+
+def is_protocol_error(reply: str) -> bool:
+    """Does this reply count against MaxProtocolErrors? Exchange counts the replies its command
+    parsers give with ParsingStatus.ProtocolError: syntax, sequence and permission refusals (5xx);
+    failed authentication (535, ParsingStatus.Error) is MaxLogonFailures' business instead."""
+    return reply[:1] == "5" and not reply.startswith("535")
+
+
 def parse_params(text: str) -> dict[str, str] | None:
     params: dict[str, str] = {}
     for tok in text.split():
@@ -80,6 +90,9 @@ class ServerSession:
         self.session_id = 0
         self.started = now
         self.data_started: datetime | None = None
+        self.errors = 0  # protocol errors so far (MaxProtocolErrors)
+        self.disconnect_reason: str | None = None
+        self._counting = False  # the next reply answers a command (not message content)
 
     # --- time -------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -91,22 +104,47 @@ class ServerSession:
     # --- wire -------------------------------------------------------------------------------
     async def reply(self, text: str | list[str], *, log_as: str | None = None) -> None:
         lines = text if isinstance(text, list) else [text]
+        if self._counting:  # the first reply to a command; message content replies do not count
+            self._counting = False
+            if is_protocol_error(lines[-1]):
+                # MaxProtocolErrors: the error that goes over the limit is answered with 421 and
+                # the session dropped (SmtpInSessionUtils.IsMaxProtocolErrorsExceeded: errors > limit).
+                self.errors += 1
+                limit = self.policy.max_protocol_errors(self)
+                if limit is not None and self.errors > limit:
+                    lines, log_as = [R.TOO_MANY_ERRORS], None
+                    self.closed = True
+                    self.disconnect_reason = "TooManyErrors"
         if self.log is not None:
             self.log.sent(log_as if log_as is not None else "\r\n".join(lines))
         self.writer.write("".join(f"{ln}\r\n" for ln in lines).encode("utf-8", "surrogateescape"))
         await self.writer.drain()
 
     async def read_line(self) -> str | None:
+        """One command line; None when the peer is gone; TOO_LONG for a line over the limit."""
         try:
             raw = await self.reader.readuntil(b"\n")
         except asyncio.LimitOverrunError as exc:
-            await self.reader.read(exc.consumed)
+            try:  # throw the rest of the overlong line away
+                await self.reader.readexactly(exc.consumed)
+                while True:
+                    try:
+                        await self.reader.readuntil(b"\n")
+                        break
+                    except asyncio.LimitOverrunError as more:
+                        await self.reader.readexactly(more.consumed)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return None
             self.touch()
-            await self.reply(R.LINE_TOO_LONG)
-            return ""
+            return TOO_LONG
+        except ConnectionResetError:
+            self.disconnect_reason = "Remote(ConnectionReset)"
+            return None
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
         self.touch()
+        if len(raw) > R.MAX_COMMAND_LENGTH:
+            return TOO_LONG
         return raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
 
     # --- the command loop -------------------------------------------------------------------
@@ -122,20 +160,23 @@ class ServerSession:
             while not self.closed:
                 line = await self.read_line()
                 if line is None:
-                    disconnect = "Remote"
+                    disconnect = self.disconnect_reason or "Remote"
                     break
-                if line == "":
+                self._counting = True
+                if line is TOO_LONG:
+                    await self.reply(R.COMMAND_TOO_LONG)
                     continue
                 if self.log is not None:
                     self.log.received(line)
                 verb, _, arg = line.partition(" ")
-                handler = getattr(self, "cmd_" + verb.upper(), None)
+                handler = getattr(self, "cmd_" + verb.upper(), None) if verb.isalpha() else None
                 if handler is None:
                     await self.reply(R.UNRECOGNIZED)
                     continue
                 await handler(arg.strip())
+                self._counting = False
             if self.closed:
-                disconnect = "Local"
+                disconnect = self.disconnect_reason or "Local"
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             disconnect = "Remote(ConnectionReset)"
         finally:
@@ -160,7 +201,7 @@ class ServerSession:
         await self.policy.ehlo(self, arg, extended=False)
 
     async def cmd_STARTTLS(self, arg: str) -> None:
-        await self.policy.starttls(self)
+        await self.policy.starttls(self, arg)
 
     async def cmd_MAIL(self, arg: str) -> None:
         m = _MAIL_RE.match(arg)

@@ -70,7 +70,10 @@ def set_fields(obj: LabModel, params: dict[str, Any], where: str) -> None:
             known = ", ".join(sorted(info.alias or f for f, info in cls.model_fields.items()))
             raise TopologyError(where, f"unknown parameter -{key} (known: {known})") from None
     try:
-        merged = cls.model_validate({**obj.model_dump(), **updates})
+        # Validate by Exchange names so that an error names the parameter as the admin wrote it
+        # (`RemoteIPRanges`, not `remote_ip_ranges`).
+        by_alias = {cls.model_fields[f].alias or f: v for f, v in updates.items()}
+        merged = cls.model_validate({**obj.model_dump(by_alias=True), **by_alias})
     except ValidationError as exc:
         raise TopologyError(where, _error_text(exc)) from None
     for fname in updates:
@@ -345,13 +348,26 @@ def apply_change(lab: Lab, cmdlet_name: str, params: dict[str, Any]) -> str:
     handler = CMDLETS.get(cmdlet_name.lower())
     if handler is None:
         raise TopologyError(cmdlet_name, f"unknown cmdlet (known: {', '.join(sorted(known_cmdlets()))})")
-    result = handler(lab, dict(params))
+    before = lab.model_copy(deep=True)
     try:
+        result = handler(lab, dict(params))
         Lab.model_validate(lab.model_dump())
     except ValidationError as exc:
+        _restore(lab, before)
         raise TopologyError(cmdlet_name, _error_text(exc)) from None
+    except TopologyError:
+        _restore(lab, before)
+        raise
     return result
+
+
+def _restore(lab: Lab, before: Lab) -> None:
+    """All or nothing: a rejected change leaves the topology as it was (not half-applied)."""
+    for fname in Lab.model_fields:
+        object.__setattr__(lab, fname, getattr(before, fname))
 
 
 def known_cmdlets() -> list[str]:
     return sorted(CMDLET_NAMES.values())
+from . import cmdlets_pki  # noqa: E402,F401,I001
+from . import cmdlets_net  # noqa: E402,F401

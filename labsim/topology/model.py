@@ -24,6 +24,7 @@ __all__ = [
     "ExoMailUser", "ExoTenant", "DnsRecord", "DnsZone", "DnsServer", "InternetMailHost",
     "NatRule", "Network", "Lab", "Site", "ServerRole", "LoggingLevel", "TlsAuthLevel",
     "AcceptedDomainType", "PermissionGroup", "AuthMechanism",
+    "LinkRule", "LoadBalancer", "IPBlockListProvider",
 ]
 
 _ALIASES = {
@@ -42,6 +43,9 @@ _ALIASES = {
     "require_tls": "RequireTLS",
     "restrict_domains_to_ip_addresses": "RestrictDomainsToIPAddresses",
     "primary_smtp_address": "PrimarySmtpAddress",
+    "ip_addresses_match": "IPAddressesMatch",
+    "ip_block_list_providers": "IPBlockListProviders",
+    "winhttp_proxy": "WinHttpProxy",
 }
 
 
@@ -176,6 +180,7 @@ class ReceiveConnector(LabModel):
     protocol_logging_level: LoggingLevel = LoggingLevel.NONE
     max_message_size: int = 37748736
     max_hop_count: int = 30
+    max_protocol_errors: int = Field(5, ge=0)
     banner: str | None = None
     enabled: bool = True
 
@@ -323,6 +328,34 @@ class CertificateSpec(LabModel):
     client_auth: bool = True
 
 
+class IPBlockListProvider(LabModel):
+    """Add-IPBlockListProvider: a DNS block list the Edge's Connection Filtering agent asks at RCPT TO.
+
+    `RejectionResponse` is a .NET format string ({0} = client IP, {1} = provider name,
+    {2} = lookup domain); empty means Exchange's default text. Without AnyMatch, BitmaskMatch or
+    IPAddressesMatch no answer counts as a listing (ConnectionFilteringAgent.MatchResult).
+    """
+
+    name: str
+    lookup_domain: str
+    any_match: bool = False
+    bitmask_match: str | None = None
+    ip_addresses_match: list[str] = Field(default_factory=list)
+    rejection_response: str = ""
+    priority: int = 1
+    enabled: bool = True
+
+    @field_validator("ip_addresses_match")
+    @classmethod
+    def _codes(cls, v: list[str]) -> list[str]:
+        return [_ipv4(x) for x in v]
+
+    @field_validator("bitmask_match")
+    @classmethod
+    def _mask(cls, v: str | None) -> str | None:
+        return _ipv4(v) if v else None
+
+
 class ExchangeServer(LabModel):
     """An on-premises Exchange 2019 server (Mailbox or Edge)."""
 
@@ -339,7 +372,10 @@ class ExchangeServer(LabModel):
     certificates: list[StoreEntry] = Field(default_factory=list)
     internal_transport_certificate: str | None = None
     intermediate_store: list[str] | None = None  # CA names installed; None = every lab intermediate
+    winhttp_proxy: str | None = None  # `netsh winhttp set proxy` IP:port; CRL fetches go through it
     databases: list[str] = Field(default_factory=list)
+    ip_block_list_providers: list[IPBlockListProvider] = Field(default_factory=list)  # Edge only
+    stopped_services: list[str] = Field(default_factory=list)  # Windows services not running (service_ops)
 
     @field_validator("ip")
     @classmethod
@@ -350,6 +386,16 @@ class ExchangeServer(LabModel):
     @classmethod
     def _dns(cls, v: list[str]) -> list[str]:
         return [_ipv4(x) for x in v]
+
+    @field_validator("winhttp_proxy")
+    @classmethod
+    def _proxy(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        ip, sep, port = v.strip().rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"proxy {v!r} is not IP:port (for example 192.168.1.50:8080)")
+        return f"{_ipv4(ip)}:{int(port)}"
 
 
 class AcceptedDomain(LabModel):
@@ -463,6 +509,14 @@ class ExoTenant(LabModel):
     outbound_helo: str = "PNYPR01CU001.outbound.protection.outlook.com"
     certificate: str = "eop"
     dns_servers: list[str] = Field(default_factory=lambda: ["8.8.8.8"])
+    # The client-submission front end (smtp.office365.com); EOP's DNS block lists do not apply there.
+    submission_ip: str = "52.98.152.178"
+    submission_host: str = "PN3PR01CA0012.outlook.office365.com"
+    ip_block_lists: dict[str, str] = Field(default_factory=lambda: {"zen.spamhaus.org": "Spamhaus"})
+    max_hop_count: int = Field(30, ge=1)
+    # ExchangeOnline words connector-delivery failures as mail flow intelligence (4.4.31x/4.7.320);
+    # FOPE (the 2010-era service, seed 003) as Exchange 2010 transport did (451 4.4.0 ... failover).
+    platform: Literal["ExchangeOnline", "FOPE"] = "ExchangeOnline"
 
     @property
     def routing_domain(self) -> str:
@@ -491,6 +545,7 @@ class DnsServer(LabModel):
     zones: list[DnsZone] = Field(default_factory=list)
     forwarders: list[str] = Field(default_factory=list)
     running: bool = True
+    mode: Literal["running", "servfail", "drop"] = "running"  # how a running server answers
 
     @field_validator("ip")
     @classmethod
@@ -510,6 +565,56 @@ class InternetMailHost(LabModel):
     dns_servers: list[str] = Field(default_factory=lambda: ["8.8.8.8"])
 
 
+class LinkRule(LabModel):
+    """A fault on the path between virtual hosts: a firewall rule or a link toxic (toxiproxy's set).
+
+    `Source`/`Destination`: `*`, a lab host name, an IP, a CIDR block or an `a-b` range; the
+    source matches the client's own or its NATed address, the destination the address dialled or
+    the host behind it. `Refuse` answers the SYN with RST, `Drop` never answers (the client waits
+    for its connect timeout), `Reset` lets `ResetAfterBytes` client bytes through and then resets
+    both sides, `Latency` adds one-way delay, `Bandwidth` caps throughput, `SlowClose` delays the
+    close by `SlowCloseMs`. Rules apply in order; the first Refuse/Drop ends the walk.
+    """
+
+    name: str
+    source: str = "*"
+    destination: str = "*"
+    ports: list[int] = Field(default_factory=list)  # destination ports; empty = every port
+    protocol: Literal["TCP", "UDP", "Any"] = "TCP"
+    action: Literal["Refuse", "Drop", "Reset", "Latency", "Bandwidth", "SlowClose"]
+    latency_ms: float = Field(0.0, ge=0)
+    bandwidth_kbps: float = Field(0.0, ge=0)
+    reset_after_bytes: int = Field(0, ge=0)
+    slow_close_ms: float = Field(0.0, ge=0)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _params(self) -> "LinkRule":
+        need = {"Latency": ("latency_ms", "LatencyMs"), "Bandwidth": ("bandwidth_kbps", "BandwidthKbps"),
+                "SlowClose": ("slow_close_ms", "SlowCloseMs")}.get(self.action)
+        if need and not getattr(self, need[0]):
+            raise ValueError(f"action {self.action} needs -{need[1]} greater than 0")
+        return self
+
+
+class LoadBalancer(LabModel):
+    """A TCP load balancer in front of on-prem servers (seed 003): clients connect to the VIP, the
+    balancer connects to a backend from its own address (SnatIp, default the VIP) unless
+    PreserveClientIp is set."""
+
+    name: str
+    vip: str
+    snat_ip: str | None = None
+    backends: list[str]
+    ports: list[int] = Field(default_factory=lambda: [25])
+    preserve_client_ip: bool = False
+
+    @field_validator("vip", "snat_ip")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        return _ipv4(v) if v else None
+
+
 class NatRule(LabModel):
     """Port forwarding at the on-prem edge router: public_ip:port -> server."""
 
@@ -526,8 +631,11 @@ class Network(LabModel):
         "onprem-exo": 11.0, "onprem-internet": 18.0, "exo-internet": 9.0,
     })
     nat: list[NatRule] = Field(default_factory=list)
+    rules: list[LinkRule] = Field(default_factory=list)
+    load_balancers: list[LoadBalancer] = Field(default_factory=list)
     crl_host_ip: str = "192.0.2.80"
     crl_host_name: str = "crl.labsim-pki.net"
+    crl_mode: Literal["up", "down", "hang"] = "up"  # the CRL distribution point (Set-LabCrlServer)
 
     def latency(self, a: Site | str, b: Site | str) -> float:
         key = "-".join(sorted([str(a), str(b)], key=["onprem", "exo", "internet"].index))
@@ -594,7 +702,14 @@ class Lab(LabModel):
         for h in self.internet_hosts:
             if h.certificate and h.certificate not in certs:
                 raise ValueError(f"internet host {h.name}: certificate {h.certificate!r} is not defined")
+        lbs = {lb.name.lower() for lb in self.network.load_balancers}
+        for lb in self.network.load_balancers:
+            if lb.name.lower() in names:
+                raise ValueError(f"load balancer {lb.name!r} has the name of a server")
+            for b in lb.backends:
+                if b.lower() not in names:
+                    raise ValueError(f"load balancer {lb.name}: backend {b!r} is not an Exchange server")
         for rule in self.network.nat:
-            if rule.server.lower() not in names:
+            if rule.server.lower() not in names and rule.server.lower() not in lbs:
                 raise ValueError(f"NAT rule for {rule.public_ip}: server {rule.server!r} does not exist")
         return self

@@ -42,6 +42,12 @@ class MailItem:
     retry_count: int = 0
     last_error: str = ""
     history: list[str] = field(default_factory=list)
+    dsn_kind: str = ""  # "failed" / "delayed" when this item is a DSN the lab generated
+    dsn_of: str = ""  # the original's Message-ID (tracking `reference`)
+    timers_armed: dict[str, list] = field(default_factory=dict)  # per server: its delay/expiry actions
+    delay_notified: bool = False  # a delay DSN went out (only one per message)
+    received_tls: dict | None = None  # TLS of the session it arrived in (for Received headers)
+    session_context: str = ""  # `<session X16>;<session start>;<n>` of the receiving session
 
     @property
     def size(self) -> int:

@@ -1,24 +1,56 @@
 """Queues of one transport server, with Exchange's identities and fields (transport-behavior.md §6).
 
 Delivery queues are created on demand per next hop (`<SERVER>\\<n>`, numbered in creation order);
-the persistent queues are `Submission`, `Unreachable` and `Poison`.
+the persistent queues are `Submission`, `Unreachable` and `Poison`. A message in a queue is known
+by `<SERVER>\\<queue>\\<n>` where n is the server's InternalId of the message (the number the 250
+2.6.0 reply and the tracking log's internal-message-id show), so one id ties Get-Message to the
+protocol and tracking logs.
+
+This module is data: what a queue and a queued message *are*. What happens to them (retries,
+expiry, the operations an admin runs) lives in `engine.queueing` and `engine.queue_ops`; the
+decisions (when to retry next) in `rules.retry`.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from ..clock import iso_ms
 from .message import MailItem
+
+PERSISTENT = ("Submission", "Unreachable", "Poison")
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+# The DeliveryTypes whose next hop is outside the organisation (queues.md, NextHopCategory).
+EXTERNAL_TYPES = frozenset({"DnsConnectorDelivery", "SmartHostConnectorDelivery", "NonSmtpGatewayDelivery",
+                            "DeliveryAgent", "Unreachable"})
 
 
 @dataclass
 class QueuedMessage:
+    """One message (for some of its recipients) in one queue: what Get-Message shows."""
+
     item: MailItem
     recipients: list[str]
-    status: str = "Ready"  # Active, Ready, Retry, Suspended
+    status: str = "Ready"  # Active, Ready, Retry, Suspended (message-properties.md)
     last_error: str = ""
     retry_count: int = 0
+    suspended: bool = False
+    next_retry_time: datetime | None = None  # a message-level retry (MessageRetryInterval)
+    queued_at: datetime | None = None
+    source: str = ""  # MessageSourceName: SMTP:<connector>, FromLocal, DSN
+    deferred: bool = False  # a DEFER row has been written for the current error
+    last_deferred_error: str = ""
+
+    @property
+    def number(self) -> int:
+        return self.item.internal_id
+
+    @property
+    def eligible_status(self) -> str:
+        return "Suspended" if self.suspended else self.status
 
 
 @dataclass
@@ -31,15 +63,73 @@ class Queue:
     status: str = "Ready"
     last_error: str = ""
     retry_count: int = 0
+    connection_failures: int = 0  # consecutive failed connection attempts (glitch/transient/outbound)
     first_retry_time: datetime | None = None
     last_retry_time: datetime | None = None
     next_retry_time: datetime | None = None
+    suspended: bool = False
+    next_hop_connector: str = ZERO_GUID
+    tls_domain: str = ""
+    created: datetime | None = None
+    last_activity: datetime | None = None
+    last_target_host: str = ""  # the host of the last attempt (NDR Remote Server, trace FQDN/IP)
+    last_target_ip: str = ""
+    # scheduling bookkeeping (not shown)
+    next_drain: datetime | None = None
+    token: int = 0
     draining: bool = False
-    scheduled: bool = False
 
     @property
     def message_count(self) -> int:
         return len(self.messages)
+
+    @property
+    def name(self) -> str:
+        return self.identity.split("\\", 1)[1]
+
+    @property
+    def shown_status(self) -> str:
+        return "Suspended" if self.suspended else self.status
+
+    @property
+    def next_hop_category(self) -> str:
+        return "External" if self.delivery_type in EXTERNAL_TYPES else "Internal"
+
+    def find(self, number: int) -> QueuedMessage | None:
+        return next((qm for qm in self.messages if qm.number == number), None)
+
+    def row(self) -> dict[str, Any]:
+        """The Get-Queue view (the properties an admin reads first, in Exchange's names)."""
+        return {
+            "Identity": self.identity, "DeliveryType": self.delivery_type, "Status": self.shown_status,
+            "MessageCount": self.message_count, "NextHopDomain": self.next_hop_domain,
+            "NextHopCategory": self.next_hop_category, "NextHopConnector": self.next_hop_connector,
+            "TlsDomain": self.tls_domain, "LastError": self.last_error, "RetryCount": self.retry_count,
+            "FirstRetryTime": _t(self.first_retry_time), "LastRetryTime": _t(self.last_retry_time),
+            "NextRetryTime": _t(self.next_retry_time),
+        }
+
+
+def _t(when: datetime | None) -> str:
+    return iso_ms(when) if when is not None else ""
+
+
+def message_row(q: Queue, qm: QueuedMessage, expiration: datetime | None) -> dict[str, Any]:
+    """The Get-Message view of one queued message."""
+    item = qm.item
+    return {
+        "Identity": f"{q.identity}\\{qm.number}", "Queue": q.identity, "FromAddress": item.mail_from,
+        "Recipients": list(qm.recipients), "Status": qm.eligible_status, "Size": item.size,
+        "Subject": item.subject, "InternetMessageId": item.message_id,
+        "DateReceived": _t(item.arrived), "ExpirationTime": _t(expiration),
+        "LastError": qm.last_error, "RetryCount": qm.retry_count, "SourceIP": item.client_ip,
+        "MessageSourceName": qm.source, "Directionality": item.directionality,
+    }
+
+
+def connector_guid(name: str) -> str:
+    """A stable GUID for a connector (NextHopConnector): the lab's objects have no AD GUIDs."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "labsim:connector:" + name.lower()))
 
 
 class QueueSet:
@@ -61,9 +151,28 @@ class QueueSet:
         if q is None:
             q = Queue(identity=f"{self.server}\\{self._next}", delivery_type=delivery_type,
                       next_hop_domain=next_hop, route=route)
+            connector = getattr(route, "connector", None)
+            if connector is not None and delivery_type in ("SmartHostConnectorDelivery", "DnsConnectorDelivery",
+                                                           "SmtpRelayToConnectorSourceServers",
+                                                           "SmtpRelayWithinAdSiteToEdge"):
+                q.next_hop_connector = connector_guid(connector.name)
+                q.tls_domain = getattr(connector, "tls_domain", None) or ""
             self._next += 1
             self.by_key[key] = q
+        else:
+            q.route = route  # the newest routing decision (a changed connector) drives the next attempt
         return q
 
     def all(self) -> list[Queue]:
         return list(self.by_key.values()) + list(self.special.values())
+
+    def get(self, name: str) -> Queue | None:
+        """A queue by its name after `SERVER\\`: a number, a persistent name, or a NextHopDomain."""
+        low = name.lower()
+        for q in self.all():
+            if q.name.lower() == low:
+                return q
+        for q in self.by_key.values():
+            if q.next_hop_domain.lower() == low:
+                return q
+        return None

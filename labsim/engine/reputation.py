@@ -1,0 +1,77 @@
+"""DNS block list checks on the running lab: EOP's built-in lists and the Edge's IP Block List providers.
+
+The decisions (query name, what matches, the words) are `rules.reputation`; this module asks the
+lab's DNS from the checking host, as that host would, and remembers the verdict for the session
+(the Connection Filtering agent keeps it in session properties; later RCPTs are refused alike).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..clock import iso_ms
+from ..net.resolver import DnsError
+from ..rules.dnschoice import transport_dns_servers
+from ..rules.reputation import (
+    connection_filter_reply,
+    eop_block_reply,
+    provider_matches,
+    providers_in_order,
+    query_name,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..smtp.server import ServerSession
+    from .exo import ExoRuntime
+    from .onprem import ExchangeServerRuntime
+
+_KEY = "_dnsbl_verdict"
+
+
+async def _lookup(lab: Any, host: Any, servers: list[str], name: str, session: "ServerSession") -> list[str]:
+    try:
+        return await lab.resolve_a(host, servers, name)
+    except DnsError as exc:  # not listed (NXDOMAIN), or the list is unreachable: fail open
+        lab.clock.advance(exc.elapsed_virtual)
+        return []
+    finally:
+        session.touch()
+
+
+async def eop_block_list_reply(exo: "ExoRuntime", session: "ServerSession") -> str | None:
+    """EOP: mail not attributed to an on-premises connector is checked against the block lists."""
+    st = session.state
+    if st.attribution is not None and st.attribution.directionality == "Originating":
+        return None
+    if _KEY in session.context:
+        return session.context[_KEY] or None
+    verdict = ""
+    for zone, provider in exo.model.ip_block_lists.items():
+        if await _lookup(exo.lab, exo.host_in, exo.model.dns_servers, query_name(st.remote_ip, zone), session):
+            stamp = f"{exo.frontend_fqdn} {iso_ms(session.now())} {session.session_id:016X}"
+            verdict = eop_block_reply(st.remote_ip, provider, stamp)
+            break
+    session.context[_KEY] = verdict
+    return verdict or None
+
+
+async def edge_connection_filter_reply(server: "ExchangeServerRuntime", session: "ServerSession") -> str | None:
+    """The Connection Filtering agent at RCPT TO (Edge servers with IP Block List providers)."""
+    state = session.state
+    providers = providers_in_order(server.model.ip_block_list_providers)
+    if not providers or "BypassAntiSpam" in state.rights:
+        return None
+    if _KEY in session.context:
+        return session.context[_KEY] or None
+    servers = transport_dns_servers(server.transport_cfg, server.model.adapter_dns_servers, external=True)
+    verdict = ""
+    for p in providers:
+        answers = await _lookup(server.lab, server.host, servers, query_name(state.remote_ip, p.lookup_domain), session)
+        if provider_matches(p, answers):
+            verdict = connection_filter_reply(p, state.remote_ip)
+            # log-formats.md §2.4 lists the context "Rejected by agent: {0}" [UNVERIFIED]; {0} = the
+            # agent's name [INFERRED]
+            session.log.info("", "Rejected by agent: Connection Filtering Agent")
+            break
+    session.context[_KEY] = verdict
+    return verdict or None

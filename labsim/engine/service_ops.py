@@ -1,0 +1,395 @@
+"""Windows services and the Edge subscription at run time: Stop/Start/Restart-Service, EdgeSync.
+
+Seed 001 errors 1-3 are about services, not configuration: mail that never leaves the mailbox
+(MSExchangeSubmission stopped: Get-Queue shows Submission empty, the message waits in the
+mailbox's Outbox), and an Edge whose AD LDS copy of the organisation is stale or empty because
+EdgeSync cannot reach it (ADAM_MSExchange stopped, LDAP unavailable) or the subscription is gone.
+
+A stopped service is simply not there: `MSExchangeTransport`/`MSExchangeFrontEndTransport`/
+`MSExchangeDelivery` close their listeners (the runtime rebinds from `listener_specs`), so peers
+get a real ECONNREFUSED and word it as Exchange does (441 4.4.1 ... 10061, 450 4.4.316 ...).
+Queues of a stopped transport service keep their mail (mail.que survives) and are drained again
+when it starts. State lives in the topology (`transport.running`, `frontend.running`,
+`stopped_services`), so the summary and later steps see it.
+
+Operations (timeline steps, `at` required):
+    Stop-Service / Start-Service / Restart-Service  -Name <service> -Server <server>
+    Remove-EdgeSubscription -Identity <edge>         (run on the organisation side)
+    New-EdgeSubscription -Server <edge> [-Site ...]  (subscribe again; EdgeSync connectors return)
+    Start-EdgeSynchronization [-Server <mailbox>]    (push the organisation's config to the Edges)
+    Test-EdgeSynchronization                          (records SyncStatus per Edge in the summary)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..clock import iso_ms
+from ..errors import TopologyError
+from ..topology.model import ExchangeServer, Organization, SendConnector
+from .operations import operation
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .onprem import ExchangeServerRuntime
+    from .runtime import LabRuntime
+
+# Windows service names of an Exchange 2019 server (Get-Service MSExchange*).
+MAILBOX_SERVICES = ("MSExchangeTransport", "MSExchangeFrontEndTransport", "MSExchangeSubmission",
+                    "MSExchangeDelivery", "MSExchangeEdgeSync")
+EDGE_SERVICES = ("MSExchangeTransport", "ADAM_MSExchange")
+EDGESYNC_LDAP_UNAVAILABLE = "The LDAP server is unavailable."  # seed 001 error 2
+OUTBOX_RETRY = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
+OUTBOX = "Outbox"
+
+
+# --- state kept on the runtime ----------------------------------------------------------------------
+@dataclass
+class HeldMessage:
+    """A message waiting in a mailbox's Outbox for Mailbox Transport Submission."""
+
+    server: str
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+    message_id: str
+    reason: str
+    attempts: int = 0
+
+
+@dataclass
+class EdgeState:
+    """What an Edge knows of the organisation: live (None snapshot) or frozen at its last sync."""
+
+    subscribed: bool = True
+    snapshot: Organization | None = None  # None: in sync with Active Directory
+    last_sync: datetime | None = None
+    failure: str = ""
+
+
+@dataclass
+class ServiceState:
+    outbox: list[HeldMessage] = field(default_factory=list)
+    edges: dict[str, EdgeState] = field(default_factory=dict)
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    retry_scheduled: bool = False
+
+
+def state_of(rt: "LabRuntime") -> ServiceState:
+    st = rt.__dict__.get("_service_state")
+    if st is None:
+        st = rt.__dict__["_service_state"] = ServiceState()
+    return st
+
+
+# --- service names ----------------------------------------------------------------------------------
+def _server(rt: "LabRuntime", name: Any, where: str) -> ExchangeServer:
+    if name is None:
+        raise TopologyError(where, "-Server is required (the Exchange server the service runs on)")
+    try:
+        return rt.model.organization.server(str(name))
+    except KeyError:
+        names = ", ".join(s.name for s in rt.model.organization.servers)
+        raise TopologyError(where, f"no server {name!r} (servers: {names})") from None
+
+
+def _service_name(server: ExchangeServer, name: Any, where: str) -> str:
+    known = MAILBOX_SERVICES if server.role == "Mailbox" else EDGE_SERVICES
+    for k in known:
+        if str(name or "").lower() == k.lower():
+            return k
+    raise TopologyError(where, f"-Name {name!r}: no such Exchange service on {server.name} "
+                               f"(services: {', '.join(known)})")
+
+
+def is_running(server: ExchangeServer, service: str) -> bool:
+    if service == "MSExchangeTransport":
+        return server.transport.running
+    if service == "MSExchangeFrontEndTransport":
+        return server.frontend is not None and server.frontend.running
+    return service not in server.stopped_services
+
+
+def _set_running(server: ExchangeServer, service: str, running: bool) -> None:
+    if service == "MSExchangeTransport":
+        server.transport.running = running
+    elif service == "MSExchangeFrontEndTransport":
+        if server.frontend is not None:
+            server.frontend.running = running
+    elif running:
+        server.stopped_services = [s for s in server.stopped_services if s != service]
+    elif service not in server.stopped_services:
+        server.stopped_services = [*server.stopped_services, service]
+
+
+def _pop(params: dict[str, Any], *names: str) -> Any:
+    for k in list(params):
+        if k.lower() in {n.lower() for n in names}:
+            return params.pop(k)
+    return None
+
+
+def _no_more(params: dict[str, Any], where: str, known: str) -> None:
+    params.pop("at", None)
+    if params:
+        raise TopologyError(where, f"unknown parameter -{next(iter(params))} (known: {known})")
+
+
+# --- Stop / Start / Restart -------------------------------------------------------------------------
+async def _change_service(rt: "LabRuntime", params: dict[str, Any], where: str, *, stop: bool, start: bool) -> str:
+    server = _server(rt, _pop(params, "Server", "ComputerName"), where)
+    service = _service_name(server, _pop(params, "Name", "Identity", "ServiceName"), where)
+    _no_more(params, where, "Name, Server")
+    if stop:
+        _set_running(server, service, False)
+        if service in ("ADAM_MSExchange", "MSExchangeEdgeSync"):
+            _edgesync_broken(rt, EDGESYNC_LDAP_UNAVAILABLE)
+    await rt.reconfigure()  # listeners follow the services (closed ports refuse connections)
+    if start:
+        _set_running(server, service, True)
+        await rt.reconfigure()
+        if service in ("ADAM_MSExchange", "MSExchangeEdgeSync"):
+            sync_edges(rt)
+        if service == "MSExchangeTransport":
+            _resume_queues(rt, server.name)
+        if service in ("MSExchangeSubmission", "MSExchangeTransport"):
+            await flush_outbox(rt)
+    return f"{server.name}\\{service}"
+
+
+@operation("Stop-Service")
+async def stop_service(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    return await _change_service(rt, params, "Stop-Service", stop=True, start=False)
+
+
+@operation("Start-Service")
+async def start_service(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    return await _change_service(rt, params, "Start-Service", stop=False, start=True)
+
+
+@operation("Restart-Service")
+async def restart_service(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    return await _change_service(rt, params, "Restart-Service", stop=True, start=True)
+
+
+def _resume_queues(rt: "LabRuntime", server_name: str) -> None:
+    """Queues kept their mail while the service was stopped (engine.queueing); send it now."""
+    party = rt.servers.get(server_name)
+    if party is not None:
+        party.kick()
+
+
+# --- the mailbox Outbox (Mailbox Transport Submission) -------------------------------------------------
+def submission_available(server: "ExchangeServerRuntime") -> bool:
+    return is_running(server.model, "MSExchangeSubmission")
+
+
+def hold_in_outbox(server: "ExchangeServerRuntime", mail_from: str, recipients: list[str], data: bytes,
+                   message_id: str, reason: str) -> None:
+    """The message stays in the sender's Outbox; Submission tries again later (and at service start)."""
+    st = state_of(server.lab)
+    st.outbox.append(HeldMessage(server.name, mail_from, list(recipients), data, message_id, reason))
+    _schedule_outbox_retry(server.lab)
+
+
+def _schedule_outbox_retry(rt: "LabRuntime") -> None:
+    st = state_of(rt)
+    if st.retry_scheduled or not st.outbox:
+        return
+    attempts = min(h.attempts for h in st.outbox)
+    delay = OUTBOX_RETRY[min(attempts, len(OUTBOX_RETRY) - 1)]
+    st.retry_scheduled = True
+
+    async def retry() -> None:
+        st.retry_scheduled = False
+        await flush_outbox(rt)
+
+    rt.scheduler.call_at(rt.clock.now() + delay, "mailbox submission retry", retry)
+
+
+async def flush_outbox(rt: "LabRuntime") -> None:
+    """Hand every held message to its server's submission again (each may be held again)."""
+    st = state_of(rt)
+    held, st.outbox = st.outbox, []
+    for h in held:
+        before = len(st.outbox)
+        await rt.servers[h.server].submit_from_mailbox(h.mail_from, h.recipients, h.data)
+        for again in st.outbox[before:]:
+            again.attempts = h.attempts + 1
+    _schedule_outbox_retry(rt)
+
+
+def collect_outbox(rt: "LabRuntime") -> None:
+    """End of run: messages still in an Outbox are pending (ground truth for summary.json)."""
+    for h in state_of(rt).outbox:
+        item = _Held(h.message_id)
+        rt.ledger.pending(item, h.recipients, h.server, OUTBOX, h.reason)
+
+
+@dataclass
+class _Held:
+    message_id: str
+    lab_key: str = ""
+
+
+# --- EdgeSync -------------------------------------------------------------------------------------------
+def _edges(rt: "LabRuntime") -> list[ExchangeServer]:
+    return [s for s in rt.model.organization.servers if s.role == "Edge"]
+
+
+def _edge_state(rt: "LabRuntime", name: str) -> EdgeState:
+    return state_of(rt).edges.setdefault(name.lower(), EdgeState())
+
+
+def _sync_possible(rt: "LabRuntime", edge: ExchangeServer) -> str:
+    """'' when EdgeSync can push to this Edge now, else why not (Test-EdgeSynchronization's words)."""
+    if not _edge_state(rt, edge.name).subscribed:
+        return "The Edge Transport server isn't subscribed."
+    if not is_running(edge, "ADAM_MSExchange"):
+        return EDGESYNC_LDAP_UNAVAILABLE
+    if not any(is_running(s, "MSExchangeEdgeSync") for s in rt.model.organization.servers if s.role == "Mailbox"):
+        return "The Microsoft Exchange EdgeSync service isn't running."
+    return ""
+
+
+def _edgesync_broken(rt: "LabRuntime", why: str) -> None:
+    for edge in _edges(rt):
+        es = _edge_state(rt, edge.name)
+        if es.subscribed and es.snapshot is None and _sync_possible(rt, edge):
+            es.snapshot = rt.model.organization.model_copy(deep=True)  # what AD LDS holds from now on
+            es.failure = _sync_possible(rt, edge)
+
+
+def sync_edges(rt: "LabRuntime") -> None:
+    """Start-EdgeSynchronization / the EdgeSync service's next cycle: bring reachable Edges up to date."""
+    for edge in _edges(rt):
+        es = _edge_state(rt, edge.name)
+        why = _sync_possible(rt, edge)
+        if why:
+            es.failure = why
+            continue
+        es.snapshot, es.failure, es.last_sync = None, "", rt.clock.now()
+
+
+def edge_view(server: "ExchangeServerRuntime") -> Organization:
+    """The organisation as `server` knows it. A Mailbox server reads AD; an Edge reads its AD LDS
+    copy: live while EdgeSync works, frozen when it broke, empty without a subscription."""
+    org = server.lab.model.organization
+    if server.model.role != "Edge":
+        return org
+    es = state_of(server.lab).edges.get(server.name.lower())
+    if es is None or (es.subscribed and es.snapshot is None):
+        return org
+    if es.snapshot is not None:
+        return es.snapshot
+    return org.model_copy(update={"accepted_domains": [], "send_connectors": [], "mailboxes": [],
+                                  "remote_mailboxes": []})
+
+
+def _edgesync_connector_names(org: Organization, site: str) -> tuple[str, str]:
+    return f"EdgeSync - {site} to Internet", f"EdgeSync - Inbound to {site}"
+
+
+@operation("Remove-EdgeSubscription")
+async def remove_edge_subscription(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Organisation side: the subscription and its EdgeSync send connectors leave AD [INFERRED: the
+    connectors the subscription created go with it]; the Edge's AD LDS data is no longer updated."""
+    where = "Remove-EdgeSubscription"
+    edge = _server(rt, _pop(params, "Identity", "Server"), where)
+    _pop(params, "Confirm")
+    _no_more(params, where, "Identity, Confirm")
+    if edge.role != "Edge":
+        raise TopologyError(where, f"{edge.name} is not an Edge Transport server")
+    es = _edge_state(rt, edge.name)
+    if not es.subscribed:
+        raise TopologyError(where, f"{edge.name} has no Edge subscription")
+    org = rt.model.organization
+    es.subscribed, es.snapshot = False, None
+    org.send_connectors = [sc for sc in org.send_connectors
+                           if not (sc.name.startswith("EdgeSync - ") and
+                                   any(s.lower() == edge.name.lower() for s in sc.source_transport_servers))]
+    await rt.reconfigure()
+    return edge.name
+
+
+@operation("New-EdgeSubscription")
+async def new_edge_subscription(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Subscribe an Edge to the site again (the FileData/Site dance of seed 001's fix, in one step):
+    the EdgeSync connectors are created and the first synchronization runs."""
+    where = "New-EdgeSubscription"
+    edge = _server(rt, _pop(params, "Server", "Identity", "EdgeServer"), where)
+    site = str(_pop(params, "Site") or rt.model.organization.ad_site)
+    for noise in ("FileData", "FileName", "Force", "CreateInternetSendConnector", "CreateInboundSendConnector"):
+        _pop(params, noise)
+    _no_more(params, where, "Server, Site, FileData")
+    if edge.role != "Edge":
+        raise TopologyError(where, f"{edge.name} is not an Edge Transport server")
+    org = rt.model.organization
+    to_internet, inbound = _edgesync_connector_names(org, site)
+    have = {sc.name.lower() for sc in org.send_connectors}
+    if to_internet.lower() not in have:
+        org.send_connectors.append(SendConnector(name=to_internet, address_spaces=["smtp:*;100"],
+                                                 dns_routing_enabled=True, source_transport_servers=[edge.name]))
+    if inbound.lower() not in have:
+        org.send_connectors.append(SendConnector(name=inbound, address_spaces=["smtp:--;100"], smart_hosts=["--"],
+                                                 source_transport_servers=[edge.name]))
+    es = _edge_state(rt, edge.name)
+    es.subscribed, es.snapshot = True, None
+    sync_edges(rt)
+    if _sync_possible(rt, edge):  # subscribed, but nothing could be replicated yet: AD LDS is empty
+        es.snapshot = org.model_copy(update={"accepted_domains": [], "send_connectors": [], "mailboxes": [],
+                                             "remote_mailboxes": []})
+    await rt.reconfigure()
+    return edge.name
+
+
+@operation("Start-EdgeSynchronization")
+async def start_edge_synchronization(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    where = "Start-EdgeSynchronization"
+    for k in ("Server", "TargetServer", "ForceFullSync", "ForceUpdateCookie"):
+        _pop(params, k)
+    _no_more(params, where, "Server, TargetServer, ForceFullSync")
+    sync_edges(rt)
+    return ", ".join(e.name for e in _edges(rt))
+
+
+@operation("Test-EdgeSynchronization")
+async def test_edge_synchronization(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Record each Edge's SyncStatus as the cmdlet reports it (summary.json `services.edge_sync_tests`)."""
+    for k in ("FullCompareMode", "ExcludeRecipientTest", "MaxReportSize"):
+        _pop(params, k)
+    _no_more(params, "Test-EdgeSynchronization", "FullCompareMode, ExcludeRecipientTest")
+    for edge in _edges(rt):
+        why = _sync_possible(rt, edge)
+        es = _edge_state(rt, edge.name)
+        stale = es.snapshot is not None and es.snapshot != rt.model.organization
+        state_of(rt).tests.append({
+            "time": iso_ms(rt.clock.now()), "Name": edge.name,
+            "SyncStatus": "Failed" if why else ("InSync" if not stale else "NotSynchronized"),
+            "FailureDetail": (f"EdgeSync service cannot connect to this subscription because of error '{why}'"
+                              if why == EDGESYNC_LDAP_UNAVAILABLE else why),
+            "CredentialRecords": 0 if why else 1,
+        })
+    return "ok"
+
+
+def snapshot(rt: "LabRuntime") -> dict[str, Any]:
+    """`services` of summary.json: what Get-Service and Test-EdgeSynchronization would show."""
+    out: dict[str, Any] = {}
+    for s in rt.model.organization.servers:
+        names = MAILBOX_SERVICES if s.role == "Mailbox" else EDGE_SERVICES
+        out[s.name] = {n: ("Running" if is_running(s, n) else "Stopped") for n in names}
+    st = state_of(rt)
+    edges = {}
+    for e in _edges(rt):
+        es = _edge_state(rt, e.name)
+        edges[e.name] = {"Subscribed": es.subscribed,
+                         "Configuration": "Current" if es.subscribed and es.snapshot is None else
+                         ("Stale" if es.snapshot is not None else "None"),
+                         "LastSync": iso_ms(es.last_sync) if es.last_sync else ""}
+    from .raw_session import sessions
+    return {"servers": out, "edge_subscriptions": edges, "edge_sync_tests": st.tests,
+            "outbox": [{"server": h.server, "message_id": h.message_id, "reason": h.reason} for h in st.outbox],
+            "smtp_sessions": sessions(rt)}
+from . import raw_session  # noqa: E402,F401  (Send-LabSmtpCommands)

@@ -1,0 +1,143 @@
+"""Shared fixtures for the lab-engine tests: the default topology, scenario files, one baseline run.
+
+The baseline run (`labsim run hybrid-baseline`, in-process through the CLI) is made once per test
+session and shared read-only by the integration tests; tests that need a different run make their
+own (each takes about 0.3 s).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import textwrap
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labsim import cli
+from labsim.topology.defaults import default_lab
+from labsim.topology.model import Lab
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = REPO / "scenarios"
+BASELINE_TOML = SCENARIOS / "hybrid-baseline.toml"
+SHARED = Path("/work/shared")
+SAMPLES = SHARED / "reference" / "samples"
+SEEDS = SHARED / "seeds"
+EXLOG_CHECK = SHARED / "tools" / "exlog_check.py"
+
+TRAINING = """
+[training]
+symptom = "s"
+evidence = "e"
+root_cause = "r"
+fix = "f"
+"""
+
+# One message per mail-flow direction of seed 001 §1, as in scenarios/hybrid-baseline.toml.
+FOUR_DIRECTIONS = """
+[[message]]
+id = "exo-to-onprem"
+at = "+00:00:05"
+from = "ramki@cloudmonkeys.xyz"
+to = ["raghu@cloudmonkeys.xyz"]
+
+[[message]]
+id = "onprem-to-exo"
+at = "+00:01:00"
+from = "raghu@cloudmonkeys.xyz"
+to = ["ramki@cloudmonkeys.xyz"]
+
+[[message]]
+id = "onprem-to-internet"
+at = "+00:02:00"
+from = "raghu@cloudmonkeys.xyz"
+to = ["alex@fabrikam.com"]
+
+[[message]]
+id = "internet-to-onprem"
+at = "+00:03:00"
+from = "alex@fabrikam.com"
+to = ["raghu@cloudmonkeys.xyz"]
+"""
+
+
+def scenario_text(body: str = "", *, sid: str = "t", head: str = "") -> str:
+    """A minimal valid scenario file with `body` (changes, messages, expectations) appended."""
+    return f'id = "{sid}"\ntitle = "test scenario"\n{head}' + TRAINING + textwrap.dedent(body)
+
+
+@pytest.fixture
+def write_scenario(tmp_path: Path):
+    """write_scenario(text, name="s.toml") -> Path of a scenario file in tmp_path."""
+
+    def write(text: str, name: str = "s.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def lab() -> Lab:
+    return default_lab()
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """`labsim ARGV` in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        rc = cli.main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def log_files(out: Path) -> list[Path]:
+    """Every SMTP protocol log file of an output tree."""
+    return sorted(p for p in out.rglob("*.LOG") if "ProtocolLog" in p.parts)
+
+
+def rows_of(path: Path) -> list[list[str]]:
+    """The data rows of one protocol log, each parsed by the csv module."""
+    text = path.read_bytes().decode("utf-8-sig")
+    return [next(csv.reader(io.StringIO(line))) for line in text.split("\r\n") if line and not line.startswith("#")]
+
+
+def folder_rows(out: Path, server: str, service: str, kind: str) -> list[list[str]]:
+    folder = out / server / "TransportRoles" / "Logs" / service / "ProtocolLog" / kind
+    return [r for f in sorted(folder.glob("*.LOG")) for r in rows_of(f)]
+
+
+def sessions(rows: list[list[str]]) -> dict[str, list[list[str]]]:
+    """Rows grouped by session id, in file order."""
+    out: dict[str, list[list[str]]] = {}
+    for r in rows:
+        out.setdefault(r[2], []).append(r)
+    return out
+
+
+@dataclass
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+    out: Path
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.out / "summary.json").read_text(encoding="utf-8"))
+
+    def message(self, mid: str) -> dict[str, Any]:
+        return next(m for m in self.summary["messages"] if m["id"] == mid)
+
+
+@pytest.fixture(scope="session")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """`labsim run hybrid-baseline --out DIR`, once per session (read-only for the tests)."""
+    out = tmp_path_factory.mktemp("baseline") / "out"
+    rc, stdout, stderr = run_cli(["run", "hybrid-baseline", "--out", str(out)])
+    return Run(rc, stdout, stderr, out)

@@ -1,0 +1,233 @@
+"""Every scenario of the catalog: each message's fate agrees across all the evidence.
+
+For every file in scenarios/ (the other areas keep adding some) the scenario is run once and its
+output tree read back the way an admin would read it. The ledger (summary.json) is the ground
+truth; the invariant is that every other piece of evidence tells the same story:
+
+- delivered -> a DELIVER row (on-prem), a Deliver event in the EXO trace, or a SENDEXTERNAL/Send to
+  the Internet host; never a FAIL row, never still queued;
+- failed -> a FAIL row with the same response (or SUBMITFAIL for a submission that never reached
+  transport) on the server that gave up, or Failed in the EXO trace; an NDR (multipart/report with
+  the right Status and Diagnostic-Code) generated for it, delivered to the sender or queued;
+- pending -> in queues.json on that server and queue with the same LastError; no DELIVER/FAIL;
+- the SMTP RECEIVE rows carry the protocol log's `receiving message` triple and the InternalId of
+  the 250 2.6.0 reply; SEND rows carry the next hop's reply as logged in the Send protocol log;
+- one network-message-id per message across the organisation's rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from email.policy import compat32
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labsim.cli_views import read_tracking
+from labsim.engine.driver import run_scenario
+from labsim.scenario.loader import load_scenario
+from labsim.transport.ndr import enhanced_status
+
+SCENARIOS = sorted((Path(__file__).resolve().parents[1] / "scenarios").glob("*.toml"))
+WALL: dict[str, float] = {}
+
+
+@dataclass
+class Evidence:
+    name: str
+    out: Path
+    summary: dict[str, Any]
+    tracking: list[dict[str, Any]]
+    queues: dict[str, Any]
+    trace: dict[str, Any]
+    servers: list[str]
+    wall: float
+    protocol: dict[tuple[str, str, str], list[list[str]]] = field(default_factory=dict)
+
+    def rows(self, *, message_id: str, event: str | None = None, server: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.tracking if r["MessageId"] == message_id and (event is None or r["EventId"] == event)
+                and (server is None or r["Server"] == server)]
+
+    def trace_rows(self, message_id: str) -> list[dict[str, Any]]:
+        return [m for m in self.trace["messages"] if m["MessageId"] == message_id]
+
+
+def _protocol_logs(out: Path) -> dict[tuple[str, str, str], list[list[str]]]:
+    logs: dict[tuple[str, str, str], list[list[str]]] = {}
+    for path in sorted(out.glob("*/TransportRoles/Logs/*/ProtocolLog/*/*.LOG")):
+        server, service, kind = path.parts[-7], path.parts[-4], path.parts[-2]
+        text = path.read_bytes().decode("utf-8-sig")
+        rows = [next(csv.reader(io.StringIO(line))) for line in text.split("\r\n") if line and not line.startswith("#")]
+        logs.setdefault((server, service, kind), []).extend(rows)
+    return logs
+
+
+@pytest.fixture(scope="module", params=SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def ev(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Evidence:
+    path: Path = request.param
+    loaded = load_scenario(path)
+    out = tmp_path_factory.mktemp(path.stem) / "out"
+    result = run_scenario(loaded, out=out)
+    WALL[path.stem] = result.wall_seconds
+    return Evidence(
+        name=path.stem, out=out, summary=json.loads((out / "summary.json").read_text(encoding="utf-8")),
+        tracking=read_tracking(out), queues=json.loads((out / "queues.json").read_text(encoding="utf-8")),
+        trace=json.loads((out / "EXO" / "MessageTrace" / "trace.json").read_text(encoding="utf-8")),
+        servers=[s.name for s in loaded.lab.organization.servers], wall=result.wall_seconds,
+        protocol=_protocol_logs(out))
+
+
+def _has(rcpts: str, address: str) -> bool:
+    return address.lower() in {x.lower() for x in rcpts.split(";") if x}
+
+
+def test_catalog_ran(ev: Evidence) -> None:
+    assert ev.summary["messages"] or ev.name, "a scenario without traffic proves nothing here"
+    assert not ev.summary.get("internal_errors"), ev.summary.get("internal_errors")
+
+
+def test_delivered_everywhere_the_same(ev: Evidence) -> None:
+    for m in ev.summary["messages"]:
+        for d in m["delivered"]:
+            rcpt = d["recipient"]
+            if d["realm"] == "onprem":
+                hits = [r for r in ev.rows(message_id=m["message_id"], event="DELIVER") if _has(r["Recipients"], rcpt)]
+                assert hits, f"{m['id']}: delivered to {rcpt} on-prem but no DELIVER row"
+            elif d["realm"] == "exo":
+                events = [e["Event"] for t in ev.trace_rows(m["message_id"]) for e in t["Events"]]
+                assert "Deliver" in events, f"{m['id']}: delivered in EXO but the trace has {events}"
+            else:
+                sent = [r for r in ev.rows(message_id=m["message_id"], event="SENDEXTERNAL") if _has(r["Recipients"], rcpt)]
+                exo_sent = [e for t in ev.trace_rows(m["message_id"]) for e in t["Events"] if e["Event"] == "Send"]
+                internet_sender = not any(h["server"] in ev.servers or h["server"] == "EXO" for h in m["hops"])
+                assert sent or exo_sent or internet_sender, f"{m['id']}: reached the Internet host without a send row"
+            fails = [r for r in ev.rows(message_id=m["message_id"], event="FAIL") if _has(r["Recipients"], rcpt)]
+            assert not fails, f"{m['id']}: delivered to {rcpt} and also FAILed: {fails}"
+
+
+def _delivery_status(path: Path) -> list[dict[str, str]]:
+    msg = email.message_from_bytes(path.read_bytes(), policy=compat32)
+    assert msg.get_content_type() == "multipart/report", path
+    assert msg.get_param("report-type") == "delivery-status", path
+    part = next(p for p in msg.walk() if p.get_content_type() == "message/delivery-status")
+    blocks = part.get_payload()  # the email package parses it into header blocks
+    return [dict(b.items()) for b in blocks[1:]]
+
+
+def test_failed_everywhere_the_same(ev: Evidence) -> None:
+    for m in ev.summary["messages"]:
+        submit_failed = any(h["event"] == "SUBMITFAIL" for h in m["hops"])
+        for f in m["failed"]:
+            rcpt, server, reason = f["recipient"], f["server"], f["reason"]
+            if submit_failed:
+                rows = ev.rows(message_id=m["message_id"], event="SUBMITFAIL", server=server)
+                assert rows, f"{m['id']}: submission failed on {server} without a SUBMITFAIL row"
+                continue
+            if server in ev.servers:
+                rows = [r for r in ev.rows(message_id=m["message_id"], event="FAIL", server=server)
+                        if _has(r["Recipients"], rcpt)]
+                assert rows, f"{m['id']}: failed for {rcpt} on {server} without a FAIL row"
+                assert any(f"{{LED={reason}}}" in r["RecipientStatus"] for r in rows), (rows, reason)
+            elif server == "EXO":
+                fails = [e for t in ev.trace_rows(m["message_id"]) for e in t["Events"] if e["Event"] == "Fail"]
+                assert any(f"LED={reason}" in e["Detail"] for e in fails), f"{m['id']}: EXO trace lacks {reason}"
+                assert any(t["Status"] == "Failed" for t in ev.trace_rows(m["message_id"]))
+            else:
+                continue  # an Internet MTA gave up: no Exchange evidence expected
+            notes = [n for n in m["notifications"] if n["action"] == "failed" and _has(n["about"], rcpt)]
+            if not notes:
+                assert reason.startswith("550 4.3.2 QUEUE.Admin"), f"{m['id']}: no NDR for {rcpt} ({reason})"
+                continue
+            note = notes[0]
+            assert note["server"] == server
+            fail_rows = ev.rows(message_id=m["message_id"], event="FAIL", server=server)
+            if server in ev.servers:
+                assert any(r["Reference"] == note["message_id"] for r in fail_rows), "FAIL row must reference the NDR"
+                assert ev.rows(message_id=note["message_id"], event="DSN", server=server), "no DSN row for the NDR"
+            if note["delivered_to"]:
+                assert note["delivered_to"].lower() == m["from"].lower()
+                blocks = _delivery_status(ev.out / note["path"])
+                mine = [b for b in blocks if b.get("Final-Recipient", "").lower() == f"rfc822;{rcpt.lower()}"]
+                assert mine, blocks
+                assert mine[0]["Action"] == "failed"
+                assert mine[0]["Status"] == enhanced_status(reason)
+                assert mine[0]["Diagnostic-Code"] == f"smtp;{reason}"
+            else:
+                queued = [x for s in ev.queues["servers"].values() for x in s["messages"]
+                          if x["InternetMessageId"] == note["message_id"]]
+                assert queued, f"{m['id']}: the NDR {note['message_id']} was neither delivered nor queued"
+
+
+def test_pending_everywhere_the_same(ev: Evidence) -> None:
+    for m in ev.summary["messages"]:
+        for p in m["pending"]:
+            rcpt = p["recipient"]
+            state = ev.queues["servers"].get(p["server"])
+            assert state is not None, f"{p['server']} missing from queues.json"
+            queued = [x for x in state["messages"] if x["InternetMessageId"] == m["message_id"]
+                      and x["Queue"] == p["queue"] and rcpt in x["Recipients"]]
+            assert queued, f"{m['id']}: pending for {rcpt} in {p['queue']} but not in queues.json"
+            queue_error = next(q["LastError"] for q in state["queues"] if q["Identity"] == p["queue"])
+            assert p["last_error"] in (queued[0]["LastError"], queue_error)
+            for event in ("DELIVER", "FAIL"):
+                assert not [r for r in ev.rows(message_id=m["message_id"], event=event)
+                            if _has(r["Recipients"], rcpt)], f"{m['id']}: pending yet {event}"
+            if p["server"] == "EXO":
+                assert any(t["Status"] in ("Pending", "GettingStatus") for t in ev.trace_rows(m["message_id"]))
+
+
+def test_queue_state_is_coherent(ev: Evidence) -> None:
+    for name, state in ev.queues["servers"].items():
+        for q in state["queues"]:
+            inside = [x for x in state["messages"] if x["Queue"] == q["Identity"]]
+            assert q["MessageCount"] == len(inside), (name, q["Identity"])
+            if q["Status"] == "Retry":
+                assert q["LastError"] and q["NextRetryTime"], q
+
+
+def test_receive_rows_carry_the_protocol_log_triple(ev: Evidence) -> None:
+    for (server, service, kind), rows in ev.protocol.items():
+        if kind != "SmtpReceive" or service not in ("Hub", "Edge"):
+            continue
+        triples: dict[str, list[str]] = {}
+        for r in rows:
+            if len(r) == 9 and r[8] == "receiving message":
+                triples.setdefault(r[2], []).append(r[7])
+            m = re.search(r"\[InternalId=(\d+), Hostname=", r[7]) if len(r) == 9 and r[6] == ">" else None
+            if m and "Queued mail for delivery" in r[7] and triples.get(r[2]):
+                triple = triples[r[2]].pop(0)
+                hits = [t for t in ev.tracking if t["Server"] == server and t["EventId"] == "RECEIVE"
+                        and t["Source"] == "SMTP" and t["InternalMessageId"] == m.group(1)]
+                assert hits, f"{server}: InternalId {m.group(1)} queued in the protocol log, no RECEIVE row"
+                assert hits[0]["SourceContext"] == triple
+
+
+def test_send_rows_carry_the_next_hops_reply(ev: Evidence) -> None:
+    for t in ev.tracking:
+        if t["EventId"] not in ("SEND", "SENDEXTERNAL"):
+            continue
+        reply = t["SourceContext"].removeprefix(";").removesuffix(";ClientSubmitTime:")
+        logged = [r for (server, _, kind), rows in ev.protocol.items() if server == t["Server"] and kind == "SmtpSend"
+                  for r in rows if len(r) == 9 and r[1] == t["ConnectorId"]]
+        if logged:  # the connector logs (ProtocolLoggingLevel Verbose)
+            assert any(r[6] == "<" and r[7] == reply for r in logged), (t["ConnectorId"], reply)
+
+
+def test_one_network_message_id_per_message(ev: Evidence) -> None:
+    by_mid: dict[str, set[str]] = {}
+    for t in ev.tracking:
+        if t["MessageId"] and t["NetworkMessageId"]:
+            by_mid.setdefault(t["MessageId"], set()).add(t["NetworkMessageId"])
+    for mid, ids in by_mid.items():
+        assert len(ids) == 1, (mid, ids)
+
+
+def test_wall_time_is_small(ev: Evidence) -> None:
+    """A scenario spanning days runs in well under a second; allow slow machines some room."""
+    assert ev.wall < 3.0, f"{ev.name} took {ev.wall:.2f} s of wall time"

@@ -1,0 +1,75 @@
+"""The Exchange Online message trace: Get-MessageTrace / Get-MessageTraceDetail CSVs and `labsim trace`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from conftest import SCENARIOS, run_cli
+
+from labsim.engine.driver import run_scenario
+from labsim.engine.trace import DETAIL_COLUMNS, TRACE_COLUMNS
+from labsim.scenario.loader import load_scenario
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    text = path.read_bytes().decode("utf-8")
+    assert text.startswith('"') and text.endswith("\r\n")  # Export-Csv: quoted, CRLF
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_baseline_trace(baseline) -> None:
+    folder = baseline.out / "EXO" / "MessageTrace"
+    rows = _csv(folder / "Get-MessageTrace.csv")
+    assert rows and list(rows[0]) == list(TRACE_COLUMNS)
+    assert {r["Status"] for r in rows} == {"Delivered"}
+    assert [r["Index"] for r in rows] == [str(i) for i in range(len(rows))]
+    inbound = baseline.message("onprem-to-exo")
+    row = next(r for r in rows if r["MessageId"] == inbound["message_id"])
+    assert row["FromIP"] == "27.7.57.241" and row["Organization"] == "cloudfield.onmicrosoft.com"
+    details = _csv(folder / "Get-MessageTraceDetail.csv")
+    assert list(details[0]) == list(DETAIL_COLUMNS)
+    mine = [d["Event"] for d in details if d["MessageTraceId"] == row["MessageTraceId"]]
+    assert mine == ["Receive", "Deliver"]
+    outbound = baseline.message("exo-to-onprem")
+    sent = [d for d in details if d["MessageId"] == outbound["message_id"] and d["Event"] == "Send"]
+    assert sent and "Message sent to mail.cloudmonkeys.xyz at 27.7.57.241" in sent[0]["Detail"]
+
+
+@pytest.fixture(scope="module")
+def exo_broken(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("exo") / "out"
+    result = run_scenario(load_scenario(SCENARIOS / "exo-connector-smarthost-unresolvable.toml"), out=out)
+    print(f"\n  exo-connector-smarthost-unresolvable: 48 virtual hours in {result.wall_seconds:.2f} s")
+    return result
+
+
+def test_exo_defer_then_fail_with_led(exo_broken) -> None:
+    assert exo_broken.ok, [o for o in exo_broken.outcomes if not o.ok]
+    m = exo_broken.summary["messages"][0]
+    rc, out, _ = run_cli(["trace", str(exo_broken.out), "--sender", m["from"], "--csv"])
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rc == 0 and [r["Status"] for r in rows] == ["Failed"]
+    rc, out, _ = run_cli(["trace", str(exo_broken.out), "--detail", "--message-trace-id", rows[0]["MessageTraceId"],
+                          "--csv"])
+    details = list(csv.DictReader(io.StringIO(out)))
+    assert [d["Event"] for d in details] == ["Receive", "Defer", "Fail"]
+    assert "{LED=450 4.4.312 DNS query failed}" in details[1]["Detail"]
+    assert "{FQDN=mail-old.cloudmonkeys.xyz}" in details[1]["Detail"]
+    assert "{LED=550 4.4.7 QUEUE.Expired; message expired}" in details[2]["Detail"]
+    assert "{MSG=450 4.4.312 DNS query failed}" in details[2]["Detail"]
+
+
+def test_exo_ndr_reaches_the_cloud_sender(exo_broken) -> None:
+    [note] = exo_broken.summary["messages"][0]["notifications"]
+    assert note["server"] == "EXO" and note["realm"] == "exo" and note["delivered_to"] == "ramki@cloudmonkeys.xyz"
+    text = (exo_broken.out / note["path"]).read_text()
+    assert "From: Microsoft Outlook <postmaster@cloudfield.onmicrosoft.com>" in text
+    assert "Diagnostic-Code: smtp;550 4.4.7 QUEUE.Expired; message expired" in text
+
+
+def test_trace_view_rejects_a_folder_without_a_trace(tmp_path: Path) -> None:
+    rc, _, err = run_cli(["trace", str(tmp_path)])
+    assert rc == 2 and "trace.json" in err
