@@ -75,3 +75,14 @@ def rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:
         f"{local.strftime('%a')}, {local.day} {local.strftime('%b %Y %H:%M:%S')} "
         f"{sign}{off // 60:02d}{off % 60:02d}"
     )
+
+
+def us_time(t: datetime | None) -> str:
+    """`3/12/2025 7:50:43 PM`: a .NET DateTime printed in the en-US culture (UTC in the lab).
+
+    Exchange's structured statuses (`{LRT=...}`) and cmdlet output print times this way.
+    """
+    if t is None:
+        return ""
+    hour = t.hour % 12 or 12
+    return f"{t.month}/{t.day}/{t.year} {hour}:{t.minute:02d}:{t.second:02d} {'AM' if t.hour < 12 else 'PM'}"

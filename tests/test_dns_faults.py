@@ -98,7 +98,23 @@ def test_isp_resolver_on_the_edge_breaks_the_edges_relay_to_the_site(write_scena
     assert "DNS" in reason and "NonExistentDomain" in reason  # cmhybd01 does not exist in the public zone
 
 
-def test_servfail_from_the_dc_gives_error_retry_on_the_hub_queue(write_scenario, tmp_path):
+def test_servfail_upstream_gives_error_retry_on_the_hub_and_4_4_312_in_exo(write_scenario, tmp_path):
+    # PUBLIC-DNS answers SERVFAIL: the DC (which forwards to it) fails external names only
+    r = run(write_scenario, tmp_path, """
+        [[change]]
+        at = "+00:00:30"
+        cmdlet = "Set-LabDnsServer"
+        Identity = "PUBLIC-DNS"
+        Mode = "servfail"
+        """ + TO_CLOUD + FROM_CLOUD)
+    out = r.message("out")["pending"][0]
+    assert out["server"] == "CMHYBD01"
+    assert out["last_error"].startswith("451 4.4.0 DNS query failed") and "ErrorRetry" in out["last_error"]
+    inbound = r.message("in")["pending"][0]
+    assert inbound["server"] == "EXO" and inbound["last_error"].startswith("450 4.4.312 DNS query failed")
+
+
+def test_the_dc_answering_servfail_stops_submission_and_proxying(write_scenario, tmp_path):
     r = run(write_scenario, tmp_path, """
         [[change]]
         at = "+00:00:30"
@@ -106,10 +122,12 @@ def test_servfail_from_the_dc_gives_error_retry_on_the_hub_queue(write_scenario,
         Identity = "DC01"
         Mode = "servfail"
         """ + TO_CLOUD + FROM_CLOUD)
-    out = r.message("out")["pending"][0]
-    assert out["server"] == "CMHYBD01"
-    assert out["last_error"] == "451 4.4.0 DNS query failed. The error was: DNS query failed with error ErrorRetry"
-    assert any("PRX2" in x for x in fe_replies(r))  # the Front End asks the same DC
+    assert r.message("out")["pending"][0]["queue"] == "Outbox"  # the Hub's name does not resolve
+    # the Front End cannot resolve the CRL host either: EOP's certificate is 'RevocationOffline', the
+    # capability check fails and the session is refused at MAIL FROM (seed 000's pattern)
+    rows = folder_rows(r.out, "CMHYBD01", "FrontEnd", "SmtpReceive")
+    assert any(x[8] == "Client certificate chain validation status: 'RevocationOffline'" for x in rows)
+    assert "454 4.7.5 Certificate validation failure" in fe_replies(r)
 
 
 def test_stopped_or_unreachable_dns_server_times_out_and_recovers(write_scenario, tmp_path):
@@ -137,7 +155,8 @@ def test_stopped_or_unreachable_dns_server_times_out_and_recovers(write_scenario
         Protocol = "UDP"
         Action = "Drop"
         """ + TO_CLOUD, name="firewalled")
-    assert "DNS query failed with error ErrorRetry" in firewalled.message("out")["pending"][0]["last_error"]
+    held = firewalled.message("out")["pending"][0]
+    assert (held["server"], held["queue"]) == ("CMHYBD01", "Outbox")  # submission cannot resolve the Hub
 
 
 def test_eop_block_list_follows_the_listed_address(write_scenario, tmp_path):

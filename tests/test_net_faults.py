@@ -12,8 +12,8 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from conftest import Run, folder_rows, run_cli, scenario_text, sessions
+
 from labsim.net.proxy import ResetLink
 
 UNABLE = 'Primary target IP address responded with: "421 4.2.1 Unable to connect."'

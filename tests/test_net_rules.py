@@ -9,8 +9,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labsim.errors import TopologyError
-from labsim.rules.network import NetView, backend_order, lab_hosts, link_effect, spec_matches, validate_host_spec
-from labsim.rules.reputation import connection_filter_reply, eop_block_reply, provider_matches, query_name
+from labsim.rules.network import (
+    NetView,
+    backend_order,
+    lab_hosts,
+    link_effect,
+    spec_matches,
+    validate_host_spec,
+)
+from labsim.rules.reputation import (
+    connection_filter_reply,
+    eop_block_reply,
+    provider_matches,
+    query_name,
+)
 from labsim.topology.changes import apply_change
 from labsim.topology.model import IPBlockListProvider, LinkRule, LoadBalancer
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from email.policy import compat32
 from pathlib import Path
@@ -140,7 +141,12 @@ def test_queue_history_shows_retry_then_empty(broken) -> None:
     history = [h for h in data["history"] if h["DeliveryType"] == "SmartHostConnectorDelivery"]
     assert {h["Status"] for h in history} >= {"Retry"}
     retry = [h for h in history if h["Status"] == "Retry"]
-    assert all(h["LastError"].startswith("451 4.4.0 Primary target IP address responded with") for h in retry)
+    # Get-Queue's structured LastError after a failed attempt (Exchange 2013+):
+    # [{LRT=<last retry, en-US>};{LED=<error>};{FQDN=<host>};{IP=<address>}]
+    pattern = re.compile(r'^\[\{LRT=\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d\d:\d\d [AP]M\};'
+                         r'\{LED=451 4\.4\.0 Primary target IP address responded with: .*\};'
+                         r'\{FQDN=[^}]*\};\{IP=[0-9.]+\}\]$')
+    assert retry and all(pattern.match(h["LastError"]) for h in retry), retry[0]["LastError"]
     assert history[-1]["MessageCount"] == 0
     assert len(retry) == len([r for r in folder_rows(broken.out, "CMHYBD01", "Hub", "SmtpSend")
                               if r[8] == "attempting to connect"])

@@ -40,7 +40,12 @@ from ..rules.tls_policy import (
 )
 from ..smtp.client import ClientTls, OutboundMessage, SendSpec, Target, deliver
 from ..smtp.policy import ListenerSpec
-from ..topology.model import ExchangeServer, Organization, ReceiveConnector, SendConnector
+from ..topology.model import (
+    ExchangeServer,
+    Organization,
+    ReceiveConnector,
+    SendConnector,
+)
 from ..topology.timespec import parse_timespan
 from ..transport import headers as H
 from ..transport.message import MailItem, count_received, header_value, received_header
@@ -105,6 +110,8 @@ class ExchangeServerRuntime(QueueingParty):
     def service_running(self, service: str) -> bool:
         if service == "FrontEnd":
             return self.model.frontend is not None and self.model.frontend.running
+        if service == "MailboxDelivery" and "MSExchangeDelivery" in self.model.stopped_services:
+            return False  # Stop-Service MSExchangeDelivery (engine.service_ops)
         return self.model.transport.running
 
     def config_org(self) -> Organization:

@@ -241,7 +241,12 @@ class QueueingParty:
             # Connected, but this message was deferred: it waits MessageRetryInterval on its own.
             qm.status = "Retry"
             qm.retry_count += 1
-            qm.last_error = next(iter(res.deferred.values()), "") or qm.last_error
+            reply = next(iter(res.deferred.values()), "")
+            if reply:
+                # A 4xx from the next hop, worded as this party words a remote failure.
+                qm.last_error = self.last_error_text(AttemptFailure(
+                    kind="response", target_ip=res.remote_ip, target_port=25, target_name=res.remote_host,
+                    response=reply))
             qm.item.last_error = qm.last_error
             qm.next_retry_time = now + self.retry_policy().message_retry_interval
             self._defer(q, qm)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TopologyError
 from ..net.vnet import ConnectionInfo, open_socket
-from .operations import operation
+from .operations import OPERATION_CHECKS, operation
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import LabRuntime
@@ -55,6 +55,32 @@ async def _read_reply(reader: asyncio.StreamReader) -> list[str]:
         lines.append(line)
         if len(line) < 4 or line[3] != "-":
             return lines
+
+
+def _check(lab: Any, params: dict[str, Any]) -> None:
+    """Static check (before the lab starts): hosts exist, commands are text."""
+    from ..rules.network import all_virtual_ips, lab_hosts
+
+    where = "Send-LabSmtpCommands"
+    source, target, commands = _pop(params, "Source"), _pop(params, "Target"), _pop(params, "Commands")
+    port = _pop(params, "Port")
+    params.pop("at", None)
+    if params:
+        raise TopologyError(where, f"unknown parameter -{next(iter(params))} (known: Source, Target, Port, Commands)")
+    if source is None or target is None or not commands:
+        raise TopologyError(where, "-Source, -Target and -Commands are required")
+    names = {h.name.lower() for h in lab_hosts(lab)}
+    if str(source).lower() not in names:
+        raise TopologyError(where, f"-Source {source!r} is not a lab host ({', '.join(sorted(names))})")
+    if str(target).lower() not in names and str(target) not in all_virtual_ips(lab):
+        raise TopologyError(where, f"-Target {target!r} is not an address or host of the lab")
+    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+        raise TopologyError(where, "-Commands must be a list of command lines")
+    if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+        raise TopologyError(where, f"-Port {port!r} is not a TCP port")
+
+
+OPERATION_CHECKS["send-labsmtpcommands"] = _check
 
 
 @operation("Send-LabSmtpCommands")

@@ -52,12 +52,12 @@ from ..smtp.policy import (
 from ..smtp.server import ServerSession
 from ..topology.model import Lab, Site
 from ..transport.store import MailboxStore
+from . import service_ops
 from .evidence import TrackingHub
 from .exo import ExoRuntime
 from .internet import InternetHostRuntime
 from .ledger import Ledger
 from .onprem import ExchangeServerRuntime
-from . import service_ops
 from .scheduler import Scheduler
 
 CLAIM_TIMEOUT_RUN = 5.0
@@ -485,7 +485,7 @@ class LabRuntime:
                     continue
                 rows.append({
                     "Identity": q.identity, "DeliveryType": q.delivery_type, "Status": q.shown_status,
-                    "MessageCount": q.message_count, "NextHopDomain": q.next_hop_domain, "LastError": q.last_error,
+                    "MessageCount": q.message_count, "NextHopDomain": q.next_hop_domain, "LastError": q.shown_last_error,
                     "LastRetryTime": iso_ms(q.last_retry_time) if q.last_retry_time else "",
                     "NextRetryTime": iso_ms(q.next_retry_time) if q.next_retry_time else "",
                 })

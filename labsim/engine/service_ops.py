@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import iso_ms
 from ..errors import TopologyError
 from ..topology.model import ExchangeServer, Organization, SendConnector
-from .operations import operation
+from .operations import OPERATION_CHECKS, operation
 
 if TYPE_CHECKING:  # pragma: no cover
     from .onprem import ExchangeServerRuntime
@@ -84,13 +84,15 @@ def state_of(rt: "LabRuntime") -> ServiceState:
 
 
 # --- service names ----------------------------------------------------------------------------------
-def _server(rt: "LabRuntime", name: Any, where: str) -> ExchangeServer:
+def _server(rt: Any, name: Any, where: str) -> ExchangeServer:
+    """The Exchange server `name` of a runtime (rt.model) or of a topology (a Lab)."""
+    model = getattr(rt, "model", rt)
     if name is None:
         raise TopologyError(where, "-Server is required (the Exchange server the service runs on)")
     try:
-        return rt.model.organization.server(str(name))
+        return model.organization.server(str(name))
     except KeyError:
-        names = ", ".join(s.name for s in rt.model.organization.servers)
+        names = ", ".join(s.name for s in model.organization.servers)
         raise TopologyError(where, f"no server {name!r} (servers: {names})") from None
 
 
@@ -156,6 +158,35 @@ async def _change_service(rt: "LabRuntime", params: dict[str, Any], where: str, 
         if service in ("MSExchangeSubmission", "MSExchangeTransport"):
             await flush_outbox(rt)
     return f"{server.name}\\{service}"
+
+
+def _check_service(where: str) -> Any:
+    def check(lab: Any, params: dict[str, Any]) -> None:
+        server = _server(lab, _pop(params, "Server", "ComputerName"), where)
+        _service_name(server, _pop(params, "Name", "Identity", "ServiceName"), where)
+        _no_more(params, where, "Name, Server")
+    return check
+
+
+def _check_edge(where: str, *names: str, known: str) -> Any:
+    def check(lab: Any, params: dict[str, Any]) -> None:
+        edge = _server(lab, _pop(params, *names), where)
+        if edge.role != "Edge":
+            raise TopologyError(where, f"{edge.name} is not an Edge Transport server")
+        for k in list(params):
+            if k.lower() in ("confirm", "site", "filedata", "filename", "force", "createinternetsendconnector",
+                             "createinboundsendconnector"):
+                params.pop(k)
+        _no_more(params, where, known)
+    return check
+
+
+for _name in ("Stop-Service", "Start-Service", "Restart-Service"):
+    OPERATION_CHECKS[_name.lower()] = _check_service(_name)
+OPERATION_CHECKS["remove-edgesubscription"] = _check_edge("Remove-EdgeSubscription", "Identity", "Server",
+                                                          known="Identity, Confirm")
+OPERATION_CHECKS["new-edgesubscription"] = _check_edge("New-EdgeSubscription", "Server", "Identity", "EdgeServer",
+                                                       known="Server, Site, FileData")
 
 
 @operation("Stop-Service")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..clock import iso_ms
+from ..clock import iso_ms, us_time
 from .message import MailItem
 
 PERSISTENT = ("Submission", "Unreachable", "Poison")
@@ -84,6 +84,16 @@ class Queue:
         return len(self.messages)
 
     @property
+    def shown_last_error(self) -> str:
+        """Get-Queue's LastError: after a failed attempt Exchange 2013+ prints the structured form
+        `[{LRT=<last retry>};{LED=<error>};{FQDN=<host>};{IP=<address>}]` (a real Exchange 2013
+        Get-Queue output on Microsoft Q&A 234456); the Unreachable queue shows its reason as is."""
+        if not self.last_error or self.last_retry_time is None or self.delivery_type == "Unreachable":
+            return self.last_error
+        return (f"[{{LRT={us_time(self.last_retry_time)}}};{{LED={self.last_error}}};"
+                f"{{FQDN={self.last_target_host}}};{{IP={self.last_target_ip}}}]")
+
+    @property
     def name(self) -> str:
         return self.identity.split("\\", 1)[1]
 
@@ -104,7 +114,7 @@ class Queue:
             "Identity": self.identity, "DeliveryType": self.delivery_type, "Status": self.shown_status,
             "MessageCount": self.message_count, "NextHopDomain": self.next_hop_domain,
             "NextHopCategory": self.next_hop_category, "NextHopConnector": self.next_hop_connector,
-            "TlsDomain": self.tls_domain, "LastError": self.last_error, "RetryCount": self.retry_count,
+            "TlsDomain": self.tls_domain, "LastError": self.shown_last_error, "RetryCount": self.retry_count,
             "FirstRetryTime": _t(self.first_retry_time), "LastRetryTime": _t(self.last_retry_time),
             "NextRetryTime": _t(self.next_retry_time),
         }

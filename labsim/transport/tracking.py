@@ -22,7 +22,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..clock import iso_ms
+from ..clock import iso_ms, us_time
 from ..ids import Counter
 from ..logs import protocol_text as T
 from ..logs.message_tracking import MessageTrackingLog
@@ -54,14 +54,6 @@ def led_status(led: str, *, msg: str = "", fqdn: str = "", ip: str = "", lrt: da
     in EXO message trace details; LRT is the last retry time, printed as an en-US date here.
     """
     return f"[{{LED={led}}};{{MSG={msg}}};{{FQDN={fqdn}}};{{IP={ip}}};{{LRT={us_time(lrt)}}}]"
-
-
-def us_time(t: datetime | None) -> str:
-    """`3/12/2025 7:50:43 PM`: a .NET DateTime in the en-US culture (UTC in the lab)."""
-    if t is None:
-        return ""
-    hour = t.hour % 12 or 12
-    return f"{t.month}/{t.day}/{t.year} {hour}:{t.minute:02d}:{t.second:02d} {'AM' if t.hour < 12 else 'PM'}"
 
 
 def _secs(a: datetime, b: datetime) -> str:
