@@ -5,7 +5,7 @@ Usage: .venv/bin/python benchmarks/bench_run.py [--repeat 5] [--messages 200]
 Each measurement is a fresh `labsim run` subprocess (what a user runs), so start-up, PKI
 generation, binding every listener, the run and the log flush are all included. Peak memory is the
 child's maximum resident set size (getrusage). The throughput run sends N messages on-prem -> EXO
-and N Internet -> on-prem in one scenario, two hops each with STARTTLS on every hop.
+and N Internet -> on-prem in one scenario (2-4 SMTP hops per message, STARTTLS on every hop).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> None:
         throughput_scenario(a.messages, scn)
         wall, peak = run_once(["run", str(scn), "--out", f"{tmp}/tp"])
         total = 2 * a.messages
-        print(f"throughput: {total} messages (2 hops, STARTTLS each) in {wall:.2f} s wall = "
+        print(f"throughput: {total} messages (2-4 SMTP hops each, STARTTLS on every hop) in {wall:.2f} s wall = "
               f"{total / wall:.1f} msg/s; peak RSS {peak / 1024:.1f} MiB")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import textwrap
@@ -183,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     except LabsimError as exc:
         print(f"labsim: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `labsim ... | head`: the reader went away; that is not an error of the lab.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

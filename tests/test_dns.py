@@ -15,13 +15,22 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labsim.errors import NetworkGuardError, TopologyError
 from labsim.net.dns_server import LabDnsServer
 from labsim.net.resolver import (
-    EXCHANGE_DNS_ERRORS, VIRTUAL_TIMEOUTS, DnsNameError, DnsNoData, DnsServerFailure, DnsTimeout,
-    LabResolver, normalize_name, sort_addresses, sort_mx,
+    EXCHANGE_DNS_ERRORS,
+    VIRTUAL_TIMEOUTS,
+    DnsNameError,
+    DnsNoData,
+    DnsServerFailure,
+    DnsTimeout,
+    LabResolver,
+    normalize_name,
+    sort_addresses,
+    sort_mx,
 )
 from labsim.net.vnet import AddressBook
 from labsim.topology.defaults import default_lab

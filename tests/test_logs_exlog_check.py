@@ -14,8 +14,14 @@ import pytest
 from labsim.logs.message_tracking import MessageTrackingLog
 from labsim.logs.protocol_log import ProtocolLog, SessionWriter, protocol_log_folder
 from labsim.logs.protocol_text import (
-    ATTEMPTING_TO_CONNECT, SENDING_CERTIFICATE, SET_SESSION_PERMISSIONS, certificate_row_data, ehlo_reply_receive,
-    ehlo_reply_send, session_permissions_data, tls_negotiation_failed,
+    ATTEMPTING_TO_CONNECT,
+    SENDING_CERTIFICATE,
+    SET_SESSION_PERMISSIONS,
+    certificate_row_data,
+    ehlo_reply_receive,
+    ehlo_reply_send,
+    session_permissions_data,
+    tls_negotiation_failed,
 )
 
 CHECKER = Path(os.environ.get("EXLOG_CHECK", "/work/shared/tools/exlog_check.py"))

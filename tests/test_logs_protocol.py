@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -11,11 +11,26 @@ import pytest
 from labsim.clock import rfc2822_local
 from labsim.logs.protocol_log import ProtocolLog, SessionWriter, protocol_log_folder
 from labsim.logs.protocol_text import (
-    ATTEMPTING_TO_CONNECT, RECEIVING_MESSAGE, SENDING_CERTIFICATE, SET_SESSION_PERMISSIONS,
-    certificate_row_data, client_certificate_chain_status, connect_failed_context, disconnect_context,
-    dotnet_serial_hex, ehlo_reply_receive, ehlo_reply_send, format_endpoint, outbound_tls_auth_failed,
-    proxy_destinations_context, receiving_message_data, session_permissions_data, tls_domain_capabilities,
-    tls_negotiation_failed, tls_success_context, winsock_code,
+    ATTEMPTING_TO_CONNECT,
+    RECEIVING_MESSAGE,
+    SENDING_CERTIFICATE,
+    SET_SESSION_PERMISSIONS,
+    certificate_row_data,
+    client_certificate_chain_status,
+    connect_failed_context,
+    disconnect_context,
+    dotnet_serial_hex,
+    ehlo_reply_receive,
+    ehlo_reply_send,
+    format_endpoint,
+    outbound_tls_auth_failed,
+    proxy_destinations_context,
+    receiving_message_data,
+    session_permissions_data,
+    tls_domain_capabilities,
+    tls_negotiation_failed,
+    tls_success_context,
+    winsock_code,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "logs"

@@ -17,8 +17,17 @@ from hypothesis import strategies as st
 
 from labsim.errors import LabsimError
 from labsim.pki import (
-    CertStore, LabPki, NoCredentialsError, PkiError, dotnet_dn, parse_dn,
-    parse_tls_certificate_name, peer_chain, serial_hex, thumbprint, tls_certificate_name,
+    CertStore,
+    LabPki,
+    NoCredentialsError,
+    PkiError,
+    dotnet_dn,
+    parse_dn,
+    parse_tls_certificate_name,
+    peer_chain,
+    serial_hex,
+    thumbprint,
+    tls_certificate_name,
 )
 from labsim.pki.store import CIPHERS
 from labsim.topology.defaults import HYBRID_CERT_NAME, default_lab

@@ -12,7 +12,14 @@ from cryptography import x509
 
 from labsim.errors import NetworkGuardError
 from labsim.pki import (
-    ChainStatus, CrlCache, CrlServer, CrlUnavailable, LabPki, classify, http_get, name_matches,
+    ChainStatus,
+    CrlCache,
+    CrlServer,
+    CrlUnavailable,
+    LabPki,
+    classify,
+    http_get,
+    name_matches,
 )
 from labsim.topology.defaults import default_lab
 from labsim.topology.model import CaSpec, CertificateSpec, Site

@@ -131,7 +131,12 @@ async def _onprem_connector(rt: LabRuntime, sc: Any, server: str) -> ConnectorRe
 
 
 def _tls_view(res: MessageResult) -> dict[str, Any]:
-    return {k: v for k, v in res.tls.items() if k in ("version", "cipher", "status")}
+    view = {k: v for k, v in res.tls.items() if k in ("version", "cipher", "status")}
+    if res.failure is not None and res.failure.status:
+        # The certificate or credential status behind a failed attempt (SubjectMismatch,
+        # UntrustedRoot, NoCredentials, ...): what an admin needs next to the reply text.
+        view["status"] = res.failure.status
+    return view
 
 
 async def validate_connectors(rt: LabRuntime) -> list[ConnectorResult]:
@@ -182,6 +187,8 @@ def format_results(scenario: str, when: str, results: list[ConnectorResult]) -> 
     for r in results:
         lines.append(f"  {r.side}: {r.connector} -> {r.target} (test recipient {r.recipient})")
         lines.append("      Success" if r.ok else f"      Failed   {r.status}")
+        if not r.ok and r.tls.get("status"):
+            lines.append(f"      Status   {r.tls['status']}")
     healthy = sum(r.ok for r in results)
     lines.append(f"  {healthy}/{len(results)} connector(s) healthy")
     return "\n".join(lines)

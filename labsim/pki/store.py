@@ -105,6 +105,7 @@ class CertStore:
             self.intermediates = [pki.ca(n).cert for n in intermediate_store if not pki.ca(n).is_root]
         self._dir: Path | None = None
         self._material: dict[int, tuple[Path, Path | None]] = {}
+        self._client_ctx: dict[int, ssl.SSLContext] = {}
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @classmethod
@@ -195,10 +196,18 @@ class CertStore:
     def client_context(self, stored: StoredCert | None) -> ssl.SSLContext:
         """A client context that verifies nothing (the lab classifies the peer chain itself) and
         presents `stored` as client certificate when given."""
+        key = -1 if stored is None else stored.index
+        ctx = self._client_ctx.get(key)
+        if ctx is not None:
+            return ctx
         ctx = _base_context(ssl.PROTOCOL_TLS_CLIENT)
         ctx.verify_mode = ssl.CERT_NONE
         if stored is not None:
             self._load(ctx, stored)
+        # Only a context that loaded is kept: a missing key fails again on every attempt, as the
+        # transport service does each time it tries to use the certificate. A store is rebuilt
+        # whenever the certificates change, so a kept context never outlives its certificate.
+        self._client_ctx[key] = ctx
         return ctx
 
     def close(self) -> None:
@@ -207,6 +216,7 @@ class CertStore:
             self._finalizer()
         self._dir = None
         self._material.clear()
+        self._client_ctx.clear()
 
     def __enter__(self) -> CertStore:
         return self
