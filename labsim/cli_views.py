@@ -289,7 +289,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.detail:
         rows = detail_rows(data, trace_id=args.message_trace_id, recipient=args.recipient)
         cols: tuple[str, ...] = DETAIL_COLUMNS
-        table = ("Date", "Event", "RecipientAddress", "Detail")
+        table: tuple[str, ...] = ("Date", "Event", "RecipientAddress", "Detail")
     else:
         rows = trace_rows(data, sender=args.sender, recipient=args.recipient, status=args.status,
                           message_id=args.message_id)

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import ssl
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..clock import iso_ms
 from ..ids import Counter, SessionIds
 from ..pki.store import CertStore, peer_chain
 from ..pki.validate import certificate_names
 from ..rules import replies as R
-from ..rules.exo import attribute, recipient_accepted, route_exo
+from ..rules.exo import ExoRoute, attribute, recipient_accepted, route_exo
 from ..rules.outbound import AttemptFailure, exo_last_error, onprem_last_error
 from ..rules.retry import RetryPolicy
 from ..rules.routing import domain_of
@@ -155,6 +155,7 @@ class ExoRuntime(QueueingParty):
                 self.fail_recipients(item, [rcpt], Failure(route.error or "", "ROUTING"))
                 continue
             if route.kind == "connector":
+                assert route.connector is not None  # route_exo sets it for kind "connector"
                 key = ("SmartHostConnectorDelivery", route.connector.name.lower())
                 hop = ",".join(route.connector.smart_hosts) if not route.connector.use_mx_record else domain_of(route.recipient)
             else:
@@ -177,7 +178,7 @@ class ExoRuntime(QueueingParty):
         return default.domain_name if default else self.model.initial_domain
 
     async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
-        route = q.route
+        route = cast(ExoRoute, q.route)  # EXO queues are created from route_exo (submit)
         servers = self.model.dns_servers
         targets: list[Target] = []
         tls = ClientTls.from_plan(exo_mx_plan(self.cert), self.store)

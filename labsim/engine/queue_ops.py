@@ -104,10 +104,10 @@ def compile_filter(text: str, where: str) -> Callable[[dict[str, Any]], bool]:
 def _compare(actual: Any, op: str, value: str) -> bool:
     if op in ("gt", "ge", "lt", "le"):
         try:
-            a, b = float(actual), float(value)
+            fa, fb = float(actual), float(value)
         except (TypeError, ValueError):
             return False
-        return {"gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b}[op]
+        return {"gt": fa > fb, "ge": fa >= fb, "lt": fa < fb, "le": fa <= fb}[op]
     a = str(actual).lower()
     v = value.lower()
     if op in ("like", "notlike"):

@@ -24,6 +24,7 @@ their errors and their retry policy.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -452,7 +453,7 @@ class QueueingParty:
         overdue, self.__dict__["_overdue_items"] = list(self._overdue), []
         for kind, item in overdue:
             action = self._delay_due if kind == "delay" else self._expiry_due
-            self.lab.scheduler.call_at(self.lab.clock.now(), f"{self.name} overdue {kind}", lambda a=action, i=item: a(i))
+            self.lab.scheduler.call_at(self.lab.clock.now(), f"{self.name} overdue {kind}", functools.partial(action, item))
         for q in self.queues.all():
             if q.messages and not q.suspended and q.delivery_type != "Unreachable" and q.name not in ("Poison",):
                 when = q.next_retry_time if q.status == "Retry" and q.next_retry_time else self.lab.clock.now()

@@ -46,7 +46,7 @@ def _pop(params: dict[str, Any], name: str) -> Any:
 
 
 async def _read_reply(reader: asyncio.StreamReader) -> list[str]:
-    lines = []
+    lines: list[str] = []
     while True:
         raw = await asyncio.wait_for(reader.readline(), REAL_TIMEOUT)
         if not raw:

@@ -129,8 +129,8 @@ class LabRuntime:
         self.internet = {h.name: InternetHostRuntime(self, h) for h in model.internet_hosts}
         self.dns = {d.name: LabDnsServer(d, self.book) for d in model.dns_servers}
         self.crl = CrlServer(self.pki, self.clock.now, mode=model.network.crl_mode)
-        self._server_thumbs = {thumbprint(rt.internal_cert().cert) for rt in self.servers.values()
-                               if rt.internal_cert() is not None}
+        self._server_thumbs = {thumbprint(c.cert) for c in (rt.internal_cert() for rt in self.servers.values())
+                               if c is not None}
         self._tcp: list[asyncio.AbstractServer] = []
         self._open = 0
         self._idle = asyncio.Event()
@@ -252,8 +252,8 @@ class LabRuntime:
                 rt.store.close()
                 rt.store = CertStore.for_server(self.pki, rt.model)
                 rt._server_ctx.clear()
-            self._server_thumbs = {thumbprint(rt.internal_cert().cert) for rt in self.servers.values()
-                                   if rt.internal_cert() is not None}
+            self._server_thumbs = {thumbprint(c.cert) for c in (rt.internal_cert() for rt in self.servers.values())
+                                   if c is not None}
         if self._listener_signature() != self._listeners:
             for srv in self._tcp:
                 srv.close()
@@ -412,7 +412,7 @@ class LabRuntime:
         if site == Site.ONPREM:
             # Direct trust: Exchange servers of the organisation know each other's (self-signed)
             # transport certificates from Active Directory / the Edge subscription.
-            anchors += [rt.internal_cert().cert for rt in self.servers.values() if rt.internal_cert() is not None]
+            anchors += [c.cert for c in (rt.internal_cert() for rt in self.servers.values()) if c is not None]
         # Windows completes a chain from the machine's own Intermediate store; EXO does not (seed 004).
         own = self.servers.get(host.name)
         local = own.store.intermediates if own is not None else []

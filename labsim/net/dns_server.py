@@ -40,7 +40,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import dns.asyncbackend
 import dns.asyncquery
@@ -188,7 +188,7 @@ def _compile_zone(zone: DnsZone, server: DnsServer, serial: int) -> _Zone:
                                        "records (or two CNAMEs); a CNAME must be alone at its name")
         nodes[owner] = {}
         for rdtype, items in by_type.items():
-            rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype)
+            rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, cast(dns.rdatatype.RdataType, rdtype))
             seen = set()
             for rdata, ttl in sorted(items, key=lambda it: sort_key_for(rdtype, it[0])):
                 if rdata not in seen:
@@ -332,7 +332,7 @@ class LabDnsServer:
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: _Protocol(self), local_addr=(guard_real(self.real_ip), self.real_port),
             family=socket.AF_INET)
-        self._transport, self._protocol = transport, protocol  # type: ignore[assignment]
+        self._transport, self._protocol = transport, protocol
 
     async def _close(self) -> None:
         if self._transport is not None:
@@ -372,7 +372,7 @@ class LabDnsServer:
         self.queries.append(QueryLogEntry(
             q.name.to_text(omit_final_dot=True).lower() if q is not None else "",
             dns.rdatatype.to_text(q.rdtype) if q is not None else "",
-            dns.rcode.to_text(rcode) if rcode is not None else None,
+            dns.rcode.to_text(cast(dns.rcode.Rcode, rcode)) if rcode is not None else None,
             self._client(addr)))
 
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -490,7 +490,7 @@ class LabDnsServer:
             real = guard_real(self.book.real_ip(vip))
         except NetworkGuardError:
             return None  # a forwarder outside the lab: nothing answers there, like a dead address
-        fq = dns.message.make_query(qname, rdtype, use_edns=0, payload=_EDNS_PAYLOAD)
+        fq = dns.message.make_query(qname, cast(dns.rdatatype.RdataType, rdtype), use_edns=0, payload=_EDNS_PAYLOAD)
         dest = (real, self.book.real_port(53))
         backend = dns.asyncbackend.get_backend("asyncio")
         try:

@@ -24,7 +24,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, cast
 
 import dns.asyncbackend
 import dns.asyncquery
@@ -312,7 +312,7 @@ class LabResolver:
         except NetworkGuardError:
             return "timeout", None  # a server outside the lab: nothing ever answers there
         dest = (real, self.book.real_port(self.port))
-        query = dns.message.make_query(name, rdtype, use_edns=0, payload=_EDNS_PAYLOAD)
+        query = dns.message.make_query(name, cast(dns.rdatatype.RdataType, rdtype), use_edns=0, payload=_EDNS_PAYLOAD)
         backend = dns.asyncbackend.get_backend("asyncio")
         async with self._semaphore():
             try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..topology.model import Lab, LinkRule, LoadBalancer, Site
+from .iprange import parse_range
 
 __all__ = ["HostInfo", "ConnectionPlan", "LinkEffect", "NetView", "lab_hosts", "all_virtual_ips",
            "spec_matches", "link_effect", "backend_order", "validate_host_spec"]
@@ -70,16 +71,7 @@ class ConnectionPlan:
 
 def _in_spec(ip: str, spec: str) -> bool:
     try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    try:
-        if "-" in spec:
-            lo, hi = (ipaddress.ip_address(p.strip()) for p in spec.split("-", 1))
-            return lo <= addr <= hi
-        if "/" in spec:
-            return addr in ipaddress.ip_network(spec, strict=False)
-        return addr == ipaddress.ip_address(spec)
+        return ip in parse_range(spec)
     except ValueError:
         return False
 
@@ -102,7 +94,9 @@ def validate_host_spec(spec: str, hosts: Iterable[HostInfo]) -> str | None:
     try:
         if "-" in s:
             lo, hi = (ipaddress.ip_address(p.strip()) for p in s.split("-", 1))
-            return None if lo <= hi else f"range {s!r} runs backwards"
+            if lo.version != hi.version:
+                return f"range {s!r} mixes IPv4 and IPv6"
+            return None if int(lo) <= int(hi) else f"range {s!r} runs backwards"
         if "/" in s:
             ipaddress.ip_network(s, strict=False)
         else:

@@ -68,7 +68,8 @@ def retry_schedule(policy: RetryPolicy, first_failure: datetime, until: datetime
     What an admin should see in the Send protocol log of a hop that stays down (used by tests and
     documentation; the engine applies `connection_retry_delay` one step at a time).
     """
-    times, t, n = [], first_failure, 1
+    times: list[datetime] = []
+    t, n = first_failure, 1
     while True:
         t = t + connection_retry_delay(policy, n)
         if t > until:

@@ -58,12 +58,12 @@ def check(expect: Expectations, ledger: Ledger, out: Path) -> list[Outcome]:
             hit = any(e.reason_contains in r for r in reasons)
             outcomes.append(Outcome(f"message {e.id} reason", hit,
                                     f"expected {e.reason_contains!r} in {reasons or 'no reason'}"))
-    for e in expect.log:
-        rows = log_rows(log_folder(out, e.log))
-        n = sum(1 for r in rows if len(r) == 9 and (e.event is None or r[6] == e.event)
-                and (e.contains in r[7] or e.contains in r[8]))
-        ok = n == 0 if e.absent else n >= e.min_count
-        what = f"log {e.log} {'lacks' if e.absent else 'has'} {e.contains!r}"
+    for le in expect.log:
+        rows = log_rows(log_folder(out, le.log))
+        n = sum(1 for r in rows if len(r) == 9 and (le.event is None or r[6] == le.event)
+                and (le.contains in r[7] or le.contains in r[8]))
+        ok = n == 0 if le.absent else n >= le.min_count
+        what = f"log {le.log} {'lacks' if le.absent else 'has'} {le.contains!r}"
         outcomes.append(Outcome(what, ok, f"{n} matching row(s) in {len(rows)}"))
     for ev in expect.event:
         from ..engine.eventlog import event_log_folder, read_text_log

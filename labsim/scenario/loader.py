@@ -137,8 +137,8 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
                                 f"{m.sender} is not a mailbox of the lab (senders: {', '.join(sorted(senders))})")
     if scn.duration:
         _offset(scn.duration, f"{where}: duration")
-    for i, e in enumerate(scn.expect.log):
-        e.log = _log_spec(lab, e.log, f"{where}: expect.log[{i}].log")
+    for i, le in enumerate(scn.expect.log):
+        le.log = _log_spec(lab, le.log, f"{where}: expect.log[{i}].log")
     return LoadedScenario(path=path, scenario=scn, lab=lab, start=start)
 
 
@@ -179,8 +179,8 @@ def sender_realms(lab: Lab) -> dict[str, tuple[str, str]]:
         owner = next((s.name for s in org.servers if mb.database in s.databases), "")
         for a in [mb.primary_smtp_address, *mb.email_addresses]:
             out[a.lower()] = ("onprem", owner)
-    for mb in lab.tenant.mailboxes:
-        for a in [mb.primary_smtp_address, *mb.email_addresses]:
+    for xmb in lab.tenant.mailboxes:
+        for a in [xmb.primary_smtp_address, *xmb.email_addresses]:
             out[a.lower()] = ("exo", "EXO")
     for h in lab.internet_hosts:
         for a in h.mailboxes:

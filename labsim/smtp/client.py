@@ -200,9 +200,9 @@ class ClientSession:
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
                 ConnectionError) as exc:
             self._advance()
-            code = getattr(exc, "code", None)
-            if isinstance(exc, aiosmtplib.SMTPConnectResponseError) and code:
-                text = f"{code} {exc.message}"
+            resp_code = getattr(exc, "code", None)
+            if isinstance(exc, aiosmtplib.SMTPConnectResponseError) and resp_code:
+                text = f"{resp_code} {exc.message}"
                 self.log.received(text)
                 raise _Abort(self._fail("response", response=text, permanent=False)) from None
             raise _Abort(self._fail("socket", detail=str(exc))) from None
@@ -262,6 +262,7 @@ class ClientSession:
         self._advance()
         self.log.received(f"{resp.code} {resp.message}")
         self._advance(2 * self.latency)  # the handshake: two round trips
+        assert self.smtp.transport is not None  # STARTTLS just succeeded on this connection
         sslobj = self.smtp.transport.get_extra_info("ssl_object")
         if stored is not None:
             self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)

@@ -66,6 +66,24 @@ class ReceivePolicy:
     async def auth(self, session: "ServerSession", arg: str) -> None:
         await session.reply(R.UNRECOGNIZED_AUTH)
 
+    async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+        raise NotImplementedError
+
+    async def starttls(self, session: "ServerSession", arg: str = "") -> None:
+        raise NotImplementedError
+
+    async def mail(self, session: "ServerSession", address: str, params: dict[str, str], size: int | None) -> str:
+        raise NotImplementedError
+
+    async def rcpt(self, session: "ServerSession", address: str) -> str:
+        raise NotImplementedError
+
+    def data_start(self, session: "ServerSession") -> str:
+        raise NotImplementedError
+
+    async def deliver(self, session: "ServerSession", envelope: "Envelope") -> str:
+        raise NotImplementedError
+
 
 @dataclass
 class ListenerSpec:

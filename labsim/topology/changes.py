@@ -121,6 +121,51 @@ def _by_name(items: list[Any], identity: str, attr: str, what: str, where: str) 
     raise TopologyError(where, f"no {what} {identity!r}")
 
 
+# The shapes most cmdlets share: New-X, Set-X and Remove-X over a list of named items. Each takes the
+# cmdlet's name as `where` and the item's noun as `what` ("send connector"), which word its errors.
+def _validate(model: type[BaseModel], params: dict[str, Any], where: str) -> Any:
+    """The parameters as a new `model`, or a TopologyError naming the bad parameter."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise TopologyError(where, _error_text(exc)) from None
+
+
+def _refuse_duplicate(items: list[Any], name: str, where: str, what: str, exact_case: bool = False) -> None:
+    if any((x.name == name) if exact_case else (x.name.lower() == name.lower()) for x in items):
+        raise TopologyError(where, f"a {what} named {name!r} exists")
+
+
+def _new_in(items: list[Any], model: type[BaseModel], params: dict[str, Any], where: str, what: str,
+            exact_case: bool = False) -> Any:
+    """New-X: validate, refuse a second item of the same name, append; returns the new item."""
+    item = _validate(model, params, where)
+    _refuse_duplicate(items, item.name, where, what, exact_case)
+    items.append(item)
+    return item
+
+
+def _find_in(items: list[Any], params: dict[str, Any], where: str, what: str) -> tuple[Any, str]:
+    """Pop -Identity and find that item by name; returns it and "Cmdlet identity" for later errors."""
+    identity = _pop_identity(params, where)
+    at = f"{where} {identity}"
+    return _by_name(items, identity, "name", what, at), at
+
+
+def _set_in(items: list[Any], params: dict[str, Any], where: str, what: str) -> Any:
+    """Set-X: find the item named by -Identity and set the other parameters on it; returns the item."""
+    item, at = _find_in(items, params, where, what)
+    set_fields(item, params, at)
+    return item
+
+
+def _remove_in(items: list[Any], params: dict[str, Any], where: str, what: str) -> str:
+    """Remove-X: find the item named by -Identity and remove it; returns the identity as given."""
+    identity = _pop_identity(params, where)
+    items.remove(_by_name(items, identity, "name", what, f"{where} {identity}"))
+    return identity
+
+
 @cmdlet("Set-ReceiveConnector")
 def set_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
     where = "Set-ReceiveConnector"
@@ -137,10 +182,7 @@ def new_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
     if server_name is None:
         raise TopologyError(where, "-Server is required")
     server = _server(lab, server_name, where)
-    try:
-        rc = ReceiveConnector.model_validate(params)
-    except ValidationError as exc:
-        raise TopologyError(where, _error_text(exc)) from None
+    rc = _validate(ReceiveConnector, params, where)
     if any(x.name.lower() == rc.name.lower() for x in server.receive_connectors):
         raise TopologyError(where, f"{server.name} already has a receive connector named {rc.name!r}")
     server.receive_connectors.append(rc)
@@ -158,33 +200,17 @@ def remove_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-SendConnector")
 def set_send_connector(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Set-SendConnector"
-    identity = _pop_identity(params, where)
-    sc = _by_name(lab.organization.send_connectors, identity, "name", "send connector", f"{where} {identity}")
-    set_fields(sc, params, f"{where} {identity}")
-    return sc.name
+    return _set_in(lab.organization.send_connectors, params, "Set-SendConnector", "send connector").name
 
 
 @cmdlet("New-SendConnector")
 def new_send_connector(lab: Lab, params: dict[str, Any]) -> str:
-    where = "New-SendConnector"
-    try:
-        sc = SendConnector.model_validate(params)
-    except ValidationError as exc:
-        raise TopologyError(where, _error_text(exc)) from None
-    if any(x.name.lower() == sc.name.lower() for x in lab.organization.send_connectors):
-        raise TopologyError(where, f"a send connector named {sc.name!r} exists")
-    lab.organization.send_connectors.append(sc)
-    return sc.name
+    return _new_in(lab.organization.send_connectors, SendConnector, params, "New-SendConnector", "send connector").name
 
 
 @cmdlet("Remove-SendConnector")
 def remove_send_connector(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Remove-SendConnector"
-    identity = _pop_identity(params, where)
-    sc = _by_name(lab.organization.send_connectors, identity, "name", "send connector", f"{where} {identity}")
-    lab.organization.send_connectors.remove(sc)
-    return identity
+    return _remove_in(lab.organization.send_connectors, params, "Remove-SendConnector", "send connector")
 
 
 def _service(lab: Lab, params: dict[str, Any], where: str, frontend: bool) -> str:
@@ -209,40 +235,26 @@ def set_frontend_transport_service(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-AcceptedDomain")
 def set_accepted_domain(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Set-AcceptedDomain"
-    identity = _pop_identity(params, where)
-    ad = _by_name(lab.organization.accepted_domains, identity, "name", "accepted domain", f"{where} {identity}")
-    set_fields(ad, params, f"{where} {identity}")
-    return ad.name
+    return _set_in(lab.organization.accepted_domains, params, "Set-AcceptedDomain", "accepted domain").name
 
 
 @cmdlet("New-AcceptedDomain")
 def new_accepted_domain(lab: Lab, params: dict[str, Any]) -> str:
-    try:
-        ad = AcceptedDomain.model_validate(params)
-    except ValidationError as exc:
-        raise TopologyError("New-AcceptedDomain", _error_text(exc)) from None
+    ad = _validate(AcceptedDomain, params, "New-AcceptedDomain")  # no duplicate check for accepted domains
     lab.organization.accepted_domains.append(ad)
     return ad.name
 
 
 @cmdlet("Set-InboundConnector")
 def set_inbound_connector(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Set-InboundConnector"
-    identity = _pop_identity(params, where)
-    c: InboundConnector = _by_name(lab.tenant.inbound_connectors, identity, "name", "inbound connector",
-                                   f"{where} {identity}")
-    set_fields(c, params, f"{where} {identity}")
+    c: InboundConnector = _set_in(lab.tenant.inbound_connectors, params, "Set-InboundConnector", "inbound connector")
     return c.name
 
 
 @cmdlet("Set-OutboundConnector")
 def set_outbound_connector(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Set-OutboundConnector"
-    identity = _pop_identity(params, where)
-    c: OutboundConnector = _by_name(lab.tenant.outbound_connectors, identity, "name", "outbound connector",
-                                    f"{where} {identity}")
-    set_fields(c, params, f"{where} {identity}")
+    c: OutboundConnector = _set_in(lab.tenant.outbound_connectors, params, "Set-OutboundConnector",
+                                   "outbound connector")
     return c.name
 
 
@@ -263,10 +275,7 @@ def set_lab_dns_record(lab: Lab, params: dict[str, Any]) -> str:
     """Replace every record of (Name, Type) in a zone by the given value (or add it)."""
     where = "Set-LabDnsRecord"
     server, zone = _dns_zone(lab, params, where)
-    try:
-        rec = DnsRecord.model_validate(params)
-    except ValidationError as exc:
-        raise TopologyError(where, _error_text(exc)) from None
+    rec = _validate(DnsRecord, params, where)
     zone.records[:] = [r for r in zone.records if not (r.name.lower() == rec.name.lower() and r.type == rec.type)]
     zone.records.append(rec)
     return f"{server.name}:{rec.name}/{rec.type}"
@@ -291,23 +300,12 @@ def remove_lab_dns_record(lab: Lab, params: dict[str, Any]) -> str:
 @cmdlet("New-LabCertificate")
 def new_lab_certificate(lab: Lab, params: dict[str, Any]) -> str:
     """Define a certificate (issued by a lab CA, or self-signed)."""
-    try:
-        spec = CertificateSpec.model_validate(params)
-    except ValidationError as exc:
-        raise TopologyError("New-LabCertificate", _error_text(exc)) from None
-    if any(c.name == spec.name for c in lab.certificates):
-        raise TopologyError("New-LabCertificate", f"a certificate named {spec.name!r} exists")
-    lab.certificates.append(spec)
-    return spec.name
+    return _new_in(lab.certificates, CertificateSpec, params, "New-LabCertificate", "certificate", exact_case=True).name
 
 
 @cmdlet("Set-LabCertificate")
 def set_lab_certificate(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Set-LabCertificate"
-    identity = _pop_identity(params, where)
-    spec = _by_name(lab.certificates, identity, "name", "certificate", f"{where} {identity}")
-    set_fields(spec, params, f"{where} {identity}")
-    return spec.name
+    return _set_in(lab.certificates, params, "Set-LabCertificate", "certificate").name
 
 
 @cmdlet("Import-ExchangeCertificate")
@@ -318,10 +316,7 @@ def import_exchange_certificate(lab: Lab, params: dict[str, Any]) -> str:
     if server_name is None:
         raise TopologyError(where, "-Server is required")
     server = _server(lab, server_name, where)
-    try:
-        entry = StoreEntry.model_validate(params)
-    except ValidationError as exc:
-        raise TopologyError(where, _error_text(exc)) from None
+    entry = _validate(StoreEntry, params, where)
     if entry.certificate not in {c.name for c in lab.certificates}:
         raise TopologyError(where, f"certificate {entry.certificate!r} is not defined (New-LabCertificate first)")
     server.certificates.append(entry)

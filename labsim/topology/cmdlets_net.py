@@ -14,11 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..errors import TopologyError
 from ..rules.network import lab_hosts, validate_host_spec
-from .changes import _by_name, _error_text, _pop_identity, _server, cmdlet, set_fields
+from .changes import (
+    _by_name,
+    _find_in,
+    _pop_identity,
+    _refuse_duplicate,
+    _remove_in,
+    _server,
+    _set_in,
+    _validate,
+    cmdlet,
+    set_fields,
+)
 from .model import (
     AcceptedDomainType,
     DnsServer,
@@ -40,13 +49,6 @@ def _pop(params: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def _validate(model: type, params: dict[str, Any], where: str) -> Any:
-    try:
-        return model.model_validate(params)
-    except ValidationError as exc:
-        raise TopologyError(where, _error_text(exc)) from None
-
-
 def _check_specs(lab: Lab, rule: LinkRule, where: str) -> None:
     hosts = lab_hosts(lab)
     for label, spec in (("Source", rule.source), ("Destination", rule.destination)):
@@ -61,8 +63,7 @@ def new_network_rule(lab: Lab, params: dict[str, Any]) -> str:
     """A firewall rule or link toxic between hosts: -Action Refuse|Drop|Reset|Latency|Bandwidth|SlowClose."""
     where = "New-LabNetworkRule"
     rule = _validate(LinkRule, params, where)
-    if any(r.name.lower() == rule.name.lower() for r in lab.network.rules):
-        raise TopologyError(where, f"a network rule named {rule.name!r} exists")
+    _refuse_duplicate(lab.network.rules, rule.name, where, "network rule")
     _check_specs(lab, rule, f"{where} {rule.name}")
     lab.network.rules.append(rule)
     return rule.name
@@ -70,21 +71,15 @@ def new_network_rule(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-LabNetworkRule")
 def set_network_rule(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Set-LabNetworkRule"
-    identity = _pop_identity(params, where)
-    rule = _by_name(lab.network.rules, identity, "name", "network rule", f"{where} {identity}")
-    set_fields(rule, params, f"{where} {identity}")
-    _check_specs(lab, rule, f"{where} {identity}")
+    rule, at = _find_in(lab.network.rules, params, "Set-LabNetworkRule", "network rule")
+    set_fields(rule, params, at)
+    _check_specs(lab, rule, at)
     return rule.name
 
 
 @cmdlet("Remove-LabNetworkRule")
 def remove_network_rule(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Remove-LabNetworkRule"
-    identity = _pop_identity(params, where)
-    rule = _by_name(lab.network.rules, identity, "name", "network rule", f"{where} {identity}")
-    lab.network.rules.remove(rule)
-    return identity
+    return _remove_in(lab.network.rules, params, "Remove-LabNetworkRule", "network rule")
 
 
 @cmdlet("Set-LabSiteLatency")
@@ -127,12 +122,10 @@ def new_load_balancer(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-LabLoadBalancer")
 def set_load_balancer(lab: Lab, params: dict[str, Any]) -> str:
-    where = "Set-LabLoadBalancer"
-    identity = _pop_identity(params, where)
-    lb = _by_name(lab.network.load_balancers, identity, "name", "load balancer", f"{where} {identity}")
+    lb, at = _find_in(lab.network.load_balancers, params, "Set-LabLoadBalancer", "load balancer")
     if any(k.lower() == "vip" for k in params):
-        raise TopologyError(f"{where} {identity}", "-Vip cannot change while the lab exists; create a new balancer")
-    set_fields(lb, params, f"{where} {identity}")
+        raise TopologyError(at, "-Vip cannot change while the lab exists; create a new balancer")
+    set_fields(lb, params, at)
     return lb.name
 
 
@@ -180,12 +173,10 @@ def new_dns_server(lab: Lab, params: dict[str, Any]) -> str:
 @cmdlet("Set-LabDnsServer")
 def set_dns_server(lab: Lab, params: dict[str, Any]) -> str:
     """-Mode running|servfail|drop, -Running $false (stopped: ICMP port unreachable), -Forwarders."""
-    where = "Set-LabDnsServer"
-    identity = _pop_identity(params, where)
-    server = _by_name(lab.dns_servers, identity, "name", "DNS server", f"{where} {identity}")
+    server, at = _find_in(lab.dns_servers, params, "Set-LabDnsServer", "DNS server")
     if any(k.lower() in ("ip", "site") for k in params):
-        raise TopologyError(f"{where} {identity}", "-Ip and -Site cannot change while the lab exists")
-    set_fields(server, params, f"{where} {identity}")
+        raise TopologyError(at, "-Ip and -Site cannot change while the lab exists")
+    set_fields(server, params, at)
     return server.name
 
 
@@ -313,10 +304,7 @@ def set_lab_tenant(lab: Lab, params: dict[str, Any]) -> str:
 @cmdlet("Set-LabTenantAcceptedDomain")
 def set_tenant_accepted_domain(lab: Lab, params: dict[str, Any]) -> str:
     """EXO's Set-AcceptedDomain (-DomainType Authoritative|InternalRelay), named apart from on-prem's."""
-    where = "Set-LabTenantAcceptedDomain"
-    identity = _pop_identity(params, where)
-    domain = _by_name(lab.tenant.accepted_domains, identity, "name", "tenant accepted domain", f"{where} {identity}")
-    set_fields(domain, params, f"{where} {identity}")
+    domain = _set_in(lab.tenant.accepted_domains, params, "Set-LabTenantAcceptedDomain", "tenant accepted domain")
     if domain.domain_type == AcceptedDomainType.EXTERNAL_RELAY:
         domain.domain_type = AcceptedDomainType.INTERNAL_RELAY  # EXO has no ExternalRelay [INFERRED]
     return domain.name

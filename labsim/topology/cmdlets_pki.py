@@ -19,10 +19,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..errors import TopologyError
-from .changes import _by_name, _error_text, _pop_identity, _server, cmdlet, set_fields
+from .changes import (
+    _by_name,
+    _new_in,
+    _pop_identity,
+    _refuse_duplicate,
+    _server,
+    _validate,
+    cmdlet,
+    set_fields,
+)
 from .model import CaSpec, CertificateSpec, Lab, StoreEntry
 
 __all__: list[str] = []
@@ -138,8 +145,7 @@ def copy_lab_certificate(lab: Lab, params: dict[str, Any]) -> str:
     where = "Copy-LabCertificate"
     source = _by_name(lab.certificates, _pop_identity(params, where), "name", "certificate", where)
     name = _required(params, where, "Name")
-    if any(c.name == name for c in lab.certificates):
-        raise TopologyError(where, f"a certificate named {name!r} exists")
+    _refuse_duplicate(lab.certificates, name, where, "certificate", exact_case=True)
     data = source.model_dump(by_alias=True)
     data["Name"] = name
     data["Revoked"] = False
@@ -151,10 +157,7 @@ def copy_lab_certificate(lab: Lab, params: dict[str, Any]) -> str:
             known = ", ".join(sorted(info.alias or f for f, info in fields.items()))
             raise TopologyError(where, f"unknown parameter -{key} (known: Identity, {known})")
         data[alias] = value
-    try:
-        spec = CertificateSpec.model_validate(data)
-    except ValidationError as exc:
-        raise TopologyError(where, _error_text(exc)) from None
+    spec = _validate(CertificateSpec, data, where)
     lab.certificates.append(spec)
     return spec.name
 
@@ -227,14 +230,7 @@ def import_lab_intermediate_certificate(lab: Lab, params: dict[str, Any]) -> str
 @cmdlet("New-LabCertificateAuthority")
 def new_lab_certificate_authority(lab: Lab, params: dict[str, Any]) -> str:
     where = "New-LabCertificateAuthority"
-    try:
-        spec = CaSpec.model_validate(params)
-    except ValidationError as exc:
-        raise TopologyError(where, _error_text(exc)) from None
-    if any(c.name == spec.name for c in lab.certificate_authorities):
-        raise TopologyError(where, f"a CA named {spec.name!r} exists")
-    lab.certificate_authorities.append(spec)
-    return spec.name
+    return _new_in(lab.certificate_authorities, CaSpec, params, where, "CA", exact_case=True).name
 
 
 @cmdlet("Set-LabCertificateAuthority")
