@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test install clean bench
+.PHONY: lab test install clean bench lint
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,10 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check labsim tests --select E,F,W,I --ignore E501
+	$(BIN)/mypy labsim
 
 clean:
 	rm -rf $(VENV) labsim-out
