@@ -461,11 +461,11 @@ VALIDATE_FAILS = {
     "cert-tlscertname-no-private-key": ("CMHYBD01", '"421 4.4.1 Connection timed out."'),
     "cert-renewed-duplicate": ("CMHYBD01", '"421 4.4.1 Connection timed out."'),
     "cert-missing-intermediate": ("Exchange Online", "[Message=UntrustedRoot]"),
-    "cert-untrusted-root": ("CMHYBD01", '"454 4.7.5 Certificate validation failure."'),
+    "cert-untrusted-root": ("CMHYBD01", "454 4.7.5 Certificate validation failure, reason:untrustedroot"),
     "cert-revoked": ("Exchange Online", "[Message=Revoked]"),
     "cert-expired": ("CMHYBD01", "454 4.7.5 The certificate specified in TlsCertificateName"),
     "cert-edge-subject-mismatch": ("Exchange Online", "[Message=SubjectMismatch Expected Subject"),
-    "cert-wrong-tlsdomain": ("CMHYBD01", '"454 4.7.5 Certificate validation failure."'),
+    "cert-wrong-tlsdomain": ("CMHYBD01", "454 4.7.5 Certificate validation failure, reason:subjectmismatch"),
     "cert-fqdn-no-certificate": ("Exchange Online", "[Message=451 5.7.3 STARTTLS is required to send mail]"),
     "cert-exo-attribution": ("CMHYBD01", "550 5.7.64 TenantAttribution; Relay Access Denied"),
 }

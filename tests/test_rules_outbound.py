@@ -45,10 +45,17 @@ def test_no_credentials_looks_like_a_timeout_in_the_queue():
 
 
 def test_seed_003_certificate_validation_failure():
-    text = onprem_last_error(failure("cert_validation", status="SubjectMismatch"))
+    """Seed 003 is Exchange 2010-era transport (FOPE): the failure sits in the failover text."""
+    text = onprem_last_error(failure("cert_validation", status="SubjectMismatch"), exchange2010=True)
     quoted = re.search(r"“(451 4\.4\.0 .*?)”", seed("003")).group(1).replace("‘", '"').replace("’", '"')
     assert text.startswith(quoted.removesuffix("."))
     assert text.endswith(TAIL)
+
+
+def test_exchange_2019_words_its_own_certificate_failure_with_the_status():
+    """Microsoft Q&A 1556853 (Exchange 2019 -> EXO): `454 4.7.5 Certificate validation failure, reason:untrustedroot`."""
+    assert (onprem_last_error(failure("cert_validation", status="UntrustedRoot"))
+            == "454 4.7.5 Certificate validation failure, reason:untrustedroot")
 
 
 def test_remote_reply_is_quoted_without_its_final_dot():

@@ -106,6 +106,6 @@ def test_validate_cli_exit_codes_and_json():
     assert rc == 1 and data["scenario"] == "cert-wrong-tlsdomain"
     bad = [c for c in data["connectors"] if not c["ok"]]
     assert [c["connector"] for c in bad] == ["Outbound to Office 365"]
-    assert '"454 4.7.5 Certificate validation failure."' in bad[0]["status"]
+    assert "454 4.7.5 Certificate validation failure, reason:" in bad[0]["status"]
     rc, out, err = run_cli(["validate", "hybrid-baseline", "--at", "yesterday"])
     assert rc == 2 and err.startswith("labsim: --at:")

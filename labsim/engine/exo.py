@@ -60,7 +60,7 @@ class ExoRuntime(QueueingParty):
 
     def last_error_text(self, failure: AttemptFailure) -> str:
         if self.model.platform == "FOPE":  # the 2010-era service ran Exchange transport (seed 003)
-            return onprem_last_error(failure)
+            return onprem_last_error(failure, exchange2010=True)
         return exo_last_error(failure)
 
     def open_session(self, session: "ServerSession") -> bool:

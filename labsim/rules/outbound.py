@@ -36,8 +36,11 @@ def _primary(response: str) -> str:
     return R.FAILOVER_PROTOCOL.format(response=response.rstrip("."))
 
 
-def onprem_last_error(f: AttemptFailure) -> str:
-    """Get-Queue / Get-Message LastError for a failed attempt of an on-prem send connector."""
+def onprem_last_error(f: AttemptFailure, *, exchange2010: bool = False) -> str:
+    """Get-Queue / Get-Message LastError for a failed attempt of an on-prem send connector.
+
+    `exchange2010`: the wording of Exchange 2010 transport (FOPE, seed 003), which put its own
+    certificate validation failure in the failover text too."""
     if f.kind == "connect_timeout":
         return _primary(R.UNABLE_TO_CONNECT)
     if f.kind == "connect_refused":
@@ -54,7 +57,13 @@ def onprem_last_error(f: AttemptFailure) -> str:
     if f.kind == "tls_required":
         return _primary(R.STARTTLS_REQUIRED)
     if f.kind == "cert_validation":
-        return _primary(R.CERT_VALIDATION_FAILURE)
+        # Exchange 2019 words its own outbound TLS authentication failure without the failover
+        # wrapper, with the ChainValidityStatus in lower case: a real queue error on Microsoft Q&A
+        # 1556853 reads `454 4.7.5 Certificate validation failure, reason:untrustedroot` (seed 001
+        # error 10 retypes it as `..., Reason: SubjectMismatch`).
+        if exchange2010 or not f.status:
+            return _primary(R.CERT_VALIDATION_FAILURE)
+        return f"{R.CERT_VALIDATION_FAILURE}, reason:{f.status.lower()}"
     if f.kind == "dns":
         return f.detail
     return _primary(f.response or R.UNABLE_TO_CONNECT)
