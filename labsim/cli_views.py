@@ -26,25 +26,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import InputError
-from .logs.message_tracking import MESSAGE_TRACKING_FIELDS
+from .logs.message_tracking import TRACK_PROPERTIES, read_tracking
 
 QUEUE_TABLE = ("Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain", "LastError")
 MESSAGE_TABLE = ("Identity", "FromAddress", "Status", "Size", "Recipients", "LastError")
 # Get-MessageTrackingLog property names, in the order of the log's fields.
-TRACK_PROPERTIES = {
-    "date-time": "Timestamp", "client-ip": "ClientIp", "client-hostname": "ClientHostname",
-    "server-ip": "ServerIp", "server-hostname": "ServerHostname", "source-context": "SourceContext",
-    "connector-id": "ConnectorId", "source": "Source", "event-id": "EventId",
-    "internal-message-id": "InternalMessageId", "message-id": "MessageId",
-    "network-message-id": "NetworkMessageId", "recipient-address": "Recipients",
-    "recipient-status": "RecipientStatus", "total-bytes": "TotalBytes", "recipient-count": "RecipientCount",
-    "related-recipient-address": "RelatedRecipientAddress", "reference": "Reference",
-    "message-subject": "MessageSubject", "sender-address": "Sender", "return-path": "ReturnPath",
-    "message-info": "MessageInfo", "directionality": "Directionality", "tenant-id": "TenantId",
-    "original-client-ip": "OriginalClientIp", "original-server-ip": "OriginalServerIp",
-    "custom-data": "EventData", "transport-traffic-type": "TransportTrafficType", "log-id": "LogId",
-    "schema-version": "SchemaVersion",
-}
 TRACK_TABLE = ("Timestamp", "Server", "EventId", "Source", "Sender", "Recipients", "MessageSubject", "RecipientStatus")
 
 
@@ -200,24 +186,6 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 # --- labsim track --------------------------------------------------------------------------------------
-def read_tracking(out: Path) -> list[dict[str, Any]]:
-    """Every message tracking row of every server, as Get-MessageTrackingLog objects (sorted by time)."""
-    rows: list[dict[str, Any]] = []
-    for path in sorted(out.glob("*/TransportRoles/Logs/MessageTracking/MSGTRK*.LOG")):
-        server = path.parts[len(out.parts)]
-        text = path.read_bytes().decode("utf-8-sig")
-        for line in text.split("\r\n"):
-            if not line or line.startswith("#"):
-                continue
-            values = next(csv.reader(io.StringIO(line)))
-            row = {TRACK_PROPERTIES[f]: v for f, v in zip(MESSAGE_TRACKING_FIELDS, values)}
-            row["Server"] = server
-            row["Log"] = path.name.split("20", 1)[0]
-            rows.append(row)
-    rows.sort(key=lambda r: r["Timestamp"])
-    return rows
-
-
 def filter_tracking(rows: list[dict[str, Any]], *, server: str | None = None, sender: str | None = None,
                     recipients: list[str] | None = None, event_id: str | None = None, subject: str | None = None,
                     message_id: str | None = None, internal_message_id: str | None = None,

@@ -82,7 +82,8 @@ def assert_tls_receive_session(session: list[list[str]], cert_subject: str = "")
 
 def test_baseline_exits_0_and_every_expectation_holds(baseline: Run):
     assert baseline.rc == 0, baseline.stdout + baseline.stderr
-    assert "expectations: 15/15 hold" in baseline.stdout
+    m = re.search(r"expectations: (\d+)/(\d+) hold", baseline.stdout)
+    assert m and m.group(1) == m.group(2) and int(m.group(2)) >= 15, baseline.stdout
     assert baseline.stderr == ""
     summary = baseline.summary
     assert summary["events"] == []  # a healthy lab raises no 12014 / 11022 / 2022 events

@@ -10,9 +10,11 @@ Exchange would have written them.
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .csvfmt import escape
 from .logfile import DEFAULT_MAX_FILE_BYTES, LogStream
@@ -75,3 +77,40 @@ class MessageTrackingLog:
 
     def flush(self) -> list[Path]:
         return self.stream.flush()
+
+
+# --- reading (Get-MessageTrackingLog over an output tree) -------------------------------------
+
+# Field name -> the property name Get-MessageTrackingLog prints.
+TRACK_PROPERTIES = {
+    "date-time": "Timestamp", "client-ip": "ClientIp", "client-hostname": "ClientHostname",
+    "server-ip": "ServerIp", "server-hostname": "ServerHostname", "source-context": "SourceContext",
+    "connector-id": "ConnectorId", "source": "Source", "event-id": "EventId",
+    "internal-message-id": "InternalMessageId", "message-id": "MessageId",
+    "network-message-id": "NetworkMessageId", "recipient-address": "Recipients",
+    "recipient-status": "RecipientStatus", "total-bytes": "TotalBytes", "recipient-count": "RecipientCount",
+    "related-recipient-address": "RelatedRecipientAddress", "reference": "Reference",
+    "message-subject": "MessageSubject", "sender-address": "Sender", "return-path": "ReturnPath",
+    "message-info": "MessageInfo", "directionality": "Directionality", "tenant-id": "TenantId",
+    "original-client-ip": "OriginalClientIp", "original-server-ip": "OriginalServerIp",
+    "custom-data": "EventData", "transport-traffic-type": "TransportTrafficType", "log-id": "LogId",
+    "schema-version": "SchemaVersion",
+}
+
+
+def read_tracking(out: Path) -> list[dict[str, Any]]:
+    """Every message tracking row of every server, as Get-MessageTrackingLog objects (sorted by time)."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(out.glob("*/TransportRoles/Logs/MessageTracking/MSGTRK*.LOG")):
+        server = path.parts[len(out.parts)]
+        text = path.read_bytes().decode("utf-8-sig")
+        for line in text.split("\r\n"):
+            if not line or line.startswith("#"):
+                continue
+            values = next(csv.reader(io.StringIO(line)))
+            row = {TRACK_PROPERTIES[f]: v for f, v in zip(MESSAGE_TRACKING_FIELDS, values)}
+            row["Server"] = server
+            row["Log"] = path.name.split("20", 1)[0]
+            rows.append(row)
+    rows.sort(key=lambda r: r["Timestamp"])
+    return rows

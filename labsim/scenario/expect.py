@@ -76,4 +76,22 @@ def check(expect: Expectations, ledger: Ledger, out: Path) -> list[Outcome]:
         what = f"event {ev.id} on {ev.server}{' from ' + ev.source if ev.source else ''}" + \
                (f" with {ev.contains!r}" if ev.contains else "") + (" absent" if ev.absent else "")
         outcomes.append(Outcome(what, ok, f"{n} matching event(s) of {len(events)}"))
+    if expect.tracking:
+        from ..logs.message_tracking import read_tracking
+
+        tracked = read_tracking(out)
+        for te in expect.tracking:
+            fate = ledger.fates.get(te.message) if te.message else None
+            mid = fate.message_id if fate is not None else None
+            n = sum(1 for r in tracked if r["EventId"] == te.event_id
+                    and (te.server is None or r["Server"].lower() == te.server.lower())
+                    and (te.source is None or r["Source"] == te.source)
+                    and (mid is None or r["MessageId"] == mid)
+                    and (te.recipient is None or te.recipient.lower() in r["Recipients"].lower().split(";"))
+                    and (te.contains is None or any(te.contains in str(v) for v in r.values())))
+            ok = n == 0 if te.absent else n >= te.min_count
+            what = (f"tracking {te.event_id}" + (f" on {te.server}" if te.server else "")
+                    + (f" for {te.message}" if te.message else "") + (f" with {te.contains!r}" if te.contains else "")
+                    + (" absent" if te.absent else ""))
+            outcomes.append(Outcome(what, ok, f"{n} matching row(s) of {len(tracked)}"))
     return outcomes

@@ -128,10 +128,31 @@ class EventExpectation(_Strict):
     absent: bool = False
 
 
+class TrackingExpectation(_Strict):
+    """Message tracking rows that must (or, with `absent`, must not) exist: an event id, optionally
+    on one server, from one source, for one scenario message, one recipient, and with a piece of
+    text in any field (recipient-status, source-context, custom-data...)."""
+
+    event_id: str
+    server: str | None = None
+    source: str | None = None
+    message: str | None = None  # a [[message]] id
+    recipient: str | None = None
+    contains: str | None = None
+    min_count: int = Field(1, ge=0)
+    absent: bool = False
+
+    @field_validator("event_id", "source")
+    @classmethod
+    def _upper(cls, v: str | None) -> str | None:
+        return v.upper() if v else v
+
+
 class Expectations(_Strict):
     message: list[MessageExpectation] = Field(default_factory=list)
     log: list[LogExpectation] = Field(default_factory=list)
     event: list[EventExpectation] = Field(default_factory=list)
+    tracking: list[TrackingExpectation] = Field(default_factory=list)
 
 
 class Scenario(_Strict):
@@ -162,4 +183,9 @@ class Scenario(_Strict):
                 known = ", ".join(m.id for m in self.message) or "none"
                 errors.append((f"expect.message[{i}].id",
                                f"refers to unknown message id {e.id!r} (messages: {known})"))
+        for i, t in enumerate(self.expect.tracking):
+            if t.message is not None and t.message not in seen:
+                known = ", ".join(m.id for m in self.message) or "none"
+                errors.append((f"expect.tracking[{i}].message",
+                               f"refers to unknown message id {t.message!r} (messages: {known})"))
         return errors
