@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from labsim.cli_views import read_tracking
+from labsim.logs.message_tracking import read_tracking
 from labsim.engine.driver import run_scenario
 from labsim.scenario.loader import load_scenario
 from labsim.transport.ndr import enhanced_status
@@ -90,6 +90,15 @@ def _has(rcpts: str, address: str) -> bool:
 def test_catalog_ran(ev: Evidence) -> None:
     assert ev.summary["messages"] or ev.name, "a scenario without traffic proves nothing here"
     assert not ev.summary.get("internal_errors"), ev.summary.get("internal_errors")
+
+
+def test_no_message_is_lost(ev: Evidence) -> None:
+    """Every message the lab accepted is delivered, still queued, or failed with a reason."""
+    for m in ev.summary["messages"]:
+        assert m["fate"] != "lost", (m["id"], m["hops"])
+        accounted = {d["recipient"].lower() for d in m["delivered"]} | {f["recipient"].lower() for f in m["failed"]} \
+            | {p["recipient"].lower() for p in m["pending"]}
+        assert accounted, m["id"]
 
 
 def test_delivered_everywhere_the_same(ev: Evidence) -> None:
