@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from labsim.logs.message_tracking import read_tracking
 from labsim.engine.driver import run_scenario
+from labsim.logs.message_tracking import read_tracking
 from labsim.scenario.loader import load_scenario
 from labsim.transport.ndr import enhanced_status
 
