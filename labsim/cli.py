@@ -138,6 +138,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def cmd_cmdlets(args: argparse.Namespace) -> int:
+    import inspect
+
+    from .engine import operations
+    from .topology import changes
+
+    def first_line(fn: object) -> str:
+        return (inspect.getdoc(fn) or "").split("\n", 1)[0]
+
+    print("Changes to the lab's world (a [[change]], before the start or at a time):")
+    for key in sorted(changes.CMDLETS):
+        print(f"  {changes.CMDLET_NAMES[key]:<36} {first_line(changes.CMDLETS[key])}".rstrip())
+    print("\nOperations on the running lab (a [[change]] with `at`):")
+    for key in sorted(operations.OPERATIONS):
+        print(f"  {operations.OPERATION_NAMES[key]:<36} {first_line(operations.OPERATIONS[key])}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="labsim", description="A simulated Exchange hybrid mail-flow lab.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -157,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int)
     sp.add_argument("--traffic", action="store_true", help="also send the scenario's messages")
     sp.set_defaults(fn=cmd_up)
+    sp = sub.add_parser("cmdlets", help="every cmdlet and operation a scenario can use")
+    sp.set_defaults(fn=cmd_cmdlets)
     sp = sub.add_parser("certs", help="write the lab's CA and leaf certificates (PEM) for real clients")
     sp.add_argument("--scenario", default="hybrid-baseline")
     sp.add_argument("--out", default="certs")

@@ -195,6 +195,7 @@ def select_messages(rt: "LabRuntime", params: dict[str, Any],
 # --- the cmdlets --------------------------------------------------------------------------------------
 @operation("Retry-Queue")
 async def retry_queue(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Retry-Queue -Identity SERVER\\Queue (or -Filter/-Server) [-Resubmit $true]: connect now; resubmit routes again."""
     where = "Retry-Queue"
     resubmit_value = _pop(params, "Resubmit")
     resubmit = parse_bool(resubmit_value, where, "Resubmit") if resubmit_value is not None else False
@@ -218,6 +219,7 @@ async def retry_queue(rt: "LabRuntime", params: dict[str, Any]) -> str:
 
 @operation("Suspend-Queue")
 async def suspend_queue(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Suspend-Queue -Identity SERVER\\Queue: no deliveries until resumed."""
     where = "Suspend-Queue"
     targets = select_queues(rt, params, where)
     _no_more(params, where, "Identity, Filter, Server")
@@ -230,6 +232,7 @@ async def suspend_queue(rt: "LabRuntime", params: dict[str, Any]) -> str:
 
 @operation("Resume-Queue")
 async def resume_queue(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Resume-Queue -Identity SERVER\\Queue: deliveries go on."""
     where = "Resume-Queue"
     targets = select_queues(rt, params, where)
     _no_more(params, where, "Identity, Filter, Server")
@@ -240,6 +243,7 @@ async def resume_queue(rt: "LabRuntime", params: dict[str, Any]) -> str:
 
 @operation("Suspend-Message")
 async def suspend_message(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Suspend-Message -Identity SERVER\\Queue\\n."""
     where = "Suspend-Message"
     targets = select_messages(rt, params, where)
     _no_more(params, where, "Identity, Filter, Queue, Server")
@@ -250,6 +254,7 @@ async def suspend_message(rt: "LabRuntime", params: dict[str, Any]) -> str:
 
 @operation("Resume-Message")
 async def resume_message(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Resume-Message -Identity SERVER\\Queue\\n."""
     where = "Resume-Message"
     targets = select_messages(rt, params, where)
     _no_more(params, where, "Identity, Filter, Queue, Server")
@@ -263,6 +268,7 @@ async def resume_message(rt: "LabRuntime", params: dict[str, Any]) -> str:
 
 @operation("Remove-Message")
 async def remove_message(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Remove-Message -Identity SERVER\\Queue\\n (or -Queue SERVER\\Queue) [-WithNDR $true|$false]."""
     where = "Remove-Message"
     ndr_value = _pop(params, "WithNDR")
     with_ndr = parse_bool(ndr_value, where, "WithNDR") if ndr_value is not None else True

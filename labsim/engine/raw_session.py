@@ -85,6 +85,7 @@ OPERATION_CHECKS["send-labsmtpcommands"] = _check
 
 @operation("Send-LabSmtpCommands")
 async def send_lab_smtp_commands(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Type SMTP commands by hand from a lab host: -Source HOST -Target ADDRESS [-Port 25] -Commands [...]."""
     where = "Send-LabSmtpCommands"
     source = _pop(params, "Source")
     target = _pop(params, "Target")

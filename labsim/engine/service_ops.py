@@ -191,16 +191,19 @@ OPERATION_CHECKS["new-edgesubscription"] = _check_edge("New-EdgeSubscription", "
 
 @operation("Stop-Service")
 async def stop_service(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Stop-Service NAME -Server X: its listeners close, its queues wait."""
     return await _change_service(rt, params, "Stop-Service", stop=True, start=False)
 
 
 @operation("Start-Service")
 async def start_service(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Start-Service NAME -Server X (MSExchangeTransport, MSExchangeFrontEndTransport, MSExchangeSubmission, ...)."""
     return await _change_service(rt, params, "Start-Service", stop=False, start=True)
 
 
 @operation("Restart-Service")
 async def restart_service(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Restart-Service NAME -Server X: stop then start a transport service."""
     return await _change_service(rt, params, "Restart-Service", stop=True, start=True)
 
 
@@ -377,6 +380,7 @@ async def new_edge_subscription(rt: "LabRuntime", params: dict[str, Any]) -> str
 
 @operation("Start-EdgeSynchronization")
 async def start_edge_synchronization(rt: "LabRuntime", params: dict[str, Any]) -> str:
+    """Start-EdgeSynchronization: replicate the organisation's configuration to subscribed Edges now."""
     where = "Start-EdgeSynchronization"
     for k in ("Server", "TargetServer", "ForceFullSync", "ForceUpdateCookie"):
         _pop(params, k)

@@ -168,6 +168,7 @@ def _remove_in(items: list[Any], params: dict[str, Any], where: str, what: str) 
 
 @cmdlet("Set-ReceiveConnector")
 def set_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
+    """Set-ReceiveConnector -Identity SERVER\\Name with Exchange's parameters."""
     where = "Set-ReceiveConnector"
     identity = _pop_identity(params, where)
     server, rc = _receive_connector(lab, identity, f"{where} {identity}")
@@ -177,6 +178,7 @@ def set_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("New-ReceiveConnector")
 def new_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
+    """New-ReceiveConnector -Server X -Name ... with Exchange's parameters (Bindings, RemoteIPRanges, ...)."""
     where = "New-ReceiveConnector"
     server_name = next((str(params.pop(k)) for k in list(params) if k.lower() == "server"), None)
     if server_name is None:
@@ -191,6 +193,7 @@ def new_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-ReceiveConnector")
 def remove_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
+    """Remove-ReceiveConnector -Identity SERVER\\Name."""
     where = "Remove-ReceiveConnector"
     identity = _pop_identity(params, where)
     server, rc = _receive_connector(lab, identity, f"{where} {identity}")
@@ -200,16 +203,19 @@ def remove_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-SendConnector")
 def set_send_connector(lab: Lab, params: dict[str, Any]) -> str:
+    """Set-SendConnector -Identity Name with Exchange's parameters."""
     return _set_in(lab.organization.send_connectors, params, "Set-SendConnector", "send connector").name
 
 
 @cmdlet("New-SendConnector")
 def new_send_connector(lab: Lab, params: dict[str, Any]) -> str:
+    """New-SendConnector -Name -AddressSpaces ... (SmartHosts or DNS routing, TLS settings, SourceTransportServers)."""
     return _new_in(lab.organization.send_connectors, SendConnector, params, "New-SendConnector", "send connector").name
 
 
 @cmdlet("Remove-SendConnector")
 def remove_send_connector(lab: Lab, params: dict[str, Any]) -> str:
+    """Remove-SendConnector -Identity Name."""
     return _remove_in(lab.organization.send_connectors, params, "Remove-SendConnector", "send connector")
 
 
@@ -225,21 +231,25 @@ def _service(lab: Lab, params: dict[str, Any], where: str, frontend: bool) -> st
 
 @cmdlet("Set-TransportService")
 def set_transport_service(lab: Lab, params: dict[str, Any]) -> str:
+    """Set-TransportService -Identity SERVER: DNS servers, retry/expiry intervals, intra-org logging."""
     return _service(lab, params, "Set-TransportService", frontend=False)
 
 
 @cmdlet("Set-FrontendTransportService")
 def set_frontend_transport_service(lab: Lab, params: dict[str, Any]) -> str:
+    """Set-FrontendTransportService -Identity SERVER: DNS servers and adapter use, intra-org logging."""
     return _service(lab, params, "Set-FrontendTransportService", frontend=True)
 
 
 @cmdlet("Set-AcceptedDomain")
 def set_accepted_domain(lab: Lab, params: dict[str, Any]) -> str:
+    """Set-AcceptedDomain -Identity -DomainType Authoritative|InternalRelay|ExternalRelay (on-prem)."""
     return _set_in(lab.organization.accepted_domains, params, "Set-AcceptedDomain", "accepted domain").name
 
 
 @cmdlet("New-AcceptedDomain")
 def new_accepted_domain(lab: Lab, params: dict[str, Any]) -> str:
+    """New-AcceptedDomain -Name -DomainName [-DomainType Authoritative|InternalRelay|ExternalRelay]."""
     ad = _validate(AcceptedDomain, params, "New-AcceptedDomain")  # no duplicate check for accepted domains
     lab.organization.accepted_domains.append(ad)
     return ad.name
@@ -247,12 +257,14 @@ def new_accepted_domain(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-InboundConnector")
 def set_inbound_connector(lab: Lab, params: dict[str, Any]) -> str:
+    """EXO Set-InboundConnector: TlsSenderCertificateName, SenderIPAddresses, RequireTls, Enabled, ..."""
     c: InboundConnector = _set_in(lab.tenant.inbound_connectors, params, "Set-InboundConnector", "inbound connector")
     return c.name
 
 
 @cmdlet("Set-OutboundConnector")
 def set_outbound_connector(lab: Lab, params: dict[str, Any]) -> str:
+    """EXO Set-OutboundConnector: SmartHosts, UseMXRecord, TlsSettings, TlsDomain, RecipientDomains, ..."""
     c: OutboundConnector = _set_in(lab.tenant.outbound_connectors, params, "Set-OutboundConnector",
                                    "outbound connector")
     return c.name
@@ -283,6 +295,7 @@ def set_lab_dns_record(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-LabDnsRecord")
 def remove_lab_dns_record(lab: Lab, params: dict[str, Any]) -> str:
+    """Remove the records of -Name (and -Type) from a zone on a lab DNS server (-Server, -ZoneName)."""
     where = "Remove-LabDnsRecord"
     server, zone = _dns_zone(lab, params, where)
     name = next((str(params.pop(k)) for k in list(params) if k.lower() == "name"), None)
@@ -305,6 +318,7 @@ def new_lab_certificate(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-LabCertificate")
 def set_lab_certificate(lab: Lab, params: dict[str, Any]) -> str:
+    """Change a certificate's definition (-Identity name): validity, subject, SANs, Revoked, usages."""
     return _set_in(lab.certificates, params, "Set-LabCertificate", "certificate").name
 
 
@@ -325,6 +339,7 @@ def import_exchange_certificate(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-ExchangeCertificate")
 def remove_exchange_certificate(lab: Lab, params: dict[str, Any]) -> str:
+    """Remove a certificate from a server's personal store (-Server, -Certificate)."""
     where = "Remove-ExchangeCertificate"
     server_name = next((str(params.pop(k)) for k in list(params) if k.lower() == "server"), None)
     cert = next((str(params.pop(k)) for k in list(params) if k.lower() in ("certificate", "identity")), None)

@@ -71,6 +71,7 @@ def new_network_rule(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-LabNetworkRule")
 def set_network_rule(lab: Lab, params: dict[str, Any]) -> str:
+    """Change a link rule (-Identity): action, source, destination, port, amounts."""
     rule, at = _find_in(lab.network.rules, params, "Set-LabNetworkRule", "network rule")
     set_fields(rule, params, at)
     _check_specs(lab, rule, at)
@@ -79,6 +80,7 @@ def set_network_rule(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-LabNetworkRule")
 def remove_network_rule(lab: Lab, params: dict[str, Any]) -> str:
+    """Remove a link rule by name (-Identity)."""
     return _remove_in(lab.network.rules, params, "Remove-LabNetworkRule", "network rule")
 
 
@@ -122,6 +124,7 @@ def new_load_balancer(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Set-LabLoadBalancer")
 def set_load_balancer(lab: Lab, params: dict[str, Any]) -> str:
+    """Change a load balancer (-Identity): its backends and mode; the VIP cannot change."""
     lb, at = _find_in(lab.network.load_balancers, params, "Set-LabLoadBalancer", "load balancer")
     if any(k.lower() == "vip" for k in params):
         raise TopologyError(at, "-Vip cannot change while the lab exists; create a new balancer")
@@ -147,6 +150,7 @@ def set_nat_rule(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-LabNatRule")
 def remove_nat_rule(lab: Lab, params: dict[str, Any]) -> str:
+    """Remove the router's port forwarding for a public address (-PublicIp)."""
     where = "Remove-LabNatRule"
     public = _pop(params, "PublicIp", "Identity")
     rule = next((r for r in lab.network.nat if r.public_ip == str(public)), None)
@@ -197,6 +201,7 @@ def new_dns_zone(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-LabDnsZone")
 def remove_dns_zone(lab: Lab, params: dict[str, Any]) -> str:
+    """Stop a lab DNS server being authoritative for a zone (-Server, -Name)."""
     where = "Remove-LabDnsZone"
     server_name = _pop(params, "Server")
     name = _pop(params, "Name", "ZoneName", "Identity")
@@ -271,6 +276,7 @@ def _provider(lab: Lab, params: dict[str, Any], where: str) -> tuple[Any, IPBloc
 
 @cmdlet("Set-IPBlockListProvider")
 def set_ip_block_list_provider(lab: Lab, params: dict[str, Any]) -> str:
+    """Set-IPBlockListProvider on an Edge (-Server, -Identity, -Enabled, -RejectionResponse, ...)."""
     where = "Set-IPBlockListProvider"
     server, provider = _provider(lab, params, where)
     set_fields(provider, params, f"{where} {provider.name}")
@@ -279,6 +285,7 @@ def set_ip_block_list_provider(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-IPBlockListProvider")
 def remove_ip_block_list_provider(lab: Lab, params: dict[str, Any]) -> str:
+    """Remove an Edge's IP Block List provider (-Server, -Identity)."""
     where = "Remove-IPBlockListProvider"
     server, provider = _provider(lab, params, where)
     server.ip_block_list_providers.remove(provider)

@@ -203,6 +203,7 @@ def set_lab_intermediate_store(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-LabIntermediateCertificate")
 def remove_lab_intermediate_certificate(lab: Lab, params: dict[str, Any]) -> str:
+    """Take an intermediate CA certificate out of a server's Intermediate store (-Server, -Certificate)."""
     where = "Remove-LabIntermediateCertificate"
     server = _server(lab, _required(params, where, "Server"), where)
     name = _required(params, where, "CertificateAuthority")
@@ -217,6 +218,7 @@ def remove_lab_intermediate_certificate(lab: Lab, params: dict[str, Any]) -> str
 
 @cmdlet("Import-LabIntermediateCertificate")
 def import_lab_intermediate_certificate(lab: Lab, params: dict[str, Any]) -> str:
+    """Put a lab intermediate CA certificate into a server's Intermediate store (-Server, -Certificate)."""
     where = "Import-LabIntermediateCertificate"
     server = _server(lab, _required(params, where, "Server"), where)
     name = _required(params, where, "CertificateAuthority")
@@ -229,6 +231,7 @@ def import_lab_intermediate_certificate(lab: Lab, params: dict[str, Any]) -> str
 
 @cmdlet("New-LabCertificateAuthority")
 def new_lab_certificate_authority(lab: Lab, params: dict[str, Any]) -> str:
+    """A new lab CA (-Name -Subject [-Parent] [-TrustedBy onprem,exo,internet]): a root or an intermediate."""
     where = "New-LabCertificateAuthority"
     return _new_in(lab.certificate_authorities, CaSpec, params, where, "CA", exact_case=True).name
 
