@@ -65,7 +65,8 @@ def build_dsn(party: "QueueingParty", action: str, item: MailItem, recipients: l
         realm = "onprem"
     rcpts = [DsnRecipient(address=r, response=failure.status, remote_host=failure.remote_host,
                           remote_ip=failure.remote_ip, last_error=failure.last_error,
-                          last_attempt=failure.last_attempt or now) for r in recipients]
+                          last_attempt=failure.last_attempt or now,
+                          original=item.original_recipients.get(r, "")) for r in recipients]
     req = DsnRequest(
         action=action, generating_server=generating, from_address=from_addr, from_display=display,
         to=item.mail_from, original_subject=item.subject, message_id=message_id,

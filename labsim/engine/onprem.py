@@ -373,6 +373,8 @@ class ExchangeServerRuntime(QueueingParty):
             if key not in groups:
                 groups[key] = (route, [])
             groups[key][1].append(route.recipient)
+            if route.recipient.lower() != rcpt.lower():
+                item.original_recipients[route.recipient] = item.original_recipients.get(rcpt, rcpt)
         for key, (route, rcpts) in groups.items():
             self.enqueue(key, route.delivery_type, route.next_hop_domain, route, item, rcpts)
 

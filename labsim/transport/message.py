@@ -39,6 +39,9 @@ class MailItem:
     client_hostname: str = ""
     receive_connector: str = ""
     lab_key: str = ""  # the scenario's message id (ground truth), carried across hops
+    # recipient as routed -> as the sender addressed it (a remote mailbox's targetAddress rewrite);
+    # DSNs report the latter as Original-Recipient (RFC 3461 ORCPT)
+    original_recipients: dict[str, str] = field(default_factory=dict)
     retry_count: int = 0
     last_error: str = ""
     history: list[str] = field(default_factory=list)

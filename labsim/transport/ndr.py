@@ -41,6 +41,7 @@ class DsnRecipient:
     last_error: str = ""  # the queue's LastError (an expiry after connection failures)
     last_attempt: datetime | None = None
     display_name: str = ""
+    original: str = ""  # the address the sender used, when routing rewrote it (ORCPT)
 
 
 @dataclass
@@ -191,7 +192,7 @@ def build_dsn(req: DsnRequest) -> bytes:
     status.append("Arrival-Date: " + rfc2822_local(req.arrival, req.utc_offset_minutes))
     for r in req.recipients:
         status.append("")
-        status.append(f"Original-Recipient: rfc822;{r.address}")
+        status.append(f"Original-Recipient: rfc822;{r.original or r.address}")
         status.append(f"Final-Recipient: rfc822;{r.address}")
         status.append(f"Action: {req.action}")
         code = enhanced_status(r.last_error if req.action == "delayed" and r.last_error else r.response)
