@@ -141,3 +141,15 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Run:
     out = tmp_path_factory.mktemp("baseline") / "out"
     rc, stdout, stderr = run_cli(["run", "hybrid-baseline", "--out", str(out)])
     return Run(rc, stdout, stderr, out)
+
+
+def run_text(write_scenario, tmp_path: Path, body: str, name: str = "s", *, head: str = "",  # noqa: ANN001
+             duration: str | None = None) -> Run:
+    """Write a scenario made of `body` (plus `head` lines, a `duration`), run it, insist on exit 0."""
+    if duration is not None:
+        head = f'duration = "{duration}"\n' + head
+    path = write_scenario(scenario_text(body, sid=name, head=head), f"{name}.toml")
+    out = tmp_path / f"out-{name}"
+    rc, stdout, stderr = run_cli(["run", str(path), "--out", str(out)])
+    assert rc == 0, stdout + stderr
+    return Run(rc, stdout, stderr, out)

@@ -13,7 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXLOG_CHECK, SCENARIOS, SEEDS, folder_rows, scenario_text
+from conftest import (
+    EXLOG_CHECK,
+    FOUR_DIRECTIONS,
+    SCENARIOS,
+    SEEDS,
+    folder_rows,
+    scenario_text,
+)
 
 from labsim.engine.driver import RunResult, run_loaded
 from labsim.engine.eventlog import event_log_folder, read_text_log
@@ -126,31 +133,7 @@ async def test_seed_004_untrusted_root_strings(tmp_path):
 
 # --- the fault moves with the world -----------------------------------------------------------------
 
-MESSAGES = """
-[[message]]
-id = "exo-to-onprem"
-at = "+00:00:05"
-from = "ramki@cloudmonkeys.xyz"
-to = ["raghu@cloudmonkeys.xyz"]
-
-[[message]]
-id = "onprem-to-exo"
-at = "+00:01:00"
-from = "raghu@cloudmonkeys.xyz"
-to = ["ramki@cloudmonkeys.xyz"]
-
-[[message]]
-id = "onprem-to-internet"
-at = "+00:02:00"
-from = "raghu@cloudmonkeys.xyz"
-to = ["alex@fabrikam.com"]
-
-[[message]]
-id = "internet-to-onprem"
-at = "+00:03:00"
-from = "alex@fabrikam.com"
-to = ["raghu@cloudmonkeys.xyz"]
-"""
+MESSAGES = FOUR_DIRECTIONS
 VIA_EXO = f"""
 [[change]]
 cmdlet = "New-SendConnector"

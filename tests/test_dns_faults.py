@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Run, folder_rows, run_cli, scenario_text
+from conftest import Run, folder_rows, run_cli, run_text
 
 ISP = """
 [[change]]
@@ -34,11 +34,7 @@ to = ["ramki@cloudmonkeys.xyz"]
 
 
 def run(write_scenario, tmp_path: Path, body: str, name: str = "s", duration: str = "00:05:00") -> Run:
-    path = write_scenario(scenario_text(body, sid=name, head=f'duration = "{duration}"\n'), f"{name}.toml")
-    out = tmp_path / f"out-{name}"
-    rc, stdout, stderr = run_cli(["run", str(path), "--out", str(out)])
-    assert rc == 0, stdout + stderr
-    return Run(rc, stdout, stderr, out)
+    return run_text(write_scenario, tmp_path, body, name, duration=duration)
 
 
 def fe_replies(r: Run) -> list[str]:

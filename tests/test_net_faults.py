@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import Run, folder_rows, run_cli, scenario_text, sessions
+from conftest import Run, folder_rows, run_cli, run_text, sessions
 
 from labsim.net.proxy import ResetLink
 
@@ -22,11 +22,7 @@ DROPPED = '441 4.4.1 Error encountered while communicating with primary target I
 
 
 def run(write_scenario, tmp_path: Path, body: str, name: str = "s", head: str = "") -> Run:
-    path = write_scenario(scenario_text(body, sid=name, head=head), f"{name}.toml")
-    out = tmp_path / f"out-{name}"
-    rc, stdout, stderr = run_cli(["run", str(path), "--out", str(out)])
-    assert rc == 0, stdout + stderr
-    return Run(rc, stdout, stderr, out)
+    return run_text(write_scenario, tmp_path, body, name, head=head)
 
 
 def data(rows: list[list[str]]) -> list[str]:
