@@ -74,10 +74,6 @@ def select_receive_connector(connectors: list[ReceiveConnector], *, local_ip: st
     return chosen
 
 
-def listening_ports(connectors: list[ReceiveConnector]) -> list[int]:
-    return sorted({p for rc in connectors if rc.enabled for p in rc.ports})
-
-
 @dataclass
 class ReceiveState:
     """What a receive session knows; the shell updates it, the rules read it."""

@@ -94,7 +94,6 @@ TLS_CERT_NOT_FOUND = "454 4.7.5 The certificate specified in TlsCertificateName 
 # Exchange Online (EOP) front end
 EXO_BANNER = "220 {fqdn} Microsoft ESMTP MAIL Service ready at {date} [{session}]"
 EXO_RELAY_DENIED = "550 5.7.64 TenantAttribution; Relay Access Denied [{host}]"
-EXO_RECIPIENT_NOT_FOUND = "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [{host}]"
 # EOP's DNS block list rejection (public captures 2024, e.g. "... blocked using Spamhaus. To request
 # removal from this list see https://www.spamhaus.org/query/ip/<ip> AS(1450) [<FE> <time> <id>]").
 EXO_BLOCKED_USING = ("550 5.7.1 Service unavailable, Client host [{ip}] blocked using {provider}. To request "
@@ -103,6 +102,3 @@ EXO_BLOCKED_USING = ("550 5.7.1 Service unavailable, Client host [{ip}] blocked 
 # fix-error-code-5-4-6-through-5-4-20); 554 as seed 001 §7 shows it.
 EXO_HOP_COUNT = "554 5.4.14 Hop count exceeded - possible mail loop ATTR34 [{stamp}]"
 
-
-def code_of(reply: str) -> int:
-    return int(reply[:3])

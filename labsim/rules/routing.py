@@ -7,7 +7,7 @@ space, then cost, then proximity, then the lowest name; no match -> Unreachable 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..topology.model import (
     AcceptedDomainType,
@@ -170,10 +170,3 @@ def route_recipient(org: Organization, server: ExchangeServer, recipient: str, *
 def is_accepted_recipient_domain(org: Organization, address: str) -> bool:
     return domain_of(address) in accepted_domains(org)
 
-
-@dataclass
-class RouteGroup:
-    """Recipients of one message that share a queue."""
-
-    route: Route
-    recipients: list[str] = field(default_factory=list)

@@ -21,6 +21,7 @@ from ..rules.receive import (
     check_mail,
     check_rcpt,
     connector_fqdn,
+    ehlo_keywords,
     ehlo_reply_lines,
     select_receive_connector,
 )
@@ -214,7 +215,7 @@ class ExchangeReceivePolicy(ReceivePolicy):
             session.log.info("", "Inbound ExchangeAuth negotiation failed because connection is not TLS")
             await session.reply(R.UNRECOGNIZED_AUTH)
             return
-        offered = next((k for k in ehlo_keywords_of(state) if k.startswith("AUTH ")), "AUTH").split()[1:]
+        offered = next((k for k in ehlo_keywords(state) if k.startswith("AUTH ")), "AUTH").split()[1:]
         if mech not in offered:
             await session.reply(R.UNRECOGNIZED_AUTH)
             return
@@ -237,10 +238,6 @@ def valid_helo_domain(arg: str) -> bool:
         return len(text) > 2
     return all(c.isalnum() or c in "-._" for c in text) and bool(text)
 
-
-def ehlo_keywords_of(state: ReceiveState) -> list[str]:
-    from ..rules.receive import ehlo_keywords
-    return ehlo_keywords(state)
 
 
 @dataclass

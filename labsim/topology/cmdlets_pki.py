@@ -203,7 +203,7 @@ def set_lab_intermediate_store(lab: Lab, params: dict[str, Any]) -> str:
 
 @cmdlet("Remove-LabIntermediateCertificate")
 def remove_lab_intermediate_certificate(lab: Lab, params: dict[str, Any]) -> str:
-    """Take an intermediate CA certificate out of a server's Intermediate store (-Server, -Certificate)."""
+    """Take an intermediate CA certificate out of a server's Intermediate store (-Server, -CertificateAuthority)."""
     where = "Remove-LabIntermediateCertificate"
     server = _server(lab, _required(params, where, "Server"), where)
     name = _required(params, where, "CertificateAuthority")
@@ -218,7 +218,7 @@ def remove_lab_intermediate_certificate(lab: Lab, params: dict[str, Any]) -> str
 
 @cmdlet("Import-LabIntermediateCertificate")
 def import_lab_intermediate_certificate(lab: Lab, params: dict[str, Any]) -> str:
-    """Put a lab intermediate CA certificate into a server's Intermediate store (-Server, -Certificate)."""
+    """Put a lab intermediate CA certificate into a server's Intermediate store (-Server, -CertificateAuthority)."""
     where = "Import-LabIntermediateCertificate"
     server = _server(lab, _required(params, where, "Server"), where)
     name = _required(params, where, "CertificateAuthority")

@@ -85,10 +85,6 @@ def received_header(*, helo: str, client_ip: str, by_fqdn: str, by_ip: str, tls:
     return text.encode()
 
 
-def prepend(data: bytes, header: bytes) -> bytes:
-    return header + data
-
-
 def new_message(*, mail_from: str, to: list[str], subject: str, body: str, message_id: str,
                 when: datetime, utc_offset_minutes: int = 0, extra_headers: dict[str, str] | None = None,
                 display_from: str | None = None) -> bytes:
