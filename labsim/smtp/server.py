@@ -214,10 +214,10 @@ class ServerSession:
             scanned = len(self._buf)
             if not await self._fill():
                 return None
-        self.touch()
-        expired = self._expired()
+        expired = self._expired()  # before touch(): a timeout is stamped when it happened
         if expired is not None:
             raise expired
+        self.touch()
         if skipping or len(raw) > R.MAX_COMMAND_LENGTH:
             return TOO_LONG
         self.line_bare_lf = not raw.endswith(b"\r\n")
