@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from labsim.logs.protocol_text import byte_quantified_size, escape_controls
 from labsim.rules import replies as R
 from labsim.rules.receive import check_recipient_count, connection_limit_reply
-from labsim.smtp.framing import ExchangeDataParser, PostfixDataParser, command_verb, parse_count
+from labsim.smtp.framing import (
+    ExchangeDataParser,
+    PostfixDataParser,
+    command_verb,
+    parse_count,
+)
 from labsim.topology.model import ReceiveConnector
 
 SMUGGLE_ENDS = [b"\n.\n", b"\r\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\r", b"\r\n\x00.\r\n"]
