@@ -354,3 +354,32 @@ async def test_in_run_mode_an_inactivity_timeout_happens_at_its_virtual_time() -
     assert sessions[0].cursor == start + timedelta(seconds=60)  # it happened 60 s after the reply
     c.close()
     srv.close()
+
+
+# --- run mode end to end: a lab client that stalls -----------------------------------------------------
+def test_a_lab_client_that_stalls_is_timed_out_at_the_right_virtual_time(write_scenario, tmp_path: Path) -> None:
+    import json
+
+    from conftest import folder_rows, run_cli, sessions
+
+    path = write_scenario(scenario_text("""
+        [[change]]
+        at = "+00:01:00"
+        cmdlet = "Send-LabSmtpCommands"
+        Source = "FABRIKAM-MX"
+        Target = "27.7.57.242"
+        Port = 25
+        Commands = ["EHLO mx.fabrikam.com", "<WAIT 00:03:00>", "NOOP"]
+        """, sid="stall"), "stall.toml")
+    out = tmp_path / "out"
+    rc, stdout, stderr = run_cli(["run", str(path), "--out", str(out)])
+    assert rc == 0, stdout + stderr
+    transcript = json.loads((out / "summary.json").read_text())["services"]["smtp_sessions"][0]["transcript"]
+    assert "C: <silent for 00:03:00>" in transcript and f"S: {R.TIMEOUT}" in transcript
+    (rows,) = sessions(folder_rows(out, "CMEDGE01", "Edge", "SmtpReceive")).values()
+    ehlo_reply = next(r for r in rows if r[6] == ">" and r[7].startswith("250 "))
+    timeout_row = next(r for r in rows if r[6] == ">" and r[7] == R.TIMEOUT)
+    stamp = lambda r: datetime.fromisoformat(r[0].replace("Z", "+00:00"))  # noqa: E731
+    assert stamp(timeout_row) - stamp(ehlo_reply) == timedelta(minutes=1)  # the Edge's 00:01:00 default
+    assert rows[-1][6] == "-" and rows[-1][8] == "Local"
+    assert not any(r[6] == "<" and r[7] == "NOOP" for r in rows)  # the late command was never read as one
