@@ -383,3 +383,69 @@ def test_a_lab_client_that_stalls_is_timed_out_at_the_right_virtual_time(write_s
     assert stamp(timeout_row) - stamp(ehlo_reply) == timedelta(minutes=1)  # the Edge's 00:01:00 default
     assert rows[-1][6] == "-" and rows[-1][8] == "Local"
     assert not any(r[6] == "<" and r[7] == "NOOP" for r in rows)  # the late command was never read as one
+
+
+async def test_a_header_over_max_header_size_is_refused_with_evidence(tmp_path: Path) -> None:
+    async def drive(rt, out: Path) -> None:  # noqa: ANN001
+        c = await Raw.open(listener(rt, "SMTP Edge", "CMEDGE01"))
+        await envelope(c)
+        assert await c.cmd("DATA") == R.START_DATA
+        header = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"h" * 60) for i in range(40))  # ~3 KB, no blank line yet
+        assert await c.send(header + b"\r\nbody\r\n.\r\n") == R.HEADERS_TOO_LARGE
+        assert await c.cmd("MAIL FROM:<alex@fabrikam.com>") == R.SENDER_OK  # the transaction was reset
+        c.close()
+        await asyncio.sleep(0.2)
+        rt.flush_logs()
+        log = receive_log_text(out, "CMEDGE01", "Edge").decode("utf-8-sig")
+        assert "MaxHeaderSize: 1 KB (1,024 bytes)" in log and "AccumulatedMessageSize: " in log
+        assert not delivered(out)
+
+    await run_live(tmp_path, set_rc(EDGE_RC, MaxHeaderSize=1024), drive)
+
+
+async def test_the_hardened_postfix_closes_on_a_command_ended_by_a_bare_lf(tmp_path: Path) -> None:
+    async def drive(rt, out: Path) -> None:  # noqa: ANN001
+        c = await Raw.open(listener(rt, "SMTP Internet MTA", "FABRIKAM-MX"))
+        assert (await c.reply()).startswith("220 ")
+        assert await c.send(b"EHLO outside.example\n") == "550 5.5.2 mx.fabrikam.com Error: bare <LF> received"
+        assert await c.reply() == ""
+        c.close()
+
+    await run_live(tmp_path, "", drive)
+
+
+class _StubPolicy(ReceivePolicy):
+    def __init__(self) -> None:
+        self.runtime = None
+
+    def clock_now(self) -> datetime:
+        return datetime(2026, 5, 1, tzinfo=timezone.utc)
+
+    async def open(self, session: ServerSession) -> bool:
+        session.state = object()
+        return True
+
+    def banner(self, session: ServerSession) -> str:
+        return "220 ready"
+
+
+async def test_shutdown_tells_the_client_and_closes() -> None:
+    opened: list[ServerSession] = []
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        s = ServerSession(_StubPolicy(), reader, writer, now=datetime(2026, 5, 1, tzinfo=timezone.utc), context={})
+        opened.append(s)
+        await s.run()
+        done.set()
+
+    srv = await start_tcp_server(handle, "127.0.0.1", 0)
+    c = await Raw.open(srv.sockets[0].getsockname()[:2])
+    assert await c.reply() == "220 ready"
+    await opened[0].shutdown()
+    assert await c.reply() == R.SERVICE_SHUTTING_DOWN == "421 4.3.2 Service not available, closing transmission channel"
+    assert await c.reply() == ""
+    await asyncio.wait_for(done.wait(), 5)
+    await opened[0].shutdown()  # a second call is harmless
+    c.close()
+    srv.close()

@@ -393,7 +393,7 @@ class ServerSession:
         max_header = self.policy.max_header_size(self)
         parser = self.policy.data_parser(self)
         chunks: list[bytes] = []
-        too_big = header_too_big = False
+        too_big = header_too_big = header_checked = False
         while not parser.done:
             if not self._buf:
                 if not await self._fill():
@@ -406,10 +406,13 @@ class ServerSession:
             del self._buf[:fed.consumed]
             if parser.size > limit:
                 too_big = True
-            if max_header is not None and parser.header_bytes is None and parser.size > max_header \
-                    and not header_too_big:
-                header_too_big = True
-                self.policy.header_too_large(self, parser.size, max_header)
+            if max_header is not None and not header_too_big and not header_checked:
+                # the header so far: all text until the blank line is seen (the check stops after it)
+                header = parser.header_bytes if parser.header_bytes is not None else parser.size
+                header_checked = parser.header_bytes is not None
+                if header > max_header:
+                    header_too_big = True
+                    self.policy.header_too_large(self, header, max_header)
             if not (too_big or header_too_big):
                 chunks.append(fed.text)
         self.touch()
