@@ -275,18 +275,19 @@ class LabRuntime:
     async def _serve(self, policy: ReceivePolicy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One inbound connection. Only sessions a lab party announced count for settle(): a
         stranger (swaks, a test, an idle telnet in `up`) never holds back the lab's actions."""
-        in_lab = False
+        in_lab = True  # until the claim says otherwise: a lab client's session counts from accept
+        self._open += 1
+        self._idle.clear()
         session: ServerSession | None = None
         try:
             peer = writer.get_extra_info("peername")[:2]
             info = await self.registry.claim(peer, CLAIM_TIMEOUT_LIVE if self.live else CLAIM_TIMEOUT_RUN)
             if info is not None:
-                in_lab = True
-                self._open += 1
-                self._idle.clear()
                 context = dict(info.context)
                 context["remote"] = info.src_virtual
             else:
+                in_lab = False
+                self._release()
                 context = {"remote": (self.book.virtual_ip(peer[0]) or peer[0], peer[1])}
             session = ServerSession(policy, reader, writer, now=self.clock.now(), context=context)
             self.sessions.add(session)
@@ -299,9 +300,12 @@ class LabRuntime:
             if session is not None:
                 self.sessions.discard(session)
             if in_lab:
-                self._open -= 1
-                if self._open == 0:
-                    self._idle.set()
+                self._release()
+
+    def _release(self) -> None:
+        self._open -= 1
+        if self._open == 0:
+            self._idle.set()
 
     async def settle(self) -> None:
         """Wait until every server session caused by the last action has finished."""
