@@ -449,3 +449,21 @@ async def test_shutdown_tells_the_client_and_closes() -> None:
     await opened[0].shutdown()  # a second call is harmless
     c.close()
     srv.close()
+
+
+async def test_a_busy_session_ends_at_connection_timeout(tmp_path: Path) -> None:
+    async def drive(rt, out: Path) -> None:  # noqa: ANN001
+        c = await Raw.open(listener(rt, "SMTP Edge", "CMEDGE01"))
+        assert (await c.reply()).startswith("220 ")
+        replies = []
+        for _ in range(12):  # never idle for a whole second, but on for more than two
+            await asyncio.sleep(0.4)
+            replies.append(await c.cmd("NOOP"))
+            if replies[-1] != R.OK:
+                break
+        assert replies[-1] == R.CONNECTION_TIMED_OUT == "421 4.4.1 Connection timed out"
+        assert R.OK in replies and await c.reply() == ""
+        c.close()
+
+    await run_live(tmp_path, set_rc(EDGE_RC, ConnectionTimeout="00:00:02", ConnectionInactivityTimeout="00:00:01"),
+                   drive)

@@ -149,15 +149,12 @@ class ServerSession:
         self._wait_from = self.cursor
 
     def _wall_timeout(self) -> float | None:
-        """How long (real seconds) the next read may wait for the client."""
-        inactivity, total = self.policy.timeouts(self)
-        if inactivity is None and total is None:
+        """How long (real seconds) the next read may wait for the client: the inactivity timeout.
+        ConnectionTimeout is not a read timeout: Exchange checks it when a read completes."""
+        inactivity, _ = self.policy.timeouts(self)
+        if inactivity is None:
             return None
-        if not self.policy.live:
-            return RUN_WALL_IDLE
-        left = [t for t in (inactivity, None if total is None else
-                            total - (self.policy.clock_now() - self.started).total_seconds()) if t is not None]
-        return max(0.0, min(left))
+        return inactivity if self.policy.live else RUN_WALL_IDLE
 
     def _expired(self, *, data: bool = False) -> _TimedOut | None:
         """After a read: did a timeout expire meanwhile, in (virtual) time? Command reads only check
@@ -179,10 +176,7 @@ class ServerSession:
         try:
             piece = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
         except asyncio.TimeoutError:
-            inactivity, total = self.policy.timeouts(self)
-            if inactivity is None or (total is not None and self.policy.live and
-                                      (self.policy.clock_now() - self.started).total_seconds() >= total):
-                raise _TimedOut(self.policy.timeout_reply(self, "session"), self.policy.clock_now()) from None
+            inactivity = self.policy.timeouts(self)[0] or 0.0
             at = self._wait_from + timedelta(seconds=inactivity)
             raise _TimedOut(self.policy.timeout_reply(self, "inactivity"), at) from None
         except ConnectionResetError:
