@@ -17,7 +17,8 @@ Commands = ["MAIL FROM:<a@fabrikam.com>", "EHLO mx.fabrikam.com", "STARTTLS", "S
 ```
 
 `STARTTLS` answered with 220 upgrades the connection (no certificate checks, like swaks
---tls-verify off); `<BODY n>` sends n bytes of message text and the final dot. The transcript
+--tls-verify off); `<BODY n>` sends n bytes of message text and the final dot; `<WAIT hh:mm:ss>`
+sends nothing for that long (virtual time in `run`, wall time in `up`), as a stalled client does. The transcript
 goes to summary.json (`services.smtp_sessions`); the evidence is the server's own protocol log.
 """
 
@@ -25,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TopologyError
 from ..net.vnet import ConnectionInfo, open_socket
+from ..topology.timespec import format_timespan, parse_timespan
 from .operations import OPERATION_CHECKS, operation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,6 +79,13 @@ def _check(lab: Any, params: dict[str, Any]) -> None:
         raise TopologyError(where, f"-Target {target!r} is not an address or host of the lab")
     if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
         raise TopologyError(where, "-Commands must be a list of command lines")
+    for c in commands:
+        if c.upper().startswith("<WAIT ") and c.endswith(">"):
+            try:
+                if parse_timespan(c[6:-1]).total_seconds() < 0:
+                    raise ValueError("a wait cannot be negative")
+            except ValueError as exc:
+                raise TopologyError(where, f"-Commands {c!r}: {exc}") from None
     if port is not None and not (isinstance(port, int) and 0 < port < 65536):
         raise TopologyError(where, f"-Port {port!r} is not a TCP port")
 
@@ -130,6 +140,14 @@ async def send_lab_smtp_commands(rt: "LabRuntime", params: dict[str, Any]) -> st
         rt.clock.advance(plan.latency)
         for cmd in commands:
             cmd = str(cmd)
+            if cmd.upper().startswith("<WAIT ") and cmd.endswith(">"):  # the client says nothing for a while
+                pause = parse_timespan(cmd[6:-1]).total_seconds()
+                if rt.clock.live:
+                    await asyncio.sleep(pause)
+                else:
+                    rt.clock.advance(pause)
+                transcript.append(f"C: <silent for {format_timespan(timedelta(seconds=pause))}>")
+                continue
             rt.clock.advance(plan.latency)
             if cmd.upper().startswith("<BODY ") and cmd.endswith(">"):
                 n = int(cmd[6:-1])

@@ -44,6 +44,7 @@ from ..pki.validate import CrlCache, ValidationResult, certificate_names, classi
 from ..rules.certselect import CertView
 from ..rules.network import HostInfo, NetView, all_virtual_ips, lab_hosts
 from ..smtp.policy import (
+    ConnectionTable,
     EopReceivePolicy,
     ExchangeReceivePolicy,
     MtaReceivePolicy,
@@ -60,6 +61,10 @@ from .ledger import Ledger
 from .onprem import ExchangeServerRuntime
 from .scheduler import Scheduler
 
+# The listen backlog of every SMTP listener: a burst of connections (a load test, a hand-made
+# flood) waits in the kernel queue and is then served, each with a banner or a connection-limit
+# 421, instead of being dropped unanswered at asyncio's default of 100. Linux caps it at somaxconn.
+SMTP_LISTEN_BACKLOG = 4096
 CLAIM_TIMEOUT_RUN = 5.0
 SETTLE_TIMEOUT = 15.0
 CLAIM_TIMEOUT_LIVE = 0.2
@@ -132,9 +137,11 @@ class LabRuntime:
         self._server_thumbs = {thumbprint(c.cert) for c in (rt.internal_cert() for rt in self.servers.values())
                                if c is not None}
         self._tcp: list[asyncio.AbstractServer] = []
-        self._open = 0
+        self._open = 0  # in-lab server sessions still open (what settle() waits for)
         self._idle = asyncio.Event()
         self._idle.set()
+        self.connections = ConnectionTable()  # open sessions per receive connector (connection limits)
+        self.sessions: set[ServerSession] = set()  # every open server session (ServerSession.shutdown on stop)
         self.listen_table: list[tuple[str, str, str, int, str]] = []  # host, vip, real ip, real port, what
 
     # --- start / stop -------------------------------------------------------------------------
@@ -193,7 +200,7 @@ class LabRuntime:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self._serve(policy, reader, writer)
 
-        self._tcp.append(await start_tcp_server(handle, real_ip, real_port))
+        self._tcp.append(await start_tcp_server(handle, real_ip, real_port, backlog=SMTP_LISTEN_BACKLOG))
         self.listen_table.append((host, f"{vip}:{vport}", real_ip, real_port, what))
 
     async def _unbind_all(self) -> None:
@@ -266,8 +273,12 @@ class LabRuntime:
 
     # --- sessions -----------------------------------------------------------------------------
     async def _serve(self, policy: ReceivePolicy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One inbound connection. Only sessions a lab party announced count for settle(): a
+        stranger (swaks, a test, an idle telnet in `up`) never holds back the lab's actions."""
+        in_lab = True  # until the claim says otherwise: a lab client's session counts from accept
         self._open += 1
         self._idle.clear()
+        session: ServerSession | None = None
         try:
             peer = writer.get_extra_info("peername")[:2]
             info = await self.registry.claim(peer, CLAIM_TIMEOUT_LIVE if self.live else CLAIM_TIMEOUT_RUN)
@@ -275,17 +286,26 @@ class LabRuntime:
                 context = dict(info.context)
                 context["remote"] = info.src_virtual
             else:
+                in_lab = False
+                self._release()
                 context = {"remote": (self.book.virtual_ip(peer[0]) or peer[0], peer[1])}
             session = ServerSession(policy, reader, writer, now=self.clock.now(), context=context)
+            self.sessions.add(session)
             await session.run()
         except Exception:  # noqa: BLE001 - one broken session must never take the lab down
             import logging
             logging.getLogger("labsim").exception("server session failed")
             writer.close()
         finally:
-            self._open -= 1
-            if self._open == 0:
-                self._idle.set()
+            if session is not None:
+                self.sessions.discard(session)
+            if in_lab:
+                self._release()
+
+    def _release(self) -> None:
+        self._open -= 1
+        if self._open == 0:
+            self._idle.set()
 
     async def settle(self) -> None:
         """Wait until every server session caused by the last action has finished."""

@@ -20,6 +20,7 @@ from typing import Literal
 from ..ids import session_hex
 from .csvfmt import escape
 from .logfile import DEFAULT_MAX_FILE_BYTES, LogStream
+from .protocol_text import escape_controls
 
 __all__ = [
     "PROTOCOL_LOG_FIELDS", "PROTOCOL_LOG_VERSION", "PROTOCOL_LOG_TYPES", "PROTOCOL_LOG_PREFIXES",
@@ -135,6 +136,7 @@ class SessionWriter:
             self._lines("*", data, escape(context))
 
     def _lines(self, event: str, data: str, context: str) -> None:
+        data = escape_controls(data)  # never a raw NUL or other control byte in a row [INFERRED]
         if "\r\n" in data:
             if data.endswith("\r\n"):
                 data = data[:-2]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
@@ -25,8 +26,33 @@ __all__ = [
     "outbound_tls_auth_failed", "client_certificate_chain_status", "tls_domain_capabilities",
     "receiving_message_data", "proxy_destinations_context", "ehlo_reply_receive", "ehlo_reply_send",
     "connect_failed_context", "winsock_code", "session_permissions_data", "disconnect_context",
-    "format_endpoint",
+    "format_endpoint", "escape_controls", "byte_quantified_size",
 ]
+
+# --- control bytes ------------------------------------------------------------------------------
+
+# Exchange's log writer (Utf8Csv.Escape) turns CR and LF into `\r` / `\n` (csvfmt.escape does that)
+# and writes every other byte raw, NUL included. [INFERRED] labsim never writes a raw control byte
+# into a log: the other C0 controls (TAB excepted) and DEL become `\xNN` (two lower-case hex digits,
+# the form Exchange's own error text uses for a byte, `'0x{0:x2}'`). docs/smtp-limits.md §5.
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def escape_controls(text: str) -> str:
+    r"""`text` with C0 controls other than TAB, CR and LF, and DEL, written as `\xNN` [INFERRED]."""
+    if _CONTROLS.search(text) is None:
+        return text
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def byte_quantified_size(n: int) -> str:
+    """ByteQuantifiedSize.ToString(): `256 KB (262,144 bytes)` - the largest unit, `{0:G4}`, then the
+    byte count with thousands separators (Microsoft.Exchange.Data.ByteQuantifiedSize)."""
+    for shift, unit in ((40, "TB"), (30, "GB"), (20, "MB"), (10, "KB")):
+        if n >> shift:
+            return f"{n / (1 << shift):.4g} {unit} ({n:,} bytes)"
+    return f"{n} B ({n:,} bytes)"
+
 
 # --- certificates -------------------------------------------------------------------------------
 

@@ -137,10 +137,10 @@ async def open_socket(real_dst: tuple[str, int], real_src_ip: str, timeout: floa
         raise
 
 
-async def start_tcp_server(handler: Any, real_ip: str, real_port: int) -> asyncio.Server:
+async def start_tcp_server(handler: Any, real_ip: str, real_port: int, *, backlog: int = 100) -> asyncio.Server:
     """asyncio.start_server, guarded; `handler(reader, writer)` as for start_server."""
     guard_real(real_ip)
-    return await asyncio.start_server(handler, host=real_ip, port=real_port, reuse_address=True)
+    return await asyncio.start_server(handler, host=real_ip, port=real_port, reuse_address=True, backlog=backlog)
 
 
 async def start_udp_endpoint(factory: Any, real_ip: str, real_port: int) -> tuple[Any, Any]:

@@ -8,6 +8,7 @@ protocol-log samples (log-formats.md §2.3).
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 
 from ..topology.model import AuthMechanism, ReceiveConnector
@@ -186,3 +187,31 @@ def check_data(state: ReceiveState) -> str:
 
 def connector_fqdn(rc: ReceiveConnector, server_fqdn: str) -> str:
     return rc.fqdn or server_fqdn
+
+
+def connection_limit_reply(rc: ReceiveConnector, *, total: int, from_source: int) -> str | None:
+    """The 421 a new session gets instead of the banner when the connector is full, else None.
+
+    `total` and `from_source` count the connector's open sessions including the new one.
+    Exchange's SmtpReceiveConnectorStub.CheckIfConnectionThresholdsExceeded: over
+    MaxInboundConnection -> TooManyConnections; over MaxInboundConnectionPerSource, or (when the
+    percentage is below 100 and MaxInboundConnection is not unlimited) more connections from this
+    source than ceil((MaxInboundConnection - total) * percentage / 100) -> TooManyConnectionsPerSource.
+    The server-wide check comes first (SmtpInSession.Start).
+    """
+    limit = rc.max_inbound_connection
+    if limit is not None and total > limit:
+        return R.TOO_MANY_CONNECTIONS
+    per_source = rc.max_inbound_connection_per_source
+    if per_source is not None and from_source > per_source:
+        return R.TOO_MANY_CONNECTIONS_PER_SOURCE
+    pct = rc.max_inbound_connection_percentage_per_source
+    if pct < 100 and limit is not None and from_source > math.ceil((limit - total) * pct / 100):
+        return R.TOO_MANY_CONNECTIONS_PER_SOURCE
+    return None
+
+
+def check_recipient_count(rc: ReceiveConnector, accepted: int) -> str | None:
+    """RCPT beyond MaxRecipientsPerMessage: `452 4.5.3 Too many recipients` (ParseResult.TooManyRecipients,
+    ParsingStatus.Error, so it does not count as a protocol error)."""
+    return R.TOO_MANY_RECIPIENTS if accepted >= rc.max_recipients_per_message else None

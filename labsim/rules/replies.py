@@ -64,7 +64,18 @@ TLS_INIT_FAILURE = "554 5.7.3 Unable to initialize security subsystem"
 HOP_COUNT = "554 5.4.6 Hop count exceeded - possible mail loop"
 TOO_LARGE = "552 5.3.4 Message size exceeds fixed maximum message size"
 SERVICE_NOT_AVAILABLE = "421 4.3.2 Service not available"
+# Said to every open session when the service stops (SmtpResponse.ServiceUnavailable as the
+# shutting-down server words it; the other helper's runtime.stop uses ServerSession.shutdown).
+SERVICE_SHUTTING_DOWN = "421 4.3.2 Service not available, closing transmission channel"
+# ConnectionInactivityTimeout: the read timed out (SmtpInSession.HandleError, SmtpResponse.TimeoutOccurred).
 TIMEOUT = "451 4.7.0 Timeout waiting for client input"
+# ConnectionTimeout: a session past its expiry time gets CONNECTION_TIMED_OUT (SmtpResponse.ConnectionTimedOut).
+# MaxInboundConnection (TooManyConnections) and MaxInboundConnectionPerSource /
+# MaxInboundConnectionPercentagePerSource (TooManyConnectionsPerSource), SmtpReceiveConnectorStub.
+TOO_MANY_CONNECTIONS = ("421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, "
+                        "closing transmission channel")
+TOO_MANY_CONNECTIONS_PER_SOURCE = ("421 4.3.2 The maximum number of concurrent connections has exceeded a limit, "
+                                   "closing transmission channel")
 SERVICE_NOT_ACTIVE = "421 4.3.2 Service not active"
 CONNECTION_DROPPED_DUE_TO = "421 4.4.2 Connection dropped due to {reason}"
 # Connection Filtering agent (IP Block List providers on the Edge): "550 5.7.1 " + the provider's

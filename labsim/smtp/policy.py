@@ -20,12 +20,15 @@ from ..rules.receive import (
     check_data,
     check_mail,
     check_rcpt,
+    check_recipient_count,
+    connection_limit_reply,
     connector_fqdn,
     ehlo_keywords,
     ehlo_reply_lines,
     select_receive_connector,
 )
 from ..topology.model import AuthMechanism
+from .framing import ExchangeDataParser, PostfixDataParser
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.exo import ExoRuntime
@@ -34,6 +37,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .server import Envelope, ServerSession
 
 INVALID_DOMAIN = "501 5.5.4 Invalid domain name"
+EOP_INACTIVITY_TIMEOUT = 300.0  # [INFERRED] a Mailbox receive connector's ConnectionInactivityTimeout
+EOP_CONNECTION_TIMEOUT = 600.0  # [INFERRED] a Mailbox receive connector's ConnectionTimeout
+EOP_MAX_RECIPIENTS = 1000  # Exchange Online's limit of recipients per message [INFERRED for inbound]
+POSTFIX_SMTPD_TIMEOUT = 300.0  # smtpd_timeout default (mail_params.h DEF_SMTPD_TMOUT)
+POSTFIX_RECIPIENT_LIMIT = 1000  # smtpd_recipient_limit default (DEF_SMTPD_RCPT_LIMIT)
 
 
 class ReceivePolicy:
@@ -63,6 +71,53 @@ class ReceivePolicy:
     def max_protocol_errors(self, session: "ServerSession") -> int | None:
         """How many protocol errors a session may make before it is dropped (None: unlimited)."""
         return None
+
+    # --- limits and framing (docs/smtp-limits.md) ---------------------------------------------
+    @property
+    def live(self) -> bool:
+        """Does the lab's clock follow the wall clock (`labsim up`)?"""
+        return bool(getattr(getattr(self.runtime, "clock", None), "live", False))
+
+    def refusal(self, session: "ServerSession") -> str | None:
+        """The reply that replaces the banner (a connection limit), or None."""
+        return None
+
+    def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
+        """(inactivity, whole session) limits in seconds; None = no limit."""
+        return None, None
+
+    def timeout_reply(self, session: "ServerSession", kind: str) -> str:
+        """What the server says when `kind` ("inactivity" or "session") ran out."""
+        return R.TIMEOUT if kind == "inactivity" else R.CONNECTION_TIMED_OUT
+
+    def recipient_limit_reply(self, session: "ServerSession", accepted: int) -> str | None:
+        """The reply to one RCPT too many when `accepted` recipients are already in, else None."""
+        return None
+
+    def data_parser(self, session: "ServerSession") -> ExchangeDataParser | PostfixDataParser:
+        """Where this receiver's DATA ends (smtp.framing)."""
+        return ExchangeDataParser()
+
+    def max_header_size(self, session: "ServerSession") -> int | None:
+        return None
+
+    def header_too_large(self, session: "ServerSession", size: int, limit: int) -> None:
+        """Evidence for a header over MaxHeaderSize (the reply itself is the shell's)."""
+
+    def content_reply(self, session: "ServerSession", *, bare_lf: bool) -> str | None:
+        """A refusal of complete message content (e.g. bare LF), or None to go on delivering."""
+        return None
+
+    def bare_lf_command_reply(self, session: "ServerSession") -> str | None:
+        """The reply that ends a session whose command line ended in a bare LF, or None to accept it."""
+        return None
+
+    def abort_transaction(self, session: "ServerSession") -> None:
+        """A refused message ends the mail transaction (AbortMailTransaction)."""
+        st = session.state
+        if st is not None and hasattr(st, "mail_from"):
+            st.mail_from = None
+            st.recipients = []
 
     async def auth(self, session: "ServerSession", arg: str) -> None:
         await session.reply(R.UNRECOGNIZED_AUTH)
@@ -114,6 +169,11 @@ class ExchangeReceivePolicy(ReceivePolicy):
         state = ReceiveState(connector=connector, fqdn=fqdn, remote_ip=remote_ip,
                              starttls_available=cert is not None, is_edge=srv.model.role == "Edge")
         state_ext = ExchangeSessionExtra(cert=cert)
+        table: ConnectionTable = srv.lab.connections
+        key = (srv.name, connector.name)
+        total, from_source = table.add(key, remote_ip)
+        state_ext.counted = key
+        state_ext.refusal = connection_limit_reply(connector, total=total, from_source=from_source)
         session.state = state
         session.extra = state_ext
         sid = srv.next_session_id(self.listener.service)
@@ -122,6 +182,33 @@ class ExchangeReceivePolicy(ReceivePolicy):
                                       local=T.format_endpoint(srv.model.ip, self.listener.port),
                                       remote=T.format_endpoint(remote_ip, remote_port), clock=session.now)
         return True
+
+    def closed(self, session: "ServerSession") -> None:
+        extra = session.extra
+        if isinstance(extra, ExchangeSessionExtra) and extra.counted is not None:
+            self.server.lab.connections.remove(extra.counted, session.state.remote_ip)
+            extra.counted = None
+
+    def refusal(self, session: "ServerSession") -> str | None:
+        return session.extra.refusal
+
+    def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
+        rc = session.state.connector
+        return rc.inactivity_seconds, rc.connection_timeout_seconds
+
+    def recipient_limit_reply(self, session: "ServerSession", accepted: int) -> str | None:
+        return check_recipient_count(session.state.connector, accepted)
+
+    def max_header_size(self, session: "ServerSession") -> int | None:
+        state: ReceiveState = session.state
+        return None if "BypassMessageSizeLimit" in state.rights else state.connector.max_header_size
+
+    def header_too_large(self, session: "ServerSession", size: int, limit: int) -> None:
+        # BaseDataSmtpCommand: LogInformation(Verbose, null, "AccumulatedMessageSize: {0} > MaxHeaderSize: {1}")
+        session.log.info("", f"AccumulatedMessageSize: {size} > MaxHeaderSize: {T.byte_quantified_size(limit)}")
+
+    def abort_transaction(self, session: "ServerSession") -> None:
+        session.state.reset_transaction()
 
     def banner(self, session: "ServerSession") -> str:
         state: ReceiveState = session.state
@@ -245,6 +332,35 @@ class ExchangeSessionExtra:
     cert: Any  # the StoredCert the connector presents, or None
     peer_chain: list | None = None
     tls: dict | None = None  # version and cipher once STARTTLS succeeded (None: the session stayed in the clear)
+    refusal: str | None = None  # a connection limit's 421, said instead of the banner
+    counted: tuple[str, str] | None = None  # the (server, connector) whose connection table holds this session
+
+
+class ConnectionTable:
+    """Open inbound sessions per receive connector and per remote address (SmtpReceiveConnectorStub's
+    ClientIPTable); the runtime owns one for the whole lab."""
+
+    def __init__(self) -> None:
+        self._total: dict[tuple[str, str], int] = {}
+        self._by_ip: dict[tuple[tuple[str, str], str], int] = {}
+
+    def add(self, key: tuple[str, str], ip: str) -> tuple[int, int]:
+        """Count a new session; returns (sessions on the connector, sessions from `ip`), both with it."""
+        self._total[key] = self._total.get(key, 0) + 1
+        self._by_ip[(key, ip)] = self._by_ip.get((key, ip), 0) + 1
+        return self._total[key], self._by_ip[(key, ip)]
+
+    def remove(self, key: tuple[str, str], ip: str) -> None:
+        _decrement(self._total, key)
+        _decrement(self._by_ip, (key, ip))
+
+
+def _decrement(table: dict[Any, int], key: Any) -> None:
+    left = table.get(key, 0) - 1
+    if left > 0:
+        table[key] = left
+    else:
+        table.pop(key, None)
 
 
 class EopReceivePolicy(ReceivePolicy):
@@ -268,6 +384,14 @@ class EopReceivePolicy(ReceivePolicy):
 
     def max_size(self, session: "ServerSession") -> int:
         return 157286400
+
+    def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
+        # [INFERRED] EOP runs Exchange's transport: a Mailbox server's receive connector defaults.
+        return EOP_INACTIVITY_TIMEOUT, EOP_CONNECTION_TIMEOUT
+
+    def recipient_limit_reply(self, session: "ServerSession", accepted: int) -> str | None:
+        # Exchange Online's recipient limit per message (1000) with Exchange's TooManyRecipients [INFERRED].
+        return R.TOO_MANY_RECIPIENTS if accepted >= EOP_MAX_RECIPIENTS else None
 
     async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
         st = session.state
@@ -341,6 +465,27 @@ class MtaReceivePolicy(ReceivePolicy):
 
     def max_size(self, session: "ServerSession") -> int:
         return 10240000
+
+    # A hardened Postfix >= 3.9 (docs/smtp-limits.md §1): smtpd_forbid_bare_newline = reject with
+    # the default smtpd_forbid_bare_newline_reject_code 550; smtpd_timeout 300s;
+    # smtpd_recipient_limit 1000. Texts from Postfix's smtpd.c.
+    def data_parser(self, session: "ServerSession") -> PostfixDataParser:
+        return PostfixDataParser()
+
+    def content_reply(self, session: "ServerSession", *, bare_lf: bool) -> str | None:
+        return f"550 5.5.2 {self.host.model.fqdn} Error: bare <LF> received" if bare_lf else None
+
+    def bare_lf_command_reply(self, session: "ServerSession") -> str | None:
+        return f"550 5.5.2 {self.host.model.fqdn} Error: bare <LF> received"
+
+    def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
+        return POSTFIX_SMTPD_TIMEOUT, None
+
+    def timeout_reply(self, session: "ServerSession", kind: str) -> str:
+        return f"421 4.4.2 {self.host.model.fqdn} Error: timeout exceeded"
+
+    def recipient_limit_reply(self, session: "ServerSession", accepted: int) -> str | None:
+        return "452 4.5.3 Error: too many recipients" if accepted >= POSTFIX_RECIPIENT_LIMIT else None
 
     async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
         st = session.state

@@ -7,13 +7,22 @@ line with a virtual timestamp. aiosmtpd hard-codes its own texts in its command 
 smtp_* method, so using it would mean overriding nearly all of it. Python 3.11's streams give us
 the rest (`StreamWriter.start_tls` does STARTTLS in place).
 
-All decisions are the policy's (`smtp.policy`): this module only does I/O, line framing, dot
-unstuffing and the bookkeeping of virtual time for the session's log rows.
+All decisions are the policy's (`smtp.policy`): this module only does I/O, the bookkeeping of
+virtual time for the session's log rows, and the limits every receiver has (line length, bounded
+reads, timeouts). Where message data ends is `smtp.framing`'s business: the shell reads the socket
+in pieces of at most READ_CHUNK bytes into its own buffer and feeds them to the policy's data
+parser, so no command, DATA or BDAT payload is ever read whole before its size is checked.
 
 Virtual time: a server session never moves the lab clock by itself except for processing it
 models. Its rows are stamped with `cursor`, which it sets to the clock's value each time it reads a
 line (the client advanced the clock by the link latency before yielding). So rows written after the
 peer has moved on still carry the time at which the server acted.
+
+Timeouts (ConnectionInactivityTimeout, ConnectionTimeout): in `up` (live clock) a read waits at
+most the time left, on the wall clock. In `run` the clock is virtual: a lab client that was silent
+for longer than the inactivity timeout (its next command arrives that much later in virtual time)
+finds the session already timed out, at the virtual time it happened; a client that sends nothing
+at all for RUN_WALL_IDLE real seconds is treated the same way, so a stuck peer never holds the lab.
 """
 
 from __future__ import annotations
@@ -22,18 +31,22 @@ import asyncio
 import re
 import ssl
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..rules import replies as R
+from .framing import command_verb, parse_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from .policy import ReceivePolicy
 
 MAX_LINE = 4096
+READ_CHUNK = 64 * 1024  # the most the shell reads from the socket at once
+RUN_WALL_IDLE = 10.0  # run mode: real seconds of silence that count as an expired inactivity timeout
 _MAIL_RE = re.compile(r"^FROM:\s*<([^<>]*)>\s*(.*)$", re.IGNORECASE)
 _RCPT_RE = re.compile(r"^TO:\s*<([^<>]*)>\s*(.*)$", re.IGNORECASE)
 _ADDR_RE = re.compile(r"^[^\s@<>()\[\],;:\"]+@[A-Za-z0-9.-]+$")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 @dataclass
@@ -46,6 +59,15 @@ class Envelope:
 
 
 TOO_LONG = "\x00too long\x00"  # read_line's sentinel for a line over MAX_COMMAND_LENGTH
+
+
+class _TimedOut(Exception):
+    """A read outlived a timeout; `reply` is what the policy says, `at` when it happened."""
+
+    def __init__(self, reply: str, at: datetime) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.at = at
 
 
 def is_protocol_error(reply: str) -> bool:
@@ -93,6 +115,11 @@ class ServerSession:
         self.errors = 0  # protocol errors so far (MaxProtocolErrors)
         self.disconnect_reason: str | None = None
         self._counting = False  # the next reply answers a command (not message content)
+        self._buf = bytearray()  # bytes read from the socket and not yet consumed
+        self._eof = False
+        self.line_bare_lf = False  # the last command line ended in LF without CR
+        self._wait_from = now  # when the session began waiting for the client (inactivity)
+        self._disconnect_logged = False
 
     # --- time -------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -119,33 +146,94 @@ class ServerSession:
             self.log.sent(log_as if log_as is not None else "\r\n".join(lines))
         self.writer.write("".join(f"{ln}\r\n" for ln in lines).encode("utf-8", "surrogateescape"))
         await self.writer.drain()
+        self._wait_from = self.cursor
+
+    def _wall_timeout(self) -> float | None:
+        """How long (real seconds) the next read may wait for the client: the inactivity timeout.
+        ConnectionTimeout is not a read timeout: Exchange checks it when a read completes."""
+        inactivity, _ = self.policy.timeouts(self)
+        if inactivity is None:
+            return None
+        return inactivity if self.policy.live else RUN_WALL_IDLE
+
+    def _expired(self, *, data: bool = False) -> _TimedOut | None:
+        """After a read: did a timeout expire meanwhile, in (virtual) time? Command reads only check
+        inactivity; ConnectionTimeout is checked after every read (SmtpInSession.ReadComplete)."""
+        inactivity, total = self.policy.timeouts(self)
+        now = self.policy.clock_now()
+        if not data and inactivity is not None and (now - self._wait_from).total_seconds() > inactivity:
+            return _TimedOut(self.policy.timeout_reply(self, "inactivity"),
+                             self._wait_from + timedelta(seconds=inactivity))
+        if total is not None and (now - self.started).total_seconds() > total:
+            return _TimedOut(self.policy.timeout_reply(self, "session"), now)
+        return None
+
+    async def _fill(self) -> bool:
+        """Read the next piece from the socket into the buffer; False when the peer is gone."""
+        if self._eof:
+            return False
+        timeout = self._wall_timeout()
+        try:
+            piece = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
+        except asyncio.TimeoutError:
+            inactivity = self.policy.timeouts(self)[0] or 0.0
+            at = self._wait_from + timedelta(seconds=inactivity)
+            raise _TimedOut(self.policy.timeout_reply(self, "inactivity"), at) from None
+        except ConnectionResetError:
+            self.disconnect_reason = "Remote(ConnectionReset)"
+            self._eof = True
+            return False
+        except (ConnectionError, OSError):
+            self._eof = True
+            return False
+        if not piece:
+            self._eof = True
+            return False
+        self._buf += piece
+        return True
 
     async def read_line(self) -> str | None:
         """One command line; None when the peer is gone; TOO_LONG for a line over the limit."""
-        try:
-            raw = await self.reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as exc:
-            try:  # throw the rest of the overlong line away
-                await self.reader.readexactly(exc.consumed)
-                while True:
-                    try:
-                        await self.reader.readuntil(b"\n")
-                        break
-                    except asyncio.LimitOverrunError as more:
-                        await self.reader.readexactly(more.consumed)
-            except (asyncio.IncompleteReadError, ConnectionError):
+        skipping = False
+        scanned = 0
+        while True:
+            j = self._buf.find(b"\n", scanned)
+            if j >= 0:
+                raw = bytes(self._buf[:j + 1])
+                del self._buf[:j + 1]
+                break
+            if len(self._buf) > R.MAX_COMMAND_LENGTH:  # throw the rest of the overlong line away
+                skipping = True
+                self._buf.clear()
+            scanned = len(self._buf)
+            if not await self._fill():
                 return None
-            self.touch()
-            return TOO_LONG
-        except ConnectionResetError:
-            self.disconnect_reason = "Remote(ConnectionReset)"
-            return None
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
+        expired = self._expired()  # before touch(): a timeout is stamped when it happened
+        if expired is not None:
+            raise expired
         self.touch()
-        if len(raw) > R.MAX_COMMAND_LENGTH:
+        if skipping or len(raw) > R.MAX_COMMAND_LENGTH:
             return TOO_LONG
+        self.line_bare_lf = not raw.endswith(b"\r\n")
         return raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+
+    async def _read_exactly(self, count: int, keep: bool) -> bytes | None:
+        """The next `count` bytes (BDAT), read in bounded pieces; dropped as they come unless `keep`."""
+        kept = bytearray()
+        left = count
+        while left:
+            if not self._buf and not await self._fill():
+                return None
+            take = min(left, len(self._buf))
+            if keep:
+                kept += self._buf[:take]
+            del self._buf[:take]
+            left -= take
+        return bytes(kept)
+
+    def discard_pending_input(self) -> None:
+        """Forget what the client sent after a command that changes the stream (STARTTLS)."""
+        self._buf.clear()
 
     # --- the command loop -------------------------------------------------------------------
     async def run(self) -> None:
@@ -156,7 +244,13 @@ class ServerSession:
                 return
             if self.log is not None:
                 self.log.connect()
-            await self.reply(policy.banner(self))
+            refusal = policy.refusal(self)
+            if refusal is not None:  # a connection limit: the 421 instead of the banner
+                await self.reply(refusal)
+                self.closed = True
+                self.disconnect_reason = "Local"
+            else:
+                await self.reply(policy.banner(self))
             while not self.closed:
                 line = await self.read_line()
                 if line is None:
@@ -168,22 +262,62 @@ class ServerSession:
                     continue
                 if self.log is not None:
                     self.log.received(line)
-                verb, _, arg = line.partition(" ")
-                handler = getattr(self, "cmd_" + verb.upper(), None) if verb.isalpha() else None
+                refused = policy.bare_lf_command_reply(self) if self.line_bare_lf else None
+                if refused is not None:  # a receiver that will not take bare LF line endings
+                    self._counting = False
+                    await self.reply(refused)
+                    self.closed = True
+                    self.disconnect_reason = "Local"
+                    break
+                verb = command_verb(line)
+                handler = getattr(self, "cmd_" + verb, None) if verb is not None else None
                 if handler is None:
                     await self.reply(R.UNRECOGNIZED)
                     continue
-                await handler(arg.strip())
+                await handler(line[len(verb or ""):].strip())
                 self._counting = False
             if self.closed:
                 disconnect = self.disconnect_reason or "Local"
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+        except _TimedOut as timeout:
+            disconnect = await self._time_out(timeout)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
             disconnect = "Remote(ConnectionReset)"
         finally:
-            if self.log is not None and policy.opened(self):
+            if self.log is not None and policy.opened(self) and not self._disconnect_logged:
+                self._disconnect_logged = True
                 self.log.disconnect(disconnect)
             await self._close()
             policy.closed(self)
+
+    async def _time_out(self, timeout: _TimedOut) -> str:
+        """Exchange writes the timeout reply, then shuts the session down (reason Local)."""
+        self.cursor = max(self.cursor, timeout.at)
+        self._counting = False
+        self.closed = True
+        try:
+            await asyncio.wait_for(self.reply(timeout.reply), 5.0)
+        except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError):
+            pass
+        return "Local"
+
+    async def shutdown(self, reply: str = R.SERVICE_SHUTTING_DOWN) -> None:
+        """The service stops: tell the client (`421 4.3.2 ...`), log the disconnect, close.
+
+        For the runtime's stop(); safe to call on a session in any state, once or more.
+        """
+        if self.closed and self._disconnect_logged:
+            return
+        self.closed = True
+        self._counting = False
+        self.touch()
+        try:
+            await asyncio.wait_for(self.reply(reply), 2.0)
+        except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError, RuntimeError):
+            pass
+        if self.log is not None and self.policy.opened(self) and not self._disconnect_logged:
+            self._disconnect_logged = True
+            self.log.disconnect("Local")
+        await self._close()
 
     async def _close(self) -> None:
         self.closed = True
@@ -201,7 +335,10 @@ class ServerSession:
         await self.policy.ehlo(self, arg, extended=False)
 
     async def cmd_STARTTLS(self, arg: str) -> None:
+        before = self.writer.get_extra_info("ssl_object")
         await self.policy.starttls(self, arg)
+        if before is None and self.writer.get_extra_info("ssl_object") is not None:
+            self.discard_pending_input()  # nothing sent in the clear may count after the handshake
 
     async def cmd_MAIL(self, arg: str) -> None:
         m = _MAIL_RE.match(arg)
@@ -214,10 +351,10 @@ class ServerSession:
             return
         size = None
         if "SIZE" in params:
-            if not params["SIZE"].isdigit():
+            size = parse_count(params["SIZE"])
+            if size is None:
                 await self.reply(R.INVALID_ARGS)
                 return
-            size = int(params["SIZE"])
         reply = await self.policy.mail(self, m.group(1), params, size)
         if reply.startswith("250"):
             self.envelope = Envelope(mail_from=m.group(1), mail_params=params, declared_size=size)
@@ -231,6 +368,10 @@ class ServerSession:
         if not valid_address(m.group(1)) or not m.group(1):
             await self.reply(R.INVALID_RECIPIENT)
             return
+        over = self.policy.recipient_limit_reply(self, len(self.envelope.recipients))
+        if over is not None:
+            await self.reply(over)
+            return
         reply = await self.policy.rcpt(self, m.group(1))
         if reply.startswith("250"):
             self.envelope.recipients.append(m.group(1))
@@ -243,57 +384,79 @@ class ServerSession:
             return
         self.data_started = self.cursor
         limit = self.policy.max_size(self)
+        max_header = self.policy.max_header_size(self)
+        parser = self.policy.data_parser(self)
         chunks: list[bytes] = []
-        size = 0
-        too_big = False
-        while True:
-            try:
-                raw = await self.reader.readuntil(b"\n")
-            except asyncio.LimitOverrunError as exc:
-                raw = await self.reader.read(exc.consumed)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                self.closed = True
-                raise ConnectionResetError("connection lost during DATA")
-            if raw in (b".\r\n", b".\n"):
-                break
-            if raw.startswith(b"."):
-                raw = raw[1:]
-            size += len(raw)
-            if size > limit:
+        too_big = header_too_big = header_checked = False
+        while not parser.done:
+            if not self._buf:
+                if not await self._fill():
+                    self.closed = True
+                    raise ConnectionResetError("connection lost during DATA")
+                expired = self._expired(data=True)
+                if expired is not None:
+                    raise expired
+            fed = parser.feed(bytes(self._buf[:READ_CHUNK]))
+            del self._buf[:fed.consumed]
+            if parser.size > limit:
                 too_big = True
-            elif not too_big:
-                chunks.append(raw)
+            if max_header is not None and not header_too_big and not header_checked:
+                # the header so far: all text until the blank line is seen (the check stops after it)
+                header = parser.header_bytes if parser.header_bytes is not None else parser.size
+                header_checked = parser.header_bytes is not None
+                if header > max_header:
+                    header_too_big = True
+                    self.policy.header_too_large(self, header, max_header)
+            if not (too_big or header_too_big):
+                chunks.append(fed.text)
         self.touch()
-        if too_big:
-            await self.reply(R.TOO_LARGE)
+        refusal = (R.HEADERS_TOO_LARGE if header_too_big else R.TOO_LARGE if too_big
+                   else self.policy.content_reply(self, bare_lf=parser.bare_lf))
+        if refusal is not None:
+            self.policy.abort_transaction(self)
             self.envelope = Envelope()
+            await self.reply(refusal)
             return
         self.envelope.data = b"".join(chunks)
         await self._deliver()
 
     async def cmd_BDAT(self, arg: str) -> None:
         parts = arg.split()
-        if not parts or not parts[0].isdigit() or len(parts) > 2 or (len(parts) == 2 and parts[1].upper() != "LAST"):
+        count = parse_count(parts[0]) if parts else None
+        if count is None or len(parts) > 2 or (len(parts) == 2 and parts[1].upper() != "LAST"):
             await self.reply(R.INVALID_ARGS)
             return
-        count, last = int(parts[0]), len(parts) == 2
-        try:
-            chunk = await self.reader.readexactly(count)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            self.closed = True
-            raise ConnectionResetError("connection lost during BDAT")
+        last = len(parts) == 2
         if not self.envelope.data:
             self.data_started = self.cursor
-        self.touch()
         reply = self.policy.data_start(self)
+        # The chunk is judged before it is read: a refused chunk is read and dropped piecewise.
+        fits = len(self.envelope.data) + count <= self.policy.max_size(self)
+        chunk = await self._read_exactly(count, keep=reply.startswith("354") and fits)
+        if chunk is None:
+            self.closed = True
+            raise ConnectionResetError("connection lost during BDAT")
+        self.touch()
         if not reply.startswith("354"):
             await self.reply(reply)
             return
-        self.envelope.data += chunk
-        if len(self.envelope.data) > self.policy.max_size(self):
+        data = self.envelope.data + chunk
+        max_header = self.policy.max_header_size(self)
+        refusal = None
+        if not fits:
+            refusal = R.TOO_LARGE  # MessageTooLarge; the transaction is over (a new MAIL starts again)
+        elif max_header is not None and len(data) > max_header and not data.startswith(b"\r\n") \
+                and b"\r\n\r\n" not in data[:max_header + 4]:
+            self.policy.header_too_large(self, len(data), max_header)
+            refusal = R.HEADERS_TOO_LARGE
+        elif last:
+            refusal = self.policy.content_reply(self, bare_lf=_BARE_LF.search(data) is not None)
+        if refusal is not None:
+            self.policy.abort_transaction(self)
             self.envelope = Envelope()
-            await self.reply(R.TOO_LARGE)
+            await self.reply(refusal)
             return
+        self.envelope.data = data
         if not last:
             await self.reply(R.BDAT_OK)
             return

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import TopologyError
 from .model import (
+    EDGE_RECEIVE_DEFAULTS,
     AcceptedDomain,
     CertificateSpec,
     DnsRecord,
@@ -48,6 +49,13 @@ def _field_name(model: type[BaseModel], key: str) -> str:
         if key == fname or key.lower() == (info.alias or "").lower() or key.lower() == fname.replace("_", "").lower():
             return fname
     raise KeyError(key)
+
+
+def _field_name_or_none(model: type[BaseModel], key: str) -> str | None:
+    try:
+        return _field_name(model, key)
+    except KeyError:
+        return None
 
 
 def _error_text(exc: ValidationError) -> str:
@@ -184,6 +192,11 @@ def new_receive_connector(lab: Lab, params: dict[str, Any]) -> str:
     if server_name is None:
         raise TopologyError(where, "-Server is required")
     server = _server(lab, server_name, where)
+    if server.role == "Edge":  # an Edge's connectors have shorter timeouts by default
+        given = {_field_name_or_none(ReceiveConnector, k) for k in params}
+        for key, value in EDGE_RECEIVE_DEFAULTS.items():
+            if _field_name_or_none(ReceiveConnector, key) not in given:
+                params[key] = value
     rc = _validate(ReceiveConnector, params, where)
     if any(x.name.lower() == rc.name.lower() for x in server.receive_connectors):
         raise TopologyError(where, f"{server.name} already has a receive connector named {rc.name!r}")

@@ -80,6 +80,8 @@ def _mailbox_server_connectors(name: str) -> list[ReceiveConnector]:
             name=f"Default {name}", transport_role="HubTransport",
             bindings=["0.0.0.0:2525"], auth_mechanism=["Tls", "BasicAuth", "ExchangeServer", "Integrated"],
             permission_groups=["ExchangeLegacyServers", "ExchangeServers", "ExchangeUsers"],
+            # ExDocs message-rate-limits.md: unlimited per source, 100 percent, on this one connector
+            max_inbound_connection_per_source=None, max_inbound_connection_percentage_per_source=100,
         ),
         ReceiveConnector(
             name=f"Client Proxy {name}", transport_role="HubTransport",
@@ -119,6 +121,7 @@ def default_lab(start: datetime = DEFAULT_START) -> Lab:
                 bindings=["0.0.0.0:25"], auth_mechanism=["Tls", "ExchangeServer"],
                 permission_groups=["AnonymousUsers", "ExchangeServers", "Partners"],
                 protocol_logging_level="Verbose",
+                connection_timeout="00:05:00", connection_inactivity_timeout="00:01:00",  # Edge defaults
             ),
         ],
         certificates=[

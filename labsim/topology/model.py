@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_pascal
 
+from .timespec import parse_timespan
+
 __all__ = [
     "LabModel", "AddressSpace", "ReceiveConnector", "SendConnector", "TransportServiceConfig",
     "StoreEntry", "CaSpec", "CertificateSpec", "ExchangeServer", "AcceptedDomain", "Mailbox",
@@ -183,6 +185,28 @@ class ReceiveConnector(LabModel):
     max_protocol_errors: int = Field(5, ge=0)
     banner: str | None = None
     enabled: bool = True
+    # Session limits (PS-ref New-ReceiveConnector; docs/smtp-limits.md). Defaults are the Mailbox
+    # server's; an Edge's connectors take EDGE_RECEIVE_DEFAULTS. None = unlimited.
+    connection_timeout: str = "00:10:00"
+    connection_inactivity_timeout: str = "00:05:00"
+    max_recipients_per_message: int = Field(200, ge=1, le=512000)
+    max_header_size: int = Field(262144, ge=1, le=2147483647)
+    max_inbound_connection: int | None = Field(5000, ge=1, le=2147483647)
+    max_inbound_connection_per_source: int | None = Field(20, ge=1, le=10000)
+    max_inbound_connection_percentage_per_source: int = Field(2, ge=1, le=100)
+
+    @field_validator("connection_timeout", "connection_inactivity_timeout")
+    @classmethod
+    def _timeouts(cls, v: str) -> str:
+        seconds = parse_timespan(v).total_seconds()
+        if not 1 <= seconds <= 86400 or seconds != int(seconds):
+            raise ValueError(f"{v!r} is not a whole number of seconds from 00:00:01 to 1.00:00:00")
+        return v
+
+    @field_validator("max_inbound_connection", "max_inbound_connection_per_source", mode="before")
+    @classmethod
+    def _unlimited(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == "unlimited" else v
 
     @field_validator("remote_ip_ranges")
     @classmethod
@@ -221,11 +245,26 @@ class ReceiveConnector(LabModel):
             raise ValueError("AuthMechanism BasicAuthRequireTLS needs BasicAuth and Tls")
         if self.require_tls and AuthMechanism.TLS not in mechs:
             raise ValueError("RequireTLS needs Tls in AuthMechanism")
+        if self.inactivity_seconds >= self.connection_timeout_seconds:
+            raise ValueError("ConnectionInactivityTimeout must be less than ConnectionTimeout")
         return self
+
+    @property
+    def connection_timeout_seconds(self) -> float:
+        return parse_timespan(self.connection_timeout).total_seconds()
+
+    @property
+    def inactivity_seconds(self) -> float:
+        return parse_timespan(self.connection_inactivity_timeout).total_seconds()
 
     @property
     def ports(self) -> list[int]:
         return sorted({int(b.rsplit(":", 1)[1]) for b in self.bindings})
+
+
+# What an Edge Transport server's receive connectors default to where it differs from a Mailbox
+# server's (PS-ref New-ReceiveConnector: ConnectionTimeout, ConnectionInactivityTimeout).
+EDGE_RECEIVE_DEFAULTS: dict[str, Any] = {"ConnectionTimeout": "00:05:00", "ConnectionInactivityTimeout": "00:01:00"}
 
 
 class SendConnector(LabModel):
