@@ -7,20 +7,24 @@ time reference and every sender.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import ScenarioError, TopologyError
+from ..errors import InputError, ScenarioError, TopologyError
 from ..topology.changes import apply_change
 from ..topology.defaults import DEFAULT_START, default_lab
 from ..topology.model import Lab
 from ..topology.timespec import parse_timespan, resolve_time
-from .model import Scenario
+from .model import SCENARIO_ID, Scenario
 
 
 @dataclass
@@ -31,34 +35,91 @@ class LoadedScenario:
     start: datetime
 
 
-def scenario_dirs() -> list[Path]:
-    dirs = []
+MAX_FILE_BYTES = 1 << 20  # a scenario is a short text file; the largest in the catalog is ~45 KB
+MAX_DEPTH = 16  # tables and arrays inside each other; a scenario needs five
+INT_LIMIT = 2**63 - 1  # no number of Exchange's (Int32, Int64, ByteQuantifiedSize) is larger
+MAX_OFFSET = timedelta(days=366)  # how far into a run a message, a change or the end may lie
+START_YEARS = (1980, 2199)
+BUILTIN = "built-in"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One scenario file found on the search path: its id (the file name for a broken file), its
+    title, where it comes from (`built-in` or the folder) and, for a broken file, the one-line
+    problem that `labsim run` would report."""
+
+    id: str
+    title: str
+    path: Path
+    source: str
+    error: str | None = None
+    overrides: bool = False  # a local file that hides the built-in scenario of the same id
+
+
+def builtin_dir() -> Path | None:
+    """The scenarios shipped inside the package (`labsim.catalog`, the repo's scenarios/ folder)."""
+    try:
+        root = resources.files("labsim.catalog")
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(root))
+    return path if path.is_dir() else None
+
+
+def scenario_dirs() -> list[tuple[Path, str]]:
+    """(folder, source) in lookup order: LABSIM_SCENARIOS, ./scenarios, then the built-in catalog."""
+    builtin = builtin_dir()
+    dirs: list[Path] = []
     env = os.environ.get("LABSIM_SCENARIOS")
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs.append(Path.cwd() / "scenarios")
-    dirs.append(Path(__file__).resolve().parents[2] / "scenarios")
+    if builtin is not None:
+        dirs.append(builtin)
     seen, out = set(), []
     for d in dirs:
-        r = d.resolve()
-        if r not in seen and r.is_dir():
+        try:
+            r = d.resolve()
+            ok = r.is_dir()
+        except OSError:
+            continue
+        if r not in seen and ok:
             seen.add(r)
-            out.append(r)
+            is_builtin = builtin is not None and r == builtin.resolve()
+            out.append((r, BUILTIN if is_builtin else str(d)))
     return out
 
 
-def list_scenarios() -> list[tuple[str, str, Path]]:
-    """(id, title, path) of every scenario file found, sorted by id; broken files are skipped."""
-    found: dict[str, tuple[str, str, Path]] = {}
-    for d in scenario_dirs():
+def catalog() -> list[CatalogEntry]:
+    """Every scenario file on the search path, sorted by id; the first of an id wins.
+
+    Each file is loaded as `labsim run` would load it, so a broken one is listed with its problem
+    instead of being skipped (and still shadows a built-in scenario of the same name, so that
+    `labsim run NAME` reports its error rather than silently running another file).
+    """
+    found: dict[str, CatalogEntry] = {}
+    for d, source in scenario_dirs():
         for p in sorted(d.glob("*.toml")):
-            try:
-                data = tomllib.loads(p.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError):
+            if not p.is_file():
                 continue
-            sid = str(data.get("id", p.stem))
-            found.setdefault(sid, (sid, str(data.get("title", "")), p))
+            try:
+                loaded = load_scenario(p)
+            except InputError as exc:
+                entry = CatalogEntry(p.stem, "", p, source, error=exc.problem)
+            else:
+                entry = CatalogEntry(loaded.scenario.id, loaded.scenario.title, p, source)
+            first = found.get(entry.id)
+            if first is None:
+                found[entry.id] = entry
+            elif source == BUILTIN and first.source != BUILTIN:
+                found[entry.id] = replace(first, overrides=True)
     return [found[k] for k in sorted(found)]
+
+
+def list_scenarios() -> list[tuple[str, str, Path]]:
+    """(id, title, path) of every scenario that loads, sorted by id (`catalog()` has the broken ones too)."""
+    return [(e.id, e.title, e.path) for e in catalog() if e.error is None]
 
 
 def find_scenario(ref: str) -> Path:
@@ -67,11 +128,76 @@ def find_scenario(ref: str) -> Path:
         if not p.is_file():
             raise ScenarioError(ref, "no such scenario file")
         return p
-    for sid, _, path in list_scenarios():
-        if sid == ref:
-            return path
-    known = ", ".join(s for s, _, _ in list_scenarios()) or "none"
+    for d, _ in scenario_dirs():  # by id: cheap first guess, the file named like the id
+        guess = d / f"{ref}.toml"
+        if SCENARIO_ID.fullmatch(ref) and guess.is_file():
+            try:
+                if _peek_id(guess) in (ref, None):
+                    return guess
+            except ScenarioError:
+                return guess  # broken: loading it reports why
+    for e in catalog():
+        if e.id == ref:
+            return e.path
+    known = ", ".join(e.id for e in catalog()) or "none"
     raise ScenarioError(ref, f"no scenario with this id (known: {known})")
+
+
+def _peek_id(path: Path) -> str | None:
+    sid = read_scenario_data(path).get("id")
+    return sid if isinstance(sid, str) else None
+
+
+def read_scenario_data(path: Path) -> dict[str, Any]:
+    """The file as TOML data, after the checks every hostile file meets at the boundary: its size,
+    NUL bytes, UTF-8, TOML syntax, nesting depth, integers, NaN/infinity and NUL characters."""
+    where = str(path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError(where, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(where, f"larger than {MAX_FILE_BYTES} bytes; a scenario is a short text file")
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise ScenarioError(where, f"contains a NUL byte at offset {nul}; a scenario is UTF-8 text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(where, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(where, f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(where, f"arrays or tables nested too deeply (at most {MAX_DEPTH} levels)") from None
+    for key, problem in _tree_problems(data):
+        raise ScenarioError(f"{where}: {key}", problem)
+    return data
+
+
+def _tree_problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key, problem) for what no field of a scenario can take, walked without recursion."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            yield _loc(loc[:MAX_DEPTH]), f"arrays or tables nested too deeply (at most {MAX_DEPTH} levels)"
+            return
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if "\0" in k:
+                    yield _loc(loc) or "(top level)", f"key {k!r} contains a NUL character"
+                stack.append((v, (*loc, k)))
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            yield _loc(loc), f"{value} is not a number a scenario can use (NaN and infinity are not)"
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+            yield _loc(loc), f"{value} is out of range (at most {INT_LIMIT})"
+        elif isinstance(value, str) and "\0" in value:
+            yield _loc(loc), "contains a NUL character"
 
 
 def _loc(loc: tuple) -> str:
@@ -84,12 +210,7 @@ def _loc(loc: tuple) -> str:
 def load_scenario(ref: str | Path) -> LoadedScenario:
     path = find_scenario(str(ref))
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(where, f"cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(where, f"not valid TOML: {exc}") from None
+    data = read_scenario_data(path)
     try:
         scn = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -106,6 +227,8 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
         start = resolve_time(scn.start, DEFAULT_START) if scn.start else DEFAULT_START
     except ValueError as exc:
         raise ScenarioError(f"{where}: start", str(exc)) from None
+    if not START_YEARS[0] <= start.year <= START_YEARS[1]:
+        raise ScenarioError(f"{where}: start", f"{scn.start!r} is outside the years {START_YEARS[0]}..{START_YEARS[1]}")
     lab = default_lab(start)
     from ..engine.operations import is_operation
 
@@ -150,6 +273,8 @@ def _offset(text: str, where: str) -> timedelta:
         raise ScenarioError(where, str(exc)) from None
     if value < timedelta(0):
         raise ScenarioError(where, f"{text!r} is negative; times count from the start of the scenario (+hh:mm:ss)")
+    if value > MAX_OFFSET:
+        raise ScenarioError(where, f"{text!r} is more than {MAX_OFFSET.days} days after the start")
     return value
 
 

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_pascal
+
+from .timespec import parse_timespan
 
 __all__ = [
     "LabModel", "AddressSpace", "ReceiveConnector", "SendConnector", "TransportServiceConfig",
@@ -62,6 +71,7 @@ class LabModel(BaseModel):
         populate_by_name=True,
         validate_assignment=True,
         use_enum_values=True,
+        allow_inf_nan=False,  # no NaN or infinity in any number of the world
     )
 
 
@@ -135,6 +145,108 @@ def _ipv4(text: str) -> str:
         raise ValueError(f"{text!r} is not an IPv4 address") from None
 
 
+_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+
+def virtual_ipv4(text: str) -> str:
+    """A virtual address of the lab (a host, a VIP, a NAT address, a DNS server a host dials).
+
+    Virtual addresses are mapped onto real ones in 127.0.0.0/8 when the lab starts, so one inside
+    that block would collide with labsim's own; 0.0.0.0, multicast and the reserved 240.0.0.0/4
+    (with the broadcast address) cannot be a host.
+    """
+    ip = ipaddress.IPv4Address(_ipv4(text))
+    if ip in _LOOPBACK:
+        raise ValueError(f"{ip} lies in 127.0.0.0/8, the block labsim's real sockets use; "
+                         "give the host a non-loopback address (for example 192.0.2.10)")
+    if ip.is_unspecified or ip.is_multicast or ip.is_reserved:
+        raise ValueError(f"{ip} cannot be a host's address (unspecified, multicast or reserved)")
+    return str(ip)
+
+
+def _virtual_list(v: list[str]) -> list[str]:
+    return [virtual_ipv4(x) for x in v]
+
+
+VirtualIP = Annotated[str, BeforeValidator(lambda v: virtual_ipv4(v) if isinstance(v, str) else v)]
+VirtualIPs = Annotated[list[str], BeforeValidator(lambda v: _virtual_list(v) if isinstance(v, list) else v)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+INT32_MAX = 2147483647
+
+_SIZE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>B|KB|MB|GB|TB)?\s*(?:\([\d,]+ bytes\))?\s*$", re.I)
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+
+
+def byte_size(value: Any) -> Any:
+    """Exchange's ByteQuantifiedSize: 37748736, "36MB", "35 MB (36,700,160 bytes)" -> bytes."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        return value  # ints (and wrong types) are left to the int field's own check
+    m = _SIZE.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a size (bytes, or a number with B, KB, MB, GB or TB, e.g. 36MB)")
+    size = float(m["n"]) * _SIZE_UNITS[(m["unit"] or "b").lower()]
+    if size > 2**63:
+        raise ValueError(f"{value!r} is far beyond any size Exchange accepts")
+    return int(size)
+
+
+ByteSize = Annotated[int, BeforeValidator(byte_size)]
+
+
+def timespan_within(text: str, low: str, high: str) -> str:
+    """An Exchange TimeSpan parameter inside its documented valid input range (kept as written)."""
+    try:
+        value = parse_timespan(text)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    if not parse_timespan(low) <= value <= parse_timespan(high):
+        raise ValueError(f"{text!r} is outside the valid input range {low} through {high}")
+    return text
+
+
+def _timespan_field(low: str, high: str) -> Any:
+    return BeforeValidator(lambda v: timespan_within(v, low, high) if isinstance(v, str) else v)
+
+
+# Scenario times (certificate validity) relative to the start, or absolute: within a century.
+_TIME_LIMIT = timedelta(days=36525)
+
+
+def time_reference(text: str) -> str:
+    """`-30d`, `+365d`, `+00:10:00` from the start, or an ISO-8601 time between 1950 and 2999."""
+    try:
+        offset = parse_timespan(text)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not a time: {text!r} (use -30d / +365d from the start, or an ISO-8601 time)") from None
+        if not 1950 <= when.year <= 2999:
+            raise ValueError(f"{text!r}: the year must be between 1950 and 2999 (X.509 validity)")
+        return text
+    if abs(offset) > _TIME_LIMIT:
+        raise ValueError(f"{text!r} is more than 100 years from the start")
+    return text
+
+
+TimeReference = Annotated[str, BeforeValidator(lambda v: time_reference(v) if isinstance(v, str) else v)]
+MAX_DELAY_MS = 3_600_000.0  # one hour: the longest link delay or slow close a scenario may ask for
+
+
+def smart_host(text: str) -> str:
+    """A smart host: an FQDN, or an IP address (`[192.0.2.1]` or bare) that must be a usable virtual one."""
+    host = text.strip()
+    literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(literal)
+    except ValueError:
+        if not host:
+            raise ValueError("a smart host cannot be empty") from None
+        return text
+    virtual_ipv4(literal)
+    return text
+
+
 class AddressSpace(LabModel):
     """A send connector address space: `SMTP:contoso.com;1`, `*`, `*.contoso.com`, `--`."""
 
@@ -178,9 +290,10 @@ class ReceiveConnector(LabModel):
     tls_certificate_name: str | None = None
     tls_domain_capabilities: list[str] = Field(default_factory=list)
     protocol_logging_level: LoggingLevel = LoggingLevel.NONE
-    max_message_size: int = 37748736
-    max_hop_count: int = 30
-    max_protocol_errors: int = Field(5, ge=0)
+    # Set-ReceiveConnector's valid input ranges (docs/scenarios.md, "Ranges").
+    max_message_size: ByteSize = Field(37748736, ge=65536, le=INT32_MAX)
+    max_hop_count: int = Field(30, ge=1, le=500)
+    max_protocol_errors: int = Field(5, ge=0, le=INT32_MAX)
     banner: str | None = None
     enabled: bool = True
 
@@ -235,7 +348,7 @@ class SendConnector(LabModel):
     address_spaces: list[AddressSpace] = Field(default_factory=list)
     smart_hosts: list[str] = Field(default_factory=list)
     dns_routing_enabled: bool = True
-    port: int = 25
+    port: Port = 25
     fqdn: str | None = None
     require_tls: bool = False
     tls_auth_level: TlsAuthLevel | None = None
@@ -245,7 +358,7 @@ class SendConnector(LabModel):
     source_transport_servers: list[str] = Field(default_factory=list)
     cloud_services_mail_enabled: bool = False
     protocol_logging_level: LoggingLevel = LoggingLevel.NONE
-    max_message_size: int = 36700160
+    max_message_size: ByteSize = Field(36700160, ge=0, le=INT32_MAX)  # Set-SendConnector: 0..2147483647
     use_external_dns_servers_enabled: bool = False
     enabled: bool = True
 
@@ -255,6 +368,11 @@ class SendConnector(LabModel):
         if v and not re.match(r"^<I>.+<S>.+$", v):
             raise ValueError(f"TlsCertificateName {v!r} is not of the form <I>issuer<S>subject")
         return v or None
+
+    @field_validator("smart_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [smart_host(h) for h in v]
 
     @model_validator(mode="after")
     def _rules(self) -> "SendConnector":
@@ -276,23 +394,20 @@ class SendConnector(LabModel):
 class TransportServiceConfig(LabModel):
     """Set-TransportService / Set-FrontendTransportService: DNS, logging and retry settings."""
 
-    internal_dns_servers: list[str] = Field(default_factory=list)
+    internal_dns_servers: VirtualIPs = Field(default_factory=list)
     internal_dns_adapter_enabled: bool = True
-    external_dns_servers: list[str] = Field(default_factory=list)
+    external_dns_servers: VirtualIPs = Field(default_factory=list)
     external_dns_adapter_enabled: bool = True
     intra_org_connector_protocol_logging_level: LoggingLevel = LoggingLevel.NONE
+    # Set-TransportService's valid input ranges (docs/scenarios.md, "Ranges").
     transient_failure_retry_count: int = Field(6, ge=0, le=15)
-    transient_failure_retry_interval: str = "00:05:00"
-    outbound_connection_failure_retry_interval: str = "00:10:00"
-    message_retry_interval: str = "00:15:00"
-    delay_notification_timeout: str = "04:00:00"
-    message_expiration_timeout: str = "2.00:00:00"
+    transient_failure_retry_interval: Annotated[str, _timespan_field("00:00:01", "12:00:00")] = "00:05:00"
+    outbound_connection_failure_retry_interval: Annotated[
+        str, _timespan_field("00:00:01", "20.00:00:00")] = "00:10:00"
+    message_retry_interval: Annotated[str, _timespan_field("00:00:01", "1.00:00:00")] = "00:15:00"
+    delay_notification_timeout: Annotated[str, _timespan_field("00:00:01", "30.00:00:00")] = "04:00:00"
+    message_expiration_timeout: Annotated[str, _timespan_field("00:00:05", "90.00:00:00")] = "2.00:00:00"
     running: bool = True
-
-    @field_validator("internal_dns_servers", "external_dns_servers")
-    @classmethod
-    def _ips(cls, v: list[str]) -> list[str]:
-        return [_ipv4(x) for x in v]
 
 
 class StoreEntry(LabModel):
@@ -310,8 +425,8 @@ class CaSpec(LabModel):
     subject: str
     parent: str | None = None  # None: a self-signed root
     trusted_by: list[Site] = Field(default_factory=lambda: [Site.ONPREM, Site.EXO, Site.INTERNET])
-    not_before: str = "-3650d"
-    not_after: str = "+3650d"
+    not_before: TimeReference = "-3650d"
+    not_after: TimeReference = "+3650d"
 
 
 class CertificateSpec(LabModel):
@@ -321,8 +436,8 @@ class CertificateSpec(LabModel):
     subject: str
     sans: list[str] = Field(default_factory=list)
     issuer: str = "self"
-    not_before: str = "-30d"
-    not_after: str = "+365d"
+    not_before: TimeReference = "-30d"
+    not_after: TimeReference = "+365d"
     revoked: bool = False
     server_auth: bool = True
     client_auth: bool = True
@@ -342,7 +457,7 @@ class IPBlockListProvider(LabModel):
     bitmask_match: str | None = None
     ip_addresses_match: list[str] = Field(default_factory=list)
     rejection_response: str = ""
-    priority: int = 1
+    priority: int = Field(1, ge=1, le=INT32_MAX)
     enabled: bool = True
 
     @field_validator("ip_addresses_match")
@@ -362,9 +477,9 @@ class ExchangeServer(LabModel):
     name: str
     fqdn: str
     role: ServerRole = ServerRole.MAILBOX
-    ip: str
-    adapter_dns_servers: list[str] = Field(default_factory=list)
-    utc_offset_minutes: int = 0
+    ip: VirtualIP
+    adapter_dns_servers: VirtualIPs = Field(default_factory=list)
+    utc_offset_minutes: int = Field(0, ge=-720, le=840)  # UTC-12:00 .. UTC+14:00
     version: str = "15.02.1544.004"
     frontend: TransportServiceConfig | None = None
     transport: TransportServiceConfig = Field(default_factory=TransportServiceConfig)
@@ -377,25 +492,15 @@ class ExchangeServer(LabModel):
     ip_block_list_providers: list[IPBlockListProvider] = Field(default_factory=list)  # Edge only
     stopped_services: list[str] = Field(default_factory=list)  # Windows services not running (service_ops)
 
-    @field_validator("ip")
-    @classmethod
-    def _ip(cls, v: str) -> str:
-        return _ipv4(v)
-
-    @field_validator("adapter_dns_servers")
-    @classmethod
-    def _dns(cls, v: list[str]) -> list[str]:
-        return [_ipv4(x) for x in v]
-
     @field_validator("winhttp_proxy")
     @classmethod
     def _proxy(cls, v: str | None) -> str | None:
         if not v:
             return None
         ip, sep, port = v.strip().rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
             raise ValueError(f"proxy {v!r} is not IP:port (for example 192.168.1.50:8080)")
-        return f"{_ipv4(ip)}:{int(port)}"
+        return f"{virtual_ipv4(ip)}:{int(port)}"
 
 
 class AcceptedDomain(LabModel):
@@ -432,7 +537,7 @@ class Organization(LabModel):
     send_connectors: list[SendConnector] = Field(default_factory=list)
     mailboxes: list[Mailbox] = Field(default_factory=list)
     remote_mailboxes: list[RemoteMailbox] = Field(default_factory=list)
-    public_ip: str  # the SNAT address of the on-prem network towards the Internet
+    public_ip: VirtualIP  # the SNAT address of the on-prem network towards the Internet
 
     def server(self, name: str) -> ExchangeServer:
         for s in self.servers:
@@ -472,6 +577,11 @@ class OutboundConnector(LabModel):
     connector_source: Literal["Default", "HybridWizard", "Migrated"] = "HybridWizard"
     enabled: bool = True
 
+    @field_validator("smart_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [smart_host(h) for h in v]
+
     @model_validator(mode="after")
     def _rules(self) -> "OutboundConnector":
         if not self.use_mx_record and not self.smart_hosts:
@@ -503,17 +613,17 @@ class ExoTenant(LabModel):
     mail_users: list[ExoMailUser] = Field(default_factory=list)
     inbound_connectors: list[InboundConnector] = Field(default_factory=list)
     outbound_connectors: list[OutboundConnector] = Field(default_factory=list)
-    inbound_ip: str = "52.101.194.15"
-    outbound_ip: str = "40.93.131.26"
+    inbound_ip: VirtualIP = "52.101.194.15"
+    outbound_ip: VirtualIP = "40.93.131.26"
     frontend_host: str = "BL02EPF0001A0FB.namprd03.prod.outlook.com"
     outbound_helo: str = "PNYPR01CU001.outbound.protection.outlook.com"
     certificate: str = "eop"
-    dns_servers: list[str] = Field(default_factory=lambda: ["8.8.8.8"])
+    dns_servers: VirtualIPs = Field(default_factory=lambda: ["8.8.8.8"])
     # The client-submission front end (smtp.office365.com); EOP's DNS block lists do not apply there.
-    submission_ip: str = "52.98.152.178"
+    submission_ip: VirtualIP = "52.98.152.178"
     submission_host: str = "PN3PR01CA0012.outlook.office365.com"
     ip_block_lists: dict[str, str] = Field(default_factory=lambda: {"zen.spamhaus.org": "Spamhaus"})
-    max_hop_count: int = Field(30, ge=1)
+    max_hop_count: int = Field(30, ge=1, le=500)
     # ExchangeOnline words connector-delivery failures as mail flow intelligence (4.4.31x/4.7.320);
     # FOPE (the 2010-era service, seed 003) as Exchange 2010 transport did (451 4.4.0 ... failover).
     platform: Literal["ExchangeOnline", "FOPE"] = "ExchangeOnline"
@@ -527,8 +637,8 @@ class DnsRecord(LabModel):
     name: str
     type: Literal["A", "MX", "CNAME", "TXT", "PTR"]
     value: str
-    preference: int = 10
-    ttl: int = 3600
+    preference: int = Field(10, ge=0, le=65535)  # RFC 1035: a 16-bit integer
+    ttl: int = Field(3600, ge=0, le=INT32_MAX)  # RFC 2181 §8
 
 
 class DnsZone(LabModel):
@@ -540,17 +650,12 @@ class DnsServer(LabModel):
     """A DNS server host: authoritative for its zones, forwarding the rest (or answering NXDOMAIN)."""
 
     name: str
-    ip: str
+    ip: VirtualIP
     site: Site
     zones: list[DnsZone] = Field(default_factory=list)
-    forwarders: list[str] = Field(default_factory=list)
+    forwarders: VirtualIPs = Field(default_factory=list)
     running: bool = True
     mode: Literal["running", "servfail", "drop"] = "running"  # how a running server answers
-
-    @field_validator("ip")
-    @classmethod
-    def _ip(cls, v: str) -> str:
-        return _ipv4(v)
 
 
 class InternetMailHost(LabModel):
@@ -558,11 +663,11 @@ class InternetMailHost(LabModel):
 
     name: str
     fqdn: str
-    ip: str
+    ip: VirtualIP
     domains: list[str]
     mailboxes: list[str] = Field(default_factory=list)
     certificate: str | None = None
-    dns_servers: list[str] = Field(default_factory=lambda: ["8.8.8.8"])
+    dns_servers: VirtualIPs = Field(default_factory=lambda: ["8.8.8.8"])
 
 
 class LinkRule(LabModel):
@@ -579,13 +684,14 @@ class LinkRule(LabModel):
     name: str
     source: str = "*"
     destination: str = "*"
-    ports: list[int] = Field(default_factory=list)  # destination ports; empty = every port
+    ports: list[Port] = Field(default_factory=list)  # destination ports; empty = every port
     protocol: Literal["TCP", "UDP", "Any"] = "TCP"
     action: Literal["Refuse", "Drop", "Reset", "Latency", "Bandwidth", "SlowClose"]
-    latency_ms: float = Field(0.0, ge=0)
-    bandwidth_kbps: float = Field(0.0, ge=0)
-    reset_after_bytes: int = Field(0, ge=0)
-    slow_close_ms: float = Field(0.0, ge=0)
+    # Bounds keep virtual time sane: an hour of delay, 1 kbit/s (150 MB in two weeks) .. 10 Gbit/s.
+    latency_ms: float = Field(0.0, ge=0, le=MAX_DELAY_MS)
+    bandwidth_kbps: float = Field(0.0, ge=0, le=10_000_000)
+    reset_after_bytes: int = Field(0, ge=0, le=INT32_MAX)
+    slow_close_ms: float = Field(0.0, ge=0, le=MAX_DELAY_MS)
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -594,6 +700,8 @@ class LinkRule(LabModel):
                 "SlowClose": ("slow_close_ms", "SlowCloseMs")}.get(self.action)
         if need and not getattr(self, need[0]):
             raise ValueError(f"action {self.action} needs -{need[1]} greater than 0")
+        if self.action == "Bandwidth" and self.bandwidth_kbps < 1:
+            raise ValueError("action Bandwidth needs -BandwidthKbps of at least 1")
         return self
 
 
@@ -603,37 +711,37 @@ class LoadBalancer(LabModel):
     PreserveClientIp is set."""
 
     name: str
-    vip: str
-    snat_ip: str | None = None
+    vip: VirtualIP
+    snat_ip: VirtualIP | None = None
     backends: list[str]
-    ports: list[int] = Field(default_factory=lambda: [25])
+    ports: list[Port] = Field(default_factory=lambda: [25])
     preserve_client_ip: bool = False
 
-    @field_validator("vip", "snat_ip")
+    @field_validator("snat_ip", mode="before")
     @classmethod
-    def _ip(cls, v: str | None) -> str | None:
-        return _ipv4(v) if v else None
+    def _no_empty(cls, v: Any) -> Any:
+        return v or None
 
 
 class NatRule(LabModel):
     """Port forwarding at the on-prem edge router: public_ip:port -> server."""
 
-    public_ip: str
+    public_ip: VirtualIP
     server: str
-    ports: list[int] = Field(default_factory=lambda: [25])
+    ports: list[Port] = Field(default_factory=lambda: [25])
 
 
 class Network(LabModel):
     """Links between sites: one-way latency in milliseconds per site pair."""
 
-    latency_ms: dict[str, float] = Field(default_factory=lambda: {
+    latency_ms: dict[str, Annotated[float, Field(ge=0, le=MAX_DELAY_MS)]] = Field(default_factory=lambda: {
         "onprem-onprem": 0.4, "exo-exo": 0.6, "internet-internet": 5.0,
         "onprem-exo": 11.0, "onprem-internet": 18.0, "exo-internet": 9.0,
     })
     nat: list[NatRule] = Field(default_factory=list)
     rules: list[LinkRule] = Field(default_factory=list)
     load_balancers: list[LoadBalancer] = Field(default_factory=list)
-    crl_host_ip: str = "192.0.2.80"
+    crl_host_ip: VirtualIP = "192.0.2.80"
     crl_host_name: str = "crl.labsim-pki.net"
     crl_mode: Literal["up", "down", "hang"] = "up"  # the CRL distribution point (Set-LabCrlServer)
 
