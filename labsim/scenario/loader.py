@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -208,6 +209,23 @@ def _loc(loc: tuple) -> str:
 
 
 def load_scenario(ref: str | Path) -> LoadedScenario:
+    """The scenario, checked completely; any problem is a ScenarioError of one printable line."""
+    try:
+        return _load(ref)
+    except InputError as exc:
+        raise ScenarioError(_one_line(exc.where), _one_line(exc.problem)) from None
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """Control characters a file smuggled into an error (a cmdlet named "\\n") shown escaped; capped."""
+    text = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _load(ref: str | Path) -> LoadedScenario:
     path = find_scenario(str(ref))
     where = str(path)
     data = read_scenario_data(path)

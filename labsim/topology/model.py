@@ -233,6 +233,16 @@ TimeReference = Annotated[str, BeforeValidator(lambda v: time_reference(v) if is
 MAX_DELAY_MS = 3_600_000.0  # one hour: the longest link delay or slow close a scenario may ask for
 
 
+def winhttp_proxy(v: str | None) -> str | None:
+    """`netsh winhttp set proxy` IP:port, the IP a usable virtual address; empty means direct access."""
+    if not v:
+        return None
+    ip, sep, port = v.strip().rpartition(":")
+    if not sep or not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
+        raise ValueError(f"proxy {v!r} is not IP:port (for example 192.168.1.50:8080)")
+    return f"{virtual_ipv4(ip)}:{int(port)}"
+
+
 def smart_host(text: str) -> str:
     """A smart host: an FQDN, or an IP address (`[192.0.2.1]` or bare) that must be a usable virtual one."""
     host = text.strip()
@@ -495,12 +505,7 @@ class ExchangeServer(LabModel):
     @field_validator("winhttp_proxy")
     @classmethod
     def _proxy(cls, v: str | None) -> str | None:
-        if not v:
-            return None
-        ip, sep, port = v.strip().rpartition(":")
-        if not sep or not port.isdigit() or len(port) > 5 or not 0 < int(port) < 65536:
-            raise ValueError(f"proxy {v!r} is not IP:port (for example 192.168.1.50:8080)")
-        return f"{virtual_ipv4(ip)}:{int(port)}"
+        return winhttp_proxy(v)
 
 
 class AcceptedDomain(LabModel):
