@@ -248,12 +248,17 @@ def _load(ref: str | Path) -> LoadedScenario:
     if not START_YEARS[0] <= start.year <= START_YEARS[1]:
         raise ScenarioError(f"{where}: start", f"{scn.start!r} is outside the years {START_YEARS[0]}..{START_YEARS[1]}")
     lab = default_lab(start)
-    from ..engine.operations import is_operation
+    from ..engine.operations import check_operation, is_operation
 
     for i, ch in enumerate(scn.change):
         if is_operation(ch.cmdlet) and ch.at is None:
             raise ScenarioError(f"{where}: change[{i}].at",
                                 f"{ch.cmdlet} acts on the running lab and needs a time (at = \"+hh:mm:ss\")")
+        if is_operation(ch.cmdlet):
+            try:  # the operation's static check (the driver repeats it before a run)
+                check_operation(lab, ch.cmdlet, ch.params)
+            except TopologyError as exc:
+                raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
         if ch.at is not None:
             _offset(ch.at, f"{where}: change[{i}].at")
             continue
