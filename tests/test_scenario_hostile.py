@@ -8,7 +8,8 @@ parameters, raw bytes. Whatever it makes, `load_scenario` returns or raises an I
 anything else, and `labsim show|run FILE` prints no traceback and exits 2 without writing.
 
 The bounded run uses HOSTILE_EXAMPLES examples per property (derandomized, so CI is
-reproducible); set LABSIM_HOSTILE_EXAMPLES=5000 for a long, random run.
+reproducible); set LABSIM_HOSTILE_EXAMPLES=5000 for a long, random run, and LABSIM_HOSTILE_RUN=1
+to also run every random file that loads (a lab run each, so slow) and insist it ends in 0 or 1.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from labsim.topology.changes import known_cmdlets
 from labsim.topology.defaults import default_lab
 
 LONG = int(os.environ.get("LABSIM_HOSTILE_EXAMPLES", "0"))
+RUN_VALID = os.environ.get("LABSIM_HOSTILE_RUN") == "1"  # also run the random files that load (slow)
 HOSTILE_EXAMPLES = LONG or 60
 SETTINGS = settings(max_examples=HOSTILE_EXAMPLES, deadline=None, derandomize=not LONG, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -105,6 +107,7 @@ CASES: list[tuple[str, str | bytes, str, str]] = [
                                    'subject = "a\\r\\nBcc: x@y"\n'), "message[0].subject", "control characters"),
     ("start-far", scenario_text(head='start = "9999-12-31T00:00:00Z"\n'), "start", "outside the years"),
     ("wrong-type", scenario_text(head="duration = 5\n"), "duration", "valid string"),
+    ("title-two-lines", scenario_text().replace('title = "test scenario"', 'title = "a\\nb"'), "title", "one line"),
     ("too-large", 'id = "t"\n' + "# " + "x" * MAX_FILE_BYTES + "\n", "", f"larger than {MAX_FILE_BYTES} bytes"),
 ]
 
@@ -262,6 +265,9 @@ def _check(path: Path, content: bytes) -> None:
     assert "Traceback" not in stdout + stderr
     if ok:
         assert rc == 0, stderr
+        if RUN_VALID:  # a file that loads must run to an end: exit 0 or 1, never a crash
+            rc, stdout, stderr = run_cli(["run", str(path), "--out", str(path.parent / "out-valid")])
+            assert rc in (0, 1), stdout + stderr
         return
     assert rc == 2 and stdout == "" and stderr.count("\n") == 1 and stderr.startswith(f"labsim: {path}"), stderr
     out = path.parent / "out"

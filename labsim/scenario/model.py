@@ -86,6 +86,13 @@ class Message(_Strict):
     def _from(cls, v: str) -> str:
         return _address(v)
 
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not v or _CONTROL.search(v) or len(v) > 200:
+            raise ValueError("a message id is 1-200 characters without control characters")
+        return v
+
     @field_validator("subject")
     @classmethod
     def _subject(cls, v: str) -> str:
@@ -191,6 +198,13 @@ class Scenario(_Strict):
     change: list[Change] = Field(default_factory=list)
     message: list[Message] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        if _CONTROL.search(v) or len(v) > 200:
+            raise ValueError("a title is one line of at most 200 characters without control characters")
+        return v
 
     @field_validator("id")
     @classmethod
