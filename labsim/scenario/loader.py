@@ -1,8 +1,15 @@
 """Loading scenario files: one clear error naming the file, the key and the problem.
 
-Everything a scenario says is checked before anything starts: the TOML syntax, the schema, every
-change applied to a copy of the default organisation (with Exchange's own validation), every
-time reference and every sender.
+Everything a scenario says is checked before anything starts. First at the boundary, whatever the
+file is (`read_scenario_data`): its size, NUL bytes, UTF-8, the TOML syntax, how deeply it nests,
+integers beyond Int64, NaN and infinity, NUL characters. Then the schema, every change applied to
+a copy of the default organisation (with Exchange's own validation and value ranges), the static
+checks of timeline operations, every time reference and every sender. Any problem is one
+`ScenarioError(where, problem)` of one printable line; nothing else escapes (tests/
+test_scenario_hostile.py throws random files at it).
+
+Scenarios are found by id in LABSIM_SCENARIOS, ./scenarios and the built-in catalog (the package
+`labsim.catalog`, which is the repo's scenarios/ folder), in that order.
 """
 
 from __future__ import annotations
@@ -102,7 +109,7 @@ def catalog() -> list[CatalogEntry]:
     found: dict[str, CatalogEntry] = {}
     for d, source in scenario_dirs():
         for p in sorted(d.glob("*.toml")):
-            if not p.is_file():
+            if not _is_file(p):
                 continue
             try:
                 loaded = load_scenario(p)
@@ -123,15 +130,22 @@ def list_scenarios() -> list[tuple[str, str, Path]]:
     return [(e.id, e.title, e.path) for e in catalog() if e.error is None]
 
 
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in the name
+        return False
+
+
 def find_scenario(ref: str) -> Path:
     p = Path(ref)
     if p.suffix == ".toml" or os.sep in ref or "/" in ref:
-        if not p.is_file():
+        if not _is_file(p):
             raise ScenarioError(ref, "no such scenario file")
         return p
     for d, _ in scenario_dirs():  # by id: cheap first guess, the file named like the id
         guess = d / f"{ref}.toml"
-        if SCENARIO_ID.fullmatch(ref) and guess.is_file():
+        if SCENARIO_ID.fullmatch(ref) and _is_file(guess):
             try:
                 if _peek_id(guess) in (ref, None):
                     return guess
