@@ -98,6 +98,10 @@ CASES: list[tuple[str, str | bytes, str, str]] = [
      "LatencyMs", "outside 0..3600000"),
     ("cert-validity-huge", _change("cmdlet = 'Set-LabCertificate'\nIdentity = 'mail-cloudmonkeys'\nNotAfter = '+99999999d'\n"),
      "NotAfter", "more than 100 years"),
+    ("cert-before-1950", _change("cmdlet = 'Set-LabCertificate'\nIdentity = 'mail-cloudmonkeys'\n"
+                                 "NotBefore = '-36500d'\n"), "NotBefore", "before 1950"),
+    ("cert-inverted", _change("cmdlet = 'Set-LabCertificate'\nIdentity = 'mail-cloudmonkeys'\n"
+                              "NotBefore = '+10d'\nNotAfter = '+5d'\n"), "NotAfter", "is not after NotBefore"),
     ("message-at-far", scenario_text('[[message]]\nid = "m"\nat = "+400.00:00:00"\nfrom = "raghu@cloudmonkeys.xyz"\n'
                                      'to = ["alex@fabrikam.com"]\n'), "message[0].at", "366 days"),
     ("message-at-huge", scenario_text('[[message]]\nid = "m"\nat = "+99999999999.00:00:00"\n'

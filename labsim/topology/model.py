@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
-from .timespec import parse_timespan
+from .timespec import parse_timespan, resolve_time
 
 __all__ = [
     "LabModel", "AddressSpace", "ReceiveConnector", "SendConnector", "TransportServiceConfig",
@@ -230,6 +230,22 @@ def time_reference(text: str) -> str:
 
 
 TimeReference = Annotated[str, BeforeValidator(lambda v: time_reference(v) if isinstance(v, str) else v)]
+def validity_problem(not_before: str, not_after: str, start: datetime) -> str | None:
+    """Why a certificate's validity cannot be issued at this start (None if it can): X.509 times
+    from 1950 on (what cryptography's builder accepts), NotAfter after NotBefore."""
+    try:
+        nb = resolve_time(not_before, start).replace(microsecond=0)
+        na = resolve_time(not_after, start).replace(microsecond=0)
+    except ValueError as exc:
+        return str(exc)
+    for key, when in (("NotBefore", nb), ("NotAfter", na)):
+        if when.year < 1950:
+            return f"{key} falls on {when:%Y-%m-%d}, before 1950 (the earliest X.509 time a lab CA issues)"
+    if na <= nb:
+        return f"NotAfter {na:%Y-%m-%d %H:%M:%S} is not after NotBefore {nb:%Y-%m-%d %H:%M:%S}"
+    return None
+
+
 MAX_DELAY_MS = 3_600_000.0  # one hour: the longest link delay or slow close a scenario may ask for
 
 
@@ -790,6 +806,11 @@ class Lab(LabModel):
         for ca in self.certificate_authorities:
             if ca.parent and ca.parent not in cas:
                 raise ValueError(f"CA {ca.name!r}: parent {ca.parent!r} is not a lab CA")
+        for what, specs in (("CA", self.certificate_authorities), ("certificate", self.certificates)):
+            for spec in specs:
+                problem = validity_problem(spec.not_before, spec.not_after, self.start)
+                if problem:
+                    raise ValueError(f"{what} {spec.name!r}: {problem}")
         names = set()
         for s in self.organization.servers:
             if s.name.lower() in names:
