@@ -84,6 +84,8 @@ CASES: list[tuple[str, str | bytes, str, str]] = [
                                 "Backends = ['CMHYBD01']\n"), "Vip", "127.0.0.0/8"),
     ("nat-loopback", _change("cmdlet = 'Set-LabNatRule'\nPublicIp = '127.1.2.3'\nServer = 'CMHYBD01'\n"),
      "PublicIp", "127.0.0.0/8"),
+    ("nat-on-a-host", _change("cmdlet = 'Set-LabNatRule'\nPublicIp = '192.168.1.13'\nServer = 'CMEDGE01'\n"),
+     "Set-LabNatRule", "is the address of CMHYBD01"),
     ("dns-forwarder-loopback", _change("cmdlet = 'Set-LabDnsServer'\nIdentity = 'DC01'\nForwarders = ['127.0.0.1']\n"),
      "Forwarders", "127.0.0.0/8"),
     ("dns-server-multicast", _change("cmdlet = 'Set-TransportService'\nIdentity = 'CMHYBD01'\n"

@@ -843,7 +843,15 @@ class Lab(LabModel):
             for b in lb.backends:
                 if b.lower() not in names:
                     raise ValueError(f"load balancer {lb.name}: backend {b!r} is not an Exchange server")
+        hosts = {s.ip: s.name for s in self.organization.servers}
+        hosts |= {d.ip: d.name for d in self.dns_servers} | {h.ip: h.name for h in self.internet_hosts}
+        hosts |= {lb.vip: lb.name for lb in self.network.load_balancers}
+        hosts |= {self.tenant.inbound_ip: "EXO", self.tenant.outbound_ip: "EXO-OUT",
+                  self.tenant.submission_ip: "EXO-SUBMISSION", self.network.crl_host_ip: "CRL"}
         for rule in self.network.nat:
             if rule.server.lower() not in names and rule.server.lower() not in lbs:
                 raise ValueError(f"NAT rule for {rule.public_ip}: server {rule.server!r} does not exist")
+            if rule.public_ip in hosts:
+                raise ValueError(f"NAT rule for {rule.public_ip}: that is the address of {hosts[rule.public_ip]}, "
+                                 "not a public address of the on-premises router")
         return self
