@@ -86,6 +86,12 @@ CASES: list[tuple[str, str | bytes, str, str]] = [
      "PublicIp", "127.0.0.0/8"),
     ("nat-on-a-host", _change("cmdlet = 'Set-LabNatRule'\nPublicIp = '192.168.1.13'\nServer = 'CMEDGE01'\n"),
      "Set-LabNatRule", "is the address of CMHYBD01"),
+    ("dns-a-not-an-address", _change("cmdlet = 'Set-LabDnsRecord'\nServer = 'PUBLIC-DNS'\nZoneName = 'cloudmonkeys.xyz'\n"
+                                     "Name = 'smtp.cloudmonkeys.xyz'\nType = 'A'\nValue = 'not-an-ip'\n"),
+     "change[0] (DNS server PUBLIC-DNS", "'not-an-ip'"),
+    ("dns-name-too-long", _change("cmdlet = 'Set-LabDnsRecord'\nServer = 'PUBLIC-DNS'\nZoneName = 'cloudmonkeys.xyz'\n"
+                                  f"Name = '{'a.' * 200}'\nType = 'A'\nValue = '192.0.2.9'\n"),
+     "change[0] (DNS server PUBLIC-DNS", "is not a DNS name"),
     ("dns-forwarder-loopback", _change("cmdlet = 'Set-LabDnsServer'\nIdentity = 'DC01'\nForwarders = ['127.0.0.1']\n"),
      "Forwarders", "127.0.0.0/8"),
     ("dns-server-multicast", _change("cmdlet = 'Set-TransportService'\nIdentity = 'CMHYBD01'\n"

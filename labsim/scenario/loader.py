@@ -278,6 +278,7 @@ def _load(ref: str | Path) -> LoadedScenario:
             continue
         try:
             apply_change(lab, ch.cmdlet, ch.params)
+            _check_dns_zones(lab)
         except TopologyError as exc:
             raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
     # Timeline changes must apply cleanly too, in order, on a scratch copy.
@@ -287,6 +288,7 @@ def _load(ref: str | Path) -> LoadedScenario:
             continue
         try:
             apply_change(scratch, ch.cmdlet, ch.params)
+            _check_dns_zones(scratch)
         except TopologyError as exc:
             raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
     senders = sender_realms(lab)
@@ -300,6 +302,16 @@ def _load(ref: str | Path) -> LoadedScenario:
     for i, le in enumerate(scn.expect.log):
         le.log = _log_spec(lab, le.log, f"{where}: expect.log[{i}].log")
     return LoadedScenario(path=path, scenario=scn, lab=lab, start=start)
+
+
+def _check_dns_zones(lab: Lab) -> None:
+    """Every lab DNS server's zones compile as its server will compile them when the lab starts
+    (record names inside their zone, A values that are addresses, host names, no CNAME beside
+    other data): a bad record is the change's error at load, not a failure of the running lab."""
+    from ..net.dns_server import _compile
+
+    for server in lab.dns_servers:
+        _compile(server, 1)
 
 
 def _offset(text: str, where: str) -> timedelta:
