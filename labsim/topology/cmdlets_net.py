@@ -30,7 +30,6 @@ from .changes import (
     set_fields,
 )
 from .model import (
-    MAX_DELAY_MS,
     AcceptedDomainType,
     DnsServer,
     DnsZone,
@@ -40,6 +39,7 @@ from .model import (
     LoadBalancer,
     NatRule,
 )
+from .values import MAX_DELAY_MS
 
 __all__: list[str] = []
 

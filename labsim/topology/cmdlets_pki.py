@@ -30,7 +30,8 @@ from .changes import (
     cmdlet,
     set_fields,
 )
-from .model import CaSpec, CertificateSpec, Lab, StoreEntry, winhttp_proxy
+from .model import CaSpec, CertificateSpec, Lab, StoreEntry
+from .values import winhttp_proxy
 
 __all__: list[str] = []
 
