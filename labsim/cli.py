@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 from .errors import InputError, LabsimError
-from .scenario.loader import list_scenarios, load_scenario
+from .scenario.loader import BUILTIN, catalog, load_scenario
 
 
 def _print_summary(result) -> None:  # noqa: ANN001 - engine.driver.RunResult
@@ -46,10 +46,25 @@ def _print_summary(result) -> None:  # noqa: ANN001 - engine.driver.RunResult
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = list_scenarios()
-    width = max((len(sid) for sid, _, _ in rows), default=10)
-    for sid, title, _ in rows:
-        print(f"{sid:<{width}}  {title}")
+    """id and title of every scenario, and where it comes from once any is not built-in; a file
+    that does not load is listed with its problem (marked BROKEN), never skipped."""
+    rows = catalog()
+    width = max((len(e.id) for e in rows), default=10)
+    local = any(e.source != BUILTIN for e in rows)
+    title_width = max((len(e.title) for e in rows if not e.error), default=10) if local else 0
+    for e in rows:
+        title = f"BROKEN: {e.error}" if e.error else e.title
+        if not local:
+            print(f"{e.id:<{width}}  {title}")
+            continue
+        source = "built-in" if e.source == BUILTIN else str(e.path)
+        if e.overrides:
+            source += " (overrides built-in)"
+        print(f"{e.id:<{width}}  {title:<{title_width}}  {source}" if not e.error else
+              f"{e.id:<{width}}  {title}  ({source})")
+    broken = sum(1 for e in rows if e.error)
+    if broken:
+        print(f"labsim: {broken} scenario file(s) do not load (marked BROKEN above)", file=sys.stderr)
     return 0
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    EXLOG_CHECK,
     FOUR_DIRECTIONS,
     Run,
+    exlog_check,
     folder_rows,
     log_files,
     rows_of,
@@ -224,9 +224,7 @@ def test_logs_show_virtual_addresses_only(baseline: Run):
 
 
 def test_independent_log_checker_finds_no_error(baseline: Run):
-    if not EXLOG_CHECK.is_file():
-        pytest.skip(f"{EXLOG_CHECK} is not available")
-    res = subprocess.run([sys.executable, str(EXLOG_CHECK), str(baseline.out)], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, str(exlog_check()), str(baseline.out)], capture_output=True, text=True,
                          timeout=60, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "errors=0" in res.stdout and "files recv=3 send=3" in res.stdout

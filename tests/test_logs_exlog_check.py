@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 
-import pytest
+from conftest import exlog_check
 
 from labsim.logs.message_tracking import MessageTrackingLog
 from labsim.logs.protocol_log import ProtocolLog, SessionWriter, protocol_log_folder
@@ -23,8 +22,6 @@ from labsim.logs.protocol_text import (
     session_permissions_data,
     tls_negotiation_failed,
 )
-
-CHECKER = Path(os.environ.get("EXLOG_CHECK", "/work/shared/tools/exlog_check.py"))
 
 
 class Clock:
@@ -65,11 +62,10 @@ def build_tree(root: Path) -> None:
 
 
 def test_exlog_check_reports_no_errors(tmp_path: Path) -> None:
-    if not CHECKER.is_file():
-        pytest.skip(f"{CHECKER} is not available outside the lab workspace")
+    checker = exlog_check()
     build_tree(tmp_path)
     python = shutil.which("python3") or sys.executable
-    res = subprocess.run([python, str(CHECKER), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([python, str(checker), str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert "errors=0" in res.stdout, res.stdout + res.stderr
     assert "files recv=1 send=1 mt=1" in res.stdout, res.stdout
     assert res.returncode == 0

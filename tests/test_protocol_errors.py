@@ -216,13 +216,13 @@ def test_oversized_message_by_size_parameter_and_by_content(write_scenario, tmp_
         [[change]]
         cmdlet = "Set-ReceiveConnector"
         Identity = 'CMEDGE01\\Default internal receive connector CMEDGE01'
-        MaxMessageSize = 4096
-        """
+        MaxMessageSize = 65536
+        """  # the smallest MaxMessageSize Set-ReceiveConnector accepts
     out, tr = lab_session(write_scenario, tmp_path, "FABRIKAM-MX", "27.7.57.242", 25, [
-        "EHLO mx.fabrikam.com", "MAIL FROM:<alex@fabrikam.com> SIZE=5000", "MAIL FROM:<alex@fabrikam.com>",
-        "RCPT TO:<raghu@cloudmonkeys.xyz>", "DATA", "<BODY 9000>", "QUIT"], extra=small_limit)
+        "EHLO mx.fabrikam.com", "MAIL FROM:<alex@fabrikam.com> SIZE=70000", "MAIL FROM:<alex@fabrikam.com>",
+        "RCPT TO:<raghu@cloudmonkeys.xyz>", "DATA", "<BODY 90000>", "QUIT"], extra=small_limit)
     r = replies_of(tr)
-    assert "S: 250-SIZE 4096" in tr
+    assert "S: 250-SIZE 65536" in tr
     assert r[1] == R.TOO_LARGE and r[2] == R.SENDER_OK and r[5] == R.TOO_LARGE and r[-1] == R.CLOSING
 
 

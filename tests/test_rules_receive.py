@@ -1,7 +1,7 @@
 """Receive-side rules, no sockets: connector selection, EHLO keywords, MAIL/RCPT replies.
 
 The EHLO expectations are the keyword lists of real Exchange protocol-log rows in
-/work/shared/reference/samples (QAZ: an Exchange 2016 Default Frontend, before and after STARTTLS;
+tests/golden/logs (verbatim copies of shared/reference/samples; QAZ: an Exchange 2016 Default Frontend, before and after STARTTLS;
 JPB: an Exchange 2019 Default Frontend answering EXO without a usable certificate).
 """
 
@@ -272,9 +272,9 @@ def test_partners_may_submit_only_over_tls():
 
 
 def test_declared_size_over_the_limit_is_refused_unless_the_client_may_bypass_it():
-    c = rc("Small", permission_groups=["AnonymousUsers", "ExchangeServers"], max_message_size=1000)
-    assert check_mail(anon_state(c, helo="x"), 5000) == "552 5.3.4 Message size exceeds fixed maximum message size"
-    assert check_mail(anon_state(c, helo="x", authenticated_as_server=True), 5000) == R.SENDER_OK
+    c = rc("Small", permission_groups=["AnonymousUsers", "ExchangeServers"], max_message_size=65536)
+    assert check_mail(anon_state(c, helo="x"), 65537) == "552 5.3.4 Message size exceeds fixed maximum message size"
+    assert check_mail(anon_state(c, helo="x", authenticated_as_server=True), 65537) == R.SENDER_OK
 
 
 def test_failed_tls_domain_capability_refuses_the_submission():

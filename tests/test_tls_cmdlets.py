@@ -31,7 +31,7 @@ def test_winhttp_proxy_set_and_reset(world):
     assert world.organization.server("CMEDGE01").winhttp_proxy == "192.168.1.50:8080"
     apply_change(world, "Set-LabWinHttpProxy", {"Server": "CMEDGE01", "ProxyServer": ""})
     assert world.organization.server("CMEDGE01").winhttp_proxy is None
-    with pytest.raises(TopologyError, match="WinHttpProxy: .proxy. is not an IPv4 address"):
+    with pytest.raises(TopologyError, match="-ProxyServer: .proxy. is not an IPv4 address"):
         apply_change(world, "Set-LabWinHttpProxy", {"Server": "CMEDGE01", "ProxyServer": "proxy:80"})
     with pytest.raises(TopologyError, match="no server 'CMNOPE'"):
         apply_change(world, "Set-LabWinHttpProxy", {"Server": "CMNOPE", "ProxyServer": "1.2.3.4:80"})

@@ -11,7 +11,7 @@ from datetime import datetime
 from email.policy import compat32
 from typing import Any
 
-from conftest import EXLOG_CHECK, run_cli
+from conftest import exlog_check, run_cli
 
 from labsim.cli_views import filter_tracking, read_tracking
 from labsim.logs.message_tracking import MESSAGE_TRACKING_FIELDS
@@ -35,7 +35,7 @@ def test_files_and_header(baseline) -> None:
 
 
 def test_exlog_check_accepts_the_tree(baseline) -> None:
-    res = subprocess.run([sys.executable, str(EXLOG_CHECK), str(baseline.out)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, str(exlog_check()), str(baseline.out)], capture_output=True, text=True)
     assert "errors=0" in res.stdout, res.stdout + res.stderr
 
 

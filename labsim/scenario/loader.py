@@ -1,26 +1,38 @@
 """Loading scenario files: one clear error naming the file, the key and the problem.
 
-Everything a scenario says is checked before anything starts: the TOML syntax, the schema, every
-change applied to a copy of the default organisation (with Exchange's own validation), every
-time reference and every sender.
+Everything a scenario says is checked before anything starts. First at the boundary, whatever the
+file is (`read_scenario_data`): its size, NUL bytes, UTF-8, the TOML syntax, how deeply it nests,
+integers beyond Int64, NaN and infinity, NUL characters. Then the schema, every change applied to
+a copy of the default organisation (with Exchange's own validation and value ranges), the static
+checks of timeline operations, every time reference and every sender. Any problem is one
+`ScenarioError(where, problem)` of one printable line; nothing else escapes (tests/
+test_scenario_hostile.py throws random files at it).
+
+Scenarios are found by id in LABSIM_SCENARIOS, ./scenarios and the built-in catalog (the package
+`labsim.catalog`, which is the repo's scenarios/ folder), in that order.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import ScenarioError, TopologyError
+from ..errors import InputError, ScenarioError, TopologyError
 from ..topology.changes import apply_change
 from ..topology.defaults import DEFAULT_START, default_lab
 from ..topology.model import Lab
 from ..topology.timespec import parse_timespan, resolve_time
-from .model import Scenario
+from .model import SCENARIO_ID, Scenario
 
 
 @dataclass
@@ -31,47 +43,176 @@ class LoadedScenario:
     start: datetime
 
 
-def scenario_dirs() -> list[Path]:
-    dirs = []
+MAX_FILE_BYTES = 1 << 20  # a scenario is a short text file; the largest in the catalog is ~45 KB
+MAX_DEPTH = 16  # tables and arrays inside each other; a scenario needs five
+INT_LIMIT = 2**63 - 1  # no number of Exchange's (Int32, Int64, ByteQuantifiedSize) is larger
+MAX_OFFSET = timedelta(days=366)  # how far into a run a message, a change or the end may lie
+START_YEARS = (1980, 2199)
+BUILTIN = "built-in"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One scenario file found on the search path: its id (the file name for a broken file), its
+    title, where it comes from (`built-in` or the folder) and, for a broken file, the one-line
+    problem that `labsim run` would report."""
+
+    id: str
+    title: str
+    path: Path
+    source: str
+    error: str | None = None
+    overrides: bool = False  # a local file that hides the built-in scenario of the same id
+
+
+def builtin_dir() -> Path | None:
+    """The scenarios shipped inside the package (`labsim.catalog`, the repo's scenarios/ folder)."""
+    try:
+        root = resources.files("labsim.catalog")
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(root))
+    return path if path.is_dir() else None
+
+
+def scenario_dirs() -> list[tuple[Path, str]]:
+    """(folder, source) in lookup order: LABSIM_SCENARIOS, ./scenarios, then the built-in catalog."""
+    builtin = builtin_dir()
+    dirs: list[Path] = []
     env = os.environ.get("LABSIM_SCENARIOS")
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs.append(Path.cwd() / "scenarios")
-    dirs.append(Path(__file__).resolve().parents[2] / "scenarios")
+    if builtin is not None:
+        dirs.append(builtin)
     seen, out = set(), []
     for d in dirs:
-        r = d.resolve()
-        if r not in seen and r.is_dir():
+        try:
+            r = d.resolve()
+            ok = r.is_dir()
+        except OSError:
+            continue
+        if r not in seen and ok:
             seen.add(r)
-            out.append(r)
+            is_builtin = builtin is not None and r == builtin.resolve()
+            out.append((r, BUILTIN if is_builtin else str(d)))
     return out
 
 
-def list_scenarios() -> list[tuple[str, str, Path]]:
-    """(id, title, path) of every scenario file found, sorted by id; broken files are skipped."""
-    found: dict[str, tuple[str, str, Path]] = {}
-    for d in scenario_dirs():
+def catalog() -> list[CatalogEntry]:
+    """Every scenario file on the search path, sorted by id; the first of an id wins.
+
+    Each file is loaded as `labsim run` would load it, so a broken one is listed with its problem
+    instead of being skipped (and still shadows a built-in scenario of the same name, so that
+    `labsim run NAME` reports its error rather than silently running another file).
+    """
+    found: dict[str, CatalogEntry] = {}
+    for d, source in scenario_dirs():
         for p in sorted(d.glob("*.toml")):
-            try:
-                data = tomllib.loads(p.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError):
+            if not _is_file(p):
                 continue
-            sid = str(data.get("id", p.stem))
-            found.setdefault(sid, (sid, str(data.get("title", "")), p))
+            try:
+                loaded = load_scenario(p)
+            except InputError as exc:
+                entry = CatalogEntry(p.stem, "", p, source, error=exc.problem)
+            else:
+                entry = CatalogEntry(loaded.scenario.id, loaded.scenario.title, p, source)
+            first = found.get(entry.id)
+            if first is None:
+                found[entry.id] = entry
+            elif source == BUILTIN and first.source != BUILTIN:
+                found[entry.id] = replace(first, overrides=True)
     return [found[k] for k in sorted(found)]
+
+
+def list_scenarios() -> list[tuple[str, str, Path]]:
+    """(id, title, path) of every scenario that loads, sorted by id (`catalog()` has the broken ones too)."""
+    return [(e.id, e.title, e.path) for e in catalog() if e.error is None]
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in the name
+        return False
 
 
 def find_scenario(ref: str) -> Path:
     p = Path(ref)
     if p.suffix == ".toml" or os.sep in ref or "/" in ref:
-        if not p.is_file():
+        if not _is_file(p):
             raise ScenarioError(ref, "no such scenario file")
         return p
-    for sid, _, path in list_scenarios():
-        if sid == ref:
-            return path
-    known = ", ".join(s for s, _, _ in list_scenarios()) or "none"
+    for d, _ in scenario_dirs():  # by id: cheap first guess, the file named like the id
+        guess = d / f"{ref}.toml"
+        if SCENARIO_ID.fullmatch(ref) and _is_file(guess):
+            try:
+                if _peek_id(guess) in (ref, None):
+                    return guess
+            except ScenarioError:
+                return guess  # broken: loading it reports why
+    for e in catalog():
+        if e.id == ref:
+            return e.path
+    known = ", ".join(e.id for e in catalog()) or "none"
     raise ScenarioError(ref, f"no scenario with this id (known: {known})")
+
+
+def _peek_id(path: Path) -> str | None:
+    sid = read_scenario_data(path).get("id")
+    return sid if isinstance(sid, str) else None
+
+
+def read_scenario_data(path: Path) -> dict[str, Any]:
+    """The file as TOML data, after the checks every hostile file meets at the boundary: its size,
+    NUL bytes, UTF-8, TOML syntax, nesting depth, integers, NaN/infinity and NUL characters."""
+    where = str(path)
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError(where, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(where, f"larger than {MAX_FILE_BYTES} bytes; a scenario is a short text file")
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise ScenarioError(where, f"contains a NUL byte at offset {nul}; a scenario is UTF-8 text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(where, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(where, f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(where, f"arrays or tables nested too deeply (at most {MAX_DEPTH} levels)") from None
+    for key, problem in _tree_problems(data):
+        raise ScenarioError(f"{where}: {key}", problem)
+    return data
+
+
+def _tree_problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(key, problem) for what no field of a scenario can take, walked without recursion."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            yield _loc(loc[:MAX_DEPTH]), f"arrays or tables nested too deeply (at most {MAX_DEPTH} levels)"
+            return
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if "\0" in k:
+                    yield _loc(loc) or "(top level)", f"key {k!r} contains a NUL character"
+                stack.append((v, (*loc, k)))
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            yield _loc(loc), f"{value} is not a number a scenario can use (NaN and infinity are not)"
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+            yield _loc(loc), f"{value} is out of range (at most {INT_LIMIT})"
+        elif isinstance(value, str) and "\0" in value:
+            yield _loc(loc), "contains a NUL character"
 
 
 def _loc(loc: tuple) -> str:
@@ -82,14 +223,26 @@ def _loc(loc: tuple) -> str:
 
 
 def load_scenario(ref: str | Path) -> LoadedScenario:
+    """The scenario, checked completely; any problem is a ScenarioError of one printable line."""
+    try:
+        return _load(ref)
+    except InputError as exc:
+        raise ScenarioError(_one_line(exc.where), _one_line(exc.problem)) from None
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    """Control characters a file smuggled into an error (a cmdlet named "\\n") shown escaped; capped."""
+    text = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _load(ref: str | Path) -> LoadedScenario:
     path = find_scenario(str(ref))
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(where, f"cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(where, f"not valid TOML: {exc}") from None
+    data = read_scenario_data(path)
     try:
         scn = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -106,18 +259,26 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
         start = resolve_time(scn.start, DEFAULT_START) if scn.start else DEFAULT_START
     except ValueError as exc:
         raise ScenarioError(f"{where}: start", str(exc)) from None
+    if not START_YEARS[0] <= start.year <= START_YEARS[1]:
+        raise ScenarioError(f"{where}: start", f"{scn.start!r} is outside the years {START_YEARS[0]}..{START_YEARS[1]}")
     lab = default_lab(start)
-    from ..engine.operations import is_operation
+    from ..engine.operations import check_operation, is_operation
 
     for i, ch in enumerate(scn.change):
         if is_operation(ch.cmdlet) and ch.at is None:
             raise ScenarioError(f"{where}: change[{i}].at",
                                 f"{ch.cmdlet} acts on the running lab and needs a time (at = \"+hh:mm:ss\")")
+        if is_operation(ch.cmdlet):
+            try:  # the operation's static check (the driver repeats it before a run)
+                check_operation(lab, ch.cmdlet, ch.params)
+            except TopologyError as exc:
+                raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
         if ch.at is not None:
             _offset(ch.at, f"{where}: change[{i}].at")
             continue
         try:
             apply_change(lab, ch.cmdlet, ch.params)
+            _check_dns_zones(lab)
         except TopologyError as exc:
             raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
     # Timeline changes must apply cleanly too, in order, on a scratch copy.
@@ -127,6 +288,7 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
             continue
         try:
             apply_change(scratch, ch.cmdlet, ch.params)
+            _check_dns_zones(scratch)
         except TopologyError as exc:
             raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
     senders = sender_realms(lab)
@@ -142,6 +304,16 @@ def load_scenario(ref: str | Path) -> LoadedScenario:
     return LoadedScenario(path=path, scenario=scn, lab=lab, start=start)
 
 
+def _check_dns_zones(lab: Lab) -> None:
+    """Every lab DNS server's zones compile as its server will compile them when the lab starts
+    (record names inside their zone, A values that are addresses, host names, no CNAME beside
+    other data): a bad record is the change's error at load, not a failure of the running lab."""
+    from ..net.dns_server import _compile
+
+    for server in lab.dns_servers:
+        _compile(server, 1)
+
+
 def _offset(text: str, where: str) -> timedelta:
     """A TimeSpan from the start (or a duration): valid and not negative."""
     try:
@@ -150,6 +322,8 @@ def _offset(text: str, where: str) -> timedelta:
         raise ScenarioError(where, str(exc)) from None
     if value < timedelta(0):
         raise ScenarioError(where, f"{text!r} is negative; times count from the start of the scenario (+hh:mm:ss)")
+    if value > MAX_OFFSET:
+        raise ScenarioError(where, f"{text!r} is more than {MAX_OFFSET.days} days after the start")
     return value
 
 

@@ -28,13 +28,20 @@ log = "CMHYBD01/FrontEnd/SmtpReceive"; contains = "Queued mail for delivery"
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# A scenario id names its output folder (labsim-out/<id>/), so it is a slug: ASCII letters, digits,
+# '-', '_' and '.', starting with a letter or digit (never '.' or '..'), at most 64 characters.
+SCENARIO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+INT32_MAX = 2147483647
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class Training(_Strict):
@@ -71,9 +78,35 @@ class Message(_Strict):
         if not v:
             raise ValueError("a message needs at least one recipient")
         for a in v:
-            if "@" not in a:
-                raise ValueError(f"{a!r} is not an e-mail address")
+            _address(a)
         return v
+
+    @field_validator("sender")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        return _address(v)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not v or _CONTROL.search(v) or len(v) > 200:
+            raise ValueError("a message id is 1-200 characters without control characters")
+        return v
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, v: str) -> str:
+        if _CONTROL.search(v):
+            raise ValueError("a subject is one line without control characters (no CR, LF or NUL)")
+        return v
+
+
+def _address(a: str) -> str:
+    """An SMTP address as a scenario gives it: local@domain, no spaces or control characters
+    (they would end the SMTP command the address is sent in)."""
+    if "@" not in a or _CONTROL.search(a) or " " in a or len(a) > 320:
+        raise ValueError(f"{a!r} is not an e-mail address")
+    return a
 
 
 REALMS = ("onprem", "exo", "internet")
@@ -102,7 +135,7 @@ class LogExpectation(_Strict):
     log: str  # "<SERVER>/<FrontEnd|Hub|Edge|Mailbox>/<SmtpReceive|SmtpSend>"
     contains: str
     event: Literal["+", "-", ">", "<", "*"] | None = None
-    min_count: int = Field(1, ge=0)
+    min_count: int = Field(1, ge=0, le=INT32_MAX)
     absent: bool = False
 
     @field_validator("log")
@@ -124,7 +157,7 @@ class EventExpectation(_Strict):
     id: int = Field(ge=1, le=65535)
     source: str | None = None
     contains: str | None = None
-    min_count: int = Field(1, ge=0)
+    min_count: int = Field(1, ge=0, le=INT32_MAX)
     absent: bool = False
 
 
@@ -139,7 +172,7 @@ class TrackingExpectation(_Strict):
     message: str | None = None  # a [[message]] id
     recipient: str | None = None
     contains: str | None = None
-    min_count: int = Field(1, ge=0)
+    min_count: int = Field(1, ge=0, le=INT32_MAX)
     absent: bool = False
 
     @field_validator("event_id", "source")
@@ -158,13 +191,28 @@ class Expectations(_Strict):
 class Scenario(_Strict):
     id: str
     title: str
-    seed: int = 1
+    seed: int = Field(1, ge=0, le=2**63 - 1)
     start: str | None = None
     duration: str | None = None  # how long after the last traffic the run may go on (TimeSpan)
     training: Training
     change: list[Change] = Field(default_factory=list)
     message: list[Message] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        if _CONTROL.search(v) or len(v) > 200:
+            raise ValueError("a title is one line of at most 200 characters without control characters")
+        return v
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SCENARIO_ID.fullmatch(v):
+            raise ValueError(f"{v[:80]!r} is not a scenario id: use 1-64 ASCII letters, digits, '-', '_' "
+                             "or '.', starting with a letter or digit (it names the output folder)")
+        return v
 
     def reference_errors(self) -> list[tuple[str, str]]:
         """(key, problem) for message ids used twice or expected but never sent.

@@ -12,6 +12,7 @@ targets may change at any time.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import TopologyError
@@ -38,6 +39,7 @@ from .model import (
     LoadBalancer,
     NatRule,
 )
+from .values import MAX_DELAY_MS
 
 __all__: list[str] = []
 
@@ -97,11 +99,13 @@ def set_site_latency(lab: Lab, params: dict[str, Any]) -> str:
     if len(parts) != 2 or any(p not in order for p in parts):
         raise TopologyError(where, f"-Sites {sites!r} is not two of onprem, exo, internet joined by '-'")
     try:
-        value = float(ms)
-    except (TypeError, ValueError):
-        raise TopologyError(where, f"-LatencyMs {ms!r} is not a number") from None
-    if value < 0:
-        raise TopologyError(where, "-LatencyMs must not be negative")
+        value = float(ms) if not isinstance(ms, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise TopologyError(where, f"-LatencyMs {ms!r} is not a number")
+    if not 0 <= value <= MAX_DELAY_MS:
+        raise TopologyError(where, f"-LatencyMs {ms!r} is outside 0..{MAX_DELAY_MS:.0f} (milliseconds, one way)")
     key = "-".join(sorted(parts, key=order.index))
     lab.network.latency_ms = {**lab.network.latency_ms, key: value}
     return key

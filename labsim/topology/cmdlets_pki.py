@@ -31,6 +31,7 @@ from .changes import (
     set_fields,
 )
 from .model import CaSpec, CertificateSpec, Lab, StoreEntry
+from .values import winhttp_proxy
 
 __all__: list[str] = []
 
@@ -96,7 +97,11 @@ def set_lab_winhttp_proxy(lab: Lab, params: dict[str, Any]) -> str:
     server = _server(lab, _required(params, where, "Server"), where)
     proxy = _take(params, "ProxyServer", "Proxy")
     _no_more(params, where, "Server, ProxyServer")
-    set_fields(server, {"winhttp_proxy": str(proxy) if proxy else None}, f"{where} {server.name}")
+    try:
+        value = winhttp_proxy(str(proxy) if proxy else None)
+    except ValueError as exc:
+        raise TopologyError(f"{where} {server.name}", f"-ProxyServer: {exc}") from None
+    set_fields(server, {"winhttp_proxy": value}, f"{where} {server.name}")
     return f"{server.name}: WinHTTP proxy {server.winhttp_proxy or 'direct access'}"
 
 

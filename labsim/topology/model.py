@@ -12,12 +12,25 @@ import ipaddress
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_pascal
 
 from .timespec import parse_timespan
+from .values import (
+    INT32_MAX,
+    MAX_DELAY_MS,
+    ByteSize,
+    Port,
+    TimeReference,
+    VirtualIP,
+    VirtualIPs,
+    smart_host,
+    timespan_field,
+    validity_problem,
+    winhttp_proxy,
+)
 
 __all__ = [
     "LabModel", "AddressSpace", "ReceiveConnector", "SendConnector", "TransportServiceConfig",
@@ -64,6 +77,7 @@ class LabModel(BaseModel):
         populate_by_name=True,
         validate_assignment=True,
         use_enum_values=True,
+        allow_inf_nan=False,  # no NaN or infinity in any number of the world
     )
 
 
@@ -180,9 +194,10 @@ class ReceiveConnector(LabModel):
     tls_certificate_name: str | None = None
     tls_domain_capabilities: list[str] = Field(default_factory=list)
     protocol_logging_level: LoggingLevel = LoggingLevel.NONE
-    max_message_size: int = 37748736
-    max_hop_count: int = 30
-    max_protocol_errors: int = Field(5, ge=0)
+    # Set-ReceiveConnector's valid input ranges (docs/scenarios.md, "Ranges").
+    max_message_size: ByteSize = Field(37748736, ge=65536, le=INT32_MAX)
+    max_hop_count: int = Field(30, ge=1, le=500)
+    max_protocol_errors: int = Field(5, ge=0, le=INT32_MAX)
     banner: str | None = None
     enabled: bool = True
     # Session limits (PS-ref New-ReceiveConnector; docs/smtp-limits.md). Defaults are the Mailbox
@@ -274,7 +289,7 @@ class SendConnector(LabModel):
     address_spaces: list[AddressSpace] = Field(default_factory=list)
     smart_hosts: list[str] = Field(default_factory=list)
     dns_routing_enabled: bool = True
-    port: int = 25
+    port: Port = 25
     fqdn: str | None = None
     require_tls: bool = False
     tls_auth_level: TlsAuthLevel | None = None
@@ -284,7 +299,7 @@ class SendConnector(LabModel):
     source_transport_servers: list[str] = Field(default_factory=list)
     cloud_services_mail_enabled: bool = False
     protocol_logging_level: LoggingLevel = LoggingLevel.NONE
-    max_message_size: int = 36700160
+    max_message_size: ByteSize = Field(36700160, ge=0, le=INT32_MAX)  # Set-SendConnector: 0..2147483647
     use_external_dns_servers_enabled: bool = False
     enabled: bool = True
 
@@ -294,6 +309,11 @@ class SendConnector(LabModel):
         if v and not re.match(r"^<I>.+<S>.+$", v):
             raise ValueError(f"TlsCertificateName {v!r} is not of the form <I>issuer<S>subject")
         return v or None
+
+    @field_validator("smart_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [smart_host(h) for h in v]
 
     @model_validator(mode="after")
     def _rules(self) -> "SendConnector":
@@ -315,23 +335,20 @@ class SendConnector(LabModel):
 class TransportServiceConfig(LabModel):
     """Set-TransportService / Set-FrontendTransportService: DNS, logging and retry settings."""
 
-    internal_dns_servers: list[str] = Field(default_factory=list)
+    internal_dns_servers: VirtualIPs = Field(default_factory=list)
     internal_dns_adapter_enabled: bool = True
-    external_dns_servers: list[str] = Field(default_factory=list)
+    external_dns_servers: VirtualIPs = Field(default_factory=list)
     external_dns_adapter_enabled: bool = True
     intra_org_connector_protocol_logging_level: LoggingLevel = LoggingLevel.NONE
+    # Set-TransportService's valid input ranges (docs/scenarios.md, "Ranges").
     transient_failure_retry_count: int = Field(6, ge=0, le=15)
-    transient_failure_retry_interval: str = "00:05:00"
-    outbound_connection_failure_retry_interval: str = "00:10:00"
-    message_retry_interval: str = "00:15:00"
-    delay_notification_timeout: str = "04:00:00"
-    message_expiration_timeout: str = "2.00:00:00"
+    transient_failure_retry_interval: Annotated[str, timespan_field("00:00:01", "12:00:00")] = "00:05:00"
+    outbound_connection_failure_retry_interval: Annotated[
+        str, timespan_field("00:00:01", "20.00:00:00")] = "00:10:00"
+    message_retry_interval: Annotated[str, timespan_field("00:00:01", "1.00:00:00")] = "00:15:00"
+    delay_notification_timeout: Annotated[str, timespan_field("00:00:01", "30.00:00:00")] = "04:00:00"
+    message_expiration_timeout: Annotated[str, timespan_field("00:00:05", "90.00:00:00")] = "2.00:00:00"
     running: bool = True
-
-    @field_validator("internal_dns_servers", "external_dns_servers")
-    @classmethod
-    def _ips(cls, v: list[str]) -> list[str]:
-        return [_ipv4(x) for x in v]
 
 
 class StoreEntry(LabModel):
@@ -349,8 +366,8 @@ class CaSpec(LabModel):
     subject: str
     parent: str | None = None  # None: a self-signed root
     trusted_by: list[Site] = Field(default_factory=lambda: [Site.ONPREM, Site.EXO, Site.INTERNET])
-    not_before: str = "-3650d"
-    not_after: str = "+3650d"
+    not_before: TimeReference = "-3650d"
+    not_after: TimeReference = "+3650d"
 
 
 class CertificateSpec(LabModel):
@@ -360,8 +377,8 @@ class CertificateSpec(LabModel):
     subject: str
     sans: list[str] = Field(default_factory=list)
     issuer: str = "self"
-    not_before: str = "-30d"
-    not_after: str = "+365d"
+    not_before: TimeReference = "-30d"
+    not_after: TimeReference = "+365d"
     revoked: bool = False
     server_auth: bool = True
     client_auth: bool = True
@@ -381,7 +398,7 @@ class IPBlockListProvider(LabModel):
     bitmask_match: str | None = None
     ip_addresses_match: list[str] = Field(default_factory=list)
     rejection_response: str = ""
-    priority: int = 1
+    priority: int = Field(1, ge=1, le=INT32_MAX)
     enabled: bool = True
 
     @field_validator("ip_addresses_match")
@@ -401,9 +418,9 @@ class ExchangeServer(LabModel):
     name: str
     fqdn: str
     role: ServerRole = ServerRole.MAILBOX
-    ip: str
-    adapter_dns_servers: list[str] = Field(default_factory=list)
-    utc_offset_minutes: int = 0
+    ip: VirtualIP
+    adapter_dns_servers: VirtualIPs = Field(default_factory=list)
+    utc_offset_minutes: int = Field(0, ge=-720, le=840)  # UTC-12:00 .. UTC+14:00
     version: str = "15.02.1544.004"
     frontend: TransportServiceConfig | None = None
     transport: TransportServiceConfig = Field(default_factory=TransportServiceConfig)
@@ -416,25 +433,10 @@ class ExchangeServer(LabModel):
     ip_block_list_providers: list[IPBlockListProvider] = Field(default_factory=list)  # Edge only
     stopped_services: list[str] = Field(default_factory=list)  # Windows services not running (service_ops)
 
-    @field_validator("ip")
-    @classmethod
-    def _ip(cls, v: str) -> str:
-        return _ipv4(v)
-
-    @field_validator("adapter_dns_servers")
-    @classmethod
-    def _dns(cls, v: list[str]) -> list[str]:
-        return [_ipv4(x) for x in v]
-
     @field_validator("winhttp_proxy")
     @classmethod
     def _proxy(cls, v: str | None) -> str | None:
-        if not v:
-            return None
-        ip, sep, port = v.strip().rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"proxy {v!r} is not IP:port (for example 192.168.1.50:8080)")
-        return f"{_ipv4(ip)}:{int(port)}"
+        return winhttp_proxy(v)
 
 
 class AcceptedDomain(LabModel):
@@ -471,7 +473,7 @@ class Organization(LabModel):
     send_connectors: list[SendConnector] = Field(default_factory=list)
     mailboxes: list[Mailbox] = Field(default_factory=list)
     remote_mailboxes: list[RemoteMailbox] = Field(default_factory=list)
-    public_ip: str  # the SNAT address of the on-prem network towards the Internet
+    public_ip: VirtualIP  # the SNAT address of the on-prem network towards the Internet
 
     def server(self, name: str) -> ExchangeServer:
         for s in self.servers:
@@ -511,6 +513,11 @@ class OutboundConnector(LabModel):
     connector_source: Literal["Default", "HybridWizard", "Migrated"] = "HybridWizard"
     enabled: bool = True
 
+    @field_validator("smart_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [smart_host(h) for h in v]
+
     @model_validator(mode="after")
     def _rules(self) -> "OutboundConnector":
         if not self.use_mx_record and not self.smart_hosts:
@@ -542,17 +549,17 @@ class ExoTenant(LabModel):
     mail_users: list[ExoMailUser] = Field(default_factory=list)
     inbound_connectors: list[InboundConnector] = Field(default_factory=list)
     outbound_connectors: list[OutboundConnector] = Field(default_factory=list)
-    inbound_ip: str = "52.101.194.15"
-    outbound_ip: str = "40.93.131.26"
+    inbound_ip: VirtualIP = "52.101.194.15"
+    outbound_ip: VirtualIP = "40.93.131.26"
     frontend_host: str = "BL02EPF0001A0FB.namprd03.prod.outlook.com"
     outbound_helo: str = "PNYPR01CU001.outbound.protection.outlook.com"
     certificate: str = "eop"
-    dns_servers: list[str] = Field(default_factory=lambda: ["8.8.8.8"])
+    dns_servers: VirtualIPs = Field(default_factory=lambda: ["8.8.8.8"])
     # The client-submission front end (smtp.office365.com); EOP's DNS block lists do not apply there.
-    submission_ip: str = "52.98.152.178"
+    submission_ip: VirtualIP = "52.98.152.178"
     submission_host: str = "PN3PR01CA0012.outlook.office365.com"
     ip_block_lists: dict[str, str] = Field(default_factory=lambda: {"zen.spamhaus.org": "Spamhaus"})
-    max_hop_count: int = Field(30, ge=1)
+    max_hop_count: int = Field(30, ge=1, le=500)
     # ExchangeOnline words connector-delivery failures as mail flow intelligence (4.4.31x/4.7.320);
     # FOPE (the 2010-era service, seed 003) as Exchange 2010 transport did (451 4.4.0 ... failover).
     platform: Literal["ExchangeOnline", "FOPE"] = "ExchangeOnline"
@@ -566,8 +573,8 @@ class DnsRecord(LabModel):
     name: str
     type: Literal["A", "MX", "CNAME", "TXT", "PTR"]
     value: str
-    preference: int = 10
-    ttl: int = 3600
+    preference: int = Field(10, ge=0, le=65535)  # RFC 1035: a 16-bit integer
+    ttl: int = Field(3600, ge=0, le=INT32_MAX)  # RFC 2181 §8
 
 
 class DnsZone(LabModel):
@@ -579,17 +586,12 @@ class DnsServer(LabModel):
     """A DNS server host: authoritative for its zones, forwarding the rest (or answering NXDOMAIN)."""
 
     name: str
-    ip: str
+    ip: VirtualIP
     site: Site
     zones: list[DnsZone] = Field(default_factory=list)
-    forwarders: list[str] = Field(default_factory=list)
+    forwarders: VirtualIPs = Field(default_factory=list)
     running: bool = True
     mode: Literal["running", "servfail", "drop"] = "running"  # how a running server answers
-
-    @field_validator("ip")
-    @classmethod
-    def _ip(cls, v: str) -> str:
-        return _ipv4(v)
 
 
 class InternetMailHost(LabModel):
@@ -597,11 +599,11 @@ class InternetMailHost(LabModel):
 
     name: str
     fqdn: str
-    ip: str
+    ip: VirtualIP
     domains: list[str]
     mailboxes: list[str] = Field(default_factory=list)
     certificate: str | None = None
-    dns_servers: list[str] = Field(default_factory=lambda: ["8.8.8.8"])
+    dns_servers: VirtualIPs = Field(default_factory=lambda: ["8.8.8.8"])
 
 
 class LinkRule(LabModel):
@@ -618,13 +620,14 @@ class LinkRule(LabModel):
     name: str
     source: str = "*"
     destination: str = "*"
-    ports: list[int] = Field(default_factory=list)  # destination ports; empty = every port
+    ports: list[Port] = Field(default_factory=list)  # destination ports; empty = every port
     protocol: Literal["TCP", "UDP", "Any"] = "TCP"
     action: Literal["Refuse", "Drop", "Reset", "Latency", "Bandwidth", "SlowClose"]
-    latency_ms: float = Field(0.0, ge=0)
-    bandwidth_kbps: float = Field(0.0, ge=0)
-    reset_after_bytes: int = Field(0, ge=0)
-    slow_close_ms: float = Field(0.0, ge=0)
+    # Bounds keep virtual time sane: an hour of delay, 1 kbit/s (150 MB in two weeks) .. 10 Gbit/s.
+    latency_ms: float = Field(0.0, ge=0, le=MAX_DELAY_MS)
+    bandwidth_kbps: float = Field(0.0, ge=0, le=10_000_000)
+    reset_after_bytes: int = Field(0, ge=0, le=INT32_MAX)
+    slow_close_ms: float = Field(0.0, ge=0, le=MAX_DELAY_MS)
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -633,6 +636,8 @@ class LinkRule(LabModel):
                 "SlowClose": ("slow_close_ms", "SlowCloseMs")}.get(self.action)
         if need and not getattr(self, need[0]):
             raise ValueError(f"action {self.action} needs -{need[1]} greater than 0")
+        if self.action == "Bandwidth" and self.bandwidth_kbps < 1:
+            raise ValueError("action Bandwidth needs -BandwidthKbps of at least 1")
         return self
 
 
@@ -642,37 +647,37 @@ class LoadBalancer(LabModel):
     PreserveClientIp is set."""
 
     name: str
-    vip: str
-    snat_ip: str | None = None
+    vip: VirtualIP
+    snat_ip: VirtualIP | None = None
     backends: list[str]
-    ports: list[int] = Field(default_factory=lambda: [25])
+    ports: list[Port] = Field(default_factory=lambda: [25])
     preserve_client_ip: bool = False
 
-    @field_validator("vip", "snat_ip")
+    @field_validator("snat_ip", mode="before")
     @classmethod
-    def _ip(cls, v: str | None) -> str | None:
-        return _ipv4(v) if v else None
+    def _no_empty(cls, v: Any) -> Any:
+        return v or None
 
 
 class NatRule(LabModel):
     """Port forwarding at the on-prem edge router: public_ip:port -> server."""
 
-    public_ip: str
+    public_ip: VirtualIP
     server: str
-    ports: list[int] = Field(default_factory=lambda: [25])
+    ports: list[Port] = Field(default_factory=lambda: [25])
 
 
 class Network(LabModel):
     """Links between sites: one-way latency in milliseconds per site pair."""
 
-    latency_ms: dict[str, float] = Field(default_factory=lambda: {
+    latency_ms: dict[str, Annotated[float, Field(ge=0, le=MAX_DELAY_MS)]] = Field(default_factory=lambda: {
         "onprem-onprem": 0.4, "exo-exo": 0.6, "internet-internet": 5.0,
         "onprem-exo": 11.0, "onprem-internet": 18.0, "exo-internet": 9.0,
     })
     nat: list[NatRule] = Field(default_factory=list)
     rules: list[LinkRule] = Field(default_factory=list)
     load_balancers: list[LoadBalancer] = Field(default_factory=list)
-    crl_host_ip: str = "192.0.2.80"
+    crl_host_ip: VirtualIP = "192.0.2.80"
     crl_host_name: str = "crl.labsim-pki.net"
     crl_mode: Literal["up", "down", "hang"] = "up"  # the CRL distribution point (Set-LabCrlServer)
 
@@ -716,6 +721,11 @@ class Lab(LabModel):
         for ca in self.certificate_authorities:
             if ca.parent and ca.parent not in cas:
                 raise ValueError(f"CA {ca.name!r}: parent {ca.parent!r} is not a lab CA")
+        for what, specs in (("CA", self.certificate_authorities), ("certificate", self.certificates)):
+            for spec in specs:
+                problem = validity_problem(spec.not_before, spec.not_after, self.start)
+                if problem:
+                    raise ValueError(f"{what} {spec.name!r}: {problem}")
         names = set()
         for s in self.organization.servers:
             if s.name.lower() in names:
@@ -748,7 +758,15 @@ class Lab(LabModel):
             for b in lb.backends:
                 if b.lower() not in names:
                     raise ValueError(f"load balancer {lb.name}: backend {b!r} is not an Exchange server")
+        hosts = {s.ip: s.name for s in self.organization.servers}
+        hosts |= {d.ip: d.name for d in self.dns_servers} | {h.ip: h.name for h in self.internet_hosts}
+        hosts |= {lb.vip: lb.name for lb in self.network.load_balancers}
+        hosts |= {self.tenant.inbound_ip: "EXO", self.tenant.outbound_ip: "EXO-OUT",
+                  self.tenant.submission_ip: "EXO-SUBMISSION", self.network.crl_host_ip: "CRL"}
         for rule in self.network.nat:
             if rule.server.lower() not in names and rule.server.lower() not in lbs:
                 raise ValueError(f"NAT rule for {rule.public_ip}: server {rule.server!r} does not exist")
+            if rule.public_ip in hosts:
+                raise ValueError(f"NAT rule for {rule.public_ip}: that is the address of {hosts[rule.public_ip]}, "
+                                 "not a public address of the on-premises router")
         return self

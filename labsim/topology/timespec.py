@@ -15,15 +15,24 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_timespan(text: str) -> timedelta:
-    """Parse `[-][d.]hh:mm:ss[.fff]` or a short form like `10m`, `4h`, `2d`, `-30d`."""
-    m = _TIMESPAN.match(text.strip())
-    if m:
-        td = timedelta(days=int(m["days"] or 0), hours=int(m["h"]), minutes=int(m["m"]), seconds=float(m["s"]))
-        return -td if m["sign"] == "-" else td
-    m = _SHORT.match(text.strip())
-    if m:
-        td = timedelta(seconds=float(m["n"]) * _UNITS[m["unit"]])
-        return -td if m["sign"] == "-" else td
+    """Parse `[-][d.]hh:mm:ss[.fff]` or a short form like `10m`, `4h`, `2d`, `-30d`.
+
+    Values beyond Python's timedelta (about 2.7 million years) are a ValueError, like any other
+    bad TimeSpan.
+    """
+    if len(text) > 64:
+        raise ValueError(f"not a TimeSpan: {text[:64]!r}... (too long)")
+    try:
+        m = _TIMESPAN.match(text.strip())
+        if m:
+            td = timedelta(days=int(m["days"] or 0), hours=int(m["h"]), minutes=int(m["m"]), seconds=float(m["s"]))
+            return -td if m["sign"] == "-" else td
+        m = _SHORT.match(text.strip())
+        if m:
+            td = timedelta(seconds=float(m["n"]) * _UNITS[m["unit"]])
+            return -td if m["sign"] == "-" else td
+    except OverflowError:
+        raise ValueError(f"TimeSpan {text!r} is out of range") from None
     raise ValueError(f"not a TimeSpan: {text!r} (use d.hh:mm:ss such as 2.00:00:00, or 10m / 4h / 2d)")
 
 
@@ -41,9 +50,14 @@ def resolve_time(text: str, start: datetime) -> datetime:
     """A scenario time: relative TimeSpan from `start`, or an absolute ISO time (UTC if no zone)."""
     text = text.strip()
     try:
-        return start + parse_timespan(text)
+        offset = parse_timespan(text)
     except ValueError:
         pass
+    else:
+        try:
+            return start + offset
+        except OverflowError:
+            raise ValueError(f"{text!r} from {start:%Y-%m-%d} is beyond the calendar") from None
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
