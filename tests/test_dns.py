@@ -238,11 +238,14 @@ async def test_forwarder_failover_and_servfail(lab, book):
 async def test_forwarding_loop_ends_in_servfail(lab, book):
     lab[SPARE].update(_spare_model(forwarders=[SPARE2]))
     lab[SPARE2].update(_spare_model(SPARE2, forwarders=[SPARE]))
-    t0 = time.monotonic()
+    # The loop is cut by the servers (SERVFAIL), not by the resolver's patience: a timeout would
+    # raise DnsTimeout, which is not a DnsServerFailure. (No wall-clock bound: CI may be busy.)
     with pytest.raises(DnsServerFailure):
-        await resolver(book, SPARE, timeout=1).resolve_a("mx.fabrikam.com")
-    assert time.monotonic() - t0 < 1.0
-    await asyncio.sleep(0.2)  # the loop has unwound: nothing left in flight
+        await resolver(book, SPARE, timeout=5).resolve_a("mx.fabrikam.com")
+    for _ in range(100):  # the loop unwinds: nothing is left in flight (polled; CI may be busy)
+        if not lab[SPARE]._tasks and not lab[SPARE2]._tasks:
+            break
+        await asyncio.sleep(0.05)
     assert not lab[SPARE]._tasks and not lab[SPARE2]._tasks
 
 
