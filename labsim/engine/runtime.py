@@ -26,8 +26,8 @@ from ..ids import IdSource
 from ..logs import protocol_text as T
 from ..logs.protocol_log import ProtocolLog, SessionWriter
 from ..net.dns_server import LabDnsServer
-from ..net.proxy import bind_load_balancers
 from ..net.dnscache import DnsCache
+from ..net.proxy import bind_load_balancers
 from ..net.resolver import LabResolver
 from ..net.vnet import (
     DEFAULT_BLOCK,
