@@ -129,7 +129,8 @@ class LabRuntime:
         self._logs: list[ProtocolLog] = []
         self._views: dict[int, list[CertView]] = {}
         self._crl_caches: dict[str, CrlCache] = {}
-        self._dns_caches: dict[tuple[str, str], DnsCache] = {}  # (owner, service) -> its DNS client cache
+        self._dns_caches: dict[tuple[str, str], DnsCache] = {}
+        self._cert_rows: dict[x509.Certificate, str] = {}  # certificate -> its protocol-log row text  # (owner, service) -> its DNS client cache
         self._network_ids: dict[tuple[str, str], str] = {}
         self.servers = {s.name: ExchangeServerRuntime(self, s) for s in model.organization.servers}
         self.exo = ExoRuntime(self)
@@ -370,8 +371,14 @@ class LabRuntime:
         return True
 
     def certificate_row_x509(self, c: x509.Certificate) -> str:
-        return T.certificate_row_data(dotnet_dn(c.subject), dotnet_dn(c.issuer), serial_hex(c), thumbprint(c),
-                                      c.not_valid_before_utc, c.not_valid_after_utc, self._sans(c))
+        """The protocol log's certificate row; a function of the certificate alone, so computed once
+        per certificate (x509.Certificate hashes and compares by its DER encoding)."""
+        row = self._cert_rows.get(c)
+        if row is None:
+            row = self._cert_rows[c] = T.certificate_row_data(
+                dotnet_dn(c.subject), dotnet_dn(c.issuer), serial_hex(c), thumbprint(c),
+                c.not_valid_before_utc, c.not_valid_after_utc, self._sans(c))
+        return row
 
     @staticmethod
     def _sans(c: x509.Certificate) -> list[str]:
