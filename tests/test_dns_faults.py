@@ -241,6 +241,7 @@ def test_edge_provider_with_default_text_and_a_bitmask(write_scenario, tmp_path)
 
 
 def test_dns_scenarios_hold_their_expectations(tmp_path):
-    for sid in ("dns-isp-resolvers-prx2", "dns-blocklist-spamhaus-eop", "dns-blocklist-edge-provider"):
+    for sid in ("dns-isp-resolvers-prx2", "dns-blocklist-spamhaus-eop", "dns-blocklist-edge-provider",
+                "dns-cache-stale-record"):
         rc, stdout, _ = run_cli(["run", sid, "--out", str(tmp_path / sid)])
         assert rc == 0, stdout

@@ -323,7 +323,8 @@ class ExchangeServerRuntime(QueueingParty):
         targets: list[Target] = []
         try:
             for hub in hubs:
-                for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn):
+                for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn,
+                                                   service="MSExchangeFrontEndTransport"):
                     targets.append(Target(ip, 2525, hub.fqdn))
         except DnsError as exc:
             self.lab.clock.advance(exc.elapsed_virtual)
@@ -455,7 +456,7 @@ class ExchangeServerRuntime(QueueingParty):
         servers = self.model.adapter_dns_servers
         for hub in hubs:
             try:
-                for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn):
+                for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn, service="MSExchangeSubmission"):
                     targets.append(Target(ip, 2525, hub.fqdn))
             except DnsError as exc:
                 self.lab.clock.advance(exc.elapsed_virtual)

@@ -26,6 +26,7 @@ from ..ids import IdSource
 from ..logs import protocol_text as T
 from ..logs.protocol_log import ProtocolLog, SessionWriter
 from ..net.dns_server import LabDnsServer
+from ..net.dnscache import DnsCache
 from ..net.proxy import bind_load_balancers
 from ..net.resolver import LabResolver
 from ..net.vnet import (
@@ -128,6 +129,8 @@ class LabRuntime:
         self._logs: list[ProtocolLog] = []
         self._views: dict[int, list[CertView]] = {}
         self._crl_caches: dict[str, CrlCache] = {}
+        self._dns_caches: dict[tuple[str, str], DnsCache] = {}
+        self._cert_rows: dict[x509.Certificate, str] = {}  # certificate -> its protocol-log row text  # (owner, service) -> its DNS client cache
         self._network_ids: dict[tuple[str, str], str] = {}
         self.servers = {s.name: ExchangeServerRuntime(self, s) for s in model.organization.servers}
         self.exo = ExoRuntime(self)
@@ -368,8 +371,14 @@ class LabRuntime:
         return True
 
     def certificate_row_x509(self, c: x509.Certificate) -> str:
-        return T.certificate_row_data(dotnet_dn(c.subject), dotnet_dn(c.issuer), serial_hex(c), thumbprint(c),
-                                      c.not_valid_before_utc, c.not_valid_after_utc, self._sans(c))
+        """The protocol log's certificate row; a function of the certificate alone, so computed once
+        per certificate (x509.Certificate hashes and compares by its DER encoding)."""
+        row = self._cert_rows.get(c)
+        if row is None:
+            row = self._cert_rows[c] = T.certificate_row_data(
+                dotnet_dn(c.subject), dotnet_dn(c.issuer), serial_hex(c), thumbprint(c),
+                c.not_valid_before_utc, c.not_valid_after_utc, self._sans(c))
+        return row
 
     @staticmethod
     def _sans(c: x509.Certificate) -> list[str]:
@@ -410,20 +419,46 @@ class LabRuntime:
                 return h.dns_servers
         return ["8.8.8.8"]
 
-    def _resolver(self, host: HostInfo, servers: list[str]) -> LabResolver:
+    def dns_owner(self, host: HostInfo, service: str | None) -> tuple[str, str]:
+        """Whose DNS cache a lookup uses: (owner, service). On an Exchange server each service is
+        its own process with its own cache (default MSExchangeTransport; the Front End, Mailbox
+        Transport Submission and the OS's DNS Client service `Dnscache` are others); EXO is one
+        service for all its hosts; an Internet host has one cache."""
+        if host.name in self.servers:
+            return host.name, service or "MSExchangeTransport"
+        if host.site == Site.EXO:
+            return "EXO", service or ""
+        return host.name, service or ""
+
+    def dns_cache(self, owner: str, service: str) -> DnsCache:
+        cache = self._dns_caches.get((owner, service))
+        if cache is None:
+            cache = self._dns_caches[(owner, service)] = DnsCache(self.clock.now)
+        return cache
+
+    def flush_dns_cache(self, owner: str, service: str) -> None:
+        """The service stopped: its process, and the DNS answers it remembered, are gone."""
+        cache = self._dns_caches.get((owner, service))
+        if cache is not None:
+            cache.flush()
+
+    def _resolver(self, host: HostInfo, servers: list[str], service: str | None = None) -> LabResolver:
         src = self.book.real_ip(host.ip) if self.book.knows(host.ip) else None
         # Every configured server is asked, in order: one outside the lab never answers (it costs
         # its timeout, as an unreachable server does), and link rules on UDP 53 apply (rules.network).
         return LabResolver(list(servers), self.book, timeout=DNS_REAL_TIMEOUT, source_ip=src,
+                           cache=self.dns_cache(*self.dns_owner(host, service)),
                            route=lambda ip: self.net.plan(host, ip, 53, protocol="UDP").failure)
 
-    async def resolve_a(self, host: HostInfo, servers: list[str], name: str) -> list[str]:
+    async def resolve_a(self, host: HostInfo, servers: list[str], name: str, *,
+                        service: str | None = None) -> list[str]:
         self.clock.advance(0.001)
-        return await self._resolver(host, servers).resolve_a(name)
+        return await self._resolver(host, servers, service).resolve_a(name)
 
-    async def resolve_host(self, host: HostInfo, servers: list[str], domain: str) -> list[tuple[str, list[str]]]:
+    async def resolve_host(self, host: HostInfo, servers: list[str], domain: str, *,
+                           service: str | None = None) -> list[tuple[str, list[str]]]:
         self.clock.advance(0.002)
-        return await self._resolver(host, servers).resolve_host(domain)
+        return await self._resolver(host, servers, service).resolve_host(domain)
 
     async def validate(self, host: HostInfo, chain: list[x509.Certificate], domain: str | None) -> ValidationResult:
         site = host.site
@@ -465,7 +500,8 @@ class LabRuntime:
             except CrlUnavailable as exc:
                 raise CrlUnavailable(url, f"proxy {proxy}: {exc.reason}") from None
         try:
-            ips = await self.resolve_a(host, self.host_dns(host), name)
+            # CryptoAPI resolves through the Windows DNS Client service: the OS's cache, not transport's
+            ips = await self.resolve_a(host, self.host_dns(host), name, service="Dnscache")
         except Exception as exc:  # noqa: BLE001 - any lookup failure is an unreachable CDP
             raise CrlUnavailable(url, f"DNS: {exc}") from exc
         plan = self.net.plan(host, ips[0], port)

@@ -145,6 +145,7 @@ async def _change_service(rt: "LabRuntime", params: dict[str, Any], where: str, 
     _no_more(params, where, "Name, Server")
     if stop:
         _set_running(server, service, False)
+        rt.flush_dns_cache(server.name, service)  # a new process starts with an empty DNS cache
         if service in ("ADAM_MSExchange", "MSExchangeEdgeSync"):
             _edgesync_broken(rt, EDGESYNC_LDAP_UNAVAILABLE)
     await rt.reconfigure()  # listeners follow the services (closed ports refuse connections)

@@ -15,7 +15,13 @@ attempt too: Exchange's DNS client does not act on ICMP, it waits for its timeou
 
 Errors (module-level classes, one table `EXCHANGE_DNS_ERRORS` for the Exchange side):
 `DnsNameError` (NXDOMAIN), `DnsNoData`, `DnsServerFailure` (every server that answered said
-SERVFAIL/REFUSED), `DnsTimeout` (no server answered at all). No caching (`cache=None`).
+SERVFAIL/REFUSED), `DnsTimeout` (no server answered at all).
+
+Caching: with a `DnsCache` (net.dnscache; the owner - a transport service - keeps it across
+lookups), `lookup` answers from it while an entry lives: answers for the smallest TTL of the
+records (CNAMEs included), NXDOMAIN/NODATA for the negative TTL of RFC 2308 §5 (min of the SOA's
+TTL and MINIMUM; not cached without an SOA), failures never. A cached answer costs no query and
+no virtual time (`elapsed_virtual` 0, no attempts). Without a cache (`cache=None`) every lookup asks.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import dns.rcode
 import dns.rdatatype
 
 from ..errors import LabsimError, NetworkGuardError
+from .dnscache import CacheKey, DnsCache
 from .vnet import AddressBook, guard_real
 
 __all__ = [
@@ -128,6 +135,8 @@ class DnsTimeout(DnsError):
     """No server answered at all (timeouts, stopped servers)."""
 
 
+_NEGATIVE: dict[str, type[DnsError]] = {"DnsNameError": DnsNameError, "DnsNoData": DnsNoData}
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -167,9 +176,7 @@ class LabResolver:
 
     def __init__(self, nameservers: list[str], book: AddressBook, *, port: int = 53,
                  timeout: float = 0.4, attempts: int = 1, source_ip: str | None = None,
-                 cache: None = None, route: Callable[[str], str | None] | None = None) -> None:
-        if cache is not None:
-            raise NotImplementedError("the lab resolver does not cache yet (cache=None)")
+                 cache: DnsCache | None = None, route: Callable[[str], str | None] | None = None) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.nameservers = list(nameservers)
@@ -230,23 +237,47 @@ class LabResolver:
         """One lookup, CNAMEs followed; the records sorted and normalised (see `DnsAnswer`)."""
         qname = normalize_name(name)
         rdtype = dns.rdatatype.from_text(qtype)
+        key: CacheKey = (tuple(self.nameservers), qname, qtype.upper())
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                if hit.negative:
+                    raise _NEGATIVE[hit.negative](qname, qtype)
+                return DnsAnswer(qname, qtype, list(hit.records), hit.server, 0.0, ())
         target = dns.name.from_text(qname + ".")
         elapsed = 0.0
         attempts: tuple[Attempt, ...] = ()
+        ttl: int | None = None
         for _ in range(MAX_CNAME_HOPS):
             response, server, spent, tried = await self._query(target, rdtype, qname, qtype)
             elapsed += spent
             attempts += tried
+            for rrset in response.answer:
+                ttl = rrset.ttl if ttl is None else min(ttl, rrset.ttl)
             if response.rcode() == dns.rcode.NXDOMAIN:
+                self._remember_negative(key, DnsNameError, server, response)
                 raise DnsNameError(qname, qtype, elapsed_virtual=elapsed, attempts=attempts)
             rrset, target, chased = self._chase(response, target, rdtype)
             if rrset is not None:
-                return DnsAnswer(qname, qtype, self._records(rdtype, rrset), server, elapsed, attempts)
+                records = self._records(rdtype, rrset)
+                if self.cache is not None:
+                    self.cache.put(key, records, server, rrset.ttl if ttl is None else ttl)
+                return DnsAnswer(qname, qtype, records, server, elapsed, attempts)
             negative = any(r.rdtype == dns.rdatatype.SOA for r in response.authority)
             if not chased or negative:
+                self._remember_negative(key, DnsNoData, server, response)
                 raise DnsNoData(qname, qtype, elapsed_virtual=elapsed, attempts=attempts)
             # The answer ended at a CNAME whose target the server did not include: ask for it.
         raise DnsServerFailure(qname, qtype, elapsed_virtual=elapsed, attempts=attempts)  # CNAME loop
+
+    def _remember_negative(self, key: CacheKey, cls: type[DnsError], server: str,
+                           response: dns.message.Message) -> None:
+        """RFC 2308 §5: a negative answer lives min(SOA TTL, SOA MINIMUM); none without an SOA."""
+        if self.cache is None:
+            return
+        soa = next((r for r in response.authority if r.rdtype == dns.rdatatype.SOA), None)
+        if soa is not None and len(soa):
+            self.cache.put_negative(key, cls.__name__, server, min(soa.ttl, next(iter(soa)).minimum))
 
     # ------------------------------------------------------------------ internals
 

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 _TIMESPAN = re.compile(r"^(?P<sign>[+-])?(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2}(?:\.\d+)?)$")
 _SHORT = re.compile(r"^(?P<sign>[+-])?(?P<n>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+@lru_cache(maxsize=4096)
 def parse_timespan(text: str) -> timedelta:
     """Parse `[-][d.]hh:mm:ss[.fff]` or a short form like `10m`, `4h`, `2d`, `-30d`.
 
     Values beyond Python's timedelta (about 2.7 million years) are a ValueError, like any other
     bad TimeSpan.
-    """
+
+    Memoised: model settings (ConnectionTimeout, retry intervals, ...) are read per session and
+    per queue row, and a topology holds only a few distinct TimeSpan strings. The function is pure
+    and `timedelta` is immutable, so a cached value can be shared; errors are not cached."""
     if len(text) > 64:
         raise ValueError(f"not a TimeSpan: {text[:64]!r}... (too long)")
     try:
