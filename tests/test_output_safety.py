@@ -21,7 +21,14 @@ from conftest import REPO, run_cli, scenario_text
 
 from labsim.engine import outdir
 from labsim.engine.driver import run_loaded, serve
-from labsim.engine.outdir import MARKER, OutputFolderError, RunOutput, claim_folder, claim_live, default_out
+from labsim.engine.outdir import (
+    MARKER,
+    OutputFolderError,
+    RunOutput,
+    claim_folder,
+    claim_live,
+    default_out,
+)
 from labsim.engine.runtime import LabRuntime
 from labsim.scenario.loader import load_scenario
 
@@ -178,7 +185,7 @@ def test_a_cancelled_run_leaves_the_previous_tree_intact(write_scenario, tmp_pat
     async def main() -> None:
         task = asyncio.create_task(run_loaded(load_scenario(path), out=out))
         await started.wait()
-        assert beside(out) == [f".out.labsim-lock", f".out.labsim-tmp-{os.getpid()}"]
+        assert beside(out) == [".out.labsim-lock", f".out.labsim-tmp-{os.getpid()}"]
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
