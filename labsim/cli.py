@@ -68,21 +68,22 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Ctrl-C or SIGTERM: one line on stderr, exit 130 / 143, the previous output left as it was."""
-    from .engine.driver import run_loaded
     from .engine.interrupt import Interrupted, SignalGuard
-    from .engine.outdir import default_out
 
     with SignalGuard() as guard:
         try:
+            # importing the engine takes a second on a busy machine: inside the guard
+            from .engine.driver import run_loaded
+            from .engine.outdir import default_out
+
             loaded = load_scenario(args.scenario)
             out = Path(args.out) if args.out else default_out(loaded.scenario.id, where=str(loaded.path))
             guard.notice = f"labsim: {out}: run interrupted by {{signal}}; the previous output is left as it was"
-            finished = f"labsim: {out}: interrupted by {{signal}} after the run had finished"
+            guard.notice_finished = f"labsim: {out}: interrupted by {{signal}} after the run had finished"
             result = guard.run(run_loaded, loaded, out=out, seed=args.seed)
-            guard.notice = finished
             _print_summary(result)
         except Interrupted as exc:
-            print((finished if exc.finished else guard.notice).format(signal=exc.name), file=sys.stderr)
+            print(guard.line(exc), file=sys.stderr)
             return exc.exit_code
     return 0 if result.ok else 1
 

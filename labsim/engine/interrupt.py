@@ -34,6 +34,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any, TypeVar
@@ -59,20 +60,28 @@ class Interrupted(KeyboardInterrupt):
 
 
 class SignalGuard:
-    """`with SignalGuard(notice) as guard: guard.run(coroutine_function, ...)`.
+    """`with SignalGuard() as guard: guard.run(coroutine_function, ...)`.
 
-    `notice` is the line printed to stderr when the process has to end from the handler; it may
-    contain `{signal}`. Handlers are restored on leaving the block.
+    `notice` is the one line for an interruption before the coroutine finished, `notice_finished`
+    the one for after; either may contain `{signal}`. line(exc) picks one; the handler prints it
+    itself when it has to end the process. Handlers are restored on leaving the block. Off the
+    main thread (where Python cannot take signals) the guard installs nothing.
     """
 
-    def __init__(self, notice: str = "labsim: interrupted by {signal}") -> None:
+    def __init__(self, notice: str = "labsim: interrupted by {signal}",
+                 notice_finished: str = "labsim: interrupted by {signal}") -> None:
         self.notice = notice
+        self.notice_finished = notice_finished
         self.signum: int | None = None
+        self.finished = False  # run() has put its output in place (or its coroutine returned)
+        self._commits = outdir.commits()
         self._task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._saved: dict[int, Any] = {}
 
     def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is not threading.main_thread():
+            return self
         for sig in (*_SIGNALS, signal.SIGALRM):
             self._saved[sig] = signal.getsignal(sig)
         for sig in _SIGNALS:
@@ -81,9 +90,16 @@ class SignalGuard:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self._saved:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
+
+    def _done(self) -> bool:
+        return self.finished or outdir.commits() > self._commits
+
+    def line(self, exc: Interrupted) -> str:
+        return (self.notice_finished if exc.finished else self.notice).format(signal=exc.name)
 
     def run(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
         """asyncio.run(fn(*args, **kwargs)); raises Interrupted if a signal stopped it."""
@@ -92,7 +108,9 @@ class SignalGuard:
             self._loop = asyncio.get_running_loop()
             self._loop.set_exception_handler(self._on_loop_error)
             self._task = asyncio.current_task()
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
+            self.finished = True
+            return result
 
         try:
             result = asyncio.run(main())
@@ -103,9 +121,10 @@ class SignalGuard:
             # thousand messages) out of the collector's sight, or the interpreter's final
             # collection walks it for seconds before the process can end.
             gc.freeze()
-            raise Interrupted(self.signum) from None
+            raise Interrupted(self.signum, finished=self._done()) from None
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            if self._saved:
+                signal.setitimer(signal.ITIMER_REAL, 0)
             self._task = self._loop = None
         if self.signum is not None:  # the run swallowed the cancellation and finished
             raise Interrupted(self.signum, finished=True)
@@ -128,7 +147,7 @@ class SignalGuard:
         self.signum = signum
         task, loop = self._task, self._loop
         if task is None or loop is None or task.done():
-            raise Interrupted(signum)
+            raise Interrupted(signum, finished=self._done())
         task.cancel()
         loop.call_soon_threadsafe(lambda: None)  # wake a select() that waits for a far timer
         signal.setitimer(signal.ITIMER_REAL, GRACE_SECONDS)
@@ -148,7 +167,7 @@ class SignalGuard:
             except (OSError, ValueError):
                 pass
         try:
-            sys.stderr.write(self.notice.format(signal=signal.Signals(signum).name) + "\n")
+            sys.stderr.write(self.line(Interrupted(signum, finished=self._done())) + "\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass

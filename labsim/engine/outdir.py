@@ -28,7 +28,7 @@ marked for it, a marked one is reused as it is, an unmarked non-empty one is ref
 nothing.
 
 Public API: MARKER, OutputFolderError, default_out, read_marker, Claim, claim_folder, RunOutput,
-claim_live, abandon, busy.
+claim_live, abandon, busy, commits.
 """
 
 from __future__ import annotations
@@ -215,6 +215,7 @@ def claim_folder(out: Path) -> Claim:
 # --- critical sections and what a hard exit must clean ---------------------------------------------
 
 _busy = 0
+_commits = 0
 _pending: dict[int, RunOutput] = {}  # runs whose temporary tree is not committed yet
 _removing: set[Path] = set()  # trees being removed right now
 
@@ -228,6 +229,12 @@ def _critical() -> Iterator[None]:
         yield
     finally:
         _busy -= 1
+
+
+def commits() -> int:
+    """How many trees this process has swapped into place: tells an interruption after the swap
+    (the new output is there) from one before it (the previous output is)."""
+    return _commits
 
 
 def busy() -> bool:
@@ -260,26 +267,45 @@ def abandon() -> bool:
                 os.dup2(null, fd)
             os.closerange(3, 1 << 16)  # the folder's lock among them: it goes with the parent
             for path in sorted(doomed):
-                _remove_tree(path)
+                _remove_marked(path)  # ours: checked before their removal began
         finally:
             os._exit(0)
     if pid < 0:
         for path in sorted(doomed):
-            _remove_tree(path)
+            _remove_marked(path)
     return True
 
 
 def _remove_tree(path: Path) -> None:
     """Remove a tree labsim made: only if it is marked as labsim's, or empty."""
+    if path.is_symlink():
+        return
+    if read_marker(path) is None:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+        return
     _removing.add(path)
     try:
-        if read_marker(path) is not None:
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                path.rmdir()
+        _remove_marked(path)
     finally:
         _removing.discard(path)
+
+
+def _remove_marked(path: Path) -> None:
+    """Everything but the marker first, the marker last: a removal cut short (a kill, a power cut)
+    leaves a tree that is still marked, which the next run on the folder finishes removing."""
+    with contextlib.suppress(OSError), os.scandir(path) as it:
+        entries = [e for e in it if e.name != MARKER]
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            shutil.rmtree(e.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(e.path)
+    with contextlib.suppress(OSError):
+        os.unlink(path / MARKER)
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 # --- recovery of a crashed run --------------------------------------------------------------------
@@ -290,7 +316,8 @@ def _siblings(real: Path, *kinds: str) -> list[Path]:
         for e in it:
             for kind in kinds:
                 prefix = f".{real.name}{kind}"
-                if e.name.startswith(prefix) and e.name[len(prefix):].replace("-", "").isdigit():
+                if (e.name.startswith(prefix) and e.name[len(prefix):].isdigit()
+                        and e.is_dir(follow_symlinks=False)):
                     found.append(Path(e.path))
     return sorted(found, key=lambda p: p.stat().st_mtime if p.exists() else 0.0)
 
@@ -381,6 +408,7 @@ class RunOutput:
 
     def commit(self) -> None:
         """Swap the finished tree into place, then remove the previous one."""
+        global _commits
         assert self._made and not self.committed, "commit() belongs inside the with block, once"
         real, work = self.real, self.work
         aside: Path | None = None
@@ -397,6 +425,7 @@ class RunOutput:
                         os.rename(aside, real)  # put the previous tree back at once
                     raise
                 self.committed = True
+                _commits += 1
                 _pending.pop(id(self), None)
         except OSError as exc:
             raise _fail(self.out, f"could not be replaced: {_os_problem(exc)}") from None
