@@ -302,6 +302,9 @@ def _remove_marked(path: Path) -> None:
         else:
             with contextlib.suppress(OSError):
                 os.unlink(e.path)
+    with contextlib.suppress(OSError), os.scandir(path) as it:
+        if any(e.name != MARKER for e in it):
+            return  # something would not go: keep the marker, so that a later run tries again
     with contextlib.suppress(OSError):
         os.unlink(path / MARKER)
     with contextlib.suppress(OSError):
@@ -319,7 +322,13 @@ def _siblings(real: Path, *kinds: str) -> list[Path]:
                 if (e.name.startswith(prefix) and e.name[len(prefix):].isdigit()
                         and e.is_dir(follow_symlinks=False)):
                     found.append(Path(e.path))
-    return sorted(found, key=lambda p: p.stat().st_mtime if p.exists() else 0.0)
+    def age(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    return sorted(found, key=age)
 
 
 def _recover(real: Path) -> None:
