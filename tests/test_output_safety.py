@@ -429,3 +429,24 @@ def test_a_signal_during_a_long_synchronous_phase_still_stops_promptly(tiny, tmp
     assert tree_hash(out) == before
     assert _wait_for(lambda: beside(out) == [], 10), beside(out)
     assert outdir.busy() is False
+
+
+@pytest.mark.integration
+def test_what_a_killed_run_leaves_is_removed_by_the_next_run(tiny, write_scenario, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(["run", str(tiny), "--out", str(out)])[0] == 0
+    before = tree_hash(out)
+    path = write_scenario(scenario_text(_many_messages(400), sid="busy"), "busy.toml")
+    proc = subprocess.Popen([sys.executable, "-m", "labsim.cli", "run", str(path), "--out", str(out)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = tmp_path / f".out.labsim-tmp-{proc.pid}"
+    try:
+        assert _wait_for(lambda: (work / "mailboxes").is_dir(), 60), "the run never got going"
+    finally:
+        proc.kill()  # SIGKILL: no handler runs, nothing is tidied
+        proc.wait()
+    assert tree_hash(out) == before
+    marker = json.loads((work / MARKER).read_text())
+    assert marker["incomplete"] is True and marker["pid"] == proc.pid
+    assert run_cli(["run", str(tiny), "--out", str(out)])[0] == 0  # the lock died with the process
+    assert beside(out) == []
