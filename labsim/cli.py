@@ -82,20 +82,33 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .engine.driver import run_scenario
+    """Ctrl-C or SIGTERM: one line on stderr, exit 130 / 143, the previous output left as it was."""
+    from .engine.interrupt import Interrupted, SignalGuard
 
-    loaded = load_scenario(args.scenario)
-    out = Path(args.out) if args.out else Path("labsim-out") / loaded.scenario.id
-    result = run_scenario(loaded, out=out, seed=args.seed)
-    _print_summary(result)
+    with SignalGuard() as guard:
+        try:
+            # importing the engine takes a second on a busy machine: inside the guard
+            from .engine.driver import run_loaded
+            from .engine.outdir import default_out
+
+            loaded = load_scenario(args.scenario)
+            out = Path(args.out) if args.out else default_out(loaded.scenario.id, where=str(loaded.path))
+            guard.notice = f"labsim: {out}: run interrupted by {{signal}}; the previous output is left as it was"
+            guard.notice_finished = f"labsim: {out}: interrupted by {{signal}} after the run had finished"
+            result = guard.run(run_loaded, loaded, out=out, seed=args.seed)
+            _print_summary(result)
+        except Interrupted as exc:
+            print(guard.line(exc), file=sys.stderr)
+            return exc.exit_code
     return 0 if result.ok else 1
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from .engine.driver import serve
+    from .engine.outdir import default_out
 
     loaded = load_scenario(args.scenario)
-    out = Path(args.out) if args.out else Path("labsim-out") / f"{loaded.scenario.id}-live"
+    out = Path(args.out) if args.out else default_out(loaded.scenario.id, where=str(loaded.path), suffix="-live")
 
     def ready(rt) -> None:  # noqa: ANN001
         print(f"labsim up {loaded.scenario.id}: serving on wall-clock time; logs under {out}/ (Ctrl-C to stop)")

@@ -301,6 +301,7 @@ def test_long_horizon_with_nothing_pending_finishes_fast(write_scenario, tmp_pat
 def test_output_folder_is_replaced_not_merged(tmp_path, write_scenario):
     out = tmp_path / "out"
     out.mkdir()
+    (out / ".labsim-output").write_text('{"labsim": "0.1.0", "mode": "run"}')  # an earlier run's tree
     (out / "stale.txt").write_text("old run")
     asyncio.run(run_loaded(load_scenario(write_scenario(scenario_text())), out=out))
     assert not (out / "stale.txt").exists() and (out / "summary.json").is_file()

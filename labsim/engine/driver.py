@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from ..topology.changes import apply_change
 from ..topology.timespec import parse_timespan
 from ..transport.message import new_message
 from .operations import check_operation, is_operation, run_operation
+from .outdir import RunOutput, claim_live
 from .runtime import LabRuntime
 
 
@@ -94,14 +94,20 @@ def _timeline_change(rt: LabRuntime, cmdlet: str, params: dict[str, Any]) -> Any
 
 async def run_loaded(loaded: LoadedScenario, *, out: Path, seed: int | None = None,
                      block: int | None = None) -> RunResult:
-    scn = loaded.scenario
+    """Run to completion. The new tree replaces `out` only once the run has finished; a run that
+    fails or is cancelled leaves `out` as it was (engine.outdir)."""
     check_timeline_operations(loaded)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    seed = loaded.scenario.seed if seed is None else seed
+    with RunOutput(out, scenario=loaded.scenario.id, seed=seed) as output:
+        result = await _run_into(loaded, out=output.work, seed=seed, block=block)
+        output.commit()
+    return replace(result, out=out, log_files=[out / f.relative_to(output.work) for f in result.log_files])
+
+
+async def _run_into(loaded: LoadedScenario, *, out: Path, seed: int, block: int | None) -> RunResult:
+    scn = loaded.scenario
     t0 = time.perf_counter()
-    rt = LabRuntime(loaded.lab.model_copy(deep=True), seed=scn.seed if seed is None else seed, out=out,
-                    block=block)
+    rt = LabRuntime(loaded.lab.model_copy(deep=True), seed=seed, out=out, block=block)
     await rt.start()
     try:
         last = loaded.start
@@ -134,8 +140,10 @@ def run_scenario(loaded: LoadedScenario, *, out: Path, seed: int | None = None) 
 async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, traffic: bool = False,
                 ready: Any = None, stop: asyncio.Event | None = None) -> LabRuntime:
     """Serve the lab on wall-clock time until `stop` is set (or forever)."""
-    out.mkdir(parents=True, exist_ok=True)
     scn = loaded.scenario
+    # Lock `out` (empty, new or labsim's; never anything else) for as long as this coroutine runs:
+    # the lock goes when `claim` does, at return, on an error, or with the process (engine.outdir).
+    claim = claim_live(out, scenario=scn.id, seed=scn.seed if seed is None else seed)  # noqa: F841
     model = loaded.lab.model_copy(deep=True)
     model.start = datetime.now().astimezone()
     rt = LabRuntime(model, seed=scn.seed if seed is None else seed, out=out, live=True)
