@@ -223,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.fn(args))
     except InputError as exc:
         print(f"labsim: {exc.where}: {exc.problem}", file=sys.stderr)
@@ -232,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     except LabsimError as exc:
         print(f"labsim: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C in a command that has no handler of its own (list, show, validate, the views):
+        # nothing of the lab's is half-written there, so one line and the shell's 130.
+        print("labsim: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # `labsim ... | head`: the reader went away; that is not an error of the lab.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

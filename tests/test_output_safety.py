@@ -450,3 +450,19 @@ def test_what_a_killed_run_leaves_is_removed_by_the_next_run(tiny, write_scenari
     assert marker["incomplete"] is True and marker["pid"] == proc.pid
     assert run_cli(["run", str(tiny), "--out", str(out)])[0] == 0  # the lock died with the process
     assert beside(out) == []
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.45, 0.6, 0.75])
+def test_ctrl_c_while_the_command_starts_up_is_one_line_not_a_traceback(delay, tmp_path):
+    """The console script (labsim._launch) is quiet from its first line: a Ctrl-C while labsim is
+    still importing or parsing its arguments exits 130 with one line (or the run just finishes)."""
+    launcher = "import sys; from labsim._launch import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "run", "hybrid-baseline", "--out", str(tmp_path / "o")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    assert proc.returncode in (0, 130), err
+    if proc.returncode == 130:
+        assert len(err.strip().splitlines()) == 1, err
