@@ -1,0 +1,198 @@
+"""The fuzz run: start the lab, greet it normally, fuzz it, pin crashes on inputs, settle, judge.
+
+Order of a run (each step bounded):
+ 1. start `serve()`; an ordinary session at each entry (the harness works, caches are warm);
+ 2. measure RSS and fds; run the planned sessions, `concurrency` at a time;
+ 3. for each kind of ERROR the lab logged, replay the sessions that overlapped it one at a time
+    until one reproduces it alone: that session's transcript is the crashing input;
+ 4. wait for the lab's sessions to close; an ordinary session at each entry again;
+ 5. wait until every accepted message has a fate; measure RSS and fds; stop the lab;
+ 6. check the logs, account for every accepted message, collect the findings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .inputs import Gen
+from .lab import LabUnderTest, Usage, signature, usage
+from .sessions import KINDS, Entry, MessageBook, Session, choose_kind, normal, play
+from .verdict import (
+    FD_SLACK,
+    FuzzReport,
+    account,
+    check_logs,
+    check_usage,
+    read_summary,
+)
+
+SETTLE_LIMIT = 30.0  # seconds to wait for accepted mail to reach a fate
+SETTLE_STALL = 4.0  # ... unless none has found one for this long
+REPLAY_SUSPECTS = 12  # sessions replayed alone per kind of crash
+
+
+@dataclass
+class FuzzConfig:
+    seed: int = 1
+    sessions: int = 150
+    concurrency: int = 8
+    only: tuple[int, ...] = ()  # replay just these session numbers of the seed
+
+    @classmethod
+    def from_env(cls, sessions: int, seed: int = 1) -> "FuzzConfig":
+        only = tuple(int(x) for x in os.environ.get("LABSIM_FUZZ_ONLY", "").replace(",", " ").split())
+        return cls(seed=int(os.environ.get("LABSIM_FUZZ_SEED", seed)),
+                   sessions=int(os.environ.get("LABSIM_FUZZ_SESSIONS", sessions)),
+                   concurrency=int(os.environ.get("LABSIM_FUZZ_CONCURRENCY", 8)), only=only)
+
+
+def plan(cfg: FuzzConfig, entries: list[Entry]) -> list[Session]:
+    """Session i of a seed is always the same kind, at the same entry, with the same random source."""
+    out = []
+    for i in (cfg.only or range(cfg.sessions)):
+        seed = f"{cfg.seed}/{i}"
+        g = Gen(seed)
+        kind = choose_kind(g)
+        out.append(Session(i, kind, g.pick(entries), seed))
+    return out
+
+
+async def run_plan(sessions: list[Session], book: MessageBook, concurrency: int) -> list[Session]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(s: Session) -> Session:
+        async with gate:
+            _, script, bound = KINDS[s.kind]
+            return await play(s, book, script, bound)
+
+    return list(await asyncio.gather(*(one(s) for s in sessions)))
+
+
+async def normal_sessions(entries: list[Entry], book: MessageBook, first: int) -> list[Session]:
+    return list(await asyncio.gather(*(play(Session(first - i, "normal", e, "normal"), book, normal, 30.0)
+                                       for i, e in enumerate(entries))))
+
+
+def judge_normal(report: FuzzReport, sessions: list[Session], when: str) -> None:
+    for s in sessions:
+        sent = [m for m in report.book.sent.values() if m.session == s.index]
+        ok = s.end == "quit" and not s.findings and (s.entry.name == "Hub" or any(m.accepted for m in sent))
+        if not ok:
+            report.add("normal", f"{when}, an ordinary session at {s.entry.name} ({s.entry.what}) did not go "
+                                 f"through (end: {s.end}; {[f.detail for f in s.findings]}):\n{s.transcript.render()}")
+
+
+def dropped_after_command(s: Session) -> bool:
+    """Did the server drop the connection right after a client write, without a 421 or 221?"""
+    ev = s.transcript.events
+    return s.end == "server-closed" and len(ev) >= 2 and ev[-2][0] == "C"
+
+
+async def isolate_crashes(lab: LabUnderTest, sessions: list[Session], book: MessageBook) -> list[str]:
+    """Pin each kind of logged ERROR on the session whose input reproduces it alone."""
+    found: list[str] = []
+    by_sig: dict[str, list[float]] = {}
+    for rec in list(lab.errors.records):
+        by_sig.setdefault(signature(rec), []).append(rec.created)
+    for sig, times in by_sig.items():
+        suspects = sorted((s for s in sessions if any(s.started - 0.2 <= t <= s.ended + 0.5 for t in times)),
+                          key=lambda s: (not dropped_after_command(s), min(abs(t - s.ended) for t in times)))
+        suspects = suspects[:REPLAY_SUSPECTS]
+        culprit = None
+        for s in suspects:
+            before = sum(1 for r in lab.errors.records if signature(r) == sig)
+            replay = Session(s.index, s.kind, s.entry, s.seed)
+            _, script, bound = KINDS[s.kind]
+            await play(replay, book, script, bound)
+            await asyncio.sleep(0.1)
+            if sum(1 for r in lab.errors.records if signature(r) == sig) > before:
+                culprit = replay
+                break
+        if culprit is not None:
+            culprit.find("crash", f"the lab logged {sig!r} (reproduced by this session alone)")
+            sessions.append(culprit)
+            found.append(f"{sig} <- session #{culprit.index} ({culprit.kind} at {culprit.entry.name})")
+        else:
+            found.append(f"{sig} (not reproduced alone; {len(times)} time(s); suspects "
+                         f"{[s.index for s in suspects]})")
+    return found
+
+
+async def wait_for_quiet(before: Usage | None, limit: float = 10.0) -> None:
+    """Give the lab time to close the sessions the fuzzer left (fds back within the slack)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        now = usage()
+        if before is None or now is None or now.fds <= before.fds + FD_SLACK // 2:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_fates(lab: LabUnderTest, book: MessageBook, limit: float = SETTLE_LIMIT) -> None:
+    """Until every accepted message has a fate, or none has found one for SETTLE_STALL seconds."""
+    end = time.monotonic() + limit
+    last, progress = -1, time.monotonic()
+    while time.monotonic() < end and time.monotonic() - progress < SETTLE_STALL:
+        waiting = sum(not lab.settled(s.mid) for s in book.accepted())
+        if waiting == 0:
+            break
+        if waiting != last:
+            last, progress = waiting, time.monotonic()
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # room for what should not happen (a smuggled message) to show itself
+
+
+async def fuzz(out: Path, cfg: FuzzConfig) -> FuzzReport:
+    t0 = time.monotonic()
+    lab = LabUnderTest(out)
+    book = MessageBook(f"s{cfg.seed}", lab.register)
+    report = FuzzReport(cfg.seed, book, [], out)
+    clock = [t0]
+
+    def phase(name: str) -> None:
+        now = time.monotonic()
+        report.phases[name] = now - clock[0]
+        clock[0] = now
+
+    await lab.start()
+    try:
+        phase("start")
+        entries = lab.entries()
+        warm = await normal_sessions(entries, book, -1)
+        judge_normal(report, warm, "before the fuzz")
+        await wait_for_fates(lab, book, 10.0)
+        report.usage_before = usage()
+        phase("warm-up")
+        report.sessions = await run_plan(plan(cfg, entries), book, cfg.concurrency)
+        phase("fuzz")
+        await asyncio.sleep(0.5)
+        report.crashes = await isolate_crashes(lab, report.sessions, book)
+        phase("isolate")
+        await wait_for_quiet(report.usage_before)
+        after = await normal_sessions(entries, book, -100)
+        judge_normal(report, after, "after the fuzz")
+        await wait_for_fates(lab, book)
+        report.usage_after = usage()
+        report.sessions += warm + after
+        phase("settle")
+    finally:
+        await lab.stop()
+    phase("stop")
+    report.tracebacks = len(lab.errors.records)
+    if lab.stop_error:
+        report.crashes.append(f"the lab failed while stopping:\n{lab.stop_error}")
+        report.add("crash", f"the lab failed while stopping (logs and summary.json may be missing):\n{lab.stop_error}")
+    for c in report.crashes:
+        if "not reproduced alone" in c:
+            report.add("crash", f"the lab logged {c}")
+    report.session_findings()
+    check_usage(report)
+    check_logs(report)
+    account(report, read_summary(out, lab.rt))
+    phase("judge")
+    report.seconds = time.monotonic() - t0
+    return report

@@ -1,0 +1,225 @@
+"""Judging a fuzz run: the properties, the accounting of accepted mail, the printed summary.
+
+Properties (each a list of findings; empty means it holds):
+  crash      no session made the lab log an ERROR (a traceback), and the lab stopped cleanly
+  hang       every reply that was due came, every session ended within its bound
+  sync       every reply answers a command the client sent (nothing read content as commands)
+  form       every reply line is an SMTP reply line
+  refuse     non-ASCII verbs and numbers are refused (5xx), never obeyed or waited upon
+  normal     after the fuzz, each entry still serves an ordinary session and its mail is delivered
+  resources  RSS and open fds are back near where they were before the fuzz
+  logs       the Exchange logs pass shared/tools/exlog_check.py
+  lost       every accepted message is delivered, queued or returned (an NDR)
+  extra      nothing is delivered that no end of data accepted (e.g. a smuggled message)
+  duplicate  no mailbox holds the same accepted message twice
+  truncated  a delivered message holds everything the client sent as its content
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+from .inputs import FUZZ_DOMAIN, end_marker
+from .lab import Usage
+from .sessions import MessageBook, Sent, Session
+
+PROPS = ["crash", "hang", "sync", "form", "refuse", "normal", "resources", "logs", "lost", "extra", "duplicate",
+         "truncated"]
+RSS_SLACK_KB = 96 * 1024  # CPython rarely gives memory back; a leak of sessions or buffers is bigger
+FD_SLACK = 8
+
+
+@dataclass
+class Accounting:
+    accepted: int = 0
+    delivered: int = 0  # accepted messages with at least one mailbox copy
+    queued: int = 0
+    returned: int = 0  # failed with a DSN to the sender
+    fates: Counter = field(default_factory=Counter)
+    eml_fuzz: int = 0  # .eml files whose Message-ID is a fuzz id
+
+
+@dataclass
+class FuzzReport:
+    seed: int
+    book: MessageBook
+    sessions: list[Session]
+    out: Path
+    findings: dict[str, list[str]] = field(default_factory=lambda: {p: [] for p in PROPS})
+    crashes: list[str] = field(default_factory=list)  # crash signatures, with the input that caused them
+    tracebacks: int = 0
+    usage_before: Usage | None = None
+    usage_after: Usage | None = None
+    logs_note: str = ""
+    account: Accounting = field(default_factory=Accounting)
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def add(self, prop: str, text: str) -> None:
+        self.findings[prop].append(text)
+
+    def session_findings(self) -> None:
+        for s in self.sessions:
+            for f in s.findings:
+                self.add(f.prop, describe(s, f.detail, self.seed))
+
+    def failed(self) -> list[str]:
+        return [p for p in PROPS if self.findings[p]]
+
+    def explain(self, prop: str, limit: int = 4) -> str:
+        items = self.findings[prop]
+        head = f"property '{prop}' fails {len(items)} time(s)"
+        shown = "\n\n".join(items[:limit])
+        more = f"\n\n... and {len(items) - limit} more" if len(items) > limit else ""
+        return f"{head}:\n\n{shown}{more}"
+
+    def summary(self) -> str:
+        t = Counter[str]()
+        kinds = Counter(s.kind for s in self.sessions)
+        commands = sum(s.transcript.commands for s in self.sessions)
+        sent = sum(s.transcript.bytes_sent for s in self.sessions)
+        for s in self.sessions:
+            t.update(s.transcript.codes)
+        a = self.account
+        lines = [
+            f"labsim SMTP fuzz: seed {self.seed}, {len(self.sessions)} sessions in {self.seconds:.1f}s "
+            f"({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})",
+            f"  phases: {', '.join(f'{k} {v:.1f}s' for k, v in self.phases.items())}",
+            f"  inputs: {commands} command lines, {sent} bytes sent",
+            f"  replies by code: {', '.join(f'{k}: {n}' for k, n in sorted(t.items()))}",
+            f"  ends: {', '.join(f'{k} {n}' for k, n in sorted(Counter(s.end for s in self.sessions).items()))}",
+            f"  messages: {len(self.book.sent)} written, {a.accepted} accepted; of those {a.delivered} delivered, "
+            f"{a.queued} queued, {a.returned} returned; fates {dict(a.fates)}; {a.eml_fuzz} fuzz .eml files",
+            f"  crashes: {len(self.crashes)} kind(s), {self.tracebacks} traceback(s) logged",
+            f"  resources: before {self.usage_before}, after {self.usage_after}",
+            f"  logs: {self.logs_note}",
+        ]
+        for c in self.crashes:
+            lines.append(f"  crash: {c.splitlines()[0]}")
+        for p in PROPS:
+            lines.append(f"  {p:<10} {'FAIL ' + str(len(self.findings[p])) if self.findings[p] else 'ok'}")
+        return "\n".join(lines)
+
+
+def describe(s: Session, detail: str, seed: int) -> str:
+    return (f"session #{s.index} ({s.kind} at {s.entry.name}: {s.entry.what}; replay: LABSIM_FUZZ_SEED={seed} "
+            f"LABSIM_FUZZ_ONLY={s.index}): {detail}\n  transcript (C client, S server):\n{s.transcript.render()}")
+
+
+# --- accounting ------------------------------------------------------------------------------------
+def eml_by_message_id(out: Path) -> dict[str, list[Path]]:
+    """Every delivered .eml whose Message-ID is a fuzz id, by Message-ID."""
+    found: dict[str, list[Path]] = {}
+    parser = BytesHeaderParser()
+    for path in sorted((out / "mailboxes").rglob("*.eml")):
+        with path.open("rb") as fh:
+            mid = str(parser.parse(fh).get("Message-ID", "")).strip()
+        if mid.endswith(f"@{FUZZ_DOMAIN}>"):
+            found.setdefault(mid, []).append(path)
+    return found
+
+
+def account(report: FuzzReport, summary: dict[str, Any]) -> None:
+    """Every accepted message delivered, queued or returned exactly once; nothing else delivered."""
+    fates = {m["message_id"]: m for m in summary.get("messages", [])}
+    emls = eml_by_message_id(report.out)
+    a = report.account
+    a.eml_fuzz = sum(len(v) for v in emls.values())
+    by_session = {s.index: s for s in report.sessions}
+    for sent in report.book.sent.values():
+        where = where_from(sent, by_session, report.seed)
+        copies = emls.get(sent.mid, [])
+        if not sent.accepted:
+            if copies:
+                why = "a message smuggled inside another's content" if sent.smuggled else \
+                    "its end of data was never answered 250"
+                report.add("extra", f"{sent.mid} was delivered ({rel(copies, report.out)}) but {why}; {where}")
+            continue
+        a.accepted += 1
+        fate = fates.get(sent.mid, {})
+        state = fate.get("fate", "lost")
+        a.fates[state] += 1
+        a.delivered += bool(copies)
+        a.queued += bool(fate.get("pending"))
+        returned = bool(fate.get("failed")) and (bool(fate.get("notifications")) or sent.sender == "")
+        a.returned += returned
+        if not copies and not fate.get("pending") and not returned:
+            detail = f"fate {state!r}, failed {fate.get('failed')}" if fate else "the ledger never saw it"
+            report.add("lost", f"{sent.mid} was accepted ({sent.reply[:100]!r}) but is neither delivered nor "
+                               f"queued nor returned: {detail}; {where}")
+        named = Counter(r.lower() for r in sent.recipients)  # a mailbox named twice may get two copies
+        for folder, n in Counter(p.parent for p in copies).items():
+            if n > max(1, named[folder.name.lower()]):
+                report.add("duplicate", f"{sent.mid} is in {folder.relative_to(report.out)} {n} times, the "
+                                        f"envelope named it {named[folder.name.lower()]} time(s); {where}")
+        if sent.intact:
+            for p in copies:
+                if end_marker(sent.mid) not in p.read_bytes():
+                    report.add("truncated", f"{sent.mid} was delivered to {p.relative_to(report.out)} without "
+                                            f"its last line {end_marker(sent.mid)!r}: the server ended its content "
+                                            f"early; {where}")
+    for mid, copies in emls.items():
+        if mid not in report.book.sent:
+            report.add("extra", f"{mid} was delivered ({rel(copies, report.out)}) but the fuzzer never wrote it")
+
+
+def where_from(sent: Sent, by_session: dict[int, Session], seed: int) -> str:
+    s = by_session.get(sent.session)
+    if s is None:
+        return f"written by session #{sent.session} at {sent.entry}"
+    return describe(s, "", seed).replace(": \n", "\n", 1)
+
+
+def rel(paths: list[Path], out: Path) -> str:
+    return ", ".join(str(p.relative_to(out)) for p in paths[:3])
+
+
+def read_summary(out: Path, rt: Any) -> dict[str, Any]:
+    path = out / "summary.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    rt.collect_pending()  # the lab did not stop cleanly (a crash finding says why): ask it directly
+    return rt.summary()
+
+
+# --- logs ------------------------------------------------------------------------------------------
+def exlog_checker() -> Path | None:
+    """shared/tools/exlog_check.py beside the repository, or $EXLOG_CHECK."""
+    env = os.environ.get("EXLOG_CHECK")
+    path = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "tools" / "exlog_check.py"
+    return path if path.is_file() else None
+
+
+def check_logs(report: FuzzReport) -> None:
+    checker = exlog_checker()
+    if checker is None:
+        report.logs_note = "not checked: shared/tools/exlog_check.py is not beside the repository (set EXLOG_CHECK)"
+        return
+    res = subprocess.run([sys.executable, str(checker), str(report.out)], capture_output=True, text=True, timeout=300)
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    report.logs_note = lines[-1] if lines else f"exit {res.returncode}"
+    if res.returncode != 0:
+        errors = [ln for ln in lines if ln != report.logs_note]
+        report.add("logs", f"exlog_check exit {res.returncode}: {report.logs_note}\n  " + "\n  ".join(errors[:12])
+                   + (f"\n  ... {len(errors) - 12} more" if len(errors) > 12 else ""))
+
+
+# --- resources -------------------------------------------------------------------------------------
+def check_usage(report: FuzzReport) -> None:
+    before, after = report.usage_before, report.usage_after
+    if before is None or after is None:
+        return
+    if after.fds > before.fds + FD_SLACK:
+        report.add("resources", f"open fds {before.fds} before the fuzz, {after.fds} after (allowed +{FD_SLACK}): "
+                                "sessions or files were left open")
+    if after.rss_kb > before.rss_kb + RSS_SLACK_KB:
+        report.add("resources", f"RSS {before.rss_kb // 1024} MB before the fuzz, {after.rss_kb // 1024} MB after "
+                                f"(allowed +{RSS_SLACK_KB // 1024} MB)")
