@@ -393,6 +393,32 @@ async def s_flood(c: Ctx) -> None:
     await c.quit()
 
 
+MAX_RECIPIENTS = 1000  # the largest default of the lab's servers: EXO 1000, Postfix 1000, Exchange 200
+
+
+async def s_rcpt_flood(c: Ctx) -> None:
+    """One transaction with more recipients than any of the lab's servers takes, in one write."""
+    g = c.g
+    await c.cmd(b"EHLO fuzz.example")
+    if (await c.cmd(f"MAIL FROM:<{c.e.sender}>".encode())).code != 250:
+        await c.quit()
+        return
+    n = g.int(MAX_RECIPIENTS + 1, MAX_RECIPIENTS + 400)
+    await c.w.send(f"RCPT TO:<{c.rcpts()[0]}>\r\n".encode() * n)
+    took = 0
+    for i in range(n):
+        reply = await c.w.reply(due=f"RCPT {i + 1}/{n} of the recipient flood")
+        took += reply.code == 250
+        if reply.code == 421:
+            break
+    if took > MAX_RECIPIENTS:
+        c.s.find("bounded", f"one transaction took {took} recipients of {n} (no server of the lab takes more "
+                            f"than {MAX_RECIPIENTS}; Exchange answers 452 4.5.3 Too many recipients)")
+    if reply.code != 421:
+        await c.cmd(b"RSET")
+        await c.quit()
+
+
 async def s_starttls(c: Ctx) -> None:
     """STARTTLS, then TLS junk, half a handshake, plain text, or a real handshake and a message."""
     g = c.g
@@ -480,6 +506,7 @@ KINDS: dict[str, tuple[float, Callable[[Ctx], Awaitable[None]], float]] = {
     "smuggle": (12, s_smuggle, 20.0),
     "random-lines": (10, s_random_lines, 15.0),
     "flood": (8, s_flood, 40.0),
+    "rcpt-flood": (3, s_rcpt_flood, 40.0),
     "starttls": (10, s_starttls, 20.0),
     "half-open": (8, s_half_open, 15.0),
     "slow": (6, s_slow, 40.0),

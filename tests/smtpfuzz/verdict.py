@@ -6,6 +6,7 @@ Properties (each a list of findings; empty means it holds):
   sync       every reply answers a command the client sent (nothing read content as commands)
   form       every reply line is an SMTP reply line
   refuse     non-ASCII verbs and numbers are refused (5xx), never obeyed or waited upon
+  bounded    no transaction takes more recipients than the lab's most generous server (1000)
   normal     after the fuzz, each entry still serves an ordinary session and its mail is delivered
   resources  RSS and open fds are back near where they were before the fuzz
   logs       the Exchange logs pass shared/tools/exlog_check.py
@@ -31,7 +32,7 @@ from .inputs import FUZZ_DOMAIN, end_marker
 from .lab import Usage
 from .sessions import MessageBook, Sent, Session
 
-PROPS = ["crash", "hang", "sync", "form", "refuse", "normal", "resources", "logs", "lost", "extra", "duplicate",
+PROPS = ["crash", "hang", "sync", "form", "refuse", "bounded", "normal", "resources", "logs", "lost", "extra", "duplicate",
          "truncated"]
 RSS_SLACK_KB = 96 * 1024  # CPython rarely gives memory back; a leak of sessions or buffers is bigger
 FD_SLACK = 8
