@@ -17,14 +17,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Awaitable, Callable
 
+from .corpus import CORPUS, CORPUS_BASE
 from .inputs import Gen
 from .lab import LabUnderTest, Usage, signature, usage
-from .sessions import KINDS, Entry, MessageBook, Session, choose_kind, normal, play
+from .sessions import KINDS, Ctx, Entry, MessageBook, Session, choose_kind, normal, play
 from .verdict import (
     FD_SLACK,
     FuzzReport,
     account,
+    check_log_bytes,
     check_logs,
     check_usage,
     read_summary,
@@ -51,10 +54,24 @@ class FuzzConfig:
                    concurrency=int(os.environ.get("LABSIM_FUZZ_CONCURRENCY", 10)), only=only)
 
 
+def script_of(kind: str) -> tuple[Callable[[Ctx], Awaitable[None]], float]:
+    if kind.startswith("corpus:"):
+        return CORPUS[kind.removeprefix("corpus:")], 30.0
+    _, script, bound = KINDS[kind]
+    return script, bound
+
+
 def plan(cfg: FuzzConfig, entries: list[Entry]) -> list[Session]:
-    """Session i of a seed is always the same kind, at the same entry, with the same random source."""
+    """The corpus at every entry, then the random sessions. Session i of a seed is always the same
+    kind, at the same entry, with the same random source."""
+    names = list(CORPUS)
+    corpus = range(CORPUS_BASE, CORPUS_BASE + len(names) * len(entries))
     out = []
-    for i in (cfg.only or range(cfg.sessions)):
+    for i in (cfg.only or [*corpus, *range(cfg.sessions)]):
+        if i >= CORPUS_BASE:
+            k = i - CORPUS_BASE
+            out.append(Session(i, f"corpus:{names[k // len(entries)]}", entries[k % len(entries)], f"corpus/{k}"))
+            continue
         seed = f"{cfg.seed}/{i}"
         g = Gen(seed)
         kind = choose_kind(g)
@@ -68,7 +85,7 @@ async def run_plan(sessions: list[Session], book: MessageBook, concurrency: int)
 
     async def one(s: Session) -> Session:
         async with gate:
-            _, script, bound = KINDS[s.kind]
+            script, bound = script_of(s.kind)
             return await play(s, book, script, bound)
 
     return list(await asyncio.gather(*(one(s) for s in sessions)))
@@ -108,7 +125,7 @@ async def isolate_crashes(lab: LabUnderTest, sessions: list[Session], book: Mess
         for s in suspects:
             before = sum(1 for r in lab.errors.records if signature(r) == sig)
             replay = Session(s.index, s.kind, s.entry, s.seed)
-            _, script, bound = KINDS[s.kind]
+            script, bound = script_of(s.kind)
             await play(replay, book, script, bound)
             await asyncio.sleep(0.1)
             if sum(1 for r in lab.errors.records if signature(r) == sig) > before:
@@ -194,6 +211,7 @@ async def fuzz(out: Path, cfg: FuzzConfig) -> FuzzReport:
     report.session_findings()
     check_usage(report)
     check_logs(report)
+    check_log_bytes(report)
     account(report, read_summary(out, lab.rt))
     phase("judge")
     report.seconds = time.monotonic() - t0

@@ -156,13 +156,15 @@ class Ctx:
         return list(self.e.recipients)
 
     # --- a whole transaction ---------------------------------------------------------------------
-    async def envelope(self, n_rcpt: int | None = None) -> list[str]:
-        """MAIL + RCPTs with good addresses; returns the recipients the server took."""
+    async def envelope(self, n_rcpt: int | None = None, *, first: bool = False) -> list[str]:
+        """MAIL + RCPTs with good addresses (`first`: the entry's first mailboxes, no draw); returns
+        the recipients the server took."""
         reply = await self.cmd(f"MAIL FROM:<{self.e.sender}>".encode())
         if reply.code != 250:
             return []
         pool = self.rcpts()
-        for rcpt in self.g.r.sample(pool, min(len(pool), self.g.int(1, 3) if n_rcpt is None else n_rcpt)):
+        n = min(len(pool), self.g.int(1, 3) if n_rcpt is None else n_rcpt)
+        for rcpt in (pool[:n] if first else self.g.r.sample(pool, n)):
             await self.cmd(f"RCPT TO:<{rcpt}>".encode())
         return list(self.took)
 
@@ -398,12 +400,14 @@ MAX_RECIPIENTS = 1000  # the largest default of the lab's servers: EXO 1000, Pos
 
 async def s_rcpt_flood(c: Ctx) -> None:
     """One transaction with more recipients than any of the lab's servers takes, in one write."""
-    g = c.g
+    await rcpt_flood(c, c.g.int(MAX_RECIPIENTS + 1, MAX_RECIPIENTS + 400))
+
+
+async def rcpt_flood(c: Ctx, n: int) -> None:
     await c.cmd(b"EHLO fuzz.example")
     if (await c.cmd(f"MAIL FROM:<{c.e.sender}>".encode())).code != 250:
         await c.quit()
         return
-    n = g.int(MAX_RECIPIENTS + 1, MAX_RECIPIENTS + 400)
     await c.w.send(f"RCPT TO:<{c.rcpts()[0]}>\r\n".encode() * n)
     took = 0
     for i in range(n):

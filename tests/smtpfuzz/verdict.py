@@ -10,6 +10,7 @@ Properties (each a list of findings; empty means it holds):
   normal     after the fuzz, each entry still serves an ordinary session and its mail is delivered
   resources  RSS and open fds are back near where they were before the fuzz
   logs       the Exchange logs pass shared/tools/exlog_check.py
+  log-control  no raw control byte (NUL, ESC, DEL...) reached a log file: what a client sent is escaped
   lost       every accepted message is delivered, queued or returned (an NDR)
   extra      nothing is delivered that no end of data accepted (e.g. a smuggled message)
   duplicate  no mailbox holds the same accepted message twice
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -32,7 +34,7 @@ from .inputs import FUZZ_DOMAIN, end_marker
 from .lab import Usage
 from .sessions import MessageBook, Sent, Session
 
-PROPS = ["crash", "hang", "sync", "form", "refuse", "bounded", "normal", "resources", "logs", "lost", "extra", "duplicate",
+PROPS = ["crash", "hang", "sync", "form", "refuse", "bounded", "normal", "resources", "logs", "log-control", "lost", "extra", "duplicate",
          "truncated"]
 RSS_SLACK_KB = 96 * 1024  # CPython rarely gives memory back; a leak of sessions or buffers is bigger
 FD_SLACK = 8
@@ -84,7 +86,7 @@ class FuzzReport:
 
     def summary(self) -> str:
         t = Counter[str]()
-        kinds = Counter(s.kind for s in self.sessions)
+        kinds = Counter(s.kind.split(":")[0] for s in self.sessions)
         commands = sum(s.transcript.commands for s in self.sessions)
         sent = sum(s.transcript.bytes_sent for s in self.sessions)
         for s in self.sessions:
@@ -106,8 +108,28 @@ class FuzzReport:
         for c in self.crashes:
             lines.append(f"  crash: {c.splitlines()[0]}")
         for p in PROPS:
-            lines.append(f"  {p:<10} {'FAIL ' + str(len(self.findings[p])) if self.findings[p] else 'ok'}")
-        return "\n".join(lines)
+            lines.append(f"  {p:<11} {'FAIL ' + str(len(self.findings[p])) if self.findings[p] else 'ok'}")
+        return "\n".join(lines + self.corpus_table())
+
+    def corpus_table(self) -> list[str]:
+        """Which properties each corpus case breaks, at which entries (from session findings and
+        from the accounting of the messages it wrote)."""
+        broken: dict[str, dict[str, set[str]]] = {}
+        for s in self.sessions:
+            if s.kind.startswith("corpus:"):
+                row = broken.setdefault(s.kind.removeprefix("corpus:"), {})
+                for f in s.findings:
+                    row.setdefault(f.prop, set()).add(s.entry.name)
+        for prop in ("lost", "extra", "duplicate", "truncated"):
+            for text in self.findings[prop]:
+                for s in self.sessions:
+                    if s.kind.startswith("corpus:") and f"session #{s.index} " in text:
+                        broken[s.kind.removeprefix("corpus:")].setdefault(prop, set()).add(s.entry.name)
+        out = ["  corpus (minimal inputs; which properties break, at which entries):"]
+        for name, props in broken.items():
+            desc = "; ".join(f"{p} at {', '.join(sorted(e))}" for p, e in sorted(props.items())) or "ok"
+            out.append(f"    {name:<28} {desc}")
+        return out if broken else []
 
 
 def describe(s: Session, detail: str, seed: int) -> str:
@@ -138,14 +160,16 @@ def account(report: FuzzReport, summary: dict[str, Any]) -> None:
     for sent in report.book.sent.values():
         where = where_from(sent, by_session, report.seed)
         copies = emls.get(sent.mid, [])
+        fate = fates.get(sent.mid, {})
         if not sent.accepted:
-            if copies:
-                why = "a message smuggled inside another's content" if sent.smuggled else \
-                    "its end of data was never answered 250"
-                report.add("extra", f"{sent.mid} was delivered ({rel(copies, report.out)}) but {why}; {where}")
+            taken = [f"{h['server']} {h['event']}" for h in fate.get("hops", [])]
+            if copies or taken:
+                why = "it was smuggled inside another message's content" if sent.smuggled else \
+                    "no end of data of it was answered 250"
+                report.add("extra", f"{sent.mid} was taken in by the lab (ledger: {', '.join(taken[:6]) or '-'}; "
+                                    f"delivered: {rel(copies, report.out) or '-'}) but {why}; {where}")
             continue
         a.accepted += 1
-        fate = fates.get(sent.mid, {})
         state = fate.get("fate", "lost")
         a.fates[state] += 1
         a.delivered += bool(copies)
@@ -211,6 +235,21 @@ def check_logs(report: FuzzReport) -> None:
         errors = [ln for ln in lines if ln != report.logs_note]
         report.add("logs", f"exlog_check exit {res.returncode}: {report.logs_note}\n  " + "\n  ".join(errors[:12])
                    + (f"\n  ... {len(errors) - 12} more" if len(errors) > 12 else ""))
+
+
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_log_bytes(report: FuzzReport) -> None:
+    """No raw control byte (C0 but TAB/CR/LF, and DEL) in a log: what a client sent is escaped, so
+    a log viewer or parser sees the text the server saw, never a NUL or a terminal escape."""
+    for path in sorted(report.out.rglob("*.LOG")):
+        for n, line in enumerate(path.read_bytes().split(b"\r\n"), start=1):
+            m = _CONTROL.search(line)
+            if m:
+                lo = max(0, m.start() - 60)
+                report.add("log-control", f"{path.relative_to(report.out)}:{n}: raw byte {m.group()!r} in "
+                                          f"...{line[lo:m.start() + 40]!r}...")
 
 
 # --- resources -------------------------------------------------------------------------------------
