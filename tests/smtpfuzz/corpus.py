@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from .inputs import LOOKALIKE_MAIL
+from .inputs import LOOKALIKE_MAIL, dot_stuff, message
 from .sessions import MAX_RECIPIENTS, Ctx, rcpt_flood
 
 CORPUS_BASE = 1_000_000
@@ -45,6 +45,20 @@ def smuggled(seq: bytes) -> Callable[[Ctx], Awaitable[None]]:
         await c.data(rcpts, b"", smuggle=b"x" + seq + inner)
         await c.quit()
     return case
+
+
+async def rset_then_message(c: Ctx) -> None:
+    """RSET discards sender and recipients (RFC 5321 4.1.1.5): DATA after it must be refused; if it
+    is not, the message goes on to show what becomes of mail with an emptied envelope."""
+    await _greet(c)
+    rcpts = await c.envelope(1, first=True)
+    await c.cmd(b"RSET")
+    if (await c.must_refuse(b"DATA", "DATA right after RSET", go_on=True)).code == 354:
+        sent = c.book.new(c.s.index, c.e, c.e.sender, rcpts or c.rcpts()[:1])
+        await c.w.send(dot_stuff(message(sent.mid, c.e.sender, sent.recipients[0], b"after RSET")) + b".\r\n",
+                       lines=0)
+        await c.end_of_data(sent)
+    await c.quit()
 
 
 async def helo_not_utf8(c: Ctx) -> None:
@@ -99,6 +113,7 @@ CORPUS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "smuggle-crlf-dot-lf": smuggled(b"\r\n.\n"),
     "smuggle-lf-dot-crlf": smuggled(b"\n.\r\n"),
     "smuggle-cr-dot-cr": smuggled(b"\r.\r"),
+    "rset-then-data": rset_then_message,
     "helo-not-utf8": helo_not_utf8,
     "control-bytes": control_bytes,
     "overlong-70000": overlong_then_message,

@@ -50,7 +50,23 @@ class ErrorLog(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        record.fuzz_peer = peer_of(record)
         self.records.append(record)
+
+
+def peer_of(record: logging.LogRecord) -> tuple[str, int] | None:
+    """The client address of the connection a logged exception was raised in: the peer of the
+    StreamWriter found in the traceback's frames (the session's own), so a crash is pinned on the
+    fuzz session that caused it even when many run at once."""
+    tb = record.exc_info[2] if record.exc_info else None
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, asyncio.StreamWriter):
+                peer = value.get_extra_info("peername")
+                if peer:
+                    return peer[0], peer[1]
+        tb = tb.tb_next
+    return None
 
 
 def signature(record: logging.LogRecord) -> str:

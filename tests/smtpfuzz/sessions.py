@@ -76,12 +76,14 @@ class MessageBook:
         self.tag = tag
         self.register = register
         self.sent: dict[str, Sent] = {}
+        self.writers: set[int] = set()  # sessions that wrote a message
 
     def new(self, session: int, entry: Entry, sender: str, recipients: list[str], *, smuggled: bool = False) -> Sent:
         kind = "smuggled" if smuggled else "fuzz"
         mid = f"<{kind}.{self.tag}.{session}.{len(self.sent)}@{FUZZ_DOMAIN}>"
         sent = Sent(mid, session, entry.name, sender, list(recipients), smuggled=smuggled)
         self.sent[mid] = sent
+        self.writers.add(session)
         self.register(mid, sender, list(recipients))
         return sent
 
@@ -108,6 +110,7 @@ class Session:
     started: float = 0.0
     ended: float = 0.0
     end: str = ""  # quit | server-closed | client-closed | hang | bound
+    local: tuple[str, int] | None = None  # the client's address (the server's peer)
 
     def find(self, prop: str, detail: str) -> None:
         self.findings.append(Finding(prop, detail))
@@ -139,8 +142,10 @@ class Ctx:
         elif verb == b"RCPT" and reply.code in (250, 251):
             self.took.append(line[8:].split(b">")[0].lstrip(b"<").decode("utf-8", "replace").lower())
 
-    async def must_refuse(self, line: bytes, why: str) -> Reply | None:
-        """A command the server must refuse (5xx, or 421 when it drops the session) without waiting."""
+    async def must_refuse(self, line: bytes, why: str, *, go_on: bool = False) -> Reply:
+        """A command the server must refuse (5xx, or 421 when it drops the session) without waiting.
+        If it is obeyed instead, the session's state is no longer known: the client gives up, unless
+        `go_on` (to show what the obeyed command leads to)."""
         await self.w.send(line + b"\r\n", per_byte=self.per_byte)
         try:
             reply = await self.w.reply(REFUSAL_TIMEOUT, due=show(line, 80))
@@ -150,6 +155,8 @@ class Ctx:
             raise Abandon() from None
         if reply.code is None or not (500 <= reply.code < 600 or reply.code == 421):
             self.s.find("refuse", f"{show(line, 100)} ({why}) was answered {reply.text[:120]!r}, not refused")
+            if not go_on:
+                raise Abandon()
         return reply
 
     def rcpts(self) -> list[str]:
@@ -534,6 +541,8 @@ async def play(session: Session, book: MessageBook, script: Callable[[Ctx], Awai
     async def body() -> None:
         nonlocal wire
         wire = await Wire.open(session.entry.host, session.entry.port, t)
+        sock = wire.writer.get_extra_info("sockname")
+        session.local = (sock[0], sock[1]) if sock else None
         ctx = Ctx(wire, Gen(session.seed + "/script"), session.entry, book, session)
         if read_banner and script is not s_half_open:
             await wire.reply(due="banner")

@@ -2,6 +2,8 @@
 
 Properties (each a list of findings; empty means it holds):
   crash      no session made the lab log an ERROR (a traceback), and the lab stopped cleanly
+  internal   the lab's summary.json records no internal error (e.g. a scheduler action waiting out
+             its settle timeout because sessions stay open)
   hang       every reply that was due came, every session ended within its bound
   sync       every reply answers a command the client sent (nothing read content as commands)
   form       every reply line is an SMTP reply line
@@ -34,7 +36,7 @@ from .inputs import FUZZ_DOMAIN, end_marker
 from .lab import Usage
 from .sessions import MessageBook, Sent, Session
 
-PROPS = ["crash", "hang", "sync", "form", "refuse", "bounded", "normal", "resources", "logs", "log-control", "lost", "extra", "duplicate",
+PROPS = ["crash", "internal", "hang", "sync", "form", "refuse", "bounded", "normal", "resources", "logs", "log-control", "lost", "extra", "duplicate",
          "truncated"]
 RSS_SLACK_KB = 96 * 1024  # CPython rarely gives memory back; a leak of sessions or buffers is bigger
 FD_SLACK = 8
@@ -104,6 +106,7 @@ class FuzzReport:
             f"  crashes: {len(self.crashes)} kind(s), {self.tracebacks} traceback(s) logged",
             f"  resources: before {self.usage_before}, after {self.usage_after}",
             f"  logs: {self.logs_note}",
+            f"  output: {self.out}",
         ]
         for c in self.crashes:
             lines.append(f"  crash: {c.splitlines()[0]}")
@@ -120,7 +123,7 @@ class FuzzReport:
                 row = broken.setdefault(s.kind.removeprefix("corpus:"), {})
                 for f in s.findings:
                     row.setdefault(f.prop, set()).add(s.entry.name)
-        for prop in ("lost", "extra", "duplicate", "truncated"):
+        for prop in ("lost", "extra", "duplicate", "truncated", "log-control"):
             for text in self.findings[prop]:
                 for s in self.sessions:
                     if s.kind.startswith("corpus:") and f"session #{s.index} " in text:
@@ -152,6 +155,8 @@ def eml_by_message_id(out: Path) -> dict[str, list[Path]]:
 
 def account(report: FuzzReport, summary: dict[str, Any]) -> None:
     """Every accepted message delivered, queued or returned exactly once; nothing else delivered."""
+    for err in summary.get("internal_errors", []):
+        report.add("internal", f"summary.json internal_errors: {err}")
     fates = {m["message_id"]: m for m in summary.get("messages", [])}
     emls = eml_by_message_id(report.out)
     a = report.account
@@ -242,14 +247,23 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def check_log_bytes(report: FuzzReport) -> None:
     """No raw control byte (C0 but TAB/CR/LF, and DEL) in a log: what a client sent is escaped, so
-    a log viewer or parser sees the text the server saw, never a NUL or a terminal escape."""
+    a log viewer or parser sees the text the server saw, never a NUL or a terminal escape. Rows are
+    tied to the fuzz session by their remote endpoint (the session's client address)."""
+    by_port = {s.local[1]: s for s in report.sessions if s.local is not None}
+    hits: dict[tuple[Path, int | None], list[str]] = {}
     for path in sorted(report.out.rglob("*.LOG")):
         for n, line in enumerate(path.read_bytes().split(b"\r\n"), start=1):
             m = _CONTROL.search(line)
-            if m:
-                lo = max(0, m.start() - 60)
-                report.add("log-control", f"{path.relative_to(report.out)}:{n}: raw byte {m.group()!r} in "
-                                          f"...{line[lo:m.start() + 40]!r}...")
+            if m is None:
+                continue
+            port = re.search(rb",127\.0\.0\.1:(\d+),", line)
+            key = (path, int(port.group(1)) if port else None)
+            lo = max(0, m.start() - 60)
+            hits.setdefault(key, []).append(f"line {n}: raw byte {m.group()!r} in ...{line[lo:m.start() + 40]!r}...")
+    for (path, port), rows in hits.items():
+        s = by_port.get(port) if port is not None else None
+        where = describe(s, "", report.seed).replace(": \n", "\n", 1) if s else "no fuzz session matched"
+        report.add("log-control", f"{path.relative_to(report.out)}: {len(rows)} row(s), first {rows[0]}; {where}")
 
 
 # --- resources -------------------------------------------------------------------------------------

@@ -69,27 +69,47 @@ def show(data: bytes, limit: int = 220) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(data)} bytes)"
 
 
+KEEP_EVENTS = 160  # a transcript keeps its first and last KEEP_EVENTS // 2 events
+
+
 @dataclass
 class Transcript:
     events: list[tuple[str, str]] = field(default_factory=list)
+    dropped: int = 0  # events left out of the middle
     commands: int = 0  # command lines written (CRLF-terminated lines outside message content)
     bytes_sent: int = 0
     codes: Counter = field(default_factory=Counter)
 
     def client(self, data: bytes, *, lines: int) -> None:
         self.events.append(("C", show(data, 700)))
+        self._trim()
         self.commands += lines
         self.bytes_sent += len(data)
 
     def server(self, reply: Reply) -> None:
         self.events.append(("S", reply.text[:300]))
+        self._trim()
         self.codes[str(reply.code) if reply.code is not None else "malformed"] += 1
 
     def note(self, text: str) -> None:
         self.events.append((".", text))
 
+    def _trim(self) -> None:
+        if len(self.events) > KEEP_EVENTS:
+            del self.events[KEEP_EVENTS // 2]
+            self.dropped += 1
+
+    def forget(self) -> None:
+        """Drop the events (a session with nothing to report); the counters stay."""
+        self.dropped += len(self.events)
+        self.events = []
+
     def render(self, limit: int = 40) -> str:
+        if not self.events:
+            return "    (not kept: the session looked clean when it ended; replay it to see it)"
         rows = [f"    {k} {v}" for k, v in self.events]
+        if self.dropped and self.events:
+            rows.insert(KEEP_EVENTS // 2, f"    ... {self.dropped} events not kept ...")
         if len(rows) > limit:
             rows = rows[:limit // 2] + [f"    ... {len(rows) - limit} more ..."] + rows[-limit // 2:]
         return "\n".join(rows)
