@@ -69,6 +69,15 @@ async def helo_not_utf8(c: Ctx) -> None:
     await c.quit()
 
 
+async def nul_in_sender(c: Ctx) -> None:
+    """A NUL inside the sender's local part, then an ordinary message."""
+    await _greet(c)
+    if (await c.cmd(f"MAIL FROM:<al\x00ex@{c.e.sender.split('@')[1]}>".encode())).code == 250:
+        await c.cmd(f"RCPT TO:<{c.rcpts()[0]}>".encode())
+        await c.data(c.took, b"hello")
+    await c.quit()
+
+
 async def control_bytes(c: Ctx) -> None:
     """NUL, ESC and DEL in commands: answered, logged escaped, and the session goes on."""
     await _greet(c, b"fu\x00zz.example")
@@ -115,6 +124,7 @@ CORPUS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "smuggle-cr-dot-cr": smuggled(b"\r.\r"),
     "rset-then-data": rset_then_message,
     "helo-not-utf8": helo_not_utf8,
+    "nul-in-sender": nul_in_sender,
     "control-bytes": control_bytes,
     "overlong-70000": overlong_then_message,
     "bare-cr-lf-body": bare_cr_lf_body,

@@ -9,6 +9,8 @@ the lab's own ground truth follows it) and, while waiting for mail to settle, th
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -38,8 +40,19 @@ def usage() -> Usage | None:
     if not status.exists():
         return None
     gc.collect()
+    release_freed_memory()
     m = re.search(r"^VmRSS:\s+(\d+)", status.read_text(), re.MULTILINE)
     return Usage(int(m.group(1)) if m else 0, len(os.listdir("/proc/self/fd")))
+
+
+def release_freed_memory() -> None:
+    """Hand memory that is free but still held by the C allocator back to the system (glibc's
+    malloc_trim), so RSS measures what is in use rather than the high-water mark of a burst of
+    large lines: the property is about leaks, not about how glibc caches freed arenas."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class ErrorLog(logging.Handler):
@@ -67,6 +80,21 @@ def peer_of(record: logging.LogRecord) -> tuple[str, int] | None:
                     return peer[0], peer[1]
         tb = tb.tb_next
     return None
+
+
+def describe_task(task: asyncio.Task) -> str:
+    """A task by its coroutine and, for an SMTP server session, who it was talking to."""
+    text = task.get_coro().__qualname__
+    coro: Any = task.get_coro()
+    while coro is not None and getattr(coro, "cr_frame", None) is not None:
+        session = coro.cr_frame.f_locals.get("session")
+        if session is not None and hasattr(session, "context") and hasattr(session, "policy"):
+            listener = getattr(session.policy, "listener", None)
+            where = f"{listener.service} port {listener.port}" if listener else type(session.policy).__name__
+            helo = getattr(session.state, "helo", None)
+            return f"{text}: an SMTP session at {where} from {session.context.get('remote')} (EHLO {helo})"
+        coro = getattr(coro, "cr_await", None)
+    return text
 
 
 def signature(record: logging.LogRecord) -> str:
@@ -122,6 +150,17 @@ class LabUnderTest:
         finally:
             for name in self.LOGGERS:
                 logging.getLogger(name).removeHandler(self.errors)
+
+    async def leftovers(self) -> list[str]:
+        """Tasks still running after the lab stopped (each an SMTP session nobody closed), then
+        cancelled so that they do not outlive the run."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+        found = [describe_task(t) for t in tasks]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        return found
 
     # --- what the fuzzer needs to know ---------------------------------------------------------
     def entries(self) -> list[Entry]:

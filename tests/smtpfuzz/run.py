@@ -216,6 +216,8 @@ async def fuzz(out: Path, cfg: FuzzConfig) -> FuzzReport:
         phase("settle")
     finally:
         await lab.stop()
+    for left in await lab.leftovers():
+        report.add("resources", f"still running after the lab stopped: {left}")
     phase("stop")
     report.tracebacks = len(lab.errors.records)
     if lab.stop_error:
