@@ -16,8 +16,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-REPLY_TIMEOUT = 4.0  # a reply that is due and has not come by then is a hang
-REFUSAL_TIMEOUT = 1.5  # a command that must be refused is refused at once, never waited upon
+# Exchange may tarpit a 5xx (TarpitInterval, 5 s by default), so both bounds leave room for it.
+REPLY_TIMEOUT = 8.0  # a reply that is due and has not come by then is a hang
+REFUSAL_TIMEOUT = 6.0  # a command that must be refused is refused, never taken for a wait
 QUIET = 0.6  # reading whatever comes: stop after this long without a byte
 READ_LIMIT = 1 << 20  # reply lines longer than this are themselves a finding
 _REPLY_LINE = re.compile(rb"^(\d{3})([ -])(.*)$", re.DOTALL)
