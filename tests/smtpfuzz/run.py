@@ -2,11 +2,14 @@
 
 Order of a run (each step bounded):
  1. start `serve()`; an ordinary session at each entry (the harness works, caches are warm);
- 2. measure RSS and fds; run the planned sessions, `concurrency` at a time;
- 3. for each kind of ERROR the lab logged, replay the sessions that overlapped it one at a time
-    until one reproduces it alone: that session's transcript is the crashing input;
+ 2. measure RSS and fds; run the corpus at every entry and the random sessions, `concurrency` at
+    a time;
+ 3. pin every ERROR the lab logged on the session it happened in (by the client address of the
+    connection in its traceback); one that cannot be pinned so is replayed: the sessions that
+    overlapped it, one at a time, until one reproduces it alone;
  4. wait for the lab's sessions to close; an ordinary session at each entry again;
- 5. wait until every accepted message has a fate; measure RSS and fds; stop the lab;
+ 5. wait until every accepted message has a fate; measure RSS and fds; stop the lab; whatever
+    still runs after the stop is a session nobody closed;
  6. check the logs, account for every accepted message, collect the findings.
 """
 
@@ -216,8 +219,7 @@ async def fuzz(out: Path, cfg: FuzzConfig) -> FuzzReport:
         phase("settle")
     finally:
         await lab.stop()
-    for left in await lab.leftovers():
-        report.add("resources", f"still running after the lab stopped: {left}")
+    leftovers = await lab.leftovers()
     phase("stop")
     report.tracebacks = len(lab.errors.records)
     if lab.stop_error:
@@ -228,6 +230,8 @@ async def fuzz(out: Path, cfg: FuzzConfig) -> FuzzReport:
             report.add("crash", f"the lab logged {c}")
     report.session_findings()
     check_usage(report)
+    for left in leftovers:
+        report.add("resources", f"still running after the lab stopped: {left}")
     check_logs(report)
     check_log_bytes(report)
     account(report, read_summary(out, lab.rt))

@@ -9,8 +9,9 @@ Properties (each a list of findings; empty means it holds):
   form       every reply line is an SMTP reply line
   refuse     non-ASCII verbs and numbers are refused (5xx), never obeyed or waited upon
   bounded    no transaction takes more recipients than the lab's most generous server (1000)
-  normal     after the fuzz, each entry still serves an ordinary session and its mail is delivered
-  resources  RSS and open fds are back near where they were before the fuzz
+  normal     before and after the fuzz, each entry serves an ordinary session and its mail is delivered
+  resources  RSS and open fds are back near where they were before the fuzz; nothing of the lab
+             still runs after it stopped
   logs       the Exchange logs pass shared/tools/exlog_check.py
   log-control  no raw control byte (NUL, ESC, DEL...) reached a log file: what a client sent is escaped
   lost       every accepted message is delivered, queued or returned (an NDR)
@@ -36,8 +37,8 @@ from .inputs import FUZZ_DOMAIN, end_marker
 from .lab import Usage
 from .sessions import MessageBook, Sent, Session
 
-PROPS = ["crash", "internal", "hang", "sync", "form", "refuse", "bounded", "normal", "resources", "logs", "log-control", "lost", "extra", "duplicate",
-         "truncated"]
+PROPS = ["crash", "internal", "hang", "sync", "form", "refuse", "bounded", "normal", "resources", "logs",
+         "log-control", "lost", "extra", "duplicate", "truncated"]
 RSS_SLACK_KB = 96 * 1024  # CPython rarely gives memory back; a leak of sessions or buffers is bigger
 FD_SLACK = 8
 
@@ -175,6 +176,10 @@ def account(report: FuzzReport, summary: dict[str, Any]) -> None:
                                     f"delivered: {rel(copies, report.out) or '-'}) but {why}; {where}")
             continue
         a.accepted += 1
+        owner = by_session.get(sent.session)
+        if owner is not None and owner.kind == "normal" and not copies:
+            report.add("normal", f"{sent.mid}, written by an ordinary session at {owner.entry.name}, was accepted "
+                                 f"but not delivered (fate {fate.get('fate', 'unknown')!r})")
         state = fate.get("fate", "lost")
         a.fates[state] += 1
         a.delivered += bool(copies)
