@@ -8,10 +8,11 @@ as its name. Corpus sessions are numbered from CORPUS_BASE (LABSIM_FUZZ_ONLY rep
 
 from __future__ import annotations
 
+import re
 from typing import Awaitable, Callable
 
 from .inputs import LOOKALIKE_MAIL, dot_stuff, message
-from .sessions import MAX_RECIPIENTS, Ctx, rcpt_flood
+from .sessions import MAX_RECIPIENTS, Ctx, huge_chunk, rcpt_flood
 
 CORPUS_BASE = 1_000_000
 
@@ -105,6 +106,13 @@ async def bare_cr_lf_body(c: Ctx) -> None:
     await c.quit()
 
 
+async def bdat_over_size(c: Ctx) -> None:
+    """BDAT 99999999999999999999 LAST and 64 KB of it: over any SIZE, refused before it is taken in."""
+    size = re.search(r"\bSIZE (\d+)", (await c.cmd(b"EHLO fuzz.example")).text)
+    await c.envelope(1, first=True)
+    await huge_chunk(c, 99999999999999999999, int(size.group(1)) if size else 0, 65536)
+
+
 async def rcpt_over_limit(c: Ctx) -> None:
     """MAX_RECIPIENTS + 1 recipients in one transaction."""
     await rcpt_flood(c, MAX_RECIPIENTS + 1)
@@ -128,5 +136,6 @@ CORPUS: dict[str, Callable[[Ctx], Awaitable[None]]] = {
     "control-bytes": control_bytes,
     "overlong-70000": overlong_then_message,
     "bare-cr-lf-body": bare_cr_lf_body,
+    "bdat-over-size": bdat_over_size,
     "rcpt-over-limit": rcpt_over_limit,
 }

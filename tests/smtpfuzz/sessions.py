@@ -15,6 +15,7 @@ id of its own, marked smuggled: it must never be delivered.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -285,7 +286,7 @@ async def bdat_chunks(c: Ctx, rcpts: list[str]) -> None:
 async def s_bdat(c: Ctx) -> None:
     """BDAT with wrong, huge and non-ASCII counts, or chunks whose count lies about their length."""
     g = c.g
-    await c.cmd(b"EHLO fuzz.example")
+    size = re.search(r"\bSIZE (\d+)", (await c.cmd(b"EHLO fuzz.example")).text)
     rcpts = await c.envelope() if g.chance(0.8) else []
     mode = g.pick(["good", "short", "long", "non-ascii", "bad", "huge", "no-mail"])
     if mode == "good":
@@ -320,15 +321,33 @@ async def s_bdat(c: Ctx) -> None:
         await c.w.drain(quiet=g.pause(0.2, 1.0))
         c.s.end = "client-closed"
         return
-    else:  # huge: a chunk bigger than any message size limit, then some of it
-        await c.w.send(f"BDAT {g.pick(['99999999999999999999', '4294967296', '157286401', '37748737'])} LAST\r\n"
-                       .encode(), lines=1)
-        await c.w.send(b"Z" * g.pick([1000, 65536, 1 << 20]), lines=0)
-        await c.w.drain(quiet=0.3, cap=2.0)
-        c.s.end = "client-closed"
+    else:  # huge: a chunk over the SIZE the server advertised, then some of it
+        await huge_chunk(c, int(g.pick(["99999999999999999999", "4294967296", "157286401", "37748737"])),
+                         int(size.group(1)) if size else None, g.pick([1000, 65536, 1 << 20]))
         return
     if g.chance(0.8):
         await c.quit()
+
+
+async def huge_chunk(c: Ctx, count: int, limit: int | None, send: int) -> None:
+    """BDAT `count` LAST and `send` bytes of it. Over the advertised SIZE (RFC 1870) the server must
+    refuse the chunk rather than wait to take it all in: a 5xx must come without the rest."""
+    await c.w.send(f"BDAT {count} LAST\r\n".encode(), lines=1)
+    await c.w.send(b"Z" * send, lines=0)
+    if limit is None or count <= limit:
+        await c.w.drain(quiet=0.3, cap=2.0)
+        c.s.end = "client-closed"
+        return
+    try:
+        while True:
+            reply = await c.w.reply(REFUSAL_TIMEOUT, due=f"BDAT {count} LAST over SIZE {limit}")
+            if reply.code is not None and (500 <= reply.code < 600 or reply.code == 421):
+                break
+    except NoReply:
+        c.s.find("bounded", f"BDAT {count} LAST is over the SIZE {limit} the server advertised, yet nothing "
+                            f"refused it within {REFUSAL_TIMEOUT}s of {send} bytes: the server waits to take the "
+                            "whole chunk in")
+    c.s.end = "client-closed"
 
 
 async def s_smuggle(c: Ctx) -> None:

@@ -8,7 +8,8 @@ Properties (each a list of findings; empty means it holds):
   sync       every reply answers a command the client sent (nothing read content as commands)
   form       every reply line is an SMTP reply line
   refuse     non-ASCII verbs and numbers are refused (5xx), never obeyed or waited upon
-  bounded    no transaction takes more recipients than the lab's most generous server (1000)
+  bounded    no transaction takes more recipients than the lab's most generous server (1000); a
+             BDAT chunk over the advertised SIZE is refused, not waited for
   normal     before and after the fuzz, each entry serves an ordinary session and its mail is delivered
   resources  RSS and open fds are back near where they were before the fuzz; nothing of the lab
              still runs after it stopped
@@ -39,7 +40,12 @@ from .sessions import MessageBook, Sent, Session
 
 PROPS = ["crash", "internal", "hang", "sync", "form", "refuse", "bounded", "normal", "resources", "logs",
          "log-control", "lost", "extra", "duplicate", "truncated"]
-RSS_SLACK_KB = 96 * 1024  # CPython rarely gives memory back; a leak of sessions or buffers is bigger
+# RSS may grow by a base plus a share per session: the lab keeps its evidence (queue history, ledger,
+# tracking, queued mail) in memory until it stops - about 35 KB of Python heap per fuzz session,
+# measured with tracemalloc over 1500 sessions. Leaked sessions show up first as fds and as tasks
+# still running after the stop, which are checked exactly.
+RSS_SLACK_KB = 96 * 1024
+RSS_PER_SESSION_KB = 48
 FD_SLACK = 8
 
 
@@ -279,6 +285,7 @@ def check_usage(report: FuzzReport) -> None:
     if after.fds > before.fds + FD_SLACK:
         report.add("resources", f"open fds {before.fds} before the fuzz, {after.fds} after (allowed +{FD_SLACK}): "
                                 "sessions or files were left open")
-    if after.rss_kb > before.rss_kb + RSS_SLACK_KB:
+    slack = RSS_SLACK_KB + RSS_PER_SESSION_KB * len(report.sessions)
+    if after.rss_kb > before.rss_kb + slack:
         report.add("resources", f"RSS {before.rss_kb // 1024} MB before the fuzz, {after.rss_kb // 1024} MB after "
-                                f"(allowed +{RSS_SLACK_KB // 1024} MB)")
+                                f"(allowed +{slack // 1024} MB for {len(report.sessions)} sessions)")
