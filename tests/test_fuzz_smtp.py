@@ -56,3 +56,66 @@ def test_logs_pass_the_shared_checker(run: FuzzReport) -> None:
         pytest.skip(run.logs_note)
     if run.findings["logs"]:
         pytest.fail(run.explain("logs"), pytrace=False)
+
+
+# --- the judge itself: each check can fail (synthetic runs, no lab) ---------------------------------
+def _book_and_report(tmp_path: Path) -> tuple[FuzzReport, list]:
+    from smtpfuzz.sessions import Entry, MessageBook, Session
+
+    entry = Entry("FrontEnd", "127.0.0.1", 25, "SMTP FrontEnd", "alex@fabrikam.com", ("raghu@cloudmonkeys.xyz",), True)
+    book = MessageBook("t", lambda *a: None)
+    session = Session(7, "grammar", entry, "t/7")
+    sent = [book.new(7, entry, entry.sender, ["raghu@cloudmonkeys.xyz"]) for _ in range(4)]
+    smuggled = book.new(7, entry, entry.sender, ["raghu@cloudmonkeys.xyz"], smuggled=True)
+    for s in sent:
+        s.accepted = True
+    return FuzzReport(1, book, [session], tmp_path), [*sent, smuggled]
+
+
+def _deliver(out: Path, n: int, mid: str, body: str) -> None:
+    path = out / "mailboxes" / "onprem-DB01" / "raghu@cloudmonkeys.xyz" / f"{n:04d}.eml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(f"Message-ID: {mid}\r\n\r\n{body}\r\n".encode())
+
+
+def test_the_accounting_finds_lost_extra_duplicate_and_truncated_mail(tmp_path: Path) -> None:
+    from smtpfuzz.inputs import end_marker
+    from smtpfuzz.verdict import account
+
+    report, (ok, lost, twice, cut, hidden) = _book_and_report(tmp_path)
+    _deliver(tmp_path, 1, ok.mid, end_marker(ok.mid).decode())
+    _deliver(tmp_path, 2, twice.mid, end_marker(twice.mid).decode())
+    _deliver(tmp_path, 3, twice.mid, end_marker(twice.mid).decode())
+    _deliver(tmp_path, 4, cut.mid, "the content ended early")
+    _deliver(tmp_path, 5, hidden.mid, "smuggled")
+    _deliver(tmp_path, 6, "<stranger@fuzz.labsim.test>", "")
+    summary = {"messages": [{"message_id": m.mid, "fate": "delivered", "hops": [], "delivered": [{}]}
+                            for m in (ok, twice, cut)]
+               + [{"message_id": lost.mid, "fate": "lost", "hops": [], "failed": []}],
+               "internal_errors": ["settle: 1 session(s) still open after 15.0 s"]}
+    account(report, summary)
+    assert [lost.mid in f for f in report.findings["lost"]] == [True]
+    assert len(report.findings["extra"]) == 2 and "smuggled" in report.findings["extra"][0]
+    assert [twice.mid in f for f in report.findings["duplicate"]] == [True]
+    assert [cut.mid in f for f in report.findings["truncated"]] == [True]
+    assert report.findings["internal"] and report.account.accepted == 4 and report.account.delivered == 3
+
+
+def test_control_bytes_in_a_log_row_are_found(tmp_path: Path) -> None:
+    from smtpfuzz.verdict import check_log_bytes
+
+    report, _ = _book_and_report(tmp_path)
+    log = tmp_path / "S" / "ProtocolLog" / "SmtpReceive" / "RECV1.LOG"
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"#Fields: x\r\n2026-01-01T00:00:00.000Z,c,1,0,1.2.3.4:25,127.0.0.1:5000,<,EHLO a\\r b,\r\n"
+                    b"2026-01-01T00:00:00.000Z,c,1,1,1.2.3.4:25,127.0.0.1:5000,<,EHLO a\x00b,\r\n")
+    check_log_bytes(report)
+    assert len(report.findings["log-control"]) == 1 and "line 3" in report.findings["log-control"][0]
+
+
+def test_hostile_content_keeps_its_bare_line_feeds_and_shows_short() -> None:
+    from smtpfuzz.inputs import dot_stuff
+    from smtpfuzz.wire import show
+
+    assert dot_stuff(b".a\r\n.b\n.c\r\n") == b"..a\r\n..b\n.c\r\n"  # a dot after a bare LF is the probe
+    assert show(b"EHLO " + b"A" * 70000 + b"\r\n") == "b'EHLO ' + b'A'*70000 + b'\\r\\n'"
