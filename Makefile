@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test install clean bench lint
+.PHONY: lab test install clean bench lint fuzz
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,13 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The SMTP fuzz of tests/test_fuzz_smtp.py, longer: `make fuzz LABSIM_FUZZ_SESSIONS=5000 LABSIM_FUZZ_SEED=7`.
+LABSIM_FUZZ_SESSIONS ?= 3000
+LABSIM_FUZZ_SEED ?= 20261129
+fuzz: $(STAMP)
+	LABSIM_FUZZ_SESSIONS=$(LABSIM_FUZZ_SESSIONS) LABSIM_FUZZ_SEED=$(LABSIM_FUZZ_SEED) \
+		$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_fuzz_smtp.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check labsim tests --select E,F,W,I --ignore E501
