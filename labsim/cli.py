@@ -8,9 +8,7 @@ problem, never as a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -104,6 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    import asyncio  # here, not at the top: `labsim list` and `show` start without asyncio
+    import signal
+
     from .engine.driver import serve
     from .engine.outdir import default_out
 

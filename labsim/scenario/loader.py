@@ -23,12 +23,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import InputError, ScenarioError, TopologyError
-from ..topology.changes import apply_change
+from ..topology.changes import CMDLETS, apply_change
 from ..topology.defaults import DEFAULT_START, default_lab
 from ..topology.model import Lab
 from ..topology.timespec import parse_timespan, resolve_time
@@ -262,33 +263,30 @@ def _load(ref: str | Path) -> LoadedScenario:
     if not START_YEARS[0] <= start.year <= START_YEARS[1]:
         raise ScenarioError(f"{where}: start", f"{scn.start!r} is outside the years {START_YEARS[0]}..{START_YEARS[1]}")
     lab = default_lab(start)
-    from ..engine.operations import check_operation, is_operation
-
+    ops = _operations(scn)
     for i, ch in enumerate(scn.change):
-        if is_operation(ch.cmdlet) and ch.at is None:
+        if ops is not None and ops.is_operation(ch.cmdlet) and ch.at is None:
             raise ScenarioError(f"{where}: change[{i}].at",
                                 f"{ch.cmdlet} acts on the running lab and needs a time (at = \"+hh:mm:ss\")")
-        if is_operation(ch.cmdlet):
+        if ops is not None and ops.is_operation(ch.cmdlet):
             try:  # the operation's static check (the driver repeats it before a run)
-                check_operation(lab, ch.cmdlet, ch.params)
+                ops.check_operation(lab, ch.cmdlet, ch.params)
             except TopologyError as exc:
                 raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
         if ch.at is not None:
             _offset(ch.at, f"{where}: change[{i}].at")
             continue
         try:
-            apply_change(lab, ch.cmdlet, ch.params)
-            _check_dns_zones(lab)
+            _apply_checked(lab, ch.cmdlet, ch.params)
         except TopologyError as exc:
             raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
     # Timeline changes must apply cleanly too, in order, on a scratch copy.
     scratch = lab.model_copy(deep=True)
     for i, ch in enumerate(scn.change):
-        if ch.at is None or is_operation(ch.cmdlet):
+        if ch.at is None or (ops is not None and ops.is_operation(ch.cmdlet)):
             continue
         try:
-            apply_change(scratch, ch.cmdlet, ch.params)
-            _check_dns_zones(scratch)
+            _apply_checked(scratch, ch.cmdlet, ch.params)
         except TopologyError as exc:
             raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
     senders = sender_realms(lab)
@@ -302,6 +300,27 @@ def _load(ref: str | Path) -> LoadedScenario:
     for i, le in enumerate(scn.expect.log):
         le.log = _log_spec(lab, le.log, f"{where}: expect.log[{i}].log")
     return LoadedScenario(path=path, scenario=scn, lab=lab, start=start)
+
+
+def _operations(scn: Scenario) -> ModuleType | None:
+    """engine.operations, imported only for a scenario with a change that is not a configuration
+    cmdlet (an operation on the running lab, or a misspelt name): importing it brings the whole
+    engine (sockets, TLS, aiohttp), so `labsim show`/`list` of other scenarios start without it.
+    The two tables are disjoint (tests/test_startup.py), so this changes no answer."""
+    if all(ch.cmdlet.lower() in CMDLETS for ch in scn.change):
+        return None
+    from ..engine import operations
+
+    return operations
+
+
+def _apply_checked(lab: Lab, cmdlet: str, params: dict[str, Any]) -> None:
+    """apply_change, then the DNS zones' check when the change touched a DNS server (zones no
+    change touched compiled before, or are the default lab's, which compile)."""
+    before = [s.model_copy(deep=True) for s in lab.dns_servers]
+    apply_change(lab, cmdlet, params)
+    if lab.dns_servers != before:
+        _check_dns_zones(lab)
 
 
 def _check_dns_zones(lab: Lab) -> None:
