@@ -77,3 +77,7 @@ class Counter:
         value = self._next
         self._next += 1
         return value
+
+    def continue_after(self, used: int) -> None:
+        """Never hand out `used` or anything below it again (ids read back from a queue database)."""
+        self._next = max(self._next, used + 1)

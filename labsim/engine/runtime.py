@@ -41,6 +41,7 @@ from ..pki.errors import CrlUnavailable
 from ..pki.names import dotnet_dn
 from ..pki.store import CertStore, StoredCert
 from ..pki.validate import CrlCache, ValidationResult, certificate_names, classify
+from ..rules import replies as R
 from ..rules.certselect import CertView
 from ..rules.network import HostInfo, NetView, all_virtual_ips, lab_hosts
 from ..smtp.policy import (
@@ -135,6 +136,9 @@ class LabRuntime:
         self._open = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._sessions: set[ServerSession] = set()  # open server sessions (a clean shutdown answers each)
+        self._closing = False
+        self.taken_up = 0  # `up`: messages read back from the queue databases at start (engine.durable)
         self.listen_table: list[tuple[str, str, str, int, str]] = []  # host, vip, real ip, real port, what
 
     # --- start / stop -------------------------------------------------------------------------
@@ -277,7 +281,14 @@ class LabRuntime:
             else:
                 context = {"remote": (self.book.virtual_ip(peer[0]) or peer[0], peer[1])}
             session = ServerSession(policy, reader, writer, now=self.clock.now(), context=context)
-            await session.run()
+            if self._closing:  # accepted just as the service stopped
+                await session.shutdown(R.SERVICE_STOPPING)
+                return
+            self._sessions.add(session)
+            try:
+                await session.run()
+            finally:
+                self._sessions.discard(session)
         except Exception:  # noqa: BLE001 - one broken session must never take the lab down
             import logging
             logging.getLogger("labsim").exception("server session failed")
@@ -287,10 +298,22 @@ class LabRuntime:
             if self._open == 0:
                 self._idle.set()
 
+    async def close_sessions(self) -> None:
+        """Stop accepting and answer every open server session `421 4.3.2` (the service stops)."""
+        self._closing = True
+        for srv in self._tcp:
+            srv.close()
+        await asyncio.gather(*(s.shutdown(R.SERVICE_STOPPING) for s in list(self._sessions)),
+                             return_exceptions=True)
+
     async def settle(self) -> None:
         """Wait until every server session caused by the last action has finished."""
         for _ in range(3):
             await asyncio.sleep(0)
+        if self.live:
+            # Wall-clock time: order is not reproducible anyway, and sessions of outside clients
+            # (which no action caused) may stay open for as long as they like.
+            return
         try:
             await asyncio.wait_for(self._idle.wait(), SETTLE_TIMEOUT)
         except asyncio.TimeoutError:

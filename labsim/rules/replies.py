@@ -64,6 +64,8 @@ TLS_INIT_FAILURE = "554 5.7.3 Unable to initialize security subsystem"
 HOP_COUNT = "554 5.4.6 Hop count exceeded - possible mail loop"
 TOO_LARGE = "552 5.3.4 Message size exceeds fixed maximum message size"
 SERVICE_NOT_AVAILABLE = "421 4.3.2 Service not available"
+# The transport service stopping with sessions open (docs/queues-tracking-ndr.md, "Shutdown").
+SERVICE_STOPPING = "421 4.3.2 Service not available, closing transmission channel"
 TIMEOUT = "451 4.7.0 Timeout waiting for client input"
 SERVICE_NOT_ACTIVE = "421 4.3.2 Service not active"
 CONNECTION_DROPPED_DUE_TO = "421 4.4.2 Connection dropped due to {reason}"

@@ -1,0 +1,231 @@
+"""A party's queue database on disk: what `labsim up` keeps so that a restart loses nothing.
+
+Exchange keeps every queued message in the ESE database `mail.que` under
+`TransportRoles\\data\\Queue` and acknowledges a message (250) only after it is committed there; at
+service start the Transport service opens the database and its queues carry on (see
+docs/queues-tracking-ndr.md, "Queue database and restart"). The lab models the idea, not ESE:
+
+    <folder>/<InternalId>.eml    the message as this server holds it (written once)
+    <folder>/<InternalId>.json   envelope, item fields and every queued copy's state (the commit record)
+    <folder>/queues.json         each queue's own state (Retry schedule, LastError, Suspended)
+
+Why one file per message rather than one JSON-Lines journal: a journal must be compacted (every
+retry appends a line) and read back from the start, and a torn last line must be detected; a file
+per message is the whole truth about that message, replaced atomically (write a temporary file,
+fsync it, rename it over the old one, fsync the folder), and removed when the message leaves the
+server, so the folder *is* the queue and an admin can look into it. The message body goes into its
+own `.eml` (written before the `.json` that refers to it, removed after it) so a retry, which changes
+a few fields, never rewrites a large body. A `.eml` without its `.json` is a commit that never
+happened (the server had not answered 250) and is removed at start-up.
+
+Only `up` (wall-clock time) keeps queues on disk; `run` (virtual time) stays in memory so its
+output tree is byte-identical for a seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .message import MailItem
+from .queues import Queue, QueuedMessage, QueueSet
+
+FORMAT = 1
+_OUR_TMP = re.compile(r"^\.(\d+\.(json|eml)|queues\.json)\.\d+\.tmp$")
+QUEUES_FILE = "queues.json"
+
+_ITEM_FIELDS = ("server", "internal_id", "mail_from", "recipients", "message_id", "network_message_id",
+                "subject", "directionality", "client_ip", "client_hostname", "receive_connector", "lab_key",
+                "original_recipients", "retry_count", "last_error", "history", "dsn_kind", "dsn_of",
+                "delay_notified", "received_tls", "session_context")
+_COPY_FIELDS = ("status", "last_error", "retry_count", "suspended", "source", "deferred", "last_deferred_error")
+_QUEUE_FIELDS = ("status", "last_error", "retry_count", "connection_failures", "suspended", "last_target_host",
+                 "last_target_ip")
+_QUEUE_TIMES = ("first_retry_time", "last_retry_time", "next_retry_time")
+
+
+def _t(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _parse_t(text: Any) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) and text else None
+
+
+def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Replace `path` with `data` all at once: a reader (or a restart) sees the old or the new file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or unlink in `folder` durable (POSIX: fsync the directory)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not fsync directories; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def queue_key(queues: QueueSet, q: Queue) -> list[str]:
+    """How a queue is found again after a restart: its routing key, or its persistent name."""
+    for key, candidate in queues.by_key.items():
+        if candidate is q:
+            return ["route", *key]
+    return ["special", q.name]
+
+
+@dataclass
+class SavedCopy:
+    """One queued copy of a message as it was on disk."""
+
+    queue: list[str]  # queue_key()
+    identity: str
+    recipients: list[str]
+    state: dict[str, Any]
+    next_retry_time: datetime | None
+    queued_at: datetime | None
+
+
+@dataclass
+class SavedMessage:
+    item: MailItem
+    copies: list[SavedCopy] = field(default_factory=list)
+
+
+class QueueStore:
+    """One party's queue folder."""
+
+    def __init__(self, folder: Path, *, fsync: bool = True) -> None:
+        self.folder = folder
+        self.fsync = fsync
+        self._bodies: set[str] = set()  # stems whose .eml is on disk
+        self._queue_sig = ""
+
+    def _ensure(self) -> None:
+        if not self.folder.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    # --- writing ----------------------------------------------------------------------------------
+    def save(self, item: MailItem, copies: list[tuple[Queue, QueuedMessage]], queues: QueueSet) -> None:
+        """Commit `item` and its queued copies (call before the 250 that acknowledges it)."""
+        self._ensure()
+        stem = str(item.internal_id)
+        if stem not in self._bodies:
+            atomic_write(self.folder / f"{stem}.eml", item.data, fsync=self.fsync)
+            self._bodies.add(stem)
+        record = {
+            "format": FORMAT,
+            "item": {name: getattr(item, name) for name in _ITEM_FIELDS} | {"arrived": _t(item.arrived)},
+            "copies": [{
+                "queue": queue_key(queues, q), "identity": q.identity, "recipients": list(qm.recipients),
+                "next_retry_time": _t(qm.next_retry_time), "queued_at": _t(qm.queued_at),
+                **{name: getattr(qm, name) for name in _COPY_FIELDS},
+            } for q, qm in copies],
+        }
+        atomic_write(self.folder / f"{stem}.json", json.dumps(record, indent=1).encode("utf-8"), fsync=self.fsync)
+
+    def drop(self, item: MailItem) -> None:
+        """`item` left this server (delivered onwards, failed, expired, removed): forget it."""
+        stem = str(item.internal_id)
+        for suffix in (".json", ".eml"):  # the record first: a lone .eml is an uncommitted body
+            try:
+                (self.folder / f"{stem}{suffix}").unlink()
+            except FileNotFoundError:
+                pass
+        self._bodies.discard(stem)
+        if self.fsync and self.folder.exists():
+            fsync_dir(self.folder)
+
+    def save_queues(self, queues: QueueSet) -> None:
+        """Each queue's own state (only written when it changed)."""
+        rows = []
+        for q in queues.all():
+            if not q.messages and not q.suspended:
+                continue
+            rows.append({"key": queue_key(queues, q), "identity": q.identity,
+                         **{name: getattr(q, name) for name in _QUEUE_FIELDS},
+                         **{name: _t(getattr(q, name)) for name in _QUEUE_TIMES}})
+        text = json.dumps({"format": FORMAT, "queues": rows}, indent=1)
+        if text == self._queue_sig:
+            return
+        self._queue_sig = text
+        self._ensure()
+        atomic_write(self.folder / QUEUES_FILE, text.encode("utf-8"), fsync=self.fsync)
+
+    # --- reading (at start-up) -------------------------------------------------------------------
+    def load(self) -> tuple[list[SavedMessage], dict[tuple[str, ...], dict[str, Any]]]:
+        """Every committed message, oldest first, and the queues' saved state by key.
+
+        A record that cannot be read is an error the admin must see, not something to skip
+        silently: it raises `ValueError` naming the file.
+        """
+        if not self.folder.is_dir():
+            return [], {}
+        saved: list[SavedMessage] = []
+        for path in sorted(self.folder.glob("*.json")):
+            if path.name == QUEUES_FILE:
+                continue
+            body = path.with_suffix(".eml")
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                data = body.read_bytes()
+                saved.append(_saved_message(record, data))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: unreadable queued message ({exc})") from None
+            self._bodies.add(path.stem)
+        for body in self.folder.glob("*.eml"):
+            if body.stem.isdigit() and body.stem not in self._bodies:
+                body.unlink()  # written by us, never committed: the sender had no 250 for it
+        for tmp in self.folder.glob(".*.tmp"):
+            if _OUR_TMP.match(tmp.name):
+                tmp.unlink()  # an interrupted atomic write of ours
+        queues: dict[tuple[str, ...], dict[str, Any]] = {}
+        qfile = self.folder / QUEUES_FILE
+        if qfile.exists():
+            try:
+                rows = json.loads(qfile.read_text(encoding="utf-8"))["queues"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{qfile}: unreadable queue state ({exc})") from None
+            for row in rows:
+                state = {name: row[name] for name in _QUEUE_FIELDS if name in row}
+                state.update({name: _parse_t(row.get(name)) for name in _QUEUE_TIMES})
+                queues[tuple(row["key"])] = state
+        saved.sort(key=lambda s: (s.item.arrived, s.item.internal_id))
+        return saved, queues
+
+
+def _saved_message(record: dict[str, Any], data: bytes) -> SavedMessage:
+    if record.get("format") != FORMAT:
+        raise ValueError(f"format {record.get('format')!r}, expected {FORMAT}")
+    fields = dict(record["item"])
+    arrived = _parse_t(fields.pop("arrived"))
+    if arrived is None:
+        raise ValueError("no arrival time")
+    item = MailItem(data=data, arrived=arrived, **{k: fields[k] for k in _ITEM_FIELDS})
+    copies = [SavedCopy(queue=list(c["queue"]), identity=c["identity"], recipients=list(c["recipients"]),
+                        state={name: c[name] for name in _COPY_FIELDS},
+                        next_retry_time=_parse_t(c.get("next_retry_time")), queued_at=_parse_t(c.get("queued_at")))
+              for c in record["copies"]]
+    return SavedMessage(item=item, copies=copies)
