@@ -48,11 +48,11 @@ def open_queue_databases(rt: "LabRuntime") -> int:
     for party in parties(rt):
         store = QueueStore(queue_folder(rt.out, party, party.name in rt.servers))
         try:
-            saved, queue_states = store.load()
+            saved = store.load()
         except ValueError as exc:
             raise LabRuntimeError(f"{party.name}'s queue database: {exc}") from None
         party.queue_store = store
-        taken += party.restore(saved, queue_states)
+        taken += party.restore(saved)
     return taken
 
 

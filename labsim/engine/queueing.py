@@ -569,18 +569,16 @@ class QueueingParty:
                     store.save(item, copies[key], self.queues)
                 else:
                     store.drop(item)
-        store.save_queues(self.queues)
 
     def requeue(self, item: MailItem, recipients: list[str]) -> None:
         """Route a message read back from the queue database (the categorizer, as on submission)."""
         self.categorize(item, recipients)
 
-    def restore(self, saved: list[SavedMessage], queue_states: dict[tuple[str, ...], dict[str, Any]]) -> int:
+    def restore(self, saved: list[SavedMessage]) -> int:
         """Service start: take up the messages of the queue database again, with their ids, their
-        arrival time (so their delay-DSN and expiry times), their retry counts and schedule and
-        their LastError; queues that were in Retry keep their next retry time. Returns the number
-        of messages taken up."""
-        now = self.lab.clock.now()
+        arrival time (so their delay-DSN and expiry times), retry counts, own retry times, LastError
+        and Suspended. The categorizer routes them into delivery queues created afresh, which
+        connect at once (transport.persist). Returns the number of messages taken up."""
         top = 0
         for s in saved:
             item = s.item
@@ -606,22 +604,6 @@ class QueueingParty:
                     self._touch(item)
             if self.queued_copies(item):
                 self._arm_timers(item)  # Exchange's delay and expiry clocks run from the first arrival
-        for key, q in [(("route", *k), q) for k, q in self.queues.by_key.items()] + \
-                [(("special", q.name), q) for q in self.queues.special.values()]:
-            state = queue_states.get(key)
-            if state is None or not q.messages:
-                continue
-            q.suspended = bool(state.get("suspended"))
-            retry_at = state.get("next_retry_time")
-            if state.get("status") == "Retry" and retry_at is not None and retry_at > now:
-                for name in ("status", "last_error", "retry_count", "connection_failures", "last_target_host",
-                             "last_target_ip", "first_retry_time", "last_retry_time", "next_retry_time"):
-                    setattr(q, name, state.get(name))
-                entry = q.__dict__.pop("_drain_entry", None)
-                if entry is not None:
-                    self.lab.scheduler.cancel(entry)
-                q.next_drain = None
-                self.schedule_drain(q, retry_at)
         counter = getattr(self, "internal_ids", None)
         if counter is not None and top:
             counter.continue_after(top)

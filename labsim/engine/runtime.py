@@ -138,6 +138,7 @@ class LabRuntime:
         self._idle.set()
         self._sessions: set[ServerSession] = set()  # open server sessions (a clean shutdown answers each)
         self._closing = False
+        self._session_tasks: set[asyncio.Task[Any]] = set()
         self.taken_up = 0  # `up`: messages read back from the queue databases at start (engine.durable)
         self.listen_table: list[tuple[str, str, str, int, str]] = []  # host, vip, real ip, real port, what
 
@@ -195,7 +196,16 @@ class LabRuntime:
         real_ip, real_port = self.book.real_ip(vip), self.book.real_port(vport)
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._serve(policy, reader, writer)
+            task = asyncio.current_task()
+            if task is not None:
+                self._session_tasks.add(task)
+            try:
+                await self._serve(policy, reader, writer)
+            except asyncio.CancelledError:
+                writer.transport.abort()  # the lab stopped while this session still waited on a peer
+            finally:
+                if task is not None:
+                    self._session_tasks.discard(task)
 
         self._tcp.append(await start_tcp_server(handle, real_ip, real_port))
         self.listen_table.append((host, f"{vip}:{vport}", real_ip, real_port, what))
@@ -216,6 +226,10 @@ class LabRuntime:
 
     async def stop(self) -> None:
         await self._unbind_all()
+        leftover = [t for t in self._session_tasks if not t.done()]
+        for task in leftover:  # sessions that outlived their 421 (a proxy still waiting on its peer)
+            task.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
         for rt in self.servers.values():
             rt.store.close()
         self.exo.store.close()

@@ -7,7 +7,13 @@ docs/queues-tracking-ndr.md, "Queue database and restart"). The lab models the i
 
     <folder>/<InternalId>.eml    the message as this server holds it (written once)
     <folder>/<InternalId>.json   envelope, item fields and every queued copy's state (the commit record)
-    <folder>/queues.json         each queue's own state (Retry schedule, LastError, Suspended)
+
+What is kept is what mail.que keeps: the messages, with their InternalId, arrival time (so their
+delay-DSN and expiry times), retry count, LastError, their own next retry time (a message deferred
+by a 4xx waits MessageRetryInterval) and Suspended. What is not kept is the delivery queues
+themselves: Exchange holds them in memory and creates them when they are needed, so at service
+start the categorizer routes the messages again and each new queue connects at once (a queue's
+glitch/transient Retry ladder starts afresh) - see docs/queues-tracking-ndr.md.
 
 Why one file per message rather than one JSON-Lines journal: a journal must be compacted (every
 retry appends a line) and read back from the start, and a torn last line must be detected; a file
@@ -36,17 +42,13 @@ from .message import MailItem
 from .queues import Queue, QueuedMessage, QueueSet
 
 FORMAT = 1
-_OUR_TMP = re.compile(r"^\.(\d+\.(json|eml)|queues\.json)\.\d+\.tmp$")
-QUEUES_FILE = "queues.json"
+_OUR_TMP = re.compile(r"^\.\d+\.(json|eml)\.\d+\.tmp$")
 
 _ITEM_FIELDS = ("server", "internal_id", "mail_from", "recipients", "message_id", "network_message_id",
                 "subject", "directionality", "client_ip", "client_hostname", "receive_connector", "lab_key",
                 "original_recipients", "retry_count", "last_error", "history", "dsn_kind", "dsn_of",
                 "delay_notified", "received_tls", "session_context")
 _COPY_FIELDS = ("status", "last_error", "retry_count", "suspended", "source", "deferred", "last_deferred_error")
-_QUEUE_FIELDS = ("status", "last_error", "retry_count", "connection_failures", "suspended", "last_target_host",
-                 "last_target_ip")
-_QUEUE_TIMES = ("first_retry_time", "last_retry_time", "next_retry_time")
 
 
 def _t(when: datetime | None) -> str | None:
@@ -121,7 +123,6 @@ class QueueStore:
         self.folder = folder
         self.fsync = fsync
         self._bodies: set[str] = set()  # stems whose .eml is on disk
-        self._queue_sig = ""
 
     def _ensure(self) -> None:
         if not self.folder.exists():
@@ -149,6 +150,8 @@ class QueueStore:
     def drop(self, item: MailItem) -> None:
         """`item` left this server (delivered onwards, failed, expired, removed): forget it."""
         stem = str(item.internal_id)
+        if stem not in self._bodies:
+            return  # never committed (it left in the session that brought it)
         for suffix in (".json", ".eml"):  # the record first: a lone .eml is an uncommitted body
             try:
                 (self.folder / f"{stem}{suffix}").unlink()
@@ -158,35 +161,17 @@ class QueueStore:
         if self.fsync and self.folder.exists():
             fsync_dir(self.folder)
 
-    def save_queues(self, queues: QueueSet) -> None:
-        """Each queue's own state (only written when it changed)."""
-        rows = []
-        for q in queues.all():
-            if not q.messages and not q.suspended:
-                continue
-            rows.append({"key": queue_key(queues, q), "identity": q.identity,
-                         **{name: getattr(q, name) for name in _QUEUE_FIELDS},
-                         **{name: _t(getattr(q, name)) for name in _QUEUE_TIMES}})
-        text = json.dumps({"format": FORMAT, "queues": rows}, indent=1)
-        if text == self._queue_sig:
-            return
-        self._queue_sig = text
-        self._ensure()
-        atomic_write(self.folder / QUEUES_FILE, text.encode("utf-8"), fsync=self.fsync)
-
     # --- reading (at start-up) -------------------------------------------------------------------
-    def load(self) -> tuple[list[SavedMessage], dict[tuple[str, ...], dict[str, Any]]]:
-        """Every committed message, oldest first, and the queues' saved state by key.
+    def load(self) -> list[SavedMessage]:
+        """Every committed message, oldest first.
 
         A record that cannot be read is an error the admin must see, not something to skip
         silently: it raises `ValueError` naming the file.
         """
         if not self.folder.is_dir():
-            return [], {}
+            return []
         saved: list[SavedMessage] = []
         for path in sorted(self.folder.glob("*.json")):
-            if path.name == QUEUES_FILE:
-                continue
             body = path.with_suffix(".eml")
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
@@ -201,19 +186,8 @@ class QueueStore:
         for tmp in self.folder.glob(".*.tmp"):
             if _OUR_TMP.match(tmp.name):
                 tmp.unlink()  # an interrupted atomic write of ours
-        queues: dict[tuple[str, ...], dict[str, Any]] = {}
-        qfile = self.folder / QUEUES_FILE
-        if qfile.exists():
-            try:
-                rows = json.loads(qfile.read_text(encoding="utf-8"))["queues"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{qfile}: unreadable queue state ({exc})") from None
-            for row in rows:
-                state = {name: row[name] for name in _QUEUE_FIELDS if name in row}
-                state.update({name: _parse_t(row.get(name)) for name in _QUEUE_TIMES})
-                queues[tuple(row["key"])] = state
         saved.sort(key=lambda s: (s.item.arrived, s.item.internal_id))
-        return saved, queues
+        return saved
 
 
 def _saved_message(record: dict[str, Any], data: bytes) -> SavedMessage:
