@@ -350,7 +350,6 @@ async def run(out: Path, *, messages: int, rate: float | None, scale: float = 1.
     out.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)
     run_id = f"{int(time.time()):x}{os.getpid():x}"
-    rng = random.Random(seed)
     plan = []
     names = list(ENTRIES)
     for i in range(messages):

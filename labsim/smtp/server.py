@@ -327,6 +327,7 @@ class ServerSession:
         if self.writer.is_closing():
             return
         self.closed = True
+        self.touch()
         if self.log is not None and self.policy.opened(self):
             self.log.sent(reply)
         try:
