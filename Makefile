@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test install clean bench lint
+.PHONY: lab test install clean bench lint noloss
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,3 +30,8 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_run.py
+
+# No-loss load test of `labsim up` (faults, resets mid-DATA, a SIGTERM restart): make noloss MESSAGES=5000
+MESSAGES ?= 3000
+noloss: $(STAMP)
+	$(BIN)/python benchmarks/noloss.py --messages $(MESSAGES)

@@ -204,7 +204,7 @@ def _noloss_module():  # noqa: ANN202
 
 async def test_no_loss_through_faults_and_a_restart(tmp_path: Path) -> None:
     noloss = _noloss_module()
-    figures = await noloss.run(tmp_path, messages=40, rate=4.0, scale=0.3, reset_every=8, drain_timeout=30,
+    figures = await noloss.run(tmp_path, messages=40, rate=4.0, scale=0.3, reset_every=8, drain_timeout=60, settle=8,
                                progress=False)
     assert figures.accepted == 40  # every message got its 250 in the end (senders resend the rest)
     assert figures.lost == 0 and figures.duplicated == 0

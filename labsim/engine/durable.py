@@ -61,13 +61,20 @@ def still_queued(rt: "LabRuntime") -> int:
 
 
 async def stop_cleanly(rt: "LabRuntime", scheduler_task: "asyncio.Task[None]") -> None:
-    """421 to every session, the action in hand finished or cancelled, every queue committed."""
-    await rt.close_sessions()
-    try:
-        await asyncio.wait_for(asyncio.shield(scheduler_task), ACTION_GRACE)
-    except asyncio.TimeoutError:
-        scheduler_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scheduler_task
+    """421 to every session, the action in hand finished or cancelled, every queue committed.
+
+    The sessions are answered while the action in hand finishes: an in-lab send waiting on a
+    session that is being closed gets its reply (250 for a message committed just before, 421
+    otherwise) and its queue is updated before the action ends.
+    """
+    async def action_in_hand() -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(scheduler_task), ACTION_GRACE)
+        except asyncio.TimeoutError:
+            scheduler_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduler_task
+
+    await asyncio.gather(rt.close_sessions(), action_in_hand())
     for party in parties(rt):
         party.persist()

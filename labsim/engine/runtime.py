@@ -317,6 +317,8 @@ class LabRuntime:
         self._closing = True
         for srv in self._tcp:
             srv.close()
+        for session in self._sessions:
+            session.stopping = True  # at once, for all: nothing is committed from now on
         await asyncio.gather(*(s.shutdown(R.SERVICE_STOPPING) for s in list(self._sessions)),
                              return_exceptions=True)
 

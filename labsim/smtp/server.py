@@ -93,6 +93,7 @@ class ServerSession:
         self.errors = 0  # protocol errors so far (MaxProtocolErrors)
         self.disconnect_reason: str | None = None
         self.committing = False  # between a message's end and the reply that acknowledges it
+        self.stopping = False  # the service is stopping: no new message is committed (shutdown)
         self._counting = False  # the next reply answers a command (not message content)
 
     # --- time -------------------------------------------------------------------------------
@@ -303,6 +304,8 @@ class ServerSession:
     async def _deliver(self) -> None:
         self.messages += 1
         envelope, self.envelope = self.envelope, Envelope()
+        if self.stopping:
+            return  # the service stopped while the message came in: not accepted, shutdown() answers 421
         self.committing = True
         try:
             reply = await self.policy.deliver(self, envelope)
@@ -319,6 +322,7 @@ class ServerSession:
         send it again. Mid-DATA the message is simply not accepted and stays with the sender. The
         command loop then ends and writes the disconnect row.
         """
+        self.stopping = True
         self.disconnect_reason = "Local"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace

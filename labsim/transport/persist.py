@@ -60,7 +60,12 @@ def _parse_t(text: Any) -> datetime | None:
 
 
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Replace `path` with `data` all at once: a reader (or a restart) sees the old or the new file."""
+    """Replace `path` with `data` all at once: a reader (or a restart) sees the old or the new file.
+
+    `fsync`: the data reaches the disk before the rename (the caller syncs the folder once).
+    Without it the rename is still atomic for a process that dies; only a power cut could lose
+    the newest version (a state update: the previous record stays valid).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -68,12 +73,10 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
         while view:
             view = view[os.write(fd, view):]
         if fsync:
-            os.fsync(fd)
+            os.fdatasync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    if fsync:
-        fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -130,10 +133,16 @@ class QueueStore:
 
     # --- writing ----------------------------------------------------------------------------------
     def save(self, item: MailItem, copies: list[tuple[Queue, QueuedMessage]], queues: QueueSet) -> None:
-        """Commit `item` and its queued copies (call before the 250 that acknowledges it)."""
+        """Commit `item` and its queued copies (call before the 250 that acknowledges it).
+
+        The first commit of a message is durable (body and record fdatasync'd, the folder fsync'd
+        once) because a 250 follows it; later state updates (retry count, LastError) are only
+        atomic, as are removals - a power cut could only roll them back to an earlier valid state.
+        """
         self._ensure()
         stem = str(item.internal_id)
-        if stem not in self._bodies:
+        first = stem not in self._bodies
+        if first:
             atomic_write(self.folder / f"{stem}.eml", item.data, fsync=self.fsync)
             self._bodies.add(stem)
         record = {
@@ -145,7 +154,9 @@ class QueueStore:
                 **{name: getattr(qm, name) for name in _COPY_FIELDS},
             } for q, qm in copies],
         }
-        atomic_write(self.folder / f"{stem}.json", json.dumps(record, indent=1).encode("utf-8"), fsync=self.fsync)
+        atomic_write(self.folder / f"{stem}.json", json.dumps(record).encode("utf-8"), fsync=self.fsync and first)
+        if self.fsync and first:
+            fsync_dir(self.folder)
 
     def drop(self, item: MailItem) -> None:
         """`item` left this server (delivered onwards, failed, expired, removed): forget it."""
@@ -158,8 +169,6 @@ class QueueStore:
             except FileNotFoundError:
                 pass
         self._bodies.discard(stem)
-        if self.fsync and self.folder.exists():
-            fsync_dir(self.folder)
 
     # --- reading (at start-up) -------------------------------------------------------------------
     def load(self) -> list[SavedMessage]:
