@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import aiosmtplib
+import pytest
 from conftest import REPO, folder_rows, scenario_text, sessions
 
 from labsim.engine.driver import serve
@@ -212,3 +213,57 @@ async def test_no_loss_through_faults_and_a_restart(tmp_path: Path) -> None:
     assert figures.resets > 0
     assert [(rc, tb) for rc, _, tb in figures.stops] == [(143, False), (143, False)]
     assert all(secs < 2.0 for _, secs, _ in figures.stops)
+
+
+# --- the queue folder itself --------------------------------------------------------------------------------
+def _item(internal_id: int):  # noqa: ANN202
+    from datetime import datetime, timezone
+
+    from labsim.transport.message import MailItem
+
+    return MailItem(server="CMHYBD01", internal_id=internal_id, mail_from="alex@fabrikam.com",
+                    recipients=["raghu@cloudmonkeys.xyz"], data=b"Subject: x\r\n\r\nbody\r\n", message_id="<x@y>",
+                    network_message_id="n", subject="x", arrived=datetime(2026, 5, 1, 6, 0, tzinfo=timezone.utc))
+
+
+def test_queue_folder_round_trip_and_cleanup(tmp_path: Path) -> None:
+    from labsim.transport.persist import QueueStore
+    from labsim.transport.queues import QueuedMessage, QueueSet
+
+    queues = QueueSet("CMHYBD01")
+    q = queues.for_route(("SmtpDeliveryToMailbox", "db01"), "SmtpDeliveryToMailbox", "DB01", None)
+    item = _item(42)
+    qm = QueuedMessage(item=item, recipients=["raghu@cloudmonkeys.xyz"], status="Retry", retry_count=3,
+                       last_error="451 4.4.0 DNS query failed")
+    q.messages.append(qm)
+    store = QueueStore(tmp_path)
+    store.save(item, [(q, qm)], queues)
+    (tmp_path / "77.eml").write_bytes(b"a body whose record was never committed")
+    (tmp_path / "README.txt").write_text("not ours")
+    [saved] = QueueStore(tmp_path).load()
+    assert saved.item.data == item.data and saved.item.arrived == item.arrived and saved.item.internal_id == 42
+    assert saved.copies[0].state["retry_count"] == 3 and saved.copies[0].state["status"] == "Retry"
+    assert not (tmp_path / "77.eml").exists()  # an uncommitted body of ours is cleared
+    assert (tmp_path / "README.txt").read_text() == "not ours"
+    store.drop(item)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.txt"]
+
+
+def test_unreadable_queue_record_is_one_clear_error(tmp_path: Path) -> None:
+    from labsim.transport.persist import QueueStore
+
+    (tmp_path / "5.json").write_text("{not json")
+    (tmp_path / "5.eml").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"5\.json: unreadable queued message"):
+        QueueStore(tmp_path).load()
+
+
+def test_up_refuses_an_unreadable_queue_database_in_one_line(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    folder = tmp_path / "CMEDGE01" / "TransportRoles" / "data" / "Queue"
+    folder.mkdir(parents=True)
+    (folder / "5.json").write_text("{not json")
+    rc, _, err = run_cli(["up", "hybrid-baseline", "--out", str(tmp_path)])
+    assert rc == 1
+    assert err.count("\n") == 1 and "CMEDGE01's queue database" in err and "5.json" in err
