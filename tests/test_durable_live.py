@@ -267,3 +267,22 @@ def test_up_refuses_an_unreadable_queue_database_in_one_line(tmp_path: Path) -> 
     rc, _, err = run_cli(["up", "hybrid-baseline", "--out", str(tmp_path)])
     assert rc == 1
     assert err.count("\n") == 1 and "CMEDGE01's queue database" in err and "5.json" in err
+
+
+async def test_internal_ids_stay_unique_across_restarts(tmp_path: Path) -> None:
+    seen: list[int] = []
+    used: list[int] = []  # every InternalId the Hub handed out in the first run is below this
+
+    async def one_message(rt) -> None:  # noqa: ANN001
+        host, port = _address(rt, "CMHYBD01", "27.7.57.241:25")
+        smtp = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, local_hostname="outside.example")
+        await smtp.connect()
+        _, reply = await smtp.sendmail("alex@fabrikam.com", ["raghu@cloudmonkeys.xyz"], _message(len(seen)))
+        await smtp.quit()
+        seen.append(int(re.search(r"InternalId=(\d+)", reply).group(1)))
+        await _wait_for(lambda: len(list((tmp_path / "mailboxes").rglob("*.eml"))) == len(seen), "delivery")
+        used.append(rt.servers["CMHYBD01"].internal_ids.upcoming)
+
+    await _serve("hybrid-baseline", tmp_path, one_message)
+    await _serve("hybrid-baseline", tmp_path, one_message)  # same seed: the same counter start
+    assert seen[1] >= used[0]  # as Exchange's: never the id of an earlier message

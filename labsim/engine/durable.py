@@ -47,12 +47,11 @@ def open_queue_databases(rt: "LabRuntime") -> int:
     taken = 0
     for party in parties(rt):
         store = QueueStore(queue_folder(rt.out, party, party.name in rt.servers))
+        party.queue_store = store
         try:
-            saved = store.load()
+            taken += party.restore(store.load())
         except ValueError as exc:
             raise LabRuntimeError(f"{party.name}'s queue database: {exc}") from None
-        party.queue_store = store
-        taken += party.restore(saved)
     return taken
 
 

@@ -556,6 +556,9 @@ class QueueingParty:
         dirty: dict[int, MailItem] = self.__dict__.get("_dirty") or {}
         if store is None:
             return
+        counter = getattr(self, "internal_ids", None)
+        if counter is not None:
+            store.reserve(counter.upcoming)
         if dirty:
             self.__dict__["_dirty"] = {}
             copies: dict[int, list[tuple[Queue, QueuedMessage]]] = {key: [] for key in dirty}
@@ -605,8 +608,8 @@ class QueueingParty:
             if self.queued_copies(item):
                 self._arm_timers(item)  # Exchange's delay and expiry clocks run from the first arrival
         counter = getattr(self, "internal_ids", None)
-        if counter is not None and top:
-            counter.continue_after(top)
+        if counter is not None:
+            counter.continue_after(max(top, self.queue_store.reserved_mark() - 1 if self.queue_store else 0))
         self.persist()
         return len(saved)
 

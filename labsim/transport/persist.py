@@ -7,6 +7,7 @@ docs/queues-tracking-ndr.md, "Queue database and restart"). The lab models the i
 
     <folder>/<InternalId>.eml    the message as this server holds it (written once)
     <folder>/<InternalId>.json   envelope, item fields and every queued copy's state (the commit record)
+    <folder>/next-internal-id    InternalIds below it may have been used (kept a block ahead)
 
 What is kept is what mail.que keeps: the messages, with their InternalId, arrival time (so their
 delay-DSN and expiry times), retry count, LastError, their own next retry time (a message deferred
@@ -42,7 +43,9 @@ from .message import MailItem
 from .queues import Queue, QueuedMessage, QueueSet
 
 FORMAT = 1
-_OUR_TMP = re.compile(r"^\.\d+\.(json|eml)\.\d+\.tmp$")
+RESERVE_FILE = "next-internal-id"  # InternalIds below this number may have been handed out
+RESERVE_BLOCK = 1000
+_OUR_TMP = re.compile(r"^\.(\d+\.(json|eml)|next-internal-id)\.\d+\.tmp$")
 
 _ITEM_FIELDS = ("server", "internal_id", "mail_from", "recipients", "message_id", "network_message_id",
                 "subject", "directionality", "client_ip", "client_hostname", "receive_connector", "lab_key",
@@ -126,6 +129,7 @@ class QueueStore:
         self.folder = folder
         self.fsync = fsync
         self._bodies: set[str] = set()  # stems whose .eml is on disk
+        self.reserved = 0  # InternalIds below this are reserved on disk (see `reserve`)
 
     def _ensure(self) -> None:
         if not self.folder.exists():
@@ -169,6 +173,28 @@ class QueueStore:
             except FileNotFoundError:
                 pass
         self._bodies.discard(stem)
+
+    def reserve(self, upcoming: int) -> None:
+        """Keep InternalIds unique across restarts, as Exchange's are: before the server hands out
+        ids at or above the mark on disk, the mark moves a block ahead (one small write per
+        RESERVE_BLOCK ids, like a database's auto-increment)."""
+        if upcoming < self.reserved - RESERVE_BLOCK // 2:
+            return  # (ids handed out between two commits stay well below the mark)
+        self._ensure()
+        self.reserved = upcoming + RESERVE_BLOCK
+        atomic_write(self.folder / RESERVE_FILE, f"{self.reserved}\n".encode(), fsync=self.fsync)
+
+    def reserved_mark(self) -> int:
+        """The mark an earlier run left (0: none)."""
+        try:
+            text = (self.folder / RESERVE_FILE).read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise ValueError(f"{self.folder / RESERVE_FILE}: unreadable ({exc})") from None
+        if not text.isdigit():
+            raise ValueError(f"{self.folder / RESERVE_FILE}: not a number ({text[:20]!r})")
+        return int(text)
 
     # --- reading (at start-up) -------------------------------------------------------------------
     def load(self) -> list[SavedMessage]:
