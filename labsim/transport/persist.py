@@ -3,7 +3,7 @@
 Exchange keeps every queued message in the ESE database `mail.que` under
 `TransportRoles\\data\\Queue` and acknowledges a message (250) only after it is committed there; at
 service start the Transport service opens the database and its queues carry on (see
-docs/queues-tracking-ndr.md, "Queue database and restart"). The lab models the idea, not ESE:
+docs/queues-tracking-ndr.md §2a). The lab models the idea, not ESE:
 
     <folder>/<InternalId>.eml    the message as this server holds it (written once)
     <folder>/<InternalId>.json   envelope, item fields and every queued copy's state (the commit record)
@@ -14,13 +14,14 @@ delay-DSN and expiry times), retry count, LastError, their own next retry time (
 by a 4xx waits MessageRetryInterval) and Suspended. What is not kept is the delivery queues
 themselves: Exchange holds them in memory and creates them when they are needed, so at service
 start the categorizer routes the messages again and each new queue connects at once (a queue's
-glitch/transient Retry ladder starts afresh) - see docs/queues-tracking-ndr.md.
+glitch/transient Retry ladder starts afresh).
 
 Why one file per message rather than one JSON-Lines journal: a journal must be compacted (every
 retry appends a line) and read back from the start, and a torn last line must be detected; a file
-per message is the whole truth about that message, replaced atomically (write a temporary file,
-fsync it, rename it over the old one, fsync the folder), and removed when the message leaves the
-server, so the folder *is* the queue and an admin can look into it. The message body goes into its
+per message is the whole truth about that message, replaced atomically (written to a temporary
+name and renamed over the old one; the first commit, the one a 250 follows, is fdatasync'd and the
+folder fsync'd), and removed when the message leaves the server, so the folder *is* the queue and
+an admin can look into it. The message body goes into its
 own `.eml` (written before the `.json` that refers to it, removed after it) so a retry, which changes
 a few fields, never rewrites a large body. A `.eml` without its `.json` is a commit that never
 happened (the server had not answered 250) and is removed at start-up.
