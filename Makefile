@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test install clean bench lint fuzz
+.PHONY: lab test install clean bench lint fuzz noloss
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -46,3 +46,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_run.py
 	$(BIN)/python benchmarks/bench_hop.py
 	$(BIN)/python benchmarks/bench_startup.py
+
+# No-loss load test of `labsim up` (faults, resets mid-DATA, a SIGTERM restart): make noloss MESSAGES=5000
+MESSAGES ?= 3000
+noloss: $(STAMP)
+	$(BIN)/python benchmarks/noloss.py --messages $(MESSAGES)

@@ -116,22 +116,36 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  {'host':<14} {'virtual address':<22} {'real address':<24} service")
         for host, vaddr, real_ip, real_port, what in rt.listen_table:
             print(f"  {host:<14} {vaddr:<22} {real_ip + ':' + str(real_port):<24} {what}")
+        if rt.taken_up:
+            print(f"  {rt.taken_up} queued message(s) taken up again from {out}/ (delivered or retried now)")
         first = next((r for r in rt.listen_table if r[4] == "SMTP FrontEnd"), None)
         if first:
             print("\n  try: swaks --server {}:{} --from alex@fabrikam.com --to raghu@cloudmonkeys.xyz".format(
                 first[2], first[3]))
         sys.stdout.flush()
 
+    caught: list[int] = []
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(sig: int) -> None:
+            caught.append(sig)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(loaded, out=out, seed=args.seed, traffic=args.traffic, ready=ready, stop=stop)
+            loop.add_signal_handler(sig, on_signal, sig)
+        rt = await serve(loaded, out=out, seed=args.seed, traffic=args.traffic, ready=ready, stop=stop)
+        from .engine.durable import still_queued
+
+        name = signal.Signals(caught[0]).name if caught else "stop"
+        print(f"labsim up: stopped ({name}); logs flushed, {still_queued(rt)} message(s) kept queued under {out}/",
+              file=sys.stderr)
 
     asyncio.run(main())
-    print("labsim up: stopped; logs flushed")
-    return 0
+    # the shell's convention for a process ended by a signal: 128 + its number (130 SIGINT, 143 SIGTERM)
+    return 128 + caught[0] if caught else 0
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -202,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("scenario")
     sp.add_argument("--out", help="output folder (default labsim-out/<id>-live/)")
     sp.add_argument("--seed", type=int)
-    sp.add_argument("--traffic", action="store_true", help="also send the scenario's messages")
+    sp.add_argument("--traffic", action="store_true", help="also send the scenario's messages and apply its timeline (changes with at=)")
     sp.set_defaults(fn=cmd_up)
     sp = sub.add_parser("cmdlets", help="every cmdlet and operation a scenario can use")
     sp.set_defaults(fn=cmd_cmdlets)

@@ -77,3 +77,12 @@ class Counter:
         value = self._next
         self._next += 1
         return value
+
+    def continue_after(self, used: int) -> None:
+        """Never hand out `used` or anything below it again (ids read back from a queue database)."""
+        self._next = max(self._next, used + 1)
+
+    @property
+    def upcoming(self) -> int:
+        """The id `next()` will hand out."""
+        return self._next

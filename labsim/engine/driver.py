@@ -17,6 +17,7 @@ from ..scenario.model import Message
 from ..topology.changes import apply_change
 from ..topology.timespec import parse_timespan
 from ..transport.message import new_message
+from .durable import open_queue_databases, stop_cleanly
 from .operations import check_operation, is_operation, run_operation
 from .outdir import RunOutput, claim_live
 from .runtime import LabRuntime
@@ -139,19 +140,31 @@ def run_scenario(loaded: LoadedScenario, *, out: Path, seed: int | None = None) 
 
 async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, traffic: bool = False,
                 ready: Any = None, stop: asyncio.Event | None = None) -> LabRuntime:
-    """Serve the lab on wall-clock time until `stop` is set (or forever)."""
+    """Serve the lab on wall-clock time until `stop` is set (or forever).
+
+    The queues live on disk under `out` (engine.durable): what an earlier `up` on the same folder
+    left queued is delivered or retried now, and on `stop` every open session is answered 421 and
+    every queue committed before the logs are flushed.
+    """
     scn = loaded.scenario
     # Lock `out` (empty, new or labsim's; never anything else) for as long as this coroutine runs:
     # the lock goes when `claim` does, at return, on an error, or with the process (engine.outdir).
     claim = claim_live(out, scenario=scn.id, seed=scn.seed if seed is None else seed)  # noqa: F841
     model = loaded.lab.model_copy(deep=True)
     model.start = datetime.now().astimezone()
+    if traffic:
+        check_timeline_operations(loaded)
     rt = LabRuntime(model, seed=scn.seed if seed is None else seed, out=out, live=True)
+    rt.taken_up = open_queue_databases(rt)  # before any listener: no new id can collide with one read back
     await rt.start()
     stop = stop or asyncio.Event()
-    if traffic:
+    if traffic:  # the scenario's messages and its timeline, on wall-clock time from now
         for m in scn.message:
             rt.scheduler.call_at(model.start + parse_timespan(m.at), f"message {m.id}", _inject(rt, m))
+        for ch in scn.change:
+            if ch.at is not None:
+                rt.scheduler.call_at(model.start + parse_timespan(ch.at), f"change {ch.cmdlet}",
+                                     _timeline_change(rt, ch.cmdlet, ch.params))
 
     async def flusher() -> None:
         while not stop.is_set():
@@ -164,11 +177,12 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
     if ready is not None:
         ready(rt)
     flush_task = asyncio.create_task(flusher())
+    scheduler_task = asyncio.create_task(rt.scheduler.run(rt.settle, stop=stop))
     try:
-        await rt.scheduler.run(rt.settle, stop=stop)
         await stop.wait()
     finally:
         stop.set()
+        await stop_cleanly(rt, scheduler_task)
         await flush_task
         rt.collect_pending()
         rt.flush_logs()

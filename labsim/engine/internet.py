@@ -99,6 +99,10 @@ class InternetHostRuntime(QueueingParty):
                         network_message_id="", subject=header_value(data, "Subject"), arrived=now)
         item.lab_key = self.lab.ledger.key_for(item.message_id)
         self.lab.ledger.received(item, self.name)
+        self.requeue(item, list(recipients))
+
+    def requeue(self, item: MailItem, recipients: list[str]) -> None:
+        """One queue per recipient domain, delivered by MX (also for mail read back from the spool)."""
         by_domain: dict[str, list[str]] = {}
         for r in recipients:
             by_domain.setdefault(domain_of(r), []).append(r)

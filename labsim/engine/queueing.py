@@ -38,6 +38,7 @@ from ..smtp.client import MessageResult, OutboundMessage, SendSpec, deliver
 from ..topology.model import ReceiveConnector
 from ..transport import headers as H
 from ..transport.message import MailItem
+from ..transport.persist import QueueStore, SavedMessage
 from ..transport.queues import Queue, QueuedMessage, QueueSet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,6 +112,7 @@ class QueueingParty:
     lab: "LabRuntime"
     name: str
     queues: QueueSet
+    queue_store: QueueStore | None = None  # `up`: the queues are kept on disk (transport.persist)
 
     # --- policy hooks (overridden per party) ---------------------------------------------------
     def retry_policy(self) -> RetryPolicy:
@@ -146,6 +148,7 @@ class QueueingParty:
         qm = QueuedMessage(item=item, recipients=list(recipients), queued_at=now,
                            source=source or _message_source(item))
         q.messages.append(qm)
+        self._touch(item)
         if q.delivery_type == "Unreachable" or q.suspended or not self.queues_running():
             self._arm_timers(item)  # it will wait: Exchange's delay and expiry clocks run
         if q.delivery_type == "Unreachable":
@@ -220,6 +223,7 @@ class QueueingParty:
         unconnected: list[QueuedMessage] = []
         failure: AttemptFailure | None = None
         for qm, res in zip(batch, results):
+            self._touch(qm.item)
             if res.remote_host:
                 q.last_target_host, q.last_target_ip = res.remote_host, res.remote_ip
             if res.delivered:
@@ -295,6 +299,7 @@ class QueueingParty:
         for qm in q.messages:
             if qm.suspended or (qm.next_retry_time is not None and qm.next_retry_time > now and qm not in batch):
                 continue
+            self._touch(qm.item)
             qm.status = "Retry"
             qm.last_error = text
             qm.item.last_error = text
@@ -362,6 +367,7 @@ class QueueingParty:
 
     def _release(self, item: MailItem) -> None:
         """`item` left this server's queues: its timers are moot."""
+        self._touch(item)
         if self.queued_copies(item):
             return
         for entry in item.timers_armed.pop(self.name, []):
@@ -478,6 +484,7 @@ class QueueingParty:
             qm.item.last_error = ""
             self.categorize(qm.item, qm.recipients)
             self._release(qm.item)
+        self.persist()
         return len(moving)
 
     def categorize(self, item: MailItem, recipients: list[str]) -> None:
@@ -490,6 +497,7 @@ class QueueingParty:
     def suspend_queue(self, q: Queue) -> None:
         q.suspended = True
         for qm in q.messages:
+            self._touch(qm.item)
             self._arm_timers(qm.item)
         self.snapshot(q)
 
@@ -502,11 +510,13 @@ class QueueingParty:
 
     def suspend_message(self, q: Queue, qm: QueuedMessage) -> None:
         qm.suspended = True
+        self._touch(qm.item)
         self._arm_timers(qm.item)
         self.snapshot(q)
 
     def resume_message(self, q: Queue, qm: QueuedMessage) -> None:
         qm.suspended = False
+        self._touch(qm.item)
         if q.name == "Poison":
             q.messages.remove(qm)
             self.categorize(qm.item, qm.recipients)
@@ -530,6 +540,79 @@ class QueueingParty:
             self.tracker.dsn(dsn, qm.item, qm.recipients, "failed")
             self.submit_generated(dsn)
 
+    # --- the queue database (up: transport.persist) ------------------------------------------------
+    def _touch(self, item: MailItem) -> None:
+        """`item`'s queued state changed: it is written at the next `persist` (before any reply)."""
+        if self.queue_store is not None:
+            self.__dict__.setdefault("_dirty", {})[id(item)] = item
+
+    def persist(self) -> None:
+        """Commit every changed message to the queue folder (or remove it once it left).
+
+        Called at the end of every queue change (`snapshot`), so a message that a receive session
+        is about to acknowledge with 250 is on disk before the reply is written.
+        """
+        store = self.queue_store
+        dirty: dict[int, MailItem] = self.__dict__.get("_dirty") or {}
+        if store is None:
+            return
+        counter = getattr(self, "internal_ids", None)
+        if counter is not None:
+            store.reserve(counter.upcoming)
+        if dirty:
+            self.__dict__["_dirty"] = {}
+            copies: dict[int, list[tuple[Queue, QueuedMessage]]] = {key: [] for key in dirty}
+            for q in self.queues.all():
+                for qm in q.messages:
+                    found = copies.get(id(qm.item))
+                    if found is not None:
+                        found.append((q, qm))
+            for key, item in dirty.items():
+                if copies[key]:
+                    store.save(item, copies[key], self.queues)
+                else:
+                    store.drop(item)
+
+    def requeue(self, item: MailItem, recipients: list[str]) -> None:
+        """Route a message read back from the queue database (the categorizer, as on submission)."""
+        self.categorize(item, recipients)
+
+    def restore(self, saved: list[SavedMessage]) -> int:
+        """Service start: take up the messages of the queue database again, with their ids, their
+        arrival time (so their delay-DSN and expiry times), retry counts, own retry times, LastError
+        and Suspended. The categorizer routes them into delivery queues created afresh, which
+        connect at once (transport.persist). Returns the number of messages taken up."""
+        top = 0
+        for s in saved:
+            item = s.item
+            top = max(top, item.internal_id)
+            for copy in s.copies:
+                if copy.queue == ["special", "Poison"]:
+                    poison = self.queues.special["Poison"]
+                    poison.messages.append(QueuedMessage(item=item, recipients=list(copy.recipients),
+                                                         queued_at=copy.queued_at, **copy.state))
+                    self._touch(item)
+                    continue
+                before = {id(qm) for _, qm in self.queued_copies(item)}
+                self.requeue(item, list(copy.recipients))
+                for _, qm in self.queued_copies(item):
+                    if id(qm) in before:
+                        continue
+                    for name, value in copy.state.items():
+                        setattr(qm, name, value)
+                    if qm.status == "Active":
+                        qm.status = "Ready"  # the attempt in progress at shutdown did not finish
+                    qm.next_retry_time = copy.next_retry_time
+                    qm.queued_at = copy.queued_at or qm.queued_at
+                    self._touch(item)
+            if self.queued_copies(item):
+                self._arm_timers(item)  # Exchange's delay and expiry clocks run from the first arrival
+        counter = getattr(self, "internal_ids", None)
+        if counter is not None:
+            counter.continue_after(max(top, self.queue_store.reserved_mark() - 1 if self.queue_store else 0))
+        self.persist()
+        return len(saved)
+
     # --- evidence --------------------------------------------------------------------------------
     def snapshot(self, q: Queue) -> None:
         """Record the queue's Get-Queue row at this virtual time (for `labsim queue --at`)."""
@@ -543,6 +626,7 @@ class QueueingParty:
         hub = getattr(self.lab, "tracking", None)
         if hub is not None:
             hub.queue_snapshot(self, q)
+        self.persist()
 
     def expiration_of(self, item: MailItem) -> datetime:
         return expires_at(self.retry_policy(), item.arrived)

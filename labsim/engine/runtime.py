@@ -42,6 +42,7 @@ from ..pki.errors import CrlUnavailable
 from ..pki.names import dotnet_dn
 from ..pki.store import CertStore, StoredCert
 from ..pki.validate import CrlCache, ValidationResult, certificate_names, classify
+from ..rules import replies as R
 from ..rules.certselect import CertView
 from ..rules.network import HostInfo, NetView, all_virtual_ips, lab_hosts
 from ..smtp.policy import (
@@ -144,7 +145,10 @@ class LabRuntime:
         self._idle = asyncio.Event()
         self._idle.set()
         self.connections = ConnectionTable()  # open sessions per receive connector (connection limits)
-        self.sessions: set[ServerSession] = set()  # every open server session (ServerSession.shutdown on stop)
+        self.sessions: set[ServerSession] = set()  # every open server session (a clean shutdown answers each)
+        self._closing = False
+        self._session_tasks: set[asyncio.Task[Any]] = set()
+        self.taken_up = 0  # `up`: messages read back from the queue databases at start (engine.durable)
         self.listen_table: list[tuple[str, str, str, int, str]] = []  # host, vip, real ip, real port, what
 
     # --- start / stop -------------------------------------------------------------------------
@@ -201,7 +205,16 @@ class LabRuntime:
         real_ip, real_port = self.book.real_ip(vip), self.book.real_port(vport)
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._serve(policy, reader, writer)
+            task = asyncio.current_task()
+            if task is not None:
+                self._session_tasks.add(task)
+            try:
+                await self._serve(policy, reader, writer)
+            except asyncio.CancelledError:
+                writer.transport.abort()  # the lab stopped while this session still waited on a peer
+            finally:
+                if task is not None:
+                    self._session_tasks.discard(task)
 
         self._tcp.append(await start_tcp_server(handle, real_ip, real_port, backlog=SMTP_LISTEN_BACKLOG))
         self.listen_table.append((host, f"{vip}:{vport}", real_ip, real_port, what))
@@ -222,6 +235,10 @@ class LabRuntime:
 
     async def stop(self) -> None:
         await self._unbind_all()
+        leftover = [t for t in self._session_tasks if not t.done()]
+        for task in leftover:  # sessions that outlived their 421 (a proxy still waiting on its peer)
+            task.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
         for rt in self.servers.values():
             rt.store.close()
         self.exo.store.close()
@@ -293,6 +310,9 @@ class LabRuntime:
                 self._release()
                 context = {"remote": (self.book.virtual_ip(peer[0]) or peer[0], peer[1])}
             session = ServerSession(policy, reader, writer, now=self.clock.now(), context=context)
+            if self._closing:  # accepted just as the service stopped
+                await session.shutdown(R.SERVICE_SHUTTING_DOWN)
+                return
             self.sessions.add(session)
             await session.run()
         except Exception:  # noqa: BLE001 - one broken session must never take the lab down
@@ -310,10 +330,24 @@ class LabRuntime:
         if self._open == 0:
             self._idle.set()
 
+    async def close_sessions(self) -> None:
+        """Stop accepting and answer every open server session `421 4.3.2` (the service stops)."""
+        self._closing = True
+        for srv in self._tcp:
+            srv.close()
+        for session in self.sessions:
+            session.stopping = True  # at once, for all: nothing is committed from now on
+        await asyncio.gather(*(s.shutdown(R.SERVICE_SHUTTING_DOWN) for s in list(self.sessions)),
+                             return_exceptions=True)
+
     async def settle(self) -> None:
         """Wait until every server session caused by the last action has finished."""
         for _ in range(3):
             await asyncio.sleep(0)
+        if self.live:
+            # Wall-clock time: order is not reproducible anyway, and sessions of outside clients
+            # (which no action caused) may stay open for as long as they like.
+            return
         try:
             await asyncio.wait_for(self._idle.wait(), SETTLE_TIMEOUT)
         except asyncio.TimeoutError:

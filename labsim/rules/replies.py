@@ -65,7 +65,7 @@ HOP_COUNT = "554 5.4.6 Hop count exceeded - possible mail loop"
 TOO_LARGE = "552 5.3.4 Message size exceeds fixed maximum message size"
 SERVICE_NOT_AVAILABLE = "421 4.3.2 Service not available"
 # Said to every open session when the service stops (SmtpResponse.ServiceUnavailable as the
-# shutting-down server words it; the other helper's runtime.stop uses ServerSession.shutdown).
+# shutting-down server words it; docs/queues-tracking-ndr.md, "Shutdown"). ServerSession.shutdown sends it.
 SERVICE_SHUTTING_DOWN = "421 4.3.2 Service not available, closing transmission channel"
 # ConnectionInactivityTimeout: the read timed out (SmtpInSession.HandleError, SmtpResponse.TimeoutOccurred).
 TIMEOUT = "451 4.7.0 Timeout waiting for client input"

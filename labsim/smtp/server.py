@@ -114,6 +114,8 @@ class ServerSession:
         self.data_started: datetime | None = None
         self.errors = 0  # protocol errors so far (MaxProtocolErrors)
         self.disconnect_reason: str | None = None
+        self.committing = False  # between a message's end and the reply that acknowledges it
+        self.stopping = False  # the service is stopping: no new message is committed (shutdown)
         self._counting = False  # the next reply answers a command (not message content)
         self._buf = bytearray()  # bytes read from the socket and not yet consumed
         self._eof = False
@@ -281,7 +283,7 @@ class ServerSession:
         except _TimedOut as timeout:
             disconnect = await self._time_out(timeout)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
-            disconnect = "Remote(ConnectionReset)"
+            disconnect = self.disconnect_reason or "Remote(ConnectionReset)"
         finally:
             if self.log is not None and policy.opened(self) and not self._disconnect_logged:
                 self._disconnect_logged = True
@@ -465,9 +467,46 @@ class ServerSession:
     async def _deliver(self) -> None:
         self.messages += 1
         envelope, self.envelope = self.envelope, Envelope()
-        reply = await self.policy.deliver(self, envelope)
+        if self.stopping:
+            return  # the service stopped while the message came in: not accepted, shutdown() answers 421
+        self.committing = True
+        try:
+            reply = await self.policy.deliver(self, envelope)
+            self.touch()
+            await self.reply(reply)
+        finally:
+            self.committing = False
+
+    async def shutdown(self, reply: str, *, grace: float = 0.5) -> None:
+        """The service is stopping: answer `reply` (421 4.3.2), log it and close, as a local disconnect.
+
+        A session that is committing a message first finishes that message's own reply (up to
+        `grace` seconds), so an accepted message is never left without its 250 - the sender would
+        send it again. Mid-DATA the message is simply not accepted and stays with the sender. The
+        command loop then ends and writes the disconnect row.
+        """
+        self.stopping = True
+        self.disconnect_reason = "Local"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.committing and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if self.writer.is_closing():
+            return
+        self.closed = True
         self.touch()
-        await self.reply(reply)
+        if self.log is not None and self.policy.opened(self):
+            self.log.sent(reply)
+        try:
+            self.writer.write(f"{reply}\r\n".encode())
+            await asyncio.wait_for(self.writer.drain(), 0.3)
+        except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError):
+            pass
+        self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), 0.3)
+        except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError):
+            self.writer.transport.abort()  # a TLS peer that never answers close_notify
 
     async def cmd_RSET(self, arg: str) -> None:
         self.envelope = Envelope()

@@ -2,27 +2,73 @@
 
 Layout: `mailboxes/<realm>/<address>/<NNNN>.eml`, realm `onprem-<database>`, `exo` or
 `internet-<host>`; numbering per mailbox in delivery order (deterministic).
+
+A mailbox never loses a delivered message: numbering continues after the highest file already in
+the mailbox folder (a second `labsim up` on the same folder), and each file is created with
+O_EXCL, so not even two processes delivering at once can overwrite one another's files (the loser
+takes the next number). In `durable` mode (`up`) the file is fsync'd before `deliver` returns,
+because the 250 that follows tells the sender the message is safe.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 
+from .persist import fsync_dir
+
 
 class MailboxStore:
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, *, durable: bool = False) -> None:
         self.root = root
+        self.durable = durable
         self._count: dict[tuple[str, str], int] = defaultdict(int)
         self.delivered: list[tuple[str, str, str]] = []  # (realm, address, relative path)
 
+    def _highest(self, folder: Path) -> int:
+        if not folder.is_dir():
+            return 0
+        numbers = [int(p.stem) for p in folder.glob("*.eml") if p.stem.isdigit()]
+        return max(numbers, default=0)
+
     def deliver(self, realm: str, address: str, data: bytes) -> str:
         key = (realm, address.lower())
-        self._count[key] += 1
-        rel = Path("mailboxes", realm, address.lower(), f"{self._count[key]:04d}.eml")
-        if self.root is not None:
-            path = self.root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        folder = Path("mailboxes", realm, address.lower())
+        if self.root is None:
+            self._count[key] += 1
+            rel = folder / f"{self._count[key]:04d}.eml"
+        else:
+            target = self.root / folder
+            if key not in self._count:
+                target.mkdir(parents=True, exist_ok=True)
+                self._count[key] = self._highest(target)
+            rel = self._write_new(key, folder, data)
         self.delivered.append((realm, address.lower(), rel.as_posix()))
         return rel.as_posix()
+
+    def _write_new(self, key: tuple[str, str], folder: Path, data: bytes) -> Path:
+        assert self.root is not None
+        target = self.root / folder
+        while True:
+            self._count[key] += 1
+            rel = folder / f"{self._count[key]:04d}.eml"
+            try:
+                fd = os.open(self.root / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue  # another process (or an earlier run) holds this number
+            except FileNotFoundError:
+                target.mkdir(parents=True, exist_ok=True)  # the folder was removed under us
+                self._count[key] -= 1
+                continue
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if self.durable:
+                fsync_dir(target)
+            return rel
