@@ -21,6 +21,7 @@ import pytest
 from conftest import REPO, folder_rows, scenario_text, sessions
 
 from labsim.engine.driver import serve
+from labsim.engine.outdir import claim_live
 from labsim.scenario.loader import load_scenario
 from labsim.transport.store import MailboxStore
 
@@ -68,6 +69,7 @@ def _message(i: int) -> bytes:
 
 
 async def test_restarted_up_delivers_what_it_had_queued(tmp_path: Path, write_scenario) -> None:  # noqa: ANN001
+    claim_live(tmp_path, scenario="dns-broken", seed=1).release()  # an earlier `up` of this folder
     broken = write_scenario(scenario_text(DNS_BROKEN, sid="dns-broken"))
     queue_dir = tmp_path / "CMHYBD01" / "TransportRoles" / "data" / "Queue"
     exo_box = tmp_path / "mailboxes" / "exo" / "ramki@cloudmonkeys.xyz"
@@ -262,6 +264,7 @@ def test_up_refuses_an_unreadable_queue_database_in_one_line(tmp_path: Path) -> 
     from conftest import run_cli
 
     folder = tmp_path / "CMEDGE01" / "TransportRoles" / "data" / "Queue"
+    claim_live(tmp_path, scenario="hybrid-baseline", seed=1).release()  # an earlier `up` of this folder
     folder.mkdir(parents=True)
     (folder / "5.json").write_text("{not json")
     rc, _, err = run_cli(["up", "hybrid-baseline", "--out", str(tmp_path)])

@@ -302,25 +302,6 @@ class ServerSession:
             pass
         return "Local"
 
-    async def shutdown(self, reply: str = R.SERVICE_SHUTTING_DOWN) -> None:
-        """The service stops: tell the client (`421 4.3.2 ...`), log the disconnect, close.
-
-        For the runtime's stop(); safe to call on a session in any state, once or more.
-        """
-        if self.closed and self._disconnect_logged:
-            return
-        self.closed = True
-        self._counting = False
-        self.touch()
-        try:
-            await asyncio.wait_for(self.reply(reply), 2.0)
-        except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError, RuntimeError):
-            pass
-        if self.log is not None and self.policy.opened(self) and not self._disconnect_logged:
-            self._disconnect_logged = True
-            self.log.disconnect("Local")
-        await self._close()
-
     async def _close(self) -> None:
         self.closed = True
         try:
@@ -477,7 +458,7 @@ class ServerSession:
         finally:
             self.committing = False
 
-    async def shutdown(self, reply: str, *, grace: float = 0.5) -> None:
+    async def shutdown(self, reply: str = R.SERVICE_SHUTTING_DOWN, *, grace: float = 0.5) -> None:
         """The service is stopping: answer `reply` (421 4.3.2), log it and close, as a local disconnect.
 
         A session that is committing a message first finishes that message's own reply (up to
