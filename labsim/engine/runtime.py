@@ -141,6 +141,7 @@ class LabRuntime:
                                if c is not None}
         self._tcp: list[asyncio.AbstractServer] = []
         self._open = 0  # in-lab server sessions still open (what settle() waits for)
+        self._held = 0  # of those, sessions whose client holds the connection open for its next message
         self._idle = asyncio.Event()
         self._idle.set()
         self.connections = ConnectionTable()  # open sessions per receive connector (connection limits)
@@ -280,7 +281,7 @@ class LabRuntime:
         stranger (swaks, a test, an idle telnet in `up`) never holds back the lab's actions."""
         in_lab = True  # until the claim says otherwise: a lab client's session counts from accept
         self._open += 1
-        self._idle.clear()
+        self._check_idle()
         session: ServerSession | None = None
         try:
             peer = writer.get_extra_info("peername")[:2]
@@ -307,8 +308,19 @@ class LabRuntime:
 
     def _release(self) -> None:
         self._open -= 1
-        if self._open == 0:
+        self._check_idle()
+
+    def hold_open(self, delta: int) -> None:
+        """A lab client keeps (+1) or takes up again (-1) a connection between two messages: the
+        server session waiting for its next command does not hold back settle()."""
+        self._held += delta
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._open <= self._held:
             self._idle.set()
+        else:
+            self._idle.clear()
 
     async def settle(self) -> None:
         """Wait until every server session caused by the last action has finished."""
@@ -316,6 +328,10 @@ class LabRuntime:
             await asyncio.sleep(0)
         try:
             await asyncio.wait_for(self._idle.wait(), SETTLE_TIMEOUT)
+            for _ in range(1000):  # a server session whose client holds it open finishes its reply
+                if not any(getattr(s, "_counting", False) for s in self.sessions):
+                    break
+                await asyncio.sleep(0)
         except asyncio.TimeoutError:
             # A peer that never finishes its session must not stall the run; its rows keep the
             # virtual times they were written with.

@@ -485,5 +485,6 @@ class ServerSession:
         await self.policy.auth(self, arg)
 
     async def cmd_QUIT(self, arg: str) -> None:
+        await self.policy.quit(self)
         await self.reply(R.CLOSING)
         self.closed = True
