@@ -61,6 +61,12 @@ def test_cmdlets_set_and_check_the_connection_settings() -> None:
         apply_change(lab, "Set-SendConnector", {"Identity": name, "SmtpMaxMessagesPerConnection": 0})
     with pytest.raises(TopologyError):
         apply_change(lab, "Set-TransportService", {"Identity": "CMHYBD01", "MaxOutboundConnections": 1})
+    apply_change(lab, "Set-TransportService", {"Identity": "CMHYBD01", "MaxOutboundConnections": "Unlimited",
+                                               "MaxPerDomainOutboundConnections": "unlimited"})
+    transport = lab.organization.server("CMHYBD01").transport
+    assert (transport.max_outbound_connections, transport.max_per_domain_outbound_connections) == (None, None)
+    with pytest.raises(TopologyError):  # a limited total below an unlimited per-domain limit
+        apply_change(lab, "Set-TransportService", {"Identity": "CMHYBD01", "MaxOutboundConnections": 50})
 
 
 # --- in the logs ------------------------------------------------------------------------------------------

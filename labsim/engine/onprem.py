@@ -54,6 +54,7 @@ from .queueing import (
     INBOUND_PROXY,
     INTRA_ORG,
     MAILBOX_DELIVERY_CONNECTOR,
+    UNLIMITED_CONNECTIONS,
     Failure,
     QueueingParty,
     policy_from_transport,
@@ -142,10 +143,12 @@ class ExchangeServerRuntime(QueueingParty):
         return self.transport_cfg.intra_org_connector_smtp_max_messages_per_connection
 
     def max_connections_per_queue(self, q: Queue) -> int:
-        return self.transport_cfg.max_per_domain_outbound_connections
+        limit = self.transport_cfg.max_per_domain_outbound_connections
+        return UNLIMITED_CONNECTIONS if limit is None else limit
 
     def max_outbound_connections(self) -> int:
-        return self.transport_cfg.max_outbound_connections
+        limit = self.transport_cfg.max_outbound_connections
+        return UNLIMITED_CONNECTIONS if limit is None else limit
 
     # --- logs -----------------------------------------------------------------------------
     def protocol_log(self, service: str, kind: str) -> ProtocolLog:
@@ -344,7 +347,7 @@ class ExchangeServerRuntime(QueueingParty):
         session.touch()
         if proxy.is_open:
             self._proxies[id(session)] = proxy
-            self.lab.hold_open(1)  # it waits with the inbound session for the next message
+            self.lab.hold_open(1, proxy.client)  # it waits with the inbound session for the next message
         if res.delivered and not res.rejected and not res.deferred:
             return res.reply
         if res.rejected:
@@ -361,7 +364,7 @@ class ExchangeServerRuntime(QueueingParty):
     def _take_proxy(self, session: "ServerSession") -> Connection | None:
         proxy = self._proxies.pop(id(session), None)
         if proxy is not None:
-            self.lab.hold_open(-1)
+            self.lab.hold_open(-1, proxy.client)
         return proxy
 
     async def _new_proxy(self, session: "ServerSession") -> tuple[Connection | None, str]:
@@ -555,7 +558,7 @@ class ExchangeServerRuntime(QueueingParty):
     def _park_submission(self, conn: Connection) -> None:
         """The submission connection waits for the next message; it QUITs at its cursor if none came."""
         cursor = self.lab.clock.now()
-        self.lab.hold_open(1)
+        self.lab.hold_open(1, conn.client)
         entry = self.lab.scheduler.call_at(cursor, f"{self.name} submission connection", self._end_submission)
         self._submission = (conn, cursor, entry)
 
@@ -565,7 +568,7 @@ class ExchangeServerRuntime(QueueingParty):
             return None
         conn, _, entry = parked
         self.lab.scheduler.cancel(entry)
-        self.lab.hold_open(-1)
+        self.lab.hold_open(-1, conn.client)
         return conn
 
     async def _end_submission(self) -> None:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 BATCH = 20  # SmtpMaxMessagesPerConnection's default (Set-SendConnector)
 PER_DOMAIN_CONNECTIONS = 20  # MaxPerDomainOutboundConnections' default (Set-TransportService)
 OUTBOUND_CONNECTIONS = 1000  # MaxOutboundConnections' default (Set-TransportService)
+UNLIMITED_CONNECTIONS = 2**31 - 1  # a connection limit set to "unlimited"
 EXPIRED = "550 4.4.7 QUEUE.Expired; message expired"
 # AckReason.UnreachableMessageExpired / MessageDeletedByAdmin (decompiled Microsoft.Exchange.Transport,
 # see docs/queues-tracking-ndr.md §NDR texts).
@@ -303,14 +304,14 @@ class QueueingParty:
             self._drop(q, out)
             return False
         out.cursor = self.lab.clock.now()
-        self.lab.hold_open(1)
+        self.lab.hold_open(1, out.conn.client)
         out.entry = self.lab.scheduler.call_at(out.cursor, f"{q.identity} connection",
                                                lambda: self._resume(q, out))
         return True
 
     async def _resume(self, q: Queue, out: "_Outbound") -> None:
         """The connection is free again: take the next message, or QUIT when there is none."""
-        self.lab.hold_open(-1)
+        self.lab.hold_open(-1, out.conn.client)
         before = self.lab.clock.now()
         self.lab.clock.rewind(out.cursor)
         try:

@@ -310,10 +310,15 @@ class LabRuntime:
         self._open -= 1
         self._check_idle()
 
-    def hold_open(self, delta: int) -> None:
+    def hold_open(self, delta: int, client: tuple[str, int] | None = None) -> None:
         """A lab client keeps (+1) or takes up again (-1) a connection between two messages: the
-        server session waiting for its next command does not hold back settle()."""
+        server session waiting for its next command does not hold back settle(), and its silence
+        meanwhile is no inactivity timeout. `client`: the (host, session id) the client announced."""
         self._held += delta
+        if client is not None:
+            for session in self.sessions:
+                if (session.context.get("client_host"), session.context.get("client_session")) == client:
+                    session.held = delta > 0
         self._check_idle()
 
     def _check_idle(self) -> None:

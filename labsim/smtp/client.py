@@ -372,6 +372,11 @@ class Connection:
     def is_open(self) -> bool:
         return self.session is not None
 
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """(host, session id) as announced to the server (for the lab's bookkeeping)."""
+        return (self.spec.src.name, self.session.sid) if self.session is not None else None
+
     async def open(self) -> bool:
         """Connect to the first target that completes EHLO and the TLS step; False if none does."""
         while self.session is None and not self._exhausted:
