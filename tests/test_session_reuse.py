@@ -168,3 +168,16 @@ def test_same_seed_same_bytes_with_parallel_and_reused_sessions(tmp_path: Path) 
     for a in (tmp_path / "a").rglob("*"):
         if a.is_file():
             assert a.read_bytes() == (tmp_path / "b" / a.relative_to(tmp_path / "a")).read_bytes()
+
+
+def test_queues_share_max_outbound_connections_and_all_mail_gets_through(tmp_path: Path) -> None:
+    changes = ('[[change]]\ncmdlet = "Set-TransportService"\nIdentity = "CMHYBD01"\n'
+               'MaxPerDomainOutboundConnections = 1\nMaxOutboundConnections = 1\n\n')
+    path = _scenario(tmp_path, "one-connection", [(ONPREM_USER, EXO_USER), (ONPREM_USER, INTERNET_USER)] * 3, changes)
+    result = _run(path, tmp_path / "out")
+    assert _delivered(result) == 6
+    spans = sorted((ss[0][0], ss[-1][0]) for ss in sessions(folder_rows(tmp_path / "out", "CMHYBD01", "Hub",
+                                                                          "SmtpSend")).values())
+    assert len(spans) >= 2  # the EXO queue and the Edge queue each got a connection, one after the other
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end <= start  # never two connections open at once

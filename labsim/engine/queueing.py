@@ -323,10 +323,21 @@ class QueueingParty:
                 self._drop(q, out)
                 await out.conn.close()
                 self._settle_idle(q)
+                self._wake_waiting_queues()
             else:
                 await self._carry(q, out, qm)
         finally:
             self.lab.clock.set(before)
+
+    def _wake_waiting_queues(self) -> None:
+        """A connection closed: queues that found no room under MaxOutboundConnections try again."""
+        if self._open_connection_count() + 1 < self.max_outbound_connections():
+            return
+        now = self.lab.clock.now()
+        for other in self.queues.all():
+            if (not other.suspended and other.status != "Retry" and not self._connections(other)
+                    and other.delivery_type != "Unreachable" and self._eligible(other, now)):
+                self.schedule_drain(other, now)
 
     def _drop(self, q: Queue, out: "_Outbound") -> None:
         conns = self._connections(q)
