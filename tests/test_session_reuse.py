@@ -4,6 +4,7 @@ one Front End proxy session per inbound session, and the settings that bound the
 from __future__ import annotations
 
 import filecmp
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,29 @@ def test_queues_share_max_outbound_connections_and_all_mail_gets_through(tmp_pat
     assert len(spans) >= 2  # the EXO queue and the Edge queue each got a connection, one after the other
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert end <= start  # never two connections open at once
+
+
+def test_a_service_that_stops_ends_held_sessions_and_the_queue_retries(tmp_path: Path) -> None:
+    burst = [(ONPREM_USER, INTERNET_USER)] * 45
+    free = _run(_scenario(tmp_path, "free", burst), tmp_path / "free")
+    spans = [(ss[0][0], ss[-1][0]) for ss in sessions(folder_rows(tmp_path / "free", "CMHYBD01", "Hub",
+                                                                   "SmtpSend")).values()]
+    assert _delivered(free) == 45 and len(spans) > 1
+    start, end = _iso(min(s for s, _ in spans)), _iso(max(e for _, e in spans))
+    stop_at = (start + (end - start) / 2 - _iso(free.summary["start"])).total_seconds()
+    changes = (f'[[change]]\nat = "+00:00:{stop_at:06.3f}"\ncmdlet = "Stop-Service"\nName = "MSExchangeTransport"\n'
+               'Server = "CMEDGE01"\n\n[[change]]\nat = "+00:20:00"\ncmdlet = "Start-Service"\n'
+               'Name = "MSExchangeTransport"\nServer = "CMEDGE01"\n\n')
+    result = _run(_scenario(tmp_path, "stopped", burst, changes), tmp_path / "stopped")
+    assert _delivered(result) == 45  # nothing lost
+    by_session = sessions(folder_rows(tmp_path / "stopped", "CMHYBD01", "Hub", "SmtpSend"))
+    cut = [ss for ss in by_session.values() if ss[-1][6] == "-" and ss[-1][8] == "Remote" and
+           any(r[7].startswith("MAIL FROM") for r in ss)]
+    assert cut  # the held connections ended when the Edge's service stopped
+    stopped_at = max(_iso(ss[-1][0]) for ss in cut)
+    later = sorted(_iso(ss[0][0]) for ss in by_session.values() if _iso(ss[0][0]) > stopped_at)
+    assert later and (later[0] - stopped_at).total_seconds() >= 60  # QueueGlitchRetryInterval, not at once
+
+
+def _iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

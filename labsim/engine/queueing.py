@@ -242,6 +242,11 @@ class QueueingParty:
                 self._arm_timers(qm.item)
             return  # resumed by `kick()` when the service starts again
         now = self.lab.clock.now()
+        if q.status == "Retry" and q.next_retry_time is not None and q.next_retry_time > now:
+            # a drain asked for while connections were still open (a kick, a new message), but one
+            # of them failed meanwhile: the queue waits for its retry
+            self.schedule_drain(q, q.next_retry_time)
+            return
         backlog = self._eligible(q, now)
         conns = self._connections(q)
         if not backlog:
@@ -401,6 +406,9 @@ class QueueingParty:
         conns = self._connections(q)
         if q.status == "Active" and not conns:
             q.status = "Ready"
+        if q.status == "Retry":  # a connection failed meanwhile: the queue waits for its retry
+            self.snapshot(q)
+            return
         eligible = self._eligible(q, now)
         spare = sum(self.messages_per_connection(q) - c.conn.carried for c in conns)
         if eligible and len(eligible) > spare:
@@ -596,7 +604,8 @@ class QueueingParty:
     def retry_now(self, q: Queue) -> None:
         """Retry-Queue: an immediate connection attempt for a queue in Retry (else no effect)."""
         if q.status == "Retry" and not q.suspended:
-            self.schedule_drain(q, self.lab.clock.now())
+            q.next_retry_time = self.lab.clock.now()  # the retry timer resets: the retry is due now
+            self.schedule_drain(q, q.next_retry_time)
 
     def resubmit(self, q: Queue, *, reason: str = "admin") -> int:
         """Retry-Queue -Resubmit / a routing change: back to the categorizer with today's topology.

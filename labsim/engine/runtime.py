@@ -272,6 +272,7 @@ class LabRuntime:
             self.listen_table = [row for row in self.listen_table if "SMTP" not in row[4]]
             await self._bind_smtp()
             self._listeners = self._listener_signature()
+            await self._end_sessions_of_stopped_services()
         for party in [*self.servers.values(), self.exo]:
             party.config_changed()  # routing-table update: Unreachable resubmits; restarted queues drain
 
@@ -309,6 +310,15 @@ class LabRuntime:
     def _release(self) -> None:
         self._open -= 1
         self._check_idle()
+
+    async def _end_sessions_of_stopped_services(self) -> None:
+        """A stopped transport service ends its open sessions (`421 4.3.2`), also those a client
+        holds open between two messages."""
+        for session in sorted(self.sessions, key=lambda s: (str(s.context.get("client_host")),
+                                                            int(s.context.get("client_session") or 0))):
+            owner, listener = getattr(session.policy, "server", None), getattr(session.policy, "listener", None)
+            if owner is not None and listener is not None and not owner.service_running(listener.service):
+                await session.shutdown()
 
     def hold_open(self, delta: int, client: tuple[str, int] | None = None) -> None:
         """A lab client keeps (+1) or takes up again (-1) a connection between two messages: the
