@@ -49,6 +49,15 @@ class VirtualClock:
         if not self.live and when > self._now:
             self._now = when
 
+    def rewind(self, when: datetime) -> None:
+        """Put the clock at a session's own cursor, even if other work has moved it further.
+
+        Sessions that run side by side in virtual time (a queue's parallel connections, a
+        connection that waited while other actions ran) each go on from their own cursor.
+        """
+        if not self.live:
+            self._now = when.astimezone(UTC)
+
 
 def iso_ms(when: datetime) -> str:
     """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals."""

@@ -9,8 +9,8 @@ routing, and sending through send connectors.
 from __future__ import annotations
 
 import ssl
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from ..ids import Counter, SessionIds
 from ..logs import protocol_text as T
@@ -38,7 +38,7 @@ from ..rules.tls_policy import (
     send_connector_plan,
     send_failure_event,
 )
-from ..smtp.client import ClientTls, OutboundMessage, SendSpec, Target, deliver
+from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Target
 from ..smtp.policy import ListenerSpec
 from ..topology.model import (
     ExchangeServer,
@@ -54,6 +54,7 @@ from .queueing import (
     INBOUND_PROXY,
     INTRA_ORG,
     MAILBOX_DELIVERY_CONNECTOR,
+    UNLIMITED_CONNECTIONS,
     Failure,
     QueueingParty,
     policy_from_transport,
@@ -84,6 +85,8 @@ class ExchangeServerRuntime(QueueingParty):
         self._logs: dict[tuple[str, str], ProtocolLog] = {}
         self._server_ctx: dict[int, ssl.SSLContext] = {}
         self._reported_12014: set[str] = set()
+        self._proxies: dict[int, Connection] = {}  # Front End: an inbound session's proxy to a Hub
+        self._submission: tuple[Connection, datetime, Any] | None = None  # an open submission connection
 
     # --- configuration views --------------------------------------------------------------
     @property
@@ -127,6 +130,25 @@ class ExchangeServerRuntime(QueueingParty):
 
     def retry_policy(self) -> RetryPolicy:
         return policy_from_transport(self.transport_cfg)
+
+    def messages_per_connection(self, q: Queue) -> int:
+        """The send connector's SmtpMaxMessagesPerConnection; the transport service's
+        IntraOrgConnectorSmtpMaxMessagesPerConnection for the implicit intra-organization connector."""
+        route = q.route
+        sc = getattr(route, "connector", None)
+        if sc is not None and getattr(route, "delivery_type", "") not in ("SmtpDeliveryToMailbox",
+                                                                          "SmtpRelayWithinAdSiteToEdge",
+                                                                          "SmtpRelayToConnectorSourceServers"):
+            return int(sc.smtp_max_messages_per_connection)
+        return self.transport_cfg.intra_org_connector_smtp_max_messages_per_connection
+
+    def max_connections_per_queue(self, q: Queue) -> int:
+        limit = self.transport_cfg.max_per_domain_outbound_connections
+        return UNLIMITED_CONNECTIONS if limit is None else limit
+
+    def max_outbound_connections(self) -> int:
+        limit = self.transport_cfg.max_outbound_connections
+        return UNLIMITED_CONNECTIONS if limit is None else limit
 
     # --- logs -----------------------------------------------------------------------------
     def protocol_log(self, service: str, kind: str) -> ProtocolLog:
@@ -307,43 +329,25 @@ class ExchangeServerRuntime(QueueingParty):
         return item
 
     async def frontend_proxy(self, session: "ServerSession", envelope: "Envelope") -> str:
-        """The Front End's stateless proxy to a Transport service in the site (PRX errors on failure)."""
-        state: ReceiveState = session.state
+        """The Front End's proxy to a Transport service in the site (PRX errors on failure).
+
+        One proxy session per inbound session: it is set up for the inbound session's first
+        message and carries each following message of that session in turn, until the client
+        says QUIT (`end_proxy`); see docs/queues-tracking-ndr.md, "Connections".
+        """
         session.log.info("", T.proxy_destinations_context(self.ids.guid()))
-        org = self.lab.model.organization
-        # every Mailbox server of the site is a destination: the FE learns that one is down by
-        # trying it (a stopped Transport service refuses: PRX3), not from its configuration
-        hubs = [s for s in org.servers if s.role == "Mailbox"]
-        hubs.sort(key=lambda s: (s.name != self.name, s.name))
-        if not hubs:
-            return R.PROXY_TEMPORARY.format(n=1)
-        frontend = self.model.frontend
-        assert frontend is not None
-        servers = transport_dns_servers(frontend, self.model.adapter_dns_servers)
-        targets: list[Target] = []
-        try:
-            for hub in hubs:
-                for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn,
-                                                   service="MSExchangeFrontEndTransport"):
-                    targets.append(Target(ip, 2525, hub.fqdn))
-        except DnsError as exc:
-            self.lab.clock.advance(exc.elapsed_virtual)
-            session.touch()
-            return R.PROXY_TEMPORARY.format(n=2)
-        spec = SendSpec(
-            src=self.host, connector_id=INBOUND_PROXY, log=self.protocol_log("FrontEnd", "send"),
-            log_enabled=frontend.intra_org_connector_protocol_logging_level == "Verbose",
-            session_ids=self.session_ids["FrontEnd"], ehlo_name=self.model.fqdn, destination_domain="internalproxy",
-            targets=targets, tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
-            context={"proxied": {"ip": state.remote_ip, "helo": state.helo or state.remote_ip,
-                                 "tls": session.extra.tls,
-                                 "auth": {"exchange_server": state.authenticated_as_server,
-                                          "capabilities": sorted(state.capabilities)}}},
-        )
+        proxy = self._take_proxy(session)
+        if proxy is None:
+            proxy, error = await self._new_proxy(session)
+            if proxy is None:
+                return error
         msg = OutboundMessage(key=None, mail_from=envelope.mail_from, recipients=list(envelope.recipients),
                               data=envelope.data)
-        res = (await deliver(self.lab, spec, [msg]))[0]
+        res = await proxy.send(msg)
         session.touch()
+        if proxy.is_open:
+            self._proxies[id(session)] = proxy
+            self.lab.hold_open(1, proxy.client)  # it waits with the inbound session for the next message
         if res.delivered and not res.rejected and not res.deferred:
             return res.reply
         if res.rejected:
@@ -356,6 +360,60 @@ class ExchangeServerRuntime(QueueingParty):
         if f is not None and f.kind in ("connect_timeout", "connect_refused"):
             return R.PROXY_TEMPORARY.format(n=3)
         return R.PROXY_TEMPORARY.format(n=5)
+
+    def _take_proxy(self, session: "ServerSession") -> Connection | None:
+        proxy = self._proxies.pop(id(session), None)
+        if proxy is not None:
+            self.lab.hold_open(-1, proxy.client)
+        return proxy
+
+    async def _new_proxy(self, session: "ServerSession") -> tuple[Connection | None, str]:
+        """A proxy connection to the site's Transport services, or the PRX reply why there is none."""
+        state: ReceiveState = session.state
+        org = self.lab.model.organization
+        # every Mailbox server of the site is a destination: the FE learns that one is down by
+        # trying it (a stopped Transport service refuses: PRX3), not from its configuration
+        hubs = [s for s in org.servers if s.role == "Mailbox"]
+        hubs.sort(key=lambda s: (s.name != self.name, s.name))
+        if not hubs:
+            return None, R.PROXY_TEMPORARY.format(n=1)
+        frontend = self.model.frontend
+        assert frontend is not None
+        servers = transport_dns_servers(frontend, self.model.adapter_dns_servers)
+        targets: list[Target] = []
+        try:
+            for hub in hubs:
+                for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn,
+                                                   service="MSExchangeFrontEndTransport"):
+                    targets.append(Target(ip, 2525, hub.fqdn))
+        except DnsError as exc:
+            self.lab.clock.advance(exc.elapsed_virtual)
+            session.touch()
+            return None, R.PROXY_TEMPORARY.format(n=2)
+        spec = SendSpec(
+            src=self.host, connector_id=INBOUND_PROXY, log=self.protocol_log("FrontEnd", "send"),
+            log_enabled=frontend.intra_org_connector_protocol_logging_level == "Verbose",
+            session_ids=self.session_ids["FrontEnd"], ehlo_name=self.model.fqdn, destination_domain="internalproxy",
+            targets=targets, tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
+            context={"proxied": {"ip": state.remote_ip, "helo": state.helo or state.remote_ip,
+                                 "tls": session.extra.tls,
+                                 "auth": {"exchange_server": state.authenticated_as_server,
+                                          "capabilities": sorted(state.capabilities)}}},
+        )
+        return Connection(self.lab, spec), ""
+
+    async def end_proxy(self, session: "ServerSession") -> None:
+        """The inbound session said QUIT: its proxy session to the Transport service ends too."""
+        proxy = self._take_proxy(session)
+        if proxy is not None:
+            await proxy.close()
+            session.touch()
+
+    def drop_proxy(self, session: "ServerSession") -> None:
+        """The inbound session ended without QUIT: its proxy connection is closed at once."""
+        proxy = self._take_proxy(session)
+        if proxy is not None:
+            proxy.abort()
 
     # --- categorising and sending -------------------------------------------------------------
     def submit(self, item: MailItem, recipients: list[str] | None = None) -> None:
@@ -444,30 +502,28 @@ class ExchangeServerRuntime(QueueingParty):
 
     # --- mail from a mailbox on this server ----------------------------------------------------
     async def submit_from_mailbox(self, mail_from: str, recipients: list[str], data: bytes) -> None:
-        """Mailbox Transport Submission hands the message to a Transport service over SMTP (2525)."""
+        """Mailbox Transport Submission hands the message to a Transport service over SMTP (2525).
+
+        A submission connection that is still open (it has just carried the previous message and
+        its QUIT is not due yet) takes the next message, up to the intra-organization
+        SmtpMaxMessagesPerConnection [INFERRED: the same limit as the intra-organization connector].
+        """
         from . import service_ops
         if not service_ops.submission_available(self):  # MSExchangeSubmission stopped: stays in the Outbox
             service_ops.hold_in_outbox(self, mail_from, recipients, data, header_value(data, "Message-ID"),
                                        "MSExchangeSubmission is not running")
             return
-        org = self.lab.model.organization
-        hubs = sorted((s for s in org.servers if s.role == "Mailbox"), key=lambda s: (s.name != self.name, s.name))
-        targets = []
-        servers = self.model.adapter_dns_servers
-        for hub in hubs:
-            try:
-                for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn, service="MSExchangeSubmission"):
-                    targets.append(Target(ip, 2525, hub.fqdn))
-            except DnsError as exc:
-                self.lab.clock.advance(exc.elapsed_virtual)
-        spec = SendSpec(src=self.host, connector_id="Mailbox Transport Submission",
-                        log=self.protocol_log("MailboxSubmission", "send"), log_enabled=False,
-                        session_ids=self.session_ids["MailboxSubmission"], ehlo_name=self.model.fqdn,
-                        destination_domain="mailboxtransportsubmissioninternalproxy", targets=targets,
-                        tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()))
+        conn = self._take_submission()
+        if conn is not None and conn.carried >= self.transport_cfg.intra_org_connector_smtp_max_messages_per_connection:
+            await conn.close()
+            conn = None
+        if conn is None:
+            conn = Connection(self.lab, await self._submission_spec())
         sub = self.tracker.mailbox_submission(mail_from, recipients, data, header_value(data, "Message-ID"),
                                               header_value(data, "Subject"))
-        res = (await deliver(self.lab, spec, [OutboundMessage(None, mail_from, recipients, data)]))[0]
+        res = await conn.send(OutboundMessage(None, mail_from, recipients, data))
+        if conn.is_open:
+            self._park_submission(conn)
         if res.delivered:
             self.tracker.submitted(sub, res.remote_host, res.remote_ip)
         elif not res.rejected:
@@ -482,4 +538,49 @@ class ExchangeServerRuntime(QueueingParty):
             self.tracker.submit_failed(sub, reason)
             self.lab.ledger.submit_failed(data, recipients, reason, self.name)
 
+    async def _submission_spec(self) -> SendSpec:
+        org = self.lab.model.organization
+        hubs = sorted((s for s in org.servers if s.role == "Mailbox"), key=lambda s: (s.name != self.name, s.name))
+        targets = []
+        servers = self.model.adapter_dns_servers
+        for hub in hubs:
+            try:
+                for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn, service="MSExchangeSubmission"):
+                    targets.append(Target(ip, 2525, hub.fqdn))
+            except DnsError as exc:
+                self.lab.clock.advance(exc.elapsed_virtual)
+        return SendSpec(src=self.host, connector_id="Mailbox Transport Submission",
+                        log=self.protocol_log("MailboxSubmission", "send"), log_enabled=False,
+                        session_ids=self.session_ids["MailboxSubmission"], ehlo_name=self.model.fqdn,
+                        destination_domain="mailboxtransportsubmissioninternalproxy", targets=targets,
+                        tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()))
 
+    def _park_submission(self, conn: Connection) -> None:
+        """The submission connection waits for the next message; it QUITs at its cursor if none came."""
+        cursor = self.lab.clock.now()
+        self.lab.hold_open(1, conn.client)
+        entry = self.lab.scheduler.call_at(cursor, f"{self.name} submission connection", self._end_submission)
+        self._submission = (conn, cursor, entry)
+
+    def _take_submission(self) -> Connection | None:
+        parked, self._submission = self._submission, None
+        if parked is None:
+            return None
+        conn, _, entry = parked
+        self.lab.scheduler.cancel(entry)
+        self.lab.hold_open(-1, conn.client)
+        return conn
+
+    async def _end_submission(self) -> None:
+        parked = self._submission
+        if parked is None:
+            return
+        cursor = parked[1]
+        conn = self._take_submission()
+        assert conn is not None
+        before = self.lab.clock.now()
+        self.lab.clock.rewind(cursor)
+        try:
+            await conn.close()
+        finally:
+            self.lab.clock.set(before)

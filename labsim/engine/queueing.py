@@ -34,7 +34,7 @@ from ..net.resolver import DnsError
 from ..rules import replies as R
 from ..rules.outbound import AttemptFailure, onprem_last_error
 from ..rules.retry import RetryPolicy, connection_retry_delay, delay_dsn_at, expires_at
-from ..smtp.client import MessageResult, OutboundMessage, SendSpec, deliver
+from ..smtp.client import Connection, MessageResult, OutboundMessage, SendSpec
 from ..topology.model import ReceiveConnector
 from ..transport import headers as H
 from ..transport.message import MailItem
@@ -45,7 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runtime import LabRuntime
 
 
-BATCH = 20  # SmtpMaxMessagesPerConnection
+BATCH = 20  # SmtpMaxMessagesPerConnection's default (Set-SendConnector)
+PER_DOMAIN_CONNECTIONS = 20  # MaxPerDomainOutboundConnections' default (Set-TransportService)
+OUTBOUND_CONNECTIONS = 1000  # MaxOutboundConnections' default (Set-TransportService)
+UNLIMITED_CONNECTIONS = 2**31 - 1  # a connection limit set to "unlimited"
 EXPIRED = "550 4.4.7 QUEUE.Expired; message expired"
 # AckReason.UnreachableMessageExpired / MessageDeletedByAdmin (decompiled Microsoft.Exchange.Transport,
 # see docs/queues-tracking-ndr.md §NDR texts).
@@ -87,6 +90,32 @@ def queued_reply(message_id: str, internal_id: int, hostname: str, size: int, se
                            secs=f"{secs:.3f}", rate=f"{size / 1024 / secs:.3f}")
 
 
+def connections_wanted(backlog: int, carried: list[int], per_connection: int, per_queue: int,
+                       server_room: int) -> int:
+    """How many new connections a queue opens for `backlog` eligible messages.
+
+    `carried`: what each open connection has carried so far. The open connections take up to
+    `per_connection` messages each; what they cannot carry gets new connections of
+    `per_connection` messages, up to `per_queue` connections for the queue and `server_room` more
+    for the server. A queue without a connection always gets one (if the server has room).
+    """
+    spare = sum(max(per_connection - n, 0) for n in carried)
+    if carried and backlog <= spare:
+        return 0
+    need = -(-(backlog - spare) // per_connection) if carried else -(-backlog // per_connection)
+    return max(0, min(need, per_queue - len(carried), server_room))
+
+
+@dataclass
+class _Outbound:
+    """One open connection of a queue and the virtual time at which it is free for its next message."""
+
+    conn: Connection
+    spec: SendSpec
+    cursor: datetime
+    entry: Any = None
+
+
 @dataclass
 class Failure:
     """Why some recipients of a message failed, for the FAIL row, the ledger and the NDR."""
@@ -123,6 +152,17 @@ class QueueingParty:
 
     def expiry(self) -> timedelta:
         return timedelta(days=2)
+
+    def messages_per_connection(self, q: Queue) -> int:
+        """SmtpMaxMessagesPerConnection of what sends `q`'s messages [INFERRED default elsewhere]."""
+        return BATCH
+
+    def max_connections_per_queue(self, q: Queue) -> int:
+        """MaxPerDomainOutboundConnections [INFERRED: Exchange's default for parties without it]."""
+        return PER_DOMAIN_CONNECTIONS
+
+    def max_outbound_connections(self) -> int:
+        return OUTBOUND_CONNECTIONS
 
     def queues_running(self) -> bool:
         """False while the transport service is stopped: queues keep their mail, nothing moves."""
@@ -190,6 +230,14 @@ class QueueingParty:
                 and (qm.next_retry_time is None or qm.next_retry_time <= now)]
 
     async def drain(self, q: Queue) -> None:
+        """Open the connections this queue needs now; each then carries messages until it is done.
+
+        A connection carries up to SmtpMaxMessagesPerConnection messages, taking the next one as
+        soon as the previous one is done, including messages that entered the queue meanwhile; a
+        queue holding more than its open connections will carry gets more connections, up to
+        MaxPerDomainOutboundConnections (and MaxOutboundConnections for the whole server). See
+        docs/queues-tracking-ndr.md, "Connections".
+        """
         if q.suspended or q.delivery_type == "Unreachable" or q.name in ("Poison", "Submission"):
             return
         if not self.queues_running():
@@ -197,25 +245,112 @@ class QueueingParty:
                 self._arm_timers(qm.item)
             return  # resumed by `kick()` when the service starts again
         now = self.lab.clock.now()
-        batch = self._eligible(q, now)[:BATCH]
-        if not batch:
-            self._settle_idle(q)
+        if q.status == "Retry" and q.next_retry_time is not None and q.next_retry_time > now:
+            # a drain asked for while connections were still open (a kick, a new message), but one
+            # of them failed meanwhile: the queue waits for its retry
+            self.schedule_drain(q, q.next_retry_time)
             return
+        backlog = self._eligible(q, now)
+        conns = self._connections(q)
+        if not backlog:
+            if not conns:
+                self._settle_idle(q)
+            return
+        wanted = connections_wanted(len(backlog), [c.conn.carried for c in conns],
+                                    self.messages_per_connection(q), self.max_connections_per_queue(q),
+                                    self.max_outbound_connections() - self._open_connection_count())
+        ends = []
+        for _ in range(wanted):
+            self.lab.clock.rewind(now)  # parallel connections each start at the drain's time
+            opened = await self._open_connection(q)
+            ends.append(self.lab.clock.now())
+            if not opened:
+                break
+        for end in ends:
+            self.lab.clock.set(end)
+
+    def _connections(self, q: Queue) -> list["_Outbound"]:
+        conns = q.__dict__.get("_connections")
+        if conns is None:
+            conns = q.__dict__["_connections"] = []
+        return conns
+
+    def _open_connection_count(self) -> int:
+        return sum(len(self._connections(q)) for q in self.queues.all())
+
+    def _next_message(self, q: Queue, at: datetime) -> QueuedMessage | None:
+        """The next message a connection takes: the first eligible one that had arrived by `at`."""
+        return next((qm for qm in self._eligible(q, at) if (qm.queued_at or at) <= at), None)
+
+    async def _open_connection(self, q: Queue) -> bool:
+        """A new connection of `q` with its first message; False when it could not be set up."""
+        qm = self._next_message(q, self.lab.clock.now())
+        if qm is None:
+            return False
         q.status = "Active"
-        for qm in batch:
-            qm.status = "Active"
+        qm.status = "Active"
         try:
-            spec, failure = await self.send_spec(q, batch)
+            spec, failure = await self.send_spec(q, [qm])
         except DnsError as exc:
             self.lab.clock.advance(exc.elapsed_virtual)
             spec, failure = None, self.dns_failure(q, exc)
         if spec is None:
-            self._connection_failed(q, batch, failure)
+            self._connection_failed(q, [qm], failure)
+            return False
+        out = _Outbound(Connection(self.lab, spec), spec, self.lab.clock.now())
+        self._connections(q).append(out)
+        return await self._carry(q, out, qm)
+
+    async def _carry(self, q: Queue, out: "_Outbound", qm: QueuedMessage) -> bool:
+        """Send `qm` over `out`; then the connection waits for its next message (`_resume`)."""
+        qm.status = "Active"
+        msg = OutboundMessage(key=qm, mail_from=qm.item.mail_from, recipients=qm.recipients,
+                              data=self.outgoing_data(qm.item, q))
+        res = await out.conn.send(msg)
+        self._after_session(q, [qm], [res], out.spec)
+        if not out.conn.is_open:  # no target could be reached: the queue went to Retry
+            self._drop(q, out)
+            return False
+        out.cursor = self.lab.clock.now()
+        self.lab.hold_open(1, out.conn.client)
+        out.entry = self.lab.scheduler.call_at(out.cursor, f"{q.identity} connection",
+                                               lambda: self._resume(q, out))
+        return True
+
+    async def _resume(self, q: Queue, out: "_Outbound") -> None:
+        """The connection is free again: take the next message, or QUIT when there is none."""
+        self.lab.hold_open(-1, out.conn.client)
+        before = self.lab.clock.now()
+        self.lab.clock.rewind(out.cursor)
+        try:
+            done = (q.suspended or not self.queues_running() or q.status == "Retry"
+                    or out not in self._connections(q)
+                    or out.conn.carried >= self.messages_per_connection(q))
+            qm = None if done else self._next_message(q, out.cursor)
+            if qm is None:
+                self._drop(q, out)
+                await out.conn.close()
+                self._settle_idle(q)
+                self._wake_waiting_queues()
+            else:
+                await self._carry(q, out, qm)
+        finally:
+            self.lab.clock.set(before)
+
+    def _wake_waiting_queues(self) -> None:
+        """A connection closed: queues that found no room under MaxOutboundConnections try again."""
+        if self._open_connection_count() + 1 < self.max_outbound_connections():
             return
-        messages = [OutboundMessage(key=qm, mail_from=qm.item.mail_from, recipients=qm.recipients,
-                                    data=self.outgoing_data(qm.item, q)) for qm in batch]
-        results = await deliver(self.lab, spec, messages)
-        self._after_session(q, batch, results, spec)
+        now = self.lab.clock.now()
+        for other in self.queues.all():
+            if (not other.suspended and other.status != "Retry" and not self._connections(other)
+                    and other.delivery_type != "Unreachable" and self._eligible(other, now)):
+                self.schedule_drain(other, now)
+
+    def _drop(self, q: Queue, out: "_Outbound") -> None:
+        conns = self._connections(q)
+        if out in conns:
+            conns.remove(out)
 
     def _after_session(self, q: Queue, batch: list[QueuedMessage], results: list[MessageResult],
                        spec: SendSpec) -> None:
@@ -260,22 +395,29 @@ class QueueingParty:
             self._connection_failed(q, unconnected, failure)
             return
         q.connection_failures = 0
-        q.status = "Ready"
+        q.status = "Active" if self._connections(q) else "Ready"
         q.last_error = ""
         q.next_retry_time = None
         self._settle_idle(q)
 
     def _settle_idle(self, q: Queue) -> None:
-        """After a successful session: go on with what is eligible, or wake for the next message retry."""
+        """After a message or a connection: more connections if the backlog needs them, or wake
+        for the next message retry."""
         now = self.lab.clock.now()
         for qm in q.messages:
             if qm.status == "Active":
                 qm.status = "Ready"
-        if q.status == "Active":
+        conns = self._connections(q)
+        if q.status == "Active" and not conns:
             q.status = "Ready"
-        if self._eligible(q, now):
+        if q.status == "Retry":  # a connection failed meanwhile: the queue waits for its retry
+            self.snapshot(q)
+            return
+        eligible = self._eligible(q, now)
+        spare = sum(self.messages_per_connection(q) - c.conn.carried for c in conns)
+        if eligible and len(eligible) > spare:
             self.schedule_drain(q, now)
-        else:
+        elif not eligible:
             waits = [qm.next_retry_time for qm in q.messages if qm.next_retry_time is not None and not qm.suspended]
             if waits:
                 self.schedule_drain(q, min(waits))
@@ -468,7 +610,8 @@ class QueueingParty:
     def retry_now(self, q: Queue) -> None:
         """Retry-Queue: an immediate connection attempt for a queue in Retry (else no effect)."""
         if q.status == "Retry" and not q.suspended:
-            self.schedule_drain(q, self.lab.clock.now())
+            q.next_retry_time = self.lab.clock.now()  # the retry timer resets: the retry is due now
+            self.schedule_drain(q, q.next_retry_time)
 
     def resubmit(self, q: Queue, *, reason: str = "admin") -> int:
         """Retry-Queue -Resubmit / a routing change: back to the categorizer with today's topology.

@@ -142,6 +142,7 @@ class LabRuntime:
                                if c is not None}
         self._tcp: list[asyncio.AbstractServer] = []
         self._open = 0  # in-lab server sessions still open (what settle() waits for)
+        self._held = 0  # of those, sessions whose client holds the connection open for its next message
         self._idle = asyncio.Event()
         self._idle.set()
         self.connections = ConnectionTable()  # open sessions per receive connector (connection limits)
@@ -288,6 +289,7 @@ class LabRuntime:
             self.listen_table = [row for row in self.listen_table if "SMTP" not in row[4]]
             await self._bind_smtp()
             self._listeners = self._listener_signature()
+            await self._end_sessions_of_stopped_services()
         for party in [*self.servers.values(), self.exo]:
             party.config_changed()  # routing-table update: Unreachable resubmits; restarted queues drain
 
@@ -297,7 +299,7 @@ class LabRuntime:
         stranger (swaks, a test, an idle telnet in `up`) never holds back the lab's actions."""
         in_lab = True  # until the claim says otherwise: a lab client's session counts from accept
         self._open += 1
-        self._idle.clear()
+        self._check_idle()
         session: ServerSession | None = None
         try:
             peer = writer.get_extra_info("peername")[:2]
@@ -327,8 +329,33 @@ class LabRuntime:
 
     def _release(self) -> None:
         self._open -= 1
-        if self._open == 0:
+        self._check_idle()
+
+    async def _end_sessions_of_stopped_services(self) -> None:
+        """A stopped transport service ends its open sessions (`421 4.3.2`), also those a client
+        holds open between two messages."""
+        for session in sorted(self.sessions, key=lambda s: (str(s.context.get("client_host")),
+                                                            int(s.context.get("client_session") or 0))):
+            owner, listener = getattr(session.policy, "server", None), getattr(session.policy, "listener", None)
+            if owner is not None and listener is not None and not owner.service_running(listener.service):
+                await session.shutdown()
+
+    def hold_open(self, delta: int, client: tuple[str, int] | None = None) -> None:
+        """A lab client keeps (+1) or takes up again (-1) a connection between two messages: the
+        server session waiting for its next command does not hold back settle(), and its silence
+        meanwhile is no inactivity timeout. `client`: the (host, session id) the client announced."""
+        self._held += delta
+        if client is not None:
+            for session in self.sessions:
+                if (session.context.get("client_host"), session.context.get("client_session")) == client:
+                    session.held = delta > 0
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._open <= self._held:
             self._idle.set()
+        else:
+            self._idle.clear()
 
     async def close_sessions(self) -> None:
         """Stop accepting and answer every open server session `421 4.3.2` (the service stops)."""
@@ -350,6 +377,10 @@ class LabRuntime:
             return
         try:
             await asyncio.wait_for(self._idle.wait(), SETTLE_TIMEOUT)
+            for _ in range(1000):  # a server session whose client holds it open finishes its reply
+                if not any(getattr(s, "_counting", False) for s in self.sessions):
+                    break
+                await asyncio.sleep(0)
         except asyncio.TimeoutError:
             # A peer that never finishes its session must not stall the run; its rows keep the
             # virtual times they were written with.

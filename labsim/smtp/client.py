@@ -346,38 +346,108 @@ class ClientSession:
         self.log.disconnect(reason)
 
 
-async def deliver(lab: Any, spec: SendSpec, messages: list[OutboundMessage]) -> list[MessageResult]:
-    """Deliver `messages` over one session, failing over along `spec.targets`.
+class Connection:
+    """One sending session that carries messages one after another, failing over along `spec.targets`.
 
-    With opportunistic TLS, when every host failed the TLS handshake, the hosts are tried again
+    Exchange sends the next message of a connection with a new MAIL FROM right after the 250 of the
+    previous DATA (no RSET; KB 202765 shows the same sequence for the Internet Mail Service); the
+    caller decides how many (SmtpMaxMessagesPerConnection) and when the connection ends (`close`).
+    A connection that fails while sending goes on to the next target for the messages still to go;
+    with opportunistic TLS, when every host failed the TLS handshake, the hosts are tried again
     without STARTTLS (rules.tls_policy.fallback_after; transport-behavior.md §2.3).
     """
-    results = [MessageResult(key=m.key) for m in messages]
-    last: AttemptFailure | None = None
-    passes: list[ClientTls] = [spec.tls]
-    while passes:
-        tls = passes.pop(0)
-        for i, target in enumerate(spec.targets):
-            session = ClientSession(lab, spec, target, tls)
+
+    def __init__(self, lab: Any, spec: SendSpec) -> None:
+        self.lab = lab
+        self.spec = spec
+        self.session: ClientSession | None = None
+        self.last: AttemptFailure | None = None  # why the latest attempt failed
+        self.carried = 0  # messages sent over this connection (delivered, deferred or rejected)
+        self._passes: list[ClientTls] = [spec.tls]
+        self._tls: ClientTls | None = None
+        self._next_target = 0
+        self._exhausted = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.session is not None
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """(host, session id) as announced to the server (for the lab's bookkeeping)."""
+        return (self.spec.src.name, self.session.sid) if self.session is not None else None
+
+    async def open(self) -> bool:
+        """Connect to the first target that completes EHLO and the TLS step; False if none does."""
+        while self.session is None and not self._exhausted:
+            if self._tls is None or self._next_target >= len(self.spec.targets):
+                if self._tls is self.spec.tls and self.last is not None and fallback_after(self._tls.plan(),
+                                                                                             self.last.kind):
+                    self._passes.append(replace(self._tls, attempt=False, fallback=False))
+                if not self._passes:
+                    self._exhausted = True
+                    break
+                self._tls, self._next_target = self._passes.pop(0), 0
+                continue
+            i, target = self._next_target, self.spec.targets[self._next_target]
+            self._next_target += 1
+            session = ClientSession(self.lab, self.spec, target, self._tls)
             try:
                 await session.connect()
-                if tls is not spec.tls and i == 0:
+                if self._tls is not self.spec.tls and i == 0:
                     session.log.info("", STARTTLS_FALLBACK)
-                done = await _attempt(session, messages, results, target)
+                await _ready(session)
             except _Abort as abort:
-                last = abort.failure
-                await _abandon(session, last)
-                if spec.on_tls_failure_event and last.kind in ("tls_no_credentials", "tls_required",
-                                                               "cert_validation"):
-                    spec.on_tls_failure_event(last)
+                await self._failed(session, abort.failure)
                 continue
-            if done:
-                return results
-        if tls is spec.tls and last is not None and fallback_after(tls.plan(), last.kind):
-            passes.append(replace(tls, attempt=False, fallback=False))
-    for res in results:
-        if not res.delivered and not res.rejected:
-            res.failure = last
+            self.session = session
+        return self.session is not None
+
+    async def _failed(self, session: ClientSession, failure: AttemptFailure) -> None:
+        self.last = failure
+        await _abandon(session, failure)
+        if self.spec.on_tls_failure_event and failure.kind in ("tls_no_credentials", "tls_required",
+                                                               "cert_validation"):
+            self.spec.on_tls_failure_event(failure)
+
+    async def send(self, msg: OutboundMessage) -> MessageResult:
+        """Send one message (opening the connection, or failing over, as needed)."""
+        while True:
+            res = MessageResult(key=msg.key)
+            if not await self.open():
+                res.failure = self.last
+                return res
+            session = self.session
+            assert session is not None
+            res.remote_ip, res.remote_host, res.session_id = session.target.ip, session.target.name, session.sid
+            res.tls = dict(session.tls_info)
+            try:
+                await session.send(msg, res)
+            except _Abort as abort:
+                self.session = None
+                await self._failed(session, abort.failure)
+                continue
+            self.carried += 1
+            return res
+
+    def abort(self) -> None:
+        """Close without QUIT (the session this connection served is gone)."""
+        session, self.session = self.session, None
+        if session is not None:
+            session._close("Local")
+
+    async def close(self) -> None:
+        """QUIT and close (the queue has nothing more for this connection, or it carried enough)."""
+        session, self.session = self.session, None
+        if session is not None:
+            await session.quit()
+
+
+async def deliver(lab: Any, spec: SendSpec, messages: list[OutboundMessage]) -> list[MessageResult]:
+    """Deliver `messages` over one connection (see `Connection`), then QUIT."""
+    conn = Connection(lab, spec)
+    results = [await conn.send(m) for m in messages]
+    await conn.close()
     return results
 
 
@@ -387,9 +457,8 @@ STARTTLS_FALLBACK = "STARTTLS negotiation failed. No more hosts to connect to. R
 TLS_REQUIRED_NOT_OFFERED = "Connector is configured to send mail only over TLS connections and remote doesn't support TLS"
 
 
-async def _attempt(session: ClientSession, messages: list[OutboundMessage], results: list[MessageResult],
-                   target: Target) -> bool:
-    """EHLO, the TLS step the policy decides, then the messages; raises _Abort on failure."""
+async def _ready(session: ClientSession) -> None:
+    """EHLO, then the TLS step the policy decides (and EHLO again); raises _Abort on failure."""
     ehlo = await session.ehlo()
     offered = "STARTTLS" in {ln.split()[0].upper() for ln in ehlo.message.split("\n")[1:] if ln.strip()}
     step = after_ehlo(session.tls.plan(), offered)
@@ -401,12 +470,6 @@ async def _attempt(session: ClientSession, messages: list[OutboundMessage], resu
     if step == Step.STARTTLS:
         await session.starttls()
         await session.ehlo()
-    for msg, res in zip(messages, results):
-        res.remote_ip, res.remote_host, res.session_id = target.ip, target.name, session.sid
-        res.tls = dict(session.tls_info)
-        await session.send(msg, res)
-    await session.quit()
-    return True
 
 
 async def _abandon(session: ClientSession, last: AttemptFailure) -> None:

@@ -62,6 +62,9 @@ class ReceivePolicy:
     def closed(self, session: "ServerSession") -> None:
         """Session bookkeeping is the listener's (engine.runtime); nothing to do by default."""
 
+    async def quit(self, session: "ServerSession") -> None:
+        """The client said QUIT (before the 221): a proxying listener ends its proxy session."""
+
     def banner(self, session: "ServerSession") -> str:
         raise NotImplementedError
 
@@ -188,6 +191,12 @@ class ExchangeReceivePolicy(ReceivePolicy):
         if isinstance(extra, ExchangeSessionExtra) and extra.counted is not None:
             self.server.lab.connections.remove(extra.counted, session.state.remote_ip)
             extra.counted = None
+        if self.listener.service == "FrontEnd":
+            self.server.drop_proxy(session)
+
+    async def quit(self, session: "ServerSession") -> None:
+        if self.listener.service == "FrontEnd":
+            await self.server.end_proxy(session)
 
     def refusal(self, session: "ServerSession") -> str | None:
         return session.extra.refusal

@@ -122,6 +122,7 @@ class ServerSession:
         self.line_bare_lf = False  # the last command line ended in LF without CR
         self._wait_from = now  # when the session began waiting for the client (inactivity)
         self._disconnect_logged = False
+        self.held = False  # run mode: the lab client keeps the connection for its next message
 
     # --- time -------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -178,6 +179,8 @@ class ServerSession:
         try:
             piece = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
         except asyncio.TimeoutError:
+            if self.held and not self.policy.live:  # silence while the client holds the connection is the lab's, not a timeout
+                return await self._fill()
             inactivity = self.policy.timeouts(self)[0] or 0.0
             at = self._wait_from + timedelta(seconds=inactivity)
             raise _TimedOut(self.policy.timeout_reply(self, "inactivity"), at) from None
@@ -505,5 +508,6 @@ class ServerSession:
         await self.policy.auth(self, arg)
 
     async def cmd_QUIT(self, arg: str) -> None:
+        await self.policy.quit(self)
         await self.reply(R.CLOSING)
         self.closed = True

@@ -244,7 +244,8 @@ def _service(lab: Lab, params: dict[str, Any], where: str, frontend: bool) -> st
 
 @cmdlet("Set-TransportService")
 def set_transport_service(lab: Lab, params: dict[str, Any]) -> str:
-    """Set-TransportService -Identity SERVER: DNS servers, retry/expiry intervals, intra-org logging."""
+    """Set-TransportService -Identity SERVER: DNS servers, retry/expiry intervals, intra-org logging,
+    outbound connection limits."""
     return _service(lab, params, "Set-TransportService", frontend=False)
 
 

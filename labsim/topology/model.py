@@ -301,6 +301,8 @@ class SendConnector(LabModel):
     protocol_logging_level: LoggingLevel = LoggingLevel.NONE
     max_message_size: ByteSize = Field(36700160, ge=0, le=INT32_MAX)  # Set-SendConnector: 0..2147483647
     use_external_dns_servers_enabled: bool = False
+    # Set-SendConnector: messages per connection, default 20, 1..2147483647 (docs/queues-tracking-ndr.md)
+    smtp_max_messages_per_connection: int = Field(20, ge=1, le=INT32_MAX)
     enabled: bool = True
 
     @field_validator("tls_certificate_name")
@@ -348,7 +350,24 @@ class TransportServiceConfig(LabModel):
     message_retry_interval: Annotated[str, timespan_field("00:00:01", "1.00:00:00")] = "00:15:00"
     delay_notification_timeout: Annotated[str, timespan_field("00:00:01", "30.00:00:00")] = "04:00:00"
     message_expiration_timeout: Annotated[str, timespan_field("00:00:05", "90.00:00:00")] = "2.00:00:00"
+    # Outbound connections (Set-TransportService; docs/queues-tracking-ndr.md §2.1): per next-hop
+    # queue and for the whole service (None = unlimited), messages per intra-organization connection.
+    max_per_domain_outbound_connections: int | None = Field(20, ge=1, le=INT32_MAX)
+    max_outbound_connections: int | None = Field(1000, ge=1, le=INT32_MAX)
+    intra_org_connector_smtp_max_messages_per_connection: int = Field(20, ge=1, le=INT32_MAX)
     running: bool = True
+
+    @field_validator("max_per_domain_outbound_connections", "max_outbound_connections", mode="before")
+    @classmethod
+    def _unlimited(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == "unlimited" else v
+
+    @model_validator(mode="after")
+    def _connection_limits(self) -> "TransportServiceConfig":
+        per_domain, total = self.max_per_domain_outbound_connections, self.max_outbound_connections
+        if total is not None and (per_domain is None or per_domain > total):
+            raise ValueError("MaxOutboundConnections must be greater than or equal to MaxPerDomainOutboundConnections")
+        return self
 
 
 class StoreEntry(LabModel):
