@@ -126,6 +126,7 @@ class LabRuntime:
         self.events = EventCollector(self.clock)
         self._ids: dict[str, IdSource] = {}
         self._logs: list[ProtocolLog] = []
+        self._log_files: dict[Path, None] = {}  # every log file written, in first-written order
         self._views: dict[int, list[CertView]] = {}
         self._crl_caches: dict[str, CrlCache] = {}
         self._network_ids: dict[tuple[str, str], str] = {}
@@ -317,6 +318,7 @@ class LabRuntime:
             # A peer that never finishes its session must not stall the run; its rows keep the
             # virtual times they were written with.
             self.scheduler.errors.append(f"settle: {self._open} session(s) still open after {SETTLE_TIMEOUT} s")
+        self.tracking.settled()  # write the evidence no later action can precede (engine.evidence)
 
     # --- shared services for the parties ------------------------------------------------------------
     def ids_for(self, owner: str) -> IdSource:
@@ -332,6 +334,9 @@ class LabRuntime:
 
     def register_log(self, log: ProtocolLog) -> None:
         self._logs.append(log)
+
+    def registered_logs(self) -> list[ProtocolLog]:
+        return list(self._logs)
 
     def send_log(self, log: ProtocolLog | None, connector_id: str, sid: int, *, remote: str, clock: Any,
                  enabled: bool) -> Any:
@@ -481,11 +486,16 @@ class LabRuntime:
             raise
 
     # --- output ---------------------------------------------------------------------------------
-    def flush_logs(self) -> list[Path]:
-        written: list[Path] = []
+    def flush_logs(self, before: datetime | None = None) -> list[Path]:
+        """Write the buffered log rows (with `before`: only those printed earlier, see engine.evidence).
+
+        Returns every log file written so far: a run streams its logs, so the final flush is not
+        the only one."""
+        mark = None if before is None else iso_ms(before)
         for log in self._logs:
-            written += log.flush()
-        return written
+            for path in log.flush(mark):
+                self._log_files.setdefault(path)
+        return list(self._log_files)
 
     def collect_pending(self) -> None:
         parties = list(self.servers.values()) + [self.exo] + list(self.internet.values())
