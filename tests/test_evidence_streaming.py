@@ -196,3 +196,44 @@ def test_two_runs_give_byte_identical_trees_with_the_queue_history(tmp_path: Pat
         trees.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert trees[0] == trees[1]
     assert Path(QUEUE_HISTORY_FILE) in trees[0] and trees[0][Path(QUEUE_HISTORY_FILE)]
+
+
+def test_event_logs_are_written_as_events_are_raised_in_wevtutil_order(tmp_path: Path) -> None:
+    """cert-untrusted-root raises events all through the run: they are on disk before it ends,
+    and the files are what rendering every event at the end, oldest first, gives."""
+    from labsim.engine.eventlog import (
+        computer_name,
+        event_log_folder,
+        render_text,
+        render_xml,
+    )
+
+    labs: list[Any] = []
+    on_disk: list[int] = []
+    original = TrackingHub.settled
+
+    def spy(hub: TrackingHub) -> None:
+        original(hub)
+        labs[:] = [hub.lab]
+        on_disk.append(sum(p.stat().st_size for p in hub.lab.out.glob("*/EventLog/Application.txt")))
+
+    TrackingHub.settled = spy  # type: ignore[method-assign]
+    try:
+        result = run_scenario(load_scenario("cert-untrusted-root"), out=tmp_path / "out")
+    finally:
+        TrackingHub.settled = original  # type: ignore[method-assign]
+    assert not result.summary["internal_errors"]
+    assert on_disk[len(on_disk) // 2] > 0, "no event was on disk half-way through the run"
+    rt = labs[0]
+    for name, srv in sorted(rt.servers.items()):
+        events = sorted((e for e in rt.events.events if e.server == name), key=lambda e: e.time)
+        computer = computer_name(name, srv.model.fqdn)
+        folder = event_log_folder(rt.out, name)
+        xml = folder.joinpath("Application.xml").read_bytes().decode("utf-8")
+        text = folder.joinpath("Application.txt").read_bytes().decode("utf-8")
+        assert text == "".join(render_text(e, i, computer, srv.model.utc_offset_minutes) for i, e in enumerate(events))
+        lines = xml.split("\r\n")[:-1]
+        assert len(lines) == len(events)
+        records = [int(line.split("<EventRecordID>")[1].split("<")[0]) for line in lines]
+        assert records == list(range(records[0], records[0] + len(events))) if events else not records
+        assert lines == [render_xml(e, r, computer) for e, r in zip(events, records)]

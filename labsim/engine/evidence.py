@@ -35,13 +35,14 @@ from ..clock import iso_ms
 from ..logs.message_tracking import MessageTrackingLog
 from ..transport.queues import Queue, message_row
 from ..transport.tracking import OnPremTracker
+from .eventlog import EventLogWriter
 from .queue_history import QUEUE_HISTORY_FILE, QueueHistoryWriter
 from .queueing import NullTracker
 from .trace import ExoTrace
 
 if TYPE_CHECKING:  # pragma: no cover
     from .queueing import QueueingParty
-    from .runtime import LabRuntime
+    from .runtime import LabEvent, LabRuntime
 
 QUEUES_FILE = "queues.json"
 # Exchange flushes a log's buffer when it is full or its flush interval has passed; the defaults
@@ -58,6 +59,7 @@ class TrackingHub:
         self._trackers: dict[str, Any] = {}
         self.trace = ExoTrace(lab)
         self.queue_history = QueueHistoryWriter(lab.out / QUEUE_HISTORY_FILE)
+        self.event_logs = EventLogWriter(lab)
         self._flushed_at: datetime | None = None  # the watermark of the last streaming flush
         self._late_reported = 0
 
@@ -90,11 +92,16 @@ class TrackingHub:
         messages = [message_row(q, qm, party.expiration_of(qm.item)) for qm in q.messages]
         self.queue_history.messages(now, party.name, q.identity, messages)
 
+    def event_raised(self, ev: "LabEvent") -> None:
+        self.event_logs.add(ev)
+
     # --- streaming -----------------------------------------------------------------------------------
     def settled(self) -> None:
         """After an action settled (run mode): write the evidence no later action can precede."""
         lab = self.lab
-        if lab.clock.live:
+        if lab.clock.live:  # `up`: the wall clock; the live flusher writes the logs every second
+            self.queue_history.flush()
+            self.event_logs.flush()
             return
         watermark = lab.scheduler.next_time()
         if watermark is None:
@@ -106,10 +113,11 @@ class TrackingHub:
             self._flushed_at = watermark
             lab.flush_logs(before=watermark)
             self.queue_history.flush()
-        late = sum(log.stream.late_rows for log in logs)
+            self.event_logs.flush()
+        late = sum(log.stream.late_rows for log in logs) + self.event_logs.out_of_order
         if late > self._late_reported:
-            lab.scheduler.errors.append(f"evidence: {late - self._late_reported} log row(s) stamped before "
-                                        f"rows already written (the streaming watermark was broken)")
+            lab.scheduler.errors.append(f"evidence: {late - self._late_reported} log row(s) or event(s) stamped "
+                                        f"before ones already written (the streaming watermark was broken)")
             self._late_reported = late
 
     def queue_state(self) -> dict[str, Any]:

@@ -86,12 +86,16 @@ class LabEvent:
 
 
 class EventCollector:
-    def __init__(self, clock: VirtualClock) -> None:
+    def __init__(self, clock: VirtualClock, sink: Any = None) -> None:
         self.clock = clock
         self.events: list[LabEvent] = []
+        self.sink = sink  # called with each event as it is raised (the event-log writer)
 
     def add(self, server: str, source: str, event_id: int, strings: list[str]) -> None:
-        self.events.append(LabEvent(self.clock.now(), server, source, event_id, list(strings)))
+        ev = LabEvent(self.clock.now(), server, source, event_id, list(strings))
+        self.events.append(ev)
+        if self.sink is not None:
+            self.sink(ev)
 
 
 class _NullWriter:
@@ -123,7 +127,7 @@ class LabRuntime:
         self.store = MailboxStore(out)
         self.ledger = Ledger(self.clock)
         self.tracking = TrackingHub(self)  # message tracking, EXO message trace, queue history
-        self.events = EventCollector(self.clock)
+        self.events = EventCollector(self.clock, self.tracking.event_raised)
         self._ids: dict[str, IdSource] = {}
         self._logs: list[ProtocolLog] = []
         self._log_files: dict[Path, None] = {}  # every log file written, in first-written order
@@ -535,10 +539,9 @@ class LabRuntime:
         }
 
     def write_event_logs(self) -> list[Path]:
-        """Each on-prem server's Application log, as wevtutil prints it (engine.eventlog)."""
-        from .eventlog import write_event_logs
-
-        return write_event_logs(self)
+        """Each on-prem server's Application log, as wevtutil prints it (engine.eventlog): written
+        as the events are raised, completed here."""
+        return self.tracking.event_logs.close()
 
     def write_summary(self) -> Path:
         path = self.out / "summary.json"
