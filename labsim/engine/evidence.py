@@ -20,8 +20,13 @@ final: no later row can sort before them. `settled()` flushes them, Exchange's w
 buffer is full or the flush interval has passed (log-formats.md §1.6), and the files come out
 byte for byte as one flush at the end would write them. The promise is checked, not assumed:
 a log row added below a flushed watermark is counted by its LogStream and reported as a lab error
-in the summary (`internal_errors`). The queue history is appended as it changes. In `up` mode the
-clock is the wall clock, the live flusher flushes everything each second, and none of this applies.
+in the summary (`internal_errors`). The queue history and each server's Application event log
+are appended as they change (events come in clock order) and written out on the same tick. In
+`up` mode the clock is the wall clock: the live flusher writes every buffered log row each
+second, and the tick writes the queue history and events after each action.
+
+Still held until the end: the EXO message trace (its CSVs are sorted over all rows and print the
+run's end in every row) and the ledger (summary.json), both one small record per message.
 """
 
 from __future__ import annotations
