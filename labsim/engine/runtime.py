@@ -546,7 +546,9 @@ class LabRuntime:
     def write_summary(self) -> Path:
         path = self.out / "summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.summary(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        with open(path, "w", encoding="utf-8") as fh:  # json.dump writes as it encodes: no whole-file string
+            json.dump(self.summary(), fh, indent=2, sort_keys=False)
+            fh.write("\n")
         self.tracking.write_outputs()
         return path
 
