@@ -1,11 +1,11 @@
 """`labsim queue`, `labsim track`, `labsim trace`: the admin's views over a finished run's output tree.
 
-They read only what the run wrote (queues.json, the message tracking logs, EXO/MessageTrace/
-trace.json), never the live lab, so they work on any output tree, copied or archived. Filters
-follow the cmdlets they imitate:
+They read only what the run wrote (queues.json, queue-history.jsonl, the message tracking logs,
+EXO/MessageTrace/trace.json), never the live lab, so they work on any output tree, copied or
+archived. Filters follow the cmdlets they imitate:
 
 - `queue` ~ Get-Queue / Get-Message (`--messages`), `--at` for the state at a moment of the run
-  (from the snapshot kept at every queue change), `--history` for every change;
+  (replayed from the change log, engine/queue_history.py), `--history` for every change;
 - `track` ~ Get-MessageTrackingLog: -Server, -Sender, -Recipients, -EventId, -MessageSubject
   (substring), -MessageId, -InternalMessageId, -Start, -End;
 - `trace` ~ Get-MessageTrace (-SenderAddress, -RecipientAddress, -Status, -MessageId) and
@@ -25,6 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from .engine.queue_history import (
+    QUEUE_HISTORY_FILE,
+    messages_at,
+    queue_history,
+    read_lines,
+)
 from .errors import InputError
 from .logs.message_tracking import TRACK_PROPERTIES, read_tracking
 
@@ -103,10 +109,23 @@ def export_csv(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
 
 # --- labsim queue --------------------------------------------------------------------------------------
 def load_queues(out: Path) -> dict[str, Any]:
+    """queues.json (the final state), with `_out` set so the history can be read beside it."""
     path = out / "queues.json"
     if not path.is_file():
         raise InputError(str(out), "no queues.json (is this the output folder of a `labsim run`?)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data["_out"] = str(out)
+    return data
+
+
+def _history_lines(data: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    return read_lines(Path(data["_out"]) / data.get("history_file", QUEUE_HISTORY_FILE))
+
+
+def _queue_history(data: dict[str, Any], servers: list[str]) -> Iterable[dict[str, Any]]:
+    if "history" in data:  # an output tree of an earlier labsim: snapshots inside queues.json
+        return (h for h in data["history"] if h["Server"] in servers)
+    return queue_history(iter(_history_lines(data)), set(servers))
 
 
 def _servers(data: dict[str, Any], server: str | None) -> list[str]:
@@ -134,8 +153,8 @@ def queue_rows(data: dict[str, Any], *, server: str | None = None, at: datetime 
         rows = [q for s in servers for q in data["servers"][s]["queues"]]
     else:
         latest: dict[str, dict[str, Any]] = {}
-        for snap in data["history"]:
-            if snap["Server"] in servers and _iso(snap["Time"]) <= at:
+        for snap in _queue_history(data, servers):
+            if _iso(snap["Time"]) <= at:
                 latest[snap["Identity"]] = snap
         rows = list(latest.values())
         known = {r["Identity"] for r in rows}
@@ -151,12 +170,14 @@ def message_rows(data: dict[str, Any], *, server: str | None = None, queue: str 
     servers = _servers(data, server)
     if at is None:
         rows = [m for s in servers for m in data["servers"][s]["messages"]]
-    else:
+    elif "message_history" in data:  # an output tree of an earlier labsim
         latest: dict[str, list[dict[str, Any]]] = {}
-        for snap in data.get("message_history", []):
+        for snap in data["message_history"]:
             if snap["Server"] in servers and _iso(snap["Time"]) <= at:
                 latest[snap["Queue"]] = snap["Messages"]
         rows = [m for msgs in latest.values() for m in msgs]
+    else:
+        rows = messages_at(iter(_history_lines(data)), set(servers), at)
     if queue:
         rows = [m for m in rows if m["Queue"].lower() == queue.lower()]
     return rows
@@ -166,8 +187,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     out = _out_dir(args.out)
     data = load_queues(out)
     if args.history:
-        servers = _servers(data, args.server)
-        rows = [h for h in data["history"] if h["Server"] in servers]
+        rows = list(_queue_history(data, _servers(data, args.server)))
         cols = ("Time", "Identity", "Status", "MessageCount", "NextRetryTime", "LastError")
     elif args.messages:
         at = parse_moment(args.at, _run_start(out)) if args.at else None

@@ -145,3 +145,90 @@ def test_lone_surrogates_are_written_as_replacement_characters(tmp_path: Path) -
     s.add(T0, (0,), [b"caf\xe9".decode("ascii", "surrogateescape"), "ok"])
     (path,) = s.flush()
     assert path.read_bytes().endswith("caf\ufffd,ok\r\n".encode())
+
+
+# --- streaming: flush under a watermark -------------------------------------------------------------
+def _iso(when: datetime) -> str:
+    from labsim.clock import iso_ms
+
+    return iso_ms(when)
+
+
+def test_watermark_flush_writes_only_rows_before_it_and_keeps_the_rest(tmp_path: Path) -> None:
+    s = make(tmp_path)
+    s.add(T0, (0, 0), ["early", ""])
+    s.add(T0 + timedelta(seconds=5), (0, 1), ["late", ""])
+    s.flush(before=_iso(T0 + timedelta(seconds=1)))
+    on_disk = files(tmp_path)["TEST2024031309-1.LOG"]
+    assert on_disk == header("2024-03-13T09:59:59.998Z") + b"2024-03-13T09:59:59.998Z,early,\r\n"
+    assert len(s) == 1 and s.buffered_bytes == len(b"2024-03-13T10:00:04.998Z,late,\r\n")
+    s.flush()
+    assert len(s) == 0 and s.buffered_bytes == 0
+    assert files(tmp_path)["TEST2024031310-1.LOG"].endswith(b"2024-03-13T10:00:04.998Z,late,\r\n")
+
+
+def test_a_row_printed_at_the_watermark_waits(tmp_path: Path) -> None:
+    """The watermark's own millisecond is not final: a later row may print the same time and sort first."""
+    s = make(tmp_path)
+    s.add(T0, (5, 0), ["b", ""])
+    assert s.flush(before=_iso(T0)) == [] and len(s) == 1
+    s.add(T0, (1, 0), ["a", ""])  # same millisecond, smaller session id: must come first
+    s.flush()
+    assert files(tmp_path)["TEST2024031309-1.LOG"].endswith(
+        b"2024-03-13T09:59:59.998Z,a,\r\n2024-03-13T09:59:59.998Z,b,\r\n")
+    assert s.late_rows == 0
+
+
+def test_flushing_in_watermark_steps_gives_the_bytes_of_one_flush(tmp_path: Path) -> None:
+    """The promise the run keeps (no row below a flushed watermark) makes streaming invisible in
+    the files: hourly files, size rollover and #Date come out byte for byte the same."""
+    rng = random.Random(7)
+    rows = []
+    t = T0 - timedelta(hours=1)
+    for i in range(3000):
+        t += timedelta(milliseconds=rng.choice([0, 0, 1, 7, 250, 4000]))
+        rows.append((t + timedelta(milliseconds=rng.randint(0, 900)), (rng.randint(1, 9), i), [f"r{i}", "x" * rng.randint(0, 80)]))
+    one = make(tmp_path / "one", max_file_bytes=20_000)
+    for when, key, values in rows:
+        one.add(when, key, values)
+    one.flush()
+    steps = make(tmp_path / "steps", max_file_bytes=20_000)
+    # rows arrive in "action" order: an action at time a adds rows stamped at or after a
+    rows.sort(key=lambda r: r[0])
+    step_start = [r[0] - timedelta(milliseconds=rng.randint(0, 900)) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: step_start[i])
+    for n, i in enumerate(order):
+        steps.add(*rows[i])
+        if n % 97 == 0 and n + 1 < len(order):
+            # everything still to come starts at or after the next action's time
+            steps.flush(before=_iso(min(step_start[j] for j in order[n + 1:])))
+            assert len(steps) < len(rows)
+    steps.flush()
+    assert steps.late_rows == 0
+    assert files(tmp_path / "steps") == files(tmp_path / "one")
+    assert len(files(tmp_path / "one")) > 3  # several hours and rollovers were exercised
+
+
+def test_rows_are_on_disk_while_the_stream_goes_on_and_the_buffer_stays_small(tmp_path: Path) -> None:
+    """A long run: with a watermark following the clock, the buffer holds only recent rows."""
+    s = make(tmp_path)
+    most = 0
+    for i in range(5000):
+        now = T0 + timedelta(seconds=i)
+        s.add(now, (i, 0), ["row", str(i)])
+        s.add(now + timedelta(seconds=3), (i, 1), ["later", str(i)])  # a cursor ahead of the clock
+        s.flush(before=_iso(now + timedelta(seconds=1)))
+        most = max(most, len(s))
+    assert most <= 8
+    written = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert written > 0.99 * 10_000 * len(b"2024-03-13T10:00:00.000Z,row,1000\r\n")
+
+
+def test_a_row_below_a_flushed_watermark_is_counted_and_still_written(tmp_path: Path) -> None:
+    s = make(tmp_path)
+    s.add(T0 + timedelta(seconds=2), (0, 0), ["first", ""])
+    s.flush(before=_iso(T0 + timedelta(seconds=3)))
+    s.add(T0, (0, 1), ["late", ""])
+    assert s.late_rows == 1
+    s.flush()
+    assert files(tmp_path)["TEST2024031309-1.LOG"].endswith(b"2024-03-13T09:59:59.998Z,late,\r\n")

@@ -14,6 +14,7 @@ from conftest import SCENARIOS, folder_rows, run_cli, scenario_text
 
 from labsim.cli_views import read_tracking
 from labsim.engine.driver import run_scenario
+from labsim.engine.queue_history import QUEUE_HISTORY_FILE, queue_history, read_lines
 from labsim.engine.queue_ops import compile_filter, parse_bool
 from labsim.errors import ScenarioError, TopologyError
 from labsim.scenario.loader import load_scenario
@@ -118,7 +119,7 @@ Filter = "Status -eq 'Suspended'"
     attempts = _attempts(r.out)
     assert not [t for t in attempts if START + timedelta(minutes=3) < t < START + timedelta(hours=1)]
     assert START + timedelta(hours=1) in attempts
-    history = json.loads((r.out / "queues.json").read_text())["history"]
+    history = list(queue_history(read_lines(r.out / QUEUE_HISTORY_FILE)))
     assert any(h["Status"] == "Suspended" and h["MessageCount"] == 1 for h in history)
 
 

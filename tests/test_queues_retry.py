@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import json
 import re
 from datetime import datetime, timedelta, timezone
 from email.policy import compat32
@@ -15,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labsim.engine.driver import run_scenario
+from labsim.engine.queue_history import QUEUE_HISTORY_FILE, queue_history, read_lines
 from labsim.engine.queueing import policy_from_transport
 from labsim.rules.retry import (
     RetryPolicy,
@@ -137,8 +137,8 @@ def test_delay_dsn_then_expiry_ndr(broken) -> None:
 
 
 def test_queue_history_shows_retry_then_empty(broken) -> None:
-    data = json.loads((broken.out / "queues.json").read_text())
-    history = [h for h in data["history"] if h["DeliveryType"] == "SmartHostConnectorDelivery"]
+    lines = read_lines(broken.out / QUEUE_HISTORY_FILE)
+    history = [h for h in queue_history(lines) if h["DeliveryType"] == "SmartHostConnectorDelivery"]
     assert {h["Status"] for h in history} >= {"Retry"}
     retry = [h for h in history if h["Status"] == "Retry"]
     # Get-Queue's structured LastError after a failed attempt (Exchange 2013+):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runtime import LabEvent, LabRuntime
 
 __all__ = ["EventDef", "EVENTS", "CATEGORIES", "render_xml", "render_text", "message_text",
-           "write_event_logs", "event_log_folder"]
+           "EventLogWriter", "event_log_folder"]
 
 # Category names in category-number order, 1-based (transport-behavior.md §5 [V-code]).
 CATEGORIES = (
@@ -186,22 +186,72 @@ def computer_name(server_name: str, fqdn: str) -> str:
     return f"{server_name.upper()}.{suffix}" if suffix else server_name.upper()
 
 
-def write_event_logs(rt: "LabRuntime") -> list[Path]:
-    """Write every on-prem server's Application log (both forms), oldest event first."""
-    written: list[Path] = []
-    for name, srv in sorted(rt.servers.items()):
-        events = sorted((e for e in rt.events.events if e.server == name), key=lambda e: e.time)
+class EventLogWriter:
+    """Every on-prem server's Application log (both forms), appended as the events are raised.
+
+    Events come in virtual-time order (the clock never runs backwards), which is the order
+    wevtutil prints them, oldest first; numbering (`Event[n]`, EventRecordID from a seeded start)
+    runs per server. Rendered events wait in a small buffer until `flush()` (the lab's evidence
+    tick, engine/evidence.py) appends them; `close()` writes the rest and gives every server its
+    two files, empty when it raised nothing. An event earlier than the last one of its server
+    would break wevtutil's order: it is counted in `out_of_order` (and still written).
+    """
+
+    def __init__(self, rt: "LabRuntime") -> None:
+        self.rt = rt
+        self._next: dict[str, int] = {}  # server -> index of its next event
+        self._first: dict[str, int] = {}  # server -> EventRecordID of its first event
+        self._last: dict[str, datetime] = {}
+        self._pending: dict[str, tuple[list[str], list[str]]] = {}  # server -> (xml, text) not yet written
+        self._started: set[str] = set()  # servers whose files this writer has created
+        self.out_of_order = 0
+
+    def add(self, ev: "LabEvent") -> None:
+        srv = self.rt.servers.get(ev.server)
+        if srv is None:
+            return  # only on-prem servers keep an Application log in the output tree
+        name = ev.server
+        i = self._next.get(name, 0)
+        self._next[name] = i + 1
+        if i == 0:
+            self._first[name] = self.rt.ids_for(f"{name}/eventlog").randint(20000, 900000)
+        if name in self._last and ev.time < self._last[name]:
+            self.out_of_order += 1
+        self._last[name] = ev.time
         computer = computer_name(name, srv.model.fqdn)
-        first = rt.ids_for(f"{name}/eventlog").randint(20000, 900000)
-        folder = event_log_folder(rt.out, name)
-        folder.mkdir(parents=True, exist_ok=True)
-        xml = "".join(render_xml(e, first + i, computer) + "\r\n" for i, e in enumerate(events))
-        text = "".join(render_text(e, i, computer, srv.model.utc_offset_minutes) for i, e in enumerate(events))
-        for fname, body in (("Application.xml", xml), ("Application.txt", text)):
-            path = folder / fname
-            path.write_bytes(body.encode("utf-8"))
-            written.append(path)
-    return written
+        xml, text = self._pending.setdefault(name, ([], []))
+        xml.append(render_xml(ev, self._first[name] + i, computer) + "\r\n")
+        text.append(render_text(ev, i, computer, srv.model.utc_offset_minutes))
+
+    def flush(self) -> list[Path]:
+        written: list[Path] = []
+        for name in sorted(self._pending):
+            xml, text = self._pending[name]
+            written += self._append(name, "".join(xml), "".join(text))
+        self._pending.clear()
+        return written
+
+    def close(self) -> list[Path]:
+        """Write what is buffered, and the files of servers that raised nothing; returns every file."""
+        self.flush()
+        written: list[Path] = []
+        for name in sorted(self.rt.servers):
+            written += self._append(name, "", "") if name not in self._started else self._paths(name)
+        return written
+
+    def _paths(self, name: str) -> list[Path]:
+        folder = event_log_folder(self.rt.out, name)
+        return [folder / "Application.xml", folder / "Application.txt"]
+
+    def _append(self, name: str, xml: str, text: str) -> list[Path]:
+        paths = self._paths(name)
+        mode = "ab" if name in self._started else "wb"  # a new run's first write replaces the file
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        for path, body in zip(paths, (xml, text)):
+            with open(path, mode) as fh:
+                fh.write(body.encode("utf-8"))
+        self._started.add(name)
+        return paths
 
 
 def events_of(rt: Any, server: str, event_id: int | None = None) -> list[Any]:

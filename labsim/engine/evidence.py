@@ -3,16 +3,36 @@
 - message tracking logs per on-prem server (`transport.tracking.OnPremTracker`, MSGTRK/MSGTRKMS/
   MSGTRKMD under `<SERVER>/TransportRoles/Logs/MessageTracking/`);
 - EXO's message trace (`engine.trace.ExoTrace`, `EXO/MessageTrace/`);
-- queue state: the final Get-Queue / Get-Message view of every server and a snapshot of each
-  queue at every change (`queues.json`, read by `labsim queue`, `--at` picks a moment).
+- queue state: the final Get-Queue / Get-Message view of every server (`queues.json`) and every
+  change of every queue (`queue-history.jsonl`, engine/queue_history.py), read by `labsim queue`
+  (`--at` replays the changes up to a moment).
 
 Everything is written in a fixed order from data recorded in causal order, so two runs of a
 scenario give the same bytes.
+
+Streaming (theory of operation): a run holds only the evidence of mail in flight. The scheduler
+runs actions in (virtual time, sequence) order and lets each settle; every row an action causes is
+stamped at or after the action's start, because the clock never runs backwards and every session
+cursor starts from the clock. Session cursors run ahead of the clock by modelled latencies, so an
+action can leave rows stamped after the next action's start, but never before it. So after each
+action settles, the rows printed before the next scheduled action's time (the watermark) are
+final: no later row can sort before them. `settled()` flushes them, Exchange's way: when a log's
+buffer is full or the flush interval has passed (log-formats.md §1.6), and the files come out
+byte for byte as one flush at the end would write them. The promise is checked, not assumed:
+a log row added below a flushed watermark is counted by its LogStream and reported as a lab error
+in the summary (`internal_errors`). The queue history and each server's Application event log
+are appended as they change (events come in clock order) and written out on the same tick. In
+`up` mode the clock is the wall clock: the live flusher writes every buffered log row each
+second, and the tick writes the queue history and events after each action.
+
+Still held until the end: the EXO message trace (its CSVs are sorted over all rows and print the
+run's end in every row) and the ledger (summary.json), both one small record per message.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,14 +40,21 @@ from ..clock import iso_ms
 from ..logs.message_tracking import MessageTrackingLog
 from ..transport.queues import Queue, message_row
 from ..transport.tracking import OnPremTracker
+from .eventlog import EventLogWriter
+from .queue_history import QUEUE_HISTORY_FILE, QueueHistoryWriter
 from .queueing import NullTracker
 from .trace import ExoTrace
 
 if TYPE_CHECKING:  # pragma: no cover
     from .queueing import QueueingParty
-    from .runtime import LabRuntime
+    from .runtime import LabEvent, LabRuntime
 
 QUEUES_FILE = "queues.json"
+# Exchange flushes a log's buffer when it is full or its flush interval has passed; the defaults
+# (SmtpSendLogBufferSize / SmtpRecvLogBufferSize 524288 bytes, Default*LogFlushInterval 30 s) are
+# [UNVERIFIED] in log-formats.md §1.6. Any interval gives the same bytes; these bound the memory.
+LOG_BUFFER_BYTES = 524288
+LOG_FLUSH_INTERVAL = timedelta(seconds=30)
 
 
 class TrackingHub:
@@ -36,10 +63,10 @@ class TrackingHub:
         self._logs: dict[tuple[str, str], MessageTrackingLog] = {}
         self._trackers: dict[str, Any] = {}
         self.trace = ExoTrace(lab)
-        self.history: list[dict[str, Any]] = []
-        self.message_history: list[dict[str, Any]] = []  # Get-Message of a queue at each change
-        self._last: dict[str, tuple] = {}
-        self._last_messages: dict[str, tuple] = {}
+        self.queue_history = QueueHistoryWriter(lab.out / QUEUE_HISTORY_FILE)
+        self.event_logs = EventLogWriter(lab)
+        self._flushed_at: datetime | None = None  # the watermark of the last streaming flush
+        self._late_reported = 0
 
     def log(self, server: str, prefix: str, version: str) -> MessageTrackingLog:
         key = (server, prefix)
@@ -65,23 +92,42 @@ class TrackingHub:
     def queue_snapshot(self, party: "QueueingParty", q: Queue) -> None:
         if party.name not in self.lab.servers and party.name != "EXO":
             return
-        row = q.row()
         now = iso_ms(self.lab.clock.now())
-        sig = tuple(row.values())
-        if self._last.get(q.identity) != sig:
-            self._last[q.identity] = sig
-            self.history.append({"Time": now, "Server": party.name, **row})
-        if getattr(self.lab, "live", False):
-            # `up`: a Get-Message snapshot per change grows with the square of the queue length
-            # under load (and `--at` is a virtual-time view); the final Get-Message state is kept.
+        self.queue_history.queue_row(now, party.name, q.row())
+        if self.lab.clock.live:
+            # `up`: Get-Message rows of the whole queue at every change cost O(queue) each under
+            # load (and `--at` is a virtual-time view); the final Get-Message state is kept.
             return
         messages = [message_row(q, qm, party.expiration_of(qm.item)) for qm in q.messages]
-        # Get-Message rows only when something an admin reads changed (not every RetryCount).
-        msig = tuple((m["Identity"], m["Status"], m["LastError"], tuple(m["Recipients"])) for m in messages)
-        if self._last_messages.get(q.identity) != msig:
-            self._last_messages[q.identity] = msig
-            self.message_history.append({"Time": now, "Server": party.name, "Queue": q.identity,
-                                         "Messages": messages})
+        self.queue_history.messages(now, party.name, q.identity, messages)
+
+    def event_raised(self, ev: "LabEvent") -> None:
+        self.event_logs.add(ev)
+
+    # --- streaming -----------------------------------------------------------------------------------
+    def settled(self) -> None:
+        """After an action settled (run mode): write the evidence no later action can precede."""
+        lab = self.lab
+        if lab.clock.live:  # `up`: the wall clock; the live flusher writes the logs every second
+            self.queue_history.flush()
+            self.event_logs.flush()
+            return
+        watermark = lab.scheduler.next_time()
+        if watermark is None:
+            return  # the run is over: the final flush writes the rest
+        logs = lab.registered_logs()
+        due = (self._flushed_at is None or watermark - self._flushed_at >= LOG_FLUSH_INTERVAL
+               or any(log.stream.buffered_bytes >= LOG_BUFFER_BYTES for log in logs))
+        if due:
+            self._flushed_at = watermark
+            lab.flush_logs(before=watermark)
+            self.queue_history.flush()
+            self.event_logs.flush()
+        late = sum(log.stream.late_rows for log in logs) + self.event_logs.out_of_order
+        if late > self._late_reported:
+            lab.scheduler.errors.append(f"evidence: {late - self._late_reported} log row(s) or event(s) stamped "
+                                        f"before ones already written (the streaming watermark was broken)")
+            self._late_reported = late
 
     def queue_state(self) -> dict[str, Any]:
         servers: dict[str, Any] = {}
@@ -94,11 +140,10 @@ class TrackingHub:
                     messages.append(message_row(q, qm, party.expiration_of(qm.item)))
             servers[party.name] = {"queues": queues, "messages": messages,
                                    "admin_visible": party.name in self.lab.servers}
-        return {"time": iso_ms(self.lab.clock.now()), "servers": servers, "history": self.history,
-                "message_history": self.message_history}
+        return {"time": iso_ms(self.lab.clock.now()), "servers": servers, "history_file": QUEUE_HISTORY_FILE}
 
     def write_outputs(self) -> list[Path]:
         out = self.lab.out
         path = out / QUEUES_FILE
         path.write_text(json.dumps(self.queue_state(), indent=1) + "\n", encoding="utf-8")
-        return [path, *self.trace.write(out)]
+        return [path, self.queue_history.close(), *self.trace.write(out)]

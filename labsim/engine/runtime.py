@@ -88,12 +88,16 @@ class LabEvent:
 
 
 class EventCollector:
-    def __init__(self, clock: VirtualClock) -> None:
+    def __init__(self, clock: VirtualClock, sink: Any = None) -> None:
         self.clock = clock
         self.events: list[LabEvent] = []
+        self.sink = sink  # called with each event as it is raised (the event-log writer)
 
     def add(self, server: str, source: str, event_id: int, strings: list[str]) -> None:
-        self.events.append(LabEvent(self.clock.now(), server, source, event_id, list(strings)))
+        ev = LabEvent(self.clock.now(), server, source, event_id, list(strings))
+        self.events.append(ev)
+        if self.sink is not None:
+            self.sink(ev)
 
 
 class _NullWriter:
@@ -125,9 +129,10 @@ class LabRuntime:
         self.store = MailboxStore(out)
         self.ledger = Ledger(self.clock)
         self.tracking = TrackingHub(self)  # message tracking, EXO message trace, queue history
-        self.events = EventCollector(self.clock)
+        self.events = EventCollector(self.clock, self.tracking.event_raised)
         self._ids: dict[str, IdSource] = {}
         self._logs: list[ProtocolLog] = []
+        self._log_files: dict[Path, None] = {}  # every log file written, in first-written order
         self._views: dict[int, list[CertView]] = {}
         self._crl_caches: dict[str, CrlCache] = {}
         self._dns_caches: dict[tuple[str, str], DnsCache] = {}
@@ -385,6 +390,7 @@ class LabRuntime:
             # A peer that never finishes its session must not stall the run; its rows keep the
             # virtual times they were written with.
             self.scheduler.errors.append(f"settle: {self._open} session(s) still open after {SETTLE_TIMEOUT} s")
+        self.tracking.settled()  # write the evidence no later action can precede (engine.evidence)
 
     # --- shared services for the parties ------------------------------------------------------------
     def ids_for(self, owner: str) -> IdSource:
@@ -400,6 +406,9 @@ class LabRuntime:
 
     def register_log(self, log: ProtocolLog) -> None:
         self._logs.append(log)
+
+    def registered_logs(self) -> list[ProtocolLog]:
+        return list(self._logs)
 
     def send_log(self, log: ProtocolLog | None, connector_id: str, sid: int, *, remote: str, clock: Any,
                  enabled: bool) -> Any:
@@ -582,11 +591,16 @@ class LabRuntime:
             raise
 
     # --- output ---------------------------------------------------------------------------------
-    def flush_logs(self) -> list[Path]:
-        written: list[Path] = []
+    def flush_logs(self, before: datetime | None = None) -> list[Path]:
+        """Write the buffered log rows (with `before`: only those printed earlier, see engine.evidence).
+
+        Returns every log file written so far: a run streams its logs, so the final flush is not
+        the only one."""
+        mark = None if before is None else iso_ms(before)
         for log in self._logs:
-            written += log.flush()
-        return written
+            for path in log.flush(mark):
+                self._log_files.setdefault(path)
+        return list(self._log_files)
 
     def collect_pending(self) -> None:
         parties = list(self.servers.values()) + [self.exo] + list(self.internet.values())
@@ -626,15 +640,16 @@ class LabRuntime:
         }
 
     def write_event_logs(self) -> list[Path]:
-        """Each on-prem server's Application log, as wevtutil prints it (engine.eventlog)."""
-        from .eventlog import write_event_logs
-
-        return write_event_logs(self)
+        """Each on-prem server's Application log, as wevtutil prints it (engine.eventlog): written
+        as the events are raised, completed here."""
+        return self.tracking.event_logs.close()
 
     def write_summary(self) -> Path:
         path = self.out / "summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.summary(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        with open(path, "w", encoding="utf-8") as fh:  # json.dump writes as it encodes: no whole-file string
+            json.dump(self.summary(), fh, indent=2, sort_keys=False)
+            fh.write("\n")
         self.tracking.write_outputs()
         return path
 

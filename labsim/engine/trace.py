@@ -159,9 +159,14 @@ class ExoTrace:
         folder.mkdir(parents=True, exist_ok=True)
         data = self.as_json()
         paths = [folder / "trace.json", folder / "Get-MessageTrace.csv", folder / "Get-MessageTraceDetail.csv"]
-        paths[0].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        paths[1].write_text(render_trace_csv(data), encoding="utf-8")
-        paths[2].write_text(render_detail_csv(data), encoding="utf-8")
+        # Written as they are encoded (json.dump, csv.writer on the file): no whole-file strings.
+        with open(paths[0], "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        for path, rows, columns in ((paths[1], trace_rows(data), TRACE_COLUMNS),
+                                    (paths[2], detail_rows(data), DETAIL_COLUMNS)):
+            with open(path, "w", encoding="utf-8", newline="") as fh:
+                _write_csv(fh, rows, columns)
         return paths
 
 
@@ -218,16 +223,12 @@ def detail_rows(data: dict[str, Any], *, trace_id: str | None = None, recipient:
 def export_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     """Export-Csv -NoTypeInformation: every header and value in double quotes, CRLF line ends."""
     buf = io.StringIO()
-    w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow(["" if r.get(c) is None else str(r.get(c)) for c in columns])
+    _write_csv(buf, rows, columns)
     return buf.getvalue()
 
 
-def render_trace_csv(data: dict[str, Any]) -> str:
-    return export_csv(trace_rows(data), TRACE_COLUMNS)
-
-
-def render_detail_csv(data: dict[str, Any]) -> str:
-    return export_csv(detail_rows(data), DETAIL_COLUMNS)
+def _write_csv(fh: Any, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    w = csv.writer(fh, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if r.get(c) is None else str(r.get(c)) for c in columns])

@@ -16,6 +16,17 @@ print the same time are ordered by session id and sequence number, not by invisi
 If two rows are equal in both, their bytes decide, so identical input gives identical files
 whatever order it was added in.
 
+Streaming (a run writes its logs as it goes, so memory holds only the rows still in flight): a
+flush can be given a watermark, `flush(before=ts)`, and then writes only the rows printed earlier
+than `ts`, keeping the rest buffered. The caller promises that no row stamped earlier than the
+watermark will be added later (in `run` mode: the time of the next scheduled action, see
+engine/evidence.py); under that promise, flushing in any number of watermark steps gives exactly
+the bytes of one flush at the end, because every batch sorts before every later one. The stream
+checks the promise: a row added below the highest watermark so far is counted in `late_rows`
+(and still written, at the next flush, never lost), and its owner reports it as a lab error.
+`buffered_bytes` lets the owner flush when the buffer fills, as Exchange does
+(`*LogBufferSize`, §1.6).
+
 Choices the reference leaves open (all [INFERRED]):
 - The hour of a file is the UTC hour of its rows, and `#Date` is the timestamp of the first row
   written to it (a real file's `#Date` is its creation time, which can be a little later than its
@@ -31,6 +42,7 @@ Not thread-safe: the lab runs one event loop, and flushing is done by its owner.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import re
 from collections.abc import Sequence
@@ -79,7 +91,8 @@ class LogStream:
     """
 
     __slots__ = ("folder", "prefix", "log_type", "fields", "version", "max_file_bytes",
-                 "_rows", "_current", "_nfields", "_head", "_tail", "_name_re", "_last_when", "_last_ts")
+                 "_rows", "_current", "_nfields", "_head", "_tail", "_name_re", "_last_when", "_last_ts",
+                 "_floor", "buffered_bytes", "late_rows")
 
     def __init__(self, folder: Path, prefix: str, log_type: str, fields: Sequence[str], version: str,
                  *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
@@ -103,6 +116,9 @@ class LogStream:
         # Consecutive rows usually share one virtual instant; formatting it is half a row's cost.
         self._last_when: datetime | None = None
         self._last_ts = ""
+        self._floor = ""  # the highest watermark flushed so far: rows must not be printed earlier
+        self.buffered_bytes = 0
+        self.late_rows = 0  # rows added below the floor (a broken watermark promise)
 
     def __len__(self) -> int:
         """Rows waiting for the next flush."""
@@ -123,15 +139,33 @@ class LogStream:
         else:
             ts = self._last_ts = iso_ms(when)
             self._last_when = when
-        self._rows.append((ts, sort_key, f"{ts},{row}\r\n".encode("utf-8", ENCODE_ERRORS)))
+        if ts < self._floor:
+            self.late_rows += 1
+        data = f"{ts},{row}\r\n".encode("utf-8", ENCODE_ERRORS)
+        self.buffered_bytes += len(data)
+        self._rows.append((ts, sort_key, data))
 
-    def flush(self) -> list[Path]:
-        """Sort the buffered rows and append them to their files; returns the files written."""
+    def flush(self, before: str | None = None) -> list[Path]:
+        """Sort the buffered rows and append them to their files; returns the files written.
+
+        `before` (an `iso_ms` timestamp): write only the rows printed earlier, keep the others.
+        """
         rows = self._rows
         if not rows:
+            if before is not None and before > self._floor:
+                self._floor = before
             return []
-        self._rows = []
         rows.sort()
+        if before is None:
+            self._rows = []
+        else:
+            if before > self._floor:
+                self._floor = before
+            cut = bisect.bisect_left(rows, before, key=lambda r: r[0])
+            if not cut:
+                return []
+            rows, self._rows = rows[:cut], rows[cut:]
+        self.buffered_bytes -= sum(len(r[2]) for r in rows)
         written: list[Path] = []
         limit = self.max_file_bytes
         i, count = 0, len(rows)
@@ -159,7 +193,8 @@ class LogStream:
             self._current[hour] = cur
         return written
 
-    close = flush
+    def close(self) -> list[Path]:
+        return self.flush()
 
     def _first_file_of(self, hour: str) -> _CurrentFile | None:
         """None, or a full stand-in for the newest file of `hour` left by an earlier process.

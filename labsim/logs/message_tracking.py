@@ -75,8 +75,9 @@ class MessageTrackingLog:
         self._order += 1
         self.stream.add_joined(when, (self._order,), ",".join(values))
 
-    def flush(self) -> list[Path]:
-        return self.stream.flush()
+    def flush(self, before: str | None = None) -> list[Path]:
+        """Write the buffered rows (only those printed before `before`: see LogStream.flush)."""
+        return self.stream.flush(before)
 
 
 # --- reading (Get-MessageTrackingLog over an output tree) -------------------------------------

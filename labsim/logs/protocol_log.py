@@ -73,8 +73,9 @@ class ProtocolLog:
         self.stream = LogStream(Path(root) / folder, PROTOCOL_LOG_PREFIXES[kind], PROTOCOL_LOG_TYPES[kind],
                                 PROTOCOL_LOG_FIELDS, PROTOCOL_LOG_VERSION, max_file_bytes=max_file_bytes)
 
-    def flush(self) -> list[Path]:
-        return self.stream.flush()
+    def flush(self, before: str | None = None) -> list[Path]:
+        """Write the buffered rows (only those printed before `before`: see LogStream.flush)."""
+        return self.stream.flush(before)
 
 
 class SessionWriter:

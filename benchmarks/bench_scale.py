@@ -1,0 +1,92 @@
+"""Benchmark: how `labsim run` scales with the amount of mail (wall, peak RSS, evidence sizes).
+
+Usage: .venv/bin/python benchmarks/bench_scale.py [--sizes 1000,2000,5000,10000]
+                                                  [--patterns spread,bursty] [--timeout 1800]
+
+For each size and pattern, benchmarks/gen_traffic.py writes a scenario; one fresh `labsim run`
+subprocess runs it, and this prints its wall time, its own peak resident set size (os.wait4, so
+each run is measured alone) and the size of the queue evidence (queues.json plus the queue history
+file, when there is one) and of the whole output tree. A run that exceeds --timeout is killed and
+reported as such; --max-gib caps a run's address space so a runaway run fails instead of
+starving the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen_traffic import scenario_text  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LABSIM = [sys.executable, "-m", "labsim.cli"]
+QUEUE_FILES = ("queues.json", "queue-history.jsonl")
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def measure(scenario: Path, out: Path, timeout: float, src: Path = ROOT, max_gib: float = 0) -> dict[str, object]:
+    def limit() -> None:
+        if max_gib:
+            cap = int(max_gib * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(LABSIM + ["run", str(scenario), "--out", str(out)], cwd=src,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=limit)
+    status, rusage = 0, None
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, status, rusage = os.wait4(proc.pid, 0)
+            return {"wall": time.perf_counter() - t0, "rss_mib": rusage.ru_maxrss / 1024, "result": "timeout"}
+        time.sleep(0.2)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    return {"wall": wall, "rss_mib": rusage.ru_maxrss / 1024, "result": f"exit {code}",
+            "queue_mib": sum(_size(out / f) for f in QUEUE_FILES) / 2**20, "tree_mib": _size(out) / 2**20}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000,2000,5000,10000")
+    ap.add_argument("--patterns", default="spread,bursty")
+    ap.add_argument("--burst", type=int, default=100)
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--keep", help="keep output trees under this folder")
+    ap.add_argument("--src", default=str(ROOT), help="run the labsim package found in this folder (a before/after "
+                    "comparison: an export of another commit)")
+    ap.add_argument("--max-gib", type=float, default=0, help="cap each run's address space (0: no cap)")
+    a = ap.parse_args()
+    print(f"{'pattern':8} {'messages':>8} {'wall s':>8} {'peak RSS MiB':>13} {'queue MiB':>10} {'tree MiB':>9}  result",
+          flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(a.keep) if a.keep else Path(tmp)
+        for pattern in a.patterns.split(","):
+            for n in (int(x) for x in a.sizes.split(",")):
+                scn = Path(tmp) / f"gen-{pattern}-{n}.toml"
+                scn.write_text(scenario_text(n, pattern, a.burst), encoding="utf-8")
+                r = measure(scn, base / f"{pattern}-{n}", a.timeout, Path(a.src), a.max_gib)
+                print(f"{pattern:8} {n:>8} {r['wall']:>8.1f} {r['rss_mib']:>13.1f} "
+                      f"{r.get('queue_mib', float('nan')):>10.2f} {r.get('tree_mib', float('nan')):>9.1f}  "
+                      f"{r['result']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
