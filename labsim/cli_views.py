@@ -5,7 +5,7 @@ EXO/MessageTrace/trace.json), never the live lab, so they work on any output tre
 archived. Filters follow the cmdlets they imitate:
 
 - `queue` ~ Get-Queue / Get-Message (`--messages`), `--at` for the state at a moment of the run
-  (replayed from the change log, engine/queue_history.py), `--history` for every change;
+  (replayed from the change log, logs/queue_history.py), `--history` for every change;
 - `track` ~ Get-MessageTrackingLog: -Server, -Sender, -Recipients, -EventId, -MessageSubject
   (substring), -MessageId, -InternalMessageId, -Start, -End;
 - `trace` ~ Get-MessageTrace (-SenderAddress, -RecipientAddress, -Status, -MessageId) and
@@ -25,14 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from .engine.queue_history import (
+from .errors import InputError
+from .logs.message_tracking import TRACK_PROPERTIES, read_tracking
+from .logs.queue_history import (
     QUEUE_HISTORY_FILE,
     messages_at,
     queue_history,
     read_lines,
 )
-from .errors import InputError
-from .logs.message_tracking import TRACK_PROPERTIES, read_tracking
 
 QUEUE_TABLE = ("Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain", "LastError")
 MESSAGE_TABLE = ("Identity", "FromAddress", "Status", "Size", "Recipients", "LastError")

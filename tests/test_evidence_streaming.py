@@ -13,7 +13,7 @@ import pytest
 from labsim import cli_views as V
 from labsim.engine.driver import run_scenario
 from labsim.engine.evidence import TrackingHub
-from labsim.engine.queue_history import (
+from labsim.logs.queue_history import (
     QUEUE_HISTORY_FILE,
     QueueHistoryWriter,
     messages_at,
@@ -228,7 +228,7 @@ def test_event_logs_are_written_as_events_are_raised_in_wevtutil_order(tmp_path:
     for name, srv in sorted(rt.servers.items()):
         events = sorted((e for e in rt.events.events if e.server == name), key=lambda e: e.time)
         computer = computer_name(name, srv.model.fqdn)
-        folder = event_log_folder(rt.out, name)
+        folder = event_log_folder(result.out, name)  # rt.out was the run's staging folder (engine.outdir)
         xml = folder.joinpath("Application.xml").read_bytes().decode("utf-8")
         text = folder.joinpath("Application.txt").read_bytes().decode("utf-8")
         assert text == "".join(render_text(e, i, computer, srv.model.utc_offset_minutes) for i, e in enumerate(events))

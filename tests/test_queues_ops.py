@@ -14,9 +14,9 @@ from conftest import SCENARIOS, folder_rows, run_cli, scenario_text
 
 from labsim.cli_views import read_tracking
 from labsim.engine.driver import run_scenario
-from labsim.engine.queue_history import QUEUE_HISTORY_FILE, queue_history, read_lines
 from labsim.engine.queue_ops import compile_filter, parse_bool
 from labsim.errors import ScenarioError, TopologyError
+from labsim.logs.queue_history import QUEUE_HISTORY_FILE, queue_history, read_lines
 from labsim.scenario.loader import load_scenario
 
 DEAD_HOP = """

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labsim.engine.driver import run_scenario
-from labsim.engine.queue_history import QUEUE_HISTORY_FILE, queue_history, read_lines
 from labsim.engine.queueing import policy_from_transport
+from labsim.logs.queue_history import QUEUE_HISTORY_FILE, queue_history, read_lines
 from labsim.rules.retry import (
     RetryPolicy,
     connection_retry_delay,

@@ -4,7 +4,7 @@
   MSGTRKMD under `<SERVER>/TransportRoles/Logs/MessageTracking/`);
 - EXO's message trace (`engine.trace.ExoTrace`, `EXO/MessageTrace/`);
 - queue state: the final Get-Queue / Get-Message view of every server (`queues.json`) and every
-  change of every queue (`queue-history.jsonl`, engine/queue_history.py), read by `labsim queue`
+  change of every queue (`queue-history.jsonl`, logs/queue_history.py), read by `labsim queue`
   (`--at` replays the changes up to a moment).
 
 Everything is written in a fixed order from data recorded in causal order, so two runs of a
@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms
 from ..logs.message_tracking import MessageTrackingLog
+from ..logs.queue_history import QUEUE_HISTORY_FILE, QueueHistoryWriter
 from ..transport.queues import Queue, message_row
 from ..transport.tracking import OnPremTracker
 from .eventlog import EventLogWriter
-from .queue_history import QUEUE_HISTORY_FILE, QueueHistoryWriter
 from .queueing import NullTracker
 from .trace import ExoTrace
 
