@@ -463,6 +463,8 @@ def test_ctrl_c_while_the_command_starts_up_is_one_line_not_a_traceback(delay, t
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err
-    assert proc.returncode in (0, 130), err
+    # 0: the run finished first; 130: labsim stopped it; -SIGINT: it arrived while the interpreter
+    # was exiting after the run (Python has put the default action back by then: the shell says 130).
+    assert proc.returncode in (0, 130, -signal.SIGINT), err
     if proc.returncode == 130:
         assert len(err.strip().splitlines()) == 1, err
