@@ -222,6 +222,8 @@ class LabRuntime:
 
     async def stop(self) -> None:
         await self._unbind_all()
+        for session in list(self.sessions):  # open sessions get 421 4.3.2 and are closed
+            await session.shutdown()
         for rt in self.servers.values():
             rt.store.close()
         self.exo.store.close()

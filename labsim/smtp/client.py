@@ -159,6 +159,8 @@ class ClientSession:
             resp = await self.smtp.execute_command(*args, timeout=REAL_TIMEOUT)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
             raise _Abort(self._fail("socket", detail=f"{type(exc).__name__}: {exc}")) from None
+        except ValueError as exc:  # aiosmtplib will not write a line with a control character in it
+            raise _Abort(self._fail("socket", detail=f"cannot send the command: {exc}")) from None
         self._advance()
         for line in wire_lines(resp.code, resp.message):
             self.log.received(line)
@@ -371,6 +373,10 @@ async def deliver(lab: Any, spec: SendSpec, messages: list[OutboundMessage]) -> 
                                                                "cert_validation"):
                     spec.on_tls_failure_event(last)
                 continue
+            except BaseException:  # anything else (a bug, a cancellation): never leave the session open
+                if session.smtp is not None:
+                    session._close("Local")
+                raise
             if done:
                 return results
         if tls is spec.tls and last is not None and fallback_after(tls.plan(), last.kind):
