@@ -15,7 +15,7 @@ from test_smtp_limits import Raw, envelope, run_live
 from labsim.rules import replies as R
 from labsim.rules.receive import check_data
 from labsim.smtp.policy import postfix_helo_name, valid_helo_domain
-from labsim.smtp.server import valid_address
+from labsim.smtp.server import mail_size, valid_address
 
 
 # --- addresses -------------------------------------------------------------------------------------
@@ -153,3 +153,14 @@ async def test_postfix_refuses_a_chunk_over_one_and_a_half_times_its_limit_unrea
         assert await asyncio.wait_for(c.reader.read(), 5) == b""
 
     await run_live(tmp_path, "", drive)
+
+
+# --- MAIL's SIZE -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("params", "expected"), [
+    ("", (None, None)), ("SIZE=1000 BODY=8BITMIME", (1000, None)), ("size=0 SIZE=5", (5, None)),
+    ("SIZE=1\u00b2 SIZE=46196123", (None, R.INVALID_ARGS)),  # a bad SIZE is not hidden by a later good one
+    ("SIZE=5 SIZE=6", (None, R.INVALID_ARGS)), ("SIZE=" + "9" * 21, (None, R.INVALID_ARGS)),
+    ("SIZE=99999999999999999999", (None, R.TOO_LARGE)), ("SIZE=-1", (None, R.INVALID_ARGS)),
+])
+def test_every_size_parameter_of_mail_is_judged(params: str, expected: tuple) -> None:
+    assert mail_size(params) == expected

@@ -90,6 +90,23 @@ def parse_params(text: str) -> dict[str, str] | None:
     return params
 
 
+def mail_size(params: str) -> tuple[int | None, str | None]:
+    """(SIZE, None) from MAIL's parameters, or (None, the refusal). Every SIZE counts, as in Exchange's
+    MailSmtpCommandParser.ParseSizeArg: a SIZE after a non-zero one, or one that is not 1*DIGIT in
+    ASCII, is 501 5.5.4; up to 20 ASCII digits that overflow a long are 552 5.3.4 (MessageTooLarge)."""
+    size: int | None = None
+    for tok in params.split():
+        key, _, value = tok.partition("=")
+        if key.upper() != "SIZE":
+            continue
+        if size or len(value) > 20:
+            return None, R.INVALID_ARGS
+        size = parse_count(value)
+        if size is None:
+            return None, R.TOO_LARGE if value.isascii() and value.isdigit() else R.INVALID_ARGS
+    return size, None
+
+
 def valid_address(addr: str) -> bool:
     """The null path or a plain mailbox: `local@domain` with no control character or raw byte."""
     return addr == "" or _ADDR_RE.fullmatch(addr) is not None
@@ -353,12 +370,10 @@ class ServerSession:
         if not valid_address(m.group(1)):
             await self.reply(R.INVALID_SENDER)
             return
-        size = None
-        if "SIZE" in params:
-            size = parse_count(params["SIZE"])
-            if size is None:
-                await self.reply(R.INVALID_ARGS)
-                return
+        size, refusal = mail_size(m.group(2))
+        if refusal is not None:
+            await self.reply(refusal)
+            return
         reply = await self.policy.mail(self, m.group(1), params, size)
         if reply.startswith("250"):
             self.envelope = Envelope(mail_from=m.group(1), mail_params=params, declared_size=size)
