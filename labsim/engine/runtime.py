@@ -280,19 +280,25 @@ class LabRuntime:
     async def _serve(self, policy: ReceivePolicy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One inbound connection. Only sessions a lab party announced count for settle(): a
         stranger (swaks, a test, an idle telnet in `up`) never holds back the lab's actions."""
-        in_lab = True  # until the claim says otherwise: a lab client's session counts from accept
-        self._open += 1
-        self._idle.clear()
+        # run: a lab client's session counts from accept, until the claim says otherwise. live: from
+        # its claim, so strangers arriving all the time (a fuzzer) never hold settle() in their claim wait.
+        in_lab = not self.live
+        if in_lab:
+            self._hold()
         session: ServerSession | None = None
         try:
             peer = writer.get_extra_info("peername")[:2]
             info = await self.registry.claim(peer, CLAIM_TIMEOUT_LIVE if self.live else CLAIM_TIMEOUT_RUN)
             if info is not None:
+                if not in_lab:
+                    in_lab = True
+                    self._hold()
                 context = dict(info.context)
                 context["remote"] = info.src_virtual
             else:
-                in_lab = False
-                self._release()
+                if in_lab:
+                    in_lab = False
+                    self._release()
                 context = {"remote": (self.book.virtual_ip(peer[0]) or peer[0], peer[1])}
             session = ServerSession(policy, reader, writer, now=self.clock.now(), context=context)
             self.sessions.add(session)
@@ -306,6 +312,10 @@ class LabRuntime:
                 self.sessions.discard(session)
             if in_lab:
                 self._release()
+
+    def _hold(self) -> None:
+        self._open += 1
+        self._idle.clear()
 
     def _release(self) -> None:
         self._open -= 1
