@@ -241,6 +241,8 @@ class LabRuntime:
 
     async def stop(self) -> None:
         await self._unbind_all()
+        for session in list(self.sessions):  # open sessions get 421 4.3.2 and are closed
+            await session.shutdown()
         leftover = [t for t in self._session_tasks if not t.done()]
         for task in leftover:  # sessions that outlived their 421 (a proxy still waiting on its peer)
             task.cancel()
@@ -302,19 +304,25 @@ class LabRuntime:
     async def _serve(self, policy: ReceivePolicy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One inbound connection. Only sessions a lab party announced count for settle(): a
         stranger (swaks, a test, an idle telnet in `up`) never holds back the lab's actions."""
-        in_lab = True  # until the claim says otherwise: a lab client's session counts from accept
-        self._open += 1
-        self._check_idle()
+        # run: a lab client's session counts from accept, until the claim says otherwise. live: from
+        # its claim, so strangers arriving all the time (a fuzzer) never hold settle() in their claim wait.
+        in_lab = not self.live
+        if in_lab:
+            self._hold()
         session: ServerSession | None = None
         try:
             peer = writer.get_extra_info("peername")[:2]
             info = await self.registry.claim(peer, CLAIM_TIMEOUT_LIVE if self.live else CLAIM_TIMEOUT_RUN)
             if info is not None:
+                if not in_lab:
+                    in_lab = True
+                    self._hold()
                 context = dict(info.context)
                 context["remote"] = info.src_virtual
             else:
-                in_lab = False
-                self._release()
+                if in_lab:
+                    in_lab = False
+                    self._release()
                 context = {"remote": (self.book.virtual_ip(peer[0]) or peer[0], peer[1])}
             session = ServerSession(policy, reader, writer, now=self.clock.now(), context=context)
             if self._closing:  # accepted just as the service stopped
@@ -331,6 +339,10 @@ class LabRuntime:
                 self.sessions.discard(session)
             if in_lab:
                 self._release()
+
+    def _hold(self) -> None:
+        self._open += 1
+        self._check_idle()
 
     def _release(self) -> None:
         self._open -= 1

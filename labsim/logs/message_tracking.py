@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from .csvfmt import escape
 from .logfile import DEFAULT_MAX_FILE_BYTES, LogStream
+from .protocol_text import escape_controls
 
 __all__ = ["MESSAGE_TRACKING_FIELDS", "MESSAGE_TRACKING_LOG_TYPE", "MESSAGE_TRACKING_PREFIXES",
            "MessageTrackingLog", "message_tracking_folder"]
@@ -71,7 +72,8 @@ class MessageTrackingLog:
                 i = _INDEX[name]
             except KeyError:
                 raise TypeError(f"unknown message tracking field {name!r}") from None
-            values[i] = "" if value is None else escape(value if isinstance(value, str) else str(value))
+            # client-supplied text (sender, subject, HELO...): never a raw control byte (smtp-limits.md §5)
+            values[i] = "" if value is None else escape(escape_controls(value if isinstance(value, str) else str(value)))
         self._order += 1
         self.stream.add_joined(when, (self._order,), ",".join(values))
 

@@ -159,6 +159,8 @@ class ClientSession:
             resp = await self.smtp.execute_command(*args, timeout=REAL_TIMEOUT)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
             raise _Abort(self._fail("socket", detail=f"{type(exc).__name__}: {exc}")) from None
+        except ValueError as exc:  # aiosmtplib will not write a line with a control character in it
+            raise _Abort(self._fail("socket", detail=f"cannot send the command: {exc}")) from None
         self._advance()
         for line in wire_lines(resp.code, resp.message):
             self.log.received(line)
@@ -400,6 +402,10 @@ class Connection:
             except _Abort as abort:
                 await self._failed(session, abort.failure)
                 continue
+            except BaseException:  # anything else (a bug, a cancellation): never leave the session open
+                if session.smtp is not None:
+                    session._close("Local")
+                raise
             self.session = session
         return self.session is not None
 
@@ -427,6 +433,10 @@ class Connection:
                 self.session = None
                 await self._failed(session, abort.failure)
                 continue
+            except BaseException:  # never leave the session open behind an unexpected error
+                self.session = None
+                session._close("Local")
+                raise
             self.carried += 1
             return res
 

@@ -42,6 +42,7 @@ EOP_CONNECTION_TIMEOUT = 600.0  # [INFERRED] a Mailbox receive connector's Conne
 EOP_MAX_RECIPIENTS = 1000  # Exchange Online's limit of recipients per message [INFERRED for inbound]
 POSTFIX_SMTPD_TIMEOUT = 300.0  # smtpd_timeout default (mail_params.h DEF_SMTPD_TMOUT)
 POSTFIX_RECIPIENT_LIMIT = 1000  # smtpd_recipient_limit default (DEF_SMTPD_RCPT_LIMIT)
+POSTFIX_CHUNK_TOO_LARGE = "552 5.3.4 Chunk exceeds message size limit"  # smtpd.c bdat_cmd
 
 
 class ReceivePolicy:
@@ -110,6 +111,31 @@ class ReceivePolicy:
     def content_reply(self, session: "ServerSession", *, bare_lf: bool) -> str | None:
         """A refusal of complete message content (e.g. bare LF), or None to go on delivering."""
         return None
+
+    def bdat_malformed_reply(self, session: "ServerSession", *, overflow: bool) -> str:
+        """The reply to a BDAT command whose arguments do not parse (`overflow`: digits that are too
+        many for a number); the session ends after it. Exchange's ValidateChunkSizeArg: up to 20
+        digits that overflow a long are MessageTooLarge, anything else InvalidArguments."""
+        return R.TOO_LARGE if overflow else R.INVALID_ARGS
+
+    def bdat_refusal(self, session: "ServerSession", accumulated: int, count: int) -> str | None:
+        """The reply that refuses a BDAT chunk of `count` bytes before it is read, after which the
+        session ends; None to read the chunk.
+
+        Exchange (BdatSmtpCommandParser): a count that overflows a long, or a message that would grow
+        past Int32.MaxValue, is MessageTooLarge at once, and a failed BDAT parse disconnects the
+        client (BdatSmtpInCommand.Parse); a smaller chunk over MaxMessageSize is read and dropped
+        (DataBdatCommandBase) and refused after its last byte (docs/smtp-limits.md §4)."""
+        total = accumulated + count
+        if total > 2**31 - 1:
+            if session.log is not None:
+                session.log.info("", f"NextTotalChunkSize: {total} > Int32.MaxValue: {2**31 - 1}")
+            return R.TOO_LARGE
+        return None
+
+    def bdat_too_large_reply(self, session: "ServerSession") -> str:
+        """The reply after a BDAT chunk that took the message over the size limit was read."""
+        return R.TOO_LARGE
 
     def bare_lf_command_reply(self, session: "ServerSession") -> str | None:
         """The reply that ends a session whose command line ended in a bare LF, or None to accept it."""
@@ -327,13 +353,30 @@ class ExchangeReceivePolicy(ReceivePolicy):
         await session.reply("535 5.7.3 Authentication unsuccessful")
 
 
-def valid_helo_domain(arg: str) -> bool:
-    """A domain name or an address literal ([192.0.2.1]) - what EHLO/HELO accept [INFERRED rule]."""
-    text = arg.split()[0] if arg.split() else ""
-    if text.startswith("[") and text.endswith("]"):
-        return len(text) > 2
-    return all(c.isalnum() or c in "-._" for c in text) and bool(text)
+_POSTFIX_NEUTER = set(" <>()\\\";@")  # smtpd.c NEUTER_CHARACTERS
 
+
+def postfix_helo_name(arg: str) -> str:
+    """The HELO name as Postfix keeps it: printable() masks what is not printable ASCII or valid UTF-8
+    (a byte that is not UTF-8 arrives as a lone surrogate) with '?', then neuter() masks " <>()\\";@"."""
+    return "".join("?" if (not c.isprintable() or "\ud800" <= c <= "\udfff" or c in _POSTFIX_NEUTER) else c
+                   for c in arg)
+
+
+def valid_helo_domain(arg: str) -> bool:
+    """A domain name or an address literal ([192.0.2.1], [IPv6:...]): what EHLO/HELO accept.
+
+    Exchange's HeloSmtpCommandParser.IsValidHeloDomain takes the whole argument and asks
+    RoutingAddress.IsValidDomain / IsDomainIPLiteral; the character rules here are [INFERRED]: letters
+    and digits (any script), '-', '.', '_', no space, no control character, no raw byte.
+    """
+    text = arg.strip()
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1]
+        if inner[:5].upper() == "IPV6:":
+            inner = inner[5:]
+        return bool(inner) and all(c in "0123456789abcdefABCDEF:." for c in inner)
+    return bool(text) and all(c.isalnum() or c in "-._" for c in text)
 
 
 @dataclass
@@ -403,11 +446,16 @@ class EopReceivePolicy(ReceivePolicy):
         return R.TOO_MANY_RECIPIENTS if accepted >= EOP_MAX_RECIPIENTS else None
 
     async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+        # EOP runs Exchange's transport: HeloSmtpCommandParser refuses a domain that is neither a
+        # host name nor an address literal (501 5.5.4 Invalid domain name) [INFERRED for EOP], and
+        # a good EHLO/HELO starts over (no transaction in progress).
         st = session.state
-        if not arg:
+        if not arg or not valid_helo_domain(arg):
             await session.reply(INVALID_DOMAIN)
             return
         st.helo = arg
+        self.abort_transaction(session)
+        session.envelope.__init__()  # type: ignore[misc]
         hello = f"{self.fqdn} Hello [{st.remote_ip}]"
         if not extended:
             await session.reply(f"250 {hello}")
@@ -487,6 +535,21 @@ class MtaReceivePolicy(ReceivePolicy):
     def bare_lf_command_reply(self, session: "ServerSession") -> str | None:
         return f"550 5.5.2 {self.host.model.fqdn} Error: bare <LF> received"
 
+    # smtpd.c bdat_cmd/skip_bdat: a chunk over message_size_limit is refused with this text; when it
+    # is over 1.5 times the limit Postfix does not read it at all: it answers at once and shuts the
+    # input down (the next read is a lost connection).
+    def bdat_malformed_reply(self, session: "ServerSession", *, overflow: bool) -> str:
+        return "521 5.5.4 Syntax: BDAT count [LAST]"  # and Postfix hangs up
+
+    def bdat_refusal(self, session: "ServerSession", accumulated: int, count: int) -> str | None:
+        limit = self.max_size(session)
+        if accumulated / 1.5 > limit - count / 1.5:
+            return POSTFIX_CHUNK_TOO_LARGE
+        return None
+
+    def bdat_too_large_reply(self, session: "ServerSession") -> str:
+        return POSTFIX_CHUNK_TOO_LARGE
+
     def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
         return POSTFIX_SMTPD_TIMEOUT, None
 
@@ -499,9 +562,13 @@ class MtaReceivePolicy(ReceivePolicy):
     async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
         st = session.state
         if not arg:
-            await session.reply("501 Syntax: EHLO hostname")
+            await session.reply("501 Syntax: EHLO hostname" if extended else "501 Syntax: HELO hostname")
             return
-        st.helo = arg
+        # smtpd.c helo_cmd/ehlo_cmd: the transaction is reset and the name kept as
+        # printable(name, "?") then neuter(name, NEUTER_CHARACTERS, "?") (postfix_helo_name).
+        self.abort_transaction(session)
+        session.envelope.__init__()  # type: ignore[misc]
+        st.helo = postfix_helo_name(arg)
         if not extended:
             await session.reply(f"250 {self.host.model.fqdn}")
             return

@@ -45,7 +45,10 @@ READ_CHUNK = 64 * 1024  # the most the shell reads from the socket at once
 RUN_WALL_IDLE = 10.0  # run mode: real seconds of silence that count as an expired inactivity timeout
 _MAIL_RE = re.compile(r"^FROM:\s*<([^<>]*)>\s*(.*)$", re.IGNORECASE)
 _RCPT_RE = re.compile(r"^TO:\s*<([^<>]*)>\s*(.*)$", re.IGNORECASE)
-_ADDR_RE = re.compile(r"^[^\s@<>()\[\],;:\"]+@[A-Za-z0-9.-]+$")
+# A mailbox: a local part of printable characters (UTF-8 allowed: SMTPUTF8) and a host name. No
+# control character (C0, DEL, C1) and no byte that is not UTF-8 (decoded as a lone surrogate) may
+# appear: Exchange's RoutingAddress parser refuses them (`501 5.1.7 Invalid address`).
+_ADDR_RE = re.compile(r"^[^\s@<>()\[\],;:\"\x00-\x1f\x7f-\x9f\ud800-\udfff]+@[A-Za-z0-9.-]+$")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
@@ -87,8 +90,26 @@ def parse_params(text: str) -> dict[str, str] | None:
     return params
 
 
+def mail_size(params: str) -> tuple[int | None, str | None]:
+    """(SIZE, None) from MAIL's parameters, or (None, the refusal). Every SIZE counts, as in Exchange's
+    MailSmtpCommandParser.ParseSizeArg: a SIZE after a non-zero one, or one that is not 1*DIGIT in
+    ASCII, is 501 5.5.4; up to 20 ASCII digits that overflow a long are 552 5.3.4 (MessageTooLarge)."""
+    size: int | None = None
+    for tok in params.split():
+        key, _, value = tok.partition("=")
+        if key.upper() != "SIZE":
+            continue
+        if size or len(value) > 20:
+            return None, R.INVALID_ARGS
+        size = parse_count(value)
+        if size is None:
+            return None, R.TOO_LARGE if value.isascii() and value.isdigit() else R.INVALID_ARGS
+    return size, None
+
+
 def valid_address(addr: str) -> bool:
-    return addr == "" or bool(_ADDR_RE.match(addr))
+    """The null path or a plain mailbox: `local@domain` with no control character or raw byte."""
+    return addr == "" or _ADDR_RE.fullmatch(addr) is not None
 
 
 class ServerSession:
@@ -335,12 +356,10 @@ class ServerSession:
         if not valid_address(m.group(1)):
             await self.reply(R.INVALID_SENDER)
             return
-        size = None
-        if "SIZE" in params:
-            size = parse_count(params["SIZE"])
-            if size is None:
-                await self.reply(R.INVALID_ARGS)
-                return
+        size, refusal = mail_size(m.group(2))
+        if refusal is not None:
+            await self.reply(refusal)
+            return
         reply = await self.policy.mail(self, m.group(1), params, size)
         if reply.startswith("250"):
             self.envelope = Envelope(mail_from=m.group(1), mail_params=params, declared_size=size)
@@ -410,9 +429,15 @@ class ServerSession:
         parts = arg.split()
         count = parse_count(parts[0]) if parts else None
         if count is None or len(parts) > 2 or (len(parts) == 2 and parts[1].upper() != "LAST"):
-            await self.reply(R.INVALID_ARGS)
+            overflow = count is None and bool(parts) and len(parts[0]) <= 20 and parts[0].isascii() \
+                and parts[0].isdigit()
+            await self._refuse_chunk(self.policy.bdat_malformed_reply(self, overflow=overflow))
             return
         last = len(parts) == 2
+        at_once = self.policy.bdat_refusal(self, len(self.envelope.data), count)
+        if at_once is not None:  # refused before a byte of it is read; the session ends
+            await self._refuse_chunk(at_once)
+            return
         if not self.envelope.data:
             self.data_started = self.cursor
         reply = self.policy.data_start(self)
@@ -429,8 +454,8 @@ class ServerSession:
         data = self.envelope.data + chunk
         max_header = self.policy.max_header_size(self)
         refusal = None
-        if not fits:
-            refusal = R.TOO_LARGE  # MessageTooLarge; the transaction is over (a new MAIL starts again)
+        if not fits:  # MessageTooLarge; the transaction is over (a new MAIL starts again)
+            refusal = self.policy.bdat_too_large_reply(self)
         elif max_header is not None and len(data) > max_header and not data.startswith(b"\r\n") \
                 and b"\r\n\r\n" not in data[:max_header + 4]:
             self.policy.header_too_large(self, len(data), max_header)
@@ -447,6 +472,16 @@ class ServerSession:
             await self.reply(R.BDAT_OK)
             return
         await self._deliver()
+
+    async def _refuse_chunk(self, reply: str) -> None:
+        """A BDAT command refused before its chunk is read: the reply, then the session ends (the
+        chunk's bytes would otherwise be read as commands). Exchange: BdatSmtpInCommand.Parse fails
+        with disconnectClient; Postfix: 521 or skip_bdat's shutdown of the input."""
+        self.policy.abort_transaction(self)
+        self.envelope = Envelope()
+        await self.reply(reply)
+        self.closed = True
+        self.disconnect_reason = "Local"
 
     async def _deliver(self) -> None:
         self.messages += 1
@@ -493,6 +528,9 @@ class ServerSession:
             self.writer.transport.abort()  # a TLS peer that never answers close_notify
 
     async def cmd_RSET(self, arg: str) -> None:
+        # RSET ends the mail transaction on both sides: the envelope here and the policy's state
+        # (sender, recipients), so a DATA after it is a sequence error (503 5.5.2 Need mail command).
+        self.policy.abort_transaction(self)
         self.envelope = Envelope()
         await self.reply(R.RESETTING)
 
