@@ -164,3 +164,57 @@ def run_text(write_scenario, tmp_path: Path, body: str, name: str = "s", *, head
     rc, stdout, stderr = run_cli(["run", str(path), "--out", str(out)])
     assert rc == 0, stdout + stderr
     return Run(rc, stdout, stderr, out)
+
+
+# --------------------------------------------------------------------------- a live lab (`labsim up`) in a test
+
+
+async def serving(scenario: Any, out: Path, body: Any, *, ready_timeout: float = 30.0) -> Any:
+    """Serve `scenario` (an id, a path or a LoadedScenario) live into `out`, await `body(rt)`, then
+    stop the lab the way Ctrl-C does and wait for it to finish. Returns the runtime."""
+    import asyncio
+
+    from labsim.engine.driver import serve
+    from labsim.scenario.loader import LoadedScenario, load_scenario
+
+    loaded = scenario if isinstance(scenario, LoadedScenario) else load_scenario(scenario)
+    stop = asyncio.Event()
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(loaded, out=out, stop=stop, ready=ready.set_result))
+    rt = await asyncio.wait_for(ready, ready_timeout)
+    try:
+        await body(rt)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    return rt
+
+
+def listen_address(rt: Any, *, host: str | None = None, vaddr: str | None = None,
+                   what: str | None = None) -> tuple[str, int]:
+    """The real (ip, port) of the first listener of a running lab matching every given column."""
+    row = next(r for r in rt.listen_table
+               if (host is None or r[0] == host) and (vaddr is None or r[1] == vaddr) and (what is None or r[4] == what))
+    return row[2], row[3]
+
+
+def free_udp_port(ips: list[str]) -> int:
+    """A UDP port free on every given real address, so parallel test runs in one block do not clash."""
+    import random
+    import socket
+
+    for _ in range(50):
+        port = random.randint(20000, 60000)
+        socks = []
+        try:
+            for ip in ips:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind((ip, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no free UDP port on {', '.join(ips)}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import random
 import socket
 import time
 
@@ -15,6 +14,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from conftest import free_udp_port
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,29 +45,10 @@ LAB_IPS = [DC01, PUBLIC, CMHYBD01, CORP, SPARE, SPARE2]
 FAST = 0.25  # real seconds per attempt in tests
 
 
-def _free_udp_port(ips: list[str]) -> int:
-    """A port free on every real address, so parallel test runs in the same block do not clash."""
-    for _ in range(50):
-        port = random.randint(20000, 60000)
-        socks = []
-        try:
-            for ip in ips:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((ip, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free UDP port on 127.199.0.x")
-
-
 @pytest.fixture
 def book() -> AddressBook:
     probe = AddressBook(LAB_IPS, block=BLOCK)
-    port = _free_udp_port([real for _, real in probe.items()])
+    port = free_udp_port([real for _, real in probe.items()])
     return AddressBook(LAB_IPS, block=BLOCK, port_offset=port - 53)
 
 

@@ -7,13 +7,11 @@ only when its cached copy expires, or at once after Restart-Service / Stop+Start
 
 from __future__ import annotations
 
-import random
-import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Run, folder_rows, run_text
+from conftest import Run, folder_rows, free_udp_port, run_text
 
 from labsim.net.dns_server import LabDnsServer
 from labsim.net.dnscache import MAX_CACHE_TTL, MAX_NEGATIVE_CACHE_TTL, DnsCache
@@ -82,24 +80,6 @@ def test_flush_forgets_everything():
 # --------------------------------------------------------------------------- LabResolver + a lab server
 
 
-def _free_port(ips: list[str]) -> int:
-    for _ in range(50):
-        port = random.randint(20000, 60000)
-        socks = []
-        try:
-            for ip in ips:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((ip, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free UDP port")
-
-
 def _zone(a: str | None, ttl: int = 3600) -> DnsServer:
     records = [DnsRecord(name="fabrikam.com", type="MX", value="mx.fabrikam.com", ttl=ttl)]
     if a is not None:
@@ -110,7 +90,7 @@ def _zone(a: str | None, ttl: int = 3600) -> DnsServer:
 @pytest.fixture
 def book() -> AddressBook:
     probe = AddressBook([NS, NS2, CLIENT], block=BLOCK)
-    port = _free_port([real for _, real in probe.items()])
+    port = free_udp_port([real for _, real in probe.items()])
     return AddressBook([NS, NS2, CLIENT], block=BLOCK, port_offset=port - 53)
 
 

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from conftest import REPO, folder_rows, scenario_text, sessions
+from conftest import REPO, folder_rows, listen_address, scenario_text, serving, sessions
 
-from labsim.engine.driver import serve
 from labsim.engine.outdir import claim_live
 from labsim.scenario.loader import load_scenario
 from labsim.transport.store import MailboxStore
@@ -36,23 +35,6 @@ Name = "{EOP_A}"
 Type = "A"
 """
 STOPPING = "421 4.3.2 Service not available, closing transmission channel"
-
-
-async def _serve(scenario, out: Path, body) -> None:  # noqa: ANN001 - a scenario name/path and an async callable(rt)
-    stop = asyncio.Event()
-    ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(load_scenario(scenario), out=out, stop=stop, ready=ready.set_result))
-    rt = await asyncio.wait_for(ready, 30)
-    try:
-        await body(rt)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
-def _address(rt, host: str, vaddr: str) -> tuple[str, int]:  # noqa: ANN001
-    row = next(r for r in rt.listen_table if r[0] == host and r[1] == vaddr)
-    return row[2], row[3]
 
 
 async def _wait_for(predicate, what: str, timeout: float = 20.0) -> None:  # noqa: ANN001
@@ -78,7 +60,7 @@ async def test_restarted_up_delivers_what_it_had_queued(tmp_path: Path, write_sc
     ids: list[str] = []
 
     async def send_while_broken(rt) -> None:  # noqa: ANN001
-        host, port = _address(rt, "CMHYBD01", "27.7.57.241:25")
+        host, port = listen_address(rt, host="CMHYBD01", vaddr="27.7.57.241:25")
         smtp = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, local_hostname="outside.example")
         await smtp.connect()
         for i in range(3):
@@ -89,7 +71,7 @@ async def test_restarted_up_delivers_what_it_had_queued(tmp_path: Path, write_sc
         await _wait_for(lambda: any(q.status == "Retry" for q in rt.servers["CMHYBD01"].queues.all()),
                         "the Office 365 queue to go to Retry")
 
-    await _serve(broken, tmp_path, send_while_broken)
+    await serving(broken, tmp_path, send_while_broken)
     on_disk = sorted(p.stem for p in queue_dir.glob("*.json"))
     assert on_disk == sorted(ids)  # committed under the InternalId the 250 reply named
     record = json.loads((queue_dir / f"{ids[0]}.json").read_text(encoding="utf-8"))
@@ -101,7 +83,7 @@ async def test_restarted_up_delivers_what_it_had_queued(tmp_path: Path, write_sc
         assert rt.taken_up == 3
         await _wait_for(lambda: len(list(exo_box.glob("*.eml"))) == 4, "the queued messages to reach EXO")
 
-    await _serve("hybrid-baseline", tmp_path, restarted)  # DNS is healthy in the baseline
+    await serving("hybrid-baseline", tmp_path, restarted)  # DNS is healthy in the baseline
     assert not list(queue_dir.glob("*.json")) and not list(queue_dir.glob("*.eml"))
     files = sorted(p.name for p in exo_box.glob("*.eml"))
     assert files == ["0001.eml", "0002.eml", "0003.eml", "0004.eml"]
@@ -277,7 +259,7 @@ async def test_internal_ids_stay_unique_across_restarts(tmp_path: Path) -> None:
     used: list[int] = []  # every InternalId the Hub handed out in the first run is below this
 
     async def one_message(rt) -> None:  # noqa: ANN001
-        host, port = _address(rt, "CMHYBD01", "27.7.57.241:25")
+        host, port = listen_address(rt, host="CMHYBD01", vaddr="27.7.57.241:25")
         smtp = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, local_hostname="outside.example")
         await smtp.connect()
         _, reply = await smtp.sendmail("alex@fabrikam.com", ["raghu@cloudmonkeys.xyz"], _message(len(seen)))
@@ -286,6 +268,6 @@ async def test_internal_ids_stay_unique_across_restarts(tmp_path: Path) -> None:
         await _wait_for(lambda: len(list((tmp_path / "mailboxes").rglob("*.eml"))) == len(seen), "delivery")
         used.append(rt.servers["CMHYBD01"].internal_ids.upcoming)
 
-    await _serve("hybrid-baseline", tmp_path, one_message)
-    await _serve("hybrid-baseline", tmp_path, one_message)  # same seed: the same counter start
+    await serving("hybrid-baseline", tmp_path, one_message)
+    await serving("hybrid-baseline", tmp_path, one_message)  # same seed: the same counter start
     assert seen[1] >= used[0]  # as Exchange's: never the id of an earlier message

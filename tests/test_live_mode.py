@@ -16,24 +16,8 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
+from conftest import serving
 from cryptography.hazmat.primitives.serialization import Encoding
-
-from labsim.engine.driver import serve
-from labsim.scenario.loader import load_scenario
-
-
-async def _serve_until(tmp_path: Path, body):  # noqa: ANN001 - an async callable(rt)
-    loaded = load_scenario("hybrid-baseline")
-    stop = asyncio.Event()
-    ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(loaded, out=tmp_path, stop=stop, ready=ready.set_result))
-    rt = await asyncio.wait_for(ready, 20)
-    try:
-        await body(rt)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-    return rt
 
 
 def _frontend(rt) -> tuple[str, int]:  # noqa: ANN001
@@ -69,7 +53,7 @@ async def test_up_lists_every_host_on_loopback_and_accepts_an_outside_client(tmp
                 break
             await asyncio.sleep(0.05)
 
-    await _serve_until(tmp_path, drive)
+    await serving("hybrid-baseline", tmp_path, drive)
     delivered = list((tmp_path / "mailboxes" / "onprem-DB01" / "raghu@cloudmonkeys.xyz").glob("*.eml"))
     assert len(delivered) == 1
     parsed = email.message_from_bytes(delivered[0].read_bytes())
@@ -93,6 +77,6 @@ async def test_up_accepts_a_message_from_swaks(tmp_path: Path) -> None:
         assert proc.returncode == 0, out.decode()
         assert b"Queued mail for delivery" in out
 
-    await _serve_until(tmp_path, drive)
+    await serving("hybrid-baseline", tmp_path, drive)
     logs = list((tmp_path / "CMHYBD01" / "TransportRoles" / "Logs" / "FrontEnd" / "ProtocolLog" / "SmtpReceive").glob("RECV*.LOG"))
     assert "STARTTLS" in "".join(p.read_text(encoding="utf-8-sig") for p in logs)

@@ -12,12 +12,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import scenario_text
+from conftest import listen_address, scenario_text, serving
 
-from labsim.engine.driver import serve
 from labsim.net.vnet import start_tcp_server
 from labsim.rules import replies as R
-from labsim.scenario.loader import load_scenario
 from labsim.smtp.policy import ReceivePolicy
 from labsim.smtp.server import READ_CHUNK, ServerSession
 
@@ -31,24 +29,15 @@ def set_rc(identity: str, **settings: object) -> str:
     return f"\n[[change]]\ncmdlet = \"Set-ReceiveConnector\"\nIdentity = '{identity}'\n{lines}"
 
 
-async def run_live(tmp_path: Path, changes: str, body) -> None:  # noqa: ANN001 - body(rt) is async
+async def run_live(tmp_path: Path, changes: str, body) -> None:  # noqa: ANN001 - body(rt, out) is async
     path = tmp_path / "s.toml"
     path.write_text(scenario_text(changes, sid="limits"), encoding="utf-8")
     out = tmp_path / "out"
-    stop = asyncio.Event()
-    ready: asyncio.Future = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(load_scenario(path), out=out, stop=stop, ready=ready.set_result))
-    rt = await asyncio.wait_for(ready, 30)
-    try:
-        await body(rt, out)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    await serving(path, out, lambda rt: body(rt, out))
 
 
 def listener(rt, what: str, host: str) -> tuple[str, int]:  # noqa: ANN001
-    row = next(r for r in rt.listen_table if r[4] == what and r[0] == host)
-    return row[2], row[3]
+    return listen_address(rt, what=what, host=host)
 
 
 class Raw:
