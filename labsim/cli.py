@@ -137,10 +137,11 @@ def _run_many(args: argparse.Namespace, refs: list[str]) -> int:
                 if broken is not None:
                     raise ScenarioError(str(broken.path), broken.error or "does not load")
                 refs = [str(e.path) for e in entries]
+            ready = {str(e.path): e.loaded for e in entries} if args.all else {}  # loaded by catalog()
             runs: list[tuple[LoadedScenario, Path]] = []
             seen: dict[str, str] = {}
             for ref in refs:
-                loaded = load_scenario(ref)
+                loaded = ready.get(ref) or load_scenario(ref)
                 sid = loaded.scenario.id
                 if sid in seen:
                     raise ScenarioError(ref, f"scenario {sid!r} is named twice (also {seen[sid]})")

@@ -1,12 +1,15 @@
-"""The PKI keeps what it built for the rest of the process (pki.authority._built, _derive_key): a
-cached certificate must be byte-identical to a fresh build, and any input that changes a certificate
-must miss the cache."""
+"""What a run builds from pure inputs is kept for the rest of the process, for the next run of
+`labsim run A B ...`: the PKI's keys and certificates (pki.authority._built, _derive_key) and the
+DNS servers' compiled zones (net.dns_server._compiled). A cached object must be identical to a fresh
+build, any input that changes it must miss the cache, and what fails to build is never kept."""
 
 from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from labsim.errors import TopologyError
+from labsim.net import dns_server
 from labsim.pki import authority
 from labsim.pki.authority import LabPki, key_pem
 from labsim.topology.defaults import default_lab
@@ -58,3 +61,33 @@ def test_a_changed_root_is_rebuilt_and_matches_a_fresh_build(lab):
     root = next(c for c in moved.certificate_authorities if c.parent is None)
     root.subject = "CN=Another Root, O=Lab"
     assert everything(LabPki(moved, 7)) == fresh(moved, 7) != base
+
+
+def answers(server) -> list[tuple[str, str, list[str]]]:  # noqa: ANN001 - a topology DnsServer
+    """Every compiled zone's origin, SOA and records, as text."""
+    return [(z.origin.to_text(), z.soa.to_text(), sorted(rs.to_text() for node in z.nodes.values()
+                                                          for rs in node.values()))
+            for z in dns_server._compile(server, 3)]
+
+
+def test_a_cached_zone_is_the_same_as_a_fresh_compile_and_a_changed_one_misses(lab):
+    server = next(s for s in lab.dns_servers if s.zones)
+    dns_server._compiled.clear()
+    first = answers(server)
+    assert answers(server.model_copy(deep=True)) == first
+    kept = len(dns_server._compiled)
+    changed = server.model_copy(deep=True)
+    changed.zones[0].records[0].ttl += 1
+    assert answers(changed) != first
+    assert len(dns_server._compiled) == kept + 1
+
+
+def test_a_zone_that_does_not_compile_is_never_kept(lab):
+    server = next(s for s in lab.dns_servers if s.zones).model_copy(deep=True)
+    record = next(r for r in server.zones[0].records if r.type == "A")
+    record.value = "not-an-address"
+    dns_server._compiled.clear()
+    for _ in range(2):
+        with pytest.raises(TopologyError):
+            dns_server._compile(server, 1)
+    assert all(key[0] != server.zones[0].model_dump_json() for key in dns_server._compiled)
