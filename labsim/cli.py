@@ -151,6 +151,9 @@ def _run_many(args: argparse.Namespace, refs: list[str]) -> int:
                     default_out(sid, where=str(loaded.path))
                 runs.append((loaded, out))
             rows: list[tuple[str, str, str, float, int]] = []  # id, messages, expectations, wall, code
+            if args.jobs > 1:
+                rows = _run_in_workers(args, runs, outer)
+                runs = []  # done
             for i, (loaded, out) in enumerate(runs):
                 done = f"{i} earlier run(s) finished, their output is in place"
                 outer.notice = outer.notice_finished = f"labsim: interrupted by {{signal}}; {done}"
@@ -170,11 +173,7 @@ def _run_many(args: argparse.Namespace, refs: list[str]) -> int:
                     rows.append((loaded.scenario.id, "-", "error", time.perf_counter() - t0, code))
                     continue
                 current = outer
-                wall = time.perf_counter() - t0
-                _print_summary(result)
-                held = sum(1 for o in result.outcomes if o.ok)
-                rows.append((result.scenario, str(len(result.summary["messages"])),
-                             f"{held}/{len(result.outcomes)}", wall, 0 if result.ok else 1))
+                rows.append(_row(result, time.perf_counter() - t0))
             outer.notice = outer.notice_finished = "labsim: interrupted by {signal}; every run had finished"
         except Interrupted as exc:
             print(current.line(exc), file=sys.stderr)
@@ -182,6 +181,45 @@ def _run_many(args: argparse.Namespace, refs: list[str]) -> int:
     _print_table(rows, time.perf_counter() - started)
     codes = {r[4] for r in rows}
     return 2 if 2 in codes else 1 if 1 in codes else 0
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"--jobs takes a whole number from 1 to 64, not {text!r}")
+    return n
+
+
+def _row(result, wall: float) -> tuple[str, str, str, float, int]:  # noqa: ANN001 - engine.driver.RunResult
+    """Print a finished run's summary; its line of the closing table."""
+    _print_summary(result)
+    held = sum(1 for o in result.outcomes if o.ok)
+    return (result.scenario, str(len(result.summary["messages"])), f"{held}/{len(result.outcomes)}", wall,
+            0 if result.ok else 1)
+
+
+def _run_in_workers(args: argparse.Namespace, runs: list[tuple[LoadedScenario, Path]],
+                    outer) -> list[tuple[str, str, str, float, int]]:  # noqa: ANN001 - interrupt.SignalGuard
+    """`--jobs N`: the runs in N worker processes (engine.driver.run_parallel); summaries and rows
+    in the order of the scenarios, whatever order they finish in."""
+    import contextlib
+
+    from .engine.driver import run_parallel
+
+    rows: list[tuple[str, str, str, float, int]] = []
+    with contextlib.closing(run_parallel(runs, seed=args.seed, jobs=args.jobs)) as finished:
+        for index, result, error, code, wall in finished:
+            if result is None:
+                print(f"labsim: {error}", file=sys.stderr)
+                rows.append((runs[index][0].scenario.id, "-", "error", wall, code))
+            else:
+                rows.append(_row(result, wall))
+            outer.notice = outer.notice_finished = (f"labsim: interrupted by {{signal}}; {len(rows)} run(s) "
+                                                    "finished, their output is in place")
+    return rows
 
 
 def _print_table(rows: list[tuple[str, str, str, float, int]], elapsed: float) -> None:
@@ -309,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="output folder (default labsim-out/<id>/); with several scenarios the "
                                   "parent folder: each run writes OUT/<id>/")
     sp.add_argument("--seed", type=int, help="override the scenario's seed (of every scenario run)")
+    sp.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                    help="with several scenarios: run them in N worker processes (default 1: one after another "
+                         "in this process); what each run writes is the same for any N")
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("up", help="serve the lab on wall-clock time until interrupted")
     sp.add_argument("scenario")
