@@ -210,6 +210,7 @@ def _run_in_workers(args: argparse.Namespace, runs: list[tuple[LoadedScenario, P
     from .engine.driver import run_parallel
 
     rows: list[tuple[str, str, str, float, int]] = []
+    outer.notice = outer.notice_finished = "labsim: interrupted by {signal}; 0 run(s) finished, their output is in place"
     with contextlib.closing(run_parallel(runs, seed=args.seed, jobs=args.jobs)) as finished:
         for index, result, error, code, wall in finished:
             if result is None:

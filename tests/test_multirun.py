@@ -174,3 +174,55 @@ def test_sigint_during_a_multi_run_keeps_finished_runs_and_the_interrupted_ones_
     assert (many / "quick" / "summary.json").is_file()
     assert tree_hash(many / "busy") == before
     assert _wait_for(lambda: not any(p.name.startswith(".busy.") for p in many.iterdir()), 10)
+
+
+def test_jobs_writes_the_same_trees_and_prints_in_the_scenarios_order(write_scenario, tmp_path):
+    paths = [write_scenario(scenario_text(MESSAGE + (NEVER_HOLDS if sid == "c" else ""), sid=sid), f"{sid}.toml")
+             for sid in ("a", "b", "c")]
+    rc1, out1, _ = run_cli(["run", *map(str, paths), "--out", str(tmp_path / "one")])
+    rc2, out2, err2 = run_cli(["run", *map(str, paths), "--out", str(tmp_path / "two"), "--jobs", "2"])
+    assert rc1 == rc2 == 1, err2
+    for sid in ("a", "b", "c"):
+        assert tree_hash(tmp_path / "one" / sid) == tree_hash(tmp_path / "two" / sid)
+    assert list(table(out2)) == ["a", "b", "c"]
+    assert [r[:2] + r[3:] for r in table(out2).values()] == [r[:2] + r[3:] for r in table(out1).values()]
+    def heads(out: str) -> list[str]:
+        return [line.split(", wall")[0] for line in out.splitlines() if line.startswith("labsim run ")]
+
+    assert heads(out2) == heads(out1) and len(heads(out1)) == 3
+
+
+def test_jobs_takes_a_whole_number_from_1(write_scenario, tmp_path):
+    path = write_scenario(scenario_text(sid="x"), "x.toml")
+    with pytest.raises(SystemExit) as exc:  # argparse: usage and exit 2
+        run_cli(["run", str(path), str(path), "--jobs", "0"])
+    assert exc.value.code == 2
+
+
+def test_sigint_with_jobs_stops_every_worker_and_leaves_each_folder_as_it_was(write_scenario, tmp_path):
+    many = tmp_path / "many"
+    earlier = write_scenario(scenario_text(sid="one"), "earlier-one.toml"), write_scenario(scenario_text(sid="two"),
+                                                                                          "earlier-two.toml")
+    assert run_cli(["run", *map(str, earlier), "--out", str(many)])[0] == 0
+    before = {sid: tree_hash(many / sid) for sid in ("one", "two")}
+    busy = [write_scenario(scenario_text(_many_messages(400), sid=sid), f"{sid}.toml") for sid in ("one", "two")]
+    proc = subprocess.Popen([sys.executable, "-m", "labsim.cli", "run", *map(str, busy), "--out", str(many),
+                             "--jobs", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def both_going() -> bool:
+            return sum(1 for p in many.glob(".*.labsim-tmp-*") if (p / "mailboxes").is_dir()) == 2
+        assert _wait_for(both_going, 60), "the runs never got going"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # the parent only: it stops its workers
+        stdout, stderr = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert elapsed < 3.0, f"took {elapsed:.2f} s to stop"
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == "labsim: interrupted by SIGINT; 0 run(s) finished, their output is in place"
+    for sid in ("one", "two"):
+        assert f"labsim: {many / sid}: run interrupted by SIGINT; the previous output is left as it was" in stderr
+        assert tree_hash(many / sid) == before[sid]
+    assert _wait_for(lambda: not any(p.name.startswith(".") for p in many.iterdir()), 10)
