@@ -131,10 +131,15 @@ def catalog_wall(tmp: Path, rounds: int) -> None:
     load0 = os.getloadavg()[0]
     separate: list[list[tuple[float, str, float, int, float]]] = []
     together: list[tuple[float, float, float, int]] = []
-    for i in range(rounds):  # the two ways in turn, so a change in the machine's load hits both
+    jobs = os.cpu_count() or 1
+    parallel: list[float] = []
+    for i in range(rounds):  # the ways in turn, so a change in the machine's load hits all alike
         separate.append(_per_process(ids, tmp / f"separate-{i}", tmp))
         wall, peak, rc, cpu = timed(LABSIM + ["run", "--all", "--out", str(tmp / f"together-{i}")], tmp)
         together.append((wall, cpu, peak, rc))
+        if jobs > 1:
+            parallel.append(timed(LABSIM + ["run", "--all", "--jobs", str(jobs), "--out", str(tmp / f"jobs-{i}")],
+                                  tmp)[0])
     load1 = os.getloadavg()[0]
     totals = [sum(r[0] for r in rows) for rows in separate]
     cpus = [sum(r[4] for r in rows) for rows in separate]
@@ -154,10 +159,14 @@ def catalog_wall(tmp: Path, rounds: int) -> None:
           f"{max(t[2] for t in together):.0f} MiB (rounds: {', '.join(f'{t[0]:.1f}' for t in together)} s) "
           f"(target <= {CATALOG_TARGET:.0f} s: {'met' if one <= CATALOG_TARGET else 'not met'})")
     print(f"  ratio: one process per scenario / one process = {total / one:.1f}x wall, {cpu_total / one_cpu:.1f}x CPU")
+    if parallel:
+        print(f"  `labsim run --all --jobs {jobs}`: {statistics.median(parallel):.1f} s of wall "
+              f"(rounds: {', '.join(f'{w:.1f}' for w in parallel)} s)")
     if failed or any(t[3] != 0 for t in together):
         print(f"  expectations failed in: {', '.join(failed) or '(the one-process run)'}")
     diffs = [d for i in range(rounds) for d in _differences(tmp / f"separate-{i}", tmp / f"together-{i}")]
-    print("  output trees: " + ("byte-identical both ways" if not diffs else
+    diffs += [d for i in range(len(parallel)) for d in _differences(tmp / f"separate-{i}", tmp / f"jobs-{i}")]
+    print("  output trees: " + ("byte-identical every way" if not diffs else
                                 f"DIFFER in {len(diffs)} path(s): {', '.join(diffs[:5])}"))
 
 

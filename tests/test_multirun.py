@@ -226,3 +226,17 @@ def test_sigint_with_jobs_stops_every_worker_and_leaves_each_folder_as_it_was(wr
         assert f"labsim: {many / sid}: run interrupted by SIGINT; the previous output is left as it was" in stderr
         assert tree_hash(many / sid) == before[sid]
     assert _wait_for(lambda: not any(p.name.startswith(".") for p in many.iterdir()), 10)
+
+
+def test_list_of_the_whole_catalog_loads_neither_the_engine_nor_aiohttp(tmp_path):
+    """`labsim list` loads every scenario, those with queue and service operations too (their
+    parameters are checked at load), yet starts without the SMTP engine, TLS or aiohttp."""
+    code = ("import contextlib, io, sys\nfrom labsim.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n    assert main(['list']) == 0\n"
+            "assert 'route-loop-exo-attr34' in out.getvalue()\n"
+            "heavy = ('aiohttp', 'aiosmtplib', 'cryptography', 'labsim.smtp', 'labsim.engine.queueing', 'labsim.pki')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
