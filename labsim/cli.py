@@ -13,8 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .errors import InputError, LabsimError
-from .scenario.loader import BUILTIN, catalog, load_scenario
+from .errors import InputError, LabsimError, ScenarioError
+from .scenario.loader import BUILTIN, LoadedScenario, catalog, load_scenario
 
 
 def _print_summary(result) -> None:  # noqa: ANN001 - engine.driver.RunResult
@@ -80,16 +80,25 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Ctrl-C or SIGTERM: one line on stderr, exit 130 / 143, the previous output left as it was."""
+    """Ctrl-C or SIGTERM: one line on stderr, exit 130 / 143, the previous output left as it was.
+
+    Several scenarios (`run A B`, `run --all`) run one after another in this process: see _run_many."""
     from .engine.interrupt import Interrupted, SignalGuard
 
+    refs: list[str] = list(args.scenario)
+    if args.all and refs:
+        raise InputError("labsim run", "give scenario ids or --all, not both")
+    if not args.all and not refs:
+        raise InputError("labsim run", "name a scenario (or several, or --all)")
+    if args.all or len(refs) > 1:
+        return _run_many(args, refs)
     with SignalGuard() as guard:
         try:
             # importing the engine takes a second on a busy machine: inside the guard
             from .engine.driver import run_loaded
             from .engine.outdir import default_out
 
-            loaded = load_scenario(args.scenario)
+            loaded = load_scenario(refs[0])
             out = Path(args.out) if args.out else default_out(loaded.scenario.id, where=str(loaded.path))
             guard.notice = f"labsim: {out}: run interrupted by {{signal}}; the previous output is left as it was"
             guard.notice_finished = f"labsim: {out}: interrupted by {{signal}} after the run had finished"
@@ -99,6 +108,132 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(guard.line(exc), file=sys.stderr)
             return exc.exit_code
     return 0 if result.ok else 1
+
+
+def _run_many(args: argparse.Namespace, refs: list[str]) -> int:
+    """Run several scenarios in this process, one after another, each on its own event loop with its
+    own LabRuntime, into its own folder through engine.outdir.RunOutput (`--out DIR` is the parent:
+    DIR/<id>; without it labsim-out/<id>). Every scenario is loaded and checked before the first
+    run starts, so a bad file stops everything with nothing written. A run whose output folder is
+    refused is reported in one line and the others still run. Exit: 2 if a run could not start
+    for bad input, else 1 if an expectation failed, else 0. A signal stops the run under way (its
+    folder keeps its previous output), keeps what the finished runs wrote, and exits 130 / 143."""
+    import time
+
+    from .engine.interrupt import Interrupted, SignalGuard
+
+    started = time.perf_counter()
+    outer = SignalGuard(notice="labsim: interrupted by {signal} before the first run started",
+                        notice_finished="labsim: interrupted by {signal}")
+    current = outer
+    with outer:
+        try:
+            from .engine.driver import check_timeline_operations, run_loaded
+            from .engine.outdir import default_out
+
+            if args.all:
+                entries = catalog()
+                broken = next((e for e in entries if e.error), None)
+                if broken is not None:
+                    raise ScenarioError(str(broken.path), broken.error or "does not load")
+                refs = [str(e.path) for e in entries]
+            ready = {str(e.path): e.loaded for e in entries} if args.all else {}  # loaded by catalog()
+            runs: list[tuple[LoadedScenario, Path]] = []
+            seen: dict[str, str] = {}
+            for ref in refs:
+                loaded = ready.get(ref) or load_scenario(ref)
+                sid = loaded.scenario.id
+                if sid in seen:
+                    raise ScenarioError(ref, f"scenario {sid!r} is named twice (also {seen[sid]})")
+                seen[sid] = ref
+                check_timeline_operations(loaded)
+                out = default_out(sid, where=str(loaded.path), root=Path(args.out)) if args.out else \
+                    default_out(sid, where=str(loaded.path))
+                runs.append((loaded, out))
+            rows: list[tuple[str, str, str, float, int]] = []  # id, messages, expectations, wall, code
+            if args.jobs > 1:
+                rows = _run_in_workers(args, runs, outer)
+                runs = []  # done
+            for i, (loaded, out) in enumerate(runs):
+                done = f"{i} earlier run(s) finished, their output is in place"
+                outer.notice = outer.notice_finished = f"labsim: interrupted by {{signal}}; {done}"
+                t0 = time.perf_counter()
+                current = SignalGuard(
+                    notice=f"labsim: {out}: run interrupted by {{signal}}; the previous output is left as "
+                           f"it was; {done}",
+                    notice_finished=f"labsim: {out}: interrupted by {{signal}} after the run had finished; {done}")
+                try:
+                    with current:
+                        result = current.run(run_loaded, loaded, out=out, seed=args.seed)
+                except LabsimError as exc:
+                    current = outer
+                    code = 2 if isinstance(exc, InputError) else 1
+                    text = f"{exc.where}: {exc.problem}" if isinstance(exc, InputError) else str(exc)
+                    print(f"labsim: {text}", file=sys.stderr)
+                    rows.append((loaded.scenario.id, "-", "error", time.perf_counter() - t0, code))
+                    continue
+                current = outer
+                rows.append(_row(result, time.perf_counter() - t0))
+            outer.notice = outer.notice_finished = "labsim: interrupted by {signal}; every run had finished"
+        except Interrupted as exc:
+            print(current.line(exc), file=sys.stderr)
+            return exc.exit_code
+    _print_table(rows, time.perf_counter() - started)
+    codes = {r[4] for r in rows}
+    return 2 if 2 in codes else 1 if 1 in codes else 0
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"--jobs takes a whole number from 1 to 64, not {text!r}")
+    return n
+
+
+def _row(result, wall: float) -> tuple[str, str, str, float, int]:  # noqa: ANN001 - engine.driver.RunResult
+    """Print a finished run's summary; its line of the closing table."""
+    _print_summary(result)
+    held = sum(1 for o in result.outcomes if o.ok)
+    return (result.scenario, str(len(result.summary["messages"])), f"{held}/{len(result.outcomes)}", wall,
+            0 if result.ok else 1)
+
+
+def _run_in_workers(args: argparse.Namespace, runs: list[tuple[LoadedScenario, Path]],
+                    outer) -> list[tuple[str, str, str, float, int]]:  # noqa: ANN001 - interrupt.SignalGuard
+    """`--jobs N`: the runs in N worker processes (engine.driver.run_parallel); summaries and rows
+    in the order of the scenarios, whatever order they finish in."""
+    import contextlib
+
+    from .engine.driver import run_parallel
+
+    rows: list[tuple[str, str, str, float, int]] = []
+    outer.notice = outer.notice_finished = "labsim: interrupted by {signal}; 0 run(s) finished, their output is in place"
+    with contextlib.closing(run_parallel(runs, seed=args.seed, jobs=args.jobs)) as finished:
+        for index, result, error, code, wall in finished:
+            if result is None:
+                print(f"labsim: {error}", file=sys.stderr)
+                rows.append((runs[index][0].scenario.id, "-", "error", wall, code))
+            else:
+                rows.append(_row(result, wall))
+            outer.notice = outer.notice_finished = (f"labsim: interrupted by {{signal}}; {len(rows)} run(s) "
+                                                    "finished, their output is in place")
+    return rows
+
+
+def _print_table(rows: list[tuple[str, str, str, float, int]], elapsed: float) -> None:
+    width = max([len("scenario")] + [len(r[0]) for r in rows])
+    print(f"\n{'scenario':<{width}}  {'messages':>8}  {'expectations':>12}  {'wall s':>7}  result")
+    for sid, messages, expectations, wall, code in rows:
+        result = ("ok", "FAILED", "ERROR")[code]
+        print(f"{sid:<{width}}  {messages:>8}  {expectations:>12}  {wall:7.2f}  {result}")
+    failed = sum(1 for r in rows if r[4] == 1)
+    errors = sum(1 for r in rows if r[4] == 2)
+    print(f"total: {len(rows)} scenario(s), {len(rows) - failed - errors} hold, {failed} failed, "
+          f"{errors} error(s); wall {sum(r[3] for r in rows):.2f} s in the runs, {elapsed:.2f} s in all "
+          "(loading every scenario first included)")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -208,9 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("scenario")
     sp.set_defaults(fn=cmd_show)
     sp = sub.add_parser("run", help="run a scenario to completion on virtual time")
-    sp.add_argument("scenario", help="scenario id or TOML file")
-    sp.add_argument("--out", help="output folder (default labsim-out/<id>/)")
-    sp.add_argument("--seed", type=int, help="override the scenario's seed")
+    sp.add_argument("scenario", nargs="*", help="scenario id or TOML file (several: run each, one after another)")
+    sp.add_argument("--all", action="store_true", help="run every scenario of `labsim list`")
+    sp.add_argument("--out", help="output folder (default labsim-out/<id>/); with several scenarios the "
+                                  "parent folder: each run writes OUT/<id>/")
+    sp.add_argument("--seed", type=int, help="override the scenario's seed (of every scenario run)")
+    sp.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                    help="with several scenarios: run them in N worker processes (default 1: one after another "
+                         "in this process); what each run writes is the same for any N")
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("up", help="serve the lab on wall-clock time until interrupted")
     sp.add_argument("scenario")

@@ -190,3 +190,136 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
         rt.write_event_logs()
         await rt.stop()
     return rt
+
+
+# --- several scenarios in worker processes (`labsim run A B ... --jobs N`) -----------------------
+
+# (index of the run, its result or None, the one-line error that stopped it or None,
+#  0 every expectation holds / 1 one fails or the run failed / 2 bad input, wall seconds)
+Finished = tuple[int, "RunResult | None", "str | None", int, float]
+
+
+def _worker_block(slot: int) -> int:
+    """Each worker's own loopback block (127.<block>.x.y), none of them the default one, so that
+    runs side by side never share an address (runtime.start moves on if one is taken anyway)."""
+    from ..net.vnet import DEFAULT_BLOCK
+
+    return (DEFAULT_BLOCK + 23 * (slot + 1)) % 250 + 2
+
+
+def _worker(runs: list[tuple[LoadedScenario, Path]], conn: Any, block: int, seed: int | None) -> None:
+    """A forked worker: runs the scenarios the parent sends (by index) until the pipe closes. Each
+    run is guarded as a single `labsim run` is (engine.interrupt): a signal cancels it, its folder
+    keeps its previous output, the notice is printed here and the parent told."""
+    import signal
+    import sys
+
+    from ..errors import InputError, LabsimError
+    from .interrupt import Interrupted, SignalGuard
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # idle: the parent ends us by closing the pipe
+        signal.signal(sig, signal.SIG_IGN)
+    while True:
+        try:
+            index = conn.recv()
+        except (EOFError, OSError):
+            return
+        if index is None:  # no more work (EOF alone is not enough: a later fork holds the other end)
+            return
+        loaded, out = runs[index]
+        guard = SignalGuard(
+            notice=f"labsim: {out}: run interrupted by {{signal}}; the previous output is left as it was",
+            notice_finished=f"labsim: {out}: interrupted by {{signal}} after the run had finished")
+        t0 = time.perf_counter()
+        try:
+            with guard:
+                result = guard.run(run_loaded, loaded, out=out, seed=seed, block=block)
+        except Interrupted as exc:
+            print(guard.line(exc), file=sys.stderr, flush=True)
+            reply: Finished = (index, None, "interrupted", exc.exit_code, time.perf_counter() - t0)
+        except LabsimError as exc:
+            reply = (index, None, str(exc), 2 if isinstance(exc, InputError) else 1, time.perf_counter() - t0)
+        else:
+            reply = (index, result, None, 0 if result.ok else 1, time.perf_counter() - t0)
+        try:
+            conn.send(reply)
+        except OSError:  # the parent is gone or stopping: nothing more to do
+            return
+        if reply[2] == "interrupted":
+            return
+
+
+def run_parallel(runs: list[tuple[LoadedScenario, Path]], *, seed: int | None, jobs: int) -> Any:
+    """Run `runs` in `jobs` forked worker processes; yield each Finished in the order of `runs`.
+
+    Each worker keeps its own loopback block and its process-wide caches (PKI, DNS zones) from one
+    run to its next. Every run is independent, so what each writes does not depend on `jobs`. A
+    worker stopped by a signal makes this raise engine.interrupt.Interrupted; however this
+    generator ends (finished, closed, or a signal in the parent), the workers are told to stop,
+    given the interrupted runs' grace, and reaped."""
+    import multiprocessing
+    import os
+    import signal
+    from multiprocessing.connection import wait
+
+    from .interrupt import Interrupted
+
+    ctx = multiprocessing.get_context("fork")  # the parent has loaded and checked everything
+    workers: list[tuple[Any, Any]] = []
+    for slot in range(max(1, min(jobs, len(runs)))):
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(runs, theirs, _worker_block(slot), seed), daemon=True)
+        proc.start()
+        theirs.close()
+        workers.append((proc, mine))
+    todo = iter(range(len(runs)))
+    running: dict[Any, int] = {}  # pipe -> index of the run it does
+    done: dict[int, Finished] = {}
+    ended_cleanly = False
+    try:
+        for _proc, conn in workers:
+            index = next(todo, None)
+            if index is not None:
+                conn.send(index)
+                running[conn] = index
+        emitted = 0
+        while emitted < len(runs):
+            ready = wait(list(running))
+            for conn in [c for c in list(running) if c in ready]:
+                index = running.pop(conn)
+                try:
+                    finished: Finished = conn.recv()
+                except (EOFError, OSError):  # the worker died (killed from outside): its run failed
+                    done[index] = (index, None, f"{runs[index][1]}: the worker process running it ended", 1, 0.0)
+                    continue
+                if finished[2] == "interrupted":
+                    raise Interrupted(finished[3] - 128)
+                done[index] = finished
+                nxt = next(todo, None)
+                if nxt is not None:
+                    conn.send(nxt)
+                    running[conn] = nxt
+            if not running:  # every worker died: what is left cannot run
+                for index in todo:
+                    done[index] = (index, None, f"{runs[index][1]}: no worker process left to run it", 1, 0.0)
+            while emitted in done:
+                yield done.pop(emitted)
+                emitted += 1
+        ended_cleanly = True
+    finally:
+        for proc, conn in workers:
+            try:
+                conn.send(None)  # an idle worker ends at once
+            except OSError:
+                pass
+            conn.close()
+            if not ended_cleanly and proc.is_alive() and proc.pid is not None:
+                try:
+                    os.kill(proc.pid, signal.SIGINT)  # a busy one: cancelled as a single run would be
+                except ProcessLookupError:
+                    pass
+        for proc, _conn in workers:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()

@@ -35,9 +35,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import TopologyError
 from ..transport.queues import Queue, QueuedMessage, message_row
 from .operations import operation
-from .queueing import QueueingParty
 
+# QueueingParty is only named in annotations: importing it would bring the engine (SMTP, TLS,
+# aiohttp) into `labsim list`, which loads every scenario and so checks its queue operations.
 if TYPE_CHECKING:  # pragma: no cover
+    from .queueing import QueueingParty
     from .runtime import LabRuntime
 
 

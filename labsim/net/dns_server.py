@@ -207,8 +207,26 @@ def _compile_zone(zone: DnsZone, server: DnsServer, serial: int) -> _Zone:
     return _Zone(origin=origin, soa=soa, nodes=nodes, names=frozenset(names))
 
 
+# A compiled zone is a pure function of (zone, server name, serial) and is never changed once built:
+# the process keeps it, so the next run of the same lab (`labsim run A B ...`), a reconfiguration
+# that leaves a zone as it was, and the loader's check of each change do not compile it again.
+_COMPILED_MAX = 4096
+_compiled: dict[tuple[str, str, int], _Zone] = {}
+
+
+def _compile_zone_cached(zone: DnsZone, server: DnsServer, serial: int) -> _Zone:
+    key = (zone.model_dump_json(), server.name, serial)
+    found = _compiled.get(key)
+    if found is None:
+        found = _compile_zone(zone, server, serial)  # a zone that does not compile raises: never kept
+        if len(_compiled) >= _COMPILED_MAX:
+            _compiled.clear()
+        _compiled[key] = found
+    return found
+
+
 def _compile(server: DnsServer, serial: int) -> list[_Zone]:
-    zones = [_compile_zone(z, server, serial) for z in server.zones]
+    zones = [_compile_zone_cached(z, server, serial) for z in server.zones]
     origins = [z.origin for z in zones]
     if len(set(origins)) != len(origins):
         raise TopologyError(f"DNS server {server.name}", "a zone is defined twice")

@@ -9,6 +9,13 @@ set names, serials or CRL distribution points either). Instead:
 - serials are 16 bytes drawn from the same HMAC (positive, top bit clear, bit 126 set so the
   encoding is always exactly 16 bytes and Exchange's upper-case hex is always 32 characters);
 - validity is relative to `lab.start` (timespec.resolve_time), CRL times to a fixed grid from it.
+
+Since a key and a certificate are pure functions of their inputs, the process keeps what it built
+(_derive_key, _built): a second LabPki over the same specs and seed (the next run of `labsim run
+A B ...`, a reconfiguration that rebuilds the PKI) takes the same objects instead of doing the
+elliptic-curve arithmetic and the signing again. A certificate is cached under everything it is
+built from: the seed, the lab's start, its spec (as JSON), the CRL host and, recursively, the same
+for its issuer; so a cache hit is byte-identical to a fresh build.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,6 +46,26 @@ UTC = timezone.utc
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _PEM = serialization.Encoding.PEM
 _DER = serialization.Encoding.DER
+
+
+_CACHE_MAX = 4096  # certificates kept per process; the whole built-in catalog needs about 100
+
+# build key (see _ca_build_key / the leaf's in issued()) -> the certificate built from it
+_built: dict[tuple[Any, ...], x509.Certificate] = {}
+
+
+@lru_cache(maxsize=_CACHE_MAX)
+def _derive_key(secret: bytes, kind: str, name: str) -> ec.EllipticCurvePrivateKey:
+    digest = hmac.new(secret, "\x00".join(("key", kind, name)).encode(), hashlib.sha256).digest()
+    value = int.from_bytes(digest, "big") % (_P256_ORDER - 1) + 1
+    return ec.derive_private_key(value, ec.SECP256R1())
+
+
+def _remember(build_key: tuple[Any, ...], cert: x509.Certificate) -> x509.Certificate:
+    if len(_built) >= _CACHE_MAX:
+        _built.clear()
+    _built[build_key] = cert
+    return cert
 
 
 def thumbprint(cert: x509.Certificate) -> str:
@@ -126,6 +155,7 @@ class LabPki:
         self._start = _second(lab.start)
         self._secret = f"labsim-pki\x00{seed}".encode()
         self._cas: dict[str, CaMaterial] = {}
+        self._build_keys: dict[str, tuple[Any, ...]] = {}  # CA name -> what its certificate is built from
         self._issued: dict[str, IssuedCert] = {}
         self._crls: dict[tuple[object, ...], bytes] = {}
         self._revoked: dict[str, tuple[datetime, x509.ReasonFlags]] = {}
@@ -139,8 +169,12 @@ class LabPki:
         return hmac.new(self._secret, "\x00".join(parts).encode(), hashlib.sha256).digest()
 
     def _key(self, kind: str, name: str) -> ec.EllipticCurvePrivateKey:
-        value = int.from_bytes(self._digest("key", kind, name), "big") % (_P256_ORDER - 1) + 1
-        return ec.derive_private_key(value, ec.SECP256R1())
+        return _derive_key(self._secret, kind, name)
+
+    def _build_key(self, kind: str, spec: CaSpec | CertificateSpec, issuer: str | None) -> tuple[Any, ...]:
+        """Everything a certificate is built from (its issuer's by reference to the issuer's own)."""
+        return (kind, self._secret, self._start, spec.model_dump_json(), self.lab.network.crl_host_name,
+                self._build_keys[issuer] if issuer else None)
 
     def _serial(self, kind: str, name: str) -> int:
         raw = int.from_bytes(self._digest("serial", kind, name)[:16], "big")
@@ -181,6 +215,16 @@ class LabPki:
         spec = self._ca_spec(name)
         parent = self._build_ca(spec.parent, (*below, name)) if spec.parent else None
         key = self._key("ca", name)
+        build_key = self._build_key("ca", spec, spec.parent)
+        cert = _built.get(build_key) or _remember(build_key, self._build_ca_cert(spec, key, parent))
+        material = CaMaterial(spec=spec, cert=cert, key=key)
+        self._cas[name] = material
+        self._build_keys[name] = build_key
+        return material
+
+    def _build_ca_cert(self, spec: CaSpec, key: ec.EllipticCurvePrivateKey,
+                       parent: CaMaterial | None) -> x509.Certificate:
+        name = spec.name
         subject = parse_dn(spec.subject)
         signer = parent.key if parent else key
         nb, na = self._validity(spec.not_before, spec.not_after, f"CA {name!r}")
@@ -203,10 +247,7 @@ class LabPki:
         )
         if parent:
             builder = builder.add_extension(self._cdp(parent.name), critical=False)
-        cert = builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
-        material = CaMaterial(spec=spec, cert=cert, key=key)
-        self._cas[name] = material
-        return material
+        return builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
 
     def all_ca_certs(self) -> list[x509.Certificate]:
         """Every CA certificate (roots and intermediates), in the lab's order."""
@@ -235,10 +276,23 @@ class LabPki:
         except KeyError:
             raise PkiError(f"no lab certificate named {cert_name!r}") from None
         key = self._key("cert", cert_name)
+        issuer = None if spec.issuer == "self" else self.ca(spec.issuer)
+        build_key = self._build_key("cert", spec, None if issuer is None else issuer.name)
+        cert = _built.get(build_key) or _remember(build_key, self._build_leaf_cert(spec, key, issuer))
+        chain: list[x509.Certificate] = []
+        ca = issuer
+        while ca is not None and ca.spec.parent is not None:
+            chain.append(ca.cert)
+            ca = self.ca(ca.spec.parent)
+        result = IssuedCert(spec=spec, cert=cert, key=key, issuer_chain=chain)
+        self._issued[cert_name] = result
+        return result
+
+    def _build_leaf_cert(self, spec: CertificateSpec, key: ec.EllipticCurvePrivateKey,
+                         issuer: CaMaterial | None) -> x509.Certificate:
+        cert_name = spec.name
         subject = parse_dn(spec.subject)
         nb, na = self._validity(spec.not_before, spec.not_after, f"certificate {cert_name!r}")
-        self_signed = spec.issuer == "self"
-        issuer = None if self_signed else self.ca(spec.issuer)
         signer = key if issuer is None else issuer.key
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if spec.server_auth else []) + \
                  ([ExtendedKeyUsageOID.CLIENT_AUTH] if spec.client_auth else [])
@@ -270,15 +324,7 @@ class LabPki:
                 x509.SubjectAlternativeName([_general_name(s) for s in spec.sans]), critical=False)
         if issuer is not None:
             builder = builder.add_extension(self._cdp(issuer.name), critical=False)
-        cert = builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
-        chain: list[x509.Certificate] = []
-        ca = issuer
-        while ca is not None and ca.spec.parent is not None:
-            chain.append(ca.cert)
-            ca = self.ca(ca.spec.parent)
-        result = IssuedCert(spec=spec, cert=cert, key=key, issuer_chain=chain)
-        self._issued[cert_name] = result
-        return result
+        return builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
 
     def all_issued(self) -> list[IssuedCert]:
         return [self.issued(s.name) for s in self.lab.certificates]

@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -64,6 +64,7 @@ class CatalogEntry:
     source: str
     error: str | None = None
     overrides: bool = False  # a local file that hides the built-in scenario of the same id
+    loaded: LoadedScenario | None = field(default=None, repr=False, compare=False)  # (`run --all` runs it)
 
 
 def builtin_dir() -> Path | None:
@@ -117,7 +118,7 @@ def catalog() -> list[CatalogEntry]:
             except InputError as exc:
                 entry = CatalogEntry(p.stem, "", p, source, error=exc.problem)
             else:
-                entry = CatalogEntry(loaded.scenario.id, loaded.scenario.title, p, source)
+                entry = CatalogEntry(loaded.scenario.id, loaded.scenario.title, p, source, loaded=loaded)
             first = found.get(entry.id)
             if first is None:
                 found[entry.id] = entry
