@@ -36,16 +36,18 @@ clean:
 	rm -rf $(VENV) labsim-out
 
 # `make bench`: tables, not timed tests; benchmarks/README.md says what each figure is and its target.
-# The scale runs (1k/10k/50k messages: benchmarks/bench_scale.py) join as one more line here.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+# Scale runs (wall, peak RSS, evidence size per amount of mail): `make bench BENCH_SIZES=1000,10000,50000`.
+BENCH_SIZES ?= 1000,10000
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_run.py
 	$(BIN)/python benchmarks/bench_hop.py
 	$(BIN)/python benchmarks/bench_startup.py
+	$(BIN)/python benchmarks/bench_scale.py --sizes $(BENCH_SIZES)
 
 # No-loss load test of `labsim up` (faults, resets mid-DATA, a SIGTERM restart): make noloss MESSAGES=5000
 MESSAGES ?= 3000
