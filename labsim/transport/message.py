@@ -57,8 +57,16 @@ class MailItem:
         return len(self.data)
 
 
+def header_block(data: bytes) -> bytes:
+    """The message up to and including the first empty line: all the email parser reads headers
+    from. A prefix that ends at an empty line parses to the same headers as the whole message
+    (an earlier end of the headers lies inside the prefix), so the body is never parsed."""
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    return data[:min(ends) + 4] if ends else data
+
+
 def header_value(data: bytes, name: str) -> str:
-    msg = message_from_bytes(data, policy=compat32)
+    msg = message_from_bytes(header_block(data), policy=compat32)
     value = msg.get(name, "")
     return str(value).strip()
 
