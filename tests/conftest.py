@@ -218,3 +218,32 @@ def free_udp_port(ips: list[str]) -> int:
             for s in socks:
                 s.close()
     raise RuntimeError(f"no free UDP port on {', '.join(ips)}")
+
+
+# --------------------------------------------------------------------------- small scenarios and waits
+
+ONE_MESSAGE = """
+[[message]]
+id = "m"
+at = "+00:00:05"
+from = "raghu@cloudmonkeys.xyz"
+to = ["alex@fabrikam.com"]
+"""
+
+
+def many_messages(n: int) -> str:
+    """`n` on-prem -> EXO messages over the first minute: a run long enough to interrupt."""
+    return "".join(f'[[message]]\nid = "m{i}"\nat = "+00:00:{i % 60:02d}"\nfrom = "raghu@cloudmonkeys.xyz"\n'
+                   f'to = ["ramki@cloudmonkeys.xyz"]\n\n' for i in range(n))
+
+
+def wait_until(cond: Any, seconds: float) -> bool:
+    """Poll `cond()` (every 20 ms) until it holds or `seconds` pass; its last value."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return bool(cond())

@@ -6,15 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_cli, scenario_text
-
-MESSAGE = """
-[[message]]
-id = "m"
-at = "+00:00:05"
-from = "raghu@cloudmonkeys.xyz"
-to = ["alex@fabrikam.com"]
-"""
+from conftest import ONE_MESSAGE, REPO, run_cli, scenario_text
 
 
 def test_list_prints_id_and_title():
@@ -36,7 +28,7 @@ def test_show_prints_the_training_text():
 BAD_FILES = {
     "not TOML": 'id = "t"\ntitle = \n',
     "unknown key": scenario_text(head='colour = "red"\n'),
-    "stranger as sender": scenario_text(MESSAGE.replace("raghu@cloudmonkeys.xyz", "eve@evil.example")),
+    "stranger as sender": scenario_text(ONE_MESSAGE.replace("raghu@cloudmonkeys.xyz", "eve@evil.example")),
     "unknown cmdlet": scenario_text('[[change]]\ncmdlet = "Set-Bogus"\n'),
     "bad parameter": scenario_text('[[change]]\ncmdlet = "Set-ReceiveConnector"\n'
                                    'Identity = "Default Frontend CMHYBD01"\nBogus = 1\n'),
@@ -73,7 +65,7 @@ def test_bad_file_through_the_real_entry_point_has_no_traceback(write_scenario):
 
 @pytest.mark.integration
 def test_run_exits_1_when_an_expectation_cannot_hold(write_scenario, tmp_path):
-    path = write_scenario(scenario_text(MESSAGE + """
+    path = write_scenario(scenario_text(ONE_MESSAGE + """
         [[expect.message]]
         id = "m"
         mailbox = "exo:ramki@cloudmonkeys.xyz"
@@ -92,7 +84,7 @@ def test_run_exits_1_when_an_expectation_cannot_hold(write_scenario, tmp_path):
 
 @pytest.mark.integration
 def test_run_exits_0_and_honours_out_and_seed(write_scenario, tmp_path):
-    path = write_scenario(scenario_text(MESSAGE + '[[expect.message]]\nid = "m"\nfate = "delivered"\n'))
+    path = write_scenario(scenario_text(ONE_MESSAGE + '[[expect.message]]\nid = "m"\nfate = "delivered"\n'))
     out_dir = tmp_path / "here"
     rc, out, _ = run_cli(["run", str(path), "--out", str(out_dir), "--seed", "42"])
     assert rc == 0

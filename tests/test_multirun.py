@@ -11,17 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, scenario_text
+from conftest import (
+    ONE_MESSAGE,
+    REPO,
+    many_messages,
+    run_cli,
+    scenario_text,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
-MESSAGE = """
-[[message]]
-id = "m"
-at = "+00:00:05"
-from = "raghu@cloudmonkeys.xyz"
-to = ["alex@fabrikam.com"]
-
+MESSAGE = ONE_MESSAGE + """
 [[expect.message]]
 id = "m"
 fate = "delivered"
@@ -132,24 +133,12 @@ def test_run_needs_ids_or_all_but_not_both(argv):
     assert rc == 2 and out == "" and err.count("\n") == 1
 
 
-def _many_messages(n: int) -> str:
-    return "".join(f'[[message]]\nid = "m{i}"\nat = "+00:00:{i % 60:02d}"\nfrom = "raghu@cloudmonkeys.xyz"\n'
-                   f'to = ["ramki@cloudmonkeys.xyz"]\n\n' for i in range(n))
-
-
-def _wait_for(cond, seconds: float) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def test_sigint_during_a_multi_run_keeps_finished_runs_and_the_interrupted_ones_previous_output(
         write_scenario, tmp_path):
     quick = write_scenario(scenario_text(sid="quick"), "quick.toml")
-    busy = write_scenario(scenario_text(_many_messages(400), sid="busy"), "busy.toml")
+    busy = write_scenario(scenario_text(many_messages(400), sid="busy"), "busy.toml")
     many = tmp_path / "many"
     assert run_cli(["run", str(write_scenario(scenario_text(sid="busy"), "earlier.toml")),
                     "--out", str(many / "busy")])[0] == 0
@@ -158,7 +147,7 @@ def test_sigint_during_a_multi_run_keeps_finished_runs_and_the_interrupted_ones_
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         work = many / f".busy.labsim-tmp-{proc.pid}"
-        assert _wait_for(lambda: (work / "mailboxes").is_dir(), 60), "the second run never got going"
+        assert wait_until(lambda: (work / "mailboxes").is_dir(), 60), "the second run never got going"
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
@@ -173,7 +162,7 @@ def test_sigint_during_a_multi_run_keeps_finished_runs_and_the_interrupted_ones_
     assert "labsim run quick: 0 message(s)" in stdout  # the finished run's summary came out as it finished
     assert (many / "quick" / "summary.json").is_file()
     assert tree_hash(many / "busy") == before
-    assert _wait_for(lambda: not any(p.name.startswith(".busy.") for p in many.iterdir()), 10)
+    assert wait_until(lambda: not any(p.name.startswith(".busy.") for p in many.iterdir()), 10)
 
 
 def test_jobs_writes_the_same_trees_and_prints_in_the_scenarios_order(write_scenario, tmp_path):
@@ -205,13 +194,13 @@ def test_sigint_with_jobs_stops_every_worker_and_leaves_each_folder_as_it_was(wr
                                                                                           "earlier-two.toml")
     assert run_cli(["run", *map(str, earlier), "--out", str(many)])[0] == 0
     before = {sid: tree_hash(many / sid) for sid in ("one", "two")}
-    busy = [write_scenario(scenario_text(_many_messages(400), sid=sid), f"{sid}.toml") for sid in ("one", "two")]
+    busy = [write_scenario(scenario_text(many_messages(400), sid=sid), f"{sid}.toml") for sid in ("one", "two")]
     proc = subprocess.Popen([sys.executable, "-m", "labsim.cli", "run", *map(str, busy), "--out", str(many),
                              "--jobs", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def both_going() -> bool:
             return sum(1 for p in many.glob(".*.labsim-tmp-*") if (p / "mailboxes").is_dir()) == 2
-        assert _wait_for(both_going, 60), "the runs never got going"
+        assert wait_until(both_going, 60), "the runs never got going"
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)  # the parent only: it stops its workers
         stdout, stderr = proc.communicate(timeout=30)
@@ -225,7 +214,7 @@ def test_sigint_with_jobs_stops_every_worker_and_leaves_each_folder_as_it_was(wr
     for sid in ("one", "two"):
         assert f"labsim: {many / sid}: run interrupted by SIGINT; the previous output is left as it was" in stderr
         assert tree_hash(many / sid) == before[sid]
-    assert _wait_for(lambda: not any(p.name.startswith(".") for p in many.iterdir()), 10)
+    assert wait_until(lambda: not any(p.name.startswith(".") for p in many.iterdir()), 10)
 
 
 def test_list_of_the_whole_catalog_loads_neither_the_engine_nor_aiohttp(tmp_path):

@@ -17,7 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, scenario_text
+from conftest import (
+    ONE_MESSAGE,
+    REPO,
+    many_messages,
+    run_cli,
+    scenario_text,
+    wait_until,
+)
 
 from labsim.engine import outdir
 from labsim.engine.driver import run_loaded, serve
@@ -31,14 +38,6 @@ from labsim.engine.outdir import (
 )
 from labsim.engine.runtime import LabRuntime
 from labsim.scenario.loader import load_scenario
-
-MESSAGE = """
-[[message]]
-id = "m"
-at = "+00:00:05"
-from = "raghu@cloudmonkeys.xyz"
-to = ["alex@fabrikam.com"]
-"""
 
 
 def tree_hash(root: Path) -> str:
@@ -144,7 +143,7 @@ def test_an_empty_folder_is_used(tiny, tmp_path):
 
 def test_a_run_whose_expectation_fails_still_completes_and_replaces(write_scenario, tmp_path):
     out = tmp_path / "out"
-    path = write_scenario(scenario_text(MESSAGE + '[[expect.message]]\nid = "m"\nfate = "failed"\n'))
+    path = write_scenario(scenario_text(ONE_MESSAGE + '[[expect.message]]\nid = "m"\nfate = "failed"\n'))
     assert run_cli(["run", str(write_scenario(scenario_text(), "first.toml")), "--out", str(out)])[0] == 0
     (out / "stale").write_text("x")
     rc, stdout, _ = run_cli(["run", str(path), "--out", str(out)])
@@ -169,7 +168,7 @@ def test_a_run_that_raises_midway_leaves_the_previous_tree_intact(tiny, tmp_path
 
 def test_a_cancelled_run_leaves_the_previous_tree_intact(write_scenario, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    path = write_scenario(scenario_text(MESSAGE))
+    path = write_scenario(scenario_text(ONE_MESSAGE))
     assert run_cli(["run", str(path), "--out", str(out)])[0] == 0
     before = tree_hash(out)
     started = asyncio.Event()
@@ -344,18 +343,6 @@ def test_a_scenario_id_of_dotdot_never_touches_the_folder_above_labsim_out(write
 
 # --- signals --------------------------------------------------------------------------------------
 
-def _many_messages(n: int) -> str:
-    return "".join(f'[[message]]\nid = "m{i}"\nat = "+00:00:{i % 60:02d}"\nfrom = "raghu@cloudmonkeys.xyz"\n'
-                   f'to = ["ramki@cloudmonkeys.xyz"]\n\n' for i in range(n))
-
-
-def _wait_for(cond, seconds: float) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 @pytest.mark.integration
@@ -364,12 +351,12 @@ def test_a_signal_mid_run_stops_within_the_bound_and_keeps_the_previous_tree(sig
     out = tmp_path / "out"
     assert run_cli(["run", str(write_scenario(scenario_text(), "first.toml")), "--out", str(out)])[0] == 0
     before = tree_hash(out)
-    path = write_scenario(scenario_text(_many_messages(400), sid="busy"), "busy.toml")
+    path = write_scenario(scenario_text(many_messages(400), sid="busy"), "busy.toml")
     proc = subprocess.Popen([sys.executable, "-m", "labsim.cli", "run", str(path), "--out", str(out)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         work = tmp_path / f".out.labsim-tmp-{proc.pid}"
-        assert _wait_for(lambda: (work / "mailboxes").is_dir(), 60), "the run never got going"
+        assert wait_until(lambda: (work / "mailboxes").is_dir(), 60), "the run never got going"
         t0 = time.monotonic()
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=30)
@@ -383,7 +370,7 @@ def test_a_signal_mid_run_stops_within_the_bound_and_keeps_the_previous_tree(sig
                       "the previous output is left as it was\n")
     assert stdout == ""
     assert tree_hash(out) == before
-    assert _wait_for(lambda: beside(out) == [], 10), beside(out)
+    assert wait_until(lambda: beside(out) == [], 10), beside(out)
 
 
 GUARDED = textwrap.dedent("""
@@ -427,7 +414,7 @@ def test_a_signal_during_a_long_synchronous_phase_still_stops_promptly(tiny, tmp
     assert proc.returncode == 130 and stderr == "labsim: interrupted by SIGINT\n"
     assert elapsed < 3.0, f"took {elapsed:.2f} s to stop"
     assert tree_hash(out) == before
-    assert _wait_for(lambda: beside(out) == [], 10), beside(out)
+    assert wait_until(lambda: beside(out) == [], 10), beside(out)
     assert outdir.busy() is False
 
 
@@ -436,12 +423,12 @@ def test_what_a_killed_run_leaves_is_removed_by_the_next_run(tiny, write_scenari
     out = tmp_path / "out"
     assert run_cli(["run", str(tiny), "--out", str(out)])[0] == 0
     before = tree_hash(out)
-    path = write_scenario(scenario_text(_many_messages(400), sid="busy"), "busy.toml")
+    path = write_scenario(scenario_text(many_messages(400), sid="busy"), "busy.toml")
     proc = subprocess.Popen([sys.executable, "-m", "labsim.cli", "run", str(path), "--out", str(out)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     work = tmp_path / f".out.labsim-tmp-{proc.pid}"
     try:
-        assert _wait_for(lambda: (work / "mailboxes").is_dir(), 60), "the run never got going"
+        assert wait_until(lambda: (work / "mailboxes").is_dir(), 60), "the run never got going"
     finally:
         proc.kill()  # SIGKILL: no handler runs, nothing is tidied
         proc.wait()
