@@ -212,11 +212,9 @@ class QueueingParty:
         q.token += 1
         q.next_drain = when
         token = q.token
-        old = q.__dict__.get("_drain_entry")
-        if old is not None:
-            self.lab.scheduler.cancel(old)
-        q.__dict__["_drain_entry"] = self.lab.scheduler.call_at(when, f"{q.identity} drain",
-                                                                lambda: self._drain_if_current(q, token))
+        if q.drain_entry is not None:
+            self.lab.scheduler.cancel(q.drain_entry)
+        q.drain_entry = self.lab.scheduler.call_at(when, f"{q.identity} drain", lambda: self._drain_if_current(q, token))
 
     async def _drain_if_current(self, q: Queue, token: int) -> None:
         if token != q.token:
@@ -270,10 +268,7 @@ class QueueingParty:
             self.lab.clock.set(end)
 
     def _connections(self, q: Queue) -> list["_Outbound"]:
-        conns = q.__dict__.get("_connections")
-        if conns is None:
-            conns = q.__dict__["_connections"] = []
-        return conns
+        return q.connections
 
     def _open_connection_count(self) -> int:
         return sum(len(self._connections(q)) for q in self.queues.all())
@@ -762,7 +757,7 @@ class QueueingParty:
         if not q.messages and q.status != "Active":
             # An emptied queue has nothing to retry [INFERRED]; it idles out after QueueMaxIdleTime.
             q.status, q.last_error, q.next_retry_time, q.connection_failures = "Ready", "", None, 0
-            entry = q.__dict__.pop("_drain_entry", None)
+            entry, q.drain_entry = q.drain_entry, None
             if entry is not None:
                 self.lab.scheduler.cancel(entry)
                 q.next_drain = None

@@ -78,6 +78,8 @@ class Queue:
     next_drain: datetime | None = None
     token: int = 0
     draining: bool = False
+    drain_entry: Any = None  # the scheduler's entry of the next drain (cancelled when superseded)
+    connections: list = field(default_factory=list)  # the queue's open outbound connections (engine.queueing)
 
     @property
     def message_count(self) -> int:
