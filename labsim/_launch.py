@@ -18,10 +18,14 @@ def _early_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+# Installed as this module is imported: the earliest moment labsim's own code runs. (Before it,
+# while the interpreter itself starts, a Ctrl-C is Python's.)
+_PREVIOUS = {sig: signal.signal(sig, _early_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
 def main() -> int:
-    previous = {sig: signal.signal(sig, _early_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
     from .cli import main as cli_main
 
-    for sig, handler in previous.items():
+    for sig, handler in _PREVIOUS.items():
         signal.signal(sig, handler)
     return cli_main()

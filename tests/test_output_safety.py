@@ -443,12 +443,16 @@ def test_what_a_killed_run_leaves_is_removed_by_the_next_run(tiny, write_scenari
 def test_ctrl_c_while_the_command_starts_up_is_one_line_not_a_traceback(delay, tmp_path):
     """The console script (labsim._launch) is quiet from its first line: a Ctrl-C while labsim is
     still importing or parsing its arguments exits 130 with one line (or the run just finishes)."""
-    launcher = "import sys; from labsim._launch import main; sys.exit(main())"
+    # The console script's first import is labsim._launch; the child says when that is done, so the
+    # delay counts from the moment labsim's own code runs (not from a busy machine's interpreter start).
+    launcher = ("import os, sys; from labsim._launch import main; os.write(2, b'@'); sys.exit(main())")
     proc = subprocess.Popen([sys.executable, "-c", launcher, "run", "hybrid-baseline", "--out", str(tmp_path / "o")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(delay)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None and proc.stderr.read(1) == b"@"
+    time.sleep(delay - 0.3)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, raw = proc.communicate(timeout=60)
+    err = raw.decode("utf-8", "replace")
     assert "Traceback" not in err
     # 0: the run finished first; 130: labsim stopped it; -SIGINT: it arrived while the interpreter
     # was exiting after the run (Python has put the default action back by then: the shell says 130).
