@@ -212,7 +212,7 @@ def test_rejection_response_formatting_and_fallbacks():
 
 
 def test_eop_block_reply_has_eops_shape():
-    text = eop_block_reply("27.7.57.241", "Spamhaus", "FE01.outlook.com 2026-05-01T06:00:00.000Z 08DE0000000000AA")
+    text = eop_block_reply("27.7.57.241", "zen.spamhaus.org", "Spamhaus", "FE01.outlook.com 2026-05-01T06:00:00.000Z 08DE0000000000AA")
     assert text.startswith("550 5.7.1 Service unavailable, Client host [27.7.57.241] blocked using Spamhaus.")
     assert "https://www.spamhaus.org/query/ip/27.7.57.241 AS(1450) [FE01.outlook.com" in text
 

@@ -49,7 +49,7 @@ async def eop_block_list_reply(exo: "ExoRuntime", session: "ServerSession") -> s
     for zone, provider in exo.model.ip_block_lists.items():
         if await _lookup(exo.lab, exo.host_in, exo.model.dns_servers, query_name(st.remote_ip, zone), session):
             stamp = f"{exo.frontend_fqdn} {iso_ms(session.now())} {session.session_id:016X}"
-            verdict = eop_block_reply(st.remote_ip, provider, stamp)
+            verdict = eop_block_reply(st.remote_ip, zone, provider, stamp)
             break
     session.context[_KEY] = verdict
     return verdict or None

@@ -6,6 +6,8 @@ real protocol-log samples in shared/reference/samples.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # Session
 BANNER = "220 {fqdn} Microsoft ESMTP MAIL Service ready at {date}"
 STARTTLS_GO = "220 2.0.0 SMTP server ready"
@@ -105,10 +107,56 @@ TLS_CERT_NOT_FOUND = "454 4.7.5 The certificate specified in TlsCertificateName 
 # Exchange Online (EOP) front end
 EXO_BANNER = "220 {fqdn} Microsoft ESMTP MAIL Service ready at {date} [{session}]"
 EXO_RELAY_DENIED = "550 5.7.64 TenantAttribution; Relay Access Denied [{host}]"
-# EOP's DNS block list rejection (public captures 2024, e.g. "... blocked using Spamhaus. To request
-# removal from this list see https://www.spamhaus.org/query/ip/<ip> AS(1450) [<FE> <time> <id>]").
-EXO_BLOCKED_USING = ("550 5.7.1 Service unavailable, Client host [{ip}] blocked using {provider}. To request "
-                     "removal from this list see https://www.spamhaus.org/query/ip/{ip} AS(1450) [{stamp}]")
+# EOP's IP block lists: the reply depends on which list matched, looked up by the list's DNS zone
+# (exo_block_list_reply below). Evidence per row in docs/transport-fidelity.md §3.
+# Spamhaus (any of its zones: zen/sbl/xbl/pbl.spamhaus.org, DQS *.spamhaus.net): public captures,
+# e.g. "550 5.7.1 Service unavailable, Client host [74.105.21.182] blocked using Spamhaus. To request
+# removal from this list see https://www.spamhaus.org/query/ip/74.105.21.182 AS(1450)
+# [DM6NAM12FT101.eop-nam12.prod.protection.outlook.com 2024-03-08T18:27:57.188Z 08DC3ECF83FA972F]";
+# the same words for an SBL (sendgrid/docs#6275) and a PBL listing (kakshay21/verify_email#44).
+EXO_BLOCKED_USING_SPAMHAUS = ("550 5.7.1 Service unavailable, Client host [{ip}] blocked using Spamhaus. To request "
+                              "removal from this list see https://www.spamhaus.org/query/ip/{ip} AS(1450) [{stamp}]")
+# Microsoft's own list of banned sending IPs (ExDocs NDR table: 5.7.606-649 "Access denied, banned sending
+# IP [IP1.IP2.IP3.IP4]"); whole text as captured in 2021 (MicrosoftDocs/microsoft-365-docs#5911, with its
+# two spaces before http and no bracketed stamp after AS(1430)).
+EXO_BANNED_SENDING_IP = ("550 5.7.606 Access denied, banned sending IP [{ip}]. To request removal from this list "
+                         "please visit https://sender.office.com/ and follow the directions. For more information "
+                         "please go to  http://go.microsoft.com/fwlink/?LinkID=526655 AS(1430)")
+# A list EOP is not known to use: the words all EOP "blocked using" replies share (Spamhaus above, 5.7.513
+# "Service unavailable, Client host [$ConnectingIP] blocked by $recipientDomain using Customer Block list")
+# with the lab's name for the list and EOP's stamp [INFERRED: no capture of such a reply exists].
+EXO_BLOCKED_USING_OTHER = "550 5.7.1 Service unavailable, Client host [{ip}] blocked using {provider} [{stamp}]"
+
+
+@dataclass(frozen=True)
+class BlockListReply:
+    """EOP's words for a listing on one block list: `zone` matches the zone itself and every zone below it."""
+
+    zone: str
+    template: str  # fields: {ip} the client, {provider} the lab's name of the list, {stamp} EOP's trailer
+
+    def covers(self, zone: str) -> bool:
+        z = zone.strip(".").lower()
+        return z == self.zone or z.endswith("." + self.zone)
+
+
+EXO_BLOCK_LIST_REPLIES: tuple[BlockListReply, ...] = (
+    BlockListReply("spamhaus.org", EXO_BLOCKED_USING_SPAMHAUS),
+    BlockListReply("spamhaus.net", EXO_BLOCKED_USING_SPAMHAUS),  # Spamhaus DQS: <key>.zen.dq.spamhaus.net
+    # Microsoft's internal IP list has no public zone; FOPE, EOP's predecessor, named it in its replies
+    # ("Client host a.b.c.d blocked using 88.blocklist.zap; Mail from IP banned. To request removal from this
+    # list please forward this message to delist.forefront@messaging.microsoft.com", 2011); the lab keys
+    # today's banned-sending-IP reply by that name [INFERRED: the successor list].
+    BlockListReply("88.blocklist.zap", EXO_BANNED_SENDING_IP),
+)
+
+
+def exo_block_list_reply(zone: str, ip: str, provider: str, stamp: str) -> str:
+    """EOP's RCPT TO rejection for `ip` listed on the block list at `zone` (the first table row covering it)."""
+    template = next((r.template for r in EXO_BLOCK_LIST_REPLIES if r.covers(zone)), EXO_BLOCKED_USING_OTHER)
+    return template.format(ip=ip, provider=provider, stamp=stamp)
+
+
 # Loops detected by EXO: "5.4.14 Hop count exceeded - possible mail loop ATTR34" (ExDocs
 # fix-error-code-5-4-6-through-5-4-20); 554 as seed 001 §7 shows it.
 EXO_HOP_COUNT = "554 5.4.14 Hop count exceeded - possible mail loop ATTR34 [{stamp}]"

@@ -11,7 +11,7 @@ Two consumers, one mechanism (a DNS A query of `<reversed IP>.<zone>` to the lab
   decompiled in evilashz/exchange-server-27065; docs/network-dns-routing.md §3).
 * EOP's front end for mail it does not attribute to an on-premises inbound connector: any
   answer from the block list zone is a listing (Spamhaus zones answer 127.0.0.x only for listed
-  addresses), rejected at RCPT TO with EOP's wording (public 2024 captures, R.EXO_BLOCKED_USING).
+  addresses), rejected at RCPT TO with the words EOP uses for that list (R.exo_block_list_reply, by zone).
 """
 
 from __future__ import annotations
@@ -86,5 +86,5 @@ def connection_filter_reply(provider: IPBlockListProvider, client_ip: str) -> st
     return R.IP_BLOCK_LIST_REJECT.format(text=text)
 
 
-def eop_block_reply(client_ip: str, provider: str, stamp: str) -> str:
-    return R.EXO_BLOCKED_USING.format(ip=client_ip, provider=provider, stamp=stamp)
+def eop_block_reply(client_ip: str, zone: str, provider: str, stamp: str) -> str:
+    return R.exo_block_list_reply(zone, client_ip, provider, stamp)
