@@ -45,6 +45,7 @@ from ..topology.model import (
     Organization,
     ReceiveConnector,
     SendConnector,
+    TransportServiceConfig,
 )
 from ..topology.timespec import parse_timespan
 from ..transport import headers as H
@@ -57,22 +58,25 @@ from .queueing import (
     UNLIMITED_CONNECTIONS,
     Failure,
     QueueingParty,
+    firewalled,
     policy_from_transport,
     queued_reply,
 )
+from .reputation import edge_connection_filter_reply
+from .services import edge_view, submission_available
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..smtp.server import Envelope, ServerSession
-    from .runtime import LabRuntime
+    from ..smtp.session_api import Envelope, ReceivingSession
+    from .ports import OnPremLab
 
 
 class ExchangeServerRuntime(QueueingParty):
     """One on-prem Exchange server: its transport services, listeners, store and logs."""
 
-    def __init__(self, lab: "LabRuntime", model: ExchangeServer) -> None:
-        self.lab = lab
+    def __init__(self, lab: "OnPremLab", model: ExchangeServer) -> None:
+        super().__init__(lab, model.name, QueueSet(model.name))
+        self.lab: OnPremLab = lab
         self.model = model
-        self.name = model.name
         self.host = lab.net.host(model.name)
         self.store = CertStore.for_server(lab.pki, model)
         start = lab.model.start - timedelta(days=3, hours=lab.ids_for(model.name).randint(1, 48))
@@ -81,7 +85,6 @@ class ExchangeServerRuntime(QueueingParty):
                             for svc in self.services + ["MailboxSubmission"]}
         self.internal_ids = Counter(lab.seed, model.name)
         self.ids = lab.ids_for(model.name + "/transport")
-        self.queues = QueueSet(model.name)
         self._logs: dict[tuple[str, str], ProtocolLog] = {}
         self._server_ctx: dict[int, ssl.SSLContext] = {}
         self._reported_12014: set[str] = set()
@@ -90,7 +93,7 @@ class ExchangeServerRuntime(QueueingParty):
 
     # --- configuration views --------------------------------------------------------------
     @property
-    def transport_cfg(self):
+    def transport_cfg(self) -> TransportServiceConfig:
         return self.model.transport
 
     def connectors_for(self, service: str) -> list[ReceiveConnector]:
@@ -117,10 +120,20 @@ class ExchangeServerRuntime(QueueingParty):
             return False  # Stop-Service MSExchangeDelivery (engine.service_ops)
         return self.model.transport.running
 
+    def queues_running(self) -> bool:
+        return self.service_running("Hub")
+
+    def routing_signature(self) -> str:
+        org = self.lab.model.organization
+        return repr([org.accepted_domains, org.send_connectors, org.mailboxes, org.remote_mailboxes,
+                     [(s.name, s.role, s.databases) for s in org.servers]])
+
+    def outgoing_data(self, item: MailItem, q: Queue) -> bytes:
+        return firewalled(item, q, self.model.fqdn)
+
     def config_org(self) -> Organization:
-        """The organisation as this server knows it: an Edge only through EdgeSync (service_ops)."""
-        from .service_ops import edge_view
-        return edge_view(self)
+        """The organisation as this server knows it: an Edge only through EdgeSync (engine.services)."""
+        return edge_view(self.lab.model.organization, self.model, self.lab.service_state)
 
     def accepts_domain(self, address: str) -> bool:
         return is_accepted_recipient_domain(self.config_org(), address)
@@ -213,7 +226,7 @@ class ExchangeServerRuntime(QueueingParty):
             self._server_ctx[stored.index] = ctx
         return ctx
 
-    async def start_server_tls(self, session: "ServerSession") -> None:
+    async def start_server_tls(self, session: "ReceivingSession") -> None:
         state: ReceiveState = session.state
         stored = session.extra.cert
         try:
@@ -244,7 +257,11 @@ class ExchangeServerRuntime(QueueingParty):
             session.log.info(self.lab.certificate_row_x509(chain[0]), T.REMOTE_CERTIFICATE)
             state.authenticated_as_server = self.lab.is_exchange_server_cert(chain[0])
 
-    async def check_client_certificate(self, session: "ServerSession") -> None:
+    async def connection_filter_reply(self, session: "ReceivingSession") -> str | None:
+        """The Connection Filtering agent's verdict at RCPT (an Edge with IP Block List providers)."""
+        return await edge_connection_filter_reply(self, session)
+
+    async def check_client_certificate(self, session: "ReceivingSession") -> None:
         """TlsDomainCapabilities: validate the client certificate at the first EHLO after TLS."""
         state: ReceiveState = session.state
         caps = state.connector.tls_domain_capabilities
@@ -271,7 +288,7 @@ class ExchangeServerRuntime(QueueingParty):
                                                        outcome.log_domain))
 
     # --- receiving ------------------------------------------------------------------------
-    async def receive_message(self, session: "ServerSession", service: str, envelope: "Envelope") -> str:
+    async def receive_message(self, session: "ReceivingSession", service: str, envelope: "Envelope") -> str:
         state: ReceiveState = session.state
         if count_received(envelope.data) >= state.connector.max_hop_count:
             return R.HOP_COUNT
@@ -296,7 +313,7 @@ class ExchangeServerRuntime(QueueingParty):
                 return mb.database
         return "DB"
 
-    def _accept_item(self, session: "ServerSession", envelope: "Envelope", *, via_frontend: bool) -> MailItem:
+    def _accept_item(self, session: "ReceivingSession", envelope: "Envelope", *, via_frontend: bool) -> MailItem:
         state: ReceiveState = session.state
         now = session.now()
         proxied = session.context.get("proxied") or {}
@@ -328,7 +345,7 @@ class ExchangeServerRuntime(QueueingParty):
         self.lab.ledger.received(item, self.name)
         return item
 
-    async def frontend_proxy(self, session: "ServerSession", envelope: "Envelope") -> str:
+    async def frontend_proxy(self, session: "ReceivingSession", envelope: "Envelope") -> str:
         """The Front End's proxy to a Transport service in the site (PRX errors on failure).
 
         One proxy session per inbound session: it is set up for the inbound session's first
@@ -361,13 +378,13 @@ class ExchangeServerRuntime(QueueingParty):
             return R.PROXY_TEMPORARY.format(n=3)
         return R.PROXY_TEMPORARY.format(n=5)
 
-    def _take_proxy(self, session: "ServerSession") -> Connection | None:
+    def _take_proxy(self, session: "ReceivingSession") -> Connection | None:
         proxy = self._proxies.pop(id(session), None)
         if proxy is not None:
             self.lab.hold_open(-1, proxy.client)
         return proxy
 
-    async def _new_proxy(self, session: "ServerSession") -> tuple[Connection | None, str]:
+    async def _new_proxy(self, session: "ReceivingSession") -> tuple[Connection | None, str]:
         """A proxy connection to the site's Transport services, or the PRX reply why there is none."""
         state: ReceiveState = session.state
         org = self.lab.model.organization
@@ -402,14 +419,14 @@ class ExchangeServerRuntime(QueueingParty):
         )
         return Connection(self.lab, spec), ""
 
-    async def end_proxy(self, session: "ServerSession") -> None:
+    async def end_proxy(self, session: "ReceivingSession") -> None:
         """The inbound session said QUIT: its proxy session to the Transport service ends too."""
         proxy = self._take_proxy(session)
         if proxy is not None:
             await proxy.close()
             session.touch()
 
-    def drop_proxy(self, session: "ServerSession") -> None:
+    def drop_proxy(self, session: "ReceivingSession") -> None:
         """The inbound session ended without QUIT: its proxy connection is closed at once."""
         proxy = self._take_proxy(session)
         if proxy is not None:
@@ -508,10 +525,9 @@ class ExchangeServerRuntime(QueueingParty):
         its QUIT is not due yet) takes the next message, up to the intra-organization
         SmtpMaxMessagesPerConnection [INFERRED: the same limit as the intra-organization connector].
         """
-        from . import service_ops
-        if not service_ops.submission_available(self):  # MSExchangeSubmission stopped: stays in the Outbox
-            service_ops.hold_in_outbox(self, mail_from, recipients, data, header_value(data, "Message-ID"),
-                                       "MSExchangeSubmission is not running")
+        if not submission_available(self.model):  # MSExchangeSubmission stopped: stays in the Outbox
+            self.lab.service_state.outbox.hold(self.name, mail_from, recipients, data,
+                                               header_value(data, "Message-ID"), "MSExchangeSubmission is not running")
             return
         conn = self._take_submission()
         if conn is not None and conn.carried >= self.transport_cfg.intra_org_connector_smtp_max_messages_per_connection:
@@ -529,9 +545,10 @@ class ExchangeServerRuntime(QueueingParty):
         elif not res.rejected:
             # no Transport service took it (stopped, unreachable, not resolvable, 4xx): it waits in
             # the Outbox for the next submission attempt (engine.service_ops)
-            service_ops.hold_in_outbox(self, mail_from, recipients, data, header_value(data, "Message-ID"),
-                                       self.last_error_text(res.failure) if res.failure else
-                                       next(iter(res.deferred.values()), "no Transport service could be reached"))
+            self.lab.service_state.outbox.hold(
+                self.name, mail_from, recipients, data, header_value(data, "Message-ID"),
+                self.last_error_text(res.failure) if res.failure else
+                next(iter(res.deferred.values()), "no Transport service could be reached"))
         else:
             reason = (self.last_error_text(res.failure) if res.failure else
                       next(iter({**res.rejected, **res.deferred}.values()), "not submitted"))

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms
+from ..ids import Counter, IdSource
 from ..net.resolver import DnsError
 from ..rules import replies as R
 from ..rules.outbound import AttemptFailure, onprem_last_error
@@ -40,9 +41,10 @@ from ..transport import headers as H
 from ..transport.message import MailItem
 from ..transport.persist import QueueStore, SavedMessage
 from ..transport.queues import Queue, QueuedMessage, QueueSet
+from .notifications import Failure, build_dsn
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runtime import LabRuntime
+    from .ports import QueueLab
 
 
 BATCH = 20  # SmtpMaxMessagesPerConnection's default (Set-SendConnector)
@@ -116,18 +118,6 @@ class _Outbound:
     entry: Any = None
 
 
-@dataclass
-class Failure:
-    """Why some recipients of a message failed, for the FAIL row, the ledger and the NDR."""
-
-    status: str  # the SMTP response ("550 4.4.7 QUEUE.Expired; message expired")
-    source: str  # tracking source: SMTP, QUEUE, ROUTING, ADMIN
-    remote_host: str = ""  # the remote server that answered (NDR "Remote Server" / Remote-MTA)
-    remote_ip: str = ""
-    last_error: str = ""  # the queue's LastError before an expiry (shown in the NDR)
-    last_attempt: datetime | None = None
-
-
 class NullTracker:
     """What a party without message tracking (an Internet host) reports to: nothing."""
 
@@ -138,10 +128,19 @@ class NullTracker:
 class QueueingParty:
     """What every store-and-forward party shares: queues, retries, expiry, notifications."""
 
-    lab: "LabRuntime"
-    name: str
-    queues: QueueSet
-    queue_store: QueueStore | None = None  # `up`: the queues are kept on disk (transport.persist)
+    # set by each party: its own model, its seeded ids and its InternalId counter (engine.notifications)
+    model: Any
+    ids: IdSource
+    internal_ids: Counter
+
+    def __init__(self, lab: "QueueLab", name: str, queues: QueueSet) -> None:
+        self.lab = lab
+        self.name = name
+        self.queues = queues
+        self.queue_store: QueueStore | None = None  # `up`: the queues are kept on disk (transport.persist)
+        self._routing_sig: str | None = None  # the routing inputs at the first enqueue / last change
+        self._overdue: list[tuple[str, MailItem]] = []  # delay/expiry due while the service was stopped
+        self._dirty: dict[int, MailItem] = {}  # `up`: messages whose queued state changed since `persist`
 
     # --- policy hooks (overridden per party) ---------------------------------------------------
     def retry_policy(self) -> RetryPolicy:
@@ -166,8 +165,7 @@ class QueueingParty:
 
     def queues_running(self) -> bool:
         """False while the transport service is stopped: queues keep their mail, nothing moves."""
-        running = getattr(self, "service_running", None)
-        return bool(running("Hub")) if running is not None else True
+        return True
 
     @property
     def tracker(self) -> Any:
@@ -181,7 +179,8 @@ class QueueingParty:
     def enqueue(self, key: tuple[str, str], delivery_type: str, next_hop: str, route: Any,
                 item: MailItem, recipients: list[str], *, source: str = "") -> Queue:
         now = self.lab.clock.now()
-        self.__dict__.setdefault("_routing_sig", self.routing_signature())
+        if self._routing_sig is None:
+            self._routing_sig = self.routing_signature()
         q = self.queues.for_route(key, delivery_type, next_hop, route)
         q.created = q.created or now
         q.last_activity = now
@@ -469,8 +468,6 @@ class QueueingParty:
             self.submit_generated(dsn)
 
     def make_dsn(self, action: str, item: MailItem, recipients: list[str], failure: Failure) -> MailItem | None:
-        from .notifications import build_dsn
-
         return build_dsn(self, action, item, recipients, failure) if item.mail_from else None
 
     def send_dsn(self, action: str, item: MailItem, recipients: list[str], failure: Failure) -> None:
@@ -549,27 +546,11 @@ class QueueingParty:
                                                               last_attempt=q.last_retry_time or now))
             self.snapshot(q)
 
-    @property
-    def _overdue(self) -> list[tuple[str, MailItem]]:
-        pending = self.__dict__.get("_overdue_items")
-        if pending is None:
-            pending = self.__dict__["_overdue_items"] = []
-        return pending
-
     # --- configuration changes --------------------------------------------------------------------
     def routing_signature(self) -> str:
-        """What the categorizer's decisions depend on; a change is a routing-table update."""
-        model = self.lab.model
-        if self.name == "EXO":
-            t = model.tenant
-            parts: list[Any] = [t.accepted_domains, t.mailboxes, t.mail_users, t.outbound_connectors]
-        elif self.name in self.lab.servers:
-            org = model.organization
-            parts = [org.accepted_domains, org.send_connectors, org.mailboxes, org.remote_mailboxes,
-                     [(s.name, s.role, s.databases) for s in org.servers]]
-        else:
-            return ""
-        return repr(parts)
+        """What the categorizer's decisions depend on; a change is a routing-table update
+        (a party without a categorizer of its own: nothing)."""
+        return ""
 
     def config_changed(self) -> None:
         """After a configuration change: resubmit Unreachable if routing changed (unless suspended).
@@ -580,8 +561,7 @@ class QueueingParty:
         Exchange recalculates on the AD change notification, usually within minutes].
         """
         sig = self.routing_signature()
-        previous = self.__dict__.get("_routing_sig")
-        self.__dict__["_routing_sig"] = sig
+        previous, self._routing_sig = self._routing_sig, sig
         if previous is not None and sig != previous and self.queues_running():
             unreachable = self.queues.special["Unreachable"]
             if unreachable.messages and not unreachable.suspended:
@@ -593,7 +573,7 @@ class QueueingParty:
         """The service (re)started or the world changed: deliver what waits, settle what is overdue."""
         if not self.queues_running():
             return
-        overdue, self.__dict__["_overdue_items"] = list(self._overdue), []
+        overdue, self._overdue = list(self._overdue), []
         for kind, item in overdue:
             action = self._delay_due if kind == "delay" else self._expiry_due
             self.lab.scheduler.call_at(self.lab.clock.now(), f"{self.name} overdue {kind}", functools.partial(action, item))
@@ -682,7 +662,7 @@ class QueueingParty:
     def _touch(self, item: MailItem) -> None:
         """`item`'s queued state changed: it is written at the next `persist` (before any reply)."""
         if self.queue_store is not None:
-            self.__dict__.setdefault("_dirty", {})[id(item)] = item
+            self._dirty[id(item)] = item
 
     def persist(self) -> None:
         """Commit every changed message to the queue folder (or remove it once it left).
@@ -691,14 +671,14 @@ class QueueingParty:
         is about to acknowledge with 250 is on disk before the reply is written.
         """
         store = self.queue_store
-        dirty: dict[int, MailItem] = self.__dict__.get("_dirty") or {}
+        dirty = self._dirty
         if store is None:
             return
         counter = getattr(self, "internal_ids", None)
         if counter is not None:
             store.reserve(counter.upcoming)
         if dirty:
-            self.__dict__["_dirty"] = {}
+            self._dirty = {}
             copies: dict[int, list[tuple[Queue, QueuedMessage]]] = {key: [] for key in dirty}
             for q in self.queues.all():
                 for qm in q.messages:
@@ -774,16 +754,8 @@ class QueueingParty:
         raise NotImplementedError
 
     def outgoing_data(self, item: MailItem, q: Queue) -> bytes:
-        """The message as it leaves on this hop: the send-side header firewall (transport.headers)."""
-        if self.name != "EXO" and self.name not in self.lab.servers:
-            return item.data
-        route = q.route
-        external = q.delivery_type in ("DnsConnectorDelivery", "SmartHostConnectorDelivery") and \
-            bool(getattr(route, "external", True))
-        connector = getattr(route, "connector", None)
-        server = getattr(getattr(self, "model", None), "fqdn", None) or self.lab.model.tenant.frontend_host
-        return H.on_send(item.data, external=external, server=server,
-                         cloud_services_mail=bool(getattr(connector, "cloud_services_mail_enabled", False)))
+        """The message as it leaves on this hop (Exchange parties: `firewalled`)."""
+        return item.data
 
     def last_error_text(self, failure: AttemptFailure) -> str:
         return onprem_last_error(failure)
@@ -791,6 +763,17 @@ class QueueingParty:
     def dns_failure(self, q: Queue, exc: DnsError) -> AttemptFailure:
         return AttemptFailure(kind="dns", target_ip="", target_port=25, target_name=exc.qname,
                               detail=R.DNS_QUERY_FAILED.format(error=exc.code) if exc.transient else exc.smtp)
+
+
+def firewalled(item: MailItem, q: Queue, server: str) -> bytes:
+    """The message as it leaves an Exchange server on this hop: the send-side header firewall
+    (transport.headers); `server` is the FQDN that stamps it."""
+    route = q.route
+    external = q.delivery_type in ("DnsConnectorDelivery", "SmartHostConnectorDelivery") and \
+        bool(getattr(route, "external", True))
+    connector = getattr(route, "connector", None)
+    return H.on_send(item.data, external=external, server=server,
+                     cloud_services_mail=bool(getattr(connector, "cloud_services_mail_enabled", False)))
 
 
 def _message_source(item: MailItem) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,13 +54,15 @@ from ..smtp.policy import (
 from ..smtp.server import ServerSession
 from ..topology.model import Lab, Site
 from ..transport.store import MailboxStore
-from . import service_ops
+from .events import EventCollector
 from .evidence import TrackingHub
 from .exo import ExoRuntime
 from .internet import InternetHostRuntime
 from .ledger import Ledger
 from .onprem import ExchangeServerRuntime
 from .scheduler import Scheduler
+from .services import HeldMessage, Outbox, ServiceState
+from .services import snapshot as services_snapshot
 
 # The listen backlog of every SMTP listener: a burst of connections (a load test, a hand-made
 # flood) waits in the kernel queue and is then served, each with a banner or a connection-limit
@@ -74,30 +75,6 @@ DNS_REAL_TIMEOUT = 0.3
 CRL_REAL_TIMEOUT = 0.5
 CRL_VIRTUAL_TIMEOUT = 15.0  # CryptoAPI's default URL retrieval timeout
 CRL_PORT = 80
-
-
-@dataclass
-class LabEvent:
-    """A Windows Application event a server raised (rendered by the event-log writer)."""
-
-    time: datetime
-    server: str
-    source: str
-    event_id: int
-    insertion_strings: list[str]
-
-
-class EventCollector:
-    def __init__(self, clock: VirtualClock, sink: Any = None) -> None:
-        self.clock = clock
-        self.events: list[LabEvent] = []
-        self.sink = sink  # called with each event as it is raised (the event-log writer)
-
-    def add(self, server: str, source: str, event_id: int, strings: list[str]) -> None:
-        ev = LabEvent(self.clock.now(), server, source, event_id, list(strings))
-        self.events.append(ev)
-        if self.sink is not None:
-            self.sink(ev)
 
 
 class _NullWriter:
@@ -126,6 +103,7 @@ class LabRuntime:
         self.registry = ConnectionRegistry()
         self.pki = LabPki(model, seed)
         self.scheduler = Scheduler(self.clock)
+        self.service_state = ServiceState(Outbox(self.scheduler, self._submit_held))  # engine.services
         self.store = MailboxStore(out)
         self.ledger = Ledger(self.clock)
         self.tracking = TrackingHub(self)  # message tracking, EXO message trace, queue history
@@ -156,6 +134,7 @@ class LabRuntime:
         self._session_tasks: set[asyncio.Task[Any]] = set()
         self.taken_up = 0  # `up`: messages read back from the queue databases at start (engine.durable)
         self.listen_table: list[tuple[str, str, str, int, str]] = []  # host, vip, real ip, real port, what
+        self.lb_proxies: dict[str, Any] = {}  # net.proxy: the load balancers' proxies, kept across rebinds
 
     # --- start / stop -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -404,6 +383,10 @@ class LabRuntime:
             self.scheduler.errors.append(f"settle: {self._open} session(s) still open after {SETTLE_TIMEOUT} s")
         self.tracking.settled()  # write the evidence no later action can precede (engine.evidence)
 
+    async def _submit_held(self, h: HeldMessage) -> None:
+        """The Outbox tries a held message again: its server's Mailbox Transport Submission."""
+        await self.servers[h.server].submit_from_mailbox(h.mail_from, h.recipients, h.data)
+
     # --- shared services for the parties ------------------------------------------------------------
     def ids_for(self, owner: str) -> IdSource:
         src = self._ids.get(owner)
@@ -621,7 +604,7 @@ class LabRuntime:
                 for qm in q.messages:
                     self.ledger.pending(qm.item, qm.recipients, party.name, q.identity,
                                         qm.last_error or q.last_error)
-        service_ops.collect_outbox(self)  # mail still waiting in a mailbox's Outbox
+        self.service_state.outbox.collect(self.ledger)  # mail still waiting in a mailbox's Outbox
 
     def queue_snapshot(self) -> list[dict[str, Any]]:
         rows = []
@@ -646,7 +629,7 @@ class LabRuntime:
             "messages": [f.as_dict() for f in self.ledger.fates.values()],
             "queues": self.queue_snapshot(),
             "internal_errors": list(self.scheduler.errors),
-            "services": service_ops.snapshot(self),
+            "services": services_snapshot(self.model.organization, self.service_state),
             "events": [{"time": iso_ms(e.time), "server": e.server, "source": e.source, "id": e.event_id,
                         "strings": e.insertion_strings} for e in self.events.events],
         }
