@@ -36,7 +36,9 @@ class EventLogLab(Protocol):
     (`servers[name].model` gives the FQDN and the UTC offset)."""
 
     out: Path
-    servers: Any
+
+    @property
+    def servers(self) -> Any: ...
 
     def ids_for(self, owner: str) -> IdSource: ...
 

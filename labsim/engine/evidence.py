@@ -64,9 +64,14 @@ class EvidenceLab(Protocol):
     out: Path
     clock: VirtualClock
     scheduler: Scheduler
-    servers: Mapping[str, QueueingParty]
-    exo: QueueingParty
-    internet: Mapping[str, QueueingParty]
+    @property
+    def servers(self) -> Mapping[str, QueueingParty]: ...
+
+    @property
+    def exo(self) -> QueueingParty: ...
+
+    @property
+    def internet(self) -> Mapping[str, QueueingParty]: ...
 
     def ids_for(self, owner: str) -> Any: ...
 
