@@ -39,7 +39,7 @@ from ..smtp.policy import (
 from ..smtp.server import ServerSession
 from ..topology.model import Lab
 from ..transport.store import MailboxStore
-from .events import EventCollector
+from .events import EventCollector, LabEvent
 from .evidence import TrackingHub
 from .exo import ExoRuntime
 from .internet import InternetHostRuntime
@@ -51,6 +51,8 @@ from .scheduler import Scheduler
 from .services import HeldMessage, Outbox, ServiceState
 from .services import snapshot as services_snapshot
 
+
+__all__ = ["LabRuntime", "LabEvent"]  # LabEvent lives in engine.events; named here as before
 
 class LabRuntime(Listeners, LabServices):
     def __init__(self, model: Lab, *, seed: int, out: Path, live: bool = False, block: int | None = None,
