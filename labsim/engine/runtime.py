@@ -51,8 +51,8 @@ from .scheduler import Scheduler
 from .services import HeldMessage, Outbox, ServiceState
 from .services import snapshot as services_snapshot
 
-
 __all__ = ["LabRuntime", "LabEvent"]  # LabEvent lives in engine.events; named here as before
+
 
 class LabRuntime(Listeners, LabServices):
     def __init__(self, model: Lab, *, seed: int, out: Path, live: bool = False, block: int | None = None,
