@@ -76,6 +76,20 @@ class LabServices:
     _network_ids: dict[tuple[str, str], str]
     _server_thumbs: set[str]
 
+    def _init_services(self) -> None:
+        self._ids = {}
+        self._logs = []
+        self._views = {}
+        self._crl_caches = {}
+        self._dns_caches = {}
+        self._cert_rows = {}
+        self._network_ids = {}
+
+    def note_internal_certificates(self) -> None:
+        """Remember the servers' internal transport certificates (at start and after a change)."""
+        self._server_thumbs = {thumbprint(c.cert) for c in (rt.internal_cert() for rt in self.servers.values())
+                               if c is not None}
+
     def ids_for(self, owner: str) -> IdSource:
         src = self._ids.get(owner)
         if src is None:

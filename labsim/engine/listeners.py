@@ -26,7 +26,7 @@ from ..net.vnet import (
     AddressBook,
     start_tcp_server,
 )
-from ..pki.authority import LabPki, thumbprint
+from ..pki.authority import LabPki
 from ..pki.store import CertStore
 from ..rules.network import all_virtual_ips
 from ..smtp.policy import (
@@ -59,10 +59,17 @@ class Listeners(SessionGate):
     dns: dict[str, LabDnsServer]
     crl: CrlServer
     listen_table: list[tuple[str, str, str, int, str]]  # host, vip, real ip, real port, what
+    lb_proxies: dict[str, Any]  # net.proxy: the load balancers' proxies, kept across rebinds
     _views: dict[int, list[Any]]  # engine.lab_services: certificate views per store
-    _server_thumbs: set[str]  # thumbprints of the servers' internal transport certificates
     _listeners: list[tuple[str, str, int]]  # who listened where at the last (re)bind
     _cert_sig: str  # the certificates at the last (re)bind
+
+    if TYPE_CHECKING:  # engine.lab_services, the runtime's other part
+        def note_internal_certificates(self) -> None: ...
+
+    def _init_listeners(self) -> None:
+        self.listen_table = []
+        self.lb_proxies = {}
 
     async def start(self) -> None:
         last: OSError | None = None
@@ -193,8 +200,7 @@ class Listeners(SessionGate):
                 rt.store.close()
                 rt.store = CertStore.for_server(self.pki, rt.model)
                 rt._server_ctx.clear()
-            self._server_thumbs = {thumbprint(c.cert) for c in (rt.internal_cert() for rt in self.servers.values())
-                                   if c is not None}
+            self.note_internal_certificates()
         if self._listener_signature() != self._listeners:
             for srv in self._tcp:
                 srv.close()

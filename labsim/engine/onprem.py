@@ -187,7 +187,6 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         except Exception:  # noqa: BLE001 - a missing internal certificate means none is presented
             return None
 
-    # --- receiving ------------------------------------------------------------------------
     # --- categorising and sending -------------------------------------------------------------
     def submit(self, item: MailItem, recipients: list[str] | None = None) -> None:
         """The categorizer: route each recipient (all, or those being resubmitted) to a queue."""
@@ -272,5 +271,3 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
             validate=lambda chain, domain: self.lab.validate(self.host, chain, domain),
             on_tls_failure_event=lambda f: self._send_tls_event(sc, svc, route.next_hop_domain, f),
         ), None
-
-    # --- mail from a mailbox on this server ----------------------------------------------------

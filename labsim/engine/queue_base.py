@@ -86,7 +86,7 @@ class QueueBase:
     def generates_dsns(self) -> bool:
         return True
 
-    # --- entering queues -------------------------------------------------------------------------
+    # --- scheduling a drain (engine.queue_drain drains) ----------------------------------------------
     def schedule_drain(self, q: Queue, when: datetime) -> None:
         if q.next_drain is not None and q.next_drain <= when:
             return
@@ -107,7 +107,6 @@ class QueueBase:
         q.next_drain = None
         await self.drain(q)
 
-    # --- draining --------------------------------------------------------------------------------
     # --- failing, notifying ----------------------------------------------------------------------
     def fail_recipients(self, item: MailItem, recipients: list[str], failure: Failure) -> None:
         """Recipients that will never be delivered: ledger, FAIL row, and an NDR to the sender."""
@@ -199,8 +198,6 @@ class QueueBase:
                                                               last_attempt=q.last_retry_time or now))
             self.snapshot(q)
 
-    # --- configuration changes --------------------------------------------------------------------
-    # --- operations (Retry-Queue, Suspend-Queue, ... in engine.queue_ops) -----------------------
     # --- the queue database (up: transport.persist) ------------------------------------------------
     def _touch(self, item: MailItem) -> None:
         """`item`'s queued state changed: it is written at the next `persist` (before any reply)."""

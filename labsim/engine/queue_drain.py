@@ -20,8 +20,12 @@ from ..smtp.client import Connection, MessageResult, OutboundMessage, SendSpec
 from ..transport.queues import Queue, QueuedMessage
 from .notifications import Failure
 from .queue_rules import (
+    DONE,
+    UNCONNECTED,
     Outbound,
     connections_wanted,
+    message_outcome,
+    next_drain_at,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -171,14 +175,13 @@ class QueueDrain(QueueBase):
             for rcpt, text in res.rejected.items():
                 self.fail_recipients(qm.item, [rcpt], Failure(text, "SMTP", res.remote_host or "",
                                                              res.remote_ip, last_attempt=now))
-            done = set(res.delivered) | set(res.rejected)
-            left = [r for r in qm.recipients if r not in done]
-            if not left:
+            left, outcome = message_outcome(qm.recipients, res)
+            if outcome == DONE:
                 q.messages.remove(qm)
                 self._release(qm.item)
                 continue
             qm.recipients = left
-            if res.failure is not None and not res.deferred:
+            if outcome == UNCONNECTED:
                 unconnected.append(qm)
                 failure = res.failure
                 continue
@@ -219,12 +222,10 @@ class QueueDrain(QueueBase):
             return
         eligible = self._eligible(q, now)
         spare = sum(self.messages_per_connection(q) - c.conn.carried for c in conns)
-        if eligible and len(eligible) > spare:
-            self.schedule_drain(q, now)
-        elif not eligible:
-            waits = [qm.next_retry_time for qm in q.messages if qm.next_retry_time is not None and not qm.suspended]
-            if waits:
-                self.schedule_drain(q, min(waits))
+        waits = [qm.next_retry_time for qm in q.messages if qm.next_retry_time is not None and not qm.suspended]
+        when = next_drain_at(len(eligible), spare, waits, now)
+        if when is not None:
+            self.schedule_drain(q, when)
         self.snapshot(q)
 
     def _connection_failed(self, q: Queue, batch: list[QueuedMessage], failure: AttemptFailure | None) -> None:

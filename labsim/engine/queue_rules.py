@@ -14,7 +14,7 @@ from typing import Any
 from ..clock import iso_ms
 from ..rules import replies as R
 from ..rules.retry import RetryPolicy
-from ..smtp.client import Connection, SendSpec
+from ..smtp.client import Connection, MessageResult, SendSpec
 from ..topology.model import ReceiveConnector
 from ..transport import headers as H
 from ..transport.message import MailItem
@@ -79,6 +79,34 @@ def connections_wanted(backlog: int, carried: list[int], per_connection: int, pe
         return 0
     need = -(-(backlog - spare) // per_connection) if carried else -(-backlog // per_connection)
     return max(0, min(need, per_queue - len(carried), server_room))
+
+
+DONE, UNCONNECTED, DEFERRED = "done", "unconnected", "deferred"
+
+
+def message_outcome(recipients: list[str], res: MessageResult) -> tuple[list[str], str]:
+    """What one message's result on a connection means for its queue: the recipients still left,
+    and whether the message is DONE (every recipient delivered or rejected), waits for the queue's
+    connection retry (UNCONNECTED: no server took it) or waits MessageRetryInterval on its own
+    (DEFERRED: a server answered 4xx)."""
+    settled = set(res.delivered) | set(res.rejected)
+    left = [r for r in recipients if r not in settled]
+    if not left:
+        return left, DONE
+    if res.failure is not None and not res.deferred:
+        return left, UNCONNECTED
+    return left, DEFERRED
+
+
+def next_drain_at(eligible: int, spare: int, retry_times: list[datetime], now: datetime) -> datetime | None:
+    """When a queue whose connection just finished a message drains next: now if its open
+    connections cannot carry the `eligible` backlog (`spare` more messages); at the earliest
+    message retry when nothing is eligible; else not at all (the open connections take it)."""
+    if eligible and eligible > spare:
+        return now
+    if not eligible and retry_times:
+        return min(retry_times)
+    return None
 
 
 @dataclass

@@ -9,34 +9,22 @@ given host, log writers).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from ..clock import VirtualClock, iso_ms
-from ..ids import IdSource
-from ..logs.protocol_log import ProtocolLog
 from ..net.dns_server import LabDnsServer
-from ..net.dnscache import DnsCache
 from ..net.vnet import (
     DEFAULT_BLOCK,
     DEFAULT_PORT_OFFSET,
     AddressBook,
     ConnectionRegistry,
 )
-from ..pki.authority import LabPki, thumbprint
+from ..pki.authority import LabPki
 from ..pki.crl_server import CrlServer
-from ..pki.validate import CrlCache
-from ..rules.certselect import CertView
 from ..rules.network import NetView, all_virtual_ips, lab_hosts
-from ..smtp.policy import (
-    ConnectionTable,
-)
-from ..smtp.server import ServerSession
 from ..topology.model import Lab
 from ..transport.store import MailboxStore
 from .events import EventCollector, LabEvent
@@ -75,41 +63,22 @@ class LabRuntime(Listeners, LabServices):
         self.ledger = Ledger(self.clock)
         self.tracking = TrackingHub(self)  # message tracking, EXO message trace, queue history
         self.events = EventCollector(self.clock, self.tracking.event_raised)
-        self._ids: dict[str, IdSource] = {}
-        self._logs: list[ProtocolLog] = []
+        self._init_services()  # engine.lab_services: ids, log registry, certificate and DNS caches
         self._log_files: dict[Path, None] = {}  # every log file written, in first-written order
-        self._views: dict[int, list[CertView]] = {}
-        self._crl_caches: dict[str, CrlCache] = {}
-        self._dns_caches: dict[tuple[str, str], DnsCache] = {}
-        self._cert_rows: dict[x509.Certificate, str] = {}  # certificate -> its protocol-log row text  # (owner, service) -> its DNS client cache
-        self._network_ids: dict[tuple[str, str], str] = {}
         self.servers = {s.name: ExchangeServerRuntime(self, s) for s in model.organization.servers}
         self.exo = ExoRuntime(self)
         self.internet = {h.name: InternetHostRuntime(self, h) for h in model.internet_hosts}
         self.dns = {d.name: LabDnsServer(d, self.book) for d in model.dns_servers}
         self.crl = CrlServer(self.pki, self.clock.now, mode=model.network.crl_mode)
-        self._server_thumbs = {thumbprint(c.cert) for c in (rt.internal_cert() for rt in self.servers.values())
-                               if c is not None}
-        self._tcp: list[asyncio.AbstractServer] = []
-        self._open = 0  # in-lab server sessions still open (what settle() waits for)
-        self._held = 0  # of those, sessions whose client holds the connection open for its next message
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self.connections = ConnectionTable()  # open sessions per receive connector (connection limits)
-        self.sessions: set[ServerSession] = set()  # every open server session (a clean shutdown answers each)
-        self._closing = False
-        self._session_tasks: set[asyncio.Task[Any]] = set()
+        self.note_internal_certificates()
+        self._init_sessions()  # engine.sessions: open sessions, the settle() barrier, connection counts
+        self._init_listeners()  # engine.listeners: the listen table, the load balancers' proxies
         self.taken_up = 0  # `up`: messages read back from the queue databases at start (engine.durable)
-        self.listen_table: list[tuple[str, str, str, int, str]] = []  # host, vip, real ip, real port, what
-        self.lb_proxies: dict[str, Any] = {}  # net.proxy: the load balancers' proxies, kept across rebinds
 
-    # --- start / stop -------------------------------------------------------------------------
-    # --- sessions -----------------------------------------------------------------------------
     async def _submit_held(self, h: HeldMessage) -> None:
         """The Outbox tries a held message again: its server's Mailbox Transport Submission."""
         await self.servers[h.server].submit_from_mailbox(h.mail_from, h.recipients, h.data)
 
-    # --- shared services for the parties ------------------------------------------------------------
     # --- output ---------------------------------------------------------------------------------
     def flush_logs(self, before: datetime | None = None) -> list[Path]:
         """Write the buffered log rows (with `before`: only those printed earlier, see engine.evidence).

@@ -20,9 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 import asyncio
 
 from ..rules import replies as R
-from ..smtp.policy import (
-    ReceivePolicy,
-)
+from ..smtp.policy import ConnectionTable, ReceivePolicy
 from ..smtp.server import ServerSession
 
 CLAIM_TIMEOUT_RUN = 5.0
@@ -48,6 +46,18 @@ class SessionGate:
     _idle: asyncio.Event
     _closing: bool
     _session_tasks: set[asyncio.Task[Any]]
+    connections: ConnectionTable  # open sessions per receive connector (connection limits)
+
+    def _init_sessions(self) -> None:
+        self._tcp = []
+        self._open = 0
+        self._held = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.connections = ConnectionTable()
+        self.sessions = set()
+        self._closing = False
+        self._session_tasks = set()
 
     async def _serve(self, policy: ReceivePolicy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One inbound connection. Only sessions a lab party announced count for settle(): a
