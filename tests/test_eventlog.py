@@ -23,7 +23,7 @@ from labsim.engine.eventlog import (
     render_text,
     render_xml,
 )
-from labsim.engine.runtime import LabEvent
+from labsim.engine.events import LabEvent
 
 NS = "{http://schemas.microsoft.com/win/2004/08/events/event}"
 WHEN = datetime(2026, 5, 1, 6, 0, 20, 138000, tzinfo=timezone.utc)

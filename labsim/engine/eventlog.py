@@ -23,11 +23,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from xml.sax.saxutils import escape
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runtime import LabEvent, LabRuntime
+    from ..ids import IdSource
+    from .events import LabEvent
+
+
+class EventLogLab(Protocol):
+    """What the writer asks of the lab: its output folder, its seeded ids and its on-prem servers
+    (`servers[name].model` gives the FQDN and the UTC offset)."""
+
+    out: Path
+
+    @property
+    def servers(self) -> Any: ...
+
+    def ids_for(self, owner: str) -> IdSource: ...
 
 __all__ = ["EventDef", "EVENTS", "CATEGORIES", "render_xml", "render_text", "message_text",
            "EventLogWriter", "event_log_folder"]
@@ -197,7 +210,7 @@ class EventLogWriter:
     would break wevtutil's order: it is counted in `out_of_order` (and still written).
     """
 
-    def __init__(self, rt: "LabRuntime") -> None:
+    def __init__(self, rt: EventLogLab) -> None:
         self.rt = rt
         self._next: dict[str, int] = {}  # server -> index of its next event
         self._first: dict[str, int] = {}  # server -> EventRecordID of its first event

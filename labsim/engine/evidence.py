@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..clock import iso_ms
 from ..logs.message_tracking import MessageTrackingLog
@@ -46,8 +46,40 @@ from .queueing import NullTracker
 from .trace import ExoTrace
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Mapping
+
+    from ..clock import VirtualClock
+    from ..logs.protocol_log import ProtocolLog
+    from ..topology.model import Lab
+    from .events import LabEvent
     from .queueing import QueueingParty
-    from .runtime import LabEvent, LabRuntime
+    from .scheduler import Scheduler
+
+
+class EvidenceLab(Protocol):
+    """What the evidence hub asks of the lab (engine.runtime.LabRuntime): its parties, its clock and
+    scheduler (the streaming watermark), its output folder and its registry of log writers."""
+
+    model: Lab
+    out: Path
+    clock: VirtualClock
+    scheduler: Scheduler
+    @property
+    def servers(self) -> Mapping[str, QueueingParty]: ...
+
+    @property
+    def exo(self) -> QueueingParty: ...
+
+    @property
+    def internet(self) -> Mapping[str, QueueingParty]: ...
+
+    def ids_for(self, owner: str) -> Any: ...
+
+    def register_log(self, log: ProtocolLog) -> None: ...
+
+    def registered_logs(self) -> list[ProtocolLog]: ...
+
+    def flush_logs(self, before: datetime | None = None) -> list[Path]: ...
 
 QUEUES_FILE = "queues.json"
 # Exchange flushes a log's buffer when it is full or its flush interval has passed; the defaults
@@ -58,7 +90,7 @@ LOG_FLUSH_INTERVAL = timedelta(seconds=30)
 
 
 class TrackingHub:
-    def __init__(self, lab: "LabRuntime") -> None:
+    def __init__(self, lab: EvidenceLab) -> None:
         self.lab = lab
         self._logs: dict[tuple[str, str], MessageTrackingLog] = {}
         self._trackers: dict[str, Any] = {}

@@ -26,20 +26,22 @@ from ..smtp.client import ClientTls, SendSpec, Target
 from ..transport import headers as H
 from ..transport.message import MailItem, count_received, header_value, received_header
 from ..transport.queues import Queue, QueuedMessage, QueueSet
-from .queueing import EXO_RETRY_POLICY, Failure, QueueingParty, queued_reply
+from .queueing import EXO_RETRY_POLICY, Failure, QueueingParty, firewalled, queued_reply
+from .reputation import eop_block_list_reply
+from .session_state import SessionExtra, SimpleState
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..smtp.server import Envelope, ServerSession
-    from .runtime import LabRuntime
+    from ..smtp.session_api import Envelope, ReceivingSession
+    from .ports import ExoLab
 
 
 class ExoRuntime(QueueingParty):
     """Exchange Online: the EOP front end that receives, the tenant's routing, and its outbound sending."""
 
-    def __init__(self, lab: "LabRuntime") -> None:
-        self.lab = lab
+    def __init__(self, lab: "ExoLab") -> None:
+        super().__init__(lab, "EXO", QueueSet("EXO"))
+        self.lab: ExoLab = lab
         self.model = lab.model.tenant
-        self.name = "EXO"
         self.host_in = lab.net.host("EXO")
         self.host_out = lab.net.host("EXO-OUT")
         self.frontend_fqdn = self.model.frontend_host
@@ -49,7 +51,6 @@ class ExoRuntime(QueueingParty):
         self.session_ids = SessionIds(lab.seed, "EXO", lab.model.start - timedelta(hours=5))
         self.internal_ids = Counter(lab.seed, "EXO")
         self.ids = lab.ids_for("EXO")
-        self.queues = QueueSet("EXO")
         self._ctx: ssl.SSLContext | None = None
 
     def expiry(self) -> timedelta:
@@ -58,19 +59,26 @@ class ExoRuntime(QueueingParty):
     def retry_policy(self) -> RetryPolicy:
         return EXO_RETRY_POLICY
 
+    def routing_signature(self) -> str:
+        t = self.model
+        return repr([t.accepted_domains, t.mailboxes, t.mail_users, t.outbound_connectors])
+
+    def outgoing_data(self, item: MailItem, q: Queue) -> bytes:
+        return firewalled(item, q, self.lab.model.tenant.frontend_host)
+
     def last_error_text(self, failure: AttemptFailure) -> str:
         if self.model.platform == "FOPE":  # the 2010-era service ran Exchange transport (seed 003)
             return onprem_last_error(failure, exchange2010=True)
         return exo_last_error(failure)
 
-    def open_session(self, session: "ServerSession") -> bool:
+    def open_session(self, session: "ReceivingSession") -> bool:
         remote_ip, _ = session.context["remote"]
         session.session_id = self.session_ids.next()
-        session.state = _SimpleState(remote_ip=remote_ip)
-        session.extra = _Extra()
+        session.state = SimpleState(remote_ip=remote_ip)
+        session.extra = SessionExtra()
         return True
 
-    async def start_server_tls(self, session: "ServerSession") -> None:
+    async def start_server_tls(self, session: "ReceivingSession") -> None:
         if self._ctx is None:
             self._ctx = self.store.server_context(self.cert, self.lab.pki.all_leaf_certs())
         await session.reply(R.STARTTLS_GO)
@@ -87,7 +95,7 @@ class ExoRuntime(QueueingParty):
         session.extra.peer_chain = peer_chain(sslobj)
         session.extra.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0]}
 
-    async def check_mail(self, session: "ServerSession", address: str) -> str:
+    async def check_mail(self, session: "ReceivingSession", address: str) -> str:
         st = session.state
         chain = session.extra.peer_chain or []
         names, valid = [], False
@@ -101,14 +109,18 @@ class ExoRuntime(QueueingParty):
         st.mail_from = address
         return R.SENDER_OK
 
-    async def check_rcpt(self, session: "ServerSession", address: str) -> str:
+    async def block_list_reply(self, session: "ReceivingSession") -> str | None:
+        """EOP's built-in IP block lists, checked at RCPT for mail sent straight to the MX."""
+        return await eop_block_list_reply(self, session)
+
+    async def check_rcpt(self, session: "ReceivingSession", address: str) -> str:
         st = session.state
         if recipient_accepted(self.model, address) or (st.attribution and st.attribution.directionality == "Originating"):
             st.recipients.append(address)
             return R.RECIPIENT_OK
         return R.EXO_RELAY_DENIED.format(host=self.frontend_fqdn)
 
-    async def receive_message(self, session: "ServerSession", envelope: "Envelope") -> str:
+    async def receive_message(self, session: "ReceivingSession", envelope: "Envelope") -> str:
         st = session.state
         st.mail_from, st.recipients = None, []
         now = session.now()
@@ -195,20 +207,3 @@ class ExoRuntime(QueueingParty):
                         session_ids=self.session_ids, ehlo_name=self.model.outbound_helo,
                         destination_domain=q.next_hop_domain, targets=targets, tls=tls,
                         validate=lambda chain, domain: self.lab.validate(self.host_out, chain, domain)), None
-
-
-class _SimpleState:
-    def __init__(self, remote_ip: str) -> None:
-        self.remote_ip = remote_ip
-        self.helo: str | None = None
-        self.tls = False
-        self.mail_from: str | None = None
-        self.recipients: list[str] = []
-        self.attribution = None
-
-
-class _Extra:
-    def __init__(self) -> None:
-        self.peer_chain: list | None = None
-        self.tls: dict | None = None
-        self.cert = None

@@ -14,25 +14,24 @@ from ..smtp.client import ClientTls, SendSpec, Target
 from ..topology.model import InternetMailHost
 from ..transport.message import MailItem, header_value
 from ..transport.queues import Queue, QueuedMessage, QueueSet
-from .exo import _Extra, _SimpleState
 from .queueing import QueueingParty
+from .session_state import SessionExtra, SimpleState
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..smtp.server import Envelope, ServerSession
-    from .runtime import LabRuntime
+    from ..smtp.session_api import Envelope, ReceivingSession
+    from .ports import InternetLab
 
 
 class InternetHostRuntime(QueueingParty):
     """A plain Internet mail host: accepts mail for its domains, sends its users' mail by MX."""
 
-    def __init__(self, lab: "LabRuntime", model: InternetMailHost) -> None:
-        self.lab = lab
+    def __init__(self, lab: "InternetLab", model: InternetMailHost) -> None:
+        super().__init__(lab, model.name, QueueSet(model.name))
+        self.lab: InternetLab = lab
         self.model = model
-        self.name = model.name
         self.host = lab.net.host(model.name)
         self.session_ids = SessionIds(lab.seed, model.name, lab.model.start - timedelta(days=1))
         self.ids = lab.ids_for(model.name)
-        self.queues = QueueSet(model.name)
         self.internal_ids = Counter(lab.seed, model.name, 10**5, 10**6)
         from ..topology.model import StoreEntry
         self.store = CertStore(lab.pki, [StoreEntry(certificate=model.certificate)] if model.certificate else [],
@@ -46,19 +45,22 @@ class InternetHostRuntime(QueueingParty):
     def expiry(self) -> timedelta:
         return timedelta(days=5)  # Postfix maximal_queue_lifetime
 
+    def generates_dsns(self) -> bool:
+        return False  # the lab models no bounces from Internet hosts
+
     def hosts_domain(self, address: str) -> bool:
         return domain_of(address) in {d.lower() for d in self.model.domains}
 
     def has_mailbox(self, address: str) -> bool:
         return address.lower() in {m.lower() for m in self.model.mailboxes}
 
-    def open_session(self, session: "ServerSession") -> bool:
+    def open_session(self, session: "ReceivingSession") -> bool:
         session.session_id = self.session_ids.next()
-        session.state = _SimpleState(remote_ip=session.context["remote"][0])
-        session.extra = _Extra()
+        session.state = SimpleState(remote_ip=session.context["remote"][0])
+        session.extra = SessionExtra()
         return True
 
-    async def start_server_tls(self, session: "ServerSession") -> None:
+    async def start_server_tls(self, session: "ReceivingSession") -> None:
         if self._ctx is None:
             self._ctx = self.store.server_context(self.store.entries[0], self.lab.pki.all_leaf_certs())
         await session.reply("220 2.0.0 Ready to start TLS")
@@ -72,7 +74,7 @@ class InternetHostRuntime(QueueingParty):
         session.state.tls, session.state.helo = True, None
         session.extra.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0]}
 
-    async def receive_message(self, session: "ServerSession", envelope: "Envelope") -> str:
+    async def receive_message(self, session: "ReceivingSession", envelope: "Envelope") -> str:
         now = session.now()
         qid = f"{self.ids.randint(0x10000000, 0xFFFFFFFF):X}{self.ids.randint(0x1, 0xF):X}"
         st = session.state

@@ -14,16 +14,42 @@ EXO, `postmaster@<tenant>.onmicrosoft.com`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
-from ..rules.retry import expires_at
+from ..ids import Counter, IdSource
+from ..rules.retry import RetryPolicy, expires_at
 from ..rules.routing import domain_of
 from ..transport.message import MailItem
 from ..transport.ndr import NDR_SENDER_LOCALPART, DsnRecipient, DsnRequest, subject_for
 from ..transport.ndr import build_dsn as build_bytes
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .queueing import Failure, QueueingParty
+
+@dataclass
+class Failure:
+    """Why some recipients of a message failed, for the FAIL row, the ledger and the NDR."""
+
+    status: str  # the SMTP response ("550 4.4.7 QUEUE.Expired; message expired")
+    source: str  # tracking source: SMTP, QUEUE, ROUTING, ADMIN
+    remote_host: str = ""  # the remote server that answered (NDR "Remote Server" / Remote-MTA)
+    remote_ip: str = ""
+    last_error: str = ""  # the queue's LastError before an expiry (shown in the NDR)
+    last_attempt: datetime | None = None
+
+
+class DsnParty(Protocol):
+    """What a DSN needs of the party that generates it (engine.queueing.QueueingParty)."""
+
+    name: str
+    lab: Any  # model, clock, ids_for, network_message_id, ledger (engine.ports.QueueLab)
+    model: Any  # the party's own model: ExchangeServer (fqdn, utc_offset_minutes) or the EXO tenant
+    ids: IdSource
+    internal_ids: Counter
+
+    def retry_policy(self) -> RetryPolicy: ...
+
+    def generates_dsns(self) -> bool: ...
 
 
 def _default_domain(lab: Any) -> str:
@@ -32,13 +58,13 @@ def _default_domain(lab: Any) -> str:
     return chosen.domain_name if chosen else "localhost"
 
 
-def _sender_of_dsn(party: "QueueingParty", original_sender: str) -> tuple[str, str, str]:
+def _sender_of_dsn(party: "DsnParty", original_sender: str) -> tuple[str, str, str]:
     """(from address, display name, generating server FQDN) for a DSN from `party`."""
     lab = party.lab
     if party.name == "EXO":
         tenant = lab.model.tenant
         return f"postmaster@{tenant.initial_domain}", "Microsoft Outlook", tenant.frontend_host
-    fqdn = party.model.fqdn  # type: ignore[attr-defined]
+    fqdn = party.model.fqdn
     domain = _default_domain(lab)
     internal = domain_of(original_sender) in {d.domain_name.lower() for d in lab.model.organization.accepted_domains}
     if internal:
@@ -46,10 +72,10 @@ def _sender_of_dsn(party: "QueueingParty", original_sender: str) -> tuple[str, s
     return f"postmaster@{domain}", "", fqdn
 
 
-def build_dsn(party: "QueueingParty", action: str, item: MailItem, recipients: list[str],
-              failure: "Failure") -> MailItem | None:
+def build_dsn(party: "DsnParty", action: str, item: MailItem, recipients: list[str],
+              failure: Failure) -> MailItem | None:
     """The DSN `party` sends about `recipients` of `item` (None if it sends none)."""
-    if not item.mail_from or party.name not in ({"EXO"} | set(party.lab.servers)):
+    if not item.mail_from or not party.generates_dsns():
         return None
     lab = party.lab
     now = lab.clock.now()
@@ -61,7 +87,7 @@ def build_dsn(party: "QueueingParty", action: str, item: MailItem, recipients: l
         realm = "exo"
     else:
         message_id = f"<{ids.guid().replace('-', '')}@{generating}>"
-        offset = party.model.utc_offset_minutes  # type: ignore[attr-defined]
+        offset = party.model.utc_offset_minutes
         realm = "onprem"
     rcpts = [DsnRecipient(address=r, response=failure.status, remote_host=failure.remote_host,
                           remote_ip=failure.remote_ip, last_error=failure.last_error,
@@ -80,9 +106,9 @@ def build_dsn(party: "QueueingParty", action: str, item: MailItem, recipients: l
                        ("X-MS-Exchange-Organization-MessageDirectionality", "Originating")],
     )
     data = build_bytes(req)
-    dsn = MailItem(server=party.name, internal_id=party.internal_ids.next(),  # type: ignore[attr-defined]
+    dsn = MailItem(server=party.name, internal_id=party.internal_ids.next(),
                    mail_from="", recipients=[item.mail_from], data=data, message_id=message_id,
-                   network_message_id=lab.network_message_id(realm, message_id, party.ids, now),  # type: ignore[attr-defined]
+                   network_message_id=lab.network_message_id(realm, message_id, party.ids, now),
                    subject=subject_for(action, item.subject), arrived=now, directionality="Originating",
                    client_hostname=generating, dsn_kind=action, dsn_of=item.message_id)
     lab.ledger.dsn_generated(item, message_id, action, party.name, recipients)

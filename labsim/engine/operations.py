@@ -1,49 +1,29 @@
 """Operations on the running lab (not on its configuration): queue commands, service control.
 
 Some things an admin does act on state that only exists while the lab runs: `Retry-Queue
--Resubmit`, `Suspend-Queue`, `Remove-Message`. A scenario timeline step names them like any
-cmdlet; the driver looks here first and falls back to configuration changes
+-Resubmit`, `Suspend-Queue`, `Remove-Message`, `Stop-Service`. A scenario timeline step names them
+like any cmdlet; the driver looks here first and falls back to configuration changes
 (`topology.changes`). Each operation is `async fn(runtime, params) -> str` and raises
 `TopologyError(where, problem)` on bad parameters.
+
+The registry is engine.op_registry; importing this module registers every operation (the queue
+cmdlets, service control and EdgeSync, hand-typed SMTP sessions). It stays light: `labsim list`
+imports it to check a scenario's timeline without loading the SMTP engine.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from . import queue_ops, raw_session, service_ops
+from .op_registry import (
+    OPERATION_CHECKS,
+    OPERATION_NAMES,
+    OPERATIONS,
+    Operation,
+    check_operation,
+    is_operation,
+    operation,
+    run_operation,
+)
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .runtime import LabRuntime
-
-Operation = Callable[["LabRuntime", dict[str, Any]], Awaitable[str]]
-OPERATIONS: dict[str, Operation] = {}
-OPERATION_NAMES: dict[str, str] = {}
-
-
-def operation(name: str) -> Callable[[Operation], Operation]:
-    def register(fn: Operation) -> Operation:
-        OPERATIONS[name.lower()] = fn
-        OPERATION_NAMES[name.lower()] = name
-        return fn
-    return register
-
-
-def is_operation(name: str) -> bool:
-    return name.lower() in OPERATIONS
-
-
-# Optional static checks, run before the lab starts: `check(lab, params)` raises TopologyError for
-# parameters that can never work (a bad -Identity shape, an unknown server, a bad -Filter), so a
-# typo in a timeline step fails on load instead of in the middle of a run.
-OPERATION_CHECKS: dict[str, Callable[[Any, dict[str, Any]], None]] = {}
-
-
-def check_operation(lab: Any, name: str, params: dict[str, Any]) -> None:
-    fn = OPERATION_CHECKS.get(name.lower())
-    if fn is not None:
-        fn(lab, dict(params))
-
-
-async def run_operation(rt: "LabRuntime", name: str, params: dict[str, Any]) -> str:
-    return await OPERATIONS[name.lower()](rt, dict(params))
-from . import queue_ops  # noqa: E402,F401,I001
-from . import service_ops  # noqa: E402,F401
+__all__ = ["OPERATIONS", "OPERATION_NAMES", "OPERATION_CHECKS", "Operation", "operation", "is_operation",
+           "check_operation", "run_operation", "queue_ops", "raw_session", "service_ops"]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import TopologyError
 from ..transport.queues import Queue, QueuedMessage, message_row
-from .operations import operation
+from .op_registry import OPERATION_CHECKS, operation
 
 # QueueingParty is only named in annotations: importing it would bring the engine (SMTP, TLS,
 # aiohttp) into `labsim list`, which loads every scenario and so checks its queue operations.
@@ -338,8 +338,6 @@ def _static_check(cmdlet: str) -> Callable[[Any, dict[str, Any]], None]:
 
 
 def _register_checks() -> None:
-    from .operations import OPERATION_CHECKS
-
     for name in (*_QUEUE_PARAMS, *_MESSAGE_PARAMS):
         OPERATION_CHECKS[name.lower()] = _static_check(name)
 

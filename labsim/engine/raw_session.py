@@ -19,7 +19,7 @@ Commands = ["MAIL FROM:<a@fabrikam.com>", "EHLO mx.fabrikam.com", "STARTTLS", "S
 `STARTTLS` answered with 220 upgrades the connection (no certificate checks, like swaks
 --tls-verify off); `<BODY n>` sends n bytes of message text and the final dot; `<WAIT hh:mm:ss>`
 sends nothing for that long (virtual time in `run`, wall time in `up`), as a stalled client does. The transcript
-goes to summary.json (`services.smtp_sessions`); the evidence is the server's own protocol log.
+goes to summary.json (`services.smtp_sessions`, kept in engine.services.ServiceState); the evidence is the server's own protocol log.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TopologyError
 from ..net.vnet import ConnectionInfo, open_socket
 from ..topology.timespec import format_timespan, parse_timespan
-from .operations import OPERATION_CHECKS, operation
+from .op_registry import OPERATION_CHECKS, operation
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import LabRuntime
@@ -117,7 +117,7 @@ async def send_lab_smtp_commands(rt: "LabRuntime", params: dict[str, Any]) -> st
         raise TopologyError(where, f"-Target {target!r} is not an address or host of the lab")
     transcript: list[str] = []
     record = {"source": src.name, "target": f"{dst_ip}:{port}", "transcript": transcript}
-    rt.__dict__.setdefault("_raw_sessions", []).append(record)
+    rt.service_state.raw_sessions.append(record)
     plan = rt.net.plan(src, dst_ip, port)
     if plan.failure is not None:
         transcript.append(f"connect failed: {plan.failure}")
@@ -179,7 +179,3 @@ async def send_lab_smtp_commands(rt: "LabRuntime", params: dict[str, Any]) -> st
         except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError):
             pass
     return "ok"
-
-
-def sessions(rt: "LabRuntime") -> list[dict[str, Any]]:
-    return list(rt.__dict__.get("_raw_sessions", []))

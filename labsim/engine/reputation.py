@@ -7,7 +7,7 @@ lab's DNS from the checking host, as that host would, and remembers the verdict 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..clock import iso_ms
 from ..net.resolver import DnsError
@@ -19,16 +19,45 @@ from ..rules.reputation import (
     providers_in_order,
     query_name,
 )
+from .ports import Resolution, Timekeeping
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..smtp.server import ServerSession
-    from .exo import ExoRuntime
-    from .onprem import ExchangeServerRuntime
+    from ..rules.network import HostInfo
+    from ..smtp.session_api import ReceivingSession
+    from ..topology.model import ExchangeServer, ExoTenant, TransportServiceConfig
+
+
+class _Lookups(Resolution, Timekeeping, Protocol):
+    """DNS from a given host, on the lab's clock."""
+
+
+class EopFront(Protocol):
+    """EOP's front end, as the block-list check sees it (engine.exo.ExoRuntime)."""
+
+    model: ExoTenant
+    host_in: HostInfo
+    frontend_fqdn: str
+
+    @property
+    def lab(self) -> _Lookups: ...
+
+
+class EdgeAgent(Protocol):
+    """An Edge server's Connection Filtering agent, as the check sees it (engine.onprem)."""
+
+    model: ExchangeServer
+    host: HostInfo
+
+    @property
+    def lab(self) -> _Lookups: ...
+
+    @property
+    def transport_cfg(self) -> TransportServiceConfig: ...
 
 _KEY = "_dnsbl_verdict"
 
 
-async def _lookup(lab: Any, host: Any, servers: list[str], name: str, session: "ServerSession") -> list[str]:
+async def _lookup(lab: Any, host: Any, servers: list[str], name: str, session: "ReceivingSession") -> list[str]:
     try:
         return await lab.resolve_a(host, servers, name)
     except DnsError as exc:  # not listed (NXDOMAIN), or the list is unreachable: fail open
@@ -38,7 +67,7 @@ async def _lookup(lab: Any, host: Any, servers: list[str], name: str, session: "
         session.touch()
 
 
-async def eop_block_list_reply(exo: "ExoRuntime", session: "ServerSession") -> str | None:
+async def eop_block_list_reply(exo: "EopFront", session: "ReceivingSession") -> str | None:
     """EOP: mail not attributed to an on-premises connector is checked against the block lists."""
     st = session.state
     if st.attribution is not None and st.attribution.directionality == "Originating":
@@ -55,7 +84,7 @@ async def eop_block_list_reply(exo: "ExoRuntime", session: "ServerSession") -> s
     return verdict or None
 
 
-async def edge_connection_filter_reply(server: "ExchangeServerRuntime", session: "ServerSession") -> str | None:
+async def edge_connection_filter_reply(server: "EdgeAgent", session: "ReceivingSession") -> str | None:
     """The Connection Filtering agent at RCPT TO (Edge servers with IP Block List providers)."""
     state = session.state
     providers = providers_in_order(server.model.ip_block_list_providers)

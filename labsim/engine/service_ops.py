@@ -22,65 +22,23 @@ Operations (timeline steps, `at` required):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms
 from ..errors import TopologyError
 from ..topology.model import ExchangeServer, Organization, SendConnector
-from .operations import OPERATION_CHECKS, operation
+from .op_registry import OPERATION_CHECKS, operation
+from .services import (
+    EDGE_SERVICES,
+    EDGESYNC_LDAP_UNAVAILABLE,
+    MAILBOX_SERVICES,
+    EdgeState,
+    edges_of,
+    is_running,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .onprem import ExchangeServerRuntime
     from .runtime import LabRuntime
-
-# Windows service names of an Exchange 2019 server (Get-Service MSExchange*).
-MAILBOX_SERVICES = ("MSExchangeTransport", "MSExchangeFrontEndTransport", "MSExchangeSubmission",
-                    "MSExchangeDelivery", "MSExchangeEdgeSync")
-EDGE_SERVICES = ("MSExchangeTransport", "ADAM_MSExchange")
-EDGESYNC_LDAP_UNAVAILABLE = "The LDAP server is unavailable."  # seed 001 error 2
-OUTBOX_RETRY = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
-OUTBOX = "Outbox"
-
-
-# --- state kept on the runtime ----------------------------------------------------------------------
-@dataclass
-class HeldMessage:
-    """A message waiting in a mailbox's Outbox for Mailbox Transport Submission."""
-
-    server: str
-    mail_from: str
-    recipients: list[str]
-    data: bytes
-    message_id: str
-    reason: str
-    attempts: int = 0
-
-
-@dataclass
-class EdgeState:
-    """What an Edge knows of the organisation: live (None snapshot) or frozen at its last sync."""
-
-    subscribed: bool = True
-    snapshot: Organization | None = None  # None: in sync with Active Directory
-    last_sync: datetime | None = None
-    failure: str = ""
-
-
-@dataclass
-class ServiceState:
-    outbox: list[HeldMessage] = field(default_factory=list)
-    edges: dict[str, EdgeState] = field(default_factory=dict)
-    tests: list[dict[str, Any]] = field(default_factory=list)
-    retry_scheduled: bool = False
-
-
-def state_of(rt: "LabRuntime") -> ServiceState:
-    st = rt.__dict__.get("_service_state")
-    if st is None:
-        st = rt.__dict__["_service_state"] = ServiceState()
-    return st
 
 
 # --- service names ----------------------------------------------------------------------------------
@@ -103,14 +61,6 @@ def _service_name(server: ExchangeServer, name: Any, where: str) -> str:
             return k
     raise TopologyError(where, f"-Name {name!r}: no such Exchange service on {server.name} "
                                f"(services: {', '.join(known)})")
-
-
-def is_running(server: ExchangeServer, service: str) -> bool:
-    if service == "MSExchangeTransport":
-        return server.transport.running
-    if service == "MSExchangeFrontEndTransport":
-        return server.frontend is not None and server.frontend.running
-    return service not in server.stopped_services
 
 
 def _set_running(server: ExchangeServer, service: str, running: bool) -> None:
@@ -157,7 +107,7 @@ async def _change_service(rt: "LabRuntime", params: dict[str, Any], where: str, 
         if service == "MSExchangeTransport":
             _resume_queues(rt, server.name)
         if service in ("MSExchangeSubmission", "MSExchangeTransport"):
-            await flush_outbox(rt)
+            await rt.service_state.outbox.flush()
     return f"{server.name}\\{service}"
 
 
@@ -215,66 +165,13 @@ def _resume_queues(rt: "LabRuntime", server_name: str) -> None:
         party.kick()
 
 
-# --- the mailbox Outbox (Mailbox Transport Submission) -------------------------------------------------
-def submission_available(server: "ExchangeServerRuntime") -> bool:
-    return is_running(server.model, "MSExchangeSubmission")
-
-
-def hold_in_outbox(server: "ExchangeServerRuntime", mail_from: str, recipients: list[str], data: bytes,
-                   message_id: str, reason: str) -> None:
-    """The message stays in the sender's Outbox; Submission tries again later (and at service start)."""
-    st = state_of(server.lab)
-    st.outbox.append(HeldMessage(server.name, mail_from, list(recipients), data, message_id, reason))
-    _schedule_outbox_retry(server.lab)
-
-
-def _schedule_outbox_retry(rt: "LabRuntime") -> None:
-    st = state_of(rt)
-    if st.retry_scheduled or not st.outbox:
-        return
-    attempts = min(h.attempts for h in st.outbox)
-    delay = OUTBOX_RETRY[min(attempts, len(OUTBOX_RETRY) - 1)]
-    st.retry_scheduled = True
-
-    async def retry() -> None:
-        st.retry_scheduled = False
-        await flush_outbox(rt)
-
-    rt.scheduler.call_at(rt.clock.now() + delay, "mailbox submission retry", retry)
-
-
-async def flush_outbox(rt: "LabRuntime") -> None:
-    """Hand every held message to its server's submission again (each may be held again)."""
-    st = state_of(rt)
-    held, st.outbox = st.outbox, []
-    for h in held:
-        before = len(st.outbox)
-        await rt.servers[h.server].submit_from_mailbox(h.mail_from, h.recipients, h.data)
-        for again in st.outbox[before:]:
-            again.attempts = h.attempts + 1
-    _schedule_outbox_retry(rt)
-
-
-def collect_outbox(rt: "LabRuntime") -> None:
-    """End of run: messages still in an Outbox are pending (ground truth for summary.json)."""
-    for h in state_of(rt).outbox:
-        item = _Held(h.message_id)
-        rt.ledger.pending(item, h.recipients, h.server, OUTBOX, h.reason)
-
-
-@dataclass
-class _Held:
-    message_id: str
-    lab_key: str = ""
-
-
 # --- EdgeSync -------------------------------------------------------------------------------------------
 def _edges(rt: "LabRuntime") -> list[ExchangeServer]:
-    return [s for s in rt.model.organization.servers if s.role == "Edge"]
+    return edges_of(rt.model.organization)
 
 
 def _edge_state(rt: "LabRuntime", name: str) -> EdgeState:
-    return state_of(rt).edges.setdefault(name.lower(), EdgeState())
+    return rt.service_state.edge(name)
 
 
 def _sync_possible(rt: "LabRuntime", edge: ExchangeServer) -> str:
@@ -305,21 +202,6 @@ def sync_edges(rt: "LabRuntime") -> None:
             es.failure = why
             continue
         es.snapshot, es.failure, es.last_sync = None, "", rt.clock.now()
-
-
-def edge_view(server: "ExchangeServerRuntime") -> Organization:
-    """The organisation as `server` knows it. A Mailbox server reads AD; an Edge reads its AD LDS
-    copy: live while EdgeSync works, frozen when it broke, empty without a subscription."""
-    org = server.lab.model.organization
-    if server.model.role != "Edge":
-        return org
-    es = state_of(server.lab).edges.get(server.name.lower())
-    if es is None or (es.subscribed and es.snapshot is None):
-        return org
-    if es.snapshot is not None:
-        return es.snapshot
-    return org.model_copy(update={"accepted_domains": [], "send_connectors": [], "mailboxes": [],
-                                  "remote_mailboxes": []})
 
 
 def _edgesync_connector_names(org: Organization, site: str) -> tuple[str, str]:
@@ -400,7 +282,7 @@ async def test_edge_synchronization(rt: "LabRuntime", params: dict[str, Any]) ->
         why = _sync_possible(rt, edge)
         es = _edge_state(rt, edge.name)
         stale = es.snapshot is not None and es.snapshot != rt.model.organization
-        state_of(rt).tests.append({
+        rt.service_state.tests.append({
             "time": iso_ms(rt.clock.now()), "Name": edge.name,
             "SyncStatus": "Failed" if why else ("InSync" if not stale else "NotSynchronized"),
             "FailureDetail": (f"EdgeSync service cannot connect to this subscription because of error '{why}'"
@@ -408,24 +290,3 @@ async def test_edge_synchronization(rt: "LabRuntime", params: dict[str, Any]) ->
             "CredentialRecords": 0 if why else 1,
         })
     return "ok"
-
-
-def snapshot(rt: "LabRuntime") -> dict[str, Any]:
-    """`services` of summary.json: what Get-Service and Test-EdgeSynchronization would show."""
-    out: dict[str, Any] = {}
-    for s in rt.model.organization.servers:
-        names = MAILBOX_SERVICES if s.role == "Mailbox" else EDGE_SERVICES
-        out[s.name] = {n: ("Running" if is_running(s, n) else "Stopped") for n in names}
-    st = state_of(rt)
-    edges = {}
-    for e in _edges(rt):
-        es = _edge_state(rt, e.name)
-        edges[e.name] = {"Subscribed": es.subscribed,
-                         "Configuration": "Current" if es.subscribed and es.snapshot is None else
-                         ("Stale" if es.snapshot is not None else "None"),
-                         "LastSync": iso_ms(es.last_sync) if es.last_sync else ""}
-    from .raw_session import sessions
-    return {"servers": out, "edge_subscriptions": edges, "edge_sync_tests": st.tests,
-            "outbox": [{"server": h.server, "message_id": h.message_id, "reason": h.reason} for h in st.outbox],
-            "smtp_sessions": sessions(rt)}
-from . import raw_session  # noqa: E402,F401  (Send-LabSmtpCommands)

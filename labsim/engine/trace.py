@@ -31,7 +31,7 @@ from ..transport.tracking import led_status, us_time
 if TYPE_CHECKING:  # pragma: no cover
     from ..transport.message import MailItem
     from ..transport.queues import Queue
-    from .runtime import LabRuntime
+    from .ports import TraceLab
 
 TRACE_COLUMNS = ("Organization", "MessageId", "Received", "SenderAddress", "RecipientAddress", "Subject", "Status",
                  "ToIP", "FromIP", "Size", "MessageTraceId", "StartDate", "EndDate", "Index")
@@ -65,7 +65,7 @@ class TraceRecipient:
 class ExoTrace:
     """The tenant's message trace, filled as EXO acts."""
 
-    def __init__(self, lab: "LabRuntime") -> None:
+    def __init__(self, lab: "TraceLab") -> None:
         self.lab = lab
         self.rows: dict[tuple[str, str], TraceRecipient] = {}
         self.order: list[tuple[str, str]] = []

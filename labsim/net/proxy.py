@@ -186,7 +186,7 @@ async def bind_load_balancers(lab: Any) -> list[tuple[asyncio.AbstractServer, tu
 
     Returns (server, listen-table row) pairs; the proxies (and their round-robin counters) live on
     as long as the lab, across rebinds."""
-    proxies: dict[str, LoadBalancerProxy] = lab.__dict__.setdefault("_lb_proxies", {})
+    proxies: dict[str, LoadBalancerProxy] = lab.lb_proxies  # owned by the runtime, kept across rebinds
     out = []
     for lb in lab.model.network.load_balancers:
         proxy = proxies.setdefault(lb.name.lower(), LoadBalancerProxy(lab, lb.name))

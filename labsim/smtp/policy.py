@@ -4,13 +4,17 @@ A policy is the thin adapter between the session shell (`smtp.server`) and the p
 (`labsim.rules`): it holds the session's rule state, asks the rules for each decision and writes
 the evidence (protocol-log rows). What happens to an accepted message is the service's business
 (`deliver` calls back into the transport service that owns the listener).
+
+The services are the engine's parties (engine.onprem, engine.exo, engine.internet), which lie
+above this module: a policy knows them only by the protocols below (`ExchangeService`,
+`EopService`, `MtaService`), which name what it asks of them.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..clock import rfc2822_local
 from ..logs import protocol_text as T
@@ -27,14 +31,18 @@ from ..rules.receive import (
     ehlo_reply_lines,
     select_receive_connector,
 )
-from ..topology.model import AuthMechanism
+from ..topology.model import (
+    AuthMechanism,
+    ExchangeServer,
+    ExoTenant,
+    InternetMailHost,
+    ReceiveConnector,
+)
 from .framing import ExchangeDataParser, PostfixDataParser
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.exo import ExoRuntime
-    from ..engine.internet import InternetHostRuntime
-    from ..engine.onprem import ExchangeServerRuntime
-    from .server import Envelope, ServerSession
+    from ..logs.protocol_log import SessionWriter
+    from .session_api import Envelope, ReceivingSession
 
 INVALID_DOMAIN = "501 5.5.4 Invalid domain name"
 EOP_INACTIVITY_TIMEOUT = 300.0  # [INFERRED] a Mailbox receive connector's ConnectionInactivityTimeout
@@ -43,6 +51,93 @@ EOP_MAX_RECIPIENTS = 1000  # Exchange Online's limit of recipients per message [
 POSTFIX_SMTPD_TIMEOUT = 300.0  # smtpd_timeout default (mail_params.h DEF_SMTPD_TMOUT)
 POSTFIX_RECIPIENT_LIMIT = 1000  # smtpd_recipient_limit default (DEF_SMTPD_RCPT_LIMIT)
 POSTFIX_CHUNK_TOO_LARGE = "552 5.3.4 Chunk exceeds message size limit"  # smtpd.c bdat_cmd
+
+
+class ServiceLab(Protocol):
+    """What a listener asks of the lab around its service: the clock (`.now()`, `.live`)."""
+
+    clock: Any
+
+
+class ExchangeLab(ServiceLab, Protocol):
+    connections: ConnectionTable  # open sessions per receive connector (connection limits)
+
+
+class ExchangeService(Protocol):
+    """An on-prem transport service as its listeners see it (engine.onprem.ExchangeServerRuntime)."""
+
+    name: str
+    model: ExchangeServer
+
+    @property
+    def lab(self) -> ExchangeLab: ...
+
+    def connectors_for(self, service: str) -> list[ReceiveConnector]: ...
+
+    def select_receive_certificate(self, connector: ReceiveConnector, fqdn: str) -> Any: ...
+
+    def next_session_id(self, service: str) -> int: ...
+
+    def receive_log(self, service: str, connector: ReceiveConnector, sid: int, *, local: str, remote: str,
+                    clock: Any) -> SessionWriter: ...
+
+    def accepts_domain(self, address: str) -> bool: ...
+
+    async def start_server_tls(self, session: ReceivingSession) -> None: ...
+
+    async def check_client_certificate(self, session: ReceivingSession) -> None: ...
+
+    async def connection_filter_reply(self, session: ReceivingSession) -> str | None: ...
+
+    async def receive_message(self, session: ReceivingSession, service: str, envelope: Envelope) -> str: ...
+
+    async def end_proxy(self, session: ReceivingSession) -> None: ...
+
+    def drop_proxy(self, session: ReceivingSession) -> None: ...
+
+
+class EopService(Protocol):
+    """Exchange Online's front end as its listeners see it (engine.exo.ExoRuntime)."""
+
+    model: ExoTenant
+    frontend_fqdn: str
+
+    @property
+    def lab(self) -> ServiceLab: ...
+
+    def open_session(self, session: ReceivingSession) -> bool: ...
+
+    async def start_server_tls(self, session: ReceivingSession) -> None: ...
+
+    async def check_mail(self, session: ReceivingSession, address: str) -> str: ...
+
+    async def block_list_reply(self, session: ReceivingSession) -> str | None: ...
+
+    async def check_rcpt(self, session: ReceivingSession, address: str) -> str: ...
+
+    async def receive_message(self, session: ReceivingSession, envelope: Envelope) -> str: ...
+
+
+class MtaService(Protocol):
+    """A plain Internet mail host as its listener sees it (engine.internet.InternetHostRuntime)."""
+
+    model: InternetMailHost
+
+    @property
+    def lab(self) -> ServiceLab: ...
+
+    @property
+    def has_tls(self) -> bool: ...
+
+    def hosts_domain(self, address: str) -> bool: ...
+
+    def has_mailbox(self, address: str) -> bool: ...
+
+    def open_session(self, session: ReceivingSession) -> bool: ...
+
+    async def start_server_tls(self, session: ReceivingSession) -> None: ...
+
+    async def receive_message(self, session: ReceivingSession, envelope: Envelope) -> str: ...
 
 
 class ReceivePolicy:
@@ -54,25 +149,25 @@ class ReceivePolicy:
     def clock_now(self):
         return self.runtime.clock.now()
 
-    async def open(self, session: "ServerSession") -> bool:
+    async def open(self, session: "ReceivingSession") -> bool:
         raise NotImplementedError
 
-    def opened(self, session: "ServerSession") -> bool:
+    def opened(self, session: "ReceivingSession") -> bool:
         return session.state is not None
 
-    def closed(self, session: "ServerSession") -> None:
+    def closed(self, session: "ReceivingSession") -> None:
         """Session bookkeeping is the listener's (engine.runtime); nothing to do by default."""
 
-    async def quit(self, session: "ServerSession") -> None:
+    async def quit(self, session: "ReceivingSession") -> None:
         """The client said QUIT (before the 221): a proxying listener ends its proxy session."""
 
-    def banner(self, session: "ServerSession") -> str:
+    def banner(self, session: "ReceivingSession") -> str:
         raise NotImplementedError
 
-    def max_size(self, session: "ServerSession") -> int:
+    def max_size(self, session: "ReceivingSession") -> int:
         return 36 * 1024 * 1024
 
-    def max_protocol_errors(self, session: "ServerSession") -> int | None:
+    def max_protocol_errors(self, session: "ReceivingSession") -> int | None:
         """How many protocol errors a session may make before it is dropped (None: unlimited)."""
         return None
 
@@ -82,43 +177,43 @@ class ReceivePolicy:
         """Does the lab's clock follow the wall clock (`labsim up`)?"""
         return bool(getattr(getattr(self.runtime, "clock", None), "live", False))
 
-    def refusal(self, session: "ServerSession") -> str | None:
+    def refusal(self, session: "ReceivingSession") -> str | None:
         """The reply that replaces the banner (a connection limit), or None."""
         return None
 
-    def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
+    def timeouts(self, session: "ReceivingSession") -> tuple[float | None, float | None]:
         """(inactivity, whole session) limits in seconds; None = no limit."""
         return None, None
 
-    def timeout_reply(self, session: "ServerSession", kind: str) -> str:
+    def timeout_reply(self, session: "ReceivingSession", kind: str) -> str:
         """What the server says when `kind` ("inactivity" or "session") ran out."""
         return R.TIMEOUT if kind == "inactivity" else R.CONNECTION_TIMED_OUT
 
-    def recipient_limit_reply(self, session: "ServerSession", accepted: int) -> str | None:
+    def recipient_limit_reply(self, session: "ReceivingSession", accepted: int) -> str | None:
         """The reply to one RCPT too many when `accepted` recipients are already in, else None."""
         return None
 
-    def data_parser(self, session: "ServerSession") -> ExchangeDataParser | PostfixDataParser:
+    def data_parser(self, session: "ReceivingSession") -> ExchangeDataParser | PostfixDataParser:
         """Where this receiver's DATA ends (smtp.framing)."""
         return ExchangeDataParser()
 
-    def max_header_size(self, session: "ServerSession") -> int | None:
+    def max_header_size(self, session: "ReceivingSession") -> int | None:
         return None
 
-    def header_too_large(self, session: "ServerSession", size: int, limit: int) -> None:
+    def header_too_large(self, session: "ReceivingSession", size: int, limit: int) -> None:
         """Evidence for a header over MaxHeaderSize (the reply itself is the shell's)."""
 
-    def content_reply(self, session: "ServerSession", *, bare_lf: bool) -> str | None:
+    def content_reply(self, session: "ReceivingSession", *, bare_lf: bool) -> str | None:
         """A refusal of complete message content (e.g. bare LF), or None to go on delivering."""
         return None
 
-    def bdat_malformed_reply(self, session: "ServerSession", *, overflow: bool) -> str:
+    def bdat_malformed_reply(self, session: "ReceivingSession", *, overflow: bool) -> str:
         """The reply to a BDAT command whose arguments do not parse (`overflow`: digits that are too
         many for a number); the session ends after it. Exchange's ValidateChunkSizeArg: up to 20
         digits that overflow a long are MessageTooLarge, anything else InvalidArguments."""
         return R.TOO_LARGE if overflow else R.INVALID_ARGS
 
-    def bdat_refusal(self, session: "ServerSession", accumulated: int, count: int) -> str | None:
+    def bdat_refusal(self, session: "ReceivingSession", accumulated: int, count: int) -> str | None:
         """The reply that refuses a BDAT chunk of `count` bytes before it is read, after which the
         session ends; None to read the chunk.
 
@@ -133,40 +228,40 @@ class ReceivePolicy:
             return R.TOO_LARGE
         return None
 
-    def bdat_too_large_reply(self, session: "ServerSession") -> str:
+    def bdat_too_large_reply(self, session: "ReceivingSession") -> str:
         """The reply after a BDAT chunk that took the message over the size limit was read."""
         return R.TOO_LARGE
 
-    def bare_lf_command_reply(self, session: "ServerSession") -> str | None:
+    def bare_lf_command_reply(self, session: "ReceivingSession") -> str | None:
         """The reply that ends a session whose command line ended in a bare LF, or None to accept it."""
         return None
 
-    def abort_transaction(self, session: "ServerSession") -> None:
+    def abort_transaction(self, session: "ReceivingSession") -> None:
         """A refused message ends the mail transaction (AbortMailTransaction)."""
         st = session.state
         if st is not None and hasattr(st, "mail_from"):
             st.mail_from = None
             st.recipients = []
 
-    async def auth(self, session: "ServerSession", arg: str) -> None:
+    async def auth(self, session: "ReceivingSession", arg: str) -> None:
         await session.reply(R.UNRECOGNIZED_AUTH)
 
-    async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+    async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         raise NotImplementedError
 
-    async def starttls(self, session: "ServerSession", arg: str = "") -> None:
+    async def starttls(self, session: "ReceivingSession", arg: str = "") -> None:
         raise NotImplementedError
 
-    async def mail(self, session: "ServerSession", address: str, params: dict[str, str], size: int | None) -> str:
+    async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         raise NotImplementedError
 
-    async def rcpt(self, session: "ServerSession", address: str) -> str:
+    async def rcpt(self, session: "ReceivingSession", address: str) -> str:
         raise NotImplementedError
 
-    def data_start(self, session: "ServerSession") -> str:
+    def data_start(self, session: "ReceivingSession") -> str:
         raise NotImplementedError
 
-    async def deliver(self, session: "ServerSession", envelope: "Envelope") -> str:
+    async def deliver(self, session: "ReceivingSession", envelope: "Envelope") -> str:
         raise NotImplementedError
 
 
@@ -181,12 +276,12 @@ class ListenerSpec:
 class ExchangeReceivePolicy(ReceivePolicy):
     """An on-prem Exchange 2019 transport service (Front End, Transport/Hub, Edge, Mailbox Delivery)."""
 
-    def __init__(self, server: "ExchangeServerRuntime", listener: ListenerSpec) -> None:
+    def __init__(self, server: ExchangeService, listener: ListenerSpec) -> None:
         super().__init__(server.lab)
         self.server = server
         self.listener = listener
 
-    async def open(self, session: "ServerSession") -> bool:
+    async def open(self, session: "ReceivingSession") -> bool:
         srv = self.server
         remote_ip, remote_port = session.context["remote"]
         connector = select_receive_connector(srv.connectors_for(self.listener.service), local_ip=srv.model.ip,
@@ -212,7 +307,7 @@ class ExchangeReceivePolicy(ReceivePolicy):
                                       remote=T.format_endpoint(remote_ip, remote_port), clock=session.now)
         return True
 
-    def closed(self, session: "ServerSession") -> None:
+    def closed(self, session: "ReceivingSession") -> None:
         extra = session.extra
         if isinstance(extra, ExchangeSessionExtra) and extra.counted is not None:
             self.server.lab.connections.remove(extra.counted, session.state.remote_ip)
@@ -220,45 +315,45 @@ class ExchangeReceivePolicy(ReceivePolicy):
         if self.listener.service == "FrontEnd":
             self.server.drop_proxy(session)
 
-    async def quit(self, session: "ServerSession") -> None:
+    async def quit(self, session: "ReceivingSession") -> None:
         if self.listener.service == "FrontEnd":
             await self.server.end_proxy(session)
 
-    def refusal(self, session: "ServerSession") -> str | None:
+    def refusal(self, session: "ReceivingSession") -> str | None:
         return session.extra.refusal
 
-    def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
+    def timeouts(self, session: "ReceivingSession") -> tuple[float | None, float | None]:
         rc = session.state.connector
         return rc.inactivity_seconds, rc.connection_timeout_seconds
 
-    def recipient_limit_reply(self, session: "ServerSession", accepted: int) -> str | None:
+    def recipient_limit_reply(self, session: "ReceivingSession", accepted: int) -> str | None:
         return check_recipient_count(session.state.connector, accepted)
 
-    def max_header_size(self, session: "ServerSession") -> int | None:
+    def max_header_size(self, session: "ReceivingSession") -> int | None:
         state: ReceiveState = session.state
         return None if "BypassMessageSizeLimit" in state.rights else state.connector.max_header_size
 
-    def header_too_large(self, session: "ServerSession", size: int, limit: int) -> None:
+    def header_too_large(self, session: "ReceivingSession", size: int, limit: int) -> None:
         # BaseDataSmtpCommand: LogInformation(Verbose, null, "AccumulatedMessageSize: {0} > MaxHeaderSize: {1}")
         session.log.info("", f"AccumulatedMessageSize: {size} > MaxHeaderSize: {T.byte_quantified_size(limit)}")
 
-    def abort_transaction(self, session: "ServerSession") -> None:
+    def abort_transaction(self, session: "ReceivingSession") -> None:
         session.state.reset_transaction()
 
-    def banner(self, session: "ServerSession") -> str:
+    def banner(self, session: "ReceivingSession") -> str:
         state: ReceiveState = session.state
         if state.connector.banner:
             return state.connector.banner
         return R.BANNER.format(fqdn=state.fqdn, date=rfc2822_local(session.now(), self.server.model.utc_offset_minutes))
 
-    def max_size(self, session: "ServerSession") -> int:
+    def max_size(self, session: "ReceivingSession") -> int:
         return session.state.connector.max_message_size
 
-    def max_protocol_errors(self, session: "ServerSession") -> int | None:
+    def max_protocol_errors(self, session: "ReceivingSession") -> int | None:
         state: ReceiveState | None = session.state
         return state.connector.max_protocol_errors if state is not None else None
 
-    async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+    async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         state: ReceiveState = session.state
         if not arg:
             await session.reply(R.EHLO_DOMAIN_REQUIRED if extended else R.HELO_DOMAIN_REQUIRED)
@@ -279,7 +374,7 @@ class ExchangeReceivePolicy(ReceivePolicy):
         lines = ehlo_reply_lines(state)
         await session.reply(lines, log_as=T.ehlo_reply_receive(lines))
 
-    async def starttls(self, session: "ServerSession", arg: str = "") -> None:
+    async def starttls(self, session: "ReceivingSession", arg: str = "") -> None:
         # StartTlsSmtpCommand: hello first, then no arguments, then offered at all, then only once.
         state: ReceiveState = session.state
         if state.helo is None:
@@ -296,7 +391,7 @@ class ExchangeReceivePolicy(ReceivePolicy):
             return
         await self.server.start_server_tls(session)
 
-    async def mail(self, session: "ServerSession", address: str, params: dict[str, str], size: int | None) -> str:
+    async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         state: ReceiveState = session.state
         reply = check_mail(state, size)
         if reply.startswith("250"):
@@ -305,25 +400,24 @@ class ExchangeReceivePolicy(ReceivePolicy):
                              T.RECEIVING_MESSAGE)
         return reply
 
-    async def rcpt(self, session: "ServerSession", address: str) -> str:
+    async def rcpt(self, session: "ReceivingSession", address: str) -> str:
         state: ReceiveState = session.state
         reply = check_rcpt(state, address, accepted=self.server.accepts_domain(address))
         if reply.startswith("250") and self.server.model.ip_block_list_providers:
-            from ..engine.reputation import edge_connection_filter_reply
-            reply = await edge_connection_filter_reply(self.server, session) or reply
+            reply = await self.server.connection_filter_reply(session) or reply
         if reply.startswith("250"):
             state.recipients.append(address)
         return reply
 
-    def data_start(self, session: "ServerSession") -> str:
+    def data_start(self, session: "ReceivingSession") -> str:
         return check_data(session.state)
 
-    async def deliver(self, session: "ServerSession", envelope: "Envelope") -> str:
+    async def deliver(self, session: "ReceivingSession", envelope: "Envelope") -> str:
         state: ReceiveState = session.state
         state.reset_transaction()
         return await self.server.receive_message(session, self.listener.service, envelope)
 
-    async def auth(self, session: "ServerSession", arg: str) -> None:
+    async def auth(self, session: "ReceivingSession", arg: str) -> None:
         # AuthSmtpCommandParser: hello first; no mechanism or one the connector lacks -> 504 5.7.4;
         # LOGIN before STARTTLS on a BasicAuthRequireTLS connector -> the same 504 after an info row.
         state: ReceiveState = session.state
@@ -418,7 +512,7 @@ def _decrement(table: dict[Any, int], key: Any) -> None:
 class EopReceivePolicy(ReceivePolicy):
     """The Exchange Online Protection front end (`*.mail.protection.outlook.com`)."""
 
-    def __init__(self, exo: "ExoRuntime", *, front: str = "mx") -> None:
+    def __init__(self, exo: EopService, *, front: str = "mx") -> None:
         super().__init__(exo.lab)
         self.exo = exo
         self.front = front  # "mx" (*.mail.protection.outlook.com) | "submission" (smtp.office365.com)
@@ -427,25 +521,25 @@ class EopReceivePolicy(ReceivePolicy):
     def fqdn(self) -> str:
         return self.exo.model.submission_host if self.front == "submission" else self.exo.frontend_fqdn
 
-    async def open(self, session: "ServerSession") -> bool:
+    async def open(self, session: "ReceivingSession") -> bool:
         return self.exo.open_session(session)
 
-    def banner(self, session: "ServerSession") -> str:
+    def banner(self, session: "ReceivingSession") -> str:
         return R.EXO_BANNER.format(fqdn=self.fqdn,
                                    date=rfc2822_local(session.now(), 0), session=f"{session.session_id:016X}")
 
-    def max_size(self, session: "ServerSession") -> int:
+    def max_size(self, session: "ReceivingSession") -> int:
         return 157286400
 
-    def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
+    def timeouts(self, session: "ReceivingSession") -> tuple[float | None, float | None]:
         # [INFERRED] EOP runs Exchange's transport: a Mailbox server's receive connector defaults.
         return EOP_INACTIVITY_TIMEOUT, EOP_CONNECTION_TIMEOUT
 
-    def recipient_limit_reply(self, session: "ServerSession", accepted: int) -> str | None:
+    def recipient_limit_reply(self, session: "ReceivingSession", accepted: int) -> str | None:
         # Exchange Online's recipient limit per message (1000) with Exchange's TooManyRecipients [INFERRED].
         return R.TOO_MANY_RECIPIENTS if accepted >= EOP_MAX_RECIPIENTS else None
 
-    async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+    async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         # EOP runs Exchange's transport: HeloSmtpCommandParser refuses a domain that is neither a
         # host name nor an address literal (501 5.5.4 Invalid domain name) [INFERRED for EOP], and
         # a good EHLO/HELO starts over (no transaction in progress).
@@ -466,7 +560,7 @@ class EopReceivePolicy(ReceivePolicy):
         kw += ["8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8"]
         await session.reply([f"250-{k}" for k in kw[:-1]] + [f"250 {kw[-1]}"])
 
-    async def starttls(self, session: "ServerSession", arg: str = "") -> None:
+    async def starttls(self, session: "ReceivingSession", arg: str = "") -> None:
         if session.state.helo is None:
             await session.reply(R.SEND_HELLO_FIRST)
             return
@@ -475,7 +569,7 @@ class EopReceivePolicy(ReceivePolicy):
             return
         await self.exo.start_server_tls(session)
 
-    async def mail(self, session: "ServerSession", address: str, params: dict[str, str], size: int | None) -> str:
+    async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         st = session.state
         if st.helo is None:
             return R.SEND_HELLO_FIRST
@@ -485,17 +579,16 @@ class EopReceivePolicy(ReceivePolicy):
             return R.TOO_LARGE
         return await self.exo.check_mail(session, address)
 
-    async def rcpt(self, session: "ServerSession", address: str) -> str:
+    async def rcpt(self, session: "ReceivingSession", address: str) -> str:
         if session.state.mail_from is None:
             return R.NEED_MAIL
         if self.front == "mx":  # IP reputation is a direct-to-MX matter (Spamhaus PBL's own policy)
-            from ..engine.reputation import eop_block_list_reply
-            blocked = await eop_block_list_reply(self.exo, session)
+            blocked = await self.exo.block_list_reply(session)
             if blocked:
                 return blocked
         return await self.exo.check_rcpt(session, address)
 
-    def data_start(self, session: "ServerSession") -> str:
+    def data_start(self, session: "ReceivingSession") -> str:
         st = session.state
         if st.mail_from is None:
             return R.NEED_MAIL
@@ -503,63 +596,63 @@ class EopReceivePolicy(ReceivePolicy):
             return R.NEED_RCPT
         return R.START_DATA
 
-    async def deliver(self, session: "ServerSession", envelope: "Envelope") -> str:
+    async def deliver(self, session: "ReceivingSession", envelope: "Envelope") -> str:
         return await self.exo.receive_message(session, envelope)
 
 
 class MtaReceivePolicy(ReceivePolicy):
     """A plain Internet MTA (Postfix-like replies) hosting its own domains."""
 
-    def __init__(self, host: "InternetHostRuntime") -> None:
+    def __init__(self, host: MtaService) -> None:
         super().__init__(host.lab)
         self.host = host
 
-    async def open(self, session: "ServerSession") -> bool:
+    async def open(self, session: "ReceivingSession") -> bool:
         return self.host.open_session(session)
 
-    def banner(self, session: "ServerSession") -> str:
+    def banner(self, session: "ReceivingSession") -> str:
         return f"220 {self.host.model.fqdn} ESMTP Postfix"
 
-    def max_size(self, session: "ServerSession") -> int:
+    def max_size(self, session: "ReceivingSession") -> int:
         return 10240000
 
     # A hardened Postfix >= 3.9 (docs/smtp-limits.md §1): smtpd_forbid_bare_newline = reject with
     # the default smtpd_forbid_bare_newline_reject_code 550; smtpd_timeout 300s;
     # smtpd_recipient_limit 1000. Texts from Postfix's smtpd.c.
-    def data_parser(self, session: "ServerSession") -> PostfixDataParser:
+    def data_parser(self, session: "ReceivingSession") -> PostfixDataParser:
         return PostfixDataParser()
 
-    def content_reply(self, session: "ServerSession", *, bare_lf: bool) -> str | None:
+    def content_reply(self, session: "ReceivingSession", *, bare_lf: bool) -> str | None:
         return f"550 5.5.2 {self.host.model.fqdn} Error: bare <LF> received" if bare_lf else None
 
-    def bare_lf_command_reply(self, session: "ServerSession") -> str | None:
+    def bare_lf_command_reply(self, session: "ReceivingSession") -> str | None:
         return f"550 5.5.2 {self.host.model.fqdn} Error: bare <LF> received"
 
     # smtpd.c bdat_cmd/skip_bdat: a chunk over message_size_limit is refused with this text; when it
     # is over 1.5 times the limit Postfix does not read it at all: it answers at once and shuts the
     # input down (the next read is a lost connection).
-    def bdat_malformed_reply(self, session: "ServerSession", *, overflow: bool) -> str:
+    def bdat_malformed_reply(self, session: "ReceivingSession", *, overflow: bool) -> str:
         return "521 5.5.4 Syntax: BDAT count [LAST]"  # and Postfix hangs up
 
-    def bdat_refusal(self, session: "ServerSession", accumulated: int, count: int) -> str | None:
+    def bdat_refusal(self, session: "ReceivingSession", accumulated: int, count: int) -> str | None:
         limit = self.max_size(session)
         if accumulated / 1.5 > limit - count / 1.5:
             return POSTFIX_CHUNK_TOO_LARGE
         return None
 
-    def bdat_too_large_reply(self, session: "ServerSession") -> str:
+    def bdat_too_large_reply(self, session: "ReceivingSession") -> str:
         return POSTFIX_CHUNK_TOO_LARGE
 
-    def timeouts(self, session: "ServerSession") -> tuple[float | None, float | None]:
+    def timeouts(self, session: "ReceivingSession") -> tuple[float | None, float | None]:
         return POSTFIX_SMTPD_TIMEOUT, None
 
-    def timeout_reply(self, session: "ServerSession", kind: str) -> str:
+    def timeout_reply(self, session: "ReceivingSession", kind: str) -> str:
         return f"421 4.4.2 {self.host.model.fqdn} Error: timeout exceeded"
 
-    def recipient_limit_reply(self, session: "ServerSession", accepted: int) -> str | None:
+    def recipient_limit_reply(self, session: "ReceivingSession", accepted: int) -> str | None:
         return "452 4.5.3 Error: too many recipients" if accepted >= POSTFIX_RECIPIENT_LIMIT else None
 
-    async def ehlo(self, session: "ServerSession", arg: str, *, extended: bool) -> None:
+    async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         st = session.state
         if not arg:
             await session.reply("501 Syntax: EHLO hostname" if extended else "501 Syntax: HELO hostname")
@@ -578,13 +671,13 @@ class MtaReceivePolicy(ReceivePolicy):
         kw += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"]
         await session.reply([f"250-{k}" for k in kw[:-1]] + [f"250 {kw[-1]}"])
 
-    async def starttls(self, session: "ServerSession", arg: str = "") -> None:
+    async def starttls(self, session: "ReceivingSession", arg: str = "") -> None:
         if session.state.tls or not self.host.has_tls:
             await session.reply("502 5.5.1 Error: command not implemented")
             return
         await self.host.start_server_tls(session)
 
-    async def mail(self, session: "ServerSession", address: str, params: dict[str, str], size: int | None) -> str:
+    async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         st = session.state
         if st.helo is None:
             return "503 5.5.1 Error: send HELO/EHLO first"
@@ -593,7 +686,7 @@ class MtaReceivePolicy(ReceivePolicy):
         st.mail_from = address
         return "250 2.1.0 Ok"
 
-    async def rcpt(self, session: "ServerSession", address: str) -> str:
+    async def rcpt(self, session: "ReceivingSession", address: str) -> str:
         st = session.state
         if st.mail_from is None:
             return "503 5.5.1 Error: need MAIL command"
@@ -604,7 +697,7 @@ class MtaReceivePolicy(ReceivePolicy):
         st.recipients.append(address)
         return "250 2.1.5 Ok"
 
-    def data_start(self, session: "ServerSession") -> str:
+    def data_start(self, session: "ReceivingSession") -> str:
         st = session.state
         if st.mail_from is None:
             return "503 5.5.1 Error: need MAIL command"
@@ -612,7 +705,7 @@ class MtaReceivePolicy(ReceivePolicy):
             return "554 5.5.1 Error: no valid recipients"
         return "354 End data with <CR><LF>.<CR><LF>"
 
-    async def deliver(self, session: "ServerSession", envelope: "Envelope") -> str:
+    async def deliver(self, session: "ReceivingSession", envelope: "Envelope") -> str:
         session.state.mail_from = None
         session.state.recipients = []
         return await self.host.receive_message(session, envelope)

@@ -30,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..rules import replies as R
 from .framing import command_verb, parse_count
+from .session_api import Envelope
 
 if TYPE_CHECKING:  # pragma: no cover
     from .policy import ReceivePolicy
@@ -50,15 +50,6 @@ _RCPT_RE = re.compile(r"^TO:\s*<([^<>]*)>\s*(.*)$", re.IGNORECASE)
 # appear: Exchange's RoutingAddress parser refuses them (`501 5.1.7 Invalid address`).
 _ADDR_RE = re.compile(r"^[^\s@<>()\[\],;:\"\x00-\x1f\x7f-\x9f\ud800-\udfff]+@[A-Za-z0-9.-]+$")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
-@dataclass
-class Envelope:
-    mail_from: str = ""
-    mail_params: dict[str, str] = field(default_factory=dict)
-    recipients: list[str] = field(default_factory=list)
-    data: bytes = b""
-    declared_size: int | None = None
 
 
 TOO_LONG = "\x00too long\x00"  # read_line's sentinel for a line over MAX_COMMAND_LENGTH

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import TopologyError
 from ..rules.network import lab_hosts, validate_host_spec
-from .changes import (
+from .cmdlet_kit import (
     _by_name,
     _find_in,
     _pop_identity,

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TopologyError
-from .changes import (
+from .cmdlet_kit import (
     _by_name,
     _new_in,
     _pop_identity,
