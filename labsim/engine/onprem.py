@@ -50,6 +50,7 @@ from ..topology.timespec import parse_timespan
 from ..transport import headers as H
 from ..transport.message import MailItem, count_received, header_value, received_header
 from ..transport.queues import Queue, QueuedMessage, QueueSet
+from .connectivity import queue_trace
 from .queueing import (
     INBOUND_PROXY,
     INTRA_ORG,
@@ -476,6 +477,7 @@ class ExchangeServerRuntime(QueueingParty):
                 session_ids=self.session_ids[svc], ehlo_name=self.model.fqdn,
                 destination_domain=route.next_hop_domain, targets=targets,
                 tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
+                connectivity=queue_trace(self, svc, q, targets),
             ), None
         assert sc is not None
         dns_servers = transport_dns_servers(cfg, self.model.adapter_dns_servers,
@@ -498,6 +500,7 @@ class ExchangeServerRuntime(QueueingParty):
             tls=self._connector_tls(sc, first_domain),
             validate=lambda chain, domain: self.lab.validate(self.host, chain, domain),
             on_tls_failure_event=lambda f: self._send_tls_event(sc, svc, route.next_hop_domain, f),
+            connectivity=queue_trace(self, svc, q, targets),
         ), None
 
     # --- mail from a mailbox on this server ----------------------------------------------------

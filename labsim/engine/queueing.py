@@ -40,6 +40,7 @@ from ..transport import headers as H
 from ..transport.message import MailItem
 from ..transport.persist import QueueStore, SavedMessage
 from ..transport.queues import Queue, QueuedMessage, QueueSet
+from . import connectivity
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import LabRuntime
@@ -289,6 +290,7 @@ class QueueingParty:
         except DnsError as exc:
             self.lab.clock.advance(exc.elapsed_virtual)
             spec, failure = None, self.dns_failure(q, exc)
+            connectivity.dns_failed(self, q, exc)  # the connectivity log's lookup failure (on-prem)
         if spec is None:
             self._connection_failed(q, [qm], failure)
             return False

@@ -310,7 +310,7 @@ class ExchangeReceivePolicy(ReceivePolicy):
         reply = check_rcpt(state, address, accepted=self.server.accepts_domain(address))
         if reply.startswith("250") and self.server.model.ip_block_list_providers:
             from ..engine.reputation import edge_connection_filter_reply
-            reply = await edge_connection_filter_reply(self.server, session) or reply
+            reply = await edge_connection_filter_reply(self.server, session, address, self.listener.port) or reply
         if reply.startswith("250"):
             state.recipients.append(address)
         return reply
