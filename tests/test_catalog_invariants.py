@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import email
+import html
 import io
 import json
 import re
@@ -240,3 +241,69 @@ def test_one_network_message_id_per_message(ev: Evidence) -> None:
 def test_wall_time_is_small(ev: Evidence) -> None:
     """A scenario spanning days runs in well under a second; allow slow machines some room."""
     assert ev.wall < 3.0, f"{ev.name} took {ev.wall:.2f} s of wall time"
+
+
+_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def sisimai_like_statuses(text: str) -> dict[str, str]:
+    """Sisimai's Lhost::Exchange2007 reading of a classic NDR's text (rb-sisimai): after "Diagnostic
+    information for administrators:" and the "Generating server" line, a line with '@' and no space is a
+    recipient; every later line holding a reply or status code *replaces* that recipient's status, so
+    the last such line wins."""
+    found: dict[str, str] = {}
+    started = generating = False
+    current = ""
+    for line in text.split("\n"):
+        if line.startswith("Original message headers:"):
+            break
+        if not started:
+            started = line.startswith("Diagnostic information for administrators:")
+            continue
+        if not generating:
+            generating = line.startswith("Generating server")
+            continue
+        if "@" in line and " " not in line:
+            current = line
+        elif current and (m := _STATUS.search(line)):
+            found[current] = m.group(1)
+    return found
+
+
+def test_every_dsn_has_its_layout_and_agrees_with_itself(ev: Evidence) -> None:
+    """Every NDR and delay DSN of the catalog, parsed with the email package: the layout of its side
+    (on-prem classic, EXO's newer one), the HTML alternative, and the delivery-status fields in the
+    text and the HTML. Sisimai's Exchange reading gives the stated status, except where Exchange itself
+    writes the last error under the stated line (expiry, delay): it reads that error, as it does on
+    real Exchange NDRs (rb-sisimai expects 4.4.1 from its real 4.4.7 expiry NDR lhost-exchange2007-05)."""
+    for path in sorted((ev.out / "mailboxes").rglob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=compat32)
+        if msg.get_content_type() != "multipart/report":
+            continue
+        parts = msg.get_payload()
+        assert [p.get_content_type() for p in parts][:2] == ["multipart/alternative", "message/delivery-status"], path
+        text_part, html_part = parts[0].get_payload()
+        text = text_part.get_payload(decode=True).decode().replace("\r\n", "\n")
+        page = html.unescape(html_part.get_payload(decode=True).decode())
+        exo = "onmicrosoft.com" in (msg["From"] or "")
+        blocks = _delivery_status(path)
+        delayed = blocks[0]["Action"] == "delayed"
+        if exo:
+            assert "couldn't be delivered." in text and "More Info for Email Admins" in text, path
+            assert msg["Thread-Topic"] is not None and msg["Thread-Index"], path
+        else:
+            head = "Delivery is delayed to these recipients" if delayed else "Delivery has failed to these recipients"
+            assert text.startswith(head) and head in page, path
+        for b in blocks:
+            rcpt = b["Final-Recipient"].split(";", 1)[1]
+            diag = b["Diagnostic-Code"].split(";", 1)[1]
+            assert _STATUS.search(diag).group(1) == b["Status"], path  # type: ignore[union-attr]
+            for body in (text, page):
+                assert rcpt in body and diag in body, (path, rcpt, diag)
+            if not exo:
+                read = sisimai_like_statuses(text)[rcpt]
+                last = [ln for ln in text.split("Original message headers:")[0].split("\n") if _STATUS.search(ln)][-1]
+                if " - Remote Server at " in last and diag not in last:
+                    assert read == _STATUS.search(last).group(1), path  # type: ignore[union-attr]
+                else:
+                    assert read == b["Status"], path

@@ -9,6 +9,8 @@ message text, so the lab writes two files per server, both in wevtutil's own for
 
 - `<SERVER>/EventLog/Application.xml`  - `wevtutil qe Application /f:xml` (one <Event> per line)
 - `<SERVER>/EventLog/Application.txt`  - `wevtutil qe Application /f:text` (with Description)
+- `<SERVER>/EventLog/Application.evtx` - the same records in the binary format (logs.evtx)
+- `System.xml` / `System.txt` / `System.evtx` - the System log: Service Control Manager events (logs.scm)
 
 Sources (docs/tls-and-certificates.md §Events): a real MSExchangeTransport 1035 event in
 wevtutil XML (`Qualifiers='32772'`, `Task>1<` = SmtpReceive), Windows Server 2016+ classic events
@@ -25,6 +27,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from xml.sax.saxutils import escape
+
+from ..logs.evtx import EvtxLog
+from ..logs.scm import SCM_SOURCE, render_scm_text, render_scm_xml
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..ids import IdSource
@@ -55,6 +60,7 @@ CATEGORIES = (
 _LEVEL = {"Error": 2, "Warning": 3, "Information": 4}
 _QUALIFIERS = {"Error": 0xC004, "Warning": 0x8004, "Information": 0x4004}
 _NS = "http://schemas.microsoft.com/win/2004/08/events/event"
+CHANNELS = ("Application", "System")  # the logs each server keeps (System: logs.scm)
 
 
 @dataclass(frozen=True)
@@ -212,11 +218,12 @@ class EventLogWriter:
 
     def __init__(self, rt: EventLogLab) -> None:
         self.rt = rt
-        self._next: dict[str, int] = {}  # server -> index of its next event
-        self._first: dict[str, int] = {}  # server -> EventRecordID of its first event
+        self._next: dict[tuple[str, str], int] = {}  # (server, channel) -> index of its next event
+        self._first: dict[tuple[str, str], int] = {}  # (server, channel) -> EventRecordID of its first event
         self._last: dict[str, datetime] = {}
-        self._pending: dict[str, tuple[list[str], list[str]]] = {}  # server -> (xml, text) not yet written
-        self._started: set[str] = set()  # servers whose files this writer has created
+        self._pending: dict[tuple[str, str], tuple[list[str], list[str]]] = {}  # not yet written
+        self._started: set[tuple[str, str]] = set()  # logs whose files this writer has created
+        self._evtx: dict[tuple[str, str], EvtxLog] = {}  # the binary .evtx of each log (logs.evtx)
         self.out_of_order = 0
 
     def add(self, ev: "LabEvent") -> None:
@@ -224,46 +231,59 @@ class EventLogWriter:
         if srv is None:
             return  # only on-prem servers keep an Application log in the output tree
         name = ev.server
-        i = self._next.get(name, 0)
-        self._next[name] = i + 1
+        key = (name, "System" if ev.source == SCM_SOURCE else "Application")
+        i = self._next.get(key, 0)
+        self._next[key] = i + 1
         if i == 0:
-            self._first[name] = self.rt.ids_for(f"{name}/eventlog").randint(20000, 900000)
+            seed = f"{name}/eventlog" if key[1] == "Application" else f"{name}/eventlog/{key[1]}"
+            self._first[key] = self.rt.ids_for(seed).randint(20000, 900000)
         if name in self._last and ev.time < self._last[name]:
             self.out_of_order += 1
         self._last[name] = ev.time
         computer = computer_name(name, srv.model.fqdn)
-        xml, text = self._pending.setdefault(name, ([], []))
-        xml.append(render_xml(ev, self._first[name] + i, computer) + "\r\n")
-        text.append(render_text(ev, i, computer, srv.model.utc_offset_minutes))
+        xml, text = self._pending.setdefault(key, ([], []))
+        if key[1] == "System":
+            line = render_scm_xml(ev.event_id, ev.insertion_strings, ev.time, self._first[key] + i, computer)
+            text.append(render_scm_text(ev.event_id, ev.insertion_strings, ev.time, i, computer,
+                                        srv.model.utc_offset_minutes))
+        else:
+            line = render_xml(ev, self._first[key] + i, computer)
+            text.append(render_text(ev, i, computer, srv.model.utc_offset_minutes))
+        xml.append(line + "\r\n")
+        self._evtx.setdefault(key, EvtxLog()).add(line)
 
     def flush(self) -> list[Path]:
         written: list[Path] = []
-        for name in sorted(self._pending):
-            xml, text = self._pending[name]
-            written += self._append(name, "".join(xml), "".join(text))
+        for key in sorted(self._pending):
+            xml, text = self._pending[key]
+            written += self._append(key, "".join(xml), "".join(text))
         self._pending.clear()
         return written
 
     def close(self) -> list[Path]:
-        """Write what is buffered, and the files of servers that raised nothing; returns every file."""
+        """Write what is buffered, and the files of logs that hold nothing; returns every file."""
         self.flush()
         written: list[Path] = []
         for name in sorted(self.rt.servers):
-            written += self._append(name, "", "") if name not in self._started else self._paths(name)
+            for channel in CHANNELS:
+                key = (name, channel)
+                written += self._append(key, "", "") if key not in self._started else self._paths(key)
         return written
 
-    def _paths(self, name: str) -> list[Path]:
-        folder = event_log_folder(self.rt.out, name)
-        return [folder / "Application.xml", folder / "Application.txt"]
+    def _paths(self, key: tuple[str, str]) -> list[Path]:
+        folder = event_log_folder(self.rt.out, key[0])
+        return [folder / f"{key[1]}.xml", folder / f"{key[1]}.txt", folder / f"{key[1]}.evtx"]
 
-    def _append(self, name: str, xml: str, text: str) -> list[Path]:
-        paths = self._paths(name)
-        mode = "ab" if name in self._started else "wb"  # a new run's first write replaces the file
+    def _append(self, key: tuple[str, str], xml: str, text: str) -> list[Path]:
+        paths = self._paths(key)
+        mode = "ab" if key in self._started else "wb"  # a new run's first write replaces the file
         paths[0].parent.mkdir(parents=True, exist_ok=True)
         for path, body in zip(paths, (xml, text)):
             with open(path, mode) as fh:
                 fh.write(body.encode("utf-8"))
-        self._started.add(name)
+        # .evtx: header and chunks are rewritten as they fill (the file is the log's whole state)
+        paths[2].write_bytes(self._evtx.get(key, EvtxLog()).to_bytes())
+        self._started.add(key)
         return paths
 
 

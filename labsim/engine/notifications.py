@@ -99,7 +99,7 @@ def build_dsn(party: "DsnParty", action: str, item: MailItem, recipients: list[s
         original_message_id=item.message_id, original_data=item.data, arrival=item.arrived,
         received_from=item.client_hostname, when=now, utc_offset_minutes=offset,
         retry_until=expires_at(party.retry_policy(), item.arrived) if action == "delayed" else None,
-        recipients=rcpts,
+        recipients=rcpts, layout="exo" if realm == "exo" else "classic",  # transport.ndr's two layouts
         extra_headers=[("X-MS-Exchange-Organization-SCL", "-1"),
                        ("X-MS-Exchange-Organization-AuthAs", "Internal"),
                        ("X-MS-Exchange-Organization-AuthSource", generating),

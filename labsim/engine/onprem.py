@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..ids import Counter, SessionIds
+from ..logs.agent_log import AgentLog
+from ..logs.connectivity import ConnectivityLog
 from ..logs.protocol_log import ProtocolLog, SessionWriter, protocol_log_folder
 from ..pki.store import CertStore, StoredCert
 from ..rules.dnschoice import transport_dns_servers
@@ -45,6 +47,7 @@ from ..topology.model import (
 from ..topology.timespec import parse_timespan
 from ..transport.message import MailItem
 from ..transport.queues import Queue, QueuedMessage, QueueSet
+from .connectivity import dns_failed, queue_trace
 from .frontend_proxy import FrontEndProxy
 from .mailbox_submission import MailboxSubmission
 from .onprem_receive import ReceiveSide
@@ -60,6 +63,7 @@ from .queueing import (
 from .services import edge_view
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..net.resolver import DnsError
     from .ports import OnPremLab
 
 
@@ -79,6 +83,8 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         self.internal_ids = Counter(lab.seed, model.name)
         self.ids = lab.ids_for(model.name + "/transport")
         self._logs: dict[tuple[str, str], ProtocolLog] = {}
+        self.connectivity_logs: dict[str, ConnectivityLog] = {}  # per transport service (engine.connectivity)
+        self.agent_logs: dict[str, AgentLog] = {}
         self._server_ctx: dict[int, ssl.SSLContext] = {}
         self._reported_12014: set[tuple[int, tuple[str, ...]]] = set()  # events raised `once` (raise_event)
         self._proxies: dict[int, Connection] = {}  # Front End: an inbound session's proxy to a Hub
@@ -222,6 +228,10 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         if ev is not None:
             self.raise_event(service, ev.event_id, list(ev.strings))
 
+    def next_hop_lookup_failed(self, q: Queue, exc: "DnsError") -> None:
+        """A queue's next-hop lookup failed: the connectivity log's rows of that attempt."""
+        dns_failed(self, q, exc)
+
     async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
         route: Route = q.route  # type: ignore[assignment]
         org = self.lab.model.organization
@@ -248,6 +258,7 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
                 session_ids=self.session_ids[svc], ehlo_name=self.model.fqdn,
                 destination_domain=route.next_hop_domain, targets=targets,
                 tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
+                connectivity=queue_trace(self, svc, q, targets),
             ), None
         assert sc is not None
         dns_servers = transport_dns_servers(cfg, self.model.adapter_dns_servers,
@@ -270,4 +281,5 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
             tls=self._connector_tls(sc, first_domain),
             validate=lambda chain, domain: self.lab.validate(self.host, chain, domain),
             on_tls_failure_event=lambda f: self._send_tls_event(sc, svc, route.next_hop_domain, f),
+            connectivity=queue_trace(self, svc, q, targets),
         ), None

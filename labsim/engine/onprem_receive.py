@@ -132,9 +132,11 @@ class ReceiveSide:
             session.log.info(self.lab.certificate_row_x509(chain[0]), T.REMOTE_CERTIFICATE)
             state.authenticated_as_server = self.lab.is_exchange_server_cert(chain[0])
 
-    async def connection_filter_reply(self, session: "ReceivingSession") -> str | None:
-        """The Connection Filtering agent's verdict at RCPT (an Edge with IP Block List providers)."""
-        return await edge_connection_filter_reply(self, session)
+    async def connection_filter_reply(self, session: "ReceivingSession", recipient: str,
+                                      local_port: int) -> str | None:
+        """The Connection Filtering agent's verdict at RCPT (an Edge with IP Block List providers);
+        each rejection is also a row of the agent log."""
+        return await edge_connection_filter_reply(self, session, recipient, local_port)
 
     async def check_client_certificate(self, session: "ReceivingSession") -> None:
         """TlsDomainCapabilities: validate the client certificate at the first EHLO after TLS."""

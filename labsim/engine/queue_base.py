@@ -260,6 +260,10 @@ class QueueBase:
     def last_error_text(self, failure: AttemptFailure) -> str:
         return onprem_last_error(failure)
 
+    def next_hop_lookup_failed(self, q: Queue, exc: DnsError) -> None:
+        """A delivery attempt of `q` failed at its lookup (Exchange servers log it: connectivity log)."""
+
     def dns_failure(self, q: Queue, exc: DnsError) -> AttemptFailure:
+        """The failure a next hop's failed lookup means for `q`."""
         return AttemptFailure(kind="dns", target_ip="", target_port=25, target_name=exc.qname,
                               detail=R.DNS_QUERY_FAILED.format(error=exc.code) if exc.transient else exc.smtp)

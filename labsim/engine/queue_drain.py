@@ -102,6 +102,7 @@ class QueueDrain(QueueBase):
         except DnsError as exc:
             self.lab.clock.advance(exc.elapsed_virtual)
             spec, failure = None, self.dns_failure(q, exc)
+            self.next_hop_lookup_failed(q, exc)
         if spec is None:
             self._connection_failed(q, [qm], failure)
             return False

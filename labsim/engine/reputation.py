@@ -19,6 +19,7 @@ from ..rules.reputation import (
     providers_in_order,
     query_name,
 )
+from .connectivity import log_rejection
 from .ports import Resolution, Timekeeping
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,13 +85,17 @@ async def eop_block_list_reply(exo: "EopFront", session: "ReceivingSession") -> 
     return verdict or None
 
 
-async def edge_connection_filter_reply(server: "EdgeAgent", session: "ReceivingSession") -> str | None:
-    """The Connection Filtering agent at RCPT TO (Edge servers with IP Block List providers)."""
+async def edge_connection_filter_reply(server: "EdgeAgent", session: "ReceivingSession",
+                                       recipient: str = "", local_port: int = 25) -> str | None:
+    """The Connection Filtering agent at RCPT TO (Edge servers with IP Block List providers); each
+    rejection is also an agent log row (engine.connectivity.log_rejection)."""
     state = session.state
     providers = providers_in_order(server.model.ip_block_list_providers)
     if not providers or "BypassAntiSpam" in state.rights:
         return None
     if _KEY in session.context:
+        if session.context[_KEY]:
+            log_rejection(server, session, recipient, local_port, *session.context[_KEY + "provider"])
         return session.context[_KEY] or None
     servers = transport_dns_servers(server.transport_cfg, server.model.adapter_dns_servers, external=True)
     verdict = ""
@@ -101,6 +106,8 @@ async def edge_connection_filter_reply(server: "EdgeAgent", session: "ReceivingS
             # log-formats.md §2.4 lists the context "Rejected by agent: {0}" [UNVERIFIED]; {0} = the
             # agent's name [INFERRED]
             session.log.info("", "Rejected by agent: Connection Filtering Agent")
+            session.context[_KEY + "provider"] = (verdict, p.name)
+            log_rejection(server, session, recipient, local_port, verdict, p.name)
             break
     session.context[_KEY] = verdict
     return verdict or None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms
 from ..errors import TopologyError
+from ..logs.scm import SCM_SOURCE, state_change_strings
 from ..topology.model import ExchangeServer, Organization, SendConnector
 from .op_registry import OPERATION_CHECKS, operation
 from .services import (
@@ -94,12 +95,14 @@ async def _change_service(rt: "LabRuntime", params: dict[str, Any], where: str, 
     service = _service_name(server, _pop(params, "Name", "Identity", "ServiceName"), where)
     _no_more(params, where, "Name, Server")
     if stop:
+        _scm_state_change(rt, server, service, "stopped")
         _set_running(server, service, False)
         rt.flush_dns_cache(server.name, service)  # a new process starts with an empty DNS cache
         if service in ("ADAM_MSExchange", "MSExchangeEdgeSync"):
             _edgesync_broken(rt, EDGESYNC_LDAP_UNAVAILABLE)
     await rt.reconfigure()  # listeners follow the services (closed ports refuse connections)
     if start:
+        _scm_state_change(rt, server, service, "running")
         _set_running(server, service, True)
         await rt.reconfigure()
         if service in ("ADAM_MSExchange", "MSExchangeEdgeSync"):
@@ -109,6 +112,12 @@ async def _change_service(rt: "LabRuntime", params: dict[str, Any], where: str, 
         if service in ("MSExchangeSubmission", "MSExchangeTransport"):
             await rt.service_state.outbox.flush()
     return f"{server.name}\\{service}"
+
+
+def _scm_state_change(rt: "LabRuntime", server: ExchangeServer, service: str, state: str) -> None:
+    """System log event 7036 when the service really changes state (logs.scm)."""
+    if is_running(server, service) != (state == "running"):
+        rt.events.add(server.name, SCM_SOURCE, 7036, state_change_strings(service, state))
 
 
 def _check_service(where: str) -> Any:

@@ -92,11 +92,11 @@ class LogStream:
 
     __slots__ = ("folder", "prefix", "log_type", "fields", "version", "max_file_bytes",
                  "_rows", "_current", "_nfields", "_head", "_tail", "_name_re", "_last_when", "_last_ts",
-                 "_floor", "buffered_bytes", "late_rows")
+                 "_floor", "buffered_bytes", "late_rows", "_period")
 
     def __init__(self, folder: Path, prefix: str, log_type: str, fields: Sequence[str], version: str,
-                 *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
-        if not fields or fields[0] != "date-time":
+                 *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, daily: bool = False) -> None:
+        if not fields or fields[0] not in ("date-time", "Timestamp"):  # Timestamp: the agent log
             raise ValueError("the first field of an Exchange log is date-time")
         if max_file_bytes <= 0:
             raise ValueError("max_file_bytes must be positive")
@@ -112,7 +112,9 @@ class LogStream:
         self._head = BOM + (f"#Software: Microsoft Exchange Server\r\n#Version: {version}\r\n"
                             f"#Log-type: {log_type}\r\n#Date: ").encode()
         self._tail = f"\r\n#Fields: {','.join(self.fields)}\r\n".encode()
-        self._name_re = re.compile(re.escape(prefix) + r"(\d{10})-(\d+)\.LOG")
+        # `daily`: files named by UTC day (AgentLogyyyyMMdd-n.LOG, logs/agent_log.py), else by hour
+        self._period = 10 if daily else 13
+        self._name_re = re.compile(re.escape(prefix) + (r"(\d{8})-(\d+)\.LOG" if daily else r"(\d{10})-(\d+)\.LOG"))
         # Consecutive rows usually share one virtual instant; formatting it is half a row's cost.
         self._last_when: datetime | None = None
         self._last_ts = ""
@@ -170,7 +172,7 @@ class LogStream:
         limit = self.max_file_bytes
         i, count = 0, len(rows)
         while i < count:
-            hour = rows[i][0][:13]  # yyyy-MM-ddTHH
+            hour = rows[i][0][:self._period]  # yyyy-MM-ddTHH (or yyyy-MM-dd)
             cur = self._current[hour] if hour in self._current else self._first_file_of(hour)
             chunks: list[bytes] = []
             fresh = False
@@ -180,7 +182,7 @@ class LogStream:
                     if chunks and cur is not None:
                         self._write(cur.path, chunks, fresh, written)
                     n = 1 if cur is None else cur.n + 1
-                    name = f"{self.prefix}{hour[0:4]}{hour[5:7]}{hour[8:10]}{hour[11:13]}-{n}.LOG"
+                    name = f"{self.prefix}{hour[0:4]}{hour[5:7]}{hour[8:10]}{hour[11:]}-{n}.LOG"
                     header = self._head + ts.encode() + self._tail
                     cur = _CurrentFile(self.folder / name, n, len(header))
                     chunks = [header]
@@ -201,7 +203,7 @@ class LogStream:
 
         The stand-in claims the limit as its size, so the next row starts file n+1.
         """
-        stamp = f"{hour[0:4]}{hour[5:7]}{hour[8:10]}{hour[11:13]}"
+        stamp = f"{hour[0:4]}{hour[5:7]}{hour[8:10]}{hour[11:]}"
         newest = 0
         if self.folder.is_dir():
             for p in self.folder.glob(f"{self.prefix}{stamp}-*.LOG"):

@@ -111,6 +111,7 @@ class SendSpec:
     mail_params: Callable[[OutboundMessage], list[str]] = lambda m: [f"SIZE={len(m.data)}"]
     on_tls_failure_event: Callable[[AttemptFailure], None] | None = None
     context: dict[str, Any] = field(default_factory=dict)  # told to the server out of band (vnet)
+    connectivity: Any = None  # logs.connectivity.ConnectionTrace: the connectivity log of this connection
 
 
 def wire_lines(code: int, message: str) -> list[str]:
@@ -194,6 +195,8 @@ class ClientSession:
             context={"client_host": spec.src.name, "client_session": self.sid, **spec.context}))
         self.log.set_local(T.format_endpoint(plan.client_local_ip, src_port))
         self.log.connect()
+        if spec.connectivity is not None:
+            spec.connectivity.connected(self.target.name, self.target.ip)
         self._advance()
         self.smtp = aiosmtplib.SMTP(sock=sock, local_hostname=spec.ehlo_name, start_tls=False,
                                     timeout=REAL_TIMEOUT)
@@ -394,12 +397,17 @@ class Connection:
             i, target = self._next_target, self.spec.targets[self._next_target]
             self._next_target += 1
             session = ClientSession(self.lab, self.spec, target, self._tls)
+            trace = self.spec.connectivity
+            if trace is not None:
+                trace.session_started(session.sid, target.name, self.last.kind if self.last else None)
             try:
                 await session.connect()
                 if self._tls is not self.spec.tls and i == 0:
                     session.log.info("", STARTTLS_FALLBACK)
                 await _ready(session)
             except _Abort as abort:
+                if trace is not None and session.smtp is None:
+                    trace.connect_failed(target.name, target.ip, target.port, abort.failure.kind)
                 await self._failed(session, abort.failure)
                 continue
             except BaseException:  # anything else (a bug, a cancellation): never leave the session open
@@ -407,6 +415,8 @@ class Connection:
                     session._close("Local")
                 raise
             self.session = session
+        if self._exhausted and self.spec.connectivity is not None:
+            self.spec.connectivity.stop()
         return self.session is not None
 
     async def _failed(self, session: ClientSession, failure: AttemptFailure) -> None:
@@ -438,6 +448,8 @@ class Connection:
                 session._close("Local")
                 raise
             self.carried += 1
+            if self.spec.connectivity is not None and res.delivered:
+                self.spec.connectivity.delivered(len(msg.data))
             return res
 
     def abort(self) -> None:
@@ -445,12 +457,16 @@ class Connection:
         session, self.session = self.session, None
         if session is not None:
             session._close("Local")
+        if self.spec.connectivity is not None:
+            self.spec.connectivity.stop()
 
     async def close(self) -> None:
         """QUIT and close (the queue has nothing more for this connection, or it carried enough)."""
         session, self.session = self.session, None
         if session is not None:
             await session.quit()
+        if self.spec.connectivity is not None:
+            self.spec.connectivity.stop()
 
 
 async def deliver(lab: Any, spec: SendSpec, messages: list[OutboundMessage]) -> list[MessageResult]:

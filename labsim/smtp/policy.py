@@ -87,7 +87,7 @@ class ExchangeService(Protocol):
 
     async def check_client_certificate(self, session: ReceivingSession) -> None: ...
 
-    async def connection_filter_reply(self, session: ReceivingSession) -> str | None: ...
+    async def connection_filter_reply(self, session: ReceivingSession, recipient: str, local_port: int) -> str | None: ...
 
     async def receive_message(self, session: ReceivingSession, service: str, envelope: Envelope) -> str: ...
 
@@ -404,7 +404,7 @@ class ExchangeReceivePolicy(ReceivePolicy):
         state: ReceiveState = session.state
         reply = check_rcpt(state, address, accepted=self.server.accepts_domain(address))
         if reply.startswith("250") and self.server.model.ip_block_list_providers:
-            reply = await self.server.connection_filter_reply(session) or reply
+            reply = await self.server.connection_filter_reply(session, address, self.listener.port) or reply
         if reply.startswith("250"):
             state.recipients.append(address)
         return reply
