@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from .clock import us_time
 from .errors import InputError
 from .logs.message_tracking import TRACK_PROPERTIES, read_tracking
 from .logs.queue_history import (
@@ -248,6 +249,11 @@ def cmd_track(args: argparse.Namespace) -> int:
         internal_message_id=args.internal_message_id, source=args.source,
         start=parse_moment(args.start, start_of_run) if args.start else None,
         end=parse_moment(args.end, start_of_run) if args.end else None)
+    # Get-MessageTrackingLog returns Timestamp as a DateTime, which PowerShell prints (and Export-Csv
+    # writes) in the shell's culture: `5/1/2026 6:00:05 AM` in en-US, as `labsim trace` prints
+    # Received. The log file keeps its ISO date-time in UTC; the cmdlet converts it to the shell's
+    # time zone (Learn, Get-MessageTrackingLog; the lab's shell runs on UTC). docs/web-view.md.
+    rows = [{**r, "Timestamp": us_time(_iso(r["Timestamp"]))} for r in rows]
     if args.csv:
         print(export_csv(rows, ["Server", *TRACK_PROPERTIES.values()]), end="")
     else:
