@@ -102,8 +102,13 @@ class OutputTree:
         return read_sessions(self.out)
 
     def messages(self) -> list[dict[str, Any]]:
+        """The scenario's messages (summary.json), then every other message the logs saw: mail an
+        outside client (swaks, a test) sent to a live lab appears in the message tracking logs and
+        EXO's trace, not in the summary's ledger (messages_from_logs)."""
         msgs = self.summary().get("messages")
-        return [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
+        known = [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
+        seen = {str(m.get("message_id", "")) for m in known}
+        return known + messages_from_logs(self.tracking(), self.trace(), seen)
 
     def events(self) -> list[dict[str, Any]]:
         evs = self.summary().get("events")
@@ -147,6 +152,48 @@ class OutputTree:
         view.trace = [t for t in self.trace() if msgid and t.get("MessageId") == msgid]
         view.steps = _steps(view)
         return view
+
+
+_FATE_OF_EVENT = {"DELIVER": "delivered", "SENDEXTERNAL": "delivered", "FAIL": "failed", "DEFER": "pending",
+                  "Delivered": "delivered", "Failed": "failed", "Pending": "pending"}
+
+
+def messages_from_logs(tracking: list[dict[str, Any]], trace: list[dict[str, Any]],
+                       seen: set[str]) -> list[dict[str, Any]]:
+    """Messages known only from the tracking logs and EXO's trace, in the summary's shape: id is the
+    Message-ID without its brackets, the fate the last telling event (DELIVER/SENDEXTERNAL, FAIL,
+    DEFER; EXO's trace status), else `in transit`."""
+    found: dict[str, dict[str, Any]] = {}
+    for r in tracking:
+        mid = str(r.get("MessageId", ""))
+        if not mid or mid in seen or r.get("EventId") in ("NOTIFYMAPI", "SUBMITDEFER"):
+            continue
+        m = found.setdefault(mid, {"id": mid.strip("<>"), "message_id": mid, "from": r.get("Sender", ""), "to": [],
+                                   "subject": r.get("MessageSubject", ""), "injected": r.get("Timestamp", ""),
+                                   "fate": "in transit", "delivered": [], "failed": [], "pending": [],
+                                   "from_logs": True})
+        for rcpt in str(r.get("Recipients", "")).split(";"):
+            if rcpt and rcpt not in m["to"]:
+                m["to"].append(rcpt)
+        fate = _FATE_OF_EVENT.get(str(r.get("EventId", "")))
+        if fate:
+            m["fate"] = fate
+            if fate == "failed":
+                m["failed"] = [{"server": r.get("Server", ""), "recipient": r.get("Recipients", ""),
+                                "reason": r.get("RecipientStatus", "")}]
+    for t in trace:
+        mid = str(t.get("MessageId", ""))
+        if not mid or mid in seen:
+            continue
+        m = found.setdefault(mid, {"id": mid.strip("<>"), "message_id": mid, "from": t.get("SenderAddress", ""),
+                                   "to": [], "subject": t.get("Subject", ""), "injected": t.get("Received", ""),
+                                   "fate": "in transit", "delivered": [], "failed": [], "pending": [],
+                                   "from_logs": True})
+        if t.get("RecipientAddress") and t["RecipientAddress"] not in m["to"]:
+            m["to"].append(t["RecipientAddress"])
+        if m["fate"] == "in transit":
+            m["fate"] = _FATE_OF_EVENT.get(str(t.get("Status", "")), "in transit")
+    return sorted(found.values(), key=lambda m: str(m["injected"]))
 
 
 def _addresses(session: Session, verb: str) -> list[str]:
