@@ -7,6 +7,7 @@ import ssl
 from pathlib import Path
 
 import aiosmtplib
+import pytest
 from conftest import folder_rows, listen_address, run_cli, serving, sessions
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,3 +64,70 @@ async def test_a_client_certificate_from_an_unknown_ca_completes_the_handshake_a
     assert remote and "CN=mail.stranger.example" in remote[0] and "CN=Stranger Root CA" in remote[0]
     assert ("", "Client certificate chain validation status: 'UntrustedRoot'") in texts
     assert texts[-1] == ("", "Local")  # the client's QUIT ended it, not a failed handshake
+
+
+# --- the command line ---------------------------------------------------------------------------------
+def test_version(capsys):
+    from labsim import __version__, cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"labsim {__version__}"
+
+
+def test_every_argument_of_every_command_has_help():
+    import argparse
+
+    from labsim.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, sp in sub.choices.items():
+        for action in sp._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not action.help:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert missing == []
+
+
+def test_cmdlets_descriptions_are_whole_first_paragraphs():
+    import inspect
+
+    from labsim.engine import operations
+    from labsim.topology import changes
+
+    rc, out, err = run_cli(["cmdlets"])
+    assert rc == 0
+    flat = " ".join(out.split())
+    for table, names in ((changes.CMDLETS, changes.CMDLET_NAMES), (operations.OPERATIONS, operations.OPERATION_NAMES)):
+        for key, fn in table.items():
+            para = " ".join((inspect.getdoc(fn) or "").split("\n\n", 1)[0].split())
+            assert f"{names[key]} {para}" in flat, names[key]
+
+
+def test_certs_out_follows_the_output_safety_rule(tmp_path: Path):
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "todo.txt").write_text("keep me", encoding="utf-8")
+    rc, out, err = run_cli(["certs", "--out", str(mine)])
+    assert rc == 2 and err.count("\n") == 1 and "was not written by labsim" in err
+    assert [p.name for p in mine.iterdir()] == ["todo.txt"]
+    rc, out, err = run_cli(["certs", "--out", str(mine / "todo.txt")])
+    assert rc == 2 and "is a file" in err
+    fresh = tmp_path / "certs"
+    assert run_cli(["certs", "--out", str(fresh)])[0] == 0
+    assert run_cli(["certs", "--out", str(fresh)])[0] == 0  # labsim's own folder: written again
+    bundle = x509.load_pem_x509_certificates((fresh / "lab-roots.pem").read_bytes())
+    assert "CN=CMEDGE01" in [c.subject.rfc4514_string() for c in bundle]
+
+
+def test_track_prints_times_as_the_cmdlets_do(baseline):
+    rc, out, err = run_cli(["track", str(baseline.out), "--event-id", "RECEIVE", "--server", "CMEDGE01"])
+    assert rc == 0
+    first = out.splitlines()[2]
+    assert first.startswith("5/1/2026 6:") and " AM " in first  # en-US DateTime, as `trace` prints Received
+    rc, csv_out, _ = run_cli(["track", str(baseline.out), "--event-id", "RECEIVE", "--csv"])
+    assert ',"5/1/2026 6:' in csv_out and "T06:" not in csv_out.split("\r\n")[1].split(",")[1]
