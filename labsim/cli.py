@@ -342,7 +342,7 @@ async def _up_start_extras(args: argparse.Namespace, out: Path, web: list | None
         async def follow() -> None:
             while True:
                 await asyncio.sleep(0.5)
-                rows, ended = follower.poll()
+                rows, ended = await asyncio.to_thread(follower.poll)
                 if args.verbose:
                     for r in rows:
                         print(f"  {r.time[11:23]} {r.key} {r.event} {r.data} {r.context}".rstrip(), flush=True)
@@ -368,8 +368,11 @@ async def _up_stop_extras(extras: list) -> None:
 
 
 def shutil_width() -> int:
+    """The terminal's width for lines cut to fit; a pipe or a file gets whole lines."""
     import shutil
 
+    if not sys.stdout.isatty():
+        return 100_000
     return max(80, shutil.get_terminal_size((200, 40)).columns - 2)
 
 
@@ -457,7 +460,8 @@ def cmd_cmdlets(args: argparse.Namespace) -> int:
     def described(name: str, fn: object) -> str:
         """The name and the docstring's whole first paragraph (never cut mid-sentence), wrapped."""
         para = " ".join((inspect.getdoc(fn) or "").split("\n\n", 1)[0].split())
-        return textwrap.fill(para, width=max(80, shutil_width()), initial_indent=f"  {name:<36} ",
+        width = min(shutil_width(), 160)
+        return textwrap.fill(para, width=width, initial_indent=f"  {name:<36} ",
                              subsequent_indent=" " * 39) if para else f"  {name}"
 
     print("Changes to the lab's world (a [[change]], before the start or at a time):")

@@ -108,7 +108,8 @@ def _where(out: Path, path: Path) -> tuple[str, str, str] | None:
 
 
 def log_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.rglob("*.LOG") if "ProtocolLog" in p.parts and not p.name.startswith("."))
+    """The protocol log files, found where Exchange keeps them (not by walking the mailboxes)."""
+    return sorted(p for p in out.glob("*/TransportRoles/Logs/*/ProtocolLog/*/*.LOG") if not p.name.startswith("."))
 
 
 def parse_lines(text: str, *, server: str, service: str, kind: str, file: str) -> list[Row]:
