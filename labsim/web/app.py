@@ -92,8 +92,9 @@ async def start_web(out: Path, host: str, port: int, *, live: bool) -> tuple[web
         from ..errors import InputError
 
         raise InputError(f"--web {host}:{port}", f"cannot listen there: {exc.strerror or exc}") from None
-    server = site._server  # the asyncio.Server: the port actually bound when 0 was asked for
-    bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+    # the port actually bound when 0 was asked for
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
     return runner, int(bound)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from urllib.parse import quote
 
 from .protolog import Session
-from .topology import build, change_text, mark_changes, mark_evidence, svg
+from .topology import build, mark_changes, mark_evidence, svg
 from .tree import OutputTree
 
 STYLE = """

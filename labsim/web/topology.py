@@ -116,7 +116,8 @@ def _show(v: Any) -> str:
 
 def mark_changes(pic: Picture, lab: Lab, changes: list[Any]) -> None:
     """Mark every node a change names (see the module docstring)."""
-    tenant_connectors = {c.name.lower() for c in [*lab.tenant.inbound_connectors, *lab.tenant.outbound_connectors]}
+    tenant_connectors = {c.name.lower() for c in lab.tenant.inbound_connectors} | \
+        {c.name.lower() for c in lab.tenant.outbound_connectors}
     lb_names = {lb.name.lower(): lb.name for lb in lab.network.load_balancers}
     for ch in changes:
         params = ch.params
