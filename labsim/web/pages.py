@@ -34,7 +34,7 @@ svg .node.changed rect{fill:#fff4d6;stroke:#c98a00;stroke-width:2.5}
 svg .node.failing rect{fill:#fdecea;stroke:#c62828;stroke-width:3}
 svg text{font:12px system-ui,sans-serif;fill:#1b1f24}svg text.name{font-weight:600;font-size:13px}
 svg text.addr{font-family:ui-monospace,monospace;font-size:11px}svg .link{stroke:#8a99a8;stroke-width:1.5}
-svg text.linklabel{font-size:10px;fill:#566;text-anchor:middle}
+svg text.linklabel{font-size:10px;fill:#345;text-anchor:middle;paint-order:stroke;stroke:#fff;stroke-width:3px}
 .mark-changed{background:#fff4d6}.mark-failing{background:#fdecea}
 .muted{color:#667}
 """

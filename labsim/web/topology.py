@@ -49,10 +49,11 @@ def build(lab: Lab) -> Picture:
     def add(n: Node) -> None:
         nodes[n.id] = n
 
+    for d in lab.dns_servers:
+        if str(d.site) == "internet":
+            add(Node(d.name, d.name, f"DNS ({d.site})", d.ip, 0))
     for h in lab.internet_hosts:
         add(Node(h.name, h.name, f"Internet MTA {h.fqdn}", h.ip, 0))
-    for d in lab.dns_servers:
-        add(Node(d.name, d.name, f"DNS ({d.site})", d.ip, 0 if str(d.site) == "internet" else 4))
     add(Node("CRL", "CRL", f"CRL distribution point {lab.network.crl_host_name}", lab.network.crl_host_ip, 0))
     t = lab.tenant
     add(Node("EXO", "EXO / EOP", f"tenant {t.initial_domain}", f"in {t.inbound_ip}, out {t.outbound_ip}", 1))
@@ -62,6 +63,9 @@ def build(lab: Lab) -> Picture:
         add(Node(lb.name, lb.name, "load balancer", lb.vip, 2))
     for s in lab.organization.servers:
         add(Node(s.name, s.name, f"{s.role} {s.version}", s.ip, 3 if str(s.role) == "Edge" else 4))
+    for d in lab.dns_servers:
+        if str(d.site) != "internet":
+            add(Node(d.name, d.name, f"DNS ({d.site})", d.ip, 4))
     lines: list[tuple[str, str, str]] = []
     edges = [s.name for s in lab.organization.servers if str(s.role) == "Edge"]
     mailbox = [s.name for s in lab.organization.servers if str(s.role) != "Edge"]
@@ -175,6 +179,12 @@ def mark_evidence(pic: Picture, summary: dict[str, Any], sessions: list[Any]) ->
 
 
 # --- the picture ------------------------------------------------------------------------------------
+# The first row of each column: the router and the Mailbox servers one row down, so the lines
+# Internet -> router and router -> Mailbox (NAT) run straight through the empty slots of the EXO and
+# Edge columns instead of across their boxes.
+FIRST_ROW = {0: 0, 1: 0, 2: 1, 3: 0, 4: 1}
+
+
 def layout(pic: Picture) -> tuple[int, int]:
     columns: dict[int, list[Node]] = {}
     for n in pic.nodes.values():
@@ -183,7 +193,7 @@ def layout(pic: Picture) -> tuple[int, int]:
     for col, nodes in sorted(columns.items()):
         for i, n in enumerate(nodes):
             n.x = PAD + col * (NODE_W + GAP_X)
-            n.y = PAD + i * (NODE_H + GAP_Y)
+            n.y = PAD + (FIRST_ROW.get(col, 0) + i) * (NODE_H + GAP_Y)
             height = max(height, n.y + NODE_H + PAD)
     width = PAD + (max(columns) + 1) * (NODE_W + GAP_X) - GAP_X + PAD if columns else 2 * PAD
     return width, height
@@ -194,6 +204,7 @@ def svg(pic: Picture) -> str:
     width, height = layout(pic)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="topology" viewBox="0 0 {width} {height}" '
            f'width="{width}" height="{height}" role="img" aria-label="lab topology">']
+    labels: list[str] = []
     for a, b, label in pic.lines:
         na, nb = pic.nodes[a], pic.nodes[b]
         x1, y1 = na.x + NODE_W, na.y + NODE_H // 2
@@ -203,8 +214,8 @@ def svg(pic: Picture) -> str:
         elif na.column == nb.column:
             x1, y1, x2, y2 = na.x + NODE_W // 2, na.y + NODE_H, nb.x + NODE_W // 2, nb.y
         out.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" class="link"/>')
-        if label:
-            out.append(f'<text x="{(x1 + x2) // 2}" y="{(y1 + y2) // 2 - 4}" class="linklabel">{escape(label)}</text>')
+        if label:  # drawn after the boxes, so no box hides it
+            labels.append(f'<text x="{(x1 + x2) // 2}" y="{(y1 + y2) // 2 - 4}" class="linklabel">{escape(label)}</text>')
     for n in pic.nodes.values():
         cls = "node failing" if n.failing else "node changed" if n.changed else "node"
         tip = "\n".join([*(f"changed: {c}" for c in n.changed), *(f"evidence: {f}" for f in n.failing)])
@@ -217,6 +228,7 @@ def svg(pic: Picture) -> str:
         out.append(f'<text x="{n.x + 10}" y="{n.y + 42}" class="role">{escape(_cut(n.role, 34))}</text>')
         out.append(f'<text x="{n.x + 10}" y="{n.y + 60}" class="addr">{escape(_cut(n.address, 34))}</text>')
         out.append("</g></a>")
+    out.extend(labels)
     out.append("</svg>")
     return "".join(out)
 
