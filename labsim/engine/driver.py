@@ -167,13 +167,17 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
                                      _timeline_change(rt, ch.cmdlet, ch.params))
 
     async def flusher() -> None:
+        next_snapshot = 0.0
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except asyncio.TimeoutError:
                 pass
             rt.flush_logs()
-            write_live_snapshot(rt)
+            if time.monotonic() >= next_snapshot:  # at most 10 % of the loop's time, however big the lab
+                t0 = time.monotonic()
+                write_live_snapshot(rt)
+                next_snapshot = t0 + 10 * (time.monotonic() - t0)
 
     if ready is not None:
         ready(rt)
