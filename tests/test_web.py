@@ -85,6 +85,8 @@ async def test_a_deferred_message_leads_down_to_the_454_row(crl_run: Path):
         page = await (await client.get("/messages/exo-to-onprem")).text()
         text = _text(page)
         assert "pending" in text and "Defer" in text
+        events = text[text.index("Events on its way"):]
+        assert events.count("11022") == 8 and "RevocationOffline" in events  # one per refused retry
         # the first refused session in the path links to the session page with its log rows
         link = re.search(r'<a href="(/session\?key=[^"]+)">session</a>', page)
         assert link

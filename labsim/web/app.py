@@ -47,13 +47,19 @@ async def stream(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
     await resp.prepare(request)
     last = await asyncio.to_thread(tree.stamp)
+    quiet = 0
     try:
         while True:
             await asyncio.sleep(POLL_SECONDS)
             now = await asyncio.to_thread(tree.stamp)
             if now != last:
-                last = now
+                last, quiet = now, 0
                 await resp.write(b"data: changed\n\n")
+            else:
+                quiet += 1
+                if quiet * POLL_SECONDS >= 15:  # a comment line: finds a page that was closed, and ends here
+                    quiet = 0
+                    await resp.write(b": still here\n\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     return resp

@@ -158,6 +158,11 @@ def message(tree: OutputTree, mid: str, *, live: bool) -> str | None:
              "the protocol log sessions that carried it (or were refused it); a session opens its log rows.</p>")
     body += table(("time", "server", "step", "connector / where", "reply / status / detail", "from"), rows, classes=cls)
     body += "<h2>Protocol log sessions</h2>" + _sessions_table(view.sessions)
+    evs = [[e(x.get("time")), e(x.get("server")), e(x.get("source")), e(x.get("id")),
+            e(" | ".join(map(str, x.get("strings", []) or [])))] for x in view.events]
+    body += "<h2>Events on its way</h2><p class=muted>Application log events raised on a server of its path " \
+            "between its first and last step.</p>" + table(("time", "server", "source", "event id",
+                                                               "insertion strings"), evs)
     trk = [[e(r.get("Timestamp")), e(r.get("Server")), e(r.get("EventId")), e(r.get("Source")),
             e(r.get("ConnectorId")), e(r.get("Recipients")), f"<span class=mono>{e(r.get('RecipientStatus'))}</span>"]
            for r in view.tracking]

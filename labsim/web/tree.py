@@ -46,6 +46,7 @@ class Step:
     session: str = ""  # the protocol log session's key, when the step is a session
     source: str = ""  # which file: tracking, trace, session
     bad: bool = False  # a refusal or a deferral
+    end: str = ""  # a session's last row
 
 
 @dataclass
@@ -55,6 +56,7 @@ class MessageView:
     sessions: list[Session] = field(default_factory=list)
     tracking: list[dict[str, Any]] = field(default_factory=list)
     trace: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class OutputTree:
@@ -151,6 +153,7 @@ class OutputTree:
         view.tracking = [r for r in self.tracking() if msgid and r.get("MessageId") == msgid]
         view.trace = [t for t in self.trace() if msgid and t.get("MessageId") == msgid]
         view.steps = _steps(view)
+        view.events = events_along(view.steps, self.events())
         return view
 
 
@@ -194,6 +197,16 @@ def messages_from_logs(tracking: list[dict[str, Any]], trace: list[dict[str, Any
         if m["fate"] == "in transit":
             m["fate"] = _FATE_OF_EVENT.get(str(t.get("Status", "")), "in transit")
     return sorted(found.values(), key=lambda m: str(m["injected"]))
+
+
+def events_along(steps: list[Step], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Application log events raised on a server of the message's path while it was on its way
+    (from its first step to its last), e.g. the 11022 the Edge raises at each refused retry."""
+    if not steps:
+        return []
+    servers = {s.server for s in steps}
+    first, last = steps[0].time[:23], max((s.end or s.time) for s in steps)[:23]
+    return [e for e in events if e.get("server") in servers and first <= str(e.get("time", ""))[:23] <= last]
 
 
 def _addresses(session: Session, verb: str) -> list[str]:
@@ -250,6 +263,6 @@ def _steps(view: MessageView) -> list[Step]:
     for s in view.sessions:
         outcome = s.outcome()
         steps.append(Step(s.first.time, s.first.server, "session", s.first.connector, outcome, session=s.key,
-                          source="session", bad=outcome[:1] in ("4", "5")))
+                          source="session", bad=outcome[:1] in ("4", "5"), end=s.rows[-1].time))
     steps.sort(key=lambda st: st.time)
     return steps
