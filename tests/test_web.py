@@ -48,8 +48,12 @@ async def test_every_page_answers_with_html_from_the_run(crl_run: Path):
             assert "cert-crl-offline" in body and "http://" not in body.replace("http://www.w3.org/2000/svg", "")
         text = _text(await (await client.get("/training")).text())
         assert "netsh winhttp reset proxy" in text
-        text = _text(await (await client.get("/queues")).text())
+        page = await (await client.get("/queues")).text()
+        text = _text(page)
         assert "EXO\\1" in text and "454 4.7.5 Certificate validation failure" in text
+        history = text[text.index("Every change (queue-history.jsonl)"):]
+        assert history.count("EXO\\1") >= 8  # EXO's queue, retried every 15 minutes
+        assert 'class="qname">EXO\\1</text>' in page  # a lane on the timeline
         text = _text(await (await client.get("/events")).text())
         assert "11022" in text and "RevocationOffline" in text
         assert (await client.get("/messages/no-such-message")).status == 404
@@ -168,3 +172,18 @@ async def _pages_of(out: Path) -> list[int]:
         return [(await client.get(p)).status for p in PAGES]
     finally:
         await client.close()
+
+
+def test_the_queue_timeline_draws_counts_and_trouble():
+    from labsim.web.pages import timeline
+
+    hist = [{"Time": "2026-05-01T06:00:00Z", "Identity": "CMHYBD01\\1", "MessageCount": 1, "Status": "Ready"},
+            {"Time": "2026-05-01T06:10:00Z", "Identity": "CMHYBD01\\1", "MessageCount": 2, "Status": "Retry",
+             "LastError": "451 4.4.0 DNS query failed"},
+            {"Time": "2026-05-01T06:40:00Z", "Identity": "CMHYBD01\\1", "MessageCount": 0, "Status": "Ready"},
+            {"Time": "2026-05-01T06:20:00Z", "Identity": "<b>x</b>", "MessageCount": 1, "Status": "Ready"}]
+    svg = timeline(hist, "2026-05-01T06:00:00Z", "2026-05-01T07:00:00Z", width=780)
+    # one Retry span from 06:10 to 06:40: a quarter to three quarters of the 600 px wide plot
+    assert svg.count('class="retry"') == 1
+    assert '<rect x="270.0" y="42" width="300.0"' in svg  # the second lane (lanes sorted by name)
+    assert "&lt;b&gt;x&lt;/b&gt;" in svg and "<b>x</b>" not in svg

@@ -37,6 +37,10 @@ svg text.addr{font-family:ui-monospace,monospace;font-size:11px}svg .link{stroke
 svg text.linklabel{font-size:10px;fill:#345;text-anchor:middle;paint-order:stroke;stroke:#fff;stroke-width:3px}
 .mark-changed{background:#fff4d6}.mark-failing{background:#fdecea}
 .muted{color:#667}
+svg.timeline{background:#fff;border:1px solid #d5d9de}svg.timeline .qname{font:11px ui-monospace,monospace}
+svg.timeline .axis{stroke:#ccd}svg.timeline .count{fill:none;stroke:#0f3b63;stroke-width:1.5}
+svg.timeline .retry{fill:#c62828;opacity:.15}svg.timeline .tick{font-size:10px;fill:#566}
+svg.timeline .tick.end{text-anchor:end}
 """
 
 LIVE_SCRIPT = ("<script>(function(){var s=new EventSource('/stream');"
@@ -245,11 +249,71 @@ def queues(tree: OutputTree, *, live: bool) -> str:
         if mrows:
             body += table(("Identity", "FromAddress", "Status", "Size", "Recipients", "LastError"), mrows)
     hist = tree.queue_history()
+    summary = tree.summary()
+    body += "<h2>On the timeline</h2><p class=muted>MessageCount of each queue over the run; red while the " \
+            "queue is in Retry or shows a LastError.</p>" + timeline(hist, str(summary.get("start", "")), str(summary.get("end", "")))
     hrows = [[e(h.get(c, "")) for c in ("Time", "Identity", "Status", "MessageCount", "NextRetryTime", "LastError")]
-             for h in hist if isinstance(h, dict) and "Identity" in h]
-    body += "<h2>History (queue-history.jsonl)</h2>" + table(
+             for h in hist]
+    body += "<h2>Every change (queue-history.jsonl)</h2>" + table(
         ("Time", "Identity", "Status", "MessageCount", "NextRetryTime", "LastError"), hrows)
     return page(tree, "Queues", body, live=live)
+
+
+def _seconds(iso: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def timeline(hist: list[dict[str, Any]], start: str, end: str, width: int = 900, lane: int = 34) -> str:
+    """One lane per queue: its MessageCount as a step line over the run's time, Retry spans in red."""
+    lanes: dict[str, list[tuple[float, int, str]]] = {}
+    for h in hist:
+        t = _seconds(str(h.get("Time", "")))
+        if t is not None:
+            try:
+                count = int(h.get("MessageCount", 0))
+            except (TypeError, ValueError):
+                count = 0
+            trouble = h.get("Status") == "Retry" or bool(h.get("LastError"))
+            lanes.setdefault(str(h.get("Identity", "")), []).append((t, count, "trouble" if trouble else ""))
+    if not lanes:
+        return "<p class=muted>(no queue changes)</p>"
+    times = [t for pts in lanes.values() for t, _, _ in pts]
+    t0 = _seconds(start) or min(times)
+    t1 = max(_seconds(end) or max(times), max(times), t0 + 1)
+    left, plot = 170, width - 180
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{width}" '
+           f'height="{lane * len(lanes) + 24}" role="img" aria-label="queues over time">']
+    for i, (identity, pts) in enumerate(sorted(lanes.items())):
+        top = 8 + i * lane
+        peak = max(1, *(c for _, c, _ in pts))
+
+        def x(t: float) -> float:
+            return left + plot * (t - t0) / (t1 - t0)
+
+        def y(c: int) -> float:
+            return top + lane - 8 - (lane - 14) * c / peak
+
+        out.append(f'<text x="4" y="{top + lane / 2 + 4:.0f}" class="qname">{e(identity)}</text>')
+        out.append(f'<line x1="{left}" y1="{y(0):.1f}" x2="{left + plot}" y2="{y(0):.1f}" class="axis"/>')
+        path, last_c = [f"M{left},{y(0):.1f}"], 0
+        for j, (t, c, status) in enumerate(pts):
+            path.append(f"L{x(t):.1f},{y(last_c):.1f} L{x(t):.1f},{y(c):.1f}")
+            last_c = c
+            if status == "trouble":
+                until = pts[j + 1][0] if j + 1 < len(pts) else t1
+                out.append(f'<rect x="{x(t):.1f}" y="{top}" width="{max(1.0, x(until) - x(t)):.1f}" '
+                           f'height="{lane - 8}" class="retry"><title>{e(identity)}: in Retry or with a LastError</title></rect>')
+        path.append(f"L{left + plot},{y(last_c):.1f}")
+        out.append(f'<path d="{" ".join(path)}" class="count"><title>{e(identity)}: peak {peak}</title></path>')
+    out.append(f'<text x="{left}" y="{8 + lane * len(lanes) + 12}" class="tick">{e(start)}</text>')
+    out.append(f'<text x="{left + plot}" y="{8 + lane * len(lanes) + 12}" class="tick end">{e(end)}</text>')
+    out.append("</svg>")
+    return "".join(out)
 
 
 def events(tree: OutputTree, *, live: bool) -> str:

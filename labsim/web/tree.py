@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import LabsimError
 from ..logs.message_tracking import read_tracking
-from ..logs.queue_history import QUEUE_HISTORY_FILE, read_lines
+from ..logs.queue_history import QUEUE_HISTORY_FILE, queue_history, read_lines
 from .protolog import Session, log_files, read_sessions
 
 _ADDRESS = re.compile(r"<([^<>]*)>")
@@ -78,16 +78,17 @@ class OutputTree:
         data = _json(self.out / "queues.json")
         return data if isinstance(data, dict) and isinstance(data.get("servers"), dict) else {}
 
-    def queue_history(self, limit: int = 2000) -> list[dict[str, Any]]:
+    def queue_history(self, limit: int = 5000) -> list[dict[str, Any]]:
+        """Every Get-Queue row change, in order (`{"Time", "Server", **row}`; the last `limit`)."""
         name = self.queues().get("history_file", QUEUE_HISTORY_FILE)
         path = self.out / str(name)
         if not path.is_file() or path.parent != self.out:
             return []
         try:
-            lines = list(read_lines(path))
-        except (OSError, ValueError):
+            lines = [x for x in read_lines(path) if isinstance(x, dict) and isinstance(x.get("Queue", {}), dict)]
+            return list(queue_history(iter(lines)))[-limit:]
+        except (OSError, ValueError, KeyError, TypeError):
             return []
-        return [x for x in lines if isinstance(x, dict)][-limit:]
 
     def trace(self) -> list[dict[str, Any]]:
         data = _json(self.out / "EXO" / "MessageTrace" / "trace.json")
