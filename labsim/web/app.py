@@ -88,7 +88,7 @@ def make_app(out: Path, *, live: bool) -> web.Application:
 async def start_web(out: Path, host: str, port: int, *, live: bool) -> tuple[web.AppRunner, int]:
     """Serve the view of `out` on host:port (loopback only); returns the runner and the bound port."""
     guard_real(host)
-    runner = web.AppRunner(make_app(out, live=live), access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(make_app(out, live=live), access_log=None, shutdown_timeout=0.25)  # up stops within 2 s
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
