@@ -245,6 +245,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     loaded = load_scenario(args.scenario)
     out = Path(args.out) if args.out else default_out(loaded.scenario.id, where=str(loaded.path), suffix="-live")
+    web = _web_address(args.web) if args.web is not None else None
 
     def ready(rt) -> None:  # noqa: ANN001
         print(f"labsim up {loaded.scenario.id}: serving on wall-clock time; logs under {out}/ (Ctrl-C to stop)")
@@ -253,10 +254,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"  {host:<14} {vaddr:<22} {real_ip + ':' + str(real_port):<24} {what}")
         if rt.taken_up:
             print(f"  {rt.taken_up} queued message(s) taken up again from {out}/ (delivered or retried now)")
-        first = next((r for r in rt.listen_table if r[4] == "SMTP FrontEnd"), None)
-        if first:
-            print("\n  try: swaks --server {}:{} --from alex@fabrikam.com --to raghu@cloudmonkeys.xyz".format(
-                first[2], first[3]))
+        _up_ready_extras(rt, out, web)
         sys.stdout.flush()
 
     caught: list[int] = []
@@ -271,7 +269,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal, sig)
-        rt = await serve(loaded, out=out, seed=args.seed, traffic=args.traffic, ready=ready, stop=stop)
+        extras = await _up_start_extras(args, out, web)
+        try:
+            rt = await serve(loaded, out=out, seed=args.seed, traffic=args.traffic, ready=ready, stop=stop)
+        finally:
+            await _up_stop_extras(extras)
         from .engine.durable import still_queued
 
         name = signal.Signals(caught[0]).name if caught else "stop"
@@ -283,11 +285,144 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 128 + caught[0] if caught else 0
 
 
+# --- `up`: certificates, transcript and web view (issue 14) ----------------------------------------
+WEB_DEFAULT = "127.0.0.1:8025"
+
+
+def _web_address(text: str) -> list:
+    """`--web [ADDR:PORT]`: a loopback address only (net.vnet.guard_real), port 0 = any free one."""
+    from .errors import NetworkGuardError
+    from .net.vnet import guard_real
+
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InputError("--web", f"{text!r} is not ADDR:PORT (e.g. {WEB_DEFAULT})")
+    try:
+        guard_real(host)
+    except NetworkGuardError:
+        raise InputError("--web", f"{host!r}: the web view is served on a loopback address (127.0.0.0/8) "
+                                  "only") from None
+    return [host, int(port)]
+
+
+def _up_ready_extras(rt, out: Path, web: list | None) -> None:  # noqa: ANN001 - LabRuntime
+    """The running lab's certificates exported beside its logs, and how to talk to it."""
+    certs = out / "certs"
+    rt.pki.write_certs(certs)
+    print(f"\n  this lab's certificates: {certs}/ (trust {certs / 'lab-roots.pem'}; client certificates "
+          "as <name>.crt + <name>.key)")
+    front = next((r for r in rt.listen_table if r[4] == "SMTP FrontEnd"), None)
+    edge = next((r for r in rt.listen_table if r[4] == "SMTP Edge"), None)
+    if front:
+        print(f"  try: swaks --server {front[2]}:{front[3]} --from alex@fabrikam.com --to raghu@cloudmonkeys.xyz")
+    if edge:
+        print(f"       swaks --server {edge[2]}:{edge[3]} --from alex@fabrikam.com --to raghu@cloudmonkeys.xyz "
+              f"--tls --tls-verify --tls-ca-path {certs / 'lab-roots.pem'}")
+    if web:
+        print(f"  web view: http://{web[0]}:{web[1]}/")
+    print("  sessions (one line each as it ends; -q: none, -v: every protocol log row):")
+
+
+async def _up_start_extras(args: argparse.Namespace, out: Path, web: list | None) -> list:
+    """The transcript follower and the web server, beside the lab, reading only its output folder."""
+    import asyncio
+
+    from .web.protolog import SessionFollower
+
+    extras: list = []
+    if web is not None:
+        from .web.app import start_web
+
+        runner, port = await start_web(out, web[0], web[1], live=True)
+        web[1] = port  # the port chosen when 0 was asked for, for the ready lines
+        extras.append(runner)
+    if not args.quiet:
+        follower = SessionFollower(out)
+
+        async def follow() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                rows, ended = await asyncio.to_thread(follower.poll)
+                if args.verbose:
+                    for r in rows:
+                        print(f"  {r.time[11:23]} {r.key} {r.event} {r.data} {r.context}".rstrip(), flush=True)
+                for s in ended:
+                    print("  " + s.line(shutil_width()), flush=True)
+
+        extras.append(asyncio.create_task(follow()))
+    return extras
+
+
+async def _up_stop_extras(extras: list) -> None:
+    import asyncio
+
+    for x in extras:
+        if isinstance(x, asyncio.Task):
+            x.cancel()
+            try:
+                await x
+            except asyncio.CancelledError:
+                pass
+        else:
+            await x.cleanup()
+
+
+def shutil_width() -> int:
+    """The terminal's width for lines cut to fit; a pipe or a file gets whole lines."""
+    import shutil
+
+    if not sys.stdout.isatty():
+        return 100_000
+    return max(80, shutil.get_terminal_size((200, 40)).columns - 2)
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve the web view of an output folder until Ctrl-C (web/app.py)."""
+    import asyncio
+
+    from .web.app import serve_view
+
+    out = Path(args.out)
+    if not out.is_dir():
+        raise InputError(args.out, "not an output folder of labsim (no such directory)")
+    host, port = _web_address(args.web)
+    try:
+        asyncio.run(serve_view(out, host, port))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _claim_certs_folder(out: Path, scenario: str, seed: int) -> None:
+    """`certs --out` follows the output-safety rule of `run` (engine.outdir): a folder that exists,
+    is not empty and has no `.labsim-output` marker is refused and left as it was; a new or empty
+    one is created and marked (mode `certs`); a marked one is written over."""
+    import json
+
+    from . import __version__
+    from .engine.outdir import MARKER, read_marker
+
+    if out.exists() and not out.is_dir():
+        raise InputError(str(out), "is a file, not a folder; labsim writes the certificates into a folder")
+    try:
+        if out.is_dir() and read_marker(out) is None and any(out.iterdir()):
+            raise InputError(str(out), f"exists, is not empty and was not written by labsim (no {MARKER} marker); "
+                                       "refusing to write into it: choose an empty or new folder")
+        out.mkdir(parents=True, exist_ok=True)
+        if read_marker(out) is None:
+            (out / MARKER).write_text(json.dumps({"labsim": __version__, "mode": "certs", "scenario": scenario,
+                                                  "seed": seed}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(str(out), f"cannot be used: {exc.strerror or exc}") from None
+
+
 def cmd_certs(args: argparse.Namespace) -> int:
     from .pki.authority import LabPki
 
     loaded = load_scenario(args.scenario)
-    pki = LabPki(loaded.lab, args.seed if args.seed is not None else loaded.scenario.seed)
+    seed = args.seed if args.seed is not None else loaded.scenario.seed
+    pki = LabPki(loaded.lab, seed)
+    _claim_certs_folder(Path(args.out), loaded.scenario.id, seed)
     paths = pki.write_certs(Path(args.out))
     print(f"wrote {len(paths)} files to {args.out}/ (trust the lab with {Path(args.out) / 'lab-roots.pem'})")
     return 0
@@ -322,25 +457,32 @@ def cmd_cmdlets(args: argparse.Namespace) -> int:
     from .engine import operations
     from .topology import changes
 
-    def first_line(fn: object) -> str:
-        return (inspect.getdoc(fn) or "").split("\n", 1)[0]
+    def described(name: str, fn: object) -> str:
+        """The name and the docstring's whole first paragraph (never cut mid-sentence), wrapped."""
+        para = " ".join((inspect.getdoc(fn) or "").split("\n\n", 1)[0].split())
+        width = min(shutil_width(), 160)
+        return textwrap.fill(para, width=width, initial_indent=f"  {name:<36} ",
+                             subsequent_indent=" " * 39) if para else f"  {name}"
 
     print("Changes to the lab's world (a [[change]], before the start or at a time):")
     for key in sorted(changes.CMDLETS):
-        print(f"  {changes.CMDLET_NAMES[key]:<36} {first_line(changes.CMDLETS[key])}".rstrip())
+        print(described(changes.CMDLET_NAMES[key], changes.CMDLETS[key]))
     print("\nOperations on the running lab (a [[change]] with `at`):")
     for key in sorted(operations.OPERATIONS):
-        print(f"  {operations.OPERATION_NAMES[key]:<36} {first_line(operations.OPERATIONS[key])}".rstrip())
+        print(described(operations.OPERATION_NAMES[key], operations.OPERATIONS[key]))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="labsim", description="A simulated Exchange hybrid mail-flow lab.")
+    p.add_argument("--version", action="version", version=f"labsim {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("list", help="id and title of every scenario")
     sp.set_defaults(fn=cmd_list)
     sp = sub.add_parser("show", help="the training text of a scenario")
-    sp.add_argument("scenario")
+    sp.add_argument("scenario", help="scenario id (see `labsim list`) or TOML file")
     sp.set_defaults(fn=cmd_show)
     sp = sub.add_parser("run", help="run a scenario to completion on virtual time")
     sp.add_argument("scenario", nargs="*", help="scenario id or TOML file (several: run each, one after another)")
@@ -353,27 +495,37 @@ def build_parser() -> argparse.ArgumentParser:
                          "in this process); what each run writes is the same for any N")
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("up", help="serve the lab on wall-clock time until interrupted")
-    sp.add_argument("scenario")
+    sp.add_argument("scenario", help="scenario id (see `labsim list`) or TOML file")
     sp.add_argument("--out", help="output folder (default labsim-out/<id>-live/)")
-    sp.add_argument("--seed", type=int)
+    sp.add_argument("--seed", type=int, help="override the scenario's seed (ids, keys and certificates derive from it)")
+    sp.add_argument("--web", nargs="?", const=WEB_DEFAULT, metavar="ADDR:PORT",
+                    help=f"also serve the web view of the running lab (default {WEB_DEFAULT}; loopback only)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no line per SMTP session")
+    sp.add_argument("-v", "--verbose", action="store_true", help="print every protocol log row as it is written")
     sp.add_argument("--traffic", action="store_true", help="also send the scenario's messages and apply its timeline (changes with at=)")
     sp.set_defaults(fn=cmd_up)
     sp = sub.add_parser("cmdlets", help="every cmdlet and operation a scenario can use")
     sp.set_defaults(fn=cmd_cmdlets)
-    sp = sub.add_parser("certs", help="write the lab's CA and leaf certificates (PEM) for real clients")
-    sp.add_argument("--scenario", default="hybrid-baseline")
-    sp.add_argument("--out", default="certs")
-    sp.add_argument("--seed", type=int)
+    sp = sub.add_parser("certs", help="write the lab's CA and leaf certificates (PEM) for real clients "
+                                      "(of `run`; `up` exports its own to OUT/certs/)")
+    sp.add_argument("--scenario", default="hybrid-baseline", help="whose lab (default hybrid-baseline)")
+    sp.add_argument("--out", default="certs", help="folder to write (default certs/; new, empty or labsim's own)")
+    sp.add_argument("--seed", type=int, help="override the scenario's seed (keys and serials derive from it)")
     sp.set_defaults(fn=cmd_certs)
     sp = sub.add_parser("validate", help="test each hybrid connector (like Validate-OutboundConnector)")
     sp.add_argument("scenario", help="scenario id or TOML file")
     sp.add_argument("--at", help="apply the scenario's timeline changes up to this offset (+hh:mm:ss)")
-    sp.add_argument("--seed", type=int)
+    sp.add_argument("--seed", type=int, help="override the scenario's seed")
     sp.add_argument("--json", action="store_true", help="machine-readable result")
     sp.set_defaults(fn=cmd_validate)
     from .cli_views import add_parsers  # queue, track, trace: views over a run's output
 
     add_parsers(sub)
+    sp = sub.add_parser("view", help="the web view of an output folder (finished or live) in a browser")
+    sp.add_argument("out", help="output folder of `labsim run` or `labsim up`")
+    sp.add_argument("--web", default=WEB_DEFAULT, metavar="ADDR:PORT",
+                    help=f"where to serve it (default {WEB_DEFAULT}; loopback only)")
+    sp.set_defaults(fn=cmd_view)
     return p
 
 

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from .clock import us_time
 from .errors import InputError
 from .logs.message_tracking import TRACK_PROPERTIES, read_tracking
 from .logs.queue_history import (
@@ -248,6 +249,11 @@ def cmd_track(args: argparse.Namespace) -> int:
         internal_message_id=args.internal_message_id, source=args.source,
         start=parse_moment(args.start, start_of_run) if args.start else None,
         end=parse_moment(args.end, start_of_run) if args.end else None)
+    # Get-MessageTrackingLog returns Timestamp as a DateTime, which PowerShell prints (and Export-Csv
+    # writes) in the shell's culture: `5/1/2026 6:00:05 AM` in en-US, as `labsim trace` prints
+    # Received. The log file keeps its ISO date-time in UTC; the cmdlet converts it to the shell's
+    # time zone (Learn, Get-MessageTrackingLog; the lab's shell runs on UTC). docs/web-view.md.
+    rows = [{**r, "Timestamp": us_time(_iso(r["Timestamp"]))} for r in rows]
     if args.csv:
         print(export_csv(rows, ["Server", *TRACK_PROPERTIES.values()]), end="")
     else:
@@ -292,8 +298,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 # --- argparse ------------------------------------------------------------------------------------------
 def add_parsers(sub: Any) -> None:
-    sp = sub.add_parser("queue", help="Get-Queue / Get-Message over a finished run")
-    sp.add_argument("out", help="output folder of `labsim run`")
+    sp = sub.add_parser("queue", help="Get-Queue / Get-Message over a run's output (finished or live)")
+    sp.add_argument("out", help="output folder of `labsim run` or `labsim up`")
     sp.add_argument("--server", help="one server (default: every on-prem transport server)")
     sp.add_argument("--messages", action="store_true", help="Get-Message: the messages in the queues")
     sp.add_argument("--queue", help="with --messages: one queue (SERVER\\Queue)")
@@ -303,29 +309,30 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--csv", action="store_true", help="CSV with every property (Export-Csv style)")
     sp.set_defaults(fn=cmd_queue)
 
-    sp = sub.add_parser("track", help="Get-MessageTrackingLog over a finished run")
-    sp.add_argument("out", help="output folder of `labsim run`")
-    sp.add_argument("--server")
-    sp.add_argument("--sender")
-    sp.add_argument("--recipients", nargs="+", metavar="ADDRESS")
+    sp = sub.add_parser("track", help="Get-MessageTrackingLog over a run's output (finished or live)")
+    sp.add_argument("out", help="output folder of `labsim run` or `labsim up`")
+    sp.add_argument("--server", help="one server's logs (-Server)")
+    sp.add_argument("--sender", help="the sender address (-Sender)")
+    sp.add_argument("--recipients", nargs="+", metavar="ADDRESS", help="any of these recipients (-Recipients)")
     sp.add_argument("--event-id", help="RECEIVE, SEND, SENDEXTERNAL, DELIVER, DEFER, FAIL, DSN, ...")
     sp.add_argument("--source", help="SMTP, STOREDRIVER, AGENT, DSN, QUEUE, ROUTING, ADMIN")
     sp.add_argument("--subject", help="part of the subject (-MessageSubject)")
-    sp.add_argument("--message-id")
-    sp.add_argument("--internal-message-id")
+    sp.add_argument("--message-id", help="the Message-ID header, with or without <> (-MessageId)")
+    sp.add_argument("--internal-message-id", help="one server's InternalMessageId (-InternalMessageId)")
     sp.add_argument("--start", help="2026-05-04T08:00:00Z or +hh:mm:ss after the start")
     sp.add_argument("--end", help="exclusive, like -End")
-    sp.add_argument("--csv", action="store_true")
+    sp.add_argument("--csv", action="store_true", help="CSV with every property (Export-Csv style)")
     sp.set_defaults(fn=cmd_track)
 
-    sp = sub.add_parser("trace", help="EXO Get-MessageTrace / Get-MessageTraceDetail over a finished run")
-    sp.add_argument("out", help="output folder of `labsim run`")
-    sp.add_argument("--sender")
-    sp.add_argument("--recipient")
+    sp = sub.add_parser("trace", help="EXO Get-MessageTrace / Get-MessageTraceDetail over a run's output "
+                                      "(finished or live)")
+    sp.add_argument("out", help="output folder of `labsim run` or `labsim up`")
+    sp.add_argument("--sender", help="the sender address (-SenderAddress)")
+    sp.add_argument("--recipient", help="the recipient address (-RecipientAddress)")
     sp.add_argument("--status", help="Delivered, Failed, Pending, GettingStatus")
-    sp.add_argument("--message-id")
+    sp.add_argument("--message-id", help="the Message-ID header (-MessageId)")
     sp.add_argument("--detail", action="store_true", help="Get-MessageTraceDetail")
     sp.add_argument("--message-trace-id", help="with --detail: one message")
-    sp.add_argument("--csv", action="store_true")
+    sp.add_argument("--csv", action="store_true", help="CSV (Export-Csv style)")
     sp.set_defaults(fn=cmd_trace)
 

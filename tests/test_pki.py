@@ -190,7 +190,10 @@ def test_write_certs_modes_and_bundle(pki, tmp_path: Path):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "eop.crt").stat().st_mode) == 0o644
     assert len(x509.load_pem_x509_certificates((out / "eop.crt").read_bytes())) == 2
-    assert len(x509.load_pem_x509_certificates((out / "lab-roots.pem").read_bytes())) == 2
+    bundle = x509.load_pem_x509_certificates((out / "lab-roots.pem").read_bytes())
+    # the two roots, then the self-signed certificates of CMHYBD01 and CMEDGE01 (their own anchors)
+    assert [c.subject.rfc4514_string() for c in bundle][2:] == ["CN=CMHYBD01", "CN=CMEDGE01"]
+    assert len(bundle) == 4
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_cert_chain(out / "eop.crt", out / "eop.key")  # usable by real TLS stacks
     ctx.load_verify_locations(out / "lab-roots.pem")

@@ -76,7 +76,13 @@ def test_list_finds_scenarios_in_labsim_scenarios_and_skips_broken_files(tmp_pat
 def test_unknown_id_and_missing_file():
     with pytest.raises(ScenarioError) as info:
         load_scenario("no-such-scenario")
-    assert info.value.where == "no-such-scenario" and "hybrid-baseline" in info.value.problem
+    assert info.value.where == "no-such-scenario" and "`labsim list` shows every id" in info.value.problem
+    with pytest.raises(ScenarioError) as info:  # a typo: the nearest ids, not all 32
+        load_scenario("hybrid-basline")
+    assert info.value.problem == "no scenario with this id (did you mean hybrid-baseline?)"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario("cert-expire")
+    assert "did you mean cert-expired" in info.value.problem and "dns-" not in info.value.problem
     with pytest.raises(ScenarioError, match="no such scenario file"):
         load_scenario("missing/nothing.toml")
 

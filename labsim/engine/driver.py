@@ -167,12 +167,17 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
                                      _timeline_change(rt, ch.cmdlet, ch.params))
 
     async def flusher() -> None:
+        next_snapshot = 0.0
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except asyncio.TimeoutError:
                 pass
             rt.flush_logs()
+            if time.monotonic() >= next_snapshot:  # at most 10 % of the loop's time, however big the lab
+                t0 = time.monotonic()
+                write_live_snapshot(rt)
+                next_snapshot = t0 + 10 * (time.monotonic() - t0)
 
     if ready is not None:
         ready(rt)
@@ -190,6 +195,24 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
         rt.write_event_logs()
         await rt.stop()
     return rt
+
+
+def write_live_snapshot(rt: LabRuntime) -> None:
+    """`up`, every second: summary.json, queues.json and EXO/MessageTrace/trace.json as they stand
+    now, each replaced atomically, so `labsim queue/track/trace` and `labsim view` read a live
+    folder exactly as they read a finished one (the final files are written at stop as before)."""
+    import json
+    import os
+
+    from .evidence import QUEUES_FILE
+
+    trace_dir = rt.out / "EXO" / "MessageTrace"
+    trace_dir.mkdir(parents=True, exist_ok=True)
+    for path, data in ((rt.out / "summary.json", rt.summary()), (rt.out / QUEUES_FILE, rt.tracking.queue_state()),
+                       (trace_dir / "trace.json", rt.tracking.trace.as_json())):
+        tmp = path.with_name(f".{path.name}.live-tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
 
 
 # --- several scenarios in worker processes (`labsim run A B ... --jobs N`) -----------------------

@@ -398,7 +398,9 @@ class LabPki:
         """Export PEM files so real tools (swaks, openssl s_client -CAfile) can use the lab PKI.
 
         `<ca>.crt` per CA, `<cert>.crt` (leaf + intermediates) and `<cert>.key` (PKCS8, mode 0600)
-        per leaf, and `lab-roots.pem` with every root. Returns the paths written.
+        per leaf, and `lab-roots.pem` with every root and every self-signed leaf (the Edge's and the
+        Mailbox server's own certificates are their own anchors: a client that verifies, such as
+        `swaks --tls-verify --tls-ca-path lab-roots.pem`, needs them there). Returns the paths written.
         """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -412,7 +414,8 @@ class LabPki:
             pem = b"".join(c.public_bytes(_PEM) for c in issued.chain)
             written.append(_write(out_dir / f"{issued.name}.crt", pem, 0o644))
             written.append(_write(out_dir / f"{issued.name}.key", key_pem(issued.key), 0o600))
-        roots = b"".join(c.public_bytes(_PEM) for c in self.roots())
+        self_signed = [i.cert for i in self.all_issued() if i.spec.issuer == "self"]
+        roots = b"".join(c.public_bytes(_PEM) for c in [*self.roots(), *self_signed])
         written.append(_write(out_dir / "lab-roots.pem", roots, 0o644))
         return written
 

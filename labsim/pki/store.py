@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from ..topology.model import ExchangeServer, StoreEntry
+from .accept_any import accept_any_client_certificate
 from .authority import IssuedCert, LabPki, _write, key_pem, thumbprint
 from .errors import NoCredentialsError, PkiError, UnknownCredentialsError
 
@@ -191,6 +192,10 @@ class CertStore:
         if accepted:
             ctx.load_verify_locations(cadata="".join(c.public_bytes(_PEM).decode() for c in accepted))
         ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | NO_CHECK_TIME
+        # Exchange completes the handshake with any client certificate, from any CA, and judges
+        # it afterwards: so does the lab (pki.accept_any; without it a foreign CA is accepted only
+        # if listed above, and any other certificate ends the handshake).
+        accept_any_client_certificate(ctx)
         return ctx
 
     def client_context(self, stored: StoredCert | None) -> ssl.SSLContext:

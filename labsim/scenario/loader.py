@@ -158,8 +158,12 @@ def find_scenario(ref: str) -> Path:
     for e in catalog():
         if e.id == ref:
             return e.path
-    known = ", ".join(e.id for e in catalog()) or "none"
-    raise ScenarioError(ref, f"no scenario with this id (known: {known})")
+    import difflib
+
+    ids = [e.id for e in catalog()]
+    near = difflib.get_close_matches(ref, ids, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(near)}?" if near else "`labsim list` shows every id"
+    raise ScenarioError(ref, f"no scenario with this id ({hint})")
 
 
 def _peek_id(path: Path) -> str | None:
