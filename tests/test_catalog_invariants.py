@@ -240,3 +240,28 @@ def test_one_network_message_id_per_message(ev: Evidence) -> None:
 def test_wall_time_is_small(ev: Evidence) -> None:
     """A scenario spanning days runs in well under a second; allow slow machines some room."""
     assert ev.wall < 3.0, f"{ev.name} took {ev.wall:.2f} s of wall time"
+
+
+def test_manifest_pointers_land_on_lines_that_show_them(ev: Evidence) -> None:
+    """manifest.json (labsim.manifest): valid against its shipped schema; every evidence pointer
+    names a line that shows what it claims; every failed or deferred hop on a server that keeps
+    logs has evidence; its counts match the files."""
+    import jsonschema
+
+    from labsim.manifest import check_pointers, read_manifest, schema
+
+    manifest = read_manifest(ev.out)
+    jsonschema.validate(manifest, schema())
+    assert check_pointers(ev.out, manifest) == []
+    logged = set(ev.servers) | {"EXO"}
+    for m in manifest["messages"]:
+        for h in m["hops"]:
+            if h["event"] in ("FAIL", "SUBMITFAIL", "DEFER") and h["server"] in logged:
+                assert h["evidence"], (m["id"], h)
+    assert [m["id"] for m in manifest["messages"]] == [m["id"] for m in ev.summary["messages"]]
+    assert manifest["counts"]["messages"] == len(ev.summary["messages"])
+    sessions = {(s, svc, kind): {r[2] for r in rows} for (s, svc, kind), rows in ev.protocol.items()}
+    assert manifest["counts"]["sessions"] == sum(len(v) for v in sessions.values())
+    for f in manifest["faults"]:
+        if f["effects"]:
+            assert f["evidence"], f
