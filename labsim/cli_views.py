@@ -11,7 +11,7 @@ archived. Filters follow the cmdlets they imitate:
 - `trace` ~ Get-MessageTrace (-SenderAddress, -RecipientAddress, -Status, -MessageId) and
   `--detail` ~ Get-MessageTraceDetail (-MessageTraceId, -RecipientAddress).
 
-Output is a table sized for the terminal, or `--csv` (Export-Csv -NoTypeInformation style).
+Output is a table sized for the terminal, `--csv` (Export-Csv -NoTypeInformation style) or `--json`.
 """
 
 from __future__ import annotations
@@ -107,6 +107,13 @@ def export_csv(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
     return buf.getvalue()
 
 
+def print_json(rows: list[dict[str, Any]]) -> int:
+    """`--json`: the rows as a JSON array of objects with every property (ConvertTo-Json style)."""
+    print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], indent=1,
+                     ensure_ascii=False))
+    return 0
+
+
 # --- labsim queue --------------------------------------------------------------------------------------
 def load_queues(out: Path) -> dict[str, Any]:
     """queues.json (the final state), with `_out` set so the history can be read beside it."""
@@ -197,6 +204,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
         at = parse_moment(args.at, _run_start(out)) if args.at else None
         rows = queue_rows(data, server=args.server, at=at, show_all=args.all)
         cols = QUEUE_TABLE
+    if args.json:
+        return print_json(rows)
     if args.csv:
         full = list(rows[0].keys()) if rows else list(cols)
         print(export_csv(rows, full), end="")
@@ -248,6 +257,8 @@ def cmd_track(args: argparse.Namespace) -> int:
         internal_message_id=args.internal_message_id, source=args.source,
         start=parse_moment(args.start, start_of_run) if args.start else None,
         end=parse_moment(args.end, start_of_run) if args.end else None)
+    if args.json:
+        return print_json(rows)
     if args.csv:
         print(export_csv(rows, ["Server", *TRACK_PROPERTIES.values()]), end="")
     else:
@@ -283,6 +294,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
                           message_id=args.message_id)
         cols = TRACE_COLUMNS
         table = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status", "MessageTraceId")
+    if args.json:
+        return print_json(rows)
     if args.csv:
         print(export_csv(rows, cols), end="")
     else:
@@ -329,3 +342,7 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--csv", action="store_true")
     sp.set_defaults(fn=cmd_trace)
 
+    # --json on the views (api): every property of every row, for scripts
+    for name in ("queue", "track", "trace"):
+        sub.choices[name].add_argument("--json", action="store_true",
+                                       help="a JSON array with every property of every row (for scripts)")
