@@ -93,6 +93,7 @@ class Fault:
     """A change the scenario made to the world, where and when it acted, and the evidence it left."""
 
     index: int
+    scenario: str  # whose [[change]] it is (in a corpus: the catalog fault scheduled into it)
     cmdlet: str
     kind: str  # configuration | operation
     target: str | None
@@ -100,6 +101,7 @@ class Fault:
     params: Mapping[str, Any]
     at: str | None
     acted: str
+    window: tuple[str, str | None]  # when it was in effect (None: to the end of the run)
     evidence: tuple[Evidence, ...]
 
 
@@ -150,8 +152,9 @@ def _result(out: Path, manifest: dict[str, Any], ok: bool) -> Result:
                        tuple(h["recipients"]), h["next_hop"], h["reply"], _evidence(h["evidence"]))
                    for h in m["hops"]))
         for m in manifest["messages"])
-    faults = tuple(Fault(f["index"], f["cmdlet"], f["kind"], f["target"], f["server"], f["params"], f["at"],
-                         f["acted"], _evidence(f["evidence"])) for f in manifest["faults"])
+    faults = tuple(Fault(f["index"], f["scenario"], f["cmdlet"], f["kind"], f["target"], f["server"], f["params"],
+                         f["at"], f["acted"], (f["window"]["start"], f["window"]["end"]), _evidence(f["evidence"]))
+                   for f in manifest["faults"])
     queues = tuple(Queue(q["Identity"], q["DeliveryType"], q["Status"], int(q["MessageCount"]),
                          q.get("NextHopDomain", ""), q.get("LastError", "")) for q in manifest["queues"])
     files = tuple(sorted(p for p in out.rglob("*") if p.is_file() and p.name != ".labsim-output"))

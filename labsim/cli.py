@@ -390,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int)
     sp.add_argument("--json", action="store_true", help="machine-readable result")
     sp.set_defaults(fn=cmd_validate)
+    from ._cli_generate import (
+        add_parser as add_generate,  # `labsim generate` (api): a corpus for analyzers
+    )
+
+    add_generate(sub, _jobs)
     from .cli_views import add_parsers  # queue, track, trace: views over a run's output
 
     add_parsers(sub)

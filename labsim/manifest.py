@@ -49,6 +49,8 @@ _EVENT = re.compile(r"<Provider Name='([^']*)'/><EventID[^>]*>(\d+)</EventID><Ve
                     r"</Level>.*?<TimeCreated SystemTime='([^']*)'/>")
 _SESSION_ID = re.compile(r"[0-9A-F]{16}")
 _PROTOCOL_FIELDS = 9
+_TRACKING_KEPT = frozenset({"date-time", "connector-id", "source-context", "event-id", "internal-message-id",
+                            "message-id", "network-message-id", "recipient-address", "recipient-status"})
 
 
 # --- reading the files back -------------------------------------------------------------------------
@@ -65,11 +67,18 @@ def _csv(line: str) -> list[str]:
 
 @dataclass
 class _Session:
+    """A protocol log session: where it starts and ends, and only its lines that can be evidence
+    (the `250 2.6.0` replies, the lines with a 4xx/5xx status, the ones that say something failed,
+    its first and last line), so a corpus of millions of rows is indexed in little memory."""
+
     server: str
     log: str  # Service/Kind, e.g. FrontEnd/SmtpReceive
     session_id: str
     connector: str
     file: str
+    first: str = ""  # its first and last timestamps
+    last: str = ""
+    last_line: int = 0
     lines: list[int] = field(default_factory=list)
     times: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
@@ -142,10 +151,11 @@ def _index_protocol(idx: _Index, path: Path) -> None:
         key = (server, log, v[2])
         seen.add(v[2])
         s = idx.sessions.get(key)
-        if s is None:
-            s = idx.sessions[key] = _Session(server, log, v[2], v[1], rel)
-        if s.file != rel:  # a session across an hourly or size rollover: the later file's lines go too
-            s = idx.sessions[key] = _Session(server, log, v[2], v[1], rel)
+        if s is None or s.file != rel:  # (a session across an hourly or size rollover: its later part)
+            s = idx.sessions[key] = _Session(server, log, v[2], v[1], rel, first=v[0])
+        elif len(s.lines) > 1 and s.lines[-1] == s.last_line and not _kept(s.texts[-1]):
+            del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
+        s.last, s.last_line = v[0], n
         s.lines.append(n)
         s.times.append(v[0])
         s.texts.append(line)
@@ -156,18 +166,27 @@ def _index_protocol(idx: _Index, path: Path) -> None:
     idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(seen)})
 
 
+def _kept(line: str) -> bool:
+    """Whether a protocol log line can be evidence (see _Session)."""
+    low = line.lower()
+    return "2.6.0 <" in line or "fail" in low or "error" in low or _STATUS.search(line) is not None
+
+
 def _index_tracking(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
     lines = _lines(path)
     log_type, fields = _header(lines)
+    server = path.relative_to(idx.out).parts[0]
     rows = 0
     for n, line in enumerate(lines, 1):
         if not line or line.startswith("#"):
             continue
-        values = dict(zip(fields, _csv(line)))
-        values["server"] = path.relative_to(idx.out).parts[0]
+        values = {k: v for k, v in zip(fields, _csv(line)) if k in _TRACKING_KEPT}
+        values["server"] = server
         rows += 1
-        idx.tracking.setdefault(values.get("message-id", ""), []).append(_Row(rel, n, line, values))
+        event = values.get("event-id", "")
+        text = line if event in ("FAIL", "DEFER", "SUBMITFAIL", "DSN") else ""
+        idx.tracking.setdefault(values.get("message-id", ""), []).append(_Row(rel, n, text, values))
     idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": None})
 
 
@@ -416,8 +435,8 @@ def _send_session(idx: _Index, server: str, connector: str, when: str) -> _Sessi
     for s in idx.sessions.values():
         if s.server != server or not s.log.endswith("SmtpSend") or (connector and s.connector != connector):
             continue
-        end = _iso(s.times[-1])
-        if _iso(s.times[0]) <= t + timedelta(milliseconds=1) and end <= t + timedelta(seconds=1):
+        end = _iso(s.last)
+        if _iso(s.first) <= t + timedelta(milliseconds=1) and end <= t + timedelta(seconds=1):
             gap = abs(t - end)
             if best is None or gap < best[0]:
                 best = (gap, s)
@@ -486,32 +505,40 @@ def _server_of(target: str | None, servers: list[str]) -> str | None:
 
 
 def _faults(loaded: Any, idx: _Index, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from .topology.changes import CMDLETS
     from .topology.timespec import parse_timespan
 
     servers = [s.name for s in loaded.lab.organization.servers]
     faults = []
     for i, ch in enumerate(loaded.scenario.change):
         when = loaded.start + (parse_timespan(ch.at) if ch.at else timedelta(0))
-        acted = _iso_ms(when)
-        params = json.loads(json.dumps(ch.params, default=str))
-        target = _target(params)
-        evidence: list[dict[str, Any]] = []
-        for e in idx.events:
-            if e.values["level"] in ("1", "2", "3") and e.values["time"][:23] >= acted[:23]:
-                evidence.append(_pointer(e.file, [e.line], shows=f">{e.values['event_id']}</EventID>",
-                                         record_id=int(e.values["record_id"])))
-        effects = []
-        for m in messages:
-            for n, h in enumerate(m["hops"]):
-                if h["event"] in ("FAIL", "SUBMITFAIL", "DEFER") and h["time"] >= acted:
-                    effects.append({"message": m["id"], "hop": n})
-                    evidence.extend(h["evidence"])
-        faults.append({
-            "index": i, "cmdlet": ch.cmdlet, "kind": "configuration" if ch.cmdlet.lower() in CMDLETS else "operation",
-            "target": target, "server": _server_of(target, servers), "params": params, "at": ch.at, "acted": acted,
-            "window": {"start": acted, "end": None}, "effects": effects, "evidence": evidence})
+        faults.append(_fault(idx, messages, servers, index=i, scenario=loaded.scenario.id, cmdlet=ch.cmdlet,
+                             params=ch.params, at=ch.at, acted=_iso_ms(when), end=None))
     return faults
+
+
+def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, index: int, scenario: str,
+           cmdlet: str, params: dict[str, Any], at: str | None, acted: str, end: str | None) -> dict[str, Any]:
+    """One change as a fault: what it targets, its window, the failures and events inside it."""
+    from .topology.changes import CMDLETS
+
+    params = json.loads(json.dumps(params, default=str))
+    target = _target(params)
+    inside = (lambda t: acted[:23] <= t[:23]) if end is None else (lambda t: acted[:23] <= t[:23] <= end[:23])
+    evidence: list[dict[str, Any]] = []
+    for e in idx.events:
+        if e.values["level"] in ("1", "2", "3") and inside(e.values["time"]):
+            evidence.append(_pointer(e.file, [e.line], shows=f">{e.values['event_id']}</EventID>",
+                                     record_id=int(e.values["record_id"])))
+    effects = []
+    for m in messages:
+        for n, h in enumerate(m["hops"]):
+            if h["event"] in ("FAIL", "SUBMITFAIL", "DEFER") and h["time"] and inside(h["time"]):
+                effects.append({"message": m["id"], "hop": n})
+                evidence.extend(h["evidence"])
+    return {"index": index, "scenario": scenario, "cmdlet": cmdlet,
+            "kind": "configuration" if cmdlet.lower() in CMDLETS else "operation",
+            "target": target, "server": _server_of(target, servers), "params": params, "at": at, "acted": acted,
+            "window": {"start": acted, "end": end}, "effects": effects, "evidence": evidence}
 
 
 def _iso_ms(when: datetime) -> str:
@@ -538,13 +565,49 @@ def build_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | N
         "faults": _faults(loaded, idx, messages),
         "messages": messages,
         "queues": summary.get("queues", []),
-        "events": [{"server": e.values["server"], "record_id": int(e.values["record_id"]),
-                    "event_id": int(e.values["event_id"]), "source": e.values["source"], "level": int(e.values["level"]),
-                    "time": e.values["time"], "file": e.file, "line": e.line} for e in idx.events],
+        "events": _events(idx),
         "logs": sorted(idx.files, key=lambda f: f["path"]),
         "counts": {"messages": len(messages), "faults": len(scn.change),
                    "sessions": len(idx.sessions), "log_rows": sum(f["rows"] for f in idx.files)},
     }
+
+
+def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
+                          servers: list[str]) -> Path:
+    """The manifest of a merged corpus (labsim.corpus): its messages as for a run, and each fault
+    scheduled into it as a window: `windows` are {"scenario", "start", "end", "changes": [{"cmdlet",
+    "params", "at"}]}, each change acting at the window's start (or `at` after it) until its end."""
+    from .topology.timespec import parse_timespan
+
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    idx = _index(out)
+    messages = [_message(idx, m) for m in summary["messages"]]
+    faults: list[dict[str, Any]] = []
+    for w in windows:
+        start = _iso(w["start"])
+        for ch in w["changes"]:
+            acted = _iso_ms(start + (parse_timespan(ch["at"]) if ch.get("at") else timedelta(0)))
+            faults.append(_fault(idx, messages, servers, index=len(faults), scenario=w["scenario"],
+                                 cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted, end=w["end"]))
+    data = {
+        "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
+        "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
+                     "start": summary["start"], "end": summary["end"]},
+        "corpus": corpus,
+        "expectations": None, "faults": faults, "messages": messages, "queues": summary.get("queues", []),
+        "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
+        "counts": {"messages": len(messages), "faults": len(faults), "sessions": len(idx.sessions),
+                   "log_rows": sum(f["rows"] for f in idx.files)},
+    }
+    path = out / MANIFEST_FILE
+    path.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _events(idx: _Index) -> list[dict[str, Any]]:
+    return [{"server": e.values["server"], "record_id": int(e.values["record_id"]),
+             "event_id": int(e.values["event_id"]), "source": e.values["source"], "level": int(e.values["level"]),
+             "time": e.values["time"], "file": e.file, "line": e.line} for e in idx.events]
 
 
 def write_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | None = None) -> Path:
