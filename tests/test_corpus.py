@@ -145,3 +145,23 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     rc, _, err = run_cli(["generate", "--out", str(tmp_path / "mine"), "--mailboxes", "2"])
     assert rc == 2 and "not written by labsim" in err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_shards_on_a_local_dask_cluster_give_the_same_corpus(corpus: Path, tmp_path: Path) -> None:
+    """`--executor dask://HOST:PORT`: a Dask cluster on loopback (scheduler, nannies and workers on
+    127.0.0.1, no dashboard) runs the shards; the corpus is byte-identical to the one of one process."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        rc, _, err = run_cli(["generate", "--out", str(tmp_path / "dask"), *ARGS,
+                              "--executor", "dask://" + address.removeprefix("tcp://")])
+    assert rc == 0, err
+    one, dask = _tree(corpus), _tree(tmp_path / "dask")
+    assert sorted(one) == sorted(dask) and [k for k in one if one[k] != dask[k]] == []
+
+
+def test_executor_must_be_a_dask_address(tmp_path: Path) -> None:
+    rc, _, err = run_cli(["generate", "--out", str(tmp_path / "x"), "--executor", "spark://h:1"])
+    assert rc == 2 and "is not dask://HOST:PORT" in err
