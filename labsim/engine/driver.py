@@ -191,7 +191,7 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
         rt.write_summary()
         rt.write_event_logs()
         await rt.stop()
-        write_manifest(out, loaded, seed=rt.seed)
+    write_manifest(out, loaded, seed=rt.seed)  # (labsim.manifest) after a clean stop only
     return rt
 
 
