@@ -28,9 +28,10 @@ _CREATED = re.compile(r"<TimeCreated SystemTime='([^']*)'/>")
 WATERMARK_ROWS = 20_000
 
 
-def merge(shards: list[Path], out: Path) -> None:
-    """Merge `shards` (in time order) into the empty folder `out`."""
-    _check_disjoint(shards)
+def merge(shards: list[Path], out: Path, servers: set[str]) -> None:
+    """Merge `shards` (in time order) into the empty folder `out`; `servers` are the organisation's
+    (and EXO), whose InternalIds must be disjoint across shards."""
+    _check_disjoint(shards, servers)
     _merge_logs(shards, out)
     _merge_event_logs(shards, out)
     _merge_mailboxes(shards, out)
@@ -42,16 +43,20 @@ def merge(shards: list[Path], out: Path) -> None:
         (out / "queues.json").write_bytes(last.read_bytes())
 
 
-def _check_disjoint(shards: list[Path]) -> None:
-    """Shards draw their ids from their own seeds: a Message-ID or an InternalId in two shards would
-    make the merged tree lie, so it stops the merge (it has never been seen; the check keeps it so)."""
+def _check_disjoint(shards: list[Path], servers: set[str]) -> None:
+    """Shards draw their ids from their own seeds: a Message-ID, or an InternalId an organisation's
+    server or EXO gave a message (its 250 2.6.0 reply), in two shards would make the merged tree lie,
+    so it stops the merge (14-digit counters from random starts: it has never been seen). Smaller
+    per-host counters (the Mailbox Transport Submission's mail item ids, the Internet hosts') restart
+    with each hour's lab, as they do when a service restarts, and may repeat across hours."""
     from .errors import LabRuntimeError
 
     seen: dict[str, str] = {}
     for shard in shards:
         manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
         for m in manifest["messages"]:
-            ids = [m["message_id"]] + [f"{srv}/{i}" for srv, v in m["internal_ids"].items() for i in v]
+            ids = [m["message_id"]] + [f"{h['server']}/{h['internal_id']}" for h in m["hops"]
+                                       if h["event"] == "RECEIVE" and h["internal_id"] and h["server"] in servers]
             for key in ids:
                 if seen.setdefault(key, shard.name) != shard.name:
                     raise LabRuntimeError(f"corpus: id {key} appears in {seen[key]} and {shard.name}; "

@@ -338,7 +338,9 @@ def generate(spec: CorpusSpec, out: Path, *, executor: Executor | None = None,
         work = output.work / ".shards"
         work.mkdir()
         folders = run_shards(shards, work, executor, progress)
-        merge(folders, output.work)
+        lab = load_scenario("hybrid-baseline").lab
+        servers = [s.name for s in lab.organization.servers]
+        merge(folders, output.work, {*servers, "EXO"})
         windows = []
         for shard, folder in zip(shards, folders):
             if not shard.faults:
@@ -348,7 +350,6 @@ def generate(spec: CorpusSpec, out: Path, *, executor: Executor | None = None,
                 changes = load_scenario(fid).scenario.change
                 windows.append({"scenario": fid, "start": shard.start.strftime("%Y-%m-%dT%H:%M:%S.000Z"), "end": end,
                                 "changes": [{"cmdlet": c.cmdlet, "params": c.params, "at": c.at} for c in changes]})
-        servers = [s.name for s in load_scenario("hybrid-baseline").lab.organization.servers]
         corpus = {"title": f"{spec.days} day(s), {spec.mailboxes} mailboxes, {len(spec.faults)} fault(s)",
                   "days": spec.days, "mailboxes": spec.mailboxes, "faults": list(spec.faults), "seed": spec.seed,
                   "shards": len(shards), "shard_hours": SHARD_HOURS}

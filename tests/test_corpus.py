@@ -165,3 +165,18 @@ def test_shards_on_a_local_dask_cluster_give_the_same_corpus(corpus: Path, tmp_p
 def test_executor_must_be_a_dask_address(tmp_path: Path) -> None:
     rc, _, err = run_cli(["generate", "--out", str(tmp_path / "x"), "--executor", "spark://h:1"])
     assert rc == 2 and "is not dask://HOST:PORT" in err
+
+
+def test_merge_stops_when_two_shards_share_an_id(tmp_path: Path) -> None:
+    import json
+
+    from labsim._corpus_merge import merge
+    from labsim.errors import LabRuntimeError
+
+    for name, mid in (("shard-00000", "<a@x>"), ("shard-00001", "<b@x>"), ("shard-00002", "<a@x>")):
+        (tmp_path / name).mkdir()
+        hops = [{"event": "RECEIVE", "server": "CMHYBD01", "internal_id": name[-1]}]
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"messages": [{"message_id": mid, "hops": hops}]}))
+    shards = [tmp_path / f"shard-0000{i}" for i in range(3)]
+    with pytest.raises(LabRuntimeError, match="<a@x> appears in shard-00000 and shard-00002"):
+        merge(shards, tmp_path / "out", {"CMHYBD01"})
