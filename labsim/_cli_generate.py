@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from concurrent.futures import Executor
@@ -54,7 +55,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        bar = tqdm(total=len(shards), unit="hour", desc="labsim generate", file=sys.stderr)
+        size = shutil.get_terminal_size((100, 24))  # (a terminal that reports no size, 0x0, gets 100x24)
+        bar = tqdm(total=len(shards), unit="hour", desc="labsim generate", file=sys.stderr, ncols=size.columns,
+                   nrows=size.lines)
     started = time.perf_counter()
     sent = [0]
 

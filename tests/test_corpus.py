@@ -180,3 +180,27 @@ def test_merge_stops_when_two_shards_share_an_id(tmp_path: Path) -> None:
     shards = [tmp_path / f"shard-0000{i}" for i in range(3)]
     with pytest.raises(LabRuntimeError, match="<a@x> appears in shard-00000 and shard-00002"):
         merge(shards, tmp_path / "out", {"CMHYBD01"})
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal (here a pty that reports no size, as some do) a bar counts the hours with rate and ETA."""
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: labsim generate with the pty as its terminal
+        os.execv(sys.executable, [sys.executable, "-m", "labsim.cli", "generate", "--out", str(tmp_path / "c"),
+                                  "--days", "1", "--mailboxes", "2"])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    text = out.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text[-2000:]
+    assert "labsim generate: 100%" in text and "24/24" in text and "hour/s" in text
