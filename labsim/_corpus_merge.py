@@ -204,22 +204,45 @@ def _merge_jsonl(shards: list[Path], out: Path, name: str) -> None:
             f.write(line if line.endswith("\n") else line + "\n")
 
 
+_ITEMS = "\0labsim-streamed-items\0"
+
+
+def write_streamed(path: Path, head: dict[str, Any], key: str, items: Iterator[Any], *, indent: int,
+                   sort_keys: bool = False, ensure_ascii: bool = True) -> None:
+    """Write `head` as JSON with `head[key]` the array of `items`, streamed one item at a time (the
+    same bytes json.dumps(indent=indent) gives for the whole; memory holds one item)."""
+    text = json.dumps({**head, key: _ITEMS}, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+    before, after = text.split(json.dumps(_ITEMS))
+    pad = " " * indent * 2
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write(before)
+        first = True
+        for item in items:
+            f.write(("[\n" if first else ",\n") + pad + json.dumps(item, indent=indent, sort_keys=sort_keys,
+                                                                   ensure_ascii=ensure_ascii).replace("\n", "\n" + pad))
+            first = False
+        f.write("[]" if first else "\n" + " " * indent + "]")
+        f.write(after + "\n")
+
+
+def _shard_items(paths: list[Path], key: str) -> Iterator[Any]:
+    for path in paths:
+        if path.is_file():
+            yield from json.loads(path.read_text(encoding="utf-8"))[key]
+
+
 def _merge_trace(shards: list[Path], out: Path) -> None:
     folder = out / "EXO" / "MessageTrace"
     folder.mkdir(parents=True, exist_ok=True)
-    merged: dict[str, Any] = {}
-    for shard in shards:
-        path = shard / "EXO" / "MessageTrace" / "trace.json"
-        if not path.is_file():
-            continue
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not merged:
-            merged = data
-            continue
-        merged["messages"] += data["messages"]
-        merged["start"] = min(merged["start"], data["start"])
-        merged["end"] = max(merged["end"], data["end"])
-    (folder / "trace.json").write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    paths = [s / "EXO" / "MessageTrace" / "trace.json" for s in shards]
+    head: dict[str, Any] = {}
+    for path in paths:  # the first pass keeps only the head
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data.pop("messages")
+            head = data if not head else {**head, "start": min(head["start"], data["start"]),
+                                          "end": max(head["end"], data["end"])}
+    write_streamed(folder / "trace.json", head, "messages", _shard_items(paths, "messages"), indent=2)
     for name in ("Get-MessageTrace.csv", "Get-MessageTraceDetail.csv"):
         with (folder / name).open("w", encoding="utf-8", newline="") as f:
             header_written = False
@@ -243,16 +266,19 @@ def _merge_trace(shards: list[Path], out: Path) -> None:
 
 
 def _merge_summary(shards: list[Path], out: Path) -> None:
-    merged: dict[str, Any] = {}
-    for shard in shards:
-        data = json.loads((shard / "summary.json").read_text(encoding="utf-8"))
-        if not merged:
-            merged = data
+    """summary.json: the messages streamed shard after shard; the rest (small) merged in memory."""
+    paths = [s / "summary.json" for s in shards]
+    head: dict[str, Any] = {}
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["messages"] = None  # (keeps the key's place)
+        if not head:
+            head = data
             continue
-        merged["start"] = min(merged["start"], data["start"])
-        merged["end"] = max(merged["end"], data["end"])
-        for key in ("messages", "internal_errors", "events"):
-            merged[key] = merged.get(key, []) + data.get(key, [])
-        merged["queues"] = data.get("queues", [])
-        merged["services"] = data.get("services", merged.get("services"))
-    (out / "summary.json").write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+        head["start"] = min(head["start"], data["start"])
+        head["end"] = max(head["end"], data["end"])
+        for key in ("internal_errors", "events"):
+            head[key] = head.get(key, []) + data.get(key, [])
+        head["queues"] = data.get("queues", [])
+        head["services"] = data.get("services", head.get("services"))
+    write_streamed(out / "summary.json", head, "messages", _shard_items(paths, "messages"), indent=2)

@@ -531,7 +531,8 @@ def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, i
                                      record_id=int(e.values["record_id"])))
     effects = []
     for m in messages:
-        for n, h in enumerate(m["hops"]):
+        hops = m["hops"].items() if isinstance(m["hops"], dict) else enumerate(m["hops"])
+        for n, h in hops:
             if h["event"] in ("FAIL", "SUBMITFAIL", "DEFER") and h["time"] and inside(h["time"]):
                 effects.append({"message": m["id"], "hop": n})
                 evidence.extend(h["evidence"])
@@ -573,34 +574,48 @@ def build_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | N
 
 
 def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
-                          servers: list[str]) -> Path:
+                          servers: list[str], summaries: list[Path]) -> Path:
     """The manifest of a merged corpus (labsim.corpus): its messages as for a run, and each fault
     scheduled into it as a window: `windows` are {"scenario", "start", "end", "changes": [{"cmdlet",
-    "params", "at"}]}, each change acting at the window's start (or `at` after it) until its end."""
+    "params", "at"}]}, each change acting at the window's start (or `at` after it) until its end.
+    `summaries` are the shards' summary.json in order: the messages are read from them and written
+    one at a time (a first pass keeps only their failed hops, for the faults)."""
+    from ._corpus_merge import write_streamed
     from .topology.timespec import parse_timespan
 
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     idx = _index(out)
-    messages = [_message(idx, m) for m in summary["messages"]]
+    start, end, count = "", "", 0
+    failures: list[dict[str, Any]] = []  # the failed hops only, as messages with just those hops
+    for path in summaries:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        start, end = min(start or data["start"], data["start"]), max(end, data["end"])
+        for m in data["messages"]:
+            count += 1
+            hops = _message(idx, m)["hops"]
+            failed = [(n, h) for n, h in enumerate(hops) if h["event"] in ("FAIL", "SUBMITFAIL", "DEFER")]
+            if failed:
+                failures.append({"id": m["id"], "hops": dict(failed)})
     faults: list[dict[str, Any]] = []
     for w in windows:
-        start = _iso(w["start"])
+        opened = _iso(w["start"])
         for ch in w["changes"]:
-            acted = _iso_ms(start + (parse_timespan(ch["at"]) if ch.get("at") else timedelta(0)))
-            faults.append(_fault(idx, messages, servers, index=len(faults), scenario=w["scenario"],
+            acted = _iso_ms(opened + (parse_timespan(ch["at"]) if ch.get("at") else timedelta(0)))
+            faults.append(_fault(idx, failures, servers, index=len(faults), scenario=w["scenario"],
                                  cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted, end=w["end"]))
-    data = {
+    queues = json.loads(summaries[-1].read_text(encoding="utf-8")).get("queues", []) if summaries else []
+    head = {
         "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
         "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
-                     "start": summary["start"], "end": summary["end"]},
+                     "start": start, "end": end},
         "corpus": corpus,
-        "expectations": None, "faults": faults, "messages": messages, "queues": summary.get("queues", []),
+        "expectations": None, "faults": faults, "queues": queues,
         "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
-        "counts": {"messages": len(messages), "faults": len(faults), "sessions": len(idx.sessions),
+        "counts": {"messages": count, "faults": len(faults), "sessions": len(idx.sessions),
                    "log_rows": sum(f["rows"] for f in idx.files)},
     }
+    messages = (_message(idx, m) for p in summaries for m in json.loads(p.read_text(encoding="utf-8"))["messages"])
     path = out / MANIFEST_FILE
-    path.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_streamed(path, head, "messages", messages, indent=1, sort_keys=True, ensure_ascii=False)
     return path
 
 

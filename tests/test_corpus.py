@@ -204,3 +204,18 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     text = out.decode("utf-8", "replace")
     assert os.waitstatus_to_exitcode(status) == 0, text[-2000:]
     assert "labsim generate: 100%" in text and "24/24" in text and "hour/s" in text
+
+
+@pytest.mark.parametrize("indent,sort_keys,ensure_ascii", [(2, False, True), (1, True, False)])
+def test_streamed_json_is_the_same_bytes_as_one_dump(tmp_path: Path, indent: int, sort_keys: bool,
+                                                     ensure_ascii: bool) -> None:
+    import json
+
+    from labsim._corpus_merge import write_streamed
+
+    for items in ([], [{"x": [1, {"y": "é"}]}, {"b": []}]):
+        head = {"start": "s", "messages": None, "z": {"k": [1, 2]}}
+        write_streamed(tmp_path / "a.json", head, "messages", iter(items), indent=indent, sort_keys=sort_keys,
+                       ensure_ascii=ensure_ascii)
+        want = json.dumps({**head, "messages": items}, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+        assert (tmp_path / "a.json").read_text(encoding="utf-8") == want + "\n"
