@@ -208,7 +208,11 @@ async def run_async(scenario: Any, *, out: str | os.PathLike[str], seed: int | N
 
 def run(scenario: Any, *, out: str | os.PathLike[str], seed: int | None = None) -> Result:
     """`run_async` on a new event loop (not from inside a running loop: await run_async there)."""
-    return asyncio.run(run_async(scenario, out=out, seed=seed))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_async(scenario, out=out, seed=seed))
+    raise RuntimeError("labsim.run() was called inside a running event loop; use `await labsim.run_async(...)`")
 
 
 # --- a live lab -------------------------------------------------------------------------------------------

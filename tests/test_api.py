@@ -101,6 +101,9 @@ def test_toml_text_dict_and_path_give_the_same_bytes(tmp_path: Path) -> None:
 async def test_run_async_inside_a_loop(tmp_path: Path) -> None:
     r = await labsim.run_async(scenario_text(), out=tmp_path / "o")
     assert r.ok and r.scenario == "t"
+    with pytest.raises(RuntimeError, match="use `await labsim.run_async"):
+        labsim.run(scenario_text(), out=tmp_path / "p")
+    assert not (tmp_path / "p").exists()
 
 
 def test_bad_input_is_one_clear_error(tmp_path: Path) -> None:
