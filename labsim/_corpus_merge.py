@@ -28,9 +28,25 @@ _CREATED = re.compile(r"<TimeCreated SystemTime='([^']*)'/>")
 WATERMARK_ROWS = 20_000
 
 
+# What the merge knows how to merge (relative to a shard). A file of any other kind (a log a later
+# labsim writes) stops the merge with its name rather than being left out of the corpus.
+MERGED = (re.compile(r"[^/]+/TransportRoles/Logs/.+/[A-Z]+\d{10}-\d+\.LOG"),
+          re.compile(r"[^/]+/EventLog/Application\.(xml|txt)"), re.compile(r"mailboxes/[^/]+/[^/]+/\d+\.eml"),
+          re.compile(r"queue-history\.jsonl|queues\.json|summary\.json|manifest\.json|\.labsim-output"),
+          re.compile(r"EXO/MessageTrace/(trace\.json|Get-MessageTrace\.csv|Get-MessageTraceDetail\.csv)"))
+
+
 def merge(shards: list[Path], out: Path, servers: set[str]) -> None:
     """Merge `shards` (in time order) into the empty folder `out`; `servers` are the organisation's
     (and EXO), whose InternalIds must be disjoint across shards."""
+    from .errors import LabRuntimeError
+
+    for shard in shards:
+        for path in shard.rglob("*"):
+            rel = path.relative_to(shard).as_posix()
+            if path.is_file() and not any(p.fullmatch(rel) for p in MERGED):
+                raise LabRuntimeError(f"corpus: {shard.name} wrote {rel}, which the corpus merge does not know "
+                                      "how to merge (labsim/_corpus_merge.py MERGED)")
     _check_disjoint(shards, servers)
     _merge_logs(shards, out)
     _merge_event_logs(shards, out)

@@ -219,3 +219,13 @@ def test_streamed_json_is_the_same_bytes_as_one_dump(tmp_path: Path, indent: int
                        ensure_ascii=ensure_ascii)
         want = json.dumps({**head, "messages": items}, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
         assert (tmp_path / "a.json").read_text(encoding="utf-8") == want + "\n"
+
+
+def test_merge_refuses_a_file_it_does_not_know(tmp_path: Path) -> None:
+    from labsim._corpus_merge import merge
+    from labsim.errors import LabRuntimeError
+
+    (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog").mkdir(parents=True)
+    (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog" / "System.evtx").write_bytes(b"x")
+    with pytest.raises(LabRuntimeError, match="CMHYBD01/EventLog/System.evtx, which the corpus merge does not know"):
+        merge([tmp_path / "shard-00000"], tmp_path / "out", {"CMHYBD01"})
