@@ -44,7 +44,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, ScenarioError
 from .ids import derive_seed
 
 __all__ = ["CorpusSpec", "Shard", "corpus_faults", "plan", "run_shard", "run_shards"]
@@ -112,7 +112,11 @@ def corpus_faults(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
     if text.strip() == "all":
-        return tuple(e.id for e in catalog() if e.error is None and e.id != "hybrid-baseline")
+        entries = catalog()
+        broken = next((e for e in entries if e.error), None)
+        if broken is not None:  # as `run --all`: a file that does not load is an error, not skipped
+            raise ScenarioError(str(broken.path), broken.error or "does not load")
+        return tuple(e.id for e in entries if e.id != "hybrid-baseline")
     ids = tuple(x.strip() for x in text.split(",") if x.strip())
     for fid in ids:
         load_scenario(fid)  # an unknown or broken one is its one-line error, now
