@@ -7,7 +7,8 @@ A corpus is cut into *shards* of one hour of traffic each. The cut depends only 
 (the corpus start + i hours), its own seed (derived from the corpus seed and i), its own traffic
 and the faults scheduled into its hour. Each shard is an ordinary scenario run (engine.driver.
 run_loaded) into its own folder: the default hybrid organisation (hybrid-baseline's world), grown
-by the corpus's mailboxes, plus the [[change]]s of the fault scenarios scheduled into it. Its SMTP
+by the corpus's mailboxes, plus the [[change]]s of the fault scenarios scheduled into it and their
+own [[message]]s (the traffic each was written to show, beside the hour's ordinary mail). Its SMTP
 session ids are counters started from the ticks of its hour, so shards' session ids never meet;
 every other id is drawn from the shard's own seed, and the merge checks that no InternalId or
 Message-ID appears in two shards.
@@ -37,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -240,8 +241,12 @@ def shard_scenario(shard: Shard) -> Any:
 
     base = tomllib.loads(find_scenario("hybrid-baseline").read_text(encoding="utf-8"))
     changes = list(base.get("change", []))
+    trigger: list[dict[str, Any]] = []  # the fault scenario's own messages: the traffic that shows it
     for fid in shard.faults:
-        changes += [dict(ch) for ch in tomllib.loads(load_scenario(fid).path.read_text(encoding="utf-8")).get("change", [])]
+        fault = load_scenario(fid).scenario
+        changes += [{"cmdlet": ch.cmdlet, **({"at": ch.at} if ch.at else {}), **ch.params} for ch in fault.change]
+        trigger += [{**m.model_dump(by_alias=True, exclude_none=True), "id": f"{shard.name}-{fid}-{m.id}"}
+                    for m in fault.message]
     data = {"id": f"corpus-{shard.name}", "title": f"corpus hour {shard.index}", "seed": shard.seed,
             "start": shard.start.strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": SETTLE,
             "training": base["training"], "change": changes}
@@ -249,7 +254,7 @@ def shard_scenario(shard: Shard) -> Any:
     loaded = load_scenario_data(data, where=where)
     people = population(shard.spec)
     _grow(loaded.lab, people)
-    loaded.scenario.message = [Message.model_validate(m) for m in traffic(shard, people)]
+    loaded.scenario.message = [Message.model_validate(m) for m in traffic(shard, people) + trigger]
     return loaded
 
 
@@ -315,13 +320,6 @@ def run_shards(shards: list[Shard], work: Path, executor: Executor | None,
             fut.cancel()
     return folders
 
-
-def expected_messages(shards: Iterable[Shard]) -> int:
-    """How many messages the shards will send (for a progress bar's total)."""
-    total = 0
-    for s in shards:
-        total += len(traffic(s, population(s.spec)))
-    return total
 
 
 # --- the whole corpus ------------------------------------------------------------------------------------

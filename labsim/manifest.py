@@ -49,6 +49,7 @@ _EVENT = re.compile(r"<Provider Name='([^']*)'/><EventID[^>]*>(\d+)</EventID><Ve
                     r"</Level>.*?<TimeCreated SystemTime='([^']*)'/>")
 _SESSION_ID = re.compile(r"[0-9A-F]{16}")
 _PROTOCOL_FIELDS = 9
+FAILED_HOPS = ("FAIL", "SUBMITFAIL", "DEFER", "PENDING")  # the hops whose evidence a fault collects
 _TRACKING_KEPT = frozenset({"date-time", "connector-id", "source-context", "event-id", "internal-message-id",
                             "message-id", "network-message-id", "recipient-address", "recipient-status"})
 
@@ -101,6 +102,22 @@ class _Index:
     tracking: dict[str, list[_Row]] = field(default_factory=dict)  # Message-ID -> rows
     events: list[_Row] = field(default_factory=list)
     trace: dict[str, list[_Row]] = field(default_factory=dict)  # Message-ID -> Get-MessageTraceDetail rows
+    queued: dict[str, _Row] = field(default_factory=dict)  # Message-ID -> its last queue-history line with an error
+    _failed: list[tuple[_Session, list[int]]] | None = None
+
+    def failed_sessions(self) -> list[tuple[_Session, list[int]]]:
+        """Sessions that carried no message and show a failure (a 4xx/5xx reply, something that
+        failed): a connection refused its message, a retry that failed again, a client's errors;
+        with the indices of the lines that show it."""
+        if self._failed is None:
+            self._failed = []
+            for s in self.sessions.values():
+                if any("2.6.0 <" in t for t in s.texts):
+                    continue
+                hit = [i for i, t in enumerate(s.texts) if _STATUS.search(t) or "fail" in t.lower()]
+                if hit:
+                    self._failed.append((s, hit))
+        return self._failed
     files: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -119,7 +136,25 @@ def _index(out: Path) -> _Index:
     detail = out / "EXO" / "MessageTrace" / "Get-MessageTraceDetail.csv"
     if detail.is_file():
         _index_trace(idx, detail)
+    history = out / "queue-history.jsonl"
+    if history.is_file():
+        _index_queue_history(idx, history)
     return idx
+
+
+def _index_queue_history(idx: _Index, path: Path) -> None:
+    rel = _rel(idx.out, path)
+    with path.open("r", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if '"LastError":"' not in line or '"Set":' not in line:
+                continue
+            data = json.loads(line)
+            for item in data.get("Set", []):
+                if item.get("LastError"):
+                    idx.queued[item.get("InternetMessageId", "")] = _Row(rel, n, "", {
+                        "time": data["Time"], "server": data["Server"], "queue": item.get("Queue", ""),
+                        "identity": item.get("Identity", ""), "error": item["LastError"],
+                        "recipients": ";".join(item.get("Recipients", []))})
 
 
 def _header(lines: list[str]) -> tuple[str, list[str]]:
@@ -448,6 +483,14 @@ def _message(idx: _Index, m: dict[str, Any]) -> dict[str, Any]:
     rows = idx.tracking.get(mid, [])
     hops = [_hop(idx, mid, h) for h in m["hops"]]
     hops += _defer_hops(idx, mid)
+    queued = idx.queued.get(mid)
+    if m["pending"] and queued is not None:  # still queued at the end: the queue's last word on it
+        v = queued.values
+        shows = json.dumps(v["error"], ensure_ascii=False)[1:-1]  # as the JSON line spells it
+        hops.append({"time": v["time"], "server": v["server"], "event": "PENDING",
+                     "internal_id": v["identity"].rsplit("\\", 1)[-1] or None, "connector": None, "session_id": None,
+                     "recipients": [r for r in v["recipients"].split(";") if r], "next_hop": v["queue"],
+                     "reply": v["error"], "evidence": [_pointer(queued.file, [queued.line], shows=shows)]})
     hops.sort(key=lambda h: h["time"])
     internal: dict[str, list[str]] = {}
     for h in m["hops"]:
@@ -533,9 +576,12 @@ def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, i
     for m in messages:
         hops = m["hops"].items() if isinstance(m["hops"], dict) else enumerate(m["hops"])
         for n, h in hops:
-            if h["event"] in ("FAIL", "SUBMITFAIL", "DEFER") and h["time"] and inside(h["time"]):
+            if h["event"] in FAILED_HOPS and h["time"] and inside(h["time"]):
                 effects.append({"message": m["id"], "hop": n})
                 evidence.extend(h["evidence"])
+    for s, hit in idx.failed_sessions():
+        if inside(s.first):
+            evidence.append(_session_pointer(s, hit))
     return {"index": index, "scenario": scenario, "cmdlet": cmdlet,
             "kind": "configuration" if cmdlet.lower() in CMDLETS else "operation",
             "target": target, "server": _server_of(target, servers), "params": params, "at": at, "acted": acted,
@@ -592,7 +638,7 @@ def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[di
         for m in data["messages"]:
             count += 1
             hops = _message(idx, m)["hops"]
-            failed = [(n, h) for n, h in enumerate(hops) if h["event"] in ("FAIL", "SUBMITFAIL", "DEFER")]
+            failed = [(n, h) for n, h in enumerate(hops) if h["event"] in FAILED_HOPS]
             if failed:
                 failures.append({"id": m["id"], "hops": dict(failed)})
     faults: list[dict[str, Any]] = []
