@@ -48,6 +48,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_hop.py
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_scale.py --sizes $(BENCH_SIZES)
+	$(BIN)/python benchmarks/bench_generate.py --days 1 --mailboxes 500
 
 # No-loss load test of `labsim up` (faults, resets mid-DATA, a SIGTERM restart): make noloss MESSAGES=5000
 MESSAGES ?= 3000

@@ -43,6 +43,22 @@ def _print_summary(result) -> None:  # noqa: ANN001 - engine.driver.RunResult
             print(f"      FAILED {o.what}: {o.detail}")
 
 
+def _print_json(result) -> None:  # noqa: ANN001 - engine.driver.RunResult
+    """`run --json`: one line of JSON per run (JSON Lines with several), read from its manifest.json."""
+    import json
+
+    from .manifest import MANIFEST_FILE, read_manifest
+
+    manifest = read_manifest(result.out)
+    print(json.dumps({
+        "scenario": result.scenario, "seed": manifest["scenario"]["seed"], "out": str(result.out), "ok": result.ok,
+        "wall_seconds": round(result.wall_seconds, 3), "manifest": str(result.out / MANIFEST_FILE),
+        "expectations": manifest["expectations"],
+        "messages": [{k: m[k] for k in ("id", "message_id", "from", "to", "fate", "recipients")}
+                     for m in manifest["messages"]],
+    }, ensure_ascii=False), flush=True)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """id and title of every scenario, and where it comes from once any is not built-in; a file
     that does not load is listed with its problem (marked BROKEN), never skipped."""
@@ -103,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             guard.notice = f"labsim: {out}: run interrupted by {{signal}}; the previous output is left as it was"
             guard.notice_finished = f"labsim: {out}: interrupted by {{signal}} after the run had finished"
             result = guard.run(run_loaded, loaded, out=out, seed=args.seed)
-            _print_summary(result)
+            _print_json(result) if args.json else _print_summary(result)
         except Interrupted as exc:
             print(guard.line(exc), file=sys.stderr)
             return exc.exit_code
@@ -173,12 +189,13 @@ def _run_many(args: argparse.Namespace, refs: list[str]) -> int:
                     rows.append((loaded.scenario.id, "-", "error", time.perf_counter() - t0, code))
                     continue
                 current = outer
-                rows.append(_row(result, time.perf_counter() - t0))
+                rows.append(_row(result, time.perf_counter() - t0, args.json))
             outer.notice = outer.notice_finished = "labsim: interrupted by {signal}; every run had finished"
         except Interrupted as exc:
             print(current.line(exc), file=sys.stderr)
             return exc.exit_code
-    _print_table(rows, time.perf_counter() - started)
+    if not args.json:
+        _print_table(rows, time.perf_counter() - started)
     codes = {r[4] for r in rows}
     return 2 if 2 in codes else 1 if 1 in codes else 0
 
@@ -193,9 +210,9 @@ def _jobs(text: str) -> int:
     return n
 
 
-def _row(result, wall: float) -> tuple[str, str, str, float, int]:  # noqa: ANN001 - engine.driver.RunResult
-    """Print a finished run's summary; its line of the closing table."""
-    _print_summary(result)
+def _row(result, wall: float, as_json: bool = False) -> tuple[str, str, str, float, int]:  # noqa: ANN001
+    """Print a finished run's summary (engine.driver.RunResult); its line of the closing table."""
+    _print_json(result) if as_json else _print_summary(result)
     held = sum(1 for o in result.outcomes if o.ok)
     return (result.scenario, str(len(result.summary["messages"])), f"{held}/{len(result.outcomes)}", wall,
             0 if result.ok else 1)
@@ -217,7 +234,7 @@ def _run_in_workers(args: argparse.Namespace, runs: list[tuple[LoadedScenario, P
                 print(f"labsim: {error}", file=sys.stderr)
                 rows.append((runs[index][0].scenario.id, "-", "error", wall, code))
             else:
-                rows.append(_row(result, wall))
+                rows.append(_row(result, wall, args.json))
             outer.notice = outer.notice_finished = (f"labsim: interrupted by {{signal}}; {len(rows)} run(s) "
                                                     "finished, their output is in place")
     return rows
@@ -493,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--jobs", type=_jobs, default=1, metavar="N",
                     help="with several scenarios: run them in N worker processes (default 1: one after another "
                          "in this process); what each run writes is the same for any N")
+    sp.add_argument("--json", action="store_true",  # (api) for scripts
+                    help="print each run's result as one line of JSON (from its manifest.json) instead of the summary")
     sp.set_defaults(fn=cmd_run)
     sp = sub.add_parser("up", help="serve the lab on wall-clock time until interrupted")
     sp.add_argument("scenario", help="scenario id (see `labsim list`) or TOML file")
@@ -518,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, help="override the scenario's seed")
     sp.add_argument("--json", action="store_true", help="machine-readable result")
     sp.set_defaults(fn=cmd_validate)
+    from ._cli_generate import (
+        add_parser as add_generate,  # `labsim generate` (api): a corpus for analyzers
+    )
+
+    add_generate(sub, _jobs)
     from .cli_views import add_parsers  # queue, track, trace: views over a run's output
 
     add_parsers(sub)

@@ -11,7 +11,7 @@ archived. Filters follow the cmdlets they imitate:
 - `trace` ~ Get-MessageTrace (-SenderAddress, -RecipientAddress, -Status, -MessageId) and
   `--detail` ~ Get-MessageTraceDetail (-MessageTraceId, -RecipientAddress).
 
-Output is a table sized for the terminal, or `--csv` (Export-Csv -NoTypeInformation style).
+Output is a table sized for the terminal, `--csv` (Export-Csv -NoTypeInformation style) or `--json`.
 """
 
 from __future__ import annotations
@@ -108,6 +108,13 @@ def export_csv(rows: list[dict[str, Any]], columns: Iterable[str]) -> str:
     return buf.getvalue()
 
 
+def print_json(rows: list[dict[str, Any]]) -> int:
+    """`--json`: the rows as a JSON array of objects with every property (ConvertTo-Json style)."""
+    print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], indent=1,
+                     ensure_ascii=False))
+    return 0
+
+
 # --- labsim queue --------------------------------------------------------------------------------------
 def load_queues(out: Path) -> dict[str, Any]:
     """queues.json (the final state), with `_out` set so the history can be read beside it."""
@@ -198,6 +205,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
         at = parse_moment(args.at, _run_start(out)) if args.at else None
         rows = queue_rows(data, server=args.server, at=at, show_all=args.all)
         cols = QUEUE_TABLE
+    if args.json:
+        return print_json(rows)
     if args.csv:
         full = list(rows[0].keys()) if rows else list(cols)
         print(export_csv(rows, full), end="")
@@ -249,6 +258,8 @@ def cmd_track(args: argparse.Namespace) -> int:
         internal_message_id=args.internal_message_id, source=args.source,
         start=parse_moment(args.start, start_of_run) if args.start else None,
         end=parse_moment(args.end, start_of_run) if args.end else None)
+    if args.json:  # scripts get the log's ISO date-time
+        return print_json(rows)
     # Get-MessageTrackingLog returns Timestamp as a DateTime, which PowerShell prints (and Export-Csv
     # writes) in the shell's culture: `5/1/2026 6:00:05 AM` in en-US, as `labsim trace` prints
     # Received. The log file keeps its ISO date-time in UTC; the cmdlet converts it to the shell's
@@ -289,6 +300,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
                           message_id=args.message_id)
         cols = TRACE_COLUMNS
         table = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status", "MessageTraceId")
+    if args.json:
+        return print_json(rows)
     if args.csv:
         print(export_csv(rows, cols), end="")
     else:
@@ -336,3 +349,7 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--csv", action="store_true", help="CSV (Export-Csv style)")
     sp.set_defaults(fn=cmd_trace)
 
+    # --json on the views (api): every property of every row, for scripts
+    for name in ("queue", "track", "trace"):
+        sub.choices[name].add_argument("--json", action="store_true",
+                                       help="a JSON array with every property of every row (for scripts)")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ids import derive_seed
+from ..manifest import write_manifest
 from ..scenario.expect import Outcome, check
 from ..scenario.loader import LoadedScenario, sender_realms
 from ..scenario.model import Message
@@ -101,6 +102,7 @@ async def run_loaded(loaded: LoadedScenario, *, out: Path, seed: int | None = No
     seed = loaded.scenario.seed if seed is None else seed
     with RunOutput(out, scenario=loaded.scenario.id, seed=seed) as output:
         result = await _run_into(loaded, out=output.work, seed=seed, block=block)
+        write_manifest(output.work, loaded, seed=seed, outcomes=result.outcomes)  # ground truth read back from the files (labsim.manifest)
         output.commit()
     return replace(result, out=out, log_files=[out / f.relative_to(output.work) for f in result.log_files])
 
@@ -194,6 +196,7 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
         rt.write_summary()
         rt.write_event_logs()
         await rt.stop()
+    write_manifest(out, loaded, seed=rt.seed)  # (labsim.manifest) after a clean stop only
     return rt
 
 

@@ -189,6 +189,10 @@ def read_scenario_data(path: Path) -> dict[str, Any]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ScenarioError(where, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    return _parse_text(text, where)
+
+
+def _parse_text(text: str, where: str) -> dict[str, Any]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -247,10 +251,42 @@ def _one_line(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def load_scenario_text(text: str, where: str = "<inline scenario>") -> LoadedScenario:
+    """A scenario given as TOML text rather than a file (labsim.api): the same checks, the same
+    one-line errors, naming `where` instead of a file."""
+    try:
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+            raise ScenarioError(where, f"larger than {MAX_FILE_BYTES} bytes: not a scenario")
+        if "\0" in text:
+            raise ScenarioError(where, "contains a NUL character; a scenario is text")
+        return _from_data(Path(where), _parse_text(text, where))
+    except InputError as exc:
+        raise ScenarioError(_one_line(exc.where), _one_line(exc.problem)) from None
+
+
+def load_scenario_data(data: dict[str, Any], where: str = "<inline scenario>") -> LoadedScenario:
+    """A scenario given as data (the dict TOML would parse into): the same checks and errors."""
+    try:
+        if not isinstance(data, dict):
+            raise ScenarioError(where, f"a scenario is a table (a dict), not {type(data).__name__}")
+        for key, problem in _tree_problems(data):
+            raise ScenarioError(f"{where}: {key}", problem)
+        return _from_data(Path(where), data)
+    except RecursionError:
+        raise ScenarioError(where, f"nested too deeply (at most {MAX_DEPTH} levels)") from None
+    except TypeError:  # a key that is not a string: nothing TOML could hold
+        raise ScenarioError(where, "every key of a scenario is a string") from None
+    except InputError as exc:
+        raise ScenarioError(_one_line(exc.where), _one_line(exc.problem)) from None
+
+
 def _load(ref: str | Path) -> LoadedScenario:
     path = find_scenario(str(ref))
+    return _from_data(path, read_scenario_data(path))
+
+
+def _from_data(path: Path, data: dict[str, Any]) -> LoadedScenario:
     where = str(path)
-    data = read_scenario_data(path)
     try:
         scn = Scenario.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,314 @@
+"""Merging a corpus's shard folders into one output tree, as the servers would have written it.
+
+Each shard is a complete run of one hour. The merge streams: every log is a k-way merge of the
+shards' rows by (timestamp, shard), written back through logs.logfile.LogStream (hourly files,
+10 MB rollover, the same header), flushed behind a watermark so memory holds a few thousand rows
+whatever the corpus's size. The event logs are merged by time and their EventRecordIDs (and the
+text export's Event[n]) renumbered from the first shard's first record; the mailboxes' messages
+are renumbered in order; the queue history is merged by time; EXO's message trace and summary.json
+are concatenated; queues.json is the last shard's (the queues as the lab stood at the end).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .logs.logfile import LogStream
+
+_LOG_NAME = re.compile(r"(.*?)(\d{10}|\d{8})-(\d+)\.LOG")  # hourly logs; daily ones (the agent log)
+_RECORD = re.compile(r"<EventRecordID>\d+</EventRecordID>")
+_CREATED = re.compile(r"<TimeCreated SystemTime='([^']*)'/>")
+WATERMARK_ROWS = 20_000
+
+
+# What the merge knows how to merge (relative to a shard). A file of any other kind (a log a later
+# labsim writes) stops the merge with its name rather than being left out of the corpus.
+MERGED = (re.compile(r"[^/]+/TransportRoles/Logs/.+/[A-Z]+\d{10}-\d+\.LOG"),
+          re.compile(r"[^/]+/TransportRoles/Logs/.+/AgentLog\d{8}-\d+\.LOG"),
+          re.compile(r"[^/]+/EventLog/(Application|System)\.(xml|txt|evtx)"), re.compile(r"mailboxes/[^/]+/[^/]+/\d+\.eml"),
+          re.compile(r"queue-history\.jsonl|queues\.json|summary\.json|manifest\.json|\.labsim-output"),
+          re.compile(r"EXO/MessageTrace/(trace\.json|Get-MessageTrace\.csv|Get-MessageTraceDetail\.csv)"))
+
+
+def merge(shards: list[Path], out: Path, servers: set[str]) -> None:
+    """Merge `shards` (in time order) into the empty folder `out`; `servers` are the organisation's
+    (and EXO), whose InternalIds must be disjoint across shards."""
+    from .errors import LabRuntimeError
+
+    for shard in shards:
+        for path in shard.rglob("*"):
+            rel = path.relative_to(shard).as_posix()
+            if path.is_file() and not any(p.fullmatch(rel) for p in MERGED):
+                raise LabRuntimeError(f"corpus: {shard.name} wrote {rel}, which the corpus merge does not know "
+                                      "how to merge (labsim/_corpus_merge.py MERGED)")
+    _check_disjoint(shards, servers)
+    _merge_logs(shards, out)
+    _merge_event_logs(shards, out)
+    _merge_mailboxes(shards, out)
+    _merge_jsonl(shards, out, "queue-history.jsonl")
+    _merge_trace(shards, out)
+    _merge_summary(shards, out)
+    last = shards[-1] / "queues.json"
+    if last.is_file():
+        (out / "queues.json").write_bytes(last.read_bytes())
+
+
+def _check_disjoint(shards: list[Path], servers: set[str]) -> None:
+    """Shards draw their ids from their own seeds: a Message-ID, or an InternalId an organisation's
+    server or EXO gave a message (its 250 2.6.0 reply), in two shards would make the merged tree lie,
+    so it stops the merge (14-digit counters from random starts: it has never been seen). Smaller
+    per-host counters (the Mailbox Transport Submission's mail item ids, the Internet hosts') restart
+    with each hour's lab, as they do when a service restarts, and may repeat across hours."""
+    from .errors import LabRuntimeError
+
+    seen: dict[str, str] = {}
+    for shard in shards:
+        manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
+        for m in manifest["messages"]:
+            ids = [m["message_id"]] + [f"{h['server']}/{h['internal_id']}" for h in m["hops"]
+                                       if h["event"] == "RECEIVE" and h["internal_id"] and h["server"] in servers]
+            for key in ids:
+                if seen.setdefault(key, shard.name) != shard.name:
+                    raise LabRuntimeError(f"corpus: id {key} appears in {seen[key]} and {shard.name}; "
+                                          "change --seed")
+
+
+# --- logs --------------------------------------------------------------------------------------------
+
+def _log_groups(shards: list[Path]) -> dict[tuple[str, str], list[list[Path]]]:
+    """(folder relative to a shard, prefix) -> per shard, its files of that log in order."""
+    groups: dict[tuple[str, str], list[list[Path]]] = {}
+    for k, shard in enumerate(shards):
+        for path in sorted(shard.glob("*/TransportRoles/Logs/**/*.LOG")):
+            m = _LOG_NAME.fullmatch(path.name)
+            if not m:
+                continue
+            key = (path.parent.relative_to(shard).as_posix(), m.group(1))
+            per_shard = groups.setdefault(key, [[] for _ in shards])
+            per_shard[k].append(path)
+    for per_shard in groups.values():
+        for files in per_shard:
+            files.sort(key=lambda p: (_LOG_NAME.fullmatch(p.name).group(2), int(_LOG_NAME.fullmatch(p.name).group(3))))  # type: ignore[union-attr]
+    return groups
+
+
+def _rows(files: list[Path], shard: int) -> Iterator[tuple[str, int, int, str]]:
+    """(timestamp, shard, sequence, the row after its timestamp) of a shard's files of one log."""
+    seq = 0
+    for path in files:
+        with path.open("r", encoding="utf-8-sig", newline="") as f:
+            for line in f:
+                if line.startswith("#"):
+                    continue
+                line = line.rstrip("\r\n")
+                if not line:
+                    continue
+                ts, _, rest = line.partition(",")
+                seq += 1
+                yield ts, shard, seq, rest
+
+
+def _header(path: Path) -> tuple[str, str, list[str]]:
+    version, log_type, fields = "", "", []
+    with path.open("r", encoding="utf-8-sig", newline="") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            line = line.rstrip("\r\n")
+            if line.startswith("#Version: "):
+                version = line[10:]
+            elif line.startswith("#Log-type: "):
+                log_type = line[11:]
+            elif line.startswith("#Fields: "):
+                fields = line[9:].split(",")
+    return version, log_type, fields
+
+
+def _merge_logs(shards: list[Path], out: Path) -> None:
+    for (folder, prefix), per_shard in sorted(_log_groups(shards).items()):
+        first = next(f[0] for f in per_shard if f)
+        version, log_type, fields = _header(first)
+        daily = len(_LOG_NAME.fullmatch(first.name).group(2)) == 8  # type: ignore[union-attr]
+        stream = LogStream(out / folder, prefix, log_type, fields, version, daily=daily)
+        stream.folder.mkdir(parents=True, exist_ok=True)
+        added = 0
+        last_when: tuple[str, datetime] | None = None
+        for ts, shard, seq, rest in heapq.merge(*(_rows(files, k) for k, files in enumerate(per_shard))):
+            if added >= WATERMARK_ROWS:
+                stream.flush(before=ts)  # every row still to come sorts at or after ts
+                added = 0
+            if last_when is None or last_when[0] != ts:
+                last_when = (ts, datetime.fromisoformat(ts.replace("Z", "+00:00")))
+            stream.add_joined(last_when[1], (shard, seq), rest)
+            added += 1
+        stream.flush()
+
+
+# --- event logs ----------------------------------------------------------------------------------------
+
+def _txt_blocks(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    parts = re.split(r"(?m)^(?=Event\[\d+\]:)", text)
+    return [p for p in parts if p.startswith("Event[")]
+
+
+def _merge_event_logs(shards: list[Path], out: Path) -> None:
+    for channel in ("Application", "System"):
+        _merge_event_log(shards, out, channel)
+
+
+def _merge_event_log(shards: list[Path], out: Path, channel: str) -> None:
+    """One event log of every server: records by time, renumbered; the .evtx written anew from them."""
+    from .logs.evtx import EvtxLog
+
+    servers = sorted({p.parent.parent.name for s in shards for p in s.glob(f"*/EventLog/{channel}.xml")})
+    for server in servers:
+        events: list[tuple[str, int, int, str, str]] = []  # (time, shard, n, xml line, txt block)
+        base: int | None = None
+        for k, shard in enumerate(shards):
+            xml = shard / server / "EventLog" / f"{channel}.xml"
+            if not xml.is_file():
+                continue
+            lines = [x for x in xml.read_text(encoding="utf-8").splitlines() if x.startswith("<Event")]
+            blocks = _txt_blocks(shard / server / "EventLog" / f"{channel}.txt")
+            if len(blocks) != len(lines):
+                blocks = [""] * len(lines)
+            for n, (line, block) in enumerate(zip(lines, blocks)):
+                m = _CREATED.search(line)
+                rec = re.search(r"<EventRecordID>(\d+)</EventRecordID>", line)
+                if base is None and rec:
+                    base = int(rec.group(1))
+                events.append((m.group(1) if m else "", k, n, line, block))
+        events.sort(key=lambda e: (e[0], e[1], e[2]))
+        folder = out / server / "EventLog"
+        folder.mkdir(parents=True, exist_ok=True)
+        start = base or 1
+        evtx = EvtxLog()
+        with (folder / f"{channel}.xml").open("w", encoding="utf-8", newline="") as xml_out, \
+                (folder / f"{channel}.txt").open("w", encoding="utf-8", newline="") as txt_out:
+            for i, (_, _, _, line, block) in enumerate(events):
+                renumbered = _RECORD.sub(f"<EventRecordID>{start + i}</EventRecordID>", line)
+                xml_out.write(renumbered + "\n")
+                txt_out.write(re.sub(r"^Event\[\d+\]:", f"Event[{i}]:", block))
+                evtx.add(renumbered)
+        (folder / f"{channel}.evtx").write_bytes(evtx.to_bytes())
+
+
+# --- mailboxes, queue history, the EXO trace, the summary ------------------------------------------------
+
+def _merge_mailboxes(shards: list[Path], out: Path) -> None:
+    counts: dict[Path, int] = {}
+    for shard in shards:
+        root = shard / "mailboxes"
+        if not root.is_dir():
+            continue
+        for path in sorted(root.glob("*/*/*.eml")):
+            rel = path.parent.relative_to(shard)
+            n = counts[rel] = counts.get(rel, 0) + 1
+            target = out / rel / f"{n:04d}.eml"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+
+
+def _jsonl(path: Path, shard: int) -> Iterator[tuple[str, int, int, str]]:
+    if not path.is_file():
+        return
+    with path.open("r", encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            if line.strip():
+                yield json.loads(line).get("Time", ""), shard, n, line
+
+
+def _merge_jsonl(shards: list[Path], out: Path, name: str) -> None:
+    with (out / name).open("w", encoding="utf-8", newline="") as f:
+        for _, _, _, line in heapq.merge(*(_jsonl(s / name, k) for k, s in enumerate(shards))):
+            f.write(line if line.endswith("\n") else line + "\n")
+
+
+_ITEMS = "\0labsim-streamed-items\0"
+
+
+def write_streamed(path: Path, head: dict[str, Any], key: str, items: Iterator[Any], *, indent: int,
+                   sort_keys: bool = False, ensure_ascii: bool = True) -> None:
+    """Write `head` as JSON with `head[key]` the array of `items`, streamed one item at a time (the
+    same bytes json.dumps(indent=indent) gives for the whole; memory holds one item)."""
+    text = json.dumps({**head, key: _ITEMS}, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+    before, after = text.split(json.dumps(_ITEMS))
+    pad = " " * indent * 2
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write(before)
+        first = True
+        for item in items:
+            f.write(("[\n" if first else ",\n") + pad + json.dumps(item, indent=indent, sort_keys=sort_keys,
+                                                                   ensure_ascii=ensure_ascii).replace("\n", "\n" + pad))
+            first = False
+        f.write("[]" if first else "\n" + " " * indent + "]")
+        f.write(after + "\n")
+
+
+def _shard_items(paths: list[Path], key: str) -> Iterator[Any]:
+    for path in paths:
+        if path.is_file():
+            yield from json.loads(path.read_text(encoding="utf-8"))[key]
+
+
+def _merge_trace(shards: list[Path], out: Path) -> None:
+    folder = out / "EXO" / "MessageTrace"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [s / "EXO" / "MessageTrace" / "trace.json" for s in shards]
+    head: dict[str, Any] = {}
+    for path in paths:  # the first pass keeps only the head
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data.pop("messages")
+            head = data if not head else {**head, "start": min(head["start"], data["start"]),
+                                          "end": max(head["end"], data["end"])}
+    write_streamed(folder / "trace.json", head, "messages", _shard_items(paths, "messages"), indent=2)
+    for name in ("Get-MessageTrace.csv", "Get-MessageTraceDetail.csv"):
+        with (folder / name).open("w", encoding="utf-8", newline="") as f:
+            header_written = False
+            index = 0
+            for shard in shards:
+                path = shard / "EXO" / "MessageTrace" / name
+                if not path.is_file():
+                    continue
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                if not lines:
+                    continue
+                if not header_written:
+                    f.write(lines[0])
+                    header_written = True
+                has_index = lines[0].rstrip().endswith('"Index"')
+                for line in lines[1:]:
+                    if has_index:
+                        line = re.sub(r'"\d+"(\r?\n)$', f'"{index}"\\1', line)
+                    index += 1
+                    f.write(line)
+
+
+def _merge_summary(shards: list[Path], out: Path) -> None:
+    """summary.json: the messages streamed shard after shard; the rest (small) merged in memory."""
+    paths = [s / "summary.json" for s in shards]
+    head: dict[str, Any] = {}
+    for path in paths:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["messages"] = None  # (keeps the key's place)
+        if not head:
+            head = data
+            continue
+        head["start"] = min(head["start"], data["start"])
+        head["end"] = max(head["end"], data["end"])
+        for key in ("internal_errors", "events"):
+            head[key] = head.get(key, []) + data.get(key, [])
+        head["queues"] = data.get("queues", [])
+        head["services"] = data.get("services", head.get("services"))
+    write_streamed(out / "summary.json", head, "messages", _shard_items(paths, "messages"), indent=2)

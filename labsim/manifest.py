@@ -1,0 +1,692 @@
+"""Ground truth beside the logs: `manifest.json`, pointing at the evidence (docs/manifest.md).
+
+Theory of operation
+-------------------
+The manifest is written after a run has flushed everything (summary.json, every log, the event
+logs, the EXO message trace), by reading those files back. Nothing is taken from the running lab
+but what summary.json already says, so every pointer is derived from the bytes a user will open,
+and `check_pointers` can prove it: each pointer names a file (relative to the output folder), line
+numbers (1-based, the header lines counted), and what every one of those lines shows (a session
+id, an event record id, a piece of text).
+
+What it indexes:
+- protocol logs (`*/TransportRoles/Logs/*/ProtocolLog/Smtp{Receive,Send}/*.LOG`): every session's
+  lines, its connector, and the `250 2.6.0 <Message-ID> [InternalId=N, ...]` replies that tie a
+  session to a message;
+- message tracking logs: every row of a message (by Message-ID);
+- each server's `EventLog/Application.xml` (one event a line, with its EventRecordID);
+- `EXO/MessageTrace/Get-MessageTraceDetail.csv` (EXO keeps no protocol log).
+
+Hops come from summary.json's ledger (what each party did, in causal order), each matched with the
+rows that record it; deferrals (tracking DEFER rows, the trace's Defer events) are hops too. A
+fault is a change the scenario made to the world (before the start or on its timeline); its
+evidence is what the logs show while it was in effect: failed or deferred hops from the moment it
+acted on, and the warning and error events of the Application logs. The matching is plain string
+work over the files and never reads a scenario's name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "read_manifest", "schema",
+           "write_manifest"]
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+_REPLY_250 = re.compile(r"250 2\.6\.0 (<[^>]*>) \[InternalId=(\d+),")
+_STATUS = re.compile(r"\b([45]\d\d)[ -]([45]\.\d{1,3}\.\d{1,3})\b")
+_RECORD = re.compile(r"<EventRecordID>(\d+)</EventRecordID>")
+_EVENT = re.compile(r"<Provider Name='([^']*)'/><EventID[^>]*>(\d+)</EventID><Version>\d+</Version><Level>(\d)"
+                    r"</Level>.*?<TimeCreated SystemTime='([^']*)'/>")
+_SESSION_ID = re.compile(r"[0-9A-F]{16}")
+_PROTOCOL_FIELDS = 9
+FAILED_HOPS = ("FAIL", "SUBMITFAIL", "DEFER", "PENDING")  # the hops whose evidence a fault collects
+_TRACKING_KEPT = frozenset({"date-time", "connector-id", "source-context", "event-id", "internal-message-id",
+                            "message-id", "network-message-id", "recipient-address", "recipient-status"})
+
+
+# --- reading the files back -------------------------------------------------------------------------
+
+def _lines(path: Path) -> list[str]:
+    """The file's lines (CRLF or LF), the BOM dropped; line n is index n-1."""
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    return text.replace("\r\n", "\n").split("\n")
+
+
+def _csv(line: str) -> list[str]:
+    return next(csv.reader(io.StringIO(line)), [])
+
+
+@dataclass
+class _Session:
+    """A protocol log session: where it starts and ends, and only its lines that can be evidence
+    (the `250 2.6.0` replies, the lines with a 4xx/5xx status, the ones that say something failed,
+    its first and last line), so a corpus of millions of rows is indexed in little memory."""
+
+    server: str
+    log: str  # Service/Kind, e.g. FrontEnd/SmtpReceive
+    session_id: str
+    connector: str
+    file: str
+    first: str = ""  # its first and last timestamps
+    last: str = ""
+    last_line: int = 0
+    lines: list[int] = field(default_factory=list)
+    times: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Row:
+    file: str
+    line: int
+    text: str
+    values: dict[str, str]
+
+
+@dataclass
+class _Index:
+    out: Path
+    sessions: dict[tuple[str, str, str], _Session] = field(default_factory=dict)  # (server, log, session id)
+    by_internal_id: dict[str, list[tuple[_Session, int]]] = field(default_factory=dict)  # id -> (session, index)
+    by_mid_reply: dict[str, list[tuple[_Session, int]]] = field(default_factory=dict)
+    tracking: dict[str, list[_Row]] = field(default_factory=dict)  # Message-ID -> rows
+    events: list[_Row] = field(default_factory=list)
+    trace: dict[str, list[_Row]] = field(default_factory=dict)  # Message-ID -> Get-MessageTraceDetail rows
+    queued: dict[str, _Row] = field(default_factory=dict)  # Message-ID -> its last queue-history line with an error
+    _failed: list[tuple[_Session, list[int]]] | None = None
+
+    def failed_sessions(self) -> list[tuple[_Session, list[int]]]:
+        """Sessions that carried no message and show a failure (a 4xx/5xx reply, something that
+        failed): a connection refused its message, a retry that failed again, a client's errors;
+        with the indices of the lines that show it."""
+        if self._failed is None:
+            self._failed = []
+            for s in self.sessions.values():
+                if any("2.6.0 <" in t for t in s.texts):
+                    continue
+                hit = [i for i, t in enumerate(s.texts) if _STATUS.search(t) or "fail" in t.lower()]
+                if hit:
+                    self._failed.append((s, hit))
+        return self._failed
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rel(out: Path, path: Path) -> str:
+    return path.relative_to(out).as_posix()
+
+
+def _index(out: Path) -> _Index:
+    idx = _Index(out)
+    for path in sorted(out.glob("*/TransportRoles/Logs/*/ProtocolLog/Smtp*/*.LOG")):
+        _index_protocol(idx, path)
+    for path in sorted(out.glob("*/TransportRoles/Logs/MessageTracking/MSGTRK*.LOG")):
+        _index_tracking(idx, path)
+    for path in sorted(out.glob("*/EventLog/Application.xml")):
+        _index_events(idx, path)
+    detail = out / "EXO" / "MessageTrace" / "Get-MessageTraceDetail.csv"
+    if detail.is_file():
+        _index_trace(idx, detail)
+    history = out / "queue-history.jsonl"
+    if history.is_file():
+        _index_queue_history(idx, history)
+    return idx
+
+
+def _index_queue_history(idx: _Index, path: Path) -> None:
+    rel = _rel(idx.out, path)
+    with path.open("r", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if '"LastError":"' not in line or '"Set":' not in line:
+                continue
+            data = json.loads(line)
+            for item in data.get("Set", []):
+                if item.get("LastError"):
+                    idx.queued[item.get("InternetMessageId", "")] = _Row(rel, n, "", {
+                        "time": data["Time"], "server": data["Server"], "queue": item.get("Queue", ""),
+                        "identity": item.get("Identity", ""), "error": item["LastError"],
+                        "recipients": ";".join(item.get("Recipients", []))})
+
+
+def _header(lines: list[str]) -> tuple[str, list[str]]:
+    log_type, fields = "", []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        if line.startswith("#Log-type: "):
+            log_type = line[len("#Log-type: "):]
+        elif line.startswith("#Fields: "):
+            fields = line[len("#Fields: "):].split(",")
+    return log_type, fields
+
+
+def _index_protocol(idx: _Index, path: Path) -> None:
+    rel = _rel(idx.out, path)
+    parts = path.relative_to(idx.out).parts  # SERVER/TransportRoles/Logs/Service/ProtocolLog/Kind/FILE
+    server, log = parts[0], f"{parts[3]}/{parts[5]}"
+    lines = _lines(path)
+    log_type, _ = _header(lines)
+    rows, seen = 0, set()
+    for n, line in enumerate(lines, 1):
+        if not line or line.startswith("#"):
+            continue
+        v = _csv(line)
+        if len(v) < _PROTOCOL_FIELDS:
+            continue
+        rows += 1
+        key = (server, log, v[2])
+        seen.add(v[2])
+        s = idx.sessions.get(key)
+        if s is None or s.file != rel:  # (a session across an hourly or size rollover: its later part)
+            s = idx.sessions[key] = _Session(server, log, v[2], v[1], rel, first=v[0])
+        elif len(s.lines) > 1 and s.lines[-1] == s.last_line and not _kept(s.texts[-1]):
+            del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
+        s.last, s.last_line = v[0], n
+        s.lines.append(n)
+        s.times.append(v[0])
+        s.texts.append(line)
+        m = _REPLY_250.search(v[7])
+        if m:
+            idx.by_mid_reply.setdefault(m.group(1), []).append((s, len(s.lines) - 1))
+            idx.by_internal_id.setdefault(m.group(2), []).append((s, len(s.lines) - 1))
+    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(seen)})
+
+
+def _kept(line: str) -> bool:
+    """Whether a protocol log line can be evidence (see _Session)."""
+    low = line.lower()
+    return "2.6.0 <" in line or "fail" in low or "error" in low or _STATUS.search(line) is not None
+
+
+def _index_tracking(idx: _Index, path: Path) -> None:
+    rel = _rel(idx.out, path)
+    lines = _lines(path)
+    log_type, fields = _header(lines)
+    server = path.relative_to(idx.out).parts[0]
+    rows = 0
+    for n, line in enumerate(lines, 1):
+        if not line or line.startswith("#"):
+            continue
+        values = {k: v for k, v in zip(fields, _csv(line)) if k in _TRACKING_KEPT}
+        values["server"] = server
+        rows += 1
+        event = values.get("event-id", "")
+        text = line if event in ("FAIL", "DEFER", "SUBMITFAIL", "DSN") else ""
+        idx.tracking.setdefault(values.get("message-id", ""), []).append(_Row(rel, n, text, values))
+    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": None})
+
+
+def _index_events(idx: _Index, path: Path) -> None:
+    rel = _rel(idx.out, path)
+    rows = 0
+    for n, line in enumerate(_lines(path), 1):
+        rec, ev = _RECORD.search(line), _EVENT.search(line)
+        if rec is None or ev is None:
+            continue
+        rows += 1
+        idx.events.append(_Row(rel, n, line, {
+            "server": path.relative_to(idx.out).parts[0], "record_id": rec.group(1), "source": ev.group(1),
+            "event_id": ev.group(2), "level": ev.group(3), "time": ev.group(4)}))
+    idx.files.append({"path": rel, "log_type": "Application event log", "rows": rows, "sessions": None})
+
+
+def _index_trace(idx: _Index, path: Path) -> None:
+    rel = _rel(idx.out, path)
+    lines = _lines(path)
+    head = _csv(lines[0]) if lines else []
+    rows = 0
+    for n, line in enumerate(lines[1:], 2):
+        if not line:
+            continue
+        values = dict(zip(head, _csv(line)))
+        rows += 1
+        idx.trace.setdefault(values.get("MessageId", ""), []).append(_Row(rel, n, line, values))
+    idx.files.append({"path": rel, "log_type": "Get-MessageTraceDetail", "rows": rows, "sessions": None})
+
+
+# --- pointers -----------------------------------------------------------------------------------------
+
+def _pointer(file: str, lines: list[int], *, shows: str, session_id: str | None = None,
+             record_id: int | None = None) -> dict[str, Any]:
+    """Every line in `lines` of `file` contains `shows` (and the session id / event record id given)."""
+    return {"file": file, "lines": lines, "session_id": session_id, "record_id": record_id, "shows": shows}
+
+
+def _row_pointer(row: _Row, shows: str) -> dict[str, Any]:
+    return _pointer(row.file, [row.line], shows=shows)
+
+
+def _session_pointer(s: _Session, indices: list[int], shows: str | None = None) -> dict[str, Any]:
+    return _pointer(s.file, [s.lines[i] for i in indices], shows=shows or s.session_id, session_id=s.session_id)
+
+
+def _failure_lines(s: _Session, reply: str) -> list[int]:
+    """The indices of the session's lines that show why it failed: its lines carrying the reply's
+    status code, or else the lines that say something failed, or else every line of it."""
+    status = _STATUS.search(reply or "")
+    if status:
+        hit = [i for i, t in enumerate(s.texts) if f"{status.group(1)} {status.group(2)}" in t]
+        if hit:
+            return hit
+    hit = [i for i, t in enumerate(s.texts) if "fail" in t.lower() or "error" in t.lower()]
+    return hit or list(range(len(s.texts)))
+
+
+def _reply_text(reply: str) -> str:
+    """The part of a reply every log that shows it prints: from its status code to the end."""
+    m = _STATUS.search(reply or "")
+    return reply[m.start():] if m else reply
+
+
+def check_pointers(out: Path, manifest: dict[str, Any]) -> list[str]:
+    """Every evidence pointer of the manifest checked against the files: one line per problem."""
+    problems: list[str] = []
+    cache: dict[str, list[str]] = {}
+    for where, p in _all_pointers(manifest):
+        try:
+            lines = cache[p["file"]] if p["file"] in cache else cache.setdefault(p["file"], _lines(out / p["file"]))
+        except OSError as exc:
+            problems.append(f"{where}: {p['file']}: {exc.strerror}")
+            continue
+        if not p["lines"]:
+            problems.append(f"{where}: {p['file']}: no line")
+        for n in p["lines"]:
+            text = lines[n - 1] if 0 < n <= len(lines) else None
+            if text is None:
+                problems.append(f"{where}: {p['file']}:{n}: no such line")
+                continue
+            for what in (p["shows"], p["session_id"],
+                         None if p["record_id"] is None else f"<EventRecordID>{p['record_id']}</EventRecordID>"):
+                if what and what not in text:
+                    problems.append(f"{where}: {p['file']}:{n} does not show {what!r}")
+    return problems
+
+
+def _all_pointers(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for f in manifest["faults"]:
+        for p in f["evidence"]:
+            found.append((f"fault {f['index']}", p))
+    for m in manifest["messages"]:
+        for i, h in enumerate(m["hops"]):
+            for p in h["evidence"]:
+                found.append((f"message {m['id']} hop {i}", p))
+    return found
+
+
+# --- messages -------------------------------------------------------------------------------------------
+
+def _iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _near(rows: list[_Row], when: str, key: str = "date-time") -> _Row | None:
+    """The row closest in time to `when` (the first of equals)."""
+    if not rows:
+        return None
+    t = _iso(when)
+    return min(rows, key=lambda r: abs((_iso(r.values[key]) - t).total_seconds()))
+
+
+def _tracking_rows(idx: _Index, mid: str, server: str, *events: str) -> list[_Row]:
+    return [r for r in idx.tracking.get(mid, []) if r.values["server"] == server and r.values.get("event-id") in events]
+
+
+def _trace_rows(idx: _Index, mid: str, *events: str) -> list[_Row]:
+    return [r for r in idx.trace.get(mid, []) if r.values.get("Event") in events]
+
+
+def _session_of(context: str) -> str | None:
+    sid = context.split(";", 1)[0]
+    return sid if _SESSION_ID.fullmatch(sid) else None
+
+
+def _hop(idx: _Index, mid: str, hop: dict[str, Any]) -> dict[str, Any]:
+    server, event = hop["server"], hop["event"]
+    out: dict[str, Any] = {
+        "time": hop["time"], "server": server, "event": event, "internal_id": hop.get("internal_id"),
+        "connector": None, "session_id": None, "recipients": [r for r in hop.get("to", "").split(";") if r],
+        "next_hop": hop.get("next_hop"), "reply": hop.get("reason"), "evidence": []}
+    ev: list[dict[str, Any]] = out["evidence"]
+    if server == "EXO":
+        names = {"RECEIVE": ("Receive",), "SEND": ("Send external", "Send"), "DELIVER": ("Deliver",),
+                 "FAIL": ("Fail", "Drop"), "SUBMITFAIL": ("Fail",)}.get(event, ())
+        ev.extend(_row_pointer(r, mid) for r in _trace_rows(idx, mid, *names))
+        return out
+    if event == "RECEIVE":
+        iid = hop.get("internal_id", "")
+        row = next((r for r in _tracking_rows(idx, mid, server, "RECEIVE") if r.values["internal-message-id"] == iid),
+                   None)
+        if row is not None:
+            out["connector"] = row.values["connector-id"] or None
+            out["session_id"] = _session_of(row.values["source-context"])
+            ev.append(_row_pointer(row, mid))
+        for s, i in idx.by_internal_id.get(iid, []):
+            if f"{mid} [InternalId={iid}," not in s.texts[i]:
+                continue
+            # the receiving server's log, or the sender's (the reply names the id the receiver gave)
+            ev.append(_session_pointer(s, [i], f"{mid} [InternalId={iid},"))
+            if s.server == server and s.log.endswith("SmtpReceive") and out["session_id"] in (None, s.session_id):
+                out["session_id"], out["connector"] = s.session_id, out["connector"] or s.connector
+    elif event == "SEND":
+        row = _near(_tracking_rows(idx, mid, server, "SEND", "SENDEXTERNAL"), hop["time"])
+        if row is not None:
+            out["connector"] = row.values["connector-id"] or None
+            ev.append(_row_pointer(row, mid))
+        sent = [(s, i) for s, i in idx.by_mid_reply.get(mid, []) if s.server == server and s.log.endswith("SmtpSend")]
+        if sent:
+            t = _iso(hop["time"])
+            s, i = min(sent, key=lambda si: abs((_iso(si[0].times[si[1]]) - t).total_seconds()))
+            out["session_id"], out["connector"] = s.session_id, out["connector"] or s.connector
+            ev.append(_session_pointer(s, [i], mid))
+    elif event == "DELIVER":
+        rows = [r for r in _tracking_rows(idx, mid, server, "DELIVER")
+                if not out["recipients"] or r.values["recipient-address"].lower() in
+                {x.lower() for x in out["recipients"]}]
+        row = _near(rows, hop["time"])
+        if row is not None:
+            out["connector"] = row.values["connector-id"] or None
+            ev.append(_row_pointer(row, mid))
+    elif event in ("FAIL", "SUBMITFAIL"):
+        reply = _reply_text(hop.get("reason", ""))
+        for row in _tracking_rows(idx, mid, server, event):
+            if reply and reply in row.text:
+                ev.append(_row_pointer(row, reply))
+            else:
+                ev.append(_row_pointer(row, mid))
+        ev.extend(_reply_pointers(idx, server, reply, hop["time"]) or _reply_pointers(idx, None, reply, hop["time"]))
+    return out
+
+
+def _reply_pointers(idx: _Index, server: str | None, reply: str, when: str) -> list[dict[str, Any]]:
+    """The protocol log lines on `server` (None: on any server; a host of the Internet keeps no
+    log, its peer's log shows the reply) that show `reply`, in the session closest to `when`."""
+    if not reply:
+        return []
+    t = _iso(when)
+    best: tuple[float, _Session, list[int]] | None = None
+    for s in idx.sessions.values():
+        if server is not None and s.server != server:
+            continue
+        hit = [i for i, text in enumerate(s.texts) if reply in text]
+        if hit:
+            gap = min(abs((_iso(s.times[i]) - t).total_seconds()) for i in hit)
+            if best is None or gap < best[0]:
+                best = (gap, s, hit)
+    if best is None:
+        return []
+    return [_session_pointer(best[1], best[2], reply)]
+
+
+def _defer_hops(idx: _Index, mid: str) -> list[dict[str, Any]]:
+    """Delivery attempts that failed and left the message queued (no ledger entry of their own)."""
+    hops = []
+    for row in idx.tracking.get(mid, []):
+        if row.values.get("event-id") != "DEFER":
+            continue
+        server, connector, when = row.values["server"], row.values["connector-id"], row.values["date-time"]
+        status = row.values.get("recipient-status", "")
+        led = re.search(r"LED=([^}]*)\}", status)
+        reply = led.group(1) if led else status
+        ev = [_row_pointer(row, reply if reply and reply in row.text else mid)]
+        session = _send_session(idx, server, connector, when)
+        if session is not None:
+            ev.append(_session_pointer(session, _failure_lines(session, reply)))
+        hops.append({"time": when, "server": server, "event": "DEFER", "internal_id": row.values["internal-message-id"],
+                     "connector": connector or None, "session_id": session.session_id if session else None,
+                     "recipients": [r for r in row.values["recipient-address"].split(";") if r], "next_hop": None,
+                     "reply": reply or None, "evidence": ev})
+    for row in _trace_rows(idx, mid, "Defer"):
+        m = re.search(r"LED=([^}]*)\}", row.values.get("Detail", ""))
+        reply = m.group(1) if m else row.values.get("Detail", "")
+        hops.append({"time": _trace_time(row), "server": "EXO", "event": "DEFER", "internal_id": None,
+                     "connector": None, "session_id": None, "recipients": [row.values.get("RecipientAddress", "")],
+                     "next_hop": None, "reply": reply or None,
+                     "evidence": [_row_pointer(row, reply if reply and reply in row.text else mid)]})
+    return hops
+
+
+def _trace_time(row: _Row) -> str:
+    try:
+        t = datetime.strptime(row.values.get("Date", ""), "%m/%d/%Y %I:%M:%S %p")
+    except ValueError:
+        return ""
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _send_session(idx: _Index, server: str, connector: str, when: str) -> _Session | None:
+    """The SmtpSend session of `connector` on `server` that ended at (or last before) `when`."""
+    t = _iso(when)
+    best: tuple[timedelta, _Session] | None = None
+    for s in idx.sessions.values():
+        if s.server != server or not s.log.endswith("SmtpSend") or (connector and s.connector != connector):
+            continue
+        end = _iso(s.last)
+        if _iso(s.first) <= t + timedelta(milliseconds=1) and end <= t + timedelta(seconds=1):
+            gap = abs(t - end)
+            if best is None or gap < best[0]:
+                best = (gap, s)
+    return best[1] if best else None
+
+
+def _message(idx: _Index, m: dict[str, Any]) -> dict[str, Any]:
+    mid = m["message_id"]
+    rows = idx.tracking.get(mid, [])
+    hops = [_hop(idx, mid, h) for h in m["hops"]]
+    hops += _defer_hops(idx, mid)
+    queued = idx.queued.get(mid)
+    if m["pending"] and queued is not None:  # still queued at the end: the queue's last word on it
+        v = queued.values
+        shows = json.dumps(v["error"], ensure_ascii=False)[1:-1]  # as the JSON line spells it
+        hops.append({"time": v["time"], "server": v["server"], "event": "PENDING",
+                     "internal_id": v["identity"].rsplit("\\", 1)[-1] or None, "connector": None, "session_id": None,
+                     "recipients": [r for r in v["recipients"].split(";") if r], "next_hop": v["queue"],
+                     "reply": v["error"], "evidence": [_pointer(queued.file, [queued.line], shows=shows)]})
+    hops.sort(key=lambda h: h["time"])
+    internal: dict[str, list[str]] = {}
+    for h in m["hops"]:
+        if h.get("internal_id"):
+            internal.setdefault(h["server"], []).append(h["internal_id"])
+    for r in rows:
+        if r.values.get("internal-message-id"):
+            internal.setdefault(r.values["server"], []).append(r.values["internal-message-id"])
+    recipients = []
+    for d in m["delivered"]:
+        recipients.append({"recipient": d["recipient"], "fate": "delivered", "server": d["server"],
+                           "reply": _final_reply(idx, mid, d["recipient"]), "mailbox": d["path"]})
+    for f in m["failed"]:
+        recipients.append({"recipient": f["recipient"], "fate": "failed", "server": f["server"],
+                           "reply": f["reason"], "mailbox": None})
+    for p in m["pending"]:
+        recipients.append({"recipient": p["recipient"], "fate": "pending", "server": p["server"],
+                           "reply": p["last_error"], "mailbox": None, "queue": p["queue"]})
+    return {
+        "id": m["id"], "message_id": mid,
+        "network_message_ids": sorted({r.values["network-message-id"] for r in rows if r.values.get("network-message-id")}),
+        "internal_ids": {k: sorted(set(v), key=v.index) for k, v in internal.items()},
+        "from": m["from"], "to": m["to"], "subject": m["subject"], "injected": m["injected"], "fate": m["fate"],
+        "recipients": recipients, "hops": hops,
+        "notifications": [{k: n[k] for k in ("time", "action", "server", "message_id", "about")}
+                          for n in m.get("notifications", [])],
+    }
+
+
+def _final_reply(idx: _Index, mid: str, recipient: str) -> str | None:
+    """The last `250 2.6.0` any server gave for the message (the reply of its final hop)."""
+    replies = idx.by_mid_reply.get(mid, [])
+    if not replies:
+        return None
+    s, i = max(replies, key=lambda si: si[0].times[si[1]])
+    v = _csv(s.texts[i])
+    return v[7] if len(v) > 7 else None
+
+
+# --- faults ---------------------------------------------------------------------------------------------
+
+def _target(params: dict[str, Any]) -> str | None:
+    for key in ("Identity", "Server", "Name", "ZoneName", "Host"):
+        value = params.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _server_of(target: str | None, servers: list[str]) -> str | None:
+    if not target:
+        return None
+    head = target.split("\\", 1)[0].lower()
+    return next((s for s in servers if s.lower() == head), None)
+
+
+def _faults(loaded: Any, idx: _Index, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from .topology.timespec import parse_timespan
+
+    servers = [s.name for s in loaded.lab.organization.servers]
+    faults = []
+    for i, ch in enumerate(loaded.scenario.change):
+        when = loaded.start + (parse_timespan(ch.at) if ch.at else timedelta(0))
+        faults.append(_fault(idx, messages, servers, index=i, scenario=loaded.scenario.id, cmdlet=ch.cmdlet,
+                             params=ch.params, at=ch.at, acted=_iso_ms(when), end=None))
+    return faults
+
+
+def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, index: int, scenario: str,
+           cmdlet: str, params: dict[str, Any], at: str | None, acted: str, end: str | None) -> dict[str, Any]:
+    """One change as a fault: what it targets, its window, the failures and events inside it."""
+    from .topology.changes import CMDLETS
+
+    params = json.loads(json.dumps(params, default=str))
+    target = _target(params)
+    inside = (lambda t: acted[:23] <= t[:23]) if end is None else (lambda t: acted[:23] <= t[:23] <= end[:23])
+    evidence: list[dict[str, Any]] = []
+    for e in idx.events:
+        if e.values["level"] in ("1", "2", "3") and inside(e.values["time"]):
+            evidence.append(_pointer(e.file, [e.line], shows=f">{e.values['event_id']}</EventID>",
+                                     record_id=int(e.values["record_id"])))
+    effects = []
+    for m in messages:
+        hops = m["hops"].items() if isinstance(m["hops"], dict) else enumerate(m["hops"])
+        for n, h in hops:
+            if h["event"] in FAILED_HOPS and h["time"] and inside(h["time"]):
+                effects.append({"message": m["id"], "hop": n})
+                evidence.extend(h["evidence"])
+    for s, hit in idx.failed_sessions():
+        if inside(s.first):
+            evidence.append(_session_pointer(s, hit))
+    return {"index": index, "scenario": scenario, "cmdlet": cmdlet,
+            "kind": "configuration" if cmdlet.lower() in CMDLETS else "operation",
+            "target": target, "server": _server_of(target, servers), "params": params, "at": at, "acted": acted,
+            "window": {"start": acted, "end": end}, "effects": effects, "evidence": evidence}
+
+
+def _iso_ms(when: datetime) -> str:
+    from .clock import iso_ms
+
+    return iso_ms(when)
+
+
+# --- the manifest ---------------------------------------------------------------------------------------
+
+def build_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | None = None) -> dict[str, Any]:
+    """The manifest of the finished run in `out` (summary.json and the logs written), as data;
+    `outcomes` are the scenario's checked expectations (None for a live lab: not checked)."""
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    idx = _index(out)
+    messages = [_message(idx, m) for m in summary["messages"]]
+    scn = loaded.scenario
+    return {
+        "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
+        "scenario": {"id": scn.id, "title": scn.title, "file": loaded.path.name if loaded.path.suffix else None,
+                     "seed": seed, "start": summary["start"], "end": summary["end"]},
+        "expectations": None if outcomes is None else
+        [{"what": o.what, "ok": o.ok, "detail": o.detail} for o in outcomes],
+        "faults": _faults(loaded, idx, messages),
+        "messages": messages,
+        "queues": summary.get("queues", []),
+        "events": _events(idx),
+        "logs": sorted(idx.files, key=lambda f: f["path"]),
+        "counts": {"messages": len(messages), "faults": len(scn.change),
+                   "sessions": len(idx.sessions), "log_rows": sum(f["rows"] for f in idx.files)},
+    }
+
+
+def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
+                          servers: list[str], summaries: list[Path]) -> Path:
+    """The manifest of a merged corpus (labsim.corpus): its messages as for a run, and each fault
+    scheduled into it as a window: `windows` are {"scenario", "start", "end", "changes": [{"cmdlet",
+    "params", "at"}]}, each change acting at the window's start (or `at` after it) until its end.
+    `summaries` are the shards' summary.json in order: the messages are read from them and written
+    one at a time (a first pass keeps only their failed hops, for the faults)."""
+    from ._corpus_merge import write_streamed
+    from .topology.timespec import parse_timespan
+
+    idx = _index(out)
+    start, end, count = "", "", 0
+    failures: list[dict[str, Any]] = []  # the failed hops only, as messages with just those hops
+    for path in summaries:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        start, end = min(start or data["start"], data["start"]), max(end, data["end"])
+        for m in data["messages"]:
+            count += 1
+            hops = _message(idx, m)["hops"]
+            failed = [(n, h) for n, h in enumerate(hops) if h["event"] in FAILED_HOPS]
+            if failed:
+                failures.append({"id": m["id"], "hops": dict(failed)})
+    faults: list[dict[str, Any]] = []
+    for w in windows:
+        opened = _iso(w["start"])
+        for ch in w["changes"]:
+            acted = _iso_ms(opened + (parse_timespan(ch["at"]) if ch.get("at") else timedelta(0)))
+            faults.append(_fault(idx, failures, servers, index=len(faults), scenario=w["scenario"],
+                                 cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted, end=w["end"]))
+    queues = json.loads(summaries[-1].read_text(encoding="utf-8")).get("queues", []) if summaries else []
+    head = {
+        "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
+        "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
+                     "start": start, "end": end},
+        "corpus": corpus,
+        "expectations": None, "faults": faults, "queues": queues,
+        "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
+        "counts": {"messages": count, "faults": len(faults), "sessions": len(idx.sessions),
+                   "log_rows": sum(f["rows"] for f in idx.files)},
+    }
+    messages = (_message(idx, m) for p in summaries for m in json.loads(p.read_text(encoding="utf-8"))["messages"])
+    path = out / MANIFEST_FILE
+    write_streamed(path, head, "messages", messages, indent=1, sort_keys=True, ensure_ascii=False)
+    return path
+
+
+def _events(idx: _Index) -> list[dict[str, Any]]:
+    return [{"server": e.values["server"], "record_id": int(e.values["record_id"]),
+             "event_id": int(e.values["event_id"]), "source": e.values["source"], "level": int(e.values["level"]),
+             "time": e.values["time"], "file": e.file, "line": e.line} for e in idx.events]
+
+
+def write_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | None = None) -> Path:
+    """Write `manifest.json` beside summary.json (sorted keys, stable bytes for a scenario and seed)."""
+    data = build_manifest(out, loaded, seed=seed, outcomes=outcomes)
+    path = out / MANIFEST_FILE
+    path.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((Path(out) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    return data
+
+
+def schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (shipped in the package as labsim/manifest.schema.json)."""
+    text = resources.files("labsim").joinpath("manifest.schema.json").read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+

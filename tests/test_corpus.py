@@ -1,0 +1,231 @@
+"""`labsim generate` (labsim.corpus, labsim._corpus_merge): a corpus with faults scheduled into it.
+
+A small corpus is generated twice (one process, two processes) and must be byte-identical; its
+manifest's counts must match the files, and every evidence pointer must land on a line that shows it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import exlog_check, run_cli
+
+from labsim.corpus import CorpusSpec, plan, population, traffic
+from labsim.manifest import check_pointers, read_manifest, schema
+
+ARGS = ["--days", "1", "--mailboxes", "12", "--faults", "cert-expired", "--seed", "3"]
+
+
+def _tree(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "one"
+    rc, stdout, err = run_cli(["generate", "--out", str(out), *ARGS])
+    assert rc == 0, err
+    assert "labsim generate:" in stdout and "messages" in stdout
+    return out
+
+
+def test_same_seed_same_corpus_for_any_jobs(corpus: Path, tmp_path: Path) -> None:
+    rc, _, err = run_cli(["generate", "--out", str(tmp_path / "two"), *ARGS, "--jobs", "2"])
+    assert rc == 0, err
+    one, two = _tree(corpus), _tree(tmp_path / "two")
+    assert sorted(one) == sorted(two)
+    assert [k for k in one if one[k] != two[k]] == []
+
+
+def test_manifest_counts_match_the_files(corpus: Path) -> None:
+    manifest = read_manifest(corpus)
+    jsonschema.validate(manifest, schema())
+    summary_ids = [m["id"] for m in manifest["messages"]]
+    assert manifest["counts"]["messages"] == len(summary_ids) == len(set(summary_ids)) > 50
+    logs = {f["path"]: f for f in manifest["logs"]}
+    total_sessions = 0
+    for path in sorted(corpus.glob("*/TransportRoles/Logs/*/ProtocolLog/*/*.LOG")):
+        rows = [next(csv.reader(io.StringIO(line))) for line in path.read_text(encoding="utf-8-sig").splitlines()
+                if line and not line.startswith("#")]
+        entry = logs[path.relative_to(corpus).as_posix()]
+        assert entry["rows"] == len(rows)
+        assert entry["sessions"] == len({r[2] for r in rows})
+        total_sessions += entry["sessions"]
+    assert manifest["counts"]["sessions"] == total_sessions  # no session id in two files of one log
+    tracking = sum(1 for p in corpus.glob("*/TransportRoles/Logs/MessageTracking/*.LOG")
+                   for line in p.read_text(encoding="utf-8-sig").splitlines() if line and not line.startswith("#"))
+    assert tracking == sum(f["rows"] for f in manifest["logs"] if f["log_type"] == "Message Tracking Log")
+    delivered = sum(1 for m in manifest["messages"] for r in m["recipients"] if r["fate"] == "delivered")
+    assert delivered == len(list((corpus / "mailboxes").rglob("*.eml")))
+
+
+def test_faults_are_windows_with_their_evidence(corpus: Path) -> None:
+    manifest = read_manifest(corpus)
+    (fault,) = manifest["faults"]  # cert-expired has one change
+    assert fault["scenario"] == "cert-expired" and fault["cmdlet"] == "Set-LabCertificate"
+    start, end = fault["window"]["start"], fault["window"]["end"]
+    assert manifest["scenario"]["start"] <= start < end <= manifest["scenario"]["end"]
+    assert fault["effects"] and fault["evidence"]
+    for e in fault["effects"]:
+        hop = next(m for m in manifest["messages"] if m["id"] == e["message"])["hops"][e["hop"]]
+        assert start <= hop["time"] <= end and hop["event"] in ("DEFER", "FAIL", "SUBMITFAIL", "PENDING")
+    outside = [h for m in manifest["messages"] for h in m["hops"]
+               if h["event"] in ("DEFER", "FAIL", "PENDING") and not start <= h["time"] <= end]
+    assert outside == []  # without the fault, the corpus's mail flows
+    assert manifest["corpus"]["faults"] == ["cert-expired"] and manifest["corpus"]["shards"] == 24
+
+
+def test_every_pointer_lands_on_a_line_that_shows_it(corpus: Path) -> None:
+    manifest = read_manifest(corpus)
+    assert check_pointers(corpus, manifest) == []
+    failed = [h for m in manifest["messages"] for h in m["hops"] if h["event"] in ("DEFER", "FAIL")]
+    assert failed and all(h["evidence"] for h in failed)
+
+
+def test_the_logs_pass_the_independent_checker(corpus: Path) -> None:
+    tool = exlog_check()
+    proc = subprocess.run([sys.executable, str(tool), str(corpus)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_hourly_files_and_event_log_renumbered(corpus: Path) -> None:
+    names = [p.name for p in (corpus / "CMHYBD01/TransportRoles/Logs/Hub/ProtocolLog/SmtpSend").glob("*.LOG")]
+    assert len({n[4:14] for n in names}) > 12  # one file per hour with traffic
+    xml = (corpus / "CMHYBD01/EventLog/Application.xml").read_text(encoding="utf-8").splitlines()
+    ids = [int(line.split("<EventRecordID>")[1].split("<")[0]) for line in xml]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+# --- the traffic plan (no lab run) ---------------------------------------------------------------------
+
+def test_plan_spreads_faults_and_does_not_depend_on_anything_but_the_spec() -> None:
+    spec = CorpusSpec(days=2, mailboxes=50, faults=("cert-expired", "cert-revoked", "dns-cache-stale-record"), seed=9)
+    shards = plan(spec)
+    assert len(shards) == 48 and plan(spec) == shards
+    assert [s.index for s in shards if s.faults] == [8, 24, 40]
+    assert len({s.seed for s in shards}) == 48
+    assert all(b.start - a.start == timedelta(hours=1) for a, b in zip(shards, shards[1:]))
+
+
+def test_traffic_has_the_four_directions_a_working_day_and_realistic_shapes() -> None:
+    spec = CorpusSpec(days=1, mailboxes=300, seed=4)
+    people = population(spec)
+    realm = {p.address: p.realm for p in people}
+    shards = plan(spec)
+    per_hour = [traffic(s, people) for s in shards]
+    msgs = [m for hour in per_hour for m in hour]
+    directions = Counter((realm[m["from"]], realm[m["to"][0]]) for m in msgs)
+    assert set(directions) == {("onprem", "exo"), ("exo", "onprem"), ("onprem", "internet"), ("internet", "onprem")}
+    assert all(n > len(msgs) * 0.1 for n in directions.values()), directions
+    counts = [len(h) for h in per_hour]  # UTC hours: the organisation's day (+05:30) peaks at 04-11 UTC
+    assert max(counts[4:12]) > 5 * min(counts[19:23])
+    assert Counter(len(m["to"]) for m in msgs)[1] > len(msgs) / 2 and max(len(m["to"]) for m in msgs) >= 4
+    sizes = sorted(m["size"] for m in msgs)
+    assert 10_000 < sizes[len(sizes) // 2] < 60_000 and sizes[-1] <= 10 * 1024 * 1024
+    assert any(m["subject"].startswith("RE: ") for m in msgs) and any(m["subject"].startswith("FW: ") for m in msgs)
+    weekend = plan(CorpusSpec(days=1, mailboxes=300, seed=4, start=shards[0].start + timedelta(days=5)))
+    assert sum(len(traffic(s, people)) for s in weekend) < len(msgs) / 4  # a Saturday
+
+
+def test_bad_input_is_one_line(tmp_path: Path) -> None:
+    rc, _, err = run_cli(["generate", "--out", str(tmp_path / "x"), "--faults", "no-such-fault"])
+    assert rc == 2 and "no-such-fault" in err and err.count("\n") == 1
+    rc, _, err = run_cli(["generate", "--out", str(tmp_path / "x"), "--days", "1", "--faults", "all"])
+    assert rc == 2 and "give more --days" in err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    rc, _, err = run_cli(["generate", "--out", str(tmp_path / "mine"), "--mailboxes", "2"])
+    assert rc == 2 and "not written by labsim" in err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_shards_on_a_local_dask_cluster_give_the_same_corpus(corpus: Path, tmp_path: Path) -> None:
+    """`--executor dask://HOST:PORT`: a Dask cluster on loopback (scheduler, nannies and workers on
+    127.0.0.1, no dashboard) runs the shards; the corpus is byte-identical to the one of one process."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        rc, _, err = run_cli(["generate", "--out", str(tmp_path / "dask"), *ARGS,
+                              "--executor", "dask://" + address.removeprefix("tcp://")])
+    assert rc == 0, err
+    one, dask = _tree(corpus), _tree(tmp_path / "dask")
+    assert sorted(one) == sorted(dask) and [k for k in one if one[k] != dask[k]] == []
+
+
+def test_executor_must_be_a_dask_address(tmp_path: Path) -> None:
+    rc, _, err = run_cli(["generate", "--out", str(tmp_path / "x"), "--executor", "spark://h:1"])
+    assert rc == 2 and "is not dask://HOST:PORT" in err
+
+
+def test_merge_stops_when_two_shards_share_an_id(tmp_path: Path) -> None:
+    import json
+
+    from labsim._corpus_merge import merge
+    from labsim.errors import LabRuntimeError
+
+    for name, mid in (("shard-00000", "<a@x>"), ("shard-00001", "<b@x>"), ("shard-00002", "<a@x>")):
+        (tmp_path / name).mkdir()
+        hops = [{"event": "RECEIVE", "server": "CMHYBD01", "internal_id": name[-1]}]
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"messages": [{"message_id": mid, "hops": hops}]}))
+    shards = [tmp_path / f"shard-0000{i}" for i in range(3)]
+    with pytest.raises(LabRuntimeError, match="<a@x> appears in shard-00000 and shard-00002"):
+        merge(shards, tmp_path / "out", {"CMHYBD01"})
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal (here a pty that reports no size, as some do) a bar counts the hours with rate and ETA."""
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: labsim generate with the pty as its terminal
+        os.execv(sys.executable, [sys.executable, "-m", "labsim.cli", "generate", "--out", str(tmp_path / "c"),
+                                  "--days", "1", "--mailboxes", "2"])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    text = out.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text[-2000:]
+    assert "labsim generate: 100%" in text and "24/24" in text and "hour/s" in text
+
+
+@pytest.mark.parametrize("indent,sort_keys,ensure_ascii", [(2, False, True), (1, True, False)])
+def test_streamed_json_is_the_same_bytes_as_one_dump(tmp_path: Path, indent: int, sort_keys: bool,
+                                                     ensure_ascii: bool) -> None:
+    import json
+
+    from labsim._corpus_merge import write_streamed
+
+    for items in ([], [{"x": [1, {"y": "é"}]}, {"b": []}]):
+        head = {"start": "s", "messages": None, "z": {"k": [1, 2]}}
+        write_streamed(tmp_path / "a.json", head, "messages", iter(items), indent=indent, sort_keys=sort_keys,
+                       ensure_ascii=ensure_ascii)
+        want = json.dumps({**head, "messages": items}, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
+        assert (tmp_path / "a.json").read_text(encoding="utf-8") == want + "\n"
+
+
+def test_merge_refuses_a_file_it_does_not_know(tmp_path: Path) -> None:
+    from labsim._corpus_merge import merge
+    from labsim.errors import LabRuntimeError
+
+    (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog").mkdir(parents=True)
+    (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog" / "Security.evtx").write_bytes(b"x")
+    with pytest.raises(LabRuntimeError, match="CMHYBD01/EventLog/Security.evtx, which the corpus merge does not know"):
+        merge([tmp_path / "shard-00000"], tmp_path / "out", {"CMHYBD01"})
