@@ -374,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_views import add_parsers  # queue, track, trace: views over a run's output
 
     add_parsers(sub)
+    # `labsim shell`: a trainee's Exchange Management Shell on the live lab
+    from .shell.cli import add_parser as add_shell_parser
+
+    add_shell_parser(sub)
     return p
 
 
