@@ -19,6 +19,7 @@ class ShellError(Exception):
         super().__init__(message)
         self.message = message
         self.category = category
+        self.command: str | None = None  # the cmdlet that raised it ("Get-Queue : ..." in the error)
 
 
 class ParseError(ShellError):

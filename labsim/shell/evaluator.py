@@ -122,12 +122,23 @@ async def run_pipeline(ctx: Context, pipeline: Pipeline, dollar: Any = None) -> 
     data: list[Any] = []
     for n, element in enumerate(pipeline.elements):
         if isinstance(element, Command):
-            spec = ctx.lookup(element.name)
-            params = await bind(ctx, spec, element, dollar)
-            data = await spec.fn(ctx, params, data if n else [])
+            try:
+                spec = ctx.lookup(element.name)
+                params = await bind(ctx, spec, element, dollar)
+                if n and not data and spec.name not in _RUN_WITHOUT_INPUT:
+                    continue  # nothing was piped in: the cmdlet's process block never runs
+                data = await spec.fn(ctx, params, data if n else [])
+            except ShellError as exc:
+                if exc.command is None:
+                    exc.command = element.name
+                raise
         else:
             data = enumerate_value(await evaluate(ctx, element, dollar))
     return data
+
+
+# PowerShell's end-block cmdlets: they answer even when nothing was piped in (Measure-Object's Count 0).
+_RUN_WITHOUT_INPUT = {"Measure-Object", "Sort-Object", "Format-Table", "Format-List", "Out-String"}
 
 
 def enumerate_value(value: Any) -> list[Any]:

@@ -109,7 +109,7 @@ class Shell:
                     out += list(s.notes) + s.render(values)
                 except ShellError as exc:
                     self.errors += 1
-                    out += list(s.notes) + error_lines(text, exc, getattr(exc, "command", None))
+                    out += list(s.notes) + error_lines(text, exc, exc.command)
                     error = exc.message
             self.transcript.entries.append(Entry(text, lab_time, time.monotonic() - t0, out, error))
             self.transcript.hints_used = s.hints_used
@@ -135,19 +135,10 @@ class Shell:
 
 
 async def _run(ctx: Context, st: Any) -> list[Any]:
-    """One statement; an error names the pipeline's first command, as PowerShell's does."""
     from .evaluator import run_script
-    from .parser import Assign, Command, Script
+    from .parser import Script
 
-    try:
-        return await run_script(ctx, Script((st,)))
-    except ShellError as exc:
-        pipe = st.value if isinstance(st, Assign) else st
-        where = getattr(exc, "command", None)
-        if where is None:
-            first = next((e for e in pipe.elements if isinstance(e, Command)), None)
-            exc.command = first.name if first is not None else None  # type: ignore[attr-defined]
-        raise
+    return await run_script(ctx, Script((st,)))
 
 
 # --- interactive ---------------------------------------------------------------------------------------

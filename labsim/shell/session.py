@@ -238,8 +238,43 @@ class LabSession:
             out[k] = v
         return out
 
+    def _certificate_params(self, cmdlet: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Exchange's ways of naming a certificate, as the lab's cmdlets take it (-Server,
+        -Certificate NAME): -Thumbprint, an -Identity SERVER\\THUMBPRINT (a piped
+        Get-ExchangeCertificate), and for Import- a -FileName whose name is the lab certificate's
+        (NAME.pfx brings the private key, NAME.cer does not)."""
+        out = dict(params)
+        low = {k.lower(): k for k in out}
+        server = cell(out.pop(low["server"])) if "server" in low else self.local
+        thumb = None
+        if "thumbprint" in low:
+            thumb = cell(out.pop(low["thumbprint"]))
+        elif "identity" in low and "\\" in cell(out[low["identity"]]):
+            server, _, thumb = cell(out.pop(low["identity"])).partition("\\")
+        elif "identity" in low:
+            thumb = cell(out.pop(low["identity"]))
+        if thumb is not None:
+            srv = self.server(server)
+            names = [e.certificate for e in srv.certificates
+                     if self.rt.pki.issued(e.certificate).thumbprint.lower() == thumb.lower()]
+            if not names:
+                raise ShellError(f"The certificate with thumbprint {thumb} was not found.", "ObjectNotFound")
+            out["Certificate"] = names[0]
+        if "filename" in low and cmdlet.lower() == "import-exchangecertificate":
+            path = cell(out.pop(low["filename"])).replace("\\", "/")
+            stem, _, ext = path.rsplit("/", 1)[-1].rpartition(".")
+            out["Certificate"] = stem
+            out["HasPrivateKey"] = ext.lower() == "pfx"
+            for k in ("password", "privatekeyexportable"):
+                if k in low:
+                    out.pop(low[k])
+        out["Server"] = server
+        return out
+
     async def change(self, cmdlet: str, params: dict[str, Any]) -> None:
         params = self._values(cmdlet, params)
+        if cmdlet.lower().endswith("-exchangecertificate"):
+            params = self._certificate_params(cmdlet, params)
         now, later = split_change(cmdlet, params)
         if later:
             try:  # refused now if it would be refused at the restart
