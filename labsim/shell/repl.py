@@ -74,10 +74,10 @@ def error_lines(line: str, exc: ShellError, command: str | None = None) -> list[
 
 
 class Shell:
-    def __init__(self, session: LabSession, transcript: Transcript, stream: TextIO = sys.stdout) -> None:
+    def __init__(self, session: LabSession, transcript: Transcript, stream: TextIO | None = None) -> None:
         self.session = session
         self.transcript = transcript
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stdout
         self.lock = asyncio.Lock()
         self.parse_errors = 0
         self.errors = 0

@@ -1,0 +1,144 @@
+"""`labsim shell` on the live lab (real loopback sockets): every catalog exercise is solved by its
+reference solution typed into the shell, an empty session and a wrong fix are not; changes that a
+service reads at start wait for Restart-Service; scripted use's exit codes and transcript."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from conftest import SCENARIOS
+
+from labsim import cli
+from labsim.scenario.loader import load_scenario
+from labsim.shell.parser import parse
+from labsim.shell.session import LabSession
+
+EXERCISES = sorted(p.stem for p in SCENARIOS.glob("*.toml") if load_scenario(p).scenario.exercise is not None)
+
+# A fix that is wrong or a workaround, per exercise: each must not pass.
+WRONG = {
+    # the Front End's DNS is fixed in AD but the service is never restarted: it still asks the ISP
+    "dns-isp-resolvers-prx2": "Set-FrontendTransportService CMHYBD01 -InternalDNSServers 192.168.1.11 "
+                              "-InternalDNSAdapterEnabled $false; Start-Sleep -Seconds 900",
+    # TLS switched off on the connector instead of putting the key back
+    "cert-tlscertname-no-private-key": "Set-SendConnector 'Outbound to Office 365' -RequireTLS $false "
+                                       "-TlsAuthLevel $null; Start-Sleep -Seconds 900",
+    # the catch-all connector given the hybrid certificate: mail flows, but anyone is let in as the service
+    "net-lb-vip-default-connector": "Set-ReceiveConnector 'CMHYBD01\\Default Frontend CMHYBD01' -TlsCertificateName "
+                                    "'<I>CN=labsim Public Issuing CA 1, O=labsim Public Trust, C=US<S>"
+                                    "CN=mail.cloudmonkeys.xyz' -Fqdn mail.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
+}
+
+
+def shell(*argv: str) -> tuple[int, str]:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = cli.main(["shell", *argv])
+    return code, buf.getvalue()
+
+
+def grade_of(out: Path) -> dict:
+    return json.loads((out / "shell-transcript.json").read_text(encoding="utf-8"))["grade"]
+
+
+def test_the_catalog_has_exercises_each_with_a_wrong_fix():
+    assert len(EXERCISES) >= 3
+    assert set(EXERCISES) <= set(WRONG)
+
+
+@pytest.mark.parametrize("sid", EXERCISES)
+def test_every_exercise_text_parses(sid):
+    ex = load_scenario(sid).scenario.exercise
+    assert ex is not None and ex.hints
+    for line in [*ex.solution, *(r.test for r in ex.check.require)]:
+        parse(line)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sid", EXERCISES)
+def test_reference_solution_passes(sid, tmp_path):
+    out = tmp_path / "o"
+    code, text = shell(sid, "--exercise", "--replay", "--out", str(out))
+    assert code == 0, text
+    assert "Result: PASSED" in text
+    g = grade_of(out)
+    assert g["passed"] and all(c["ok"] for c in g["checks"])
+    transcript = (out / "shell-transcript.txt").read_text(encoding="utf-8")
+    assert load_scenario(sid).scenario.exercise.solution[0] in transcript
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sid", EXERCISES)
+def test_empty_session_fails(sid, tmp_path):
+    out = tmp_path / "o"
+    code, text = shell(sid, "--exercise", "--command", "", "--out", str(out))
+    assert code == 1
+    g = grade_of(out)
+    assert not g["passed"]
+    assert any(not c["ok"] and c["what"].startswith("probe message") for c in g["checks"])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sid", EXERCISES)
+def test_wrong_fix_fails(sid, tmp_path):
+    out = tmp_path / "o"
+    code, text = shell(sid, "--exercise", "--command", WRONG[sid], "--out", str(out))
+    assert code == 1, text
+    assert "Result: NOT PASSED" in text
+    assert not grade_of(out)["passed"]
+
+
+@pytest.mark.integration
+async def test_service_settings_wait_for_the_restart(tmp_path):
+    """Set-TransportService -InternalDNSServers is shown at once (AD) but used from the restart on."""
+    s = LabSession(load_scenario("dns-isp-resolvers-prx2"), tmp_path, exercise=True)
+    await s.start()
+    try:
+        hub = s.rt.model.organization.server("CMHYBD01").transport
+        await s.change("Set-TransportService", {"Identity": "CMHYBD01", "InternalDNSServers": ["192.168.1.11"],
+                                                "MessageRetryInterval": "00:05:00"})
+        assert hub.internal_dns_servers == []  # the running service still has the old list
+        assert hub.message_retry_interval == "00:05:00"  # a setting without a restart rule applies at once
+        [svc] = [o for o in (await s.ctx.commands["get-transportservice"].fn(s.ctx, {"Identity": "CMHYBD01"}, []))]
+        assert svc.get("InternalDNSServers") == ["192.168.1.11"]
+        assert [p.service for p in s.pending] == ["MSExchangeTransport"]
+        await s.service("Restart-Service", "MSExchangeFrontEndTransport", "CMHYBD01")
+        assert hub.internal_dns_servers == []  # another service's restart does not apply it
+        await s.service("Restart-Service", "MSExchangeTransport", "CMHYBD01")
+        assert hub.internal_dns_servers == ["192.168.1.11"]
+        assert s.pending == []
+    finally:
+        await s.stop()
+
+
+@pytest.mark.integration
+def test_scripted_use_exit_codes(tmp_path):
+    code, text = shell("hybrid-baseline", "--command", "Get-Queue; Get-Service MSExchangeTransport",
+                       "--out", str(tmp_path / "a"))
+    assert code == 0
+    assert "DeliveryType Status MessageCount Velocity RiskLevel OutboundIPPool NextHopDomain" in text
+    assert "CMHYBD01\\Submission" in text
+    assert "Running MSExchangeTransport Microsoft Exchange Transport" in text
+    code, text = shell("hybrid-baseline", "--command", "Get-Qeueu", "--out", str(tmp_path / "b"))
+    assert code == 1 and "The term 'Get-Qeueu' is not recognized" in text
+    code, text = shell("hybrid-baseline", "--command", "Get-Queue |", "--out", str(tmp_path / "c"))
+    assert code == 2 and "An empty pipe element is not allowed." in text
+    code, _ = shell("hybrid-baseline", "--exercise", "--out", str(tmp_path / "d"))
+    assert code == 2  # no [exercise] in that scenario
+
+
+@pytest.mark.integration
+def test_commands_are_read_from_stdin_when_it_is_not_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Get-Hint\nStart-Sleep -Seconds 120\nGet-Queue | measure\n"))
+    out = tmp_path / "o"
+    code, text = shell("dns-isp-resolvers-prx2", "--exercise", "--out", str(out))
+    assert code == 1
+    data = json.loads((out / "shell-transcript.json").read_text(encoding="utf-8"))
+    assert [c["command"] for c in data["commands"]] == ["Get-Hint", "Start-Sleep -Seconds 120", "Get-Queue | measure"]
+    assert data["hints_used"] == 1
+    assert data["commands"][1]["lab_time"] < data["commands"][2]["lab_time"]
+    assert "Count    : 2" in text
