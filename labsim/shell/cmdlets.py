@@ -336,6 +336,16 @@ def register(ctx: Context, s: LabSession) -> None:
             raise ShellError("No events were found that match the specified selection criteria.", "ObjectNotFound")
         return out
 
+    async def validate_outbound(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
+        identity = p.get("Identity")
+        if identity is None and inp:
+            identity = inp[0].get("Identity") if isinstance(inp[0], PSObject) else inp[0]
+        if identity is None:
+            raise ShellError("Missing an argument for parameter 'Identity'.", "InvalidArgument")
+        return [await s.validate_outbound(cell(identity), [cell(x) for x in enumerate_value(p.get("Recipients"))])]
+
+    spec("Validate-OutboundConnector", validate_outbound, ("Identity", "Recipients"), ("Identity",),
+         help="EXO: test an outbound connector with a real test message.")
     spec("Get-Queue", get_queue, ("Identity", "Server", "Filter", "ResultSize"), ("Identity",),
          help="Queues of a transport server (local server by default).")
     spec("Get-Message", get_message, ("Identity", "Queue", "Server", "Filter", "ResultSize", "IncludeRecipientInfo"),

@@ -122,6 +122,7 @@ async def run_pipeline(ctx: Context, pipeline: Pipeline, dollar: Any = None) -> 
     data: list[Any] = []
     for n, element in enumerate(pipeline.elements):
         if isinstance(element, Command):
+            spec = None
             try:
                 spec = ctx.lookup(element.name)
                 params = await bind(ctx, spec, element, dollar)
@@ -130,7 +131,7 @@ async def run_pipeline(ctx: Context, pipeline: Pipeline, dollar: Any = None) -> 
                 data = await spec.fn(ctx, params, data if n else [])
             except ShellError as exc:
                 if exc.command is None:
-                    exc.command = element.name
+                    exc.command = spec.name if spec is not None else element.name
                 raise
         else:
             data = enumerate_value(await evaluate(ctx, element, dollar))

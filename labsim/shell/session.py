@@ -34,7 +34,7 @@ from ..scenario.model import Exercise, Message
 from ..topology.changes import apply_change
 from ..topology.restart_rules import split_change
 from ..topology.timespec import parse_timespan
-from . import cmdlets, views
+from . import cmdlets, files, views
 from .errors import ShellError
 from .evaluator import (
     Context,
@@ -107,6 +107,7 @@ class LabSession:
         self.domain_controller = f"{dc}.{domain}" if domain else dc
         self.ctx: Context = builtins()
         cmdlets.register(self.ctx, self)
+        files.register(self.ctx, self)
         self._register_lab_verbs()
 
     # --- life cycle -------------------------------------------------------------------------------
@@ -372,6 +373,30 @@ class LabSession:
         return PSObject("TestNetConnectionResult",
                         {"ComputerName": target, "RemoteAddress": ip, "RemotePort": port, "InterfaceAlias": "Ethernet",
                          "SourceAddress": src.ip, "TcpTestSucceeded": ok}, views.NET_CONNECTION)
+
+    async def validate_outbound(self, identity: str, recipients: list[str]) -> PSObject:
+        """Validate-OutboundConnector: the lab's connector test (engine.validate_connectors) on the
+        running lab: a real test message through the connector's smart hosts and TLS plan."""
+        from ..engine.validate_connectors import validate_connectors
+
+        conns = [c for c in self.rt.model.tenant.outbound_connectors if c.name.lower() == identity.lower()]
+        if not conns:
+            raise ShellError(f"The operation couldn't be performed because object '{identity}' couldn't be found.",
+                             "ObjectNotFound")
+        found: list[Any] = []
+
+        async def run() -> None:
+            found.extend(r for r in await validate_connectors(self.rt)
+                         if r.side == "Exchange Online" and r.connector == conns[0].name)
+
+        await self._act("shell Validate-OutboundConnector", run)
+        r = found[0] if found else None
+        if r is None:
+            raise ShellError(f"The connector '{identity}' is disabled.", "InvalidOperation")
+        return PSObject("ValidationResult", {
+            "Identity": r.connector, "Target": r.target, "Recipient": r.recipient, "IsTaskSuccessful": r.ok,
+            "Status": r.status, "TlsStatus": r.tls.get("status", "") if r.tls else ""},
+            views.VALIDATION)
 
     def event_level(self, event_id: int) -> str:
         from ..engine.eventlog import EVENTS

@@ -22,6 +22,7 @@ DNS_MX = View(table=("Name", "Type", "TTL", "Section", "NameExchange", "Preferen
 NET_CONNECTION = View(list_props=("ComputerName", "RemoteAddress", "RemotePort", "InterfaceAlias", "SourceAddress",
                                   "TcpTestSucceeded"))
 WIN_EVENT = View(table=("TimeCreated", "Id", "LevelDisplayName", "Message"), group_by="ProviderName")
+VALIDATION = View(list_props=("Identity", "Target", "Recipient", "IsTaskSuccessful", "Status", "TlsStatus"))  # [INFERRED]
 HINT = View(list_props=("Hint", "Number", "Remaining"))
 GRADE = View(list_props=("Objective", "Passed", "Checks"))
 
