@@ -444,7 +444,7 @@ def default_view(objs: list[PSObject], width: int) -> list[str]:
     if view is not None and view.table:
         if view.group_by:
             return _grouped(objs, view, width)
-        return [""] + fmt.table(objs, list(view.table), width) + [""]
+        return [""] + fmt.table(objs, list(view.table), width, fixed=view.widths, right=view.right) + [""]
     if view is not None and view.list_props:
         return fmt.listing(objs, list(view.list_props))
     if len(objs[0].props) <= 4:
@@ -459,7 +459,7 @@ def _grouped(objs: list[PSObject], view: View, width: int) -> list[str]:
         groups.setdefault(cell(o.get(view.group_by)), []).append(o)
     for key, members in groups.items():
         out += ["", f"   {view.group_by}: {key}", ""]
-        out += fmt.table(members, list(view.table), width) + [""]
+        out += fmt.table(members, list(view.table), width, fixed=view.widths, right=view.right) + [""]
     return out
 
 

@@ -34,17 +34,32 @@ def expand_names(objects: list[PSObject], patterns: list[str]) -> list[str]:
     return names
 
 
-def table(objects: list[Any], columns: list[str], width: int = DEFAULT_WIDTH, header: bool = True) -> list[str]:
-    rows = [[cell(o.get(c)) if isinstance(o, PSObject) else cell(o) for c in columns] for o in objects]
+def table(objects: list[Any], columns: list[str], width: int = DEFAULT_WIDTH, header: bool = True,
+          fixed: tuple[int, ...] = (), right: tuple[str, ...] = ()) -> list[str]:
+    """`fixed`: the format file's column widths (a view's own; 0 or missing: sized to the values;
+    the last column is never padded). `right`: right-aligned columns (numbers of a fixed view)."""
+    rows = [[_first_line(cell(o.get(c)) if isinstance(o, PSObject) else cell(o)) for c in columns] for o in objects]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    for i, w in enumerate(fixed[:len(columns)]):
+        if w:
+            widths[i] = w
+    if fixed and len(columns) == len(fixed) + 1:  # the last column of a fixed view takes what is left
+        widths[-1] = max(len(columns[-1]), min(widths[-1], width - 1 - sum(widths[:-1]) - len(widths) + 1))
     _fit(widths, columns, width)
+    align = [c in right for c in columns]
     out = []
     if header:
-        out.append(_line([c for c in columns], widths))
-        out.append(_line(["-" * len(c) for c in columns], widths))
+        out.append(_line([c for c in columns], widths, align))
+        out.append(_line(["-" * len(c) for c in columns], widths, align))
     for r in rows:
-        out.append(_line(r, widths))
+        out.append(_line(r, widths, align))
     return out
+
+
+def _first_line(text: str) -> str:
+    """A multi-line value shows its first line and '...' in a table cell (Get-WinEvent's Message)."""
+    head, sep, _ = text.partition("\n")
+    return head.rstrip("\r") + ("..." if sep else "")
 
 
 def _fit(widths: list[int], columns: list[str], width: int) -> None:
@@ -59,12 +74,12 @@ def _fit(widths: list[int], columns: list[str], width: int) -> None:
         widths[i] -= 1
 
 
-def _line(values: list[str], widths: list[int]) -> str:
+def _line(values: list[str], widths: list[int], right: list[bool] | None = None) -> str:
     parts = []
-    for v, w in zip(values, widths):
+    for i, (v, w) in enumerate(zip(values, widths)):
         if len(v) > w:
             v = v[:max(0, w - len(ELLIPSIS))] + ELLIPSIS
-        parts.append(v.ljust(w))
+        parts.append(v.rjust(w) if right and right[i] else v.ljust(w))
     return " ".join(parts).rstrip()
 
 

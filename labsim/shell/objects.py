@@ -22,6 +22,8 @@ class View:
     table: tuple[str, ...] = ()
     list_props: tuple[str, ...] = ()
     group_by: str = ""  # a table grouped by this property (Get-WinEvent's ProviderName)
+    widths: tuple[int, ...] = ()  # fixed column widths of the format file (0: sized to the values)
+    right: tuple[str, ...] = ()  # right-aligned columns
 
 
 @dataclass

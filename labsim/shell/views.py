@@ -12,16 +12,17 @@ QUEUE = View(table=("Identity", "DeliveryType", "Status", "MessageCount", "Veloc
 MESSAGE = View(table=("Identity", "FromAddress", "Status", "Queue", "Subject"))
 SEND_CONNECTOR = View(table=("Identity", "AddressSpaces", "Enabled"))
 RECEIVE_CONNECTOR = View(table=("Identity", "Bindings", "Enabled"))
-CERTIFICATE = View(table=("Thumbprint", "Services", "Subject"))
+CERTIFICATE = View(table=("Thumbprint", "Services", "Subject"), widths=(41, 10))
 TRACKING = View(table=("EventId", "Source", "Sender", "Recipients", "MessageSubject"))
 CONNECTOR_EXO = View(table=("Identity", "Enabled", "ConnectorType"))  # [INFERRED]
 MESSAGE_TRACE = View(table=("Received", "SenderAddress", "RecipientAddress", "Subject", "Status"))
-SERVICE = View(table=("Status", "Name", "DisplayName"))
-DNS_A = View(table=("Name", "Type", "TTL", "Section", "IPAddress"))
-DNS_MX = View(table=("Name", "Type", "TTL", "Section", "NameExchange", "Preference"))
+SERVICE = View(table=("Status", "Name", "DisplayName"), widths=(8, 18, 38))
+DNS_A = View(table=("Name", "Type", "TTL", "Section", "IPAddress"), widths=(46, 6, 5, 10))
+DNS_MX = View(table=("Name", "Type", "TTL", "Section", "NameExchange", "Preference"), widths=(46, 6, 5, 10))
 NET_CONNECTION = View(list_props=("ComputerName", "RemoteAddress", "RemotePort", "InterfaceAlias", "SourceAddress",
                                   "TcpTestSucceeded"))
-WIN_EVENT = View(table=("TimeCreated", "Id", "LevelDisplayName", "Message"), group_by="ProviderName")
+WIN_EVENT = View(table=("TimeCreated", "Id", "LevelDisplayName", "Message"), group_by="ProviderName",
+                 widths=(25, 8, 16), right=("Id",))
 VALIDATION = View(list_props=("Identity", "Target", "Recipient", "IsTaskSuccessful", "Status", "TlsStatus"))  # [INFERRED]
 HINT = View(list_props=("Hint", "Number", "Remaining"))
 GRADE = View(list_props=("Objective", "Passed", "Checks"))
