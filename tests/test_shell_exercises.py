@@ -122,7 +122,7 @@ def test_scripted_use_exit_codes(tmp_path):
     assert code == 0
     assert "DeliveryType Status MessageCount Velocity RiskLevel OutboundIPPool NextHopDomain" in text
     assert "CMHYBD01\\Submission" in text
-    assert "Running MSExchangeTransport Microsoft Exchange Transport" in text
+    assert "Running  MSExchangeTrans... Microsoft Exchange Transport" in text  # Get-Service's fixed 18-wide Name
     code, text = shell("hybrid-baseline", "--command", "Get-Qeueu", "--out", str(tmp_path / "b"))
     assert code == 1 and "The term 'Get-Qeueu' is not recognized" in text
     code, text = shell("hybrid-baseline", "--command", "Get-Queue |", "--out", str(tmp_path / "c"))
