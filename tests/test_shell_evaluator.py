@@ -76,6 +76,7 @@ def test_comparison_rules_of_powershell():
     assert values("$q[0].Recipients -contains 'A@X.COM'") == [True]
     assert values("5 -eq '5'") == [True]  # the right side takes the left side's type
     assert values("$null -eq $x") == [True]
+    assert values("($q | where {$_.Status -eq 'Suspended'}).Count") == [0]  # $null.Count is 0
 
 
 def test_variables_hashtables_and_string_expansion():

@@ -31,6 +31,17 @@ WRONG = {
     "net-lb-vip-default-connector": "Set-ReceiveConnector 'CMHYBD01\\Default Frontend CMHYBD01' -TlsCertificateName "
                                     "'<I>CN=labsim Public Issuing CA 1, O=labsim Public Trust, C=US<S>"
                                     "CN=mail.cloudmonkeys.xyz' -Fqdn mail.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
+    # the wrong service restarted: MSExchangeTransport stays stopped
+    "svc-transport-stopped": "Start-Sleep -Seconds 240; Restart-Service MSExchangeFrontEndTransport; "
+                             "Start-Sleep -Seconds 1200",
+    # transport restarted, Mailbox Transport Submission left stopped: the mail stays in the Outbox
+    "svc-submission-stopped": "Start-Sleep -Seconds 240; Restart-Service MSExchangeTransport; Start-Sleep -Seconds 600",
+    # the connector enabled again, but the suspended Unreachable queue never resumed: its message stays
+    "unreachable-resubmit": "Start-Sleep -Seconds 360; Set-SendConnector 'EdgeSync - Default-First-Site-Name to "
+                            "Internet' -Enabled $true; Start-Sleep -Seconds 600",
+    # the connector pointed at the Edge's Internet name: the Edge presents its own certificate
+    "exo-connector-smarthost-unresolvable": "Get-OutboundConnector | Set-OutboundConnector -SmartHosts "
+                                            "smtp.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
 }
 
 

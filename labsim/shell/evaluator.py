@@ -303,7 +303,7 @@ def member(value: Any, name: str) -> Any:
     if isinstance(value, str):
         return len(value) if low == "length" else None
     if value is None:
-        return None
+        return 0 if low in ("count", "length") else None  # $null.Count is 0 (PowerShell 3+)
     if low == "count":
         return 1
     return getattr(value, name, None) if not name.startswith("_") else None

@@ -128,7 +128,12 @@ class LabSession:
             if fix_at is None or off < fix_at:
                 self.rt.scheduler.call_at(loaded.start + off, f"change {ch.cmdlet}",
                                           timeline_change(self.rt, ch.cmdlet, ch.params))
-        await self.advance_to(self.now())
+        broken = loaded.start
+        if ex is not None:  # starts broken: the lab is run up to its last fault change (a stop at +00:00:30)
+            offs = [parse_timespan(ch.at) for ch in scn.change if ch.at is not None]
+            offs = [o for o in offs if fix_at is None or o < fix_at]
+            broken = loaded.start + max(offs, default=timedelta(0))
+        await self.advance_to(max(broken, self.now()))
         self._wall = time.monotonic()
 
     async def stop(self) -> None:
