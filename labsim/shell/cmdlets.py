@@ -271,7 +271,8 @@ def register(ctx: Context, s: LabSession) -> None:
                 continue
             props = dict(r)
             props["Recipients"] = [x for x in r["Recipients"].split(";") if x]
-            props["RecipientStatus"] = [x for x in r["RecipientStatus"].split(";") if x]
+            # one status per recipient; a status's own structure ([{LED=...};{MSG=...}]) holds ';' too
+            props["RecipientStatus"] = [r["RecipientStatus"]] if r["RecipientStatus"] else []
             out.append(PSObject("Microsoft.Exchange.Management.TransportLogSearchTasks.MessageTrackingEvent",
                                 props, views.TRACKING))
         size = p.get("ResultSize")
