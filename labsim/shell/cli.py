@@ -1,9 +1,11 @@
-"""`labsim shell ID|FILE [--exercise] [--replay] [--command "..."] [--out DIR] [--seed N]`."""
+"""`labsim shell ID|FILE [--exercise] [--replay] [--command "..."] [--out DIR] [--seed N]`.
+
+Only argparse at import: `labsim list`/`show` build the whole parser and must start without the
+engine or asyncio (tests/test_startup.py)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
+    import asyncio
+
     from ..engine.outdir import RunOutput, default_out
     from ..scenario.loader import load_scenario
     from .repl import Shell, Transcript, interactive, save_transcript
