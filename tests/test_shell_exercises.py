@@ -160,3 +160,30 @@ def test_commands_are_read_from_stdin_when_it_is_not_a_terminal(tmp_path, monkey
     assert data["hints_used"] == 1
     assert data["commands"][1]["lab_time"] < data["commands"][2]["lab_time"]
     assert "Count    : 2" in text
+
+
+@pytest.mark.parametrize("body, key, problem", [
+    ('[exercise]\nobjective = "o"\nsolution = ["Get-Queue"]\nhint = ["typo"]\n', "exercise.hint", "unknown key"),
+    ('[exercise]\nobjective = "o"\nsolution = []\n', "exercise.solution", "at least 1"),
+    ('[exercise]\nobjective = "o"\nsolution = ["Get-Queue"]\n[[exercise.check.probe]]\nfrom = "a@b.c"\n'
+     'to = ["x@y.z"]\nmailbox = "mars:x@y.z"\n', "exercise.check.probe[0].mailbox", "realm:address"),
+])
+def test_a_bad_exercise_block_is_one_error_naming_the_key(write_scenario, body, key, problem):
+    from conftest import run_cli, scenario_text
+
+    path = write_scenario(scenario_text(body))
+    rc, _, err = run_cli(["show", str(path)])
+    assert rc == 2
+    assert key in err and problem in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.integration
+def test_a_requirement_that_does_not_parse_fails_the_grade_with_the_parser_s_words(write_scenario, tmp_path):
+    from conftest import scenario_text
+
+    path = write_scenario(scenario_text('[exercise]\nobjective = "o"\nsolution = ["Get-Queue"]\n'
+                                        '[[exercise.check.require]]\ntest = "(Get-Queue"\nsays = "queues listed"\n'))
+    code, text = shell(str(path), "--exercise", "--command", "", "--out", str(tmp_path / "o"))
+    assert code == 1
+    assert "[FAIL] queues listed: queues listed (Missing closing ')' in expression.)" in text
