@@ -199,10 +199,33 @@ async def interactive(shell: Shell) -> None:
                     break
                 if line.strip().lower() in ("exit", "quit", "logout"):
                     break
-                await shell.execute(line)
+                await _interruptible(shell, line)
     finally:
         stop.set()
         await task
+
+
+async def _interruptible(shell: Shell, line: str) -> None:
+    """Run one command; Ctrl-C while it runs (a long Start-Sleep) stops it at the next safe point
+    (session.advance_to) instead of ending the shell. At the prompt prompt_toolkit reads Ctrl-C
+    itself (it clears the line)."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def on_sigint() -> None:
+        shell.session.stop_requested = True
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError):  # no signal handlers here (not the main thread)
+        await shell.execute(line)
+        return
+    try:
+        await shell.execute(line)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        shell.session.stop_requested = False
 
 
 def save_transcript(transcript: Transcript, out: Any) -> None:

@@ -151,8 +151,20 @@ class LabSession:
         return self.rt.clock.now()
 
     async def advance_to(self, when: datetime) -> None:
-        await self.rt.scheduler.run(self.rt.settle, until=when)
-        self.rt.clock.set(when)
+        """Run the lab up to `when`, a minute of lab time at a time: Ctrl-C (`stop_requested`) stops
+        between two steps, never inside an action, so the lab is always left consistent."""
+        while True:
+            step = min(when, self.now() + timedelta(seconds=60))
+            await self.rt.scheduler.run(self.rt.settle, until=step)
+            self.rt.clock.set(step)
+            if step >= when:
+                return
+            if self.stop_requested:
+                self.stop_requested = False
+                raise ShellError(f"Stopped (Ctrl-C); the lab's time is {self.now().strftime('%H:%M:%S')}.",
+                                 "OperationStopped")
+
+    stop_requested = False
 
     async def advance(self, seconds: float) -> None:
         if seconds < 0:
