@@ -46,6 +46,10 @@ WRONG = {
     "cert-renewed-duplicate": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365' -RequireTLS $false "
                               "-TlsAuthLevel $null -IgnoreSTARTTLS $true; Get-Queue | ? {$_.Status -eq 'Retry'} | "
                               "Retry-Queue; Start-Sleep 300",
+    # -AddressSpaces without @{Add=...} replaces the list: the routing domain goes, remote mailboxes go Unreachable
+    "route-unreachable-no-connector": "Start-Sleep 180; Set-SendConnector 'Outbound to Office 365' -AddressSpaces "
+                                      "'smtp:cloudfield.onmicrosoft.com;1'; Retry-Queue CMHYBD01\\Unreachable "
+                                      "-Resubmit $true; Start-Sleep 300",
     # the connector pointed at the Edge's Internet name: the Edge presents its own certificate
     "exo-connector-smarthost-unresolvable": "Get-OutboundConnector | Set-OutboundConnector -SmartHosts "
                                             "smtp.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
