@@ -345,6 +345,13 @@ def register(ctx: Context, s: LabSession) -> None:
             raise ShellError("Missing an argument for parameter 'Identity'.", "InvalidArgument")
         return [await s.validate_outbound(cell(identity), [cell(x) for x in enumerate_value(p.get("Recipients"))])]
 
+    async def get_accepted_domain(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
+        objs = [PSObject("Microsoft.Exchange.Data.Directory.SystemConfiguration.AcceptedDomain",
+                         {"Identity": d.name, **_dump(d)}, views.ACCEPTED_DOMAIN)
+                for d in s.rt.model.organization.accepted_domains]
+        return _pick(objs, p.get("Identity"), s.domain_controller)
+
+    spec("Get-AcceptedDomain", get_accepted_domain, ("Identity",), ("Identity",), help="Accepted domains (on-premises).")
     spec("Validate-OutboundConnector", validate_outbound, ("Identity", "Recipients"), ("Identity",),
          help="EXO: test an outbound connector with a real test message.")
     spec("Get-Queue", get_queue, ("Identity", "Server", "Filter", "ResultSize"), ("Identity",),

@@ -24,6 +24,7 @@ NET_CONNECTION = View(list_props=("ComputerName", "RemoteAddress", "RemotePort",
 WIN_EVENT = View(table=("TimeCreated", "Id", "LevelDisplayName", "Message"), group_by="ProviderName",
                  widths=(25, 8, 16), right=("Id",))
 VALIDATION = View(list_props=("Identity", "Target", "Recipient", "IsTaskSuccessful", "Status", "TlsStatus"))  # [INFERRED]
+ACCEPTED_DOMAIN = View(table=("Name", "DomainName", "DomainType", "Default"))  # [INFERRED]
 HINT = View(list_props=("Hint", "Number", "Remaining"))
 GRADE = View(list_props=("Objective", "Passed", "Checks"))
 
