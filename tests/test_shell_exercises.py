@@ -53,6 +53,12 @@ WRONG = {
     # a higher MaxHopCount only moves where the loop is caught
     "route-loop-internalrelay": "Start-Sleep 600; Get-ReceiveConnector -Server CMHYBD01 | Set-ReceiveConnector "
                                 "-MaxHopCount 100",
+    # InternalRelay on both sides: the stop-gap of one side plus the loop of route-loop-internalrelay
+    "route-authoritative-exo": "Start-Sleep 180; Set-LabTenantAcceptedDomain -Identity cloudmonkeys.xyz -DomainType "
+                               "InternalRelay; Set-AcceptedDomain cloudmonkeys.xyz -DomainType InternalRelay",
+    # validation switched off on the way out: mail from the cloud still fails on the way in
+    "cert-untrusted-root": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365' -TlsAuthLevel EncryptionOnly; "
+                           "Get-Queue | ? {$_.Status -eq 'Retry'} | Retry-Queue; Start-Sleep 1800",
     # the connector pointed at the Edge's Internet name: the Edge presents its own certificate
     "exo-connector-smarthost-unresolvable": "Get-OutboundConnector | Set-OutboundConnector -SmartHosts "
                                             "smtp.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
