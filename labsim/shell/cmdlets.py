@@ -152,12 +152,24 @@ def certificate_objects(s: LabSession, server: str) -> list[PSObject]:
             "CertificateDomains": list(issued.spec.sans) or [issued.spec.subject.removeprefix("CN=")],
             "HasPrivateKey": entry.has_private_key, "IsSelfSigned": issued.self_signed,
             "NotBefore": c.not_valid_before_utc, "NotAfter": c.not_valid_after_utc,
-            "Status": "Valid", "FriendlyName": entry.certificate, "Identity": f"{srv.name}\\{issued.thumbprint}",
+            "Status": _cert_status(s, issued, c), "FriendlyName": entry.certificate, "Identity": f"{srv.name}\\{issued.thumbprint}",
             "ServicesList": ", ".join(entry.services) or "None",
         }
         out.append(PSObject("Microsoft.Exchange.Management.SystemConfigurationTasks.ExchangeCertificate", props,
                             views.CERTIFICATE))
     return out
+
+
+def _cert_status(s: "LabSession", issued: Any, c: Any) -> str:
+    """Get-ExchangeCertificate's Status at the lab's time: DateInvalid outside the validity
+    period, Revoked once the CA revoked it, Valid otherwise [INFERRED: the CertificateStatus names
+    are Exchange's; which checks the cmdlet runs (chain trust, CRL reachability) is not modelled]."""
+    now = s.now()
+    if now < c.not_valid_before_utc or now > c.not_valid_after_utc:
+        return "DateInvalid"
+    if s.rt.pki.is_revoked(issued.name, now):
+        return "Revoked"
+    return "Valid"
 
 
 def service_objects(s: LabSession, server: str) -> list[PSObject]:
