@@ -467,9 +467,7 @@ async def tcp_probe(real_dst: tuple[str, int], real_src: str, timeout: float) ->
         sock = await open_socket(real_dst, real_src, timeout)
     except OSError:
         return False
-    loop = asyncio.get_running_loop()
-    reader, writer = await asyncio.open_connection(sock=sock)
-    del reader, loop
+    _reader, writer = await asyncio.open_connection(sock=sock)
     writer.close()
     try:
         await writer.wait_closed()

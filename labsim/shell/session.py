@@ -48,9 +48,6 @@ from .evaluator import (
 )
 from .objects import PSObject, cell
 
-HOUR = 3600.0
-
-
 @dataclass
 class PendingChange:
     cmdlet: str
