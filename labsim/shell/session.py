@@ -570,4 +570,4 @@ def _parse(text: str) -> Any:
     return parse(text)
 
 
-__all__ = ["HOUR", "Grade", "LabSession", "PendingChange"]
+__all__ = ["Grade", "LabSession", "PendingChange"]
