@@ -48,6 +48,7 @@ from .evaluator import (
 )
 from .objects import PSObject, cell
 
+
 @dataclass
 class PendingChange:
     cmdlet: str
