@@ -550,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--web", default=WEB_DEFAULT, metavar="ADDR:PORT",
                     help=f"where to serve it (default {WEB_DEFAULT}; loopback only)")
     sp.set_defaults(fn=cmd_view)
+
+    # `labsim shell`: a trainee's Exchange Management Shell on the live lab
+    from .shell.cli import add_parser as add_shell_parser
+
+    add_shell_parser(sub)
     return p
 
 

@@ -50,7 +50,10 @@ def _message_id(rt: LabRuntime, realm: str, owner: str, when: datetime) -> str:
     return f"<{when.strftime('%Y%m%d%H%M%S')}.{ids.randint(0x100000, 0xFFFFFF):X}@{host.fqdn}>"
 
 
-def _inject(rt: LabRuntime, msg: Message) -> Any:
+def inject_message(rt: LabRuntime, msg: Message) -> Any:
+    """The scheduler action that writes `msg` in its sender's mail client and submits it (the
+    scenario's [[message]] entries, and the shell's probe messages)."""
+
     async def action() -> None:
         realm, owner = sender_realms(rt.model)[msg.sender.lower()]
         now = rt.clock.now()
@@ -84,7 +87,11 @@ def check_timeline_operations(loaded: LoadedScenario) -> None:
                 raise ScenarioError(f"{loaded.path}: change[{i}] ({exc.where})", exc.problem) from None
 
 
-def _timeline_change(rt: LabRuntime, cmdlet: str, params: dict[str, Any]) -> Any:
+def timeline_change(rt: LabRuntime, cmdlet: str, params: dict[str, Any]) -> Any:
+    """The scheduler action of one cmdlet on the running lab: an operation (Retry-Queue,
+    Restart-Service, ...) or a configuration change the lab then takes up (the scenario's timeline,
+    and the shell's Set-/New-/Remove- cmdlets: one implementation for both)."""
+
     async def action() -> None:
         if is_operation(cmdlet):
             await run_operation(rt, cmdlet, params)
@@ -117,12 +124,12 @@ async def _run_into(loaded: LoadedScenario, *, out: Path, seed: int, block: int 
         for m in scn.message:
             when = loaded.start + parse_timespan(m.at)
             last = max(last, when)
-            rt.scheduler.call_at(when, f"message {m.id}", _inject(rt, m))
+            rt.scheduler.call_at(when, f"message {m.id}", inject_message(rt, m))
         for ch in scn.change:
             if ch.at is not None:
                 when = loaded.start + parse_timespan(ch.at)
                 last = max(last, when)
-                rt.scheduler.call_at(when, f"change {ch.cmdlet}", _timeline_change(rt, ch.cmdlet, ch.params))
+                rt.scheduler.call_at(when, f"change {ch.cmdlet}", timeline_change(rt, ch.cmdlet, ch.params))
         until = last + (parse_timespan(scn.duration) if scn.duration else timedelta(days=3))
         await rt.scheduler.run(rt.settle, until=until)
         rt.collect_pending()
@@ -162,11 +169,11 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
     stop = stop or asyncio.Event()
     if traffic:  # the scenario's messages and its timeline, on wall-clock time from now
         for m in scn.message:
-            rt.scheduler.call_at(model.start + parse_timespan(m.at), f"message {m.id}", _inject(rt, m))
+            rt.scheduler.call_at(model.start + parse_timespan(m.at), f"message {m.id}", inject_message(rt, m))
         for ch in scn.change:
             if ch.at is not None:
                 rt.scheduler.call_at(model.start + parse_timespan(ch.at), f"change {ch.cmdlet}",
-                                     _timeline_change(rt, ch.cmdlet, ch.params))
+                                     timeline_change(rt, ch.cmdlet, ch.params))
 
     async def flusher() -> None:
         next_snapshot = 0.0

@@ -213,7 +213,7 @@ class LabServices:
         if cache is not None:
             cache.flush()
 
-    def _resolver(self, host: HostInfo, servers: list[str], service: str | None = None) -> LabResolver:
+    def resolver(self, host: HostInfo, servers: list[str], service: str | None = None) -> LabResolver:
         src = self.book.real_ip(host.ip) if self.book.knows(host.ip) else None
         # Every configured server is asked, in order: one outside the lab never answers (it costs
         # its timeout, as an unreachable server does), and link rules on UDP 53 apply (rules.network).
@@ -224,12 +224,12 @@ class LabServices:
     async def resolve_a(self, host: HostInfo, servers: list[str], name: str, *,
                         service: str | None = None) -> list[str]:
         self.clock.advance(0.001)
-        return await self._resolver(host, servers, service).resolve_a(name)
+        return await self.resolver(host, servers, service).resolve_a(name)
 
     async def resolve_host(self, host: HostInfo, servers: list[str], domain: str, *,
                            service: str | None = None) -> list[tuple[str, list[str]]]:
         self.clock.advance(0.002)
-        return await self._resolver(host, servers, service).resolve_host(domain)
+        return await self.resolver(host, servers, service).resolve_host(domain)
 
     async def validate(self, host: HostInfo, chain: list[x509.Certificate], domain: str | None) -> ValidationResult:
         site = host.site

@@ -188,6 +188,61 @@ class Expectations(_Strict):
     tracking: list[TrackingExpectation] = Field(default_factory=list)
 
 
+# --- exercises (`labsim shell ID --exercise`; docs/shell.md) ------------------------------------
+class Probe(_Strict):
+    """A message the grader sends when the trainee asks for a grade; it must reach `mailbox`."""
+
+    sender: str = Field(alias="from")
+    to: list[str]
+    mailbox: str  # "realm:address", as in [[expect.message]]
+    subject: str = "labsim exercise probe"
+
+    @field_validator("sender")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        return _address(v)
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("a probe needs at least one recipient")
+        return [_address(a) for a in v]
+
+    @field_validator("mailbox")
+    @classmethod
+    def _mailbox(cls, v: str) -> str:
+        realm, sep, address = v.partition(":")
+        if not sep or realm not in REALMS or "@" not in address:
+            raise ValueError(f"{v!r} is not realm:address with realm {' | '.join(REALMS)}")
+        return v
+
+
+class Requirement(_Strict):
+    """A PowerShell condition over the lab (`test`, run in the trainee's shell) that must be true;
+    `says` is what the grade prints when it is not (the right fix rather than a workaround)."""
+
+    test: str = Field(min_length=1, max_length=2000)
+    says: str = Field(min_length=1, max_length=500)
+
+
+class ExerciseCheck(_Strict):
+    probe: list[Probe] = Field(default_factory=list)
+    wait: str = "00:30:00"  # how long (virtual) a probe may take to be delivered
+    drained: bool = True  # no message left in any queue of any server after the probes
+    require: list[Requirement] = Field(default_factory=list)
+
+
+class Exercise(_Strict):
+    objective: str = Field(min_length=1, max_length=500)
+    hints: list[str] = Field(default_factory=list)
+    # Timeline changes and messages at or after `fix_at` are the scenario's own fix and its proof:
+    # an exercise starts without them (the trainee makes the fix).
+    fix_at: str | None = None
+    solution: list[str] = Field(min_length=1)  # the reference solution: shell command lines
+    check: ExerciseCheck = Field(default_factory=ExerciseCheck)
+
+
 class Scenario(_Strict):
     id: str
     title: str
@@ -198,6 +253,7 @@ class Scenario(_Strict):
     change: list[Change] = Field(default_factory=list)
     message: list[Message] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
+    exercise: Exercise | None = None
 
     @field_validator("title")
     @classmethod

@@ -1,0 +1,203 @@
+"""`labsim shell` on the live lab (real loopback sockets): every catalog exercise is solved by its
+reference solution typed into the shell, an empty session and a wrong fix are not; changes that a
+service reads at start wait for Restart-Service; scripted use's exit codes and transcript."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from conftest import SCENARIOS
+
+from labsim import cli
+from labsim.scenario.loader import load_scenario
+from labsim.shell.parser import parse
+from labsim.shell.session import LabSession
+
+EXERCISES = sorted(p.stem for p in SCENARIOS.glob("*.toml") if load_scenario(p).scenario.exercise is not None)
+
+# A fix that is wrong or a workaround, per exercise: each must not pass.
+WRONG = {
+    # the Front End's DNS is fixed in AD but the service is never restarted: it still asks the ISP
+    "dns-isp-resolvers-prx2": "Set-FrontendTransportService CMHYBD01 -InternalDNSServers 192.168.1.11 "
+                              "-InternalDNSAdapterEnabled $false; Start-Sleep -Seconds 900",
+    # TLS switched off on the connector instead of putting the key back
+    "cert-tlscertname-no-private-key": "Set-SendConnector 'Outbound to Office 365' -RequireTLS $false "
+                                       "-TlsAuthLevel $null; Start-Sleep -Seconds 900",
+    # the catch-all connector given the hybrid certificate: mail flows, but anyone is let in as the service
+    "net-lb-vip-default-connector": "Set-ReceiveConnector 'CMHYBD01\\Default Frontend CMHYBD01' -TlsCertificateName "
+                                    "'<I>CN=labsim Public Issuing CA 1, O=labsim Public Trust, C=US<S>"
+                                    "CN=mail.cloudmonkeys.xyz' -Fqdn mail.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
+    # the wrong service restarted: MSExchangeTransport stays stopped
+    "svc-transport-stopped": "Start-Sleep -Seconds 240; Restart-Service MSExchangeFrontEndTransport; "
+                             "Start-Sleep -Seconds 1200",
+    # transport restarted, Mailbox Transport Submission left stopped: the mail stays in the Outbox
+    "svc-submission-stopped": "Start-Sleep -Seconds 240; Restart-Service MSExchangeTransport; Start-Sleep -Seconds 600",
+    # the connector enabled again, but the suspended Unreachable queue never resumed: its message stays
+    "unreachable-resubmit": "Start-Sleep -Seconds 360; Set-SendConnector 'EdgeSync - Default-First-Site-Name to "
+                            "Internet' -Enabled $true; Start-Sleep -Seconds 600",
+    # TLS without validating EOP's certificate: mail flows, the right-fix check refuses it
+    "cert-wrong-tlsdomain": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365' -TlsAuthLevel EncryptionOnly; "
+                            "Get-Queue | ? {$_.Status -eq 'Retry'} | Retry-Queue; Start-Sleep 300",
+    # TLS switched off instead of removing the key-less duplicate
+    "cert-renewed-duplicate": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365' -RequireTLS $false "
+                              "-TlsAuthLevel $null -IgnoreSTARTTLS $true; Get-Queue | ? {$_.Status -eq 'Retry'} | "
+                              "Retry-Queue; Start-Sleep 300",
+    # -AddressSpaces without @{Add=...} replaces the list: the routing domain goes, remote mailboxes go Unreachable
+    "route-unreachable-no-connector": "Start-Sleep 180; Set-SendConnector 'Outbound to Office 365' -AddressSpaces "
+                                      "'smtp:cloudfield.onmicrosoft.com;1'; Retry-Queue CMHYBD01\\Unreachable "
+                                      "-Resubmit $true; Start-Sleep 300",
+    # a higher MaxHopCount only moves where the loop is caught
+    "route-loop-internalrelay": "Start-Sleep 600; Get-ReceiveConnector -Server CMHYBD01 | Set-ReceiveConnector "
+                                "-MaxHopCount 100",
+    # InternalRelay on both sides: the stop-gap of one side plus the loop of route-loop-internalrelay
+    "route-authoritative-exo": "Start-Sleep 180; Set-LabTenantAcceptedDomain -Identity cloudmonkeys.xyz -DomainType "
+                               "InternalRelay; Set-AcceptedDomain cloudmonkeys.xyz -DomainType InternalRelay",
+    # validation switched off on the way out: mail from the cloud still fails on the way in
+    "cert-untrusted-root": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365' -TlsAuthLevel EncryptionOnly; "
+                           "Get-Queue | ? {$_.Status -eq 'Retry'} | Retry-Queue; Start-Sleep 1800",
+    # the connector pointed at the Edge's Internet name: the Edge presents its own certificate
+    "exo-connector-smarthost-unresolvable": "Get-OutboundConnector | Set-OutboundConnector -SmartHosts "
+                                            "smtp.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
+}
+
+
+def shell(*argv: str) -> tuple[int, str]:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = cli.main(["shell", *argv])
+    return code, buf.getvalue()
+
+
+def grade_of(out: Path) -> dict:
+    return json.loads((out / "shell-transcript.json").read_text(encoding="utf-8"))["grade"]
+
+
+def test_the_catalog_has_exercises_and_wrong_fixes():
+    assert len(EXERCISES) >= 3
+    assert len(WRONG) >= 3 and set(WRONG) <= set(EXERCISES)
+
+
+@pytest.mark.parametrize("sid", EXERCISES)
+def test_every_exercise_text_parses(sid):
+    ex = load_scenario(sid).scenario.exercise
+    assert ex is not None and ex.hints
+    for line in [*ex.solution, *(r.test for r in ex.check.require)]:
+        parse(line)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sid", EXERCISES)
+def test_reference_solution_passes(sid, tmp_path):
+    out = tmp_path / "o"
+    code, text = shell(sid, "--exercise", "--replay", "--out", str(out))
+    assert code == 0, text
+    assert "Result: PASSED" in text
+    g = grade_of(out)
+    assert g["passed"] and all(c["ok"] for c in g["checks"])
+    transcript = (out / "shell-transcript.txt").read_text(encoding="utf-8")
+    assert load_scenario(sid).scenario.exercise.solution[0] in transcript
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sid", EXERCISES)
+def test_empty_session_fails(sid, tmp_path):
+    out = tmp_path / "o"
+    code, text = shell(sid, "--exercise", "--command", "", "--out", str(out))
+    assert code == 1
+    g = grade_of(out)
+    assert not g["passed"]
+    failing = [c["what"] for c in g["checks"] if not c["ok"]]
+    assert failing and f"[FAIL] {failing[0]}" in text  # the grade says what still fails
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sid", sorted(WRONG))
+def test_wrong_fix_fails(sid, tmp_path):
+    out = tmp_path / "o"
+    code, text = shell(sid, "--exercise", "--command", WRONG[sid], "--out", str(out))
+    assert code == 1, text
+    assert "Result: NOT PASSED" in text
+    assert not grade_of(out)["passed"]
+
+
+@pytest.mark.integration
+async def test_service_settings_wait_for_the_restart(tmp_path):
+    """Set-TransportService -InternalDNSServers is shown at once (AD) but used from the restart on."""
+    s = LabSession(load_scenario("dns-isp-resolvers-prx2"), tmp_path, exercise=True)
+    await s.start()
+    try:
+        hub = s.rt.model.organization.server("CMHYBD01").transport
+        await s.change("Set-TransportService", {"Identity": "CMHYBD01", "InternalDNSServers": ["192.168.1.11"],
+                                                "MessageRetryInterval": "00:05:00"})
+        assert hub.internal_dns_servers == []  # the running service still has the old list
+        assert hub.message_retry_interval == "00:05:00"  # a setting without a restart rule applies at once
+        [svc] = [o for o in (await s.ctx.commands["get-transportservice"].fn(s.ctx, {"Identity": "CMHYBD01"}, []))]
+        assert svc.get("InternalDNSServers") == ["192.168.1.11"]
+        assert [p.service for p in s.pending] == ["MSExchangeTransport"]
+        await s.service("Restart-Service", "MSExchangeFrontEndTransport", "CMHYBD01")
+        assert hub.internal_dns_servers == []  # another service's restart does not apply it
+        await s.service("Restart-Service", "MSExchangeTransport", "CMHYBD01")
+        assert hub.internal_dns_servers == ["192.168.1.11"]
+        assert s.pending == []
+    finally:
+        await s.stop()
+
+
+@pytest.mark.integration
+def test_scripted_use_exit_codes(tmp_path):
+    code, text = shell("hybrid-baseline", "--command", "Get-Queue; Get-Service MSExchangeTransport",
+                       "--out", str(tmp_path / "a"))
+    assert code == 0
+    assert "DeliveryType Status MessageCount Velocity RiskLevel OutboundIPPool NextHopDomain" in text
+    assert "CMHYBD01\\Submission" in text
+    assert "Running  MSExchangeTrans... Microsoft Exchange Transport" in text  # Get-Service's fixed 18-wide Name
+    code, text = shell("hybrid-baseline", "--command", "Get-Qeueu", "--out", str(tmp_path / "b"))
+    assert code == 1 and "The term 'Get-Qeueu' is not recognized" in text
+    code, text = shell("hybrid-baseline", "--command", "Get-Queue |", "--out", str(tmp_path / "c"))
+    assert code == 2 and "An empty pipe element is not allowed." in text
+    code, _ = shell("hybrid-baseline", "--exercise", "--out", str(tmp_path / "d"))
+    assert code == 2  # no [exercise] in that scenario
+
+
+@pytest.mark.integration
+def test_commands_are_read_from_stdin_when_it_is_not_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Get-Hint\nStart-Sleep -Seconds 120\nGet-Queue | measure\n"))
+    out = tmp_path / "o"
+    code, text = shell("dns-isp-resolvers-prx2", "--exercise", "--out", str(out))
+    assert code == 1
+    data = json.loads((out / "shell-transcript.json").read_text(encoding="utf-8"))
+    assert [c["command"] for c in data["commands"]] == ["Get-Hint", "Start-Sleep -Seconds 120", "Get-Queue | measure"]
+    assert data["hints_used"] == 1
+    assert data["commands"][1]["lab_time"] < data["commands"][2]["lab_time"]
+    assert "Count    : 2" in text
+
+
+@pytest.mark.parametrize("body, key, problem", [
+    ('[exercise]\nobjective = "o"\nsolution = ["Get-Queue"]\nhint = ["typo"]\n', "exercise.hint", "unknown key"),
+    ('[exercise]\nobjective = "o"\nsolution = []\n', "exercise.solution", "at least 1"),
+    ('[exercise]\nobjective = "o"\nsolution = ["Get-Queue"]\n[[exercise.check.probe]]\nfrom = "a@b.c"\n'
+     'to = ["x@y.z"]\nmailbox = "mars:x@y.z"\n', "exercise.check.probe[0].mailbox", "realm:address"),
+])
+def test_a_bad_exercise_block_is_one_error_naming_the_key(write_scenario, body, key, problem):
+    from conftest import run_cli, scenario_text
+
+    path = write_scenario(scenario_text(body))
+    rc, _, err = run_cli(["show", str(path)])
+    assert rc == 2
+    assert key in err and problem in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.integration
+def test_a_requirement_that_does_not_parse_fails_the_grade_with_the_parser_s_words(write_scenario, tmp_path):
+    from conftest import scenario_text
+
+    path = write_scenario(scenario_text('[exercise]\nobjective = "o"\nsolution = ["Get-Queue"]\n'
+                                        '[[exercise.check.require]]\ntest = "(Get-Queue"\nsays = "queues listed"\n'))
+    code, text = shell(str(path), "--exercise", "--command", "", "--out", str(tmp_path / "o"))
+    assert code == 1
+    assert "[FAIL] queues listed: queues listed (Missing closing ')' in expression.)" in text
