@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["Evidence", "Fault", "Hop", "InputError", "Lab", "LabsimError", "Listener", "Message", "Queue",
            "Recipient", "Result", "ScenarioError", "__version__", "read_result", "run", "run_async"]

@@ -46,7 +46,7 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InputError
 
 MARKER = ".labsim-output"

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..engine import service_ops
 from ..engine.operations import OPERATION_NAMES
@@ -32,7 +33,26 @@ from .evaluator import Context, Spec, enumerate_value
 from .objects import PSObject, cell
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import LabSession
+    from ..engine.runtime import LabRuntime
+
+
+class LabSession(Protocol):
+    """What the cmdlets need of the shell's session (shell.session.LabSession implements it)."""
+
+    rt: "LabRuntime"
+    local: str
+    domain_controller: str
+
+    def now(self) -> datetime: ...
+    def server(self, name: str) -> Any: ...
+    def overlay(self, cmdlet: str, identity: str, props: dict[str, Any]) -> dict[str, Any]: ...
+    def event_level(self, event_id: int) -> str: ...
+    async def change(self, cmdlet: str, params: dict[str, Any]) -> None: ...
+    async def operation(self, name: str, params: dict[str, Any]) -> None: ...
+    async def service(self, verb: str, service: str, server: str) -> None: ...
+    async def resolve(self, name: str, qtype: str, server: Any) -> list[PSObject]: ...
+    async def test_connection(self, target: str, port: int, source: str) -> PSObject: ...
+    async def validate_outbound(self, identity: str, recipients: list[str]) -> PSObject: ...
 
 # Parameters of the configuration cmdlets the shell knows by model (for binding errors and tab
 # completion); the other configuration cmdlets accept what their topology handler accepts.

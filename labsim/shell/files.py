@@ -22,7 +22,7 @@ from .evaluator import Context, Spec, enumerate_value
 from .objects import PSObject, View, cell
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import LabSession
+    from .cmdlets import LabSession
 
 MARK = "transportroles/logs"
 INSTALL = "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\"
