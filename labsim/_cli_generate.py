@@ -19,7 +19,8 @@ def add_parser(sub: Any, jobs: Any) -> None:
     sp.add_argument("--days", type=int, default=1, help="days of traffic (default 1)")
     sp.add_argument("--mailboxes", type=int, default=100, help="mailboxes of the organisation (default 100)")
     sp.add_argument("--faults", help="catalog scenario ids, comma-separated, or `all`: one an hour, spread evenly")
-    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--seed", type=int, default=1,
+                    help="seed of the corpus: the same seed gives a byte-identical corpus for any --jobs (default 1)")
     sp.add_argument("--jobs", type=jobs, default=1, metavar="J",
                     help="run the hourly shards in J processes (the corpus is the same for any J)")
     sp.add_argument("--executor", metavar="dask://HOST:PORT",

@@ -23,7 +23,8 @@ def add_parser(sub: Any) -> None:
                     help="run these commands (';' between them) and leave; without it a stdin that is not a "
                          "terminal is read line by line")
     sp.add_argument("--out", help="output folder: the lab's logs and the transcript (default labsim-out/<id>-shell/)")
-    sp.add_argument("--seed", type=int)
+    sp.add_argument("--seed", type=int,
+                    help="seed of the lab (ids, certificates, timing); default: the scenario's own seed")
     sp.set_defaults(fn=cmd_shell)
 
 
