@@ -291,12 +291,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from .engine.trace import DETAIL_COLUMNS, TRACE_COLUMNS, detail_rows, trace_rows
 
     data = load_trace(_out_dir(args.out))
+    cols: tuple[str, ...]
+    table: tuple[str, ...]
     if args.v2:
         rows, cols, table = _trace_v2(data, args)
     elif args.detail:
         rows = detail_rows(data, trace_id=args.message_trace_id, recipient=args.recipient)
-        cols: tuple[str, ...] = DETAIL_COLUMNS
-        table: tuple[str, ...] = ("Date", "Event", "MessageId", "RecipientAddress", "Detail")
+        cols = DETAIL_COLUMNS
+        table = ("Date", "Event", "MessageId", "RecipientAddress", "Detail")
     else:
         rows = trace_rows(data, sender=args.sender, recipient=args.recipient, status=args.status,
                           message_id=args.message_id)

@@ -9,7 +9,12 @@ from pathlib import Path
 
 from conftest import run_cli
 
-from labsim.engine.trace_v2 import DETAIL_V2_COLUMNS, TRACE_V2_COLUMNS, detail_v2_rows, trace_v2_rows
+from labsim.engine.trace_v2 import (
+    DETAIL_V2_COLUMNS,
+    TRACE_V2_COLUMNS,
+    detail_v2_rows,
+    trace_v2_rows,
+)
 
 
 def _csv(path: Path) -> list[dict[str, str]]:

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms
 from ..errors import TopologyError
-from ..logs.scm import SCM_SOURCE, SERVICE_DISPLAY_NAMES, failure_strings, state_change_strings
+from ..logs.scm import (
+    SCM_SOURCE,
+    SERVICE_DISPLAY_NAMES,
+    failure_strings,
+    state_change_strings,
+)
 from ..rules.services import start_plan
 from ..topology.model import ExchangeServer, Organization, SendConnector
 from .op_registry import OPERATION_CHECKS, operation
