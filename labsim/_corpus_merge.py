@@ -34,7 +34,8 @@ MERGED = (re.compile(r"[^/]+/TransportRoles/Logs/.+/[A-Z]+\d{10}-\d+\.LOG"),
           re.compile(r"[^/]+/TransportRoles/Logs/.+/AgentLog\d{8}-\d+\.LOG"),
           re.compile(r"[^/]+/EventLog/(Application|System)\.(xml|txt|evtx)"), re.compile(r"mailboxes/[^/]+/[^/]+/\d+\.eml"),
           re.compile(r"queue-history\.jsonl|queues\.json|summary\.json|manifest\.json|\.labsim-output"),
-          re.compile(r"EXO/MessageTrace/(trace\.json|Get-MessageTrace\.csv|Get-MessageTraceDetail\.csv)"))
+          re.compile(r"EXO/MessageTrace/(trace\.json|Get-MessageTrace\.csv|Get-MessageTraceDetail\.csv)"),
+          re.compile(r"EXO/MessageTrace/Get-MessageTrace(Detail)?V2\.csv"))  # evidence2: message trace V2
 
 
 def merge(shards: list[Path], out: Path, servers: set[str]) -> None:
@@ -273,7 +274,8 @@ def _merge_trace(shards: list[Path], out: Path) -> None:
             head = data if not head else {**head, "start": min(head["start"], data["start"]),
                                           "end": max(head["end"], data["end"])}
     write_streamed(folder / "trace.json", head, "messages", _shard_items(paths, "messages"), indent=2)
-    for name in ("Get-MessageTrace.csv", "Get-MessageTraceDetail.csv"):
+    for name in ("Get-MessageTrace.csv", "Get-MessageTraceDetail.csv",
+                 "Get-MessageTraceV2.csv", "Get-MessageTraceDetailV2.csv"):  # V2: no Index column
         with (folder / name).open("w", encoding="utf-8", newline="") as f:
             header_written = False
             index = 0

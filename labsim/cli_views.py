@@ -291,10 +291,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from .engine.trace import DETAIL_COLUMNS, TRACE_COLUMNS, detail_rows, trace_rows
 
     data = load_trace(_out_dir(args.out))
-    if args.detail:
+    cols: tuple[str, ...]
+    table: tuple[str, ...]
+    if args.v2:
+        rows, cols, table = _trace_v2(data, args)
+    elif args.detail:
         rows = detail_rows(data, trace_id=args.message_trace_id, recipient=args.recipient)
-        cols: tuple[str, ...] = DETAIL_COLUMNS
-        table: tuple[str, ...] = ("Date", "Event", "RecipientAddress", "Detail")
+        cols = DETAIL_COLUMNS
+        table = ("Date", "Event", "MessageId", "RecipientAddress", "Detail")
     else:
         rows = trace_rows(data, sender=args.sender, recipient=args.recipient, status=args.status,
                           message_id=args.message_id)
@@ -307,6 +311,29 @@ def cmd_trace(args: argparse.Namespace) -> int:
     else:
         print(render_table(rows, table), end="")
     return 0
+
+
+def _trace_v2(data: dict[str, Any], args: argparse.Namespace) -> tuple[list[dict[str, Any]], tuple[str, ...],
+                                                                        tuple[str, ...]]:
+    """`labsim trace --v2`: Get-MessageTraceV2 / Get-MessageTraceDetailV2 (engine.trace_v2)."""
+    from .engine.trace_v2 import (
+        DETAIL_V2_COLUMNS,
+        SUBJECT_FILTER_TYPES,
+        TRACE_V2_COLUMNS,
+        detail_v2_rows,
+        trace_v2_rows,
+    )
+
+    if args.detail:
+        return (detail_v2_rows(data, trace_id=args.message_trace_id, recipient=args.recipient), DETAIL_V2_COLUMNS,
+                ("Date", "Event", "MessageId", "RecipientAddress", "Detail"))
+    how = next((t for t in SUBJECT_FILTER_TYPES if t.lower() == (args.subject_filter_type or "Contains").lower()), None)
+    if how is None:
+        raise InputError("--subject-filter-type", f"{args.subject_filter_type!r} is not one of "
+                                                  f"{', '.join(SUBJECT_FILTER_TYPES)}")
+    rows = trace_v2_rows(data, sender=args.sender, recipient=args.recipient, status=args.status,
+                         message_id=args.message_id, subject=args.subject, subject_filter_type=how)
+    return rows, TRACE_V2_COLUMNS, ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status")
 
 
 # --- argparse ------------------------------------------------------------------------------------------
@@ -347,6 +374,9 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--detail", action="store_true", help="Get-MessageTraceDetail")
     sp.add_argument("--message-trace-id", help="with --detail: one message")
     sp.add_argument("--csv", action="store_true", help="CSV (Export-Csv style)")
+    sp.add_argument("--v2", action="store_true", help="Get-MessageTraceV2 / Get-MessageTraceDetailV2 columns")
+    sp.add_argument("--subject", help="with --v2: part of the subject (-Subject)")
+    sp.add_argument("--subject-filter-type", help="with --v2 --subject: Contains (default), StartsWith, EndsWith")
     sp.set_defaults(fn=cmd_trace)
 
     # --json on the views (api): every property of every row, for scripts

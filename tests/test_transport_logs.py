@@ -223,3 +223,31 @@ def test_a_failed_lookup_of_the_next_hop_is_in_the_connectivity_log(write_scenar
     assert mine[1][5].startswith("ErrorRetry reported by ") and mine[2][5] == "Messages: 0 Bytes: 0"
     # no SMTP session was opened for it
     assert session not in {x[2] for x in folder_rows(r.out, "CMHYBD01", "Hub", "SmtpSend")}
+
+
+# --- Mailbox Transport Delivery: the store driver's MapiDelivery rows (evidence2) -----------------------
+def test_store_delivery_rows_are_the_store_drivers(tmp_path: Path) -> None:
+    from labsim.logs.connectivity import store_delivery
+
+    log = ConnectivityLog(tmp_path, connectivity_log_folder("MBX1", "MailboxDelivery"))
+    store_delivery(log, T0, 0x10, "DB01", "mbx1.contoso.com", 1500, 2)
+    paths = log.flush()
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "MBX1/TransportRoles/Logs/Mailbox/Connectivity/Delivery/CONNECTLOG2026050106-1.LOG"]
+    rows = check_exchange_log(paths[0], "Transport Connectivity Log", CONNECTIVITY_FIELDS)
+    assert [r[1:] for r in rows] == [
+        ["0000000000000010", "MapiDelivery", "DB01", "+", "Delivery;MailboxServer=mbx1.contoso.com;Database=DB01"],
+        ["0000000000000010", "MapiDelivery", "DB01", ">", "Starting delivery"],
+        ["0000000000000010", "MapiDelivery", "DB01", "-", "Messages: 1 Bytes: 1500 Recipients: 2"]]
+
+
+def test_every_mailbox_delivery_of_the_baseline_is_in_the_delivery_connectivity_log(tmp_path: Path) -> None:
+    out = _run(tmp_path, "hybrid-baseline")
+    folder = out / "CMHYBD01" / "TransportRoles" / "Logs" / "Mailbox" / "Connectivity" / "Delivery"
+    rows = [r for p in sorted(folder.glob("CONNECTLOG*.LOG"))
+            for r in check_exchange_log(p, "Transport Connectivity Log", CONNECTIVITY_FIELDS)]
+    ends = [r for r in rows if r[4] == "-"]
+    delivered = sum(1 for p in (out / "mailboxes").rglob("*.eml") if p.parts[-3].startswith("onprem-"))
+    assert ends and sum(int(r[5].rsplit(" ", 1)[1]) for r in ends) == delivered  # Recipients: n
+    assert {r[2] for r in rows} == {"MapiDelivery"} and {r[3] for r in rows} == {"DB01"}
+    assert len({r[1] for r in rows}) == len(ends)  # one session per mail item

@@ -24,13 +24,14 @@ from ..logs.connectivity import (
     ConnectivityLog,
     connectivity_log_folder,
     start_description,
+    store_delivery,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..net.resolver import DnsError
     from ..transport.queues import Queue
 
-__all__ = ["connectivity_log", "agent_log", "queue_trace", "dns_failed", "log_rejection"]
+__all__ = ["connectivity_log", "agent_log", "queue_trace", "dns_failed", "log_rejection", "mailbox_delivered"]
 
 
 
@@ -110,3 +111,12 @@ def log_rejection(server: Any, session: Any, recipient: str, local_port: int, re
         reason="BlockListProvider", reason_data=provider, p1_from=session.state.mail_from or "",
         recipients=(recipient,) if recipient else ())
     agent_log(server, _transport_service(server)).add(session.now(), action)
+
+
+def mailbox_delivered(server: Any, database: str, nbytes: int, recipients: int) -> None:
+    """Mailbox Transport Delivery handed one mail item to a mailbox database: its MapiDelivery rows in
+    `Mailbox/Connectivity/Delivery`, under a session id of the delivery service's own counter (the
+    process-wide SessionId.GetNextSessionId the SMTP sessions use too)."""
+    session = server.session_ids["MailboxDelivery"].next()
+    store_delivery(connectivity_log(server, "MailboxDelivery"), server.lab.clock.now(), session, database,
+                   server.model.fqdn, nbytes if recipients else 0, recipients)

@@ -30,6 +30,7 @@ from ..topology.model import (
 )
 from ..transport import headers as H
 from ..transport.message import MailItem, count_received, header_value, received_header
+from .connectivity import mailbox_delivered
 from .queueing import (
     queued_reply,
 )
@@ -175,10 +176,15 @@ class ReceiveSide:
         secs = (session.now() - (session.data_started or session.now())).total_seconds()
         reply = queued_reply(item.message_id, item.internal_id, self.model.fqdn, len(envelope.data), secs)
         if service == "MailboxDelivery":
+            by_db: dict[str, int] = {}
             for rcpt in envelope.recipients:
-                path = self.lab.store.deliver(f"onprem-{self._database_of(rcpt)}", rcpt, item.data)
+                db = self._database_of(rcpt)
+                by_db[db] = by_db.get(db, 0) + 1
+                path = self.lab.store.deliver(f"onprem-{db}", rcpt, item.data)
                 self.lab.ledger.delivered(item, rcpt, "onprem", path, self.name)
                 self.tracker.deliver(item, rcpt, path, session)
+            for db, n in by_db.items():  # the store driver's connectivity rows (engine.connectivity)
+                mailbox_delivered(self, db, len(item.data), n)
             return reply
         self.submit(item)
         return reply

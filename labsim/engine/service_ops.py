@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms
 from ..errors import TopologyError
-from ..logs.scm import SCM_SOURCE, state_change_strings
+from ..logs.scm import (
+    SCM_SOURCE,
+    SERVICE_DISPLAY_NAMES,
+    failure_strings,
+    state_change_strings,
+)
+from ..rules.services import start_plan
 from ..topology.model import ExchangeServer, Organization, SendConnector
 from .op_registry import OPERATION_CHECKS, operation
 from .services import (
@@ -102,16 +108,35 @@ async def _change_service(rt: "LabRuntime", params: dict[str, Any], where: str, 
             _edgesync_broken(rt, EDGESYNC_LDAP_UNAVAILABLE)
     await rt.reconfigure()  # listeners follow the services (closed ports refuse connections)
     if start:
-        _scm_state_change(rt, server, service, "running")
-        _set_running(server, service, True)
+        started = _start(rt, server, service)
         await rt.reconfigure()
-        if service in ("ADAM_MSExchange", "MSExchangeEdgeSync"):
+        if {"ADAM_MSExchange", "MSExchangeEdgeSync"} & set(started):
             sync_edges(rt)
-        if service == "MSExchangeTransport":
+        if "MSExchangeTransport" in started:
             _resume_queues(rt, server.name)
-        if service in ("MSExchangeSubmission", "MSExchangeTransport"):
+        if {"MSExchangeSubmission", "MSExchangeTransport"} & set(started):
             await rt.service_state.outbox.flush()
+        if service not in started and not is_running(server, service):
+            display = SERVICE_DISPLAY_NAMES.get(service, service)
+            return f"Failed to start service '{display} ({service})'."  # Start-Service's error
     return f"{server.name}\\{service}"
+
+
+def _start(rt: "LabRuntime", server: ExchangeServer, service: str) -> list[str]:
+    """The SCM starts the service's stopped dependencies, then the service (7036 each); a service
+    the world keeps from running ends with its exit code (7023) and its dependents are not started
+    (7001) - rules.services. Returns the services that started."""
+    names = MAILBOX_SERVICES if server.role == "Mailbox" else EDGE_SERVICES
+    running = {n for n in names if is_running(server, n)}
+    if service in running:
+        return [service]  # already running: no state change, no event (the follow-ups still run)
+    plan = start_plan(server, service, running)
+    for name in plan.started:
+        _scm_state_change(rt, server, name, "running")
+        _set_running(server, name, True)
+    for event_id, raw in plan.events:
+        rt.events.add(server.name, SCM_SOURCE, event_id, failure_strings(event_id, raw))
+    return plan.started
 
 
 def _scm_state_change(rt: "LabRuntime", server: ExchangeServer, service: str, state: str) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms
 from ..transport.tracking import led_status, us_time
+from .trace_v2 import DETAIL_V2_COLUMNS, TRACE_V2_COLUMNS, detail_v2_rows, trace_v2_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..transport.message import MailItem
@@ -158,13 +159,16 @@ class ExoTrace:
         folder = out / "EXO" / "MessageTrace"
         folder.mkdir(parents=True, exist_ok=True)
         data = self.as_json()
-        paths = [folder / "trace.json", folder / "Get-MessageTrace.csv", folder / "Get-MessageTraceDetail.csv"]
+        paths = [folder / "trace.json", folder / "Get-MessageTrace.csv", folder / "Get-MessageTraceDetail.csv",
+                 folder / "Get-MessageTraceV2.csv", folder / "Get-MessageTraceDetailV2.csv"]  # V2: engine.trace_v2
         # Written as they are encoded (json.dump, csv.writer on the file): no whole-file strings.
         with open(paths[0], "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2)
             fh.write("\n")
         for path, rows, columns in ((paths[1], trace_rows(data), TRACE_COLUMNS),
-                                    (paths[2], detail_rows(data), DETAIL_COLUMNS)):
+                                    (paths[2], detail_rows(data), DETAIL_COLUMNS),
+                                    (paths[3], trace_v2_rows(data), TRACE_V2_COLUMNS),
+                                    (paths[4], detail_v2_rows(data), DETAIL_V2_COLUMNS)):
             with open(path, "w", encoding="utf-8", newline="") as fh:
                 _write_csv(fh, rows, columns)
         return paths

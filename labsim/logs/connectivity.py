@@ -100,6 +100,19 @@ def stop_description(messages: int, nbytes: int, description: str | None = None)
     return text + f" ({description})" if description else text
 
 
+def store_delivery(log: "ConnectivityLog", at: datetime, session: int, database: str, mailbox_server: str,
+                   nbytes: int, recipients: int) -> None:
+    """Mailbox Transport Delivery's store delivery of one mail item (source `MapiDelivery`,
+    Destination the mailbox database's name; StoreDriverDelivery.DeliverMailItem [V-CL]): `+`
+    "Delivery;MailboxServer={fqdn};Database={db}", `>` "Starting delivery", `-` "Messages: 1
+    Bytes: {MIME size, 0 when no recipient got it} Recipients: {recipients delivered}"."""
+    rows = (("+", f"Delivery;MailboxServer={mailbox_server};Database={database}"), (">", "Starting delivery"),
+            ("-", f"Messages: 1 Bytes: {nbytes} Recipients: {recipients}"))
+    for seq, (direction, description) in enumerate(rows):
+        log.stream.add_joined(at, (session, seq),
+                              join((f"{session:016X}", "MapiDelivery", database, direction, description)))
+
+
 class ConnectivityLog:
     """One service's connectivity log folder (CONNECTLOGyyyyMMddHH-n.LOG, like the protocol logs)."""
 

@@ -30,6 +30,7 @@ __all__ = [
     "SERVICE_DISPLAY_NAMES",
     "render_scm_text",
     "render_scm_xml",
+    "failure_strings",
     "scm_message",
     "state_change_strings",
 ]
@@ -68,7 +69,16 @@ SCM_EVENTS: dict[int, ScmEventDef] = {
     7031: ScmEventDef("Error", "The %1 service terminated unexpectedly.  It has done this %2 time(s).  "
                                "The following corrective action will be taken in %3 milliseconds: %5."),
     7034: ScmEventDef("Error", "The %1 service terminated unexpectedly.  It has done this %2 time(s)."),
+    7001: ScmEventDef("Error", "The %1 service depends on the %2 service which failed to start because of "
+                               "the following error: %n%3"),
 }
+
+
+def failure_strings(event_id: int, raw: list[str]) -> list[str]:
+    """7023/7001 insertion strings from rules.services' plan: service key names become display
+    names (7023: service, error; 7001: service, dependency, error)."""
+    names = 2 if event_id == 7001 else 1
+    return [SERVICE_DISPLAY_NAMES.get(s, s) for s in raw[:names]] + raw[names:]
 
 
 def state_change_strings(service: str, state: str) -> list[str]:

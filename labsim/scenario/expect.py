@@ -68,7 +68,8 @@ def check(expect: Expectations, ledger: Ledger, out: Path) -> list[Outcome]:
     for ev in expect.event:
         from ..engine.eventlog import event_log_folder, read_text_log
 
-        events = read_text_log(event_log_folder(out, ev.server) / "Application.txt")
+        folder = event_log_folder(out, ev.server)  # Application and System (SCM events) logs
+        events = read_text_log(folder / "Application.txt") + read_text_log(folder / "System.txt")
         n = sum(1 for x in events if x.get("Event ID") == str(ev.id)
                 and (ev.source is None or x.get("Source") == ev.source)
                 and (ev.contains is None or ev.contains in x.get("Description", "")))

@@ -451,6 +451,9 @@ class ExchangeServer(LabModel):
     databases: list[str] = Field(default_factory=list)
     ip_block_list_providers: list[IPBlockListProvider] = Field(default_factory=list)  # Edge only
     stopped_services: list[str] = Field(default_factory=list)  # Windows services not running (service_ops)
+    # evidence2: the Edge's AD LDS instance database (TransportRoles\data\Adam\adamntds.dit) was deleted;
+    # ADAM_MSExchange cannot start (rules.services; seed 001 error 3)
+    adam_database_missing: bool = False
 
     @field_validator("winhttp_proxy")
     @classmethod
