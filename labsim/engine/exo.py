@@ -23,6 +23,7 @@ from ..rules.tls_policy import (
     exo_mx_plan,
 )
 from ..smtp.client import ClientTls, SendSpec, Target
+from ..topology.values import smart_host_ip
 from ..transport import headers as H
 from ..transport.message import MailItem, count_received, header_value, received_header
 from ..transport.queues import Queue, QueuedMessage, QueueSet
@@ -197,7 +198,8 @@ class ExoRuntime(QueueingParty):
         conn = getattr(route, "connector", None)
         if conn is not None and not conn.use_mx_record:
             for host in conn.smart_hosts:
-                for ip in await self.lab.resolve_a(self.host_out, servers, host):
+                literal = smart_host_ip(host)  # an IP smart host is used as is, never looked up
+                for ip in [literal] if literal else await self.lab.resolve_a(self.host_out, servers, host):
                     targets.append(Target(ip, 25, host))
             tls = ClientTls.from_plan(exo_connector_plan(conn, self.cert), self.store)
         else:

@@ -45,6 +45,7 @@ from ..topology.model import (
     TransportServiceConfig,
 )
 from ..topology.timespec import parse_timespan
+from ..topology.values import smart_host_ip
 from ..transport.message import MailItem
 from ..transport.queues import Queue, QueuedMessage, QueueSet
 from .connectivity import dns_failed, queue_trace
@@ -266,8 +267,8 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         targets = []
         if sc.smart_hosts:
             for host in sc.smart_hosts:
-                if host.startswith("[") and host.endswith("]"):
-                    targets.append(Target(host[1:-1], sc.port, host))
+                if smart_host_ip(host):  # `[192.0.2.1]` or a bare address: used as is
+                    targets.append(Target(smart_host_ip(host) or "", sc.port, host))
                 else:
                     for ip in await self.lab.resolve_a(self.host, dns_servers, host):
                         targets.append(Target(ip, sc.port, host))
