@@ -114,3 +114,33 @@ def test_allow_list_cmdlets_refuse_bad_input():
     apply_change(lab, "Set-HostedConnectionFilterPolicy", {"IPAllowList": {"Add": ["192.0.2.0/24"]}})
     apply_change(lab, "Set-HostedConnectionFilterPolicy", {"IPAllowList": {"Add": ["192.0.2.9"], "Remove": ["192.0.2.0/24"]}})
     assert lab.tenant.connection_filter_policy.ip_allow_list == ["192.0.2.9"]
+
+
+@pytest.mark.integration
+async def test_a_certificate_created_at_run_time_is_accepted_by_eop(tmp_path, monkeypatch):
+    """cert-revoked: after the reissue, CMHYBD01 presents the new certificate to EOP. EOP's TLS
+    context trusts the lab's leaves as they were when it was built; without the accept-any callback
+    (pki.accept_any's fallback) a context built before the reissue ended that handshake with
+    'TLS negotiation failed with error IllegalMessage', restart or not."""
+    import labsim.pki.store as store
+
+    monkeypatch.setattr(store, "accept_any_client_certificate", lambda ctx: False)
+    s = LabSession(load_scenario("cert-revoked"), tmp_path, exercise=True)
+    await s.start()
+    try:
+        fate = await _send(s, "before", "raghu@cloudmonkeys.xyz", "ramki@cloudmonkeys.xyz", wait=300)
+        assert _delivered(fate, "exo")  # EOP's context exists now, built with the revoked certificate's leaf only
+        await s.change("New-LabCertificate", {"Name": "mail-cloudmonkeys-2026", "Subject": "CN=mail.cloudmonkeys.xyz",
+                                              "Sans": ["mail.cloudmonkeys.xyz"], "Issuer": "public-issuing",
+                                              "NotBefore": "-1d", "NotAfter": "+365d"})
+        await s.change("Import-ExchangeCertificate", {"FileName": "C:\\certs\\mail-cloudmonkeys-2026.pfx"})
+        await s.change("Enable-ExchangeCertificate", {"Thumbprint": s.rt.pki.issued("mail-cloudmonkeys-2026").thumbprint,
+                                                      "Services": "SMTP", "Force": True})
+        await s.change("Remove-ExchangeCertificate", {"Thumbprint": s.rt.pki.issued("mail-cloudmonkeys").thumbprint})
+        fate = await _send(s, "after", "raghu@cloudmonkeys.xyz", "alex@fabrikam.com", wait=1800)
+        assert _delivered(fate, "internet"), fate
+        s.rt.flush_logs()
+        sent = "".join(p.read_text(encoding="utf-8") for p in tmp_path.rglob("SEND*.LOG"))
+        assert "IllegalMessage" not in sent
+    finally:
+        await s.stop()

@@ -86,7 +86,7 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         self._logs: dict[tuple[str, str], ProtocolLog] = {}
         self.connectivity_logs: dict[str, ConnectivityLog] = {}  # per transport service (engine.connectivity)
         self.agent_logs: dict[str, AgentLog] = {}
-        self._server_ctx: dict[int, ssl.SSLContext] = {}
+        self._server_ctx: dict[tuple[int, ...], ssl.SSLContext] = {}
         self._reported_12014: set[tuple[int, tuple[str, ...]]] = set()  # events raised `once` (raise_event)
         self._proxies: dict[int, Connection] = {}  # Front End: an inbound session's proxy to a Hub
         self._submission: tuple[Connection, datetime, Any] | None = None  # an open submission connection
