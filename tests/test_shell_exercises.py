@@ -19,6 +19,8 @@ from labsim.shell.session import LabSession
 
 EXERCISES = sorted(p.stem for p in SCENARIOS.glob("*.toml") if load_scenario(p).scenario.exercise is not None)
 
+EDGE_LOGS = "\\\\CMEDGE01\\c$\\Program Files\\Microsoft\\Exchange Server\\V15\\TransportRoles\\Logs\\Edge\\ProtocolLog"
+
 # A fix that is wrong or a workaround, per exercise: each must not pass.
 WRONG = {
     # the Front End's DNS is fixed in AD but the service is never restarted: it still asks the ISP
@@ -62,7 +64,52 @@ WRONG = {
     # the connector pointed at the Edge's Internet name: the Edge presents its own certificate
     "exo-connector-smarthost-unresolvable": "Get-OutboundConnector | Set-OutboundConnector -SmartHosts "
                                             "smtp.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
+    # the partner allowed by switching the block list provider off
+    "dns-blocklist-edge-provider": "Start-Sleep 120; Remove-IPBlockListProvider -Identity Spamhaus; Start-Sleep 300",
+    # EOP's IP Allow List does not lift the Spamhaus rejection; the connector stays off
+    "dns-blocklist-spamhaus-eop": "Start-Sleep 120; Set-HostedConnectionFilterPolicy Default -IPAllowList 27.7.57.241; "
+                                  "Get-Queue | ? {$_.Status -eq 'Retry'} | Retry-Queue; Start-Sleep 300",
+    # TLS switched off on the relay connector: EXO still refuses the revoked certificate inbound
+    "cert-revoked": "Start-Sleep 180; Set-SendConnector 'Outbound via Office 365' -RequireTLS $false -TlsAuthLevel $null; "
+                    "Start-Sleep 600",
+    # the stuck message deleted instead of resubmitted
+    "queue-retry-until-expiry": "Start-Sleep 900; Get-Queue | ? {$_.Status -eq 'Retry'} | Get-Message | Remove-Message "
+                                "-WithNDR $false; Set-SendConnector 'Outbound to Office 365' -SmartHosts $null "
+                                "-DNSRoutingEnabled $true",
+    # the right session, the wrong link
+    "net-reset-mid-session": "Start-Sleep 600; Get-ChildItem '" + EDGE_LOGS + "\\SmtpSend' | Get-Content | Where-Object "
+                             "{$_ -match ',-,,Remote$'} | Select-Object -First 1 | ForEach-Object {Submit-LabFinding "
+                             "-Cause ConnectionReset -Link CMHYBD01,CMEDGE01 -Evidence $_}",
+    # a fast session as the evidence of a slow link
+    "net-slow-link": "Start-Sleep 600; Get-ChildItem '" + EDGE_LOGS + "\\SmtpReceive' | Get-Content | Where-Object "
+                     "{$_ -match ', \\d{3,}\\.\\d+ KB/sec'} | Select-Object -First 1 | ForEach-Object {Submit-LabFinding "
+                     "-Cause SlowLink -Link FABRIKAM-MX,CMEDGE01 -Evidence $_}",
+    # the right finding, and the Edge's limit raised to hide the client's errors
+    "proto-client-errors": "Get-ChildItem '" + EDGE_LOGS + "\\SmtpReceive' | Get-Content | Where-Object {$_ -match "
+                           "'421 4.7.0'} | Select-Object -First 1 | ForEach-Object {Submit-LabFinding -Cause "
+                           "ClientProtocolErrors -Evidence $_}; Get-ReceiveConnector -Server CMEDGE01 | "
+                           "Set-ReceiveConnector -MaxProtocolErrors 100",
 }
+
+
+def _is_fault(change) -> bool:
+    """A change that breaks something: anything but turning protocol logging up."""
+    return any(not k.lower().endswith("protocollogginglevel") for k in change.params if k.lower() != "identity")
+
+
+FAULT_SCENARIOS = sorted(p.stem for p in SCENARIOS.glob("*.toml")
+                         if any(_is_fault(c) for c in load_scenario(p).scenario.change))
+
+
+def test_every_fault_scenario_is_an_exercise():
+    """issue 13's 'Done means': every fault scenario has an exercise (its reference solution passing and
+    its empty session failing are test_reference_solution_passes / test_empty_session_fails, which run
+    over EXERCISES); only a scenario without a fault (hybrid-baseline) has none."""
+    assert len(FAULT_SCENARIOS) >= 30
+    missing = [sid for sid in FAULT_SCENARIOS if load_scenario(sid).scenario.exercise is None]
+    assert missing == []
+    assert set(EXERCISES) == set(FAULT_SCENARIOS)
+    assert "hybrid-baseline" not in FAULT_SCENARIOS
 
 
 def shell(*argv: str) -> tuple[int, str]:

@@ -23,6 +23,7 @@ from ..rules.tls_policy import (
     exo_mx_plan,
 )
 from ..smtp.client import ClientTls, SendSpec, Target
+from ..topology.values import smart_host_ip
 from ..transport import headers as H
 from ..transport.message import MailItem, count_received, header_value, received_header
 from ..transport.queues import Queue, QueuedMessage, QueueSet
@@ -52,6 +53,7 @@ class ExoRuntime(QueueingParty):
         self.internal_ids = Counter(lab.seed, "EXO")
         self.ids = lab.ids_for("EXO")
         self._ctx: ssl.SSLContext | None = None
+        self._ctx_leaves: tuple[int, ...] = ()
 
     def expiry(self) -> timedelta:
         return timedelta(hours=48)  # EXO retries connector delivery for 48 hours (MFI)
@@ -79,8 +81,12 @@ class ExoRuntime(QueueingParty):
         return True
 
     async def start_server_tls(self, session: "ReceivingSession") -> None:
-        if self._ctx is None:
-            self._ctx = self.store.server_context(self.cert, self.lab.pki.all_leaf_certs())
+        # The context trusts the lab's leaf certificates as they were when it was built: a certificate
+        # created at run time (a reissue) needs a new one, or its handshake fails (IllegalMessage).
+        leaves = self.lab.pki.all_leaf_certs()
+        key = tuple(c.serial_number for c in leaves)
+        if self._ctx is None or key != self._ctx_leaves:
+            self._ctx, self._ctx_leaves = self.store.server_context(self.cert, leaves), key
         await session.reply(R.STARTTLS_GO)
         try:
             await session.writer.start_tls(self._ctx)
@@ -197,7 +203,8 @@ class ExoRuntime(QueueingParty):
         conn = getattr(route, "connector", None)
         if conn is not None and not conn.use_mx_record:
             for host in conn.smart_hosts:
-                for ip in await self.lab.resolve_a(self.host_out, servers, host):
+                literal = smart_host_ip(host)  # an IP smart host is used as is, never looked up
+                for ip in [literal] if literal else await self.lab.resolve_a(self.host_out, servers, host):
                     targets.append(Target(ip, 25, host))
             tls = ClientTls.from_plan(exo_connector_plan(conn, self.cert), self.store)
         else:

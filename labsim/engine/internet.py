@@ -37,6 +37,7 @@ class InternetHostRuntime(QueueingParty):
         self.store = CertStore(lab.pki, [StoreEntry(certificate=model.certificate)] if model.certificate else [],
                                owner=model.name)
         self._ctx: ssl.SSLContext | None = None
+        self._ctx_leaves: tuple[int, ...] = ()
 
     @property
     def has_tls(self) -> bool:
@@ -61,8 +62,10 @@ class InternetHostRuntime(QueueingParty):
         return True
 
     async def start_server_tls(self, session: "ReceivingSession") -> None:
-        if self._ctx is None:
-            self._ctx = self.store.server_context(self.store.entries[0], self.lab.pki.all_leaf_certs())
+        leaves = self.lab.pki.all_leaf_certs()  # rebuilt when a certificate is added at run time
+        key = tuple(c.serial_number for c in leaves)
+        if self._ctx is None or key != self._ctx_leaves:
+            self._ctx, self._ctx_leaves = self.store.server_context(self.store.entries[0], leaves), key
         await session.reply("220 2.0.0 Ready to start TLS")
         try:
             await session.writer.start_tls(self._ctx)

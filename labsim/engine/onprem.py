@@ -45,6 +45,7 @@ from ..topology.model import (
     TransportServiceConfig,
 )
 from ..topology.timespec import parse_timespan
+from ..topology.values import smart_host_ip
 from ..transport.message import MailItem
 from ..transport.queues import Queue, QueuedMessage, QueueSet
 from .connectivity import dns_failed, queue_trace
@@ -85,7 +86,7 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         self._logs: dict[tuple[str, str], ProtocolLog] = {}
         self.connectivity_logs: dict[str, ConnectivityLog] = {}  # per transport service (engine.connectivity)
         self.agent_logs: dict[str, AgentLog] = {}
-        self._server_ctx: dict[int, ssl.SSLContext] = {}
+        self._server_ctx: dict[tuple[int, ...], ssl.SSLContext] = {}
         self._reported_12014: set[tuple[int, tuple[str, ...]]] = set()  # events raised `once` (raise_event)
         self._proxies: dict[int, Connection] = {}  # Front End: an inbound session's proxy to a Hub
         self._submission: tuple[Connection, datetime, Any] | None = None  # an open submission connection
@@ -266,8 +267,8 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         targets = []
         if sc.smart_hosts:
             for host in sc.smart_hosts:
-                if host.startswith("[") and host.endswith("]"):
-                    targets.append(Target(host[1:-1], sc.port, host))
+                if smart_host_ip(host):  # `[192.0.2.1]` or a bare address: used as is
+                    targets.append(Target(smart_host_ip(host) or "", sc.port, host))
                 else:
                     for ip in await self.lab.resolve_a(self.host, dns_servers, host):
                         targets.append(Target(ip, sc.port, host))

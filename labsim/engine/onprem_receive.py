@@ -54,7 +54,7 @@ class ReceiveSide:
     session_ids: dict[str, SessionIds]
     ids: IdSource
     internal_ids: Counter
-    _server_ctx: dict[int, ssl.SSLContext]
+    _server_ctx: dict[tuple[int, ...], ssl.SSLContext]
     _reported_12014: set[tuple[int, tuple[str, ...]]]  # events raised `once` while their condition holds
 
     if TYPE_CHECKING:  # provided by the other parts of ExchangeServerRuntime (engine.onprem)
@@ -96,10 +96,12 @@ class ReceiveSide:
         self.lab.events.add(self.name, event_source(self.model.role, service), event_id, strings)
 
     def server_context(self, stored: StoredCert) -> ssl.SSLContext:
-        ctx = self._server_ctx.get(stored.index)
+        leaves = self.lab.pki.all_leaf_certs()  # a certificate added at run time needs a new context
+        key = (stored.index, *(c.serial_number for c in leaves))
+        ctx = self._server_ctx.get(key)
         if ctx is None:
-            ctx = self.store.server_context(stored, self.lab.pki.all_leaf_certs())
-            self._server_ctx[stored.index] = ctx
+            ctx = self.store.server_context(stored, leaves)
+            self._server_ctx[key] = ctx
         return ctx
 
     async def start_server_tls(self, session: "ReceivingSession") -> None:

@@ -15,6 +15,7 @@ from ..rules.dnschoice import transport_dns_servers
 from ..rules.reputation import (
     connection_filter_reply,
     eop_block_reply,
+    on_ip_allow_list,
     provider_matches,
     providers_in_order,
     query_name,
@@ -93,6 +94,9 @@ async def edge_connection_filter_reply(server: "EdgeAgent", session: "ReceivingS
     providers = providers_in_order(server.model.ip_block_list_providers)
     if not providers or "BypassAntiSpam" in state.rights:
         return None
+    m = server.model
+    if on_ip_allow_list(m.ip_allow_list_entries, m.ip_allow_list_config, state.remote_ip, session.now()):
+        return None  # "Connecting IP on allow list.  Skipping verification." (OnRcptToHandler)
     if _KEY in session.context:
         if session.context[_KEY]:
             log_rejection(server, session, recipient, local_port, *session.context[_KEY + "provider"])

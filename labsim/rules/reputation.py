@@ -17,11 +17,14 @@ Two consumers, one mechanism (a DNS A query of `<reversed IP>.<zone>` to the lab
 from __future__ import annotations
 
 import ipaddress
+from datetime import datetime
 
-from ..topology.model import IPBlockListProvider
+from ..topology.model import IPAllowListConfig, IPBlockListProvider, IPListEntry
 from . import replies as R
+from .iprange import parse_range
 
-__all__ = ["query_name", "provider_matches", "connection_filter_reply", "eop_block_reply", "providers_in_order"]
+__all__ = ["query_name", "provider_matches", "connection_filter_reply", "eop_block_reply", "providers_in_order",
+           "on_ip_allow_list"]
 
 
 def query_name(ip: str, zone: str) -> str:
@@ -88,3 +91,25 @@ def connection_filter_reply(provider: IPBlockListProvider, client_ip: str) -> st
 
 def eop_block_reply(client_ip: str, zone: str, provider: str, stamp: str) -> str:
     return R.exo_block_list_reply(zone, client_ip, provider, stamp)
+
+
+def on_ip_allow_list(entries: list[IPListEntry], config: IPAllowListConfig, ip: str, now: datetime,
+                     external: bool = True) -> bool:
+    """The Connection Filtering agent's OnConnect: is the connecting address on the Edge's IP Allow list?
+
+    Only when the list is enabled for this kind of connection (CommonUtils.IsEnabled: Enabled and
+    ExternalMailEnabled for an external connection, InternalMailEnabled for an internal one) and
+    the entry has not expired. A session on the list skips the block list providers at RCPT TO
+    ("Connecting IP on allow list.  Skipping verification.", ConnectionFilteringAgent.OnRcptToHandler).
+    """
+    if not config.enabled or not (config.external_mail_enabled if external else config.internal_mail_enabled):
+        return False
+    for e in entries:
+        if e.expiration_time is not None and e.expiration_time.replace(tzinfo=None) <= now.replace(tzinfo=None):
+            continue
+        try:
+            if ip in parse_range(e.ip_range):
+                return True
+        except ValueError:
+            continue
+    return False

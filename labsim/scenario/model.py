@@ -226,11 +226,42 @@ class Requirement(_Strict):
     says: str = Field(min_length=1, max_length=500)
 
 
+# A diagnosis objective (issue 13): the trainee names the cause with Submit-LabFinding and points
+# at a protocol log session that shows it; graded against the lab's own logs and network (docs/shell.md).
+FindingCause = Literal["ConnectionReset", "ConnectionRefused", "ConnectionTimedOut", "SlowLink",
+                       "ClientProtocolErrors"]
+
+
+class Finding(_Strict):
+    cause: FindingCause
+    log: str  # the protocol log whose session is the evidence: "SERVER/Role/SmtpSend", as in [[expect.log]]
+    matches: list[str] = Field(min_length=1)  # regexes over "event,data,context"; each must match a row of it
+    link: bool = False  # the trainee must also name the link (-Link A,B); a lab network rule must fit the cause
+
+    @field_validator("log")
+    @classmethod
+    def _log(cls, v: str) -> str:
+        if len(v.split("/")) != 3 or not all(v.split("/")):
+            raise ValueError(f"{v!r} is not SERVER/Role/SmtpSend|SmtpReceive")
+        return v
+
+    @field_validator("matches")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        for x in v:
+            try:
+                re.compile(x)
+            except re.error as exc:
+                raise ValueError(f"{x!r} is not a regular expression: {exc}") from None
+        return v
+
+
 class ExerciseCheck(_Strict):
     probe: list[Probe] = Field(default_factory=list)
     wait: str = "00:30:00"  # how long (virtual) a probe may take to be delivered
     drained: bool = True  # no message left in any queue of any server after the probes
     require: list[Requirement] = Field(default_factory=list)
+    finding: Finding | None = None
 
 
 class Exercise(_Strict):

@@ -383,6 +383,58 @@ def register(ctx: Context, s: LabSession) -> None:
                 for d in s.rt.model.organization.accepted_domains]
         return _pick(objs, p.get("Identity"), s.domain_controller)
 
+    # --- connection filtering (Edge) and EOP's connection filter policy --------------------------------
+    def _edges(p: dict[str, Any]) -> list[Any]:
+        name = p.get("Server")
+        edges = [x for x in s.rt.model.organization.servers if x.role == "Edge"]
+        if name is not None:
+            srv = s.server(cell(name))
+            if srv.role != "Edge":
+                raise ShellError(f"{srv.name} is not an Edge Transport server; connection filtering runs on Edge "
+                                 "servers.", "InvalidOperation")
+            edges = [srv]
+        return edges
+
+    async def get_block_providers(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
+        objs = [PSObject("Microsoft.Exchange.Data.Directory.SystemConfiguration.IPBlockListProvider",
+                         {"Identity": x.name, **_dump(x), "Server": srv.name}, views.IP_BLOCK_PROVIDER)
+                for srv in _edges(p) for x in srv.ip_block_list_providers]
+        return _pick(objs, p.get("Identity"), s.domain_controller)
+
+    async def get_allow_entries(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
+        objs = []
+        for srv in _edges(p):
+            for e in srv.ip_allow_list_entries:
+                props = {"Identity": e.identity, "IPRange": e.ip_range, "ExpirationTime": e.expiration_time,
+                         "HasExpired": e.expiration_time is not None
+                         and e.expiration_time.replace(tzinfo=None) <= s.now().replace(tzinfo=None),
+                         "IsMachineGenerated": False, "Comment": e.comment, "Server": srv.name}
+                objs.append(PSObject("Microsoft.Exchange.Transport.Agent.ConnectionFiltering.IPAllowListEntry",
+                                     props, views.IP_LIST_ENTRY))
+        address = p.get("IPAddress")
+        if address is not None:
+            from ..rules.iprange import parse_range
+            objs = [o for o in objs if cell(address) in parse_range(cell(o.get("IPRange")))]
+        return objs if p.get("Identity") is None else [o for o in objs if cell(o.get("Identity")) == cell(p["Identity"])]
+
+    async def get_allow_config(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
+        return [PSObject("Microsoft.Exchange.Data.Directory.SystemConfiguration.IPAllowListConfig",
+                         {"Identity": "IPAllowListConfig", **_dump(srv.ip_allow_list_config), "Server": srv.name})
+                for srv in _edges(p)]
+
+    async def get_connection_filter(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
+        pol = s.rt.model.tenant.connection_filter_policy
+        objs = [PSObject("Microsoft.Exchange.Management.SystemConfigurationTasks.HostedConnectionFilterPolicy",
+                         {"Identity": pol.name, **_dump(pol), "IsDefault": True})]
+        return _pick(objs, p.get("Identity"), "Exchange Online")
+
+    spec("Get-IPBlockListProvider", get_block_providers, ("Identity", "Server"), ("Identity",),
+         help="Edge: the block list providers of the Connection Filtering agent.")
+    spec("Get-IPAllowListEntry", get_allow_entries, ("Identity", "IPAddress", "Server", "ResultSize"), ("Identity",),
+         help="Edge: the IP Allow list.")
+    spec("Get-IPAllowListConfig", get_allow_config, ("Server",), help="Edge: is the IP Allow list used.")
+    spec("Get-HostedConnectionFilterPolicy", get_connection_filter, ("Identity",), ("Identity",),
+         help="EXO: the connection filter policy (IP Allow and Block lists).")
     spec("Get-AcceptedDomain", get_accepted_domain, ("Identity",), ("Identity",), help="Accepted domains (on-premises).")
     spec("Validate-OutboundConnector", validate_outbound, ("Identity", "Recipients"), ("Identity",),
          help="EXO: test an outbound connector with a real test message.")

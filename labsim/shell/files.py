@@ -68,7 +68,10 @@ def _matches(base: Path, pattern: str) -> list[Path]:
 def _windows(s: "LabSession", p: Path) -> str:
     rel = p.relative_to(s.rt.out)
     server, *rest = rel.parts
-    return INSTALL + "\\".join(rest)
+    path = INSTALL + "\\".join(rest)
+    if server.lower() != s.local.lower():  # listed through \\SERVER\c$: PowerShell keeps the UNC path
+        return f"\\\\{server}\\c$" + path[2:]
+    return path
 
 
 def _item(s: "LabSession", p: Path) -> PSObject:

@@ -43,6 +43,7 @@ from .evaluator import (
     run_script,
     truthy,
 )
+from .findings import CAUSE_ACTIONS, Submitted, grade_finding
 from .objects import PSObject, cell
 
 
@@ -456,6 +457,10 @@ class LabSession:
             left = self._queued()
             g.checks.append(CheckResult("queues drained", not left,
                                         "still queued: " + ", ".join(f"{q} ({n})" for q, n in left)))
+        if ex.check.finding is not None:
+            self.rt.flush_logs()
+            for what, ok, detail in grade_finding(self.out, self.rt.model, ex.check.finding, self.finding):
+                g.checks.append(CheckResult(what, ok, detail))
         for r in ex.check.require:
             try:
                 ok = truthy(await run_script(self.ctx, _parse(r.test)))
@@ -545,7 +550,22 @@ class LabSession:
                 raise ShellError("This lab was not started as an exercise (labsim shell ID --exercise).")
             return [s.exercise.objective]
 
+        async def submit_finding(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
+            cause, evidence = p.get("Cause"), p.get("Evidence")
+            if cause is None or evidence is None:
+                raise ShellError("Submit-LabFinding needs -Cause and -Evidence (a session id or a protocol log line).",
+                                 "InvalidArgument")
+            if cell(cause) not in CAUSE_ACTIONS:
+                raise ShellError(f"Cannot validate argument on parameter 'Cause'. The argument \"{cell(cause)}\" does "
+                                 f"not belong to the set \"{','.join(CAUSE_ACTIONS)}\".", "InvalidArgument")
+            link = [cell(x) for x in enumerate_value(p.get("Link"))] if p.get("Link") is not None else []
+            s.finding = Submitted(cell(cause), cell(evidence), link)
+            return [PSObject("LabFinding", {"Cause": s.finding.cause, "Evidence": s.finding.evidence,
+                                            "Link": ",".join(link), "Submitted": s.now()})]
+
         reg = self.ctx.register
+        reg(Spec("Submit-LabFinding", submit_finding, ("Cause", "Evidence", "Link"), (), ("Cause",),
+                 "Names the cause of the fault, with a session that shows it (diagnosis exercises)."))
         reg(Spec("Start-Sleep", sleep, ("Seconds", "Milliseconds", "Minutes"), (), ("Seconds",),
                  "Waits: the lab's clock moves on (retries happen)."), "sleep")
         reg(Spec("Skip-LabTime", skip, ("Duration",), (), ("Duration",), "Moves the lab's clock on by a TimeSpan."))
@@ -557,6 +577,7 @@ class LabSession:
         reg(Spec("Get-LabObjective", objective, (), (), (), "The exercise's objective."))
 
     last_grade: Grade | None = None
+    finding: Submitted | None = None
 
     def render(self, values: list[Any]) -> list[str]:
         return render(self.ctx, values)

@@ -25,6 +25,8 @@ WIN_EVENT = View(table=("TimeCreated", "Id", "LevelDisplayName", "Message"), gro
                  widths=(25, 8, 16), right=("Id",))
 VALIDATION = View(list_props=("Identity", "Target", "Recipient", "IsTaskSuccessful", "Status", "TlsStatus"))  # [INFERRED]
 ACCEPTED_DOMAIN = View(table=("Name", "DomainName", "DomainType", "Default"))  # [INFERRED]
+IP_BLOCK_PROVIDER = View(table=("Name", "LookupDomain", "Priority"))  # [INFERRED]
+IP_LIST_ENTRY = View(table=("Identity", "IPRange", "ExpirationTime", "Comment"))  # [INFERRED]
 HINT = View(list_props=("Hint", "Number", "Remaining"))
 GRADE = View(list_props=("Objective", "Passed", "Checks"))
 

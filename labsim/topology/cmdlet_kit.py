@@ -63,7 +63,7 @@ def set_fields(obj: LabModel, params: dict[str, Any], where: str) -> None:
     try:
         # Validate by Exchange names so that an error names the parameter as the admin wrote it
         # (`RemoteIPRanges`, not `remote_ip_ranges`).
-        by_alias = {cls.model_fields[f].alias or f: v for f, v in updates.items()}
+        by_alias = {cls.model_fields[f].alias or f: _cleared(cls, f, v) for f, v in updates.items()}
         merged = cls.model_validate({**obj.model_dump(by_alias=True), **by_alias})
     except ValidationError as exc:
         raise TopologyError(where, _error_text(exc)) from None
@@ -72,6 +72,13 @@ def set_fields(obj: LabModel, params: dict[str, Any], where: str) -> None:
     # model-level normalisations (e.g. DNS routing off with smart hosts) come from the merged copy
     for fname in cls.model_fields:
         object.__setattr__(obj, fname, getattr(merged, fname))
+
+
+def _cleared(cls: type[BaseModel], fname: str, value: Any) -> Any:
+    """`-SmartHosts $null` empties a multi-valued property, as in Exchange's Set- cmdlets."""
+    if value is None and str(cls.model_fields[fname].annotation).lower().startswith("list["):
+        return []
+    return value
 
 
 def _pop_identity(params: dict[str, Any], where: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import TopologyError
 from ..rules.network import lab_hosts, validate_host_spec
+from ..rules.reputation import query_name
 from .cmdlet_kit import (
     _by_name,
     _find_in,
@@ -34,6 +35,7 @@ from .model import (
     DnsServer,
     DnsZone,
     IPBlockListProvider,
+    IPListEntry,
     Lab,
     LinkRule,
     LoadBalancer,
@@ -294,6 +296,131 @@ def remove_ip_block_list_provider(lab: Lab, params: dict[str, Any]) -> str:
     server, provider = _provider(lab, params, where)
     server.ip_block_list_providers.remove(provider)
     return f"{server.name}\\{provider.name}"
+
+
+# --- IP Allow List (Edge) -----------------------------------------------------------------------------
+# Add-/Remove-IPAllowListEntry and Set-IPAllowListConfig as Exchange has them (Edge Transport only):
+# an entry is one -IPAddress or one -IPRange (address, a-b range or CIDR), with an optional
+# -ExpirationTime and -Comment; Identity is an integer assigned on add. The Connection Filtering
+# agent checks the list when a session connects; an address on it skips the block list providers
+# (rules.reputation.on_ip_allow_list).
+def _edge(lab: Lab, params: dict[str, Any], where: str) -> Any:
+    server_name = _pop(params, "Server")
+    if server_name is None:
+        edges = [s for s in lab.organization.servers if s.role == "Edge"]
+        if len(edges) != 1:
+            raise TopologyError(where, "-Server is required (the Edge Transport server)")
+        return edges[0]
+    server = _server(lab, str(server_name), where)
+    if server.role != "Edge":
+        raise TopologyError(where, f"{server.name} is not an Edge Transport server; the IP Allow list is used by "
+                                   "the Connection Filtering agent on Edge servers")
+    return server
+
+
+@cmdlet("Add-IPAllowListEntry")
+def add_ip_allow_list_entry(lab: Lab, params: dict[str, Any]) -> str:
+    """-IPAddress 203.0.113.25 | -IPRange 203.0.113.0/24 [-ExpirationTime] [-Comment] [-Server CMEDGE01]."""
+    where = "Add-IPAllowListEntry"
+    server = _edge(lab, params, where)
+    address, ip_range = _pop(params, "IPAddress"), _pop(params, "IPRange")
+    if (address is None) == (ip_range is None):
+        raise TopologyError(where, "give one of -IPAddress or -IPRange")
+    if address is not None and any(c in str(address) for c in "-/"):
+        raise TopologyError(where, f"-IPAddress {address!r} is not one IP address (use -IPRange for a range)")
+    entries = server.ip_allow_list_entries
+    identity = max((e.identity for e in entries), default=0) + 1
+    entry = _validate(IPListEntry, {**params, "Identity": identity, "IPRange": str(address or ip_range)}, where)
+    if any(e.ip_range == entry.ip_range for e in entries):
+        raise TopologyError(where, f"{entry.ip_range} is already on the IP Allow list of {server.name}")
+    entries.append(entry)
+    return f"{server.name}\\{entry.identity}"
+
+
+@cmdlet("Remove-IPAllowListEntry")
+def remove_ip_allow_list_entry(lab: Lab, params: dict[str, Any]) -> str:
+    """-Identity <integer> (as Get-IPAllowListEntry shows it) [-Server CMEDGE01]."""
+    where = "Remove-IPAllowListEntry"
+    server = _edge(lab, params, where)
+    identity = _pop_identity(params, where)
+    for e in server.ip_allow_list_entries:
+        if str(e.identity) == identity.strip():
+            server.ip_allow_list_entries.remove(e)
+            return f"{server.name}\\{e.identity}"
+    raise TopologyError(f"{where} {identity}", f"no IP Allow list entry with Identity {identity} on {server.name}")
+
+
+@cmdlet("Set-IPAllowListConfig")
+def set_ip_allow_list_config(lab: Lab, params: dict[str, Any]) -> str:
+    """-Enabled, -ExternalMailEnabled, -InternalMailEnabled [-Server CMEDGE01]."""
+    where = "Set-IPAllowListConfig"
+    server = _edge(lab, params, where)
+    set_fields(server.ip_allow_list_config, params, f"{where} {server.name}")
+    return server.name
+
+
+# --- EOP's connection filter policy, and a block list's own removal --------------------------------------
+@cmdlet("Set-HostedConnectionFilterPolicy")
+def set_hosted_connection_filter_policy(lab: Lab, params: dict[str, Any]) -> str:
+    """-Identity Default -IPAllowList a,b | @{Add=...;Remove=...} -IPBlockList ... -EnableSafeList."""
+    where = "Set-HostedConnectionFilterPolicy"
+    policy = lab.tenant.connection_filter_policy
+    identity = next((str(params.pop(k)) for k in list(params) if k.lower() == "identity"), policy.name)
+    if identity.lower() != policy.name.lower():
+        raise TopologyError(where, f"no connection filter policy {identity!r} (the tenant has {policy.name!r})")
+    for key in list(params):
+        if key.lower() in ("ipallowlist", "ipblocklist") and isinstance(params[key], dict):
+            current = policy.ip_allow_list if key.lower() == "ipallowlist" else policy.ip_block_list
+            change = {k.lower(): v for k, v in params[key].items()}
+            add = _as_list(change.get("add"))
+            remove = {x.lower() for x in _as_list(change.get("remove"))}
+            params[key] = [x for x in current if x.lower() not in remove] + [x for x in add if x not in current]
+        elif key.lower() in ("ipallowlist", "ipblocklist") and params[key] is None:
+            params[key] = []
+    set_fields(policy, params, f"{where} {policy.name}")
+    for fname in ("ip_allow_list", "ip_block_list"):
+        for value in getattr(policy, fname):
+            if "/" in value and not 24 <= int(value.rsplit("/", 1)[1]) <= 32:
+                # "Valid network mask values are /24 through /32" (Configure connection filtering, Learn)
+                raise TopologyError(f"{where} {policy.name}", f"{value}: a CIDR IP needs a network mask from /24 to /32")
+    return policy.name
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
+@cmdlet("Remove-LabBlockListEntry")
+def remove_lab_block_list_entry(lab: Lab, params: dict[str, Any]) -> str:
+    """The list's own delisting (a removal request granted): -LookupDomain zen.spamhaus.org -IPAddress a.b.c.d.
+
+    No Exchange admin can take an address off Spamhaus; the list's operator does (the PBL removal form
+    at spamhaus.org). The lab removes the listing records `<reversed IP>.<zone>` from every lab DNS
+    server that hosts the zone; resolvers that cached the listing keep it until its TTL runs out.
+    """
+    where = "Remove-LabBlockListEntry"
+    zone_name, address = _pop(params, "LookupDomain"), _pop(params, "IPAddress")
+    if params:
+        raise TopologyError(where, f"unknown parameter -{next(iter(params))} (known: LookupDomain, IPAddress)")
+    if not zone_name or not address:
+        raise TopologyError(where, "-LookupDomain and -IPAddress are required")
+    try:
+        name = query_name(str(address), str(zone_name))
+    except ValueError:
+        raise TopologyError(where, f"-IPAddress {address!r} is not an IPv4 address") from None
+    removed = 0
+    for server in lab.dns_servers:
+        for zone in server.zones:
+            if zone.name.lower().strip(".") != str(zone_name).lower().strip("."):
+                continue
+            before = len(zone.records)
+            zone.records[:] = [r for r in zone.records if r.name.lower().strip(".") != name]
+            removed += before - len(zone.records)
+    if not removed:
+        raise TopologyError(where, f"{address} is not listed on {zone_name} (no record {name} in the lab)")
+    return name
 
 
 # --- the tenant ------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ __all__ = [
     "NatRule", "Network", "Lab", "Site", "ServerRole", "LoggingLevel", "TlsAuthLevel",
     "AcceptedDomainType", "PermissionGroup", "AuthMechanism",
     "LinkRule", "LoadBalancer", "IPBlockListProvider",
+    "IPListEntry", "IPAllowListConfig", "HostedConnectionFilterPolicy",
 ]
 
 _ALIASES = {
@@ -61,6 +62,12 @@ _ALIASES = {
     "ip_addresses_match": "IPAddressesMatch",
     "ip_block_list_providers": "IPBlockListProviders",
     "winhttp_proxy": "WinHttpProxy",
+    "ip_range": "IPRange",
+    "ip_allow_list_entries": "IPAllowListEntries",
+    "ip_allow_list_config": "IPAllowListConfig",
+    "ip_allow_list": "IPAllowList",
+    "ip_block_list": "IPBlockList",
+    "connection_filter_policy": "HostedConnectionFilterPolicy",
 }
 
 
@@ -431,6 +438,43 @@ class IPBlockListProvider(LabModel):
         return _ipv4(v) if v else None
 
 
+# --- IP Allow List (exercises, issue 13): the Edge's own list and EOP's connection filter policy ------
+class IPListEntry(LabModel):
+    """Add-IPAllowListEntry: one address, range or CIDR block; Identity is assigned on add (1, 2, ...)."""
+
+    identity: int = Field(1, ge=1, le=INT32_MAX)
+    ip_range: str
+    expiration_time: datetime | None = None  # UTC; None = never expires
+    comment: str = ""
+
+    @field_validator("ip_range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        return _ip_range_ok(v)
+
+
+class IPAllowListConfig(LabModel):
+    """Set-IPAllowListConfig: is the IP Allow list used, for external and internal connections."""
+
+    enabled: bool = True
+    external_mail_enabled: bool = True
+    internal_mail_enabled: bool = False
+
+
+class HostedConnectionFilterPolicy(LabModel):
+    """EOP's default connection filter policy (Set-HostedConnectionFilterPolicy Default)."""
+
+    name: str = "Default"
+    ip_allow_list: list[str] = Field(default_factory=list)
+    ip_block_list: list[str] = Field(default_factory=list)
+    enable_safe_list: bool = False
+
+    @field_validator("ip_allow_list", "ip_block_list")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        return [_ip_range_ok(x) for x in v]
+
+
 class ExchangeServer(LabModel):
     """An on-premises Exchange 2019 server (Mailbox or Edge)."""
 
@@ -450,6 +494,8 @@ class ExchangeServer(LabModel):
     winhttp_proxy: str | None = None  # `netsh winhttp set proxy` IP:port; CRL fetches go through it
     databases: list[str] = Field(default_factory=list)
     ip_block_list_providers: list[IPBlockListProvider] = Field(default_factory=list)  # Edge only
+    ip_allow_list_entries: list[IPListEntry] = Field(default_factory=list)  # Edge only
+    ip_allow_list_config: IPAllowListConfig = Field(default_factory=IPAllowListConfig)  # Edge only
     stopped_services: list[str] = Field(default_factory=list)  # Windows services not running (service_ops)
     # evidence2: the Edge's AD LDS instance database (TransportRoles\data\Adam\adamntds.dit) was deleted;
     # ADAM_MSExchange cannot start (rules.services; seed 001 error 3)
@@ -581,6 +627,7 @@ class ExoTenant(LabModel):
     submission_ip: VirtualIP = "52.98.152.178"
     submission_host: str = "PN3PR01CA0012.outlook.office365.com"
     ip_block_lists: dict[str, str] = Field(default_factory=lambda: {"zen.spamhaus.org": "Spamhaus"})
+    connection_filter_policy: HostedConnectionFilterPolicy = Field(default_factory=HostedConnectionFilterPolicy)
     max_hop_count: int = Field(30, ge=1, le=500)
     # ExchangeOnline words connector-delivery failures as mail flow intelligence (4.4.31x/4.7.320);
     # FOPE (the 2010-era service, seed 003) as Exchange 2010 transport did (451 4.4.0 ... failover).

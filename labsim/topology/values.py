@@ -138,6 +138,17 @@ def winhttp_proxy(v: str | None) -> str | None:
     return f"{virtual_ipv4(ip)}:{int(port)}"
 
 
+def smart_host_ip(text: str) -> str | None:
+    """The address of an IP smart host (`[192.0.2.1]` or bare `192.0.2.1`), used as is without DNS;
+    None for an FQDN (Exchange and EXO both take an IP address as a smart host)."""
+    host = text.strip()
+    literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(literal))
+    except ValueError:
+        return None
+
+
 def smart_host(text: str) -> str:
     """A smart host: an FQDN, or an IP address (`[192.0.2.1]` or bare) that must be a usable virtual one."""
     host = text.strip()
