@@ -36,6 +36,9 @@ WRONG = {
     # the wrong service restarted: MSExchangeTransport stays stopped
     "svc-transport-stopped": "Start-Sleep -Seconds 240; Restart-Service MSExchangeFrontEndTransport; "
                              "Start-Sleep -Seconds 1200",
+    # AD LDS reinstalled and started, but the Edge's Transport service is never started again
+    "svc-adam-database-missing": "Install-LabAdamInstance -Server CMEDGE01; Start-Service ADAM_MSExchange -Server CMEDGE01; "
+                                 "Start-Sleep -Seconds 1200",
     # transport restarted, Mailbox Transport Submission left stopped: the mail stays in the Outbox
     "svc-submission-stopped": "Start-Sleep -Seconds 240; Restart-Service MSExchangeTransport; Start-Sleep -Seconds 600",
     # the connector enabled again, but the suspended Unreachable queue never resumed: its message stays
@@ -248,3 +251,16 @@ def test_a_requirement_that_does_not_parse_fails_the_grade_with_the_parser_s_wor
     code, text = shell(str(path), "--exercise", "--command", "", "--out", str(tmp_path / "o"))
     assert code == 1
     assert "[FAIL] queues listed: queues listed (Missing closing ')' in expression.)" in text
+
+
+def test_get_winevent_reads_the_system_log_apart_from_the_application_log(tmp_path):
+    """The Service Control Manager's events are in the System log only (engine.eventlog routes them)."""
+    cmd = "Get-WinEvent -ComputerName CMEDGE01 -LogName System | Format-List Id,ProviderName,Message"
+    code, text = shell("svc-adam-database-missing", "--exercise", "--command", cmd, "--out", str(tmp_path / "o"))
+    assert "Id           : 7023" in text and "ProviderName : Service Control Manager" in text
+    assert "The Microsoft Exchange Transport service depends on the Microsoft Exchange ADAM service" in text
+    # the Edge's Application log has no event of its own in this scenario: none of SCM's appear there
+    code, text = shell("svc-adam-database-missing", "--exercise", "--command",
+                       "Get-WinEvent -ComputerName CMEDGE01 -LogName Application", "--out", str(tmp_path / "p"))
+    assert "No events were found that match the specified selection criteria." in text
+    assert "Service Control Manager" not in text.split("Exercise:")[0]

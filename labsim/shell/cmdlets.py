@@ -348,20 +348,26 @@ def register(ctx: Context, s: LabSession) -> None:
 
     async def get_winevent(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
         from ..engine.eventlog import message_text
+        from ..logs.scm import SCM_EVENTS, SCM_SOURCE, scm_message
 
         log = cell(p.get("LogName") or "Application")
-        if log.lower() != "application":
+        if log.lower() not in ("application", "system"):
             raise ShellError(f"There is not an event log on the localhost computer that matches \"{log}\".",
                              "ObjectNotFound")
+        system = log.lower() == "system"  # the Service Control Manager's events (engine.eventlog)
         server = cell(p.get("ComputerName") or s.local)
-        evs = [e for e in s.rt.events.events if e.server.lower() == server.lower()]
+        evs = [e for e in s.rt.events.events
+               if e.server.lower() == server.lower() and (e.source == SCM_SOURCE) == system]
         evs.reverse()  # newest first, as Get-WinEvent reads
         out = []
         for e in evs:
-            text = message_text(e.event_id, e.insertion_strings, e.source)
+            if system:
+                text, level = scm_message(e.event_id, e.insertion_strings), SCM_EVENTS[e.event_id].level
+            else:
+                text, level = message_text(e.event_id, e.insertion_strings, e.source), s.event_level(e.event_id)
             out.append(PSObject("System.Diagnostics.Eventing.Reader.EventLogRecord",
                                 {"TimeCreated": e.time, "ProviderName": e.source, "Id": e.event_id,
-                                 "LevelDisplayName": s.event_level(e.event_id), "Message": text,
+                                 "LevelDisplayName": level, "Message": text,
                                  "MachineName": server}, views.WIN_EVENT))
         n = p.get("MaxEvents")
         out = out[:int(n)] if n is not None else out
@@ -464,7 +470,7 @@ def register(ctx: Context, s: LabSession) -> None:
     spec("Test-NetConnection", test_net, ("ComputerName", "Port", "Source", "InformationLevel"), ("ComputerName",),
          help="TCP test from the local server (-Source: another lab host).")
     spec("Get-WinEvent", get_winevent, ("LogName", "MaxEvents", "ComputerName", "FilterHashtable"), ("LogName",),
-         help="Application log events.")
+         help="Application and System log events.")
     _register_changes(ctx, s)
 
 
