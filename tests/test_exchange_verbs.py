@@ -102,3 +102,20 @@ def test_a_plain_internet_mta_keeps_data(baseline: Run):
     received = got(s)
     assert "DATA" in received and not any(c.startswith("BDAT") for c in received)
     assert not any(c.startswith(("X-ANONYMOUSTLS", "X-EXPS")) for c in received)
+
+
+def test_exchange_verbs_refuse_a_stranger_on_the_edge(write_scenario, tmp_path):
+    from test_protocol_errors import lab_session, replies_of
+
+    from labsim.rules import replies as R
+
+    out, tr = lab_session(write_scenario, tmp_path, "FABRIKAM-MX", "27.7.57.242", 25, [
+        "X-ANONYMOUSTLS", "EHLO mx.fabrikam.com", "X-ANONYMOUSTLS now", "X-EXPS EXCHANGEAUTH SHA256 c2VjcmV0",
+        "X-EXPS", "XPROXYFROM SID=1 IP=192.0.2.1 PORT=25", "QUIT"])
+    assert replies_of(tr)[:7] == [R.SEND_HELLO_FIRST, "250 XSHADOWREQUEST", R.INVALID_ARGS,
+                                  R.UNRECOGNIZED_AUTH,  # EXCHANGEAUTH only after X-ANONYMOUSTLS
+                                  R.UNRECOGNIZED_AUTH, R.UNRECOGNIZED,  # XPROXYFROM: not for an anonymous peer
+                                  R.CLOSING]
+    rows = folder_rows(out, "CMEDGE01", "Edge", "SmtpReceive")
+    logged = [r[7] for r in rows if r[6] == "<"]
+    assert "X-EXPS EXCHANGEAUTH SHA256 " in logged and not any("c2VjcmV0" in x for x in logged)
