@@ -591,7 +591,8 @@ async def _ready(session: ClientSession) -> None:
             and session.tls.attempt:
         await session.starttls("X-ANONYMOUSTLS")
         await session.ehlo()
-        if V.security_step(sender, session.peer, secure=True, anonymous_tls=True) == V.Security.EXCHANGE_AUTH:
+        if V.security_step(sender, session.peer, secure=True,
+                           anonymous_tls=session.anonymous_tls) == V.Security.EXCHANGE_AUTH:
             await session.exchange_auth()
         return
     offered = "STARTTLS" in session.peer
