@@ -69,8 +69,8 @@ def has(session: list[list[str]], event: str, text: str, field: int = 7) -> bool
     return any(r[6] == event and text in r[field] for r in session)
 
 
-def assert_tls_receive_session(session: list[list[str]], cert_subject: str = "") -> None:
-    assert has(session, "<", "STARTTLS") and has(session, ">", "220 2.0.0 SMTP server ready")
+def assert_tls_receive_session(session: list[list[str]], cert_subject: str = "", verb: str = "STARTTLS") -> None:
+    assert has(session, "<", verb) and has(session, ">", "220 2.0.0 SMTP server ready")
     assert any(r[6] == "*" and r[8] == SENDING_CERT and r[7].startswith(f" {cert_subject}") for r in session)
     assert has(session, "*", "negotiation succeeded", 8)
     assert has(session, ">", "Queued mail for delivery")
@@ -154,7 +154,9 @@ def test_frontend_proxies_to_the_hub_over_tls(baseline: Run):
     rows = folder_rows(baseline.out, "CMHYBD01", "FrontEnd", "SmtpSend")
     s = next(iter(sessions(rows).values()))
     assert s[0][1] == "Inbound Proxy Internal Send Connector" and s[0][5] == "192.168.1.13:2525"
-    assert has(s, ">", "STARTTLS") and has(s, "*", SENDING_CERT, 8) and has(s, "<", "Queued mail for delivery")
+    # between Exchange servers TLS starts with X-ANONYMOUSTLS, not STARTTLS (docs/transport-fidelity.md §1.2)
+    assert has(s, ">", "X-ANONYMOUSTLS") and not has(s, ">", "STARTTLS")
+    assert has(s, "*", SENDING_CERT, 8) and has(s, "<", "Queued mail for delivery")
 
 
 def test_hub_send_log_to_eop(baseline: Run):
@@ -175,15 +177,15 @@ def test_edge_logs_both_directions(baseline: Run):
     recv = folder_rows(baseline.out, "CMEDGE01", "Edge", "SmtpReceive")
     from_hub = session_from(recv, "192.168.1.13:")
     from_internet = session_from(recv, "203.0.113.25:")
-    for s in (from_hub, from_internet):
+    for s, verb in ((from_hub, "X-ANONYMOUSTLS"), (from_internet, "STARTTLS")):
         assert s[0][1] == r"CMEDGE01\Default internal receive connector CMEDGE01"
-        assert_tls_receive_session(s)
+        assert_tls_receive_session(s, verb=verb)
     send = folder_rows(baseline.out, "CMEDGE01", "Edge", "SmtpSend")
     out = [r for r in send if r[1] == "EdgeSync - Default-First-Site-Name to Internet"]
     inbound = [r for r in send if r[1] == "EdgeSync - Inbound to Default-First-Site-Name"]
     assert {r[5] for r in out} == {"203.0.113.25:25"} and {r[5] for r in inbound} == {"192.168.1.13:25"}
-    for s in (out, inbound):
-        assert has(s, ">", "STARTTLS") and has(s, "*", SENDING_CERT, 8)
+    for s, verb in ((out, "STARTTLS"), (inbound, "X-ANONYMOUSTLS")):  # EdgeSync inbound: ExchangeServer auth
+        assert has(s, ">", verb) and has(s, "*", SENDING_CERT, 8)
     assert has(out, "<", "250 2.0.0 Ok: queued as") and has(inbound, "<", "Queued mail for delivery")
 
 

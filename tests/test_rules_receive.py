@@ -211,14 +211,18 @@ def test_ehlo_wire_reply_is_multiline_with_hello_first(lab):
     assert all(ln.startswith("250-") for ln in lines[:-1]) and lines[-1] == "250 XRDST"
 
 
-def test_hub_and_edge_offer_exchange_auth_only_after_tls(lab):
+def test_hub_offers_exchange_auth_only_after_anonymous_tls_and_the_edge_never(lab):
+    # docs/transport-fidelity.md §1.1 [V-code]: X-EXPS EXCHANGEAUTH after X-ANONYMOUSTLS only, and only
+    # on a bridgehead (a Mailbox server's transport services), never on the Edge.
     hub = next(c for c in lab.organization.server("CMHYBD01").receive_connectors if c.name == "Default CMHYBD01")
     plain = ehlo_keywords(state_for(hub))
     assert "X-EXPS GSSAPI NTLM" in plain and "X-EXCHANGEAUTH SHA256" not in plain
-    secured = ehlo_keywords(state_for(hub, tls=True))
+    assert "X-EXPS GSSAPI NTLM" in ehlo_keywords(state_for(hub, tls=True))  # after STARTTLS
+    secured = ehlo_keywords(state_for(hub, tls=True, anonymous_tls=True))
     assert "X-EXPS EXCHANGEAUTH GSSAPI NTLM" in secured and "X-EXCHANGEAUTH SHA256" in secured
     edge = lab.organization.server("CMEDGE01").receive_connectors[0]
-    assert "X-EXCHANGEAUTH SHA256" in ehlo_keywords(state_for(edge, tls=True, is_edge=True))
+    edge_kw = ehlo_keywords(state_for(edge, tls=True, anonymous_tls=True, is_edge=True))
+    assert "X-EXPS NTLM" in edge_kw and "X-EXCHANGEAUTH SHA256" not in edge_kw and "XRDST" not in edge_kw
 
 
 def test_basic_auth_login_is_offered_only_after_tls_with_basic_auth_require_tls(lab):

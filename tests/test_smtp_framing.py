@@ -131,7 +131,9 @@ def test_parse_count_respects_a_maximum():
 
 # --- verbs -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("line, verb", [("EHLO x", "EHLO"), ("starttls", "STARTTLS"), ("\u017fTARTTLS", None),
-                                        ("HELP-ME", None), ("", None), ("NOOP\x00", None), ("M\u0410IL FROM:<>", None)])
+                                        ("HELP-ME", "HELP-ME"), ("X-ANONYMOUSTLS", "X-ANONYMOUSTLS"),
+                                        ("x-exps EXCHANGEAUTH", "X-EXPS"), ("-X", None), ("", None),
+                                        ("NOOP\x00", None), ("M\u0410IL FROM:<>", None)])
 def test_command_verbs_are_ascii_words(line, verb):
     assert command_verb(line) == verb
 

@@ -22,6 +22,7 @@ from ..rules.tls_policy import (
     exo_connector_plan,
     exo_mx_plan,
 )
+from ..rules.verbs import Sender
 from ..smtp.client import ClientTls, SendSpec, Target
 from ..topology.values import smart_host_ip
 from ..transport import headers as H
@@ -213,4 +214,5 @@ class ExoRuntime(QueueingParty):
         return SendSpec(src=self.host_out, connector_id=conn.name if conn else "", log=None, log_enabled=False,
                         session_ids=self.session_ids, ehlo_name=self.model.outbound_helo,
                         destination_domain=q.next_hop_domain, targets=targets, tls=tls,
-                        validate=lambda chain, domain: self.lab.validate(self.host_out, chain, domain)), None
+                        validate=lambda chain, domain: self.lab.validate(self.host_out, chain, domain),
+                        sender=Sender()), None  # Exchange Online's SmtpOut: BDAT, BODY=, STARTTLS

@@ -17,6 +17,7 @@ from ..pki.store import CertStore, StoredCert
 from ..rules import replies as R
 from ..rules.dnschoice import transport_dns_servers
 from ..rules.receive import ReceiveState
+from ..rules.verbs import ProxyFrom, Sender
 from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Target
 from ..topology.model import (
     ExchangeServer,
@@ -62,8 +63,13 @@ class FrontEndProxy:
             proxy, error = await self._new_proxy(session)
             if proxy is None:
                 return error
+        state: ReceiveState = session.state
+        remote_ip, remote_port = session.context["remote"]
+        # the proxy passes on what the client declared: BODY=, and AUTH=<> only if the client said so
         msg = OutboundMessage(key=None, mail_from=envelope.mail_from, recipients=list(envelope.recipients),
-                              data=envelope.data)
+                              data=envelope.data, body=envelope.mail_params.get("BODY"),
+                              auth_as="Anonymous" if envelope.mail_params.get("AUTH") == "<>" else "",
+                              proxy_from=ProxyFrom(session.session_id, remote_ip, remote_port, state.helo))
         res = await proxy.send(msg)
         session.touch()
         if proxy.is_open:
@@ -120,6 +126,7 @@ class FrontEndProxy:
                                  "tls": session.extra.tls,
                                  "auth": {"exchange_server": state.authenticated_as_server,
                                           "capabilities": sorted(state.capabilities)}}},
+            sender=Sender(exchange_server_auth=True),  # Inbound Proxy Internal Send Connector: ExchangeServer
         )
         return Connection(self.lab, spec), ""
 

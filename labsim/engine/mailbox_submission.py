@@ -16,6 +16,7 @@ from ..logs.protocol_log import ProtocolLog
 from ..net.resolver import DnsError
 from ..pki.store import CertStore, StoredCert
 from ..rules.outbound import AttemptFailure
+from ..rules.verbs import Sender
 from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Target
 from ..topology.model import (
     ExchangeServer,
@@ -106,7 +107,8 @@ class MailboxSubmission:
                         log=self.protocol_log("MailboxSubmission", "send"), log_enabled=False,
                         session_ids=self.session_ids["MailboxSubmission"], ehlo_name=self.model.fqdn,
                         destination_domain="mailboxtransportsubmissioninternalproxy", targets=targets,
-                        tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()))
+                        tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
+                        sender=Sender(exchange_server_auth=True))  # MailboxProxySendConnector: ExchangeServer
 
     def _park_submission(self, conn: Connection) -> None:
         """The submission connection waits for the next message; it QUITs at its cursor if none came."""

@@ -35,6 +35,7 @@ from ..rules.tls_policy import (
     send_connector_plan,
     send_failure_event,
 )
+from ..rules.verbs import Sender
 from ..smtp.client import ClientTls, Connection, SendSpec, Target
 from ..smtp.policy import ListenerSpec
 from ..topology.model import (
@@ -260,6 +261,8 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
                 destination_domain=route.next_hop_domain, targets=targets,
                 tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
                 connectivity=queue_trace(self, svc, q, targets),
+                # intra-organization and EdgeSync connectors authenticate as Exchange servers
+                sender=Sender(exchange_server_auth=True, bridgehead=self.model.role != "Edge"),
             ), None
         assert sc is not None
         dns_servers = transport_dns_servers(cfg, self.model.adapter_dns_servers,
@@ -283,4 +286,5 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
             validate=lambda chain, domain: self.lab.validate(self.host, chain, domain),
             on_tls_failure_event=lambda f: self._send_tls_event(sc, svc, route.next_hop_domain, f),
             connectivity=queue_trace(self, svc, q, targets),
+            sender=Sender(exchange_server_auth=False, bridgehead=self.model.role != "Edge"),  # DNS/smart host: STARTTLS
         ), None

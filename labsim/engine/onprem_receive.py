@@ -70,6 +70,8 @@ class ReceiveSide:
 
         def submit(self, item: MailItem, recipients: list[str] | None = None) -> None: ...
 
+        def internal_cert(self) -> StoredCert | None: ...
+
     def select_receive_certificate(self, connector: ReceiveConnector, fqdn: str) -> StoredCert | None:
         """The STARTTLS certificate of a receive connector (rules.certselect), with the events
         Exchange raises about it (12014 none, 12016 expired, 12018 expires soon), once each."""
@@ -134,6 +136,15 @@ class ReceiveSide:
         if chain:
             session.log.info(self.lab.certificate_row_x509(chain[0]), T.REMOTE_CERTIFICATE)
             state.authenticated_as_server = self.lab.is_exchange_server_cert(chain[0])
+
+    async def start_anonymous_tls(self, session: "ReceivingSession") -> None:
+        """X-ANONYMOUSTLS: the same handshake as STARTTLS, with the internal transport certificate."""
+        internal = self.internal_cert()
+        if internal is not None:
+            session.extra.cert = internal
+        await self.start_server_tls(session)
+        state: ReceiveState = session.state
+        state.anonymous_tls = state.tls
 
     async def connection_filter_reply(self, session: "ReceivingSession", recipient: str,
                                       local_port: int) -> str | None:
@@ -201,8 +212,9 @@ class ReceiveSide:
         state: ReceiveState = session.state
         now = session.now()
         proxied = session.context.get("proxied") or {}
-        client_ip = proxied.get("ip", state.remote_ip)
-        helo = proxied.get("helo", state.helo or state.remote_ip)
+        xproxy = state.proxy_from or {}  # XPROXYFROM: the Front End's client, said on the wire
+        client_ip = xproxy.get("IP") or proxied.get("ip", state.remote_ip)
+        helo = xproxy.get("DOMAIN") or proxied.get("helo", state.helo or state.remote_ip)
         header = received_header(helo=helo, client_ip=client_ip, by_fqdn=self.model.fqdn, by_ip=self.model.ip,
                                  tls=proxied.get("tls") or session.extra.tls, version=self.model.version,
                                  when=now, utc_offset_minutes=self.model.utc_offset_minutes,

@@ -11,8 +11,10 @@ import ipaddress
 import math
 from dataclasses import dataclass, field
 
-from ..topology.model import AuthMechanism, ReceiveConnector
+from ..topology.model import ReceiveConnector
 from . import replies as R
+from .ehlo import EhloInputs, Role
+from .ehlo import ehlo_keywords as _ehlo_keywords
 from .iprange import best_match_size
 
 # What each permission group grants (transport-behavior.md §1.2, "Permission groups -> rights").
@@ -84,6 +86,10 @@ class ReceiveState:
     remote_ip: str
     starttls_available: bool
     is_edge: bool = False
+    role: Role | None = None  # the listening service (None: from the connector's TransportRole)
+    internal_certificate: bool = True  # the internal transport certificate loads: X-ANONYMOUSTLS possible
+    anonymous_tls: bool = False  # secured by X-ANONYMOUSTLS rather than STARTTLS
+    proxy_from: dict[str, str] | None = None  # the last XPROXYFROM's SID/IP/PORT/DOMAIN/SEQNUM (Front End proxy)
     helo: str | None = None
     esmtp: bool = False
     tls: bool = False
@@ -119,28 +125,14 @@ class ReceiveState:
 
 
 def ehlo_keywords(state: ReceiveState) -> list[str]:
-    """Exchange 2019's EHLO keywords in code order (transport-behavior.md §8, real samples)."""
+    """Exchange 2019's EHLO keywords for this session (rules.ehlo; docs/transport-fidelity.md §1.1)."""
     rc = state.connector
-    mechs = set(rc.auth_mechanism)
-    kw = [f"SIZE {rc.max_message_size}", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES"]
-    if not state.tls and state.starttls_available and AuthMechanism.TLS in mechs:
-        kw.append("STARTTLS")
-    if not state.tls and AuthMechanism.TLS in mechs and AuthMechanism.EXCHANGE_SERVER in mechs:
-        kw.append("X-ANONYMOUSTLS")
-    auth = []
-    if AuthMechanism.INTEGRATED in mechs:
-        auth.append("NTLM")
-    if AuthMechanism.BASIC_AUTH in mechs and (state.tls or AuthMechanism.BASIC_AUTH_REQUIRE_TLS not in mechs):
-        auth.append("LOGIN")
-    if auth:
-        kw.append("AUTH " + " ".join(auth))
-    if AuthMechanism.EXCHANGE_SERVER in mechs:
-        hub_tls = state.tls and (rc.transport_role == "HubTransport" or state.is_edge)
-        kw.append("X-EXPS EXCHANGEAUTH GSSAPI NTLM" if hub_tls else "X-EXPS GSSAPI NTLM")
-        if hub_tls:
-            kw.append("X-EXCHANGEAUTH SHA256")
-    kw += ["8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8", "XRDST"]
-    return kw
+    role: Role = state.role or ("Edge" if state.is_edge else
+                                "Hub" if rc.transport_role == "HubTransport" else "FrontEnd")
+    return _ehlo_keywords(EhloInputs(
+        role=role, auth=frozenset(str(m) for m in rc.auth_mechanism), max_message_size=rc.max_message_size,
+        certificate=state.starttls_available, internal_certificate=state.internal_certificate,
+        secure=state.tls, anonymous_tls=state.anonymous_tls, capabilities=state.capabilities))
 
 
 def ehlo_reply_lines(state: ReceiveState) -> list[str]:

@@ -14,18 +14,23 @@ depend only on the sequence of steps.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import ssl
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable
 
 import aiosmtplib
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from cryptography.hazmat.primitives import hashes
 
 from ..logs import protocol_text as T
 from ..net.proxy import ResetLink
 from ..net.vnet import ConnectionInfo, open_socket
 from ..pki.errors import NoCredentialsError
 from ..pki.store import peer_chain
+from ..rules import verbs as V
+from ..rules.ehlo import offered as ehlo_offered
 from ..rules.outbound import AttemptFailure
 from ..rules.tls_policy import (
     Step,
@@ -80,6 +85,9 @@ class OutboundMessage:
     mail_from: str
     recipients: list[str]
     data: bytes
+    body: str | None = None  # BODY= the client declared (the Front End passes it on); None: from the bytes
+    auth_as: str | None = None  # the item's AuthAs (Anonymous -> AUTH=<>); None: the message's own AuthAs header
+    proxy_from: V.ProxyFrom | None = None  # the Front End's client, said with XPROXYFROM before MAIL
 
 
 @dataclass
@@ -108,7 +116,7 @@ class SendSpec:
     targets: list[Target]
     tls: ClientTls
     validate: Callable[[list, str | None], Awaitable[Any]] | None = None  # chain, domain -> ValidationResult
-    mail_params: Callable[[OutboundMessage], list[str]] = lambda m: [f"SIZE={len(m.data)}"]
+    sender: V.Sender = V.PLAIN_MTA  # what kind of client speaks (rules.verbs): Exchange's verbs or a plain MTA's
     on_tls_failure_event: Callable[[AttemptFailure], None] | None = None
     context: dict[str, Any] = field(default_factory=dict)  # told to the server out of band (vnet)
     connectivity: Any = None  # logs.connectivity.ConnectionTrace: the connectivity log of this connection
@@ -141,6 +149,9 @@ class ClientSession:
         self.smtp: aiosmtplib.SMTP | None = None
         self.tls_info: dict[str, Any] = {}
         self.latency = self.plan.latency
+        self.peer: dict[str, list[str]] = {}  # the keywords of the peer's latest EHLO reply
+        self.anonymous_tls = False
+        self.proxy_seq = 0  # XPROXYFROM commands on this connection
 
     def _now(self):
         return self.lab.clock.now()
@@ -152,9 +163,10 @@ class ClientSession:
         return AttemptFailure(kind=kind, target_ip=self.target.ip, target_port=self.target.port,
                               target_name=self.target.name, **kw)
 
-    async def _command(self, *args: bytes) -> aiosmtplib.SMTPResponse:
+    async def _command(self, *args: bytes, log_as: str | None = None,
+                       reply_as: str | None = None) -> aiosmtplib.SMTPResponse:
         assert self.smtp is not None
-        self.log.sent(b" ".join(args).decode("utf-8", "surrogateescape"))
+        self.log.sent(log_as if log_as is not None else b" ".join(args).decode("utf-8", "surrogateescape"))
         self._advance()
         try:
             resp = await self.smtp.execute_command(*args, timeout=REAL_TIMEOUT)
@@ -163,6 +175,9 @@ class ClientSession:
         except ValueError as exc:  # aiosmtplib will not write a line with a control character in it
             raise _Abort(self._fail("socket", detail=f"cannot send the command: {exc}")) from None
         self._advance()
+        if reply_as is not None and resp.code == int(reply_as[:3]):
+            self.log.received(reply_as)
+            return resp
         for line in wire_lines(resp.code, resp.message):
             self.log.received(line)
         return resp
@@ -230,10 +245,12 @@ class ClientSession:
         self._advance()
         for line in T.ehlo_reply_send(wire_lines(resp.code, resp.message)):
             self.log.received(line)
+        self.peer = ehlo_offered(resp.message.split("\n")[1:])
         return resp
 
-    async def starttls(self) -> None:
-        """STARTTLS with the client certificate; then classify the server's chain if policy says so."""
+    async def starttls(self, verb: str = "STARTTLS") -> None:
+        """STARTTLS (or Exchange's X-ANONYMOUSTLS) with the client certificate; then classify the
+        server's chain if policy says so."""
         assert self.smtp is not None
         tls = self.tls
         stored = tls.client_cert
@@ -247,15 +264,18 @@ class ClientSession:
             # The certificate's private key cannot be loaded: STARTTLS goes out, then the handshake
             # cannot start (seeds 002/004: NoCredentials; KB 4051498: UnknownCredentials).
             status = ctx_error.status if ctx_error is not None else "NoCredentials"
-            resp = await self._command(b"STARTTLS")
+            resp = await self._command(verb.encode())
             if resp.code == 220 and stored is not None:
                 self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
             self.log.info("", T.tls_negotiation_failed(status))
             raise _Abort(self._fail("tls_no_credentials", status=status, detail=str(ctx_error)))
-        self.log.sent("STARTTLS")
+        self.log.sent(verb)
         self._advance()
         try:
-            resp = await self.smtp.starttls(tls_context=ctx, server_hostname=tls.sni, timeout=REAL_TIMEOUT)
+            if verb == "STARTTLS":
+                resp = await self.smtp.starttls(tls_context=ctx, server_hostname=tls.sni, timeout=REAL_TIMEOUT)
+            else:
+                resp = await _tls_by_verb(self.smtp, verb, ctx, tls.sni)
         except aiosmtplib.SMTPResponseException as exc:
             self._advance()
             self.log.received(f"{exc.code} {exc.message}")
@@ -273,6 +293,7 @@ class ClientSession:
             self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
         version, (cipher, _, bits) = sslobj.version(), sslobj.cipher()
         self.log.info("", T.tls_success_context("client", version, cipher, bits, 256))
+        self.anonymous_tls = verb == "X-ANONYMOUSTLS"
         chain = peer_chain(sslobj)
         self.tls_info = {"version": version, "cipher": cipher, "remote_chain": chain}
         if chain:
@@ -291,8 +312,36 @@ class ClientSession:
                     presented=self.lab.certificate_subject(leaf) if leaf is not None else None,
                     thumbprint=self.lab.certificate_thumbprint(leaf) if leaf is not None else None))
 
+    async def exchange_auth(self) -> None:
+        """X-EXPS EXCHANGEAUTH SHA256 <blob>, logged without the blob; a refusal fails the attempt."""
+        # [INFERRED] the blob: Kerberos-bound in Exchange; here a digest of the peer certificate (never logged)
+        chain = self.tls_info.get("remote_chain") or []
+        seed = chain[0].fingerprint(hashes.SHA256()) if chain else self.spec.ehlo_name.encode()
+        blob = base64.b64encode(hashlib.sha256(seed).digest()).decode()
+        resp = await self._command(f"{V.EXCHANGEAUTH_LOGGED}{blob}".encode(), log_as=V.EXCHANGEAUTH_LOGGED,
+                                   reply_as=V.EXCHANGEAUTH_REPLY_LOGGED)
+        if resp.code != 235:
+            self.log.info("", V.OUTBOUND_AUTH_FAILED)
+            raise _Abort(self._fail("response", response=f"{resp.code} {resp.message}"))
+
     async def send(self, msg: OutboundMessage, result: MessageResult) -> None:
-        params = [p.encode() for p in self.spec.mail_params(msg)]
+        sender = self.spec.sender
+        if msg.proxy_from is not None and "XPROXYFROM" in self.peer:
+            self.proxy_seq += 1
+            resp = await self._command(V.xproxyfrom_command(msg.proxy_from, self.proxy_seq).encode())
+            if resp.code != 250:
+                text = f"{resp.code} {resp.message}"
+                (result.rejected if resp.code >= 500 else result.deferred).update({r: text for r in msg.recipients})
+                result.reply = text
+                return
+        peer = self.peer
+        auth_as = msg.auth_as
+        if auth_as is None and sender.exchange and ("AUTH" in peer or "X-EXPS" in peer):
+            auth_as = V.header_of(msg.data, V.AUTH_AS_HEADER)  # the item's AuthAs, stamped when it was received
+        oorg = V.header_of(msg.data, V.ORIGINATOR_ORG_HEADER) if "XOORG" in peer else None
+        params = [p.encode() for p in V.mail_from_params(
+            sender, peer, size=len(msg.data), auth_as=auth_as, body=V.body_type(msg.data, msg.body),
+            oorg=oorg, smtputf8=V.needs_smtputf8(msg.mail_from, msg.recipients))]
         resp = await self._command(b"MAIL", f"FROM:<{msg.mail_from}>".encode(), *params)
         if resp.code != 250:
             text = f"{resp.code} {resp.message}"
@@ -309,6 +358,9 @@ class ClientSession:
                 (result.rejected if r.code >= 500 else result.deferred)[rcpt] = f"{r.code} {r.message}"
         if not accepted:
             await self._command(b"RSET")
+            return
+        if V.uses_bdat(sender, self.peer):
+            await self._bdat(msg, accepted, result)
             return
         resp = await self._command(b"DATA")
         if resp.code != 354:
@@ -335,6 +387,30 @@ class ClientSession:
         else:
             (result.rejected if final.code >= 500 else result.deferred).update({r: text for r in accepted})
             result.reply = text
+
+    async def _bdat(self, msg: OutboundMessage, accepted: list[str], result: MessageResult) -> None:
+        """The whole message as one `BDAT <n> LAST` chunk (no dot-stuffing), then its reply."""
+        body = normalize_message_line_endings(msg.data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        command = V.bdat_command(len(body))
+        self.log.sent(command)
+        assert self.smtp is not None and self.smtp.protocol is not None
+        rate = self.plan.bandwidth or BANDWIDTH["lan" if self.latency < 0.002 else "wan"]
+        self._advance(self.latency + len(body) / rate)
+        try:
+            self.smtp.protocol.write(command.encode() + b"\r\n" + body)
+            final = await self.smtp.protocol.read_response(timeout=REAL_TIMEOUT)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
+            raise _Abort(self._fail("socket", detail=str(exc))) from None
+        self._advance()
+        text = f"{final.code} {final.message}"
+        self.log.received(text)
+        if final.code == 250:
+            result.delivered = accepted
+        else:
+            (result.rejected if final.code >= 500 else result.deferred).update({r: text for r in accepted})
+        result.reply = text
 
     async def quit(self) -> None:
         try:
@@ -483,10 +559,43 @@ STARTTLS_FALLBACK = "STARTTLS negotiation failed. No more hosts to connect to. R
 TLS_REQUIRED_NOT_OFFERED = "Connector is configured to send mail only over TLS connections and remote doesn't support TLS"
 
 
+async def _tls_by_verb(smtp: aiosmtplib.SMTP, verb: str, ctx: ssl.SSLContext,
+                       sni: str | None) -> aiosmtplib.SMTPResponse:
+    """TLS started by a verb other than STARTTLS (Exchange's X-ANONYMOUSTLS): the verb, its 220, then
+    the same in-place upgrade aiosmtplib's starttls does (SMTPProtocol.start_tls, which only knows
+    STARTTLS)."""
+    protocol = smtp.protocol
+    assert protocol is not None and protocol.transport is not None
+    resp = await protocol.execute_command(verb.encode(), timeout=REAL_TIMEOUT)
+    if resp.code != 220:
+        raise aiosmtplib.SMTPResponseException(resp.code, resp.message)
+    loop = asyncio.get_running_loop()
+    try:
+        transport = await loop.start_tls(protocol.transport, protocol, ctx,  # type: ignore[arg-type]
+                                         server_side=False, server_hostname=sni, ssl_handshake_timeout=REAL_TIMEOUT)
+    except (asyncio.TimeoutError, ConnectionError) as exc:
+        raise aiosmtplib.SMTPServerDisconnected(f"TLS upgrade failed: {exc}") from exc
+    protocol.transport = transport
+    protocol._over_ssl = True  # what SMTPProtocol.start_tls records after its upgrade
+    smtp.transport = transport
+    smtp._reset_server_state()  # RFC 3207 4.2: forget the extensions learnt in the clear
+    return resp
+
+
 async def _ready(session: ClientSession) -> None:
-    """EHLO, then the TLS step the policy decides (and EHLO again); raises _Abort on failure."""
-    ehlo = await session.ehlo()
-    offered = "STARTTLS" in {ln.split()[0].upper() for ln in ehlo.message.split("\n")[1:] if ln.strip()}
+    """EHLO, then the security step the rules decide (X-ANONYMOUSTLS and X-EXPS between Exchange servers,
+    the TLS policy's STARTTLS otherwise; EHLO again after TLS); raises _Abort on failure."""
+    await session.ehlo()
+    sender = session.spec.sender
+    if V.security_step(sender, session.peer, secure=False, anonymous_tls=False) == V.Security.ANONYMOUS_TLS \
+            and session.tls.attempt:
+        await session.starttls("X-ANONYMOUSTLS")
+        await session.ehlo()
+        if V.security_step(sender, session.peer, secure=True,
+                           anonymous_tls=session.anonymous_tls) == V.Security.EXCHANGE_AUTH:
+            await session.exchange_auth()
+        return
+    offered = "STARTTLS" in session.peer
     step = after_ehlo(session.tls.plan(), offered)
     if step == Step.FAIL_CERT_NOT_FOUND:
         raise _Abort(session._fail("tls_cert_not_found"))

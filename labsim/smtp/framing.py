@@ -206,6 +206,7 @@ def command_verb(line: str) -> str | None:
     `'ſ'.upper() == 'S'`, so a verb is upper-cased only after it is known to be ASCII letters.
     """
     verb = line.split(" ", 1)[0]
-    if not verb or not verb.isascii() or not verb.isalpha():
+    # letters, and inner hyphens for Exchange's own verbs (X-ANONYMOUSTLS, X-EXPS)
+    if not verb or not verb.isascii() or not verb.replace("-", "").isalpha() or not verb[0].isalpha():
         return None
     return verb.upper()

@@ -13,12 +13,14 @@ above this module: a policy knows them only by the protocols below (`ExchangeSer
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..clock import rfc2822_local
 from ..logs import protocol_text as T
 from ..rules import replies as R
+from ..rules import verbs as V
 from ..rules.receive import (
     ReceiveState,
     check_data,
@@ -84,6 +86,10 @@ class ExchangeService(Protocol):
     def accepts_domain(self, address: str) -> bool: ...
 
     async def start_server_tls(self, session: ReceivingSession) -> None: ...
+
+    async def start_anonymous_tls(self, session: ReceivingSession) -> None: ...
+
+    def internal_cert(self) -> Any: ...
 
     async def check_client_certificate(self, session: ReceivingSession) -> None: ...
 
@@ -246,6 +252,16 @@ class ReceivePolicy:
     async def auth(self, session: "ReceivingSession", arg: str) -> None:
         await session.reply(R.UNRECOGNIZED_AUTH)
 
+    # Exchange's own verbs between Exchange servers: unknown to any other receiver.
+    async def anonymous_tls(self, session: "ReceivingSession", arg: str) -> None:
+        await session.reply(R.UNRECOGNIZED)
+
+    async def exchange_auth(self, session: "ReceivingSession", arg: str) -> None:
+        await session.reply(R.UNRECOGNIZED)
+
+    async def xproxyfrom(self, session: "ReceivingSession", arg: str) -> str:
+        return R.UNRECOGNIZED
+
     async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         raise NotImplementedError
 
@@ -291,7 +307,9 @@ class ExchangeReceivePolicy(ReceivePolicy):
         fqdn = connector_fqdn(connector, srv.model.fqdn)
         cert = srv.select_receive_certificate(connector, fqdn)
         state = ReceiveState(connector=connector, fqdn=fqdn, remote_ip=remote_ip,
-                             starttls_available=cert is not None, is_edge=srv.model.role == "Edge")
+                             starttls_available=cert is not None, is_edge=srv.model.role == "Edge",
+                             role=self.listener.service,  # type: ignore[arg-type]
+                             internal_certificate=srv.internal_cert() is not None)
         state_ext = ExchangeSessionExtra(cert=cert)
         table: ConnectionTable = srv.lab.connections
         key = (srv.name, connector.name)
@@ -390,6 +408,55 @@ class ExchangeReceivePolicy(ReceivePolicy):
             await session.reply(R.ONE_STARTTLS)
             return
         await self.server.start_server_tls(session)
+
+    async def anonymous_tls(self, session: "ReceivingSession", arg: str) -> None:
+        # TLS without STARTTLS, with the internal transport (direct-trust) certificate, offered only
+        # on ExchangeServer connectors before the session is secure (rules.ehlo).
+        state: ReceiveState = session.state
+        if state.helo is None:
+            await session.reply(R.SEND_HELLO_FIRST)
+            return
+        if arg:
+            await session.reply(R.INVALID_ARGS)
+            return
+        if "X-ANONYMOUSTLS" not in ehlo_keywords(state):
+            await session.reply(R.UNRECOGNIZED)
+            return
+        await self.server.start_anonymous_tls(session)
+
+    async def exchange_auth(self, session: "ReceivingSession", arg: str) -> None:
+        # X-EXPS EXCHANGEAUTH SHA256 <blob>: offered to bridgeheads after X-ANONYMOUSTLS; it succeeds when
+        # the peer's direct-trust certificate is an Exchange server's of this organisation. The reply's
+        # blob is never logged: `235 <authentication response>` [V-code XExpsSmtpInCommand].
+        state: ReceiveState = session.state
+        if state.helo is None:
+            await session.reply(R.SEND_HELLO_FIRST)
+            return
+        words = arg.split()
+        offered = next((k.split()[1:] for k in ehlo_keywords(state) if k.startswith("X-EXPS ")), [])
+        if not words or words[0].upper() != "EXCHANGEAUTH" or "EXCHANGEAUTH" not in offered:
+            await session.reply(R.UNRECOGNIZED_AUTH)
+            return
+        if not state.authenticated_as_server or len(words) < 3:
+            await session.reply(R.AUTH_UNSUCCESSFUL)
+            return
+        session.log.info(T.session_permissions_data(state.rights), T.SET_SESSION_PERMISSIONS)
+        # [INFERRED] the server's half of the exchange: any blob will do, it never reaches a log
+        blob = base64.b64encode(hashlib.sha256(words[2].encode()).digest()).decode()
+        await session.reply(f"235 {blob}", log_as="235 <authentication response>")
+
+    async def xproxyfrom(self, session: "ReceivingSession", arg: str) -> str:
+        # XPROXYFROM from the Front End: the original client for the next message (SMTPAcceptXProxyFrom).
+        state: ReceiveState = session.state
+        if state.helo is None:
+            return R.SEND_HELLO_FIRST
+        if "XPROXYFROM" not in ehlo_keywords(state) or "SMTPAcceptXProxyFrom" not in state.rights:
+            return R.UNRECOGNIZED
+        parsed = V.parse_xproxyfrom(arg)
+        if parsed is None:
+            return R.INVALID_ARGS
+        state.proxy_from = parsed
+        return V.XPROXYFROM_ACCEPTED
 
     async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         state: ReceiveState = session.state

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..rules import replies as R
+from ..rules.verbs import logged_command
 from .framing import command_verb, parse_count
 from .session_api import Envelope
 
@@ -278,7 +279,7 @@ class ServerSession:
                     await self.reply(R.COMMAND_TOO_LONG)
                     continue
                 if self.log is not None:
-                    self.log.received(line)
+                    self.log.received(logged_command(line))
                 refused = policy.bare_lf_command_reply(self) if self.line_bare_lf else None
                 if refused is not None:  # a receiver that will not take bare LF line endings
                     self._counting = False
@@ -287,7 +288,7 @@ class ServerSession:
                     self.disconnect_reason = "Local"
                     break
                 verb = command_verb(line)
-                handler = getattr(self, "cmd_" + verb, None) if verb is not None else None
+                handler = getattr(self, "cmd_" + verb.replace("-", "_"), None) if verb is not None else None
                 if handler is None:
                     await self.reply(R.UNRECOGNIZED)
                     continue
@@ -337,6 +338,18 @@ class ServerSession:
         await self.policy.starttls(self, arg)
         if before is None and self.writer.get_extra_info("ssl_object") is not None:
             self.discard_pending_input()  # nothing sent in the clear may count after the handshake
+
+    async def cmd_X_ANONYMOUSTLS(self, arg: str) -> None:
+        before = self.writer.get_extra_info("ssl_object")
+        await self.policy.anonymous_tls(self, arg)
+        if before is None and self.writer.get_extra_info("ssl_object") is not None:
+            self.discard_pending_input()
+
+    async def cmd_X_EXPS(self, arg: str) -> None:
+        await self.policy.exchange_auth(self, arg)
+
+    async def cmd_XPROXYFROM(self, arg: str) -> None:
+        await self.reply(await self.policy.xproxyfrom(self, arg))
 
     async def cmd_MAIL(self, arg: str) -> None:
         m = _MAIL_RE.match(arg)
