@@ -60,9 +60,27 @@ class VirtualClock:
 
 
 def iso_ms(when: datetime) -> str:
-    """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals."""
+    """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals.
+
+    Every log row, trace event and queue row prints one, mostly of a few recent instants: the last
+    texts are kept (a plain dict, emptied when full), keyed by the instant."""
+    text = _ISO_TEXTS.get(when)
+    if text is None:
+        if len(_ISO_TEXTS) >= 4096:
+            _ISO_TEXTS.clear()
+        text = _ISO_TEXTS[when] = _iso_ms(when)
+    return text
+
+
+def _iso_ms(when: datetime) -> str:
     when = when.astimezone(UTC)
+    if 1000 <= when.year:
+        return (f"{when.year}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:"
+                f"{when.second:02d}.{when.microsecond // 1000:03d}Z")
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+_ISO_TEXTS: dict[datetime, str] = {}
 
 
 def dotnet_ticks(when: datetime) -> int:

@@ -181,7 +181,8 @@ class QueueingParty:
     def enqueue(self, key: tuple[str, str], delivery_type: str, next_hop: str, route: Any,
                 item: MailItem, recipients: list[str], *, source: str = "") -> Queue:
         now = self.lab.clock.now()
-        self.__dict__.setdefault("_routing_sig", self.routing_signature())
+        if "_routing_sig" not in self.__dict__:  # setdefault would build the signature (a repr) every time
+            self.__dict__["_routing_sig"] = self.routing_signature()
         q = self.queues.for_route(key, delivery_type, next_hop, route)
         q.created = q.created or now
         q.last_activity = now
