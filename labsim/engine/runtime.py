@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,7 +58,7 @@ from . import service_ops
 from .evidence import TrackingHub
 from .exo import ExoRuntime
 from .internet import InternetHostRuntime
-from .ledger import Ledger
+from .ledger import Ledger, MessageList, dump_summary
 from .onprem import ExchangeServerRuntime
 from .scheduler import Scheduler
 
@@ -643,7 +642,7 @@ class LabRuntime:
             "start": iso_ms(self.model.start),
             "end": iso_ms(self.clock.now()),
             "seed": self.seed,
-            "messages": [f.as_dict() for f in self.ledger.fates.values()],
+            "messages": MessageList(self.ledger),  # read back from the ledger's spool when read
             "queues": self.queue_snapshot(),
             "internal_errors": list(self.scheduler.errors),
             "services": service_ops.snapshot(self),
@@ -660,7 +659,7 @@ class LabRuntime:
         path = self.out / "summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:  # json.dump writes as it encodes: no whole-file string
-            json.dump(self.summary(), fh, indent=2, sort_keys=False)
+            dump_summary(self.summary(), fh)  # json.dump's bytes, one message at a time
             fh.write("\n")
         self.tracking.write_outputs()
         return path
