@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from ..clock import iso_ms
+from ..logs.jsonstream import dump_streamed
 from ..transport.message import header_value
 
 BUCKET = 2000  # messages per bucket when all fates are read back
@@ -310,21 +311,5 @@ class MessageList(Sequence[dict[str, Any]]):
 
 
 def dump_summary(summary: dict[str, Any], fh: IO[str]) -> None:
-    """json.dump(summary, fh, indent=2), with summary["messages"] (a MessageList) written one
-    message at a time: the same bytes, without the whole list in memory."""
-    messages = summary.get("messages")
-    if not isinstance(messages, MessageList) or len(messages) == 0:
-        json.dump({**summary, "messages": list(messages or [])} if isinstance(messages, MessageList) else summary,
-                  fh, indent=2, sort_keys=False)
-        return
-    marker = "\x00labsim-messages\x00"
-    head, tail = json.dumps({**summary, "messages": [marker]}, indent=2, sort_keys=False).split(
-        "    " + json.dumps(marker) + "\n", 1)
-    fh.write(head)
-    first = True
-    for m in messages:
-        if not first:
-            fh.write(",\n")
-        first = False
-        fh.write("    " + json.dumps(m, indent=2).replace("\n", "\n    "))
-    fh.write("\n" + tail)
+    """json.dump(summary, fh, indent=2), with summary["messages"] written one message at a time."""
+    dump_streamed(summary, "messages", summary.get("messages") or [], fh)
