@@ -94,6 +94,19 @@ def rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:
 
     The day of month is not zero-padded, as in the EOP capture `Mon, 4 Jul 2022 12:14:15 +0000`.
     """
+    key = (when, utc_offset_minutes)
+    text = _RFC2822_TEXTS.get(key)
+    if text is None:
+        if len(_RFC2822_TEXTS) >= 1024:
+            _RFC2822_TEXTS.clear()
+        text = _RFC2822_TEXTS[key] = _rfc2822_local(when, utc_offset_minutes)
+    return text
+
+
+_RFC2822_TEXTS: dict[tuple[datetime, int], str] = {}  # as iso_ms: the same few instants, many headers
+
+
+def _rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:
     tz = timezone(timedelta(minutes=utc_offset_minutes))
     local = when.astimezone(tz)
     sign = "+" if utc_offset_minutes >= 0 else "-"

@@ -83,7 +83,14 @@ def test_the_trace_written_from_its_database_is_the_one_the_rendering_functions_
     from datetime import datetime, timedelta, timezone
     from types import SimpleNamespace
 
-    from labsim.engine.trace import DETAIL_COLUMNS, TRACE_COLUMNS, ExoTrace, detail_rows, export_csv, trace_rows
+    from labsim.engine.trace import (
+        DETAIL_COLUMNS,
+        TRACE_COLUMNS,
+        ExoTrace,
+        detail_rows,
+        export_csv,
+        trace_rows,
+    )
 
     t0 = datetime(2026, 5, 1, 6, 0, tzinfo=timezone.utc)
     clock = SimpleNamespace(now=lambda: t0 + timedelta(seconds=90))
