@@ -86,3 +86,11 @@ def test_summary_json_is_the_bytes_json_dump_writes(n: int):
     plain = json.dumps({**summary, "messages": [f.as_dict() for f in led.fates.values()]}, indent=2)
     assert out.getvalue() == plain
     assert len(summary["messages"]) == n and list(summary["messages"]) == json.loads(plain)["messages"]
+
+
+def test_a_message_list_pickles_as_the_list_it_reads():
+    import pickle
+
+    led = fill(4)
+    messages = MessageList(led)
+    assert pickle.loads(pickle.dumps(messages)) == list(messages) and len(list(messages)) == 4

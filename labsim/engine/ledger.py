@@ -309,6 +309,10 @@ class MessageList(Sequence[dict[str, Any]]):
     def __repr__(self) -> str:
         return f"MessageList({len(self)} messages)"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (a worker of `run --jobs` sends its RunResult to the parent) as the plain list."""
+        return (list, (list(self),))
+
 
 def dump_summary(summary: dict[str, Any], fh: IO[str]) -> None:
     """json.dump(summary, fh, indent=2), with summary["messages"] written one message at a time."""
