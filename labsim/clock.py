@@ -60,9 +60,27 @@ class VirtualClock:
 
 
 def iso_ms(when: datetime) -> str:
-    """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals."""
+    """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals.
+
+    Every log row, trace event and queue row prints one, mostly of a few recent instants: the last
+    texts are kept (a plain dict, emptied when full), keyed by the instant."""
+    text = _ISO_TEXTS.get(when)
+    if text is None:
+        if len(_ISO_TEXTS) >= 4096:
+            _ISO_TEXTS.clear()
+        text = _ISO_TEXTS[when] = _iso_ms(when)
+    return text
+
+
+def _iso_ms(when: datetime) -> str:
     when = when.astimezone(UTC)
+    if 1000 <= when.year:
+        return (f"{when.year}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:"
+                f"{when.second:02d}.{when.microsecond // 1000:03d}Z")
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+_ISO_TEXTS: dict[datetime, str] = {}
 
 
 def dotnet_ticks(when: datetime) -> int:
@@ -76,6 +94,19 @@ def rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:
 
     The day of month is not zero-padded, as in the EOP capture `Mon, 4 Jul 2022 12:14:15 +0000`.
     """
+    key = (when, utc_offset_minutes)
+    text = _RFC2822_TEXTS.get(key)
+    if text is None:
+        if len(_RFC2822_TEXTS) >= 1024:
+            _RFC2822_TEXTS.clear()
+        text = _RFC2822_TEXTS[key] = _rfc2822_local(when, utc_offset_minutes)
+    return text
+
+
+_RFC2822_TEXTS: dict[tuple[datetime, int], str] = {}  # as iso_ms: the same few instants, many headers
+
+
+def _rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:
     tz = timezone(timedelta(minutes=utc_offset_minutes))
     local = when.astimezone(tz)
     sign = "+" if utc_offset_minutes >= 0 else "-"

@@ -24,6 +24,20 @@ def test_header_value_agrees_with_parsing_the_whole_message(pieces: list[bytes])
         assert header_value(data, name) == whole(data, name)
 
 
+LINES = st.sampled_from([b"Subject: a", b"SUBJECT:b", b"Message-ID: <x@y>", b"message-id:<z@y>", b" folded",
+                         b"\tfolded", b"Subject:", b"Subject:  ", b"X-A: \x1c v \x0b", b"From x", b":", b"no header",
+                         b"X: a\xe9", b"Subject : c", b"", b"x" * 3])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(LINES, max_size=10), st.sampled_from([b"", b"\r\n", b"\r\n\r\nbody"]))
+def test_a_block_of_crlf_lines_reads_as_the_parser_reads_it(lines: list[bytes], end: bytes) -> None:
+    """The direct reading of plain CRLF header lines (no parser) gives the parser's answer."""
+    data = b"\r\n".join(lines) + end
+    for name in ("Subject", "Message-ID", "X-A"):
+        assert header_value(data, name) == whole(data, name)
+
+
 def test_the_body_is_not_part_of_the_header_block() -> None:
     data = b"Subject: hi\r\nMessage-ID: <a@b>\r\n\r\n" + b"x" * 100_000
     assert len(header_block(data)) < 64

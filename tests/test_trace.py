@@ -73,3 +73,43 @@ def test_exo_ndr_reaches_the_cloud_sender(exo_broken) -> None:
 def test_trace_view_rejects_a_folder_without_a_trace(tmp_path: Path) -> None:
     rc, _, err = run_cli(["trace", str(tmp_path)])
     assert rc == 2 and "trace.json" in err
+
+
+def test_the_trace_written_from_its_database_is_the_one_the_rendering_functions_give(tmp_path):
+    """trace.json, Get-MessageTrace.csv and Get-MessageTraceDetail.csv come from the trace's
+    database in SQL order; `labsim trace` renders trace.json with trace_rows / detail_rows in
+    Python order: both must print the same rows (ties, case, descending dates and all)."""
+    import json
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from labsim.engine.trace import (
+        DETAIL_COLUMNS,
+        TRACE_COLUMNS,
+        ExoTrace,
+        detail_rows,
+        export_csv,
+        trace_rows,
+    )
+
+    t0 = datetime(2026, 5, 1, 6, 0, tzinfo=timezone.utc)
+    clock = SimpleNamespace(now=lambda: t0 + timedelta(seconds=90))
+    tenant = SimpleNamespace(initial_domain="contoso.onmicrosoft.com", frontend_host="EOP01", mail_users=[],
+                             mailboxes=[])
+    lab = SimpleNamespace(clock=clock, model=SimpleNamespace(tenant=tenant, start=t0))
+    trace = ExoTrace(lab)  # type: ignore[arg-type]
+    for i in range(12):
+        item = SimpleNamespace(network_message_id=f"nmid-{i % 5}", message_id=f"<m{i % 5}@x>",
+                               arrived=t0 + timedelta(seconds=i % 3), mail_from="a@x", subject=f"s{i} \u00e9",
+                               size=100 + i, client_ip="10.0.0.1")
+        rcpts = [["Bob@y", "bob@y"][i % 2], "Carol@y", f"d{i % 4}@Y"][: 1 + i % 3]
+        trace._event(item, rcpts, ["Receive", "Defer", "Send", "Deliver", "Fail"][i % 5], f"detail {i}",
+                     to_ip="10.0.0.9" if i % 4 == 0 else None)
+    paths = trace.write(tmp_path)
+    data = json.loads(paths[0].read_text(encoding="utf-8"))
+    assert len(data["messages"]) == len({(f"nmid-{i % 5}", r.lower()) for i in range(12)
+                                         for r in [["Bob@y", "bob@y"][i % 2], "Carol@y", f"d{i % 4}@Y"][: 1 + i % 3]})
+    assert paths[1].read_text(encoding="utf-8") == export_csv(trace_rows(data), TRACE_COLUMNS).replace("\r\n", "\n")
+    detail = [{k: v for k, v in r.items() if k != "_iso"} for r in detail_rows(data)]
+    assert paths[2].read_text(encoding="utf-8") == export_csv(detail, DETAIL_COLUMNS).replace("\r\n", "\n")
+    trace.close()

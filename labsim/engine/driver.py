@@ -215,10 +215,17 @@ def write_live_snapshot(rt: LabRuntime) -> None:
     import os
 
     from .evidence import QUEUES_FILE
+    from .ledger import dump_summary
 
     trace_dir = rt.out / "EXO" / "MessageTrace"
     trace_dir.mkdir(parents=True, exist_ok=True)
-    for path, data in ((rt.out / "summary.json", rt.summary()), (rt.out / QUEUES_FILE, rt.tracking.queue_state()),
+    summary = rt.out / "summary.json"
+    tmp = summary.with_name(f".{summary.name}.live-tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:  # the messages are read back from the ledger's spool
+        dump_summary(rt.summary(), fh)
+        fh.write("\n")
+    os.replace(tmp, summary)
+    for path, data in ((rt.out / QUEUES_FILE, rt.tracking.queue_state()),
                        (trace_dir / "trace.json", rt.tracking.trace.as_json())):
         tmp = path.with_name(f".{path.name}.live-tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

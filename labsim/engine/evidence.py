@@ -25,8 +25,9 @@ are appended as they change (events come in clock order) and written out on the 
 `up` mode the clock is the wall clock: the live flusher writes every buffered log row each
 second, and the tick writes the queue history and events after each action.
 
-Still held until the end: the EXO message trace (its CSVs are sorted over all rows and print the
-run's end in every row) and the ledger (summary.json), both one small record per message.
+The EXO message trace (its CSVs are sorted over all rows and print the run's end in every row)
+and the ledger (summary.json) are written at the end, from disk: the trace keeps its rows in a
+temporary SQLite database, the ledger its facts in a spool file (docs/performance.md).
 """
 
 from __future__ import annotations

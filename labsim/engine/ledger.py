@@ -3,16 +3,31 @@
 Every party reports into the ledger as it acts (received, sent on, delivered, failed); messages
 are tied to the scenario's traffic by their Message-ID. Nothing reads the ledger to decide
 anything: it is evidence, never policy.
+
+Memory (issue 8): a run of a working day registers tens of thousands of messages, each with a
+dozen hops. The ledger keeps in memory only what the run looks up while it goes (a message's
+registration index by scenario id and by Message-ID, and the notifications of messages that got a
+DSN); every fact is appended to an anonymous spool file (deleted when the ledger is closed or the
+process ends) as it is reported. `fates` reads the spool back: `get(key)` rebuilds one message's
+fate, `values()` all of them in registration order, a bucket of messages at a time, so writing
+summary.json holds a few thousand fates at most. The fates come out exactly as the in-memory
+ledger built them (same order of hops, deliveries, failures, notifications).
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from ..clock import iso_ms
+from ..logs.jsonstream import dump_streamed
 from ..transport.message import header_value
+
+BUCKET = 2000  # messages per bucket when all fates are read back
 
 
 @dataclass
@@ -22,7 +37,7 @@ class Fate:
     sender: str
     recipients: list[str]
     subject: str
-    injected: datetime
+    injected: datetime | str
     hops: list[dict[str, Any]] = field(default_factory=list)
     delivered: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
@@ -42,82 +57,263 @@ class Fate:
         return "lost"
 
     def as_dict(self) -> dict[str, Any]:
+        injected = self.injected if isinstance(self.injected, str) else iso_ms(self.injected)
         return {
             "id": self.key, "message_id": self.message_id, "from": self.sender, "to": self.recipients,
-            "subject": self.subject, "injected": iso_ms(self.injected), "fate": self.fate,
+            "subject": self.subject, "injected": injected, "fate": self.fate,
             "delivered": self.delivered, "failed": self.failed, "pending": self.pending, "hops": self.hops,
             "notifications": self.notifications,
         }
 
 
+# Spool records: [index, kind, payload]. Kinds: "r" registration (resets the fate), "h" hop,
+# "d" delivered, "f" failed, "p" pending, "n" notification, "u" update of notification n.
+def _apply(fates: dict[int, Fate], index: int, kind: str, payload: Any) -> None:
+    if kind == "r":
+        fates[index] = Fate(*payload)
+        return
+    fate = fates.get(index)
+    if fate is None:
+        return
+    if kind == "h":
+        fate.hops.append(payload)
+    elif kind == "d":
+        fate.delivered.append(payload)
+    elif kind == "f":
+        fate.failed.append(payload)
+    elif kind == "p":
+        fate.pending.append(payload)
+    elif kind == "n":
+        fate.notifications.append(payload)
+    elif kind == "u":
+        fate.notifications[payload[0]].update(payload[1])
+
+
 class Ledger:
     def __init__(self, clock: Any) -> None:
         self.clock = clock
-        self.fates: dict[str, Fate] = {}
+        self._index: dict[str, int] = {}  # scenario message id -> registration index
+        self._keys: list[str] = []  # registration index -> key (a key registered again keeps its place)
         self._by_mid: dict[str, str] = {}
-        self._dsn_by_mid: dict[str, tuple[str, int]] = {}  # DSN Message-ID -> (fate key, index)
+        self._dsn_by_mid: dict[str, tuple[int, int]] = {}  # DSN Message-ID -> (index, notification number)
+        self._notes: dict[int, int] = {}  # index -> notifications so far (messages with a DSN only)
+        self._outcome: set[int] = set()  # indexes of messages with a delivery or a failure recorded
+        self._spool: IO[str] | None = None
+        self.fates = FateView(self)
 
+    # --- the spool -----------------------------------------------------------------------------
+    def _put(self, index: int, kind: str, payload: Any) -> None:
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self._spool.write(json.dumps([index, kind, payload], separators=(",", ":")) + "\n")
+
+    def _records(self) -> Iterator[tuple[int, str, Any]]:
+        if self._spool is None:
+            return
+        self._spool.flush()
+        self._spool.seek(0)
+        try:
+            for line in self._spool:
+                index, kind, payload = json.loads(line)
+                yield index, kind, payload
+        finally:
+            self._spool.seek(0, 2)  # back to the end: reporting goes on appending
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    # --- reporting -----------------------------------------------------------------------------
     def register(self, key: str, message_id: str, sender: str, recipients: list[str], subject: str) -> None:
-        self.fates[key] = Fate(key, message_id, sender, list(recipients), subject, self.clock.now())
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = len(self._keys)
+            self._keys.append(key)
+        self._notes.pop(index, None)
+        self._outcome.discard(index)
+        self._put(index, "r", [key, message_id, sender, list(recipients), subject, iso_ms(self.clock.now())])
         self._by_mid[message_id] = key
 
     def key_for(self, message_id: str) -> str:
         return self._by_mid.get(message_id, "")
 
-    def _fate(self, item: Any) -> Fate | None:
-        return self.fates.get(getattr(item, "lab_key", "") or self.key_for(getattr(item, "message_id", "")))
+    def has_outcome(self, key: str) -> bool:
+        """Was a delivery or a failure recorded for the message (cheap: no reading back)?"""
+        index = self._index.get(key)
+        return index is not None and index in self._outcome
 
-    def _hop(self, item: Any, server: str, event: str, **extra: str) -> None:
-        fate = self._fate(item)
-        if fate is not None:
-            fate.hops.append({"time": iso_ms(self.clock.now()), "server": server, "event": event, **extra})
+    def _at(self, item: Any) -> int | None:
+        return self._index.get(getattr(item, "lab_key", "") or self.key_for(getattr(item, "message_id", "")))
+
+    def _hop(self, index: int | None, server: str, event: str, **extra: str) -> None:
+        if index is not None:
+            self._put(index, "h", {"time": iso_ms(self.clock.now()), "server": server, "event": event, **extra})
 
     def received(self, item: Any, server: str) -> None:
-        self._hop(item, server, "RECEIVE", internal_id=str(item.internal_id))
+        self._hop(self._at(item), server, "RECEIVE", internal_id=str(item.internal_id))
 
     def sent(self, item: Any, recipients: list[str], server: str, next_hop: str) -> None:
-        self._hop(item, server, "SEND", to=";".join(recipients), next_hop=next_hop)
+        self._hop(self._at(item), server, "SEND", to=";".join(recipients), next_hop=next_hop)
 
     def dsn_generated(self, item: Any, dsn_message_id: str, action: str, server: str,
                       about: list[str]) -> None:
         """A server generated a DSN (an NDR, a delay notice) about some recipients of `item`."""
-        fate = self._fate(item)
-        if fate is None:
+        index = self._at(item)
+        if index is None:
             return
-        fate.notifications.append({"time": iso_ms(self.clock.now()), "action": action, "server": server,
-                                   "message_id": dsn_message_id, "about": ";".join(about),
-                                   "delivered_to": "", "realm": "", "path": ""})
-        self._dsn_by_mid[dsn_message_id] = (fate.key, len(fate.notifications) - 1)
+        self._put(index, "n", {"time": iso_ms(self.clock.now()), "action": action, "server": server,
+                               "message_id": dsn_message_id, "about": ";".join(about),
+                               "delivered_to": "", "realm": "", "path": ""})
+        number = self._notes.get(index, 0)
+        self._notes[index] = number + 1
+        self._dsn_by_mid[dsn_message_id] = (index, number)
 
     def delivered(self, item: Any, recipient: str, realm: str, path: str, server: str) -> None:
         dsn = self._dsn_by_mid.get(getattr(item, "message_id", ""))
         if dsn is not None:
-            note = self.fates[dsn[0]].notifications[dsn[1]]
-            note.update(delivered_to=recipient, realm=realm, path=path)
+            self._put(dsn[0], "u", [dsn[1], {"delivered_to": recipient, "realm": realm, "path": path}])
             return
-        fate = self._fate(item)
-        self._hop(item, server, "DELIVER", to=recipient)
-        if fate is not None:
-            fate.delivered.append({"recipient": recipient, "realm": realm, "server": server, "path": path})
+        index = self._at(item)
+        self._hop(index, server, "DELIVER", to=recipient)
+        if index is not None:
+            self._outcome.add(index)
+            self._put(index, "d", {"recipient": recipient, "realm": realm, "server": server, "path": path})
 
     def failed(self, item: Any, recipients: list[str], reason: str, server: str) -> None:
-        fate = self._fate(item)
-        self._hop(item, server, "FAIL", to=";".join(recipients), reason=reason)
-        if fate is not None:
+        index = self._at(item)
+        self._hop(index, server, "FAIL", to=";".join(recipients), reason=reason)
+        if index is not None:
+            if recipients:
+                self._outcome.add(index)
             for r in recipients:
-                fate.failed.append({"recipient": r, "server": server, "reason": reason})
+                self._put(index, "f", {"recipient": r, "server": server, "reason": reason})
 
     def submit_failed(self, data: bytes, recipients: list[str], reason: str, server: str) -> None:
-        key = self.key_for(header_value(data, "Message-ID"))
-        fate = self.fates.get(key)
-        if fate is not None:
-            fate.hops.append({"time": iso_ms(self.clock.now()), "server": server, "event": "SUBMITFAIL",
-                              "reason": reason})
+        index = self._index.get(self.key_for(header_value(data, "Message-ID")))
+        if index is not None:
+            self._put(index, "h", {"time": iso_ms(self.clock.now()), "server": server, "event": "SUBMITFAIL",
+                                   "reason": reason})
+            if recipients:
+                self._outcome.add(index)
             for r in recipients:
-                fate.failed.append({"recipient": r, "server": server, "reason": reason})
+                self._put(index, "f", {"recipient": r, "server": server, "reason": reason})
 
     def pending(self, item: Any, recipients: list[str], server: str, queue: str, last_error: str) -> None:
-        fate = self._fate(item)
-        if fate is not None:
+        index = self._at(item)
+        if index is not None:
             for r in recipients:
-                fate.pending.append({"recipient": r, "server": server, "queue": queue, "last_error": last_error})
+                self._put(index, "p", {"recipient": r, "server": server, "queue": queue, "last_error": last_error})
+
+    # --- reading back --------------------------------------------------------------------------
+    def fate_of(self, key: str) -> Fate | None:
+        index = self._index.get(key)
+        if index is None:
+            return None
+        fates: dict[int, Fate] = {}
+        for i, kind, payload in self._records():
+            if i == index:
+                _apply(fates, i, kind, payload)
+        return fates.get(index)
+
+    def all_fates(self) -> Iterator[Fate]:
+        """Every fate in registration order; at most BUCKET of them (and their records) in memory."""
+        count = len(self._keys)
+        if count == 0:
+            return
+        if count <= BUCKET:
+            fates: dict[int, Fate] = {}
+            for i, kind, payload in self._records():
+                _apply(fates, i, kind, payload)
+            yield from (fates[i] for i in range(count) if i in fates)
+            return
+        buckets = [tempfile.TemporaryFile("w+", encoding="utf-8") for _ in range((count + BUCKET - 1) // BUCKET)]
+        try:
+            assert self._spool is not None
+            self._spool.flush()
+            self._spool.seek(0)
+            try:
+                for line in self._spool:
+                    buckets[int(line[1:line.index(",")]) // BUCKET].write(line)
+            finally:
+                self._spool.seek(0, 2)
+            for b, fh in enumerate(buckets):
+                fh.seek(0)
+                fates = {}
+                for line in fh:
+                    i, kind, payload = json.loads(line)
+                    _apply(fates, i, kind, payload)
+                fh.close()
+                yield from (fates[i] for i in range(b * BUCKET, min(count, (b + 1) * BUCKET)) if i in fates)
+        finally:
+            for fh in buckets:
+                fh.close()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class FateView:
+    """`ledger.fates`: the fates read back from the spool, by scenario message id."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def get(self, key: str, default: Fate | None = None) -> Fate | None:
+        fate = self._ledger.fate_of(key)
+        return default if fate is None else fate
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ledger._index
+
+    def __len__(self) -> int:
+        return len(self._ledger)
+
+    def values(self) -> Iterator[Fate]:
+        return self._ledger.all_fates()
+
+    def keys(self) -> list[str]:
+        return list(self._ledger._keys)
+
+
+class MessageList(Sequence[dict[str, Any]]):
+    """summary["messages"] without holding them: each message's dict is rebuilt from the ledger's
+    spool when read (iteration reads the spool once; an index reads up to that message)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (f.as_dict() for f in self._ledger.all_fates())
+
+    def __len__(self) -> int:
+        return len(self._ledger)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return list(self)[i]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("message index out of range")
+        fate = self._ledger.fate_of(self._ledger._keys[i])
+        assert fate is not None
+        return fate.as_dict()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple, MessageList)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"MessageList({len(self)} messages)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (a worker of `run --jobs` sends its RunResult to the parent) as the plain list."""
+        return (list, (list(self),))
+
+
+def dump_summary(summary: dict[str, Any], fh: IO[str]) -> None:
+    """json.dump(summary, fh, indent=2), with summary["messages"] written one message at a time."""
+    dump_streamed(summary, "messages", summary.get("messages") or [], fh)

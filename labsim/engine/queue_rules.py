@@ -7,6 +7,7 @@ header firewall a message passes as it leaves. Nothing here schedules, sends or 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,16 +48,18 @@ EXO_RETRY_POLICY = RetryPolicy(transient_count=3, transient_interval=timedelta(m
 
 def policy_from_transport(cfg: Any) -> RetryPolicy:
     """The retry policy of an on-prem transport service from its Set-TransportService settings."""
+    return _retry_policy(cfg.transient_failure_retry_count, cfg.transient_failure_retry_interval,
+                         cfg.outbound_connection_failure_retry_interval, cfg.message_retry_interval,
+                         cfg.delay_notification_timeout, cfg.message_expiration_timeout)
+
+
+@functools.lru_cache(maxsize=64)  # read per queued message and queue row; RetryPolicy is frozen
+def _retry_policy(count: int, transient: str, outbound: str, message: str, delay: str, expiration: str) -> RetryPolicy:
     from ..topology.timespec import parse_timespan
 
-    return RetryPolicy(
-        transient_count=cfg.transient_failure_retry_count,
-        transient_interval=parse_timespan(cfg.transient_failure_retry_interval),
-        outbound_interval=parse_timespan(cfg.outbound_connection_failure_retry_interval),
-        message_retry_interval=parse_timespan(cfg.message_retry_interval),
-        delay_notification=parse_timespan(cfg.delay_notification_timeout),
-        expiration=parse_timespan(cfg.message_expiration_timeout),
-    )
+    return RetryPolicy(transient_count=count, transient_interval=parse_timespan(transient),
+                       outbound_interval=parse_timespan(outbound), message_retry_interval=parse_timespan(message),
+                       delay_notification=parse_timespan(delay), expiration=parse_timespan(expiration))
 
 
 def queued_reply(message_id: str, internal_id: int, hostname: str, size: int, secs: float) -> str:

@@ -9,7 +9,6 @@ given host, log writers).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from .evidence import TrackingHub
 from .exo import ExoRuntime
 from .internet import InternetHostRuntime
 from .lab_services import LabServices
-from .ledger import Ledger
+from .ledger import Ledger, MessageList, dump_summary
 from .listeners import Listeners
 from .onprem import ExchangeServerRuntime
 from .scheduler import Scheduler
@@ -120,7 +119,7 @@ class LabRuntime(Listeners, LabServices):
             "start": iso_ms(self.model.start),
             "end": iso_ms(self.clock.now()),
             "seed": self.seed,
-            "messages": [f.as_dict() for f in self.ledger.fates.values()],
+            "messages": MessageList(self.ledger),  # read back from the ledger's spool when read
             "queues": self.queue_snapshot(),
             "internal_errors": list(self.scheduler.errors),
             "services": services_snapshot(self.model.organization, self.service_state),
@@ -137,7 +136,7 @@ class LabRuntime(Listeners, LabServices):
         path = self.out / "summary.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:  # json.dump writes as it encodes: no whole-file string
-            json.dump(self.summary(), fh, indent=2, sort_keys=False)
+            dump_summary(self.summary(), fh)  # json.dump's bytes, one message at a time
             fh.write("\n")
         self.tracking.write_outputs()
         return path

@@ -20,14 +20,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+import sqlite3
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms
+from ..logs.jsonstream import dump_streamed
 from ..transport.tracking import led_status, us_time
-from .trace_v2 import DETAIL_V2_COLUMNS, TRACE_V2_COLUMNS, detail_v2_rows, trace_v2_rows
+from .trace_v2 import DETAIL_V2_COLUMNS, TRACE_V2_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..transport.message import MailItem
@@ -42,55 +44,60 @@ _STATUS_OF_EVENT = {"Receive": "GettingStatus", "Defer": "Pending", "Send": "Del
                     "Fail": "Failed"}
 
 
-@dataclass
-class TraceRecipient:
-    message_id: str
-    trace_id: str
-    received: datetime
-    sender: str
-    recipient: str
-    subject: str
-    size: int
-    from_ip: str
-    to_ip: str = ""
-    events: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        for ev in reversed(self.events):
-            if ev["Event"] in _STATUS_OF_EVENT:
-                return _STATUS_OF_EVENT[ev["Event"]]
-        return "None"
-
-
 class ExoTrace:
-    """The tenant's message trace, filled as EXO acts."""
+    """The tenant's message trace, filled as EXO acts.
+
+    Memory (issue 8): rows and events go into a private temporary SQLite database on disk (Python's
+    sqlite3; deleted when closed) as EXO reports them; the trace keeps in memory only the row
+    number of each (Network Message ID, recipient). The outputs are written from the database in
+    the orders `trace_rows` and `detail_rows` give (Received newest first, then recipient, then
+    first seen; trace id, recipient, date, then first seen), text compared by code point as
+    Python compares it (UTF-8 bytes in BLOB columns sort the same way), so the bytes are the ones
+    the in-memory trace wrote."""
 
     def __init__(self, lab: "TraceLab") -> None:
         self.lab = lab
-        self.rows: dict[tuple[str, str], TraceRecipient] = {}
-        self.order: list[tuple[str, str]] = []
+        self._seq: dict[tuple[str, str], int] = {}  # (network message id, recipient lower) -> row number
+        self._events = 0
+        self._db: sqlite3.Connection | None = None
+
+    def _sql(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = sqlite3.connect("")  # "": a private temporary database on disk, deleted on close
+            self._db.executescript(
+                "CREATE TABLE rows(seq INTEGER PRIMARY KEY, received BLOB, rcpt_lower BLOB, trace_id BLOB,"
+                " recipient BLOB, fields TEXT, to_ip TEXT, status TEXT);"
+                "CREATE TABLE events(row_seq INTEGER, ev_seq INTEGER, date BLOB, event TEXT);")
+        return self._db
 
     # --- recording ---------------------------------------------------------------------------------
-    def _row(self, item: "MailItem", recipient: str) -> TraceRecipient:
+    def _row(self, item: "MailItem", recipient: str) -> int:
         key = (item.network_message_id, recipient.lower())
-        row = self.rows.get(key)
-        if row is None:
-            row = TraceRecipient(message_id=item.message_id, trace_id=item.network_message_id, received=item.arrived,
-                                 sender=item.mail_from, recipient=recipient, subject=item.subject, size=item.size,
-                                 from_ip=item.client_ip)
-            self.rows[key] = row
-            self.order.append(key)
-        return row
+        seq = self._seq.get(key)
+        if seq is None:
+            seq = self._seq[key] = len(self._seq)
+            received = iso_ms(item.arrived)
+            fields = [item.message_id, item.network_message_id, received, item.mail_from, recipient, item.subject,
+                      item.client_ip, item.size]
+            self._sql().execute("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?)",
+                                (seq, _b(received), _b(recipient.lower()), _b(item.network_message_id),
+                                 _b(recipient), json.dumps(fields), "", "None"))
+        return seq
 
     def _event(self, item: "MailItem", recipients: list[str], event: str, detail: str, *, action: str = "",
                data: str = "", to_ip: str | None = None) -> None:
         now = iso_ms(self.lab.clock.now())
+        db = self._sql()
         for r in recipients:
-            row = self._row(item, r)
+            seq = self._row(item, r)
+            self._events += 1
+            db.execute("INSERT INTO events VALUES (?,?,?,?)",
+                       (seq, self._events, _b(now), json.dumps([now, event, action, detail, data])))
+            status = _STATUS_OF_EVENT.get(event)
             if to_ip is not None:
-                row.to_ip = to_ip
-            row.events.append({"Date": now, "Event": event, "Action": action, "Detail": detail, "Data": data})
+                db.execute("UPDATE rows SET to_ip=?, status=COALESCE(?, status) WHERE seq=?", (to_ip, status, seq))
+            elif status is not None:
+                db.execute("UPDATE rows SET status=? WHERE seq=?", (status, seq))
 
     def received(self, item: "MailItem", session: Any = None, service: str = "") -> None:
         host = self.lab.model.tenant.frontend_host
@@ -133,45 +140,94 @@ class ExoTrace:
 
     def _original(self, item: "MailItem", recipient: str) -> str:
         """The recipient as addressed (EXO may have rewritten a mail user to its external address)."""
-        if (item.network_message_id, recipient.lower()) in self.rows:
+        if (item.network_message_id, recipient.lower()) in self._seq:
             return recipient
         for mu in self.lab.model.tenant.mail_users:
             if mu.external_email_address.lower() == recipient.lower() and \
-                    (item.network_message_id, mu.primary_smtp_address.lower()) in self.rows:
+                    (item.network_message_id, mu.primary_smtp_address.lower()) in self._seq:
                 return mu.primary_smtp_address
         for mb in self.lab.model.tenant.mailboxes:
             if mb.primary_smtp_address.lower() == recipient.lower():
                 for a in [*mb.email_addresses]:
-                    if (item.network_message_id, a.lower()) in self.rows:
+                    if (item.network_message_id, a.lower()) in self._seq:
                         return a
         return recipient
 
     # --- output ------------------------------------------------------------------------------------
+    def _messages(self) -> Iterator[dict[str, Any]]:
+        """trace.json's messages, in the order their rows were first seen."""
+        db = self._sql()
+        events = db.execute("SELECT row_seq, event FROM events ORDER BY row_seq, ev_seq")
+        pending = next(events, None)
+        for seq, fields, to_ip, status in db.execute("SELECT seq, fields, to_ip, status FROM rows ORDER BY seq"):
+            mid, tid, received, sender, recipient, subject, from_ip, size = json.loads(fields)
+            evs = []
+            while pending is not None and pending[0] == seq:
+                date, event, action, detail, data = json.loads(pending[1])
+                evs.append({"Date": date, "Event": event, "Action": action, "Detail": detail, "Data": data})
+                pending = next(events, None)
+            yield {"MessageId": mid, "MessageTraceId": tid, "Received": received, "SenderAddress": sender,
+                   "RecipientAddress": recipient, "Subject": subject, "Status": status, "ToIP": to_ip,
+                   "FromIP": from_ip, "Size": size, "Events": evs}
+
     def as_json(self) -> dict[str, Any]:
+        return {**self._head(), "messages": list(self._messages())}
+
+    def _head(self) -> dict[str, Any]:
         return {"organization": self.lab.model.tenant.initial_domain,
-                "start": iso_ms(self.lab.model.start), "end": iso_ms(self.lab.clock.now()),
-                "messages": [{"MessageId": r.message_id, "MessageTraceId": r.trace_id, "Received": iso_ms(r.received),
-                              "SenderAddress": r.sender, "RecipientAddress": r.recipient, "Subject": r.subject,
-                              "Status": r.status, "ToIP": r.to_ip, "FromIP": r.from_ip, "Size": r.size,
-                              "Events": r.events} for r in (self.rows[k] for k in self.order)]}
+                "start": iso_ms(self.lab.model.start), "end": iso_ms(self.lab.clock.now())}
+
+    def _trace_rows(self, head: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Get-MessageTrace rows in `trace_rows`' order, from the database."""
+        org, start, end = head["organization"], _ps_date(head["start"]), _ps_date(head["end"])
+        query = "SELECT fields, to_ip, status FROM rows ORDER BY received DESC, rcpt_lower, seq"
+        for i, (fields, to_ip, status) in enumerate(self._sql().execute(query)):
+            mid, tid, received, sender, recipient, subject, from_ip, size = json.loads(fields)
+            yield {"Organization": org, "MessageId": mid, "Received": _ps_date(received), "SenderAddress": sender,
+                   "RecipientAddress": recipient, "Subject": subject, "Status": status, "ToIP": to_ip,
+                   "FromIP": from_ip, "Size": size, "MessageTraceId": tid, "StartDate": start, "EndDate": end,
+                   "Index": i}
+
+    def _detail_rows(self, head: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Get-MessageTraceDetail rows in `detail_rows`' order, from the database."""
+        org, start, end = head["organization"], _ps_date(head["start"]), _ps_date(head["end"])
+        query = ("SELECT rows.fields, events.event FROM events JOIN rows ON rows.seq = events.row_seq "
+                 "ORDER BY rows.trace_id, rows.recipient, events.date, events.row_seq, events.ev_seq")
+        for fields, event in self._sql().execute(query):
+            mid, tid, _, sender, recipient, _, _, _ = json.loads(fields)
+            date, ev, action, detail, data = json.loads(event)
+            yield {"Organization": org, "MessageId": mid, "MessageTraceId": tid, "Date": _ps_date(date), "Event": ev,
+                   "Action": action, "Detail": detail, "Data": data, "RecipientAddress": recipient,
+                   "SenderAddress": sender, "StartDate": start, "EndDate": end}
 
     def write(self, out: Path) -> list[Path]:
         folder = out / "EXO" / "MessageTrace"
         folder.mkdir(parents=True, exist_ok=True)
-        data = self.as_json()
+        head = self._head()
         paths = [folder / "trace.json", folder / "Get-MessageTrace.csv", folder / "Get-MessageTraceDetail.csv",
                  folder / "Get-MessageTraceV2.csv", folder / "Get-MessageTraceDetailV2.csv"]  # V2: engine.trace_v2
-        # Written as they are encoded (json.dump, csv.writer on the file): no whole-file strings.
+        # Written as they are read from the database: no whole-file strings, no list of all rows.
         with open(paths[0], "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
+            dump_streamed({**head, "messages": []}, "messages", self._messages(), fh)
             fh.write("\n")
-        for path, rows, columns in ((paths[1], trace_rows(data), TRACE_COLUMNS),
-                                    (paths[2], detail_rows(data), DETAIL_COLUMNS),
-                                    (paths[3], trace_v2_rows(data), TRACE_V2_COLUMNS),
-                                    (paths[4], detail_v2_rows(data), DETAIL_V2_COLUMNS)):
+        # V2's rows are V1's, in the same order, with V2's columns (engine.trace_v2 says why)
+        for path, rows, columns in ((paths[1], self._trace_rows(head), TRACE_COLUMNS),
+                                    (paths[2], self._detail_rows(head), DETAIL_COLUMNS),
+                                    (paths[3], self._trace_rows(head), TRACE_V2_COLUMNS),
+                                    (paths[4], self._detail_rows(head), DETAIL_V2_COLUMNS)):
             with open(path, "w", encoding="utf-8", newline="") as fh:
                 _write_csv(fh, rows, columns)
         return paths
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _b(text: str) -> bytes:
+    """Text as a BLOB that SQLite orders as Python orders str (by code point; lone surrogates too)."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 # --- rendering (shared with `labsim trace`) ----------------------------------------------------------
@@ -231,7 +287,7 @@ def export_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     return buf.getvalue()
 
 
-def _write_csv(fh: Any, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+def _write_csv(fh: Any, rows: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> None:
     w = csv.writer(fh, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     w.writerow(columns)
     for r in rows:

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -181,9 +182,30 @@ def _utc(when: datetime) -> datetime:
 
 def _build(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
            anchors: Sequence[x509.Certificate], when: datetime) -> list[x509.Certificate] | None:
-    """leaf..anchor if the chain verifies at `when` (signatures, CA rules, validity), else None."""
+    """leaf..anchor if the chain verifies at `when` (signatures, CA rules, validity), else None.
+
+    Every TLS session validates its peer's chain; the verifier's answer depends on the
+    certificates and on `when` only through which of them are inside their validity period, so
+    the answer is kept per (certificates, which are valid at `when`)."""
     if not anchors:
         return None
+    certs = (leaf, *intermediates, None, *anchors)
+    key = (certs, tuple(c is None or c.not_valid_before_utc <= when <= c.not_valid_after_utc for c in certs))
+    if key in _BUILT:
+        built = _BUILT[key]
+        return None if built is None else list(built)
+    if len(_BUILT) >= 512:
+        _BUILT.clear()
+    chain = _verify(leaf, intermediates, anchors, when)
+    _BUILT[key] = None if chain is None else tuple(chain)
+    return chain
+
+
+_BUILT: dict[tuple[Any, ...], tuple[x509.Certificate, ...] | None] = {}
+
+
+def _verify(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
+            anchors: Sequence[x509.Certificate], when: datetime) -> list[x509.Certificate] | None:
     try:
         verifier = (
             PolicyBuilder().store(Store(list(anchors))).time(when)

@@ -190,7 +190,8 @@ class ServerSession:
             return False
         timeout = self._wall_timeout()
         try:
-            piece = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
+            async with asyncio.timeout(timeout):  # no task per read, unlike wait_for
+                piece = await self.reader.read(READ_CHUNK)
         except asyncio.TimeoutError:
             if self.held and not self.policy.live:  # silence while the client holds the connection is the lab's, not a timeout
                 return await self._fill()

@@ -24,7 +24,6 @@ class MailboxStore:
         self.root = root
         self.durable = durable
         self._count: dict[tuple[str, str], int] = defaultdict(int)
-        self.delivered: list[tuple[str, str, str]] = []  # (realm, address, relative path)
 
     def _highest(self, folder: Path) -> int:
         if not folder.is_dir():
@@ -44,7 +43,6 @@ class MailboxStore:
                 target.mkdir(parents=True, exist_ok=True)
                 self._count[key] = self._highest(target)
             rel = self._write_new(key, folder, data)
-        self.delivered.append((realm, address.lower(), rel.as_posix()))
         return rel.as_posix()
 
     def _write_new(self, key: tuple[str, str], folder: Path, data: bytes) -> Path:

@@ -198,8 +198,7 @@ class LabUnderTest:
 
     def settled(self, mid: str) -> bool:
         """Has the message reached a fate: delivered or failed, or waiting in a queue with an error?"""
-        fate = self.rt.ledger.fates.get(mid)
-        if fate is not None and (fate.delivered or fate.failed):
+        if self.rt.ledger.has_outcome(mid):  # delivered or failed (the ledger's fates live in its spool)
             return True
         parties = [*self.rt.servers.values(), self.rt.exo, *self.rt.internet.values()]
         for party in parties:
