@@ -131,7 +131,10 @@ def _connector_route(org: Organization, server: ExchangeServer, recipient: str, 
                      next_hop_domain=sc.name, connector=sc, target_servers=targets, external=True)
     if sc.smart_hosts == ["--"]:
         # EdgeSync inbound: the smart host "--" stands for the Mailbox servers of the subscribed site.
-        hubs = tuple(sorted(s.name for s in org.servers if s.role == "Mailbox"))
+        # org: an Edge subscription belongs to one AD site (New-EdgeSubscription -Site).
+        site = (server.site or org.ad_site).lower()
+        hubs = tuple(sorted(s.name for s in org.servers
+                            if s.role == "Mailbox" and (s.site or org.ad_site).lower() == site))
         return Route(recipient=recipient, delivery_type="SmartHostConnectorDelivery",
                      next_hop_domain=sc.name, connector=sc, target_servers=hubs)
     if sc.smart_hosts:
