@@ -70,6 +70,9 @@ class LabRuntime(Listeners, LabServices):
         self.internet = {h.name: InternetHostRuntime(self, h) for h in model.internet_hosts}
         self.dns = {d.name: LabDnsServer(d, self.book) for d in model.dns_servers}
         self.crl = CrlServer(self.pki, self.clock.now, mode=model.network.crl_mode)
+        # org: each CA's own CDP host (Network.CdpHosts), with its own state
+        self.cdps = {c.name: CrlServer(self.pki, self.clock.now, mode=c.mode, host=c.name)
+                     for c in model.network.cdp_hosts}
         self.note_internal_certificates()
         self._init_sessions()  # engine.sessions: open sessions, the settle() barrier, connection counts
         self._init_listeners()  # engine.listeners: the listen table, the load balancers' proxies
