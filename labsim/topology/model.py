@@ -130,6 +130,8 @@ class AuthMechanism(StrEnum):
 
 
 def _ip_range_ok(text: str) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not an IP address, range (a-b) or CIDR block")
     text = text.strip()
     try:
         if "-" in text:
@@ -146,6 +148,8 @@ def _ip_range_ok(text: str) -> str:
 
 
 def _ipv4(text: str) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not an IPv4 address")
     try:
         return str(ipaddress.IPv4Address(text.strip()))
     except ValueError:

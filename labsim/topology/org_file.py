@@ -75,6 +75,8 @@ def lab_from_organization(data: Any, start: datetime, where: str = "organization
         elif err["type"] == "missing":
             msg = "required key is missing"
         raise TopologyError(loc, msg) from None
+    except (TypeError, AttributeError) as exc:  # a validator meeting a value of a type it never takes
+        raise TopologyError(where, f"a value has the wrong type ({exc})") from None
 
 
 def _where(where: str, loc: tuple[Any, ...]) -> str:

@@ -1,0 +1,193 @@
+"""Issue 12: an organisation declared in the scenario file ([organization]).
+
+A declared world loads and runs with its own names only; impossible worlds fail on load with one
+error naming the key (never a traceback); each CA's CDP is its own host with its own state.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labsim.errors import ScenarioError
+from labsim.scenario.loader import builtin_dir, load_scenario, load_scenario_data
+from labsim.topology.cmdlets_pki import set_lab_crl_server
+
+CATALOG = builtin_dir()
+TAILSPIN = "org-tailspin-baseline"
+# Every name and address of seed 001's organisation (topology/defaults.py).
+SEED_001 = ["CMHYBD01", "CMEDGE01", "DC01", "cloudmonkeys", "cloudfield", "27.7.57.", "192.168.1.",
+            "raghu", "priya", "ramki", "fabrikam", "8f2c6a9e", "Default-First-Site-Name"]
+
+
+def _tailspin() -> dict:
+    assert CATALOG is not None
+    return tomllib.loads((CATALOG / f"{TAILSPIN}.toml").read_text(encoding="utf-8"))
+
+
+def _problem(data: dict) -> str:
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario_data(data, "t.toml")
+    return str(exc.value)
+
+
+def test_declared_org_replaces_the_default() -> None:
+    lab = load_scenario(TAILSPIN).lab
+    assert [s.name for s in lab.organization.servers] == ["TSEX01", "TSEDGE01"]
+    assert lab.organization.ad_site == "HQ"
+    assert lab.tenant.initial_domain == "tailspintoys.onmicrosoft.com"
+    # setup's five connectors on the Mailbox server, one on the Edge; the Edge subscription's two
+    tsex = lab.organization.server("TSEX01")
+    assert [rc.name for rc in tsex.receive_connectors][0] == "Default Frontend TSEX01"
+    assert len(tsex.receive_connectors) == 5
+    names = {sc.name for sc in lab.organization.send_connectors}
+    assert {"EdgeSync - HQ to Internet", "EdgeSync - Inbound to HQ"} <= names
+
+
+def _bad_binding(d: dict) -> None:
+    d["organization"]["Servers"][0]["ReceiveConnectors"] = [{"Name": "Relay", "Bindings": ["10.99.0.1:25"]}]
+
+
+def _dup_ip(d: dict) -> None:
+    d["organization"]["Servers"][1]["Ip"] = "10.20.0.21"
+
+
+def _dup_name(d: dict) -> None:
+    d["organization"]["InternetHosts"][0]["Name"] = "tsex01"
+
+
+def _missing_cert(d: dict) -> None:
+    d["organization"]["Servers"][0]["Certificates"][0]["Certificate"] = "no-such-cert"
+
+
+def _dag_outside_site(d: dict) -> None:
+    d["organization"]["Dags"] = [{"Name": "DAG1", "Members": ["TSEX01"]}]
+    d["organization"]["Servers"][0]["Site"] = "Branch"
+
+
+def _dag_edge(d: dict) -> None:
+    d["organization"]["Dags"] = [{"Name": "DAG1", "Members": ["TSEDGE01"]}]
+
+
+def _cdp_unknown(d: dict) -> None:
+    d["organization"]["CertificateAuthorities"][0]["Cdp"] = "crl.nowhere.example"
+
+
+def _no_tenant(d: dict) -> None:
+    del d["organization"]["Tenant"]
+
+
+@pytest.mark.parametrize(("mutate", "says"), [
+    (_bad_binding, "bound to 10.99.0.1, an address TSEX01 does not have"),
+    (_dup_ip, "address 10.20.0.21 is already used by server 'TSEX01'"),
+    (_dup_name, "the name is already used by server 'TSEX01'"),
+    (_missing_cert, "certificate 'no-such-cert' is not defined"),
+    (_dag_outside_site, "site 'Branch' is not a site of the organisation"),
+    (_dag_edge, "member TSEDGE01 is an Edge server"),
+    (_cdp_unknown, "CDP 'crl.nowhere.example' is not a CDP host"),
+    (_no_tenant, "organization.Tenant: required key is missing"),
+])
+def test_impossible_worlds_fail_with_one_clear_error(mutate, says: str) -> None:
+    data = _tailspin()
+    mutate(data)
+    problem = _problem(data)
+    assert says in problem
+    assert "\n" not in problem and "Traceback" not in problem
+
+
+def test_a_dag_member_in_a_declared_site_loads() -> None:
+    data = _tailspin()
+    data["organization"]["Sites"] = [{"Name": "Branch", "Subnets": ["10.30.0.0/16"]}]
+    data["organization"]["Servers"][0]["Site"] = "Branch"
+    data["organization"]["Dags"] = [{"Name": "DAG1", "Members": ["TSEX01"]}]
+    lab = load_scenario_data(data, "t.toml").lab
+    assert lab.server_site(lab.organization.server("TSEX01")) == "Branch"
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.text(max_size=12),
+                    st.lists(st.text(max_size=6), max_size=2), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+def _paths(value, here=()):  # every (container, key) of the organisation table
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield value, k
+            yield from _paths(v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield value, i
+            yield from _paths(v)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_broken_organisation_is_one_error_never_a_traceback(data) -> None:
+    doc = _tailspin()
+    org = copy.deepcopy(doc["organization"])
+    spots = list(_paths(org))
+    for _ in range(data.draw(st.integers(1, 3))):
+        container, key = spots[data.draw(st.integers(0, len(spots) - 1))]
+        try:
+            if data.draw(st.booleans()):
+                container[key] = data.draw(_values)
+            elif isinstance(container, dict):
+                del container[key]
+            else:
+                container[key] = data.draw(_values)
+        except (KeyError, IndexError):
+            pass
+    doc["organization"] = org
+    try:
+        load_scenario_data(doc, "t.toml")
+    except ScenarioError as exc:
+        assert "\n" not in str(exc)
+
+
+def test_org_tree_shows_none_of_seed_001s_names(tmp_path: Path) -> None:
+    """The whole output tree (logs, headers, events, traces, summaries) of a declared organisation."""
+    from labsim.api import run
+
+    run(TAILSPIN, out=tmp_path / "out")
+    found = []
+    for p in (tmp_path / "out").rglob("*"):
+        if p.is_file():
+            raw = p.read_bytes().lower()
+            for name in SEED_001:
+                for enc in ("utf-8", "utf-16-le"):
+                    if name.lower().encode(enc) in raw:
+                        hit = raw.replace(b"tsdc01", b"")
+                        if name.lower().encode(enc) in hit:
+                            found.append((p.name, name))
+    assert found == []
+    assert any((tmp_path / "out" / "TSEX01").rglob("*.LOG"))
+
+
+def test_crl_server_per_cdp_host() -> None:
+    lab = load_scenario("org-two-cas-cdp-offline").lab
+    from labsim.pki.authority import crl_url_for
+
+    assert crl_url_for(lab, "cloud-issuing") == "http://crl.labsim-cloudtrust.net/cloud-issuing.crl"
+    assert crl_url_for(lab, "public-issuing") == "http://crl.labsim-pki.net/public-issuing.crl"
+    assert set_lab_crl_server(lab, {"Name": "crl.labsim-cloudtrust.net", "Mode": "stale"}).endswith("stale")
+    assert lab.network.cdp_hosts[0].mode == "stale" and lab.network.crl_mode == "up"
+    with pytest.raises(Exception, match="not a CDP host"):
+        set_lab_crl_server(lab, {"Name": "crl.elsewhere.example", "Mode": "down"})
+
+
+@pytest.mark.parametrize("sid", ["org-two-cas-cdp-offline", "org-dag-lb-expired-member-cert", TAILSPIN])
+def test_org_scenarios_hold_and_repeat(sid: str, tmp_path: Path) -> None:
+    from labsim.api import run
+
+    a = run(sid, out=tmp_path / "a")
+    b = run(sid, out=tmp_path / "b")
+    assert a.ok, a
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    del b
