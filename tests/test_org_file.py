@@ -179,7 +179,8 @@ def test_crl_server_per_cdp_host() -> None:
         set_lab_crl_server(lab, {"Name": "crl.elsewhere.example", "Mode": "down"})
 
 
-@pytest.mark.parametrize("sid", ["org-two-cas-cdp-offline", "org-dag-lb-expired-member-cert", TAILSPIN])
+@pytest.mark.parametrize("sid", ["org-two-cas-cdp-offline", "org-dag-lb-expired-member-cert",
+                                 "org-two-sites-branch-edge-down", TAILSPIN])
 def test_org_scenarios_hold_and_repeat(sid: str, tmp_path: Path) -> None:
     from labsim.api import run
 
@@ -191,3 +192,48 @@ def test_org_scenarios_hold_and_repeat(sid: str, tmp_path: Path) -> None:
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     del b
+
+
+def _two_site_org():
+    lab = load_scenario("org-two-sites-branch-edge-down").lab
+    return lab.organization
+
+
+def test_remote_dag_is_its_own_delivery_group() -> None:
+    from labsim.rules.routing import route_recipient
+
+    org = _two_site_org()
+    hq, br = org.server("TSEX01"), org.server("TSBR01")
+    r = route_recipient(org, hq, "ana.lima@tailspintoys.com", size=1000)
+    assert (r.delivery_type, r.next_hop_domain, r.target_servers) == ("SmtpRelayToDag", "TSDAG2", ("TSBR01",))
+    # in its own DAG the database's server is delivered to directly
+    r = route_recipient(org, br, "ana.lima@tailspintoys.com", size=1000)
+    assert (r.delivery_type, r.next_hop_domain) == ("SmtpDeliveryToMailbox", "br-db1")
+
+
+def test_connector_choice_prefers_the_local_sites_edge() -> None:
+    from labsim.rules.routing import route_recipient
+
+    org = _two_site_org()
+    hq = route_recipient(org, org.server("TSEX01"), "lena@woodgrovebank.com", size=1000)
+    br = route_recipient(org, org.server("TSBR01"), "lena@woodgrovebank.com", size=1000)
+    assert (hq.delivery_type, hq.next_hop_domain) == ("SmtpRelayWithinAdSiteToEdge", "EdgeSync - HQ to Internet")
+    assert (br.delivery_type, br.next_hop_domain) == ("SmtpRelayWithinAdSiteToEdge", "EdgeSync - Branch to Internet")
+
+
+def test_an_edge_of_a_remote_site_is_reached_through_that_site() -> None:
+    from labsim.rules.routing import route_recipient
+
+    org = _two_site_org()
+    org.send_connectors = [sc for sc in org.send_connectors if "Branch" not in sc.name]  # Branch has no Edge
+    r = route_recipient(org, org.server("TSBR01"), "lena@woodgrovebank.com", size=1000)
+    assert (r.delivery_type, r.next_hop_domain, r.target_servers) == (
+        "SmtpRelayToRemoteActiveDirectorySite", "HQ", ("TSEX01",))
+
+
+def test_edge_inbound_goes_to_its_own_sites_mailbox_servers() -> None:
+    from labsim.rules.routing import route_recipient
+
+    org = _two_site_org()
+    r = route_recipient(org, org.server("TSEDGE02"), "ana.lima@tailspintoys.com", size=1000)
+    assert r.next_hop_domain == "EdgeSync - Inbound to Branch" and r.target_servers == ("TSBR01",)
