@@ -237,3 +237,56 @@ def test_edge_inbound_goes_to_its_own_sites_mailbox_servers() -> None:
     org = _two_site_org()
     r = route_recipient(org, org.server("TSEDGE02"), "ana.lima@tailspintoys.com", size=1000)
     assert r.next_hop_domain == "EdgeSync - Inbound to Branch" and r.target_servers == ("TSBR01",)
+
+
+def _default_with(changes: list[dict]) -> dict:
+    return {"id": "org-verbs", "title": "t", "training": {"symptom": "s", "evidence": "e", "root_cause": "r",
+                                                             "fix": "f"}, "change": changes}
+
+
+_BUILD = [
+    {"cmdlet": "New-LabSite", "Name": "Branch", "Subnets": ["10.30.0.0/16"]},
+    {"cmdlet": "New-LabServer", "Name": "EXBR01", "Fqdn": "exbr01.cloudmonkeys.xyz", "Ip": "10.30.0.21",
+     "Site": "Branch", "Databases": ["BR-DB1"]},
+    {"cmdlet": "New-LabServer", "Name": "EDGEBR01", "Role": "Edge", "Fqdn": "edgebr01.cloudmonkeys.xyz",
+     "Ip": "10.30.9.31"},
+    {"cmdlet": "New-EdgeSubscription", "Server": "EDGEBR01", "Site": "Branch"},
+    {"cmdlet": "New-DatabaseAvailabilityGroup", "Name": "DAGBR"},
+    {"cmdlet": "Add-DatabaseAvailabilityGroupServer", "Identity": "DAGBR", "MailboxServer": "EXBR01"},
+]
+
+
+def test_lab_verbs_build_sites_servers_dags_and_subscriptions() -> None:
+    lab = load_scenario_data(_default_with(_BUILD), "t.toml").lab
+    org = lab.organization
+    assert [s.name for s in org.sites] == ["Branch"]
+    ex = org.server("EXBR01")
+    assert ex.site == "Branch" and [rc.name for rc in ex.receive_connectors][0] == "Default Frontend EXBR01"
+    assert org.server("EDGEBR01").receive_connectors[0].name == "Default internal receive connector EDGEBR01"
+    inbound = next(sc for sc in org.send_connectors if sc.name == "EdgeSync - Inbound to Branch")
+    assert inbound.source_transport_servers == ["EDGEBR01"]
+    assert org.dags[0].members == ["EXBR01"]
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"cmdlet": "New-LabServer", "Name": "CMHYBD01", "Fqdn": "x.y", "Ip": "10.1.1.1"}, "a server named 'CMHYBD01' exists"),
+    ({"cmdlet": "New-LabServer", "Name": "EX9", "Fqdn": "x.y", "Ip": "192.168.1.13"}, "already used by server 'CMHYBD01'"),
+    ({"cmdlet": "New-LabServer", "Name": "EX9", "Fqdn": "x.y", "Ip": "10.1.1.1", "Site": "Nowhere"}, "is not a site"),
+    ({"cmdlet": "Add-DatabaseAvailabilityGroupServer", "Identity": "DAGBR", "MailboxServer": "CMEDGE01"},
+     "member CMEDGE01 is an Edge server"),
+    ({"cmdlet": "New-EdgeSubscription", "Server": "CMHYBD01"}, "is not an Edge Transport server"),
+])
+def test_lab_verbs_refuse_impossible_worlds(change: dict, says: str) -> None:
+    assert says in _problem(_default_with([*_BUILD, change]))
+
+
+def test_shape_verbs_apply_before_the_lab_starts_only() -> None:
+    from labsim.errors import TopologyError
+    from labsim.topology.changes import apply_change
+
+    assert "remove `at`" in _problem(_default_with([{**_BUILD[0], "at": "+00:01:00"}]))
+    lab = load_scenario("hybrid-baseline").lab.model_copy(deep=True)
+    lab.mark_started()
+    with pytest.raises(TopologyError, match="the lab is running"):
+        apply_change(lab, "New-LabSite", {"Name": "Branch"})
+    assert lab.organization.sites == []

@@ -65,6 +65,7 @@ class LabRuntime(Listeners, LabServices):
         self.events = EventCollector(self.clock, self.tracking.event_raised)
         self._init_services()  # engine.lab_services: ids, log registry, certificate and DNS caches
         self._log_files: dict[Path, None] = {}  # every log file written, in first-written order
+        model.mark_started()  # org: a running lab does not grow servers (topology.cmdlets_org)
         self.servers = {s.name: ExchangeServerRuntime(self, s) for s in model.organization.servers}
         self.exo = ExoRuntime(self)
         self.internet = {h.name: InternetHostRuntime(self, h) for h in model.internet_hosts}

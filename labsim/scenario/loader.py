@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from ..errors import InputError, ScenarioError, TopologyError
 from ..topology.changes import CMDLETS, apply_change
+from ..topology.cmdlets_org import SHAPE_CMDLETS
 from ..topology.defaults import DEFAULT_START, default_lab
 from ..topology.model import Lab
 from ..topology.org_file import lab_from_organization
@@ -326,6 +327,9 @@ def _from_data(path: Path, data: dict[str, Any]) -> LoadedScenario:
                 raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
         if ch.at is not None:
             _offset(ch.at, f"{where}: change[{i}].at")
+            if ch.cmdlet.lower() in SHAPE_CMDLETS:
+                raise ScenarioError(f"{where}: change[{i}].at", f"{ch.cmdlet} changes the lab's shape and applies "
+                                    "before the lab starts: remove `at`")
             continue
         try:
             _apply_checked(lab, ch.cmdlet, ch.params)

@@ -14,7 +14,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_pascal
 
 from .timespec import parse_timespan
@@ -761,6 +768,15 @@ class Lab(LabModel):
     certificate_authorities: list[CaSpec] = Field(default_factory=list)
     certificates: list[CertificateSpec] = Field(default_factory=list)
     network: Network = Field(default_factory=Network)
+    _started: bool = PrivateAttr(default=False)  # org: set by the running lab (engine.runtime)
+
+    @property
+    def started(self) -> bool:
+        """True once a lab runs this world: it no longer grows servers, sites or DAGs (cmdlets_org)."""
+        return self._started
+
+    def mark_started(self) -> None:
+        self._started = True
 
     def certificate(self, name: str) -> CertificateSpec:
         for c in self.certificates:
