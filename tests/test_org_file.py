@@ -249,8 +249,7 @@ _BUILD = [
     {"cmdlet": "New-LabServer", "Name": "EXBR01", "Fqdn": "exbr01.cloudmonkeys.xyz", "Ip": "10.30.0.21",
      "Site": "Branch", "Databases": ["BR-DB1"]},
     {"cmdlet": "New-LabServer", "Name": "EDGEBR01", "Role": "Edge", "Fqdn": "edgebr01.cloudmonkeys.xyz",
-     "Ip": "10.30.9.31"},
-    {"cmdlet": "New-EdgeSubscription", "Server": "EDGEBR01", "Site": "Branch"},
+     "Ip": "10.30.9.31", "Site": "Branch"},
     {"cmdlet": "New-DatabaseAvailabilityGroup", "Name": "DAGBR"},
     {"cmdlet": "Add-DatabaseAvailabilityGroupServer", "Identity": "DAGBR", "MailboxServer": "EXBR01"},
 ]
@@ -274,7 +273,7 @@ def test_lab_verbs_build_sites_servers_dags_and_subscriptions() -> None:
     ({"cmdlet": "New-LabServer", "Name": "EX9", "Fqdn": "x.y", "Ip": "10.1.1.1", "Site": "Nowhere"}, "is not a site"),
     ({"cmdlet": "Add-DatabaseAvailabilityGroupServer", "Identity": "DAGBR", "MailboxServer": "CMEDGE01"},
      "member CMEDGE01 is an Edge server"),
-    ({"cmdlet": "New-EdgeSubscription", "Server": "CMHYBD01"}, "is not an Edge Transport server"),
+    ({"cmdlet": "New-LabServer", "Name": "EX9", "Fqdn": "x.y", "Ip": "10.1.1.1", "Role": "Hub"}, "is not Mailbox or Edge"),
 ])
 def test_lab_verbs_refuse_impossible_worlds(change: dict, says: str) -> None:
     assert says in _problem(_default_with([*_BUILD, change]))

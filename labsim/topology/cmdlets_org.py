@@ -1,5 +1,7 @@
 """Building an organisation with cmdlets: lab verbs for what Windows and setup do (a site, a new
-server), Exchange's own cmdlets for the rest (a DAG and its members, an Edge subscription).
+server), Exchange's own cmdlets for the rest (a DAG and its members). New-EdgeSubscription is the
+running lab's operation (engine.service_ops); an Edge that New-LabServer adds is subscribed to its
+site from the start, as in an `[organization]` table.
 
 These change the lab's *shape*: the running lab does not grow a server, so they apply before the
 lab starts (a `[[change]]` without `at`, or the `[organization]` table); on a running lab each one
@@ -18,7 +20,7 @@ from .model import AdSite, DatabaseAvailabilityGroup, ExchangeServer, Lab
 __all__ = ["SHAPE_CMDLETS"]
 
 SHAPE_CMDLETS = frozenset({"new-labsite", "new-labserver", "new-databaseavailabilitygroup",
-                           "add-databaseavailabilitygroupserver", "new-edgesubscription"})
+                           "add-databaseavailabilitygroupserver"})
 
 
 def _not_running(lab: Lab, where: str) -> None:
@@ -54,7 +56,7 @@ def new_lab_site(lab: Lab, params: dict[str, Any]) -> str:
 def new_lab_server(lab: Lab, params: dict[str, Any]) -> str:
     """A new Exchange 2019 server, as setup leaves it: -Name -Fqdn -Ip [-Role Mailbox|Edge] [-Site]
     [-Databases] [-AdapterDnsServers] ... (any ExchangeServer property). It gets setup's receive
-    connectors; an Edge is not subscribed yet (New-EdgeSubscription)."""
+    connectors; an Edge is subscribed to its site (the two EdgeSync send connectors)."""
     where = "New-LabServer"
     _not_running(lab, where)
     name, role = _pop(params, "Name"), _pop(params, "Role") or "Mailbox"
@@ -70,7 +72,21 @@ def new_lab_server(lab: Lab, params: dict[str, Any]) -> str:
         lab.organization.servers.remove(server)
         raise TopologyError(where, f"-Site {site!r} is not a site of the organisation (sites: "
                                    f"{', '.join(_site_names(lab))}; New-LabSite adds one)")
+    if server.role == "Edge":
+        _subscribe(lab, server)
     return server.name
+
+
+def _subscribe(lab: Lab, edge: ExchangeServer) -> None:
+    """The send connectors an Edge subscription to the Edge's site creates (shared by its Edges)."""
+    site = next((s for s in _site_names(lab) if s.lower() == (edge.site or lab.organization.ad_site).lower()),
+                lab.organization.ad_site)
+    for sc in edgesync_send_connectors(site, edge.name):
+        have = next((c for c in lab.organization.send_connectors if c.name.lower() == sc.name.lower()), None)
+        if have is None:
+            lab.organization.send_connectors.append(sc)
+        elif edge.name.lower() not in (s.lower() for s in have.source_transport_servers):
+            have.source_transport_servers.append(edge.name)
 
 
 @cmdlet("New-DatabaseAvailabilityGroup")
@@ -100,32 +116,3 @@ def add_dag_server(lab: Lab, params: dict[str, Any]) -> str:
     server = _server(lab, str(member), where)
     dag.members.append(server.name)  # the Lab's checks (Edge, another DAG, site) follow in apply_change
     return f"{dag.name}\\{server.name}"
-
-
-@cmdlet("New-EdgeSubscription")
-def new_edge_subscription(lab: Lab, params: dict[str, Any]) -> str:
-    """Subscribe an Edge to an AD site (New-EdgeSubscription -FileData ... -Site): -Server EDGE
-    [-Site]. Creates `EdgeSync - <site> to Internet` and `EdgeSync - Inbound to <site>`, or adds the
-    Edge to them when another Edge of the site has them."""
-    where = "New-EdgeSubscription"
-    _not_running(lab, where)
-    name, site = _pop(params, "Server"), _pop(params, "Site")
-    if params:
-        raise TopologyError(where, f"unknown parameter -{next(iter(params))} (known: Server, Site)")
-    if name is None:
-        raise TopologyError(where, "-Server is required (the Edge Transport server)")
-    edge = _server(lab, str(name), where)
-    if edge.role != "Edge":
-        raise TopologyError(where, f"{edge.name} is not an Edge Transport server")
-    site = str(site or edge.site or lab.organization.ad_site)
-    known = {s.lower(): s for s in _site_names(lab)}
-    if site.lower() not in known:
-        raise TopologyError(where, f"-Site {site!r} is not a site of the organisation")
-    edge.site = known[site.lower()]
-    for sc in edgesync_send_connectors(known[site.lower()], edge.name):
-        have = next((c for c in lab.organization.send_connectors if c.name.lower() == sc.name.lower()), None)
-        if have is None:
-            lab.organization.send_connectors.append(sc)
-        elif edge.name.lower() not in (s.lower() for s in have.source_transport_servers):
-            have.source_transport_servers.append(edge.name)
-    return f"{edge.name}\\{known[site.lower()]}"
