@@ -91,8 +91,9 @@ def _subscribe(lab: Lab, edge: ExchangeServer) -> None:
 
 @cmdlet("New-DatabaseAvailabilityGroup")
 def new_dag(lab: Lab, params: dict[str, Any]) -> str:
-    """New-DatabaseAvailabilityGroup -Name [-WitnessServer]: an empty DAG (members come with
-    Add-DatabaseAvailabilityGroupServer)."""
+    """New-DatabaseAvailabilityGroup -Name [-WitnessServer]: a DAG without members yet.
+
+    Add-DatabaseAvailabilityGroupServer adds them."""
     where = "New-DatabaseAvailabilityGroup"
     _not_running(lab, where)
     return str(_new_in(lab.organization.dags, DatabaseAvailabilityGroup, params, where,
