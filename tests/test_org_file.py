@@ -289,3 +289,12 @@ def test_shape_verbs_apply_before_the_lab_starts_only() -> None:
     with pytest.raises(TopologyError, match="the lab is running"):
         apply_change(lab, "New-LabSite", {"Name": "Branch"})
     assert lab.organization.sites == []
+
+
+def test_web_topology_shows_each_sites_edge_and_each_cdp() -> None:
+    from labsim.web.topology import build
+
+    pic = build(load_scenario("org-two-sites-branch-edge-down").lab)
+    assert sorted((a, b) for a, b, label in pic.lines if label.startswith("EdgeSync")) == [
+        ("TSEDGE01", "TSEX01"), ("TSEDGE02", "TSBR01")]
+    assert "crl.labsim-cloudtrust.net" in build(load_scenario("org-two-cas-cdp-offline").lab).nodes
