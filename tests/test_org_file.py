@@ -298,3 +298,27 @@ def test_web_topology_shows_each_sites_edge_and_each_cdp() -> None:
     assert sorted((a, b) for a, b, label in pic.lines if label.startswith("EdgeSync")) == [
         ("TSEDGE01", "TSEX01"), ("TSEDGE02", "TSBR01")]
     assert "crl.labsim-cloudtrust.net" in build(load_scenario("org-two-cas-cdp-offline").lab).nodes
+
+
+async def test_a_stale_cdp_serves_an_expired_crl_and_only_its_own_cas() -> None:
+    from cryptography import x509
+
+    from labsim.pki.authority import LabPki
+    from labsim.pki.crl_server import CrlServer, http_get
+    from labsim.pki.errors import CrlUnavailable
+
+    lab = load_scenario("org-two-cas-cdp-offline").lab
+    pki = LabPki(lab, 12)
+    now = lab.start
+    server = CrlServer(pki, lambda: now, mode="stale", host="crl.labsim-cloudtrust.net")
+    port = await server.start("127.0.0.1", 0)
+    try:
+        crl = x509.load_der_x509_crl(await http_get("127.0.0.1", port, server.host or "", "/cloud-issuing.crl", 5.0))
+        assert crl.next_update_utc is not None and crl.next_update_utc < now
+        with pytest.raises(CrlUnavailable, match="HTTP 404"):  # the public CA publishes elsewhere
+            await http_get("127.0.0.1", port, server.host or "", "/public-issuing.crl", 5.0)
+        await server.set_mode("up")
+        crl = x509.load_der_x509_crl(await http_get("127.0.0.1", port, server.host or "", "/cloud-issuing.crl", 5.0))
+        assert crl.next_update_utc is not None and crl.next_update_utc > now
+    finally:
+        await server.stop()
