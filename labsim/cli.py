@@ -330,10 +330,13 @@ def _up_ready_extras(rt, out: Path, web: list | None) -> None:  # noqa: ANN001 -
           "as <name>.crt + <name>.key)")
     front = next((r for r in rt.listen_table if r[4] == "SMTP FrontEnd"), None)
     edge = next((r for r in rt.listen_table if r[4] == "SMTP Edge"), None)
+    # org: the lab's own people (an Internet sender, an on-premises mailbox), not seed 001's
+    sender = next((a for h in rt.model.internet_hosts for a in h.mailboxes), "someone@example.com")
+    to = next((m.primary_smtp_address for m in rt.model.organization.mailboxes), "postmaster")
     if front:
-        print(f"  try: swaks --server {front[2]}:{front[3]} --from alex@fabrikam.com --to raghu@cloudmonkeys.xyz")
+        print(f"  try: swaks --server {front[2]}:{front[3]} --from {sender} --to {to}")
     if edge:
-        print(f"       swaks --server {edge[2]}:{edge[3]} --from alex@fabrikam.com --to raghu@cloudmonkeys.xyz "
+        print(f"       swaks --server {edge[2]}:{edge[3]} --from {sender} --to {to} "
               f"--tls --tls-verify --tls-ca-path {certs / 'lab-roots.pem'}")
     if web:
         print(f"  web view: http://{web[0]}:{web[1]}/")

@@ -58,6 +58,7 @@ class Listeners(SessionGate):
     internet: dict[str, InternetHostRuntime]
     dns: dict[str, LabDnsServer]
     crl: CrlServer
+    cdps: dict[str, CrlServer]
     listen_table: list[tuple[str, str, str, int, str]]  # host, vip, real ip, real port, what
     lb_proxies: dict[str, Any]  # net.proxy: the load balancers' proxies, kept across rebinds
     _views: dict[int, list[Any]]  # engine.lab_services: certificate views per store
@@ -100,6 +101,10 @@ class Listeners(SessionGate):
         await self.crl.start(self.book.real_ip(crl_ip), self.book.real_port(CRL_PORT))
         self.listen_table.append(("CRL", crl_ip, self.book.real_ip(crl_ip), self.book.real_port(CRL_PORT),
                                   "CRL distribution point (HTTP)"))
+        for c in self.model.network.cdp_hosts:  # org: a CDP per CA
+            await self.cdps[c.name].start(self.book.real_ip(c.ip), self.book.real_port(CRL_PORT))
+            self.listen_table.append((c.name, c.ip, self.book.real_ip(c.ip), self.book.real_port(CRL_PORT),
+                                      "CRL distribution point (HTTP)"))
         self._listeners = self._listener_signature()
         self._cert_sig = self._cert_signature()
 
@@ -151,6 +156,9 @@ class Listeners(SessionGate):
             await d.stop()
         if self.crl.running:
             await self.crl.stop()
+        for cdp in self.cdps.values():
+            if cdp.running:
+                await cdp.stop()
 
     async def stop(self) -> None:
         await self._unbind_all()
@@ -191,10 +199,16 @@ class Listeners(SessionGate):
                     await opening
         if self.crl.running and self.crl.mode != self.model.network.crl_mode:
             await self.crl.set_mode(self.model.network.crl_mode)
+        for c in self.model.network.cdp_hosts:
+            cdp = self.cdps.get(c.name)
+            if cdp is not None and cdp.running and cdp.mode != c.mode:
+                await cdp.set_mode(c.mode)
         if self._cert_signature() != self._cert_sig:
             self._cert_sig = self._cert_signature()
             self.pki = LabPki(self.model, self.seed)
             self.crl.pki = self.pki
+            for cdp in self.cdps.values():
+                cdp.pki = self.pki
             self._views.clear()
             for rt in self.servers.values():
                 rt.store.close()

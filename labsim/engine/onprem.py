@@ -152,7 +152,8 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         sc = getattr(route, "connector", None)
         if sc is not None and getattr(route, "delivery_type", "") not in ("SmtpDeliveryToMailbox",
                                                                           "SmtpRelayWithinAdSiteToEdge",
-                                                                          "SmtpRelayToConnectorSourceServers"):
+                                                                          "SmtpRelayToConnectorSourceServers",
+                                                                          "SmtpRelayToRemoteActiveDirectorySite"):
             return int(sc.smtp_max_messages_per_connection)
         return self.transport_cfg.intra_org_connector_smtp_max_messages_per_connection
 
@@ -243,7 +244,9 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         sc = route.connector
         first_domain = domain_of(batch[0].recipients[0])
         if route.delivery_type in ("SmtpDeliveryToMailbox", "SmtpRelayWithinAdSiteToEdge",
-                                   "SmtpRelayToConnectorSourceServers") or (sc is not None and sc.smart_hosts == ["--"]):
+                                   "SmtpRelayToConnectorSourceServers", "SmtpRelayToDag",
+                                   "SmtpRelayToRemoteActiveDirectorySite") or (
+                                       sc is not None and sc.smart_hosts == ["--"]):
             targets = []
             for name in route.target_servers:
                 target = org.server(name)

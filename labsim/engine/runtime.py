@@ -64,11 +64,15 @@ class LabRuntime(Listeners, LabServices):
         self.events = EventCollector(self.clock, self.tracking.event_raised)
         self._init_services()  # engine.lab_services: ids, log registry, certificate and DNS caches
         self._log_files: dict[Path, None] = {}  # every log file written, in first-written order
+        model.mark_started()  # org: a running lab does not grow servers (topology.cmdlets_org)
         self.servers = {s.name: ExchangeServerRuntime(self, s) for s in model.organization.servers}
         self.exo = ExoRuntime(self)
         self.internet = {h.name: InternetHostRuntime(self, h) for h in model.internet_hosts}
         self.dns = {d.name: LabDnsServer(d, self.book) for d in model.dns_servers}
         self.crl = CrlServer(self.pki, self.clock.now, mode=model.network.crl_mode)
+        # org: each CA's own CDP host (Network.CdpHosts), with its own state
+        self.cdps = {c.name: CrlServer(self.pki, self.clock.now, mode=c.mode, host=c.name)
+                     for c in model.network.cdp_hosts}
         self.note_internal_certificates()
         self._init_sessions()  # engine.sessions: open sessions, the settle() barrier, connection counts
         self._init_listeners()  # engine.listeners: the listen table, the load balancers' proxies

@@ -81,7 +81,8 @@ def serial_hex(cert: x509.Certificate) -> str:
 
 def crl_url_for(lab: Lab, ca_name: str) -> str:
     """Where the lab publishes a CA's CRL (the CDP of everything that CA issues)."""
-    return f"http://{lab.network.crl_host_name}/{ca_name}.crl"
+    host = next((c.cdp for c in lab.certificate_authorities if c.name == ca_name and c.cdp), None)
+    return f"http://{host or lab.network.crl_host_name}/{ca_name}.crl"
 
 
 def _utc(when: datetime) -> datetime:

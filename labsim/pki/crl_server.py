@@ -5,6 +5,7 @@ published at the lab's *virtual* time. Revocation faults are modes of that serve
 "down" is simply nothing listening (the client gets ECONNREFUSED at once, like a host that
 refuses), "hang" accepts the TCP connection and never answers (the client times out, like a
 black-holed server). Exchange then reports RevocationOffline because the fetch really failed.
+"stale" serves a CRL whose NextUpdate has passed (a CA that stopped publishing).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import aiohttp
@@ -24,19 +25,21 @@ from .errors import CrlUnavailable, PkiError
 
 __all__ = ["CrlServer", "CrlMode", "http_get"]
 
-CrlMode = Literal["up", "down", "hang"]
-_MODES = ("up", "down", "hang")
+CrlMode = Literal["up", "down", "hang", "stale"]
+_MODES = ("up", "down", "hang", "stale")
 _PATH = re.compile(r"^/(?P<ca>[A-Za-z0-9._-]+)\.crl$")
 
 
 class CrlServer:
     """Serves `GET /<ca>.crl` (application/pkix-crl) from a LabPki at `now()`; mode up/down/hang."""
 
-    def __init__(self, pki: LabPki, now: Callable[[], datetime], *, mode: CrlMode = "up") -> None:
+    def __init__(self, pki: LabPki, now: Callable[[], datetime], *, mode: CrlMode = "up",
+                 host: str | None = None) -> None:
         if mode not in _MODES:
             raise ValueError(f"CRL server mode must be one of {_MODES}, not {mode!r}")
         self.pki = pki
         self.now = now
+        self.host = host  # a CA's own CDP (CaSpec.cdp) serves only its CAs; None = the shared CDP
         self.mode: CrlMode = mode
         self.real_ip: str | None = None
         self.real_port: int | None = None
@@ -79,7 +82,7 @@ class CrlServer:
 
     async def _open(self) -> None:
         assert self.real_ip is not None and self.real_port is not None
-        if self.mode == "up":
+        if self.mode in ("up", "stale"):
             app = web.Application()
             app.router.add_get("/{name}", self._handle)
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
@@ -121,9 +124,15 @@ class CrlServer:
         if match is None:
             return web.Response(status=404, text="not found\n")
         ca = match["ca"]
-        if ca not in {c.name for c in self.pki.lab.certificate_authorities}:
+        served = {c.name for c in self.pki.lab.certificate_authorities
+                  if self.host is None or (c.cdp or "").lower() == self.host.lower()}
+        if ca not in served:
             return web.Response(status=404, text="not found\n")
-        return web.Response(body=self.pki.crl_der(ca, self.now()), content_type="application/pkix-crl")
+        when = self.now()
+        if self.mode == "stale":
+            # The CA stopped publishing: the last CRL on the server expired a day ago.
+            when -= self.pki.crl_validity + timedelta(days=1)
+        return web.Response(body=self.pki.crl_der(ca, when), content_type="application/pkix-crl")
 
 
 async def http_get(real_ip: str, real_port: int, host: str, path: str, timeout: float) -> bytes:

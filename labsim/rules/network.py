@@ -210,6 +210,7 @@ def lab_hosts(lab: Lab) -> list[HostInfo]:
     hosts.append(HostInfo("EXO-SUBMISSION", Site.EXO, lab.tenant.submission_ip))
     hosts += [HostInfo(h.name, Site.INTERNET, h.ip) for h in lab.internet_hosts]
     hosts.append(HostInfo("CRL", Site.INTERNET, lab.network.crl_host_ip))
+    hosts += [HostInfo(c.name, Site.INTERNET, c.ip) for c in lab.network.cdp_hosts]  # org: a CDP per CA
     hosts += [HostInfo(lb.name, Site.ONPREM, lb.vip) for lb in lab.network.load_balancers]
     return hosts
 

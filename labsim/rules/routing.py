@@ -2,7 +2,8 @@
 
 Sources: transport-behavior.md §2.1 (selection: size, enabled/visible, most specific address
 space, then cost, then proximity, then the lowest name; no match -> Unreachable queue), §2.2
-(DNS vs smart host), §6.1 (queue DeliveryType and NextHopDomain per type).
+(DNS vs smart host), §6.1 (queue DeliveryType and NextHopDomain per type); DAG delivery groups and
+Edge subscriptions per AD site: docs/scenarios.md, "Declaring your own organisation".
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from ..topology.model import (
     AcceptedDomainType,
+    DatabaseAvailabilityGroup,
     ExchangeServer,
     Organization,
     SendConnector,
@@ -58,8 +60,10 @@ def address_space_match(space: str, domain: str, accepted: set[str]) -> int | No
 
 def select_send_connector(connectors: list[SendConnector], domain: str, *, local_server: str,
                          message_size: int, accepted: set[str] | None = None,
-                         edge: bool = False) -> SendConnector | None:
-    """Exchange's connector selection for one recipient domain."""
+                         edge: bool = False, sites: dict[str, str] | None = None) -> SendConnector | None:
+    """Exchange's connector selection for one recipient domain. `sites` (server name, lower case ->
+    AD site) ranks the hops: the local server, then a source server in the local site, then one in
+    a remote site (connector-selection.md; transport-behavior.md §2.1)."""
     accepted = accepted or set()
     best: tuple | None = None
     chosen = None
@@ -74,11 +78,27 @@ def select_send_connector(connectors: list[SendConnector], domain: str, *, local
             spec = address_space_match(space.domain, domain, accepted)
             if spec is None:
                 continue
-            local = any(s.lower() == local_server.lower() for s in sc.source_transport_servers)
-            key = (-spec, space.cost, 0 if local else 1, sc.name.lower())
+            key = (-spec, space.cost, _hops(sc, local_server, sites), sc.name.lower())
             if best is None or key < best:
                 best, chosen = key, sc
     return chosen
+
+
+def _hops(sc: SendConnector, local_server: str, sites: dict[str, str] | None) -> int:
+    """0: the local server is a source server; 1: a source server in the local AD site; 2: only in a
+    remote site (without `sites` every server counts as the local site's)."""
+    sources = [x.lower() for x in sc.source_transport_servers]
+    if local_server.lower() in sources:
+        return 0
+    if sites is None or not sources:
+        return 1
+    here = sites.get(local_server.lower())
+    return 1 if any(sites.get(x) == here for x in sources) else 2
+
+
+def server_sites(org: Organization) -> dict[str, str]:
+    """Server name (lower case) -> its AD site (lower case)."""
+    return {s.name.lower(): (s.site or org.ad_site).lower() for s in org.servers}
 
 
 def _find_mailbox(org: Organization, address: str):
@@ -104,6 +124,22 @@ def database_server(org: Organization, database: str) -> ExchangeServer | None:
     return None
 
 
+def _dag_of(org: Organization, server: ExchangeServer) -> DatabaseAvailabilityGroup | None:
+    return next((d for d in org.dags if any(m.lower() == server.name.lower() for m in d.members)), None)
+
+
+def _remote_dag(org: Organization, server: ExchangeServer, target: ExchangeServer) -> DatabaseAvailabilityGroup | None:
+    """The destination DAG when it is not the routing server's own (queue-properties: SmtpDeliveryToMailbox
+    covers the local server, the same DAG and, without DAGs, the same AD site; SmtpRelayToDag a remote
+    DAG in the local or a remote site). None: deliver to the database's server directly."""
+    if target.name.lower() == server.name.lower():
+        return None
+    there = _dag_of(org, target)
+    if there is None or there is _dag_of(org, server):
+        return None
+    return there
+
+
 def accepted_domains(org: Organization) -> dict[str, AcceptedDomainType]:
     return {d.domain_name.lower(): AcceptedDomainType(d.domain_type) for d in org.accepted_domains}
 
@@ -112,8 +148,9 @@ def _connector_route(org: Organization, server: ExchangeServer, recipient: str, 
     domain = domain_of(recipient)
     accepted = set(accepted_domains(org))
     is_edge = server.role == "Edge"
+    sites = server_sites(org)
     sc = select_send_connector(org.send_connectors, domain, local_server=server.name, message_size=size,
-                               accepted=accepted, edge=is_edge)
+                               accepted=accepted, edge=is_edge, sites=sites)
     if sc is None:
         return Route(recipient=recipient, delivery_type="Unreachable", next_hop_domain="Unreachable Domain",
                      error=R.NO_MATCHING_CONNECTOR, external=True)
@@ -123,6 +160,15 @@ def _connector_route(org: Organization, server: ExchangeServer, recipient: str, 
         # Relay to the connector's source server(s) first (§2.1 SourceTransportServers).
         targets = tuple(sorted(sources, key=str.lower))
         edge_sources = [s for s in sources if org.server(s).role == "Edge"]
+        here = sites.get(server.name.lower())
+        if edge_sources and not any(sites.get(e.lower()) == here for e in edge_sources):
+            # org: an Edge subscribed to a remote AD site: the message goes to that site first
+            # (queues.md: SmtpRelayToRemoteActiveDirectorySite, NextHopDomain = the target site).
+            site = org.server(edge_sources[0]).site or org.ad_site
+            hubs = tuple(sorted(s.name for s in org.servers
+                                if s.role == "Mailbox" and (s.site or org.ad_site).lower() == site.lower()))
+            return Route(recipient=recipient, delivery_type="SmtpRelayToRemoteActiveDirectorySite",
+                         next_hop_domain=site, connector=sc, target_servers=hubs, external=True)
         if edge_sources:
             return Route(recipient=recipient, delivery_type="SmtpRelayWithinAdSiteToEdge",
                          next_hop_domain=sc.name, connector=sc, target_servers=tuple(sorted(edge_sources)),
@@ -131,7 +177,10 @@ def _connector_route(org: Organization, server: ExchangeServer, recipient: str, 
                      next_hop_domain=sc.name, connector=sc, target_servers=targets, external=True)
     if sc.smart_hosts == ["--"]:
         # EdgeSync inbound: the smart host "--" stands for the Mailbox servers of the subscribed site.
-        hubs = tuple(sorted(s.name for s in org.servers if s.role == "Mailbox"))
+        # org: an Edge subscription belongs to one AD site (New-EdgeSubscription -Site).
+        site = (server.site or org.ad_site).lower()
+        hubs = tuple(sorted(s.name for s in org.servers
+                            if s.role == "Mailbox" and (s.site or org.ad_site).lower() == site))
         return Route(recipient=recipient, delivery_type="SmartHostConnectorDelivery",
                      next_hop_domain=sc.name, connector=sc, target_servers=hubs)
     if sc.smart_hosts:
@@ -156,6 +205,12 @@ def route_recipient(org: Organization, server: ExchangeServer, recipient: str, *
         if target is None:
             return Route(recipient=recipient, delivery_type="Unreachable", next_hop_domain="Unreachable Domain",
                          error=f"Database {mb.database} is not mounted on any server")
+        dag = _remote_dag(org, server, target)
+        if dag is not None:
+            # org: the database is in a DAG the routing server is not a member of: the DAG is the
+            # delivery group; the queue is named after it and relays to its members' Transport service.
+            return Route(recipient=mb.primary_smtp_address, delivery_type="SmtpRelayToDag",
+                         next_hop_domain=dag.name, target_servers=tuple(sorted(dag.members, key=str.lower)))
         return Route(recipient=mb.primary_smtp_address, delivery_type="SmtpDeliveryToMailbox",
                      next_hop_domain=mb.database.lower(), target_servers=(target.name,))
     rm = _find_remote_mailbox(org, recipient)

@@ -30,8 +30,10 @@ from pydantic import ValidationError
 
 from ..errors import InputError, ScenarioError, TopologyError
 from ..topology.changes import CMDLETS, apply_change
+from ..topology.cmdlets_org import SHAPE_CMDLETS
 from ..topology.defaults import DEFAULT_START, default_lab
 from ..topology.model import Lab
+from ..topology.org_file import lab_from_organization
 from ..topology.timespec import parse_timespan, resolve_time
 from .model import SCENARIO_ID, Scenario
 
@@ -305,7 +307,14 @@ def _from_data(path: Path, data: dict[str, Any]) -> LoadedScenario:
         raise ScenarioError(f"{where}: start", str(exc)) from None
     if not START_YEARS[0] <= start.year <= START_YEARS[1]:
         raise ScenarioError(f"{where}: start", f"{scn.start!r} is outside the years {START_YEARS[0]}..{START_YEARS[1]}")
-    lab = default_lab(start)
+    if scn.organization is None:
+        lab = default_lab(start)
+    else:
+        try:
+            lab = lab_from_organization(scn.organization, start)
+        except TopologyError as exc:
+            raise ScenarioError(f"{where}: {exc.where}", exc.problem) from None
+        _check_dns_zones_at(lab, f"{where}: organization.DnsServers")
     ops = _operations(scn)
     for i, ch in enumerate(scn.change):
         if ops is not None and ops.is_operation(ch.cmdlet) and ch.at is None:
@@ -318,6 +327,9 @@ def _from_data(path: Path, data: dict[str, Any]) -> LoadedScenario:
                 raise ScenarioError(f"{where}: change[{i}] ({exc.where})", exc.problem) from None
         if ch.at is not None:
             _offset(ch.at, f"{where}: change[{i}].at")
+            if ch.cmdlet.lower() in SHAPE_CMDLETS:
+                raise ScenarioError(f"{where}: change[{i}].at", f"{ch.cmdlet} changes the lab's shape and applies "
+                                    "before the lab starts: remove `at`")
             continue
         try:
             _apply_checked(lab, ch.cmdlet, ch.params)
@@ -374,6 +386,16 @@ def _check_dns_zones(lab: Lab) -> None:
 
     for server in lab.dns_servers:
         _compile(server, 1)
+
+
+def _check_dns_zones_at(lab: Lab, where: str) -> None:
+    """A declared organisation's DNS zones compile (one error naming the key, never a traceback)."""
+    try:
+        _check_dns_zones(lab)
+    except InputError as exc:
+        raise ScenarioError(where, exc.problem) from None
+    except ValueError as exc:
+        raise ScenarioError(where, str(exc)) from None
 
 
 def _offset(text: str, where: str) -> timedelta:

@@ -285,6 +285,9 @@ class Scenario(_Strict):
     message: list[Message] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
     exercise: Exercise | None = None
+    # org (issue 12): the world the scenario starts from; absent = the default organisation.
+    # Validated by topology.org_file when the scenario loads.
+    organization: dict[str, Any] | None = None
 
     @field_validator("title")
     @classmethod

@@ -269,5 +269,6 @@ def known_cmdlets() -> list[str]:
 from . import cmdlets_pki  # noqa: E402,F401,I001  (registers the certificate and PKI cmdlets)
 from . import cmdlets_net  # noqa: E402,F401  (registers the network, DNS and tenant cmdlets)
 from . import cmdlets_svc  # noqa: E402,F401  (registers the Windows host fault cmdlets)
+from . import cmdlets_org  # noqa: E402,F401  (registers the site, server, DAG and Edge subscription cmdlets)
 
 __all__ = ["CMDLETS", "CMDLET_NAMES", "Handler", "apply_change", "cmdlet", "known_cmdlets", "set_fields"]

@@ -35,7 +35,7 @@ from .values import winhttp_proxy
 
 __all__: list[str] = []
 
-_MODES = ("up", "down", "hang")
+_MODES = ("up", "down", "hang", "stale")
 
 
 def _take(params: dict[str, Any], *names: str) -> Any:
@@ -78,13 +78,22 @@ def _store_entry(lab: Lab, params: dict[str, Any], where: str) -> tuple[Any, Sto
 
 @cmdlet("Set-LabCrlServer")
 def set_lab_crl_server(lab: Lab, params: dict[str, Any]) -> str:
-    """The lab's CRL distribution point: `up`, `down` (nothing listens: refused at once) or `hang`
-    (accepts and never answers: every fetch waits for its timeout)."""
+    """A CRL distribution point: `up`, `down` (nothing listens: refused at once), `hang` (accepts
+    and never answers: every fetch waits for its timeout) or `stale` (serves a CRL whose NextUpdate
+    has passed). `-Name` picks one CA's own CDP host (Network.CdpHosts); without it, the shared CDP."""
     where = "Set-LabCrlServer"
     mode = str(_required(params, where, "Mode")).lower()
-    _no_more(params, where, "Mode")
+    name = params.pop("Name", None)
+    _no_more(params, where, "Mode, Name")
     if mode not in _MODES:
         raise TopologyError(where, f"-Mode {mode!r} is not one of {', '.join(_MODES)}")
+    if name is not None and str(name).lower() != lab.network.crl_host_name.lower():
+        host = next((c for c in lab.network.cdp_hosts if c.name.lower() == str(name).lower()), None)
+        if host is None:
+            known = ", ".join([lab.network.crl_host_name, *(c.name for c in lab.network.cdp_hosts)])
+            raise TopologyError(where, f"-Name {name!r} is not a CDP host of the lab (CDP hosts: {known})")
+        host.mode = mode  # type: ignore[assignment]
+        return f"CRL {host.name}: {mode}"
     lab.network.crl_mode = mode  # type: ignore[assignment]
     return f"CRL {lab.network.crl_host_name}: {mode}"
 

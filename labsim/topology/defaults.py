@@ -56,14 +56,16 @@ DEFAULT_START = datetime(2026, 5, 1, 6, 0, 0, tzinfo=timezone.utc)
 TENANT_GUID = "8f2c6a9e-0d1b-4c55-9a57-3b1e2a7c4d10"
 
 
-def _mailbox_server_connectors(name: str) -> list[ReceiveConnector]:
+def _mailbox_server_connectors(name: str, hybrid: bool = True) -> list[ReceiveConnector]:
+    """Exchange 2019 setup's five receive connectors of a Mailbox server; with `hybrid`, the
+    Default Frontend connector as the HCW leaves it (seed 001's certificate, AcceptCloudServicesMail)."""
     return [
         ReceiveConnector(
             name=f"Default Frontend {name}", transport_role="FrontendTransport",
             bindings=["0.0.0.0:25"], auth_mechanism=SERVER_AUTH_FULL,
             permission_groups=["AnonymousUsers", "ExchangeServers", "ExchangeLegacyServers"],
-            tls_certificate_name=HYBRID_CERT_NAME,
-            tls_domain_capabilities=["mail.protection.outlook.com:AcceptCloudServicesMail"],
+            tls_certificate_name=HYBRID_CERT_NAME if hybrid else None,
+            tls_domain_capabilities=["mail.protection.outlook.com:AcceptCloudServicesMail"] if hybrid else [],
             protocol_logging_level="Verbose",
         ),
         ReceiveConnector(
@@ -88,6 +90,30 @@ def _mailbox_server_connectors(name: str) -> list[ReceiveConnector]:
             bindings=["0.0.0.0:465"], auth_mechanism=SERVER_AUTH_FULL,
             permission_groups=["ExchangeServers", "ExchangeUsers"],
         ),
+    ]
+
+
+def setup_receive_connectors(name: str, role: str) -> list[ReceiveConnector]:
+    """The receive connectors Exchange 2019 setup creates on a new server (org files: a server
+    that declares none gets these)."""
+    if role == "Edge":
+        return [ReceiveConnector(
+            name=f"Default internal receive connector {name}", transport_role="FrontendTransport",
+            bindings=["0.0.0.0:25"], auth_mechanism=["Tls", "ExchangeServer"],
+            permission_groups=["AnonymousUsers", "ExchangeServers", "Partners"],
+            protocol_logging_level="Verbose",
+            connection_timeout="00:05:00", connection_inactivity_timeout="00:01:00",  # Edge defaults
+        )]
+    return _mailbox_server_connectors(name, hybrid=False)
+
+
+def edgesync_send_connectors(site: str, edge: str) -> list[SendConnector]:
+    """The two send connectors an Edge subscription to `site` creates (New-EdgeSubscription)."""
+    return [
+        SendConnector(name=f"EdgeSync - {site} to Internet", address_spaces=["smtp:*;100"],
+                      dns_routing_enabled=True, source_transport_servers=[edge], protocol_logging_level="Verbose"),
+        SendConnector(name=f"EdgeSync - Inbound to {site}", address_spaces=["smtp:--;100"],
+                      smart_hosts=["--"], source_transport_servers=[edge], protocol_logging_level="Verbose"),
     ]
 
 

@@ -14,7 +14,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_pascal
 
 from .timespec import parse_timespan
@@ -41,6 +48,7 @@ __all__ = [
     "AcceptedDomainType", "PermissionGroup", "AuthMechanism",
     "LinkRule", "LoadBalancer", "IPBlockListProvider",
     "IPListEntry", "IPAllowListConfig", "HostedConnectionFilterPolicy",
+    "AdSite", "DatabaseAvailabilityGroup", "CdpHost",
 ]
 
 _ALIASES = {
@@ -136,6 +144,8 @@ class AuthMechanism(StrEnum):
 
 
 def _ip_range_ok(text: str) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not an IP address, range (a-b) or CIDR block")
     text = text.strip()
     try:
         if "-" in text:
@@ -152,6 +162,8 @@ def _ip_range_ok(text: str) -> str:
 
 
 def _ipv4(text: str) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not an IPv4 address")
     try:
         return str(ipaddress.IPv4Address(text.strip()))
     except ValueError:
@@ -394,6 +406,9 @@ class CaSpec(LabModel):
     trusted_by: list[Site] = Field(default_factory=lambda: [Site.ONPREM, Site.EXO, Site.INTERNET])
     not_before: TimeReference = "-3650d"
     not_after: TimeReference = "+3650d"
+    # org: the host name of this CA's CRL distribution point (a Network.CdpHosts entry); None = the
+    # lab's shared CDP (Network.CrlHostName).
+    cdp: str | None = None
 
 
 class CertificateSpec(LabModel):
@@ -500,6 +515,8 @@ class ExchangeServer(LabModel):
     # evidence2: the Edge's AD LDS instance database (TransportRoles\data\Adam\adamntds.dit) was deleted;
     # ADAM_MSExchange cannot start (rules.services; seed 001 error 3)
     adam_database_missing: bool = False
+    # org: the Active Directory site the server is in (None = the organisation's AdSite).
+    site: str | None = None
 
     @field_validator("winhttp_proxy")
     @classmethod
@@ -531,6 +548,27 @@ class RemoteMailbox(LabModel):
     display_name: str = ""
 
 
+class AdSite(LabModel):
+    """An Active Directory site (New-ADReplicationSite): the unit Exchange routes between."""
+
+    name: str = Field(min_length=1, max_length=63)
+    subnets: list[str] = Field(default_factory=list)
+
+    @field_validator("subnets")
+    @classmethod
+    def _subnets(cls, v: list[str]) -> list[str]:
+        return [_ip_range_ok(r) for r in v]
+
+
+class DatabaseAvailabilityGroup(LabModel):
+    """New-DatabaseAvailabilityGroup + Add-DatabaseAvailabilityGroupServer: Mailbox servers whose
+    databases are copies of each other; Exchange routes to the DAG as one delivery group."""
+
+    name: str = Field(min_length=1, max_length=15)  # a NetBIOS name, as Exchange requires
+    members: list[str] = Field(default_factory=list)
+    witness_server: str | None = None
+
+
 class Organization(LabModel):
     """The on-premises Exchange organisation."""
 
@@ -542,6 +580,9 @@ class Organization(LabModel):
     mailboxes: list[Mailbox] = Field(default_factory=list)
     remote_mailboxes: list[RemoteMailbox] = Field(default_factory=list)
     public_ip: VirtualIP  # the SNAT address of the on-prem network towards the Internet
+    # org: further AD sites (AdSite is always one) and database availability groups.
+    sites: list[AdSite] = Field(default_factory=list)
+    dags: list[DatabaseAvailabilityGroup] = Field(default_factory=list)
 
     def server(self, name: str) -> ExchangeServer:
         for s in self.servers:
@@ -736,6 +777,16 @@ class NatRule(LabModel):
     ports: list[Port] = Field(default_factory=lambda: [25])
 
 
+class CdpHost(LabModel):
+    """A CRL distribution point of its own (a CA's `CDP`): an HTTP host with its own address and
+    state - `up`, `down` (refused), `hang` (accepts, never answers), `stale` (serves a CRL whose
+    NextUpdate has passed)."""
+
+    name: str  # the host name in the CDP URL (http://<name>/<ca>.crl)
+    ip: VirtualIP
+    mode: Literal["up", "down", "hang", "stale"] = "up"
+
+
 class Network(LabModel):
     """Links between sites: one-way latency in milliseconds per site pair."""
 
@@ -748,7 +799,8 @@ class Network(LabModel):
     load_balancers: list[LoadBalancer] = Field(default_factory=list)
     crl_host_ip: VirtualIP = "192.0.2.80"
     crl_host_name: str = "crl.labsim-pki.net"
-    crl_mode: Literal["up", "down", "hang"] = "up"  # the CRL distribution point (Set-LabCrlServer)
+    crl_mode: Literal["up", "down", "hang", "stale"] = "up"  # the CRL distribution point (Set-LabCrlServer)
+    cdp_hosts: list[CdpHost] = Field(default_factory=list)  # org: further CDPs, one virtual host each
 
     def latency(self, a: Site | str, b: Site | str) -> float:
         key = "-".join(sorted([str(a), str(b)], key=["onprem", "exo", "internet"].index))
@@ -766,6 +818,15 @@ class Lab(LabModel):
     certificate_authorities: list[CaSpec] = Field(default_factory=list)
     certificates: list[CertificateSpec] = Field(default_factory=list)
     network: Network = Field(default_factory=Network)
+    _started: bool = PrivateAttr(default=False)  # org: set by the running lab (engine.runtime)
+
+    @property
+    def started(self) -> bool:
+        """True once a lab runs this world: it no longer grows servers, sites or DAGs (cmdlets_org)."""
+        return self._started
+
+    def mark_started(self) -> None:
+        self._started = True
 
     def certificate(self, name: str) -> CertificateSpec:
         for c in self.certificates:
@@ -839,3 +900,75 @@ class Lab(LabModel):
                 raise ValueError(f"NAT rule for {rule.public_ip}: that is the address of {hosts[rule.public_ip]}, "
                                  "not a public address of the on-premises router")
         return self
+
+    # -- org (issue 12): the checks a declared organisation needs; the default lab passes them --------
+    @model_validator(mode="after")
+    def _org_references(self) -> "Lab":
+        """An impossible world fails on load with one error naming the object: duplicate host
+        names or addresses, a connector bound to an address its server does not have, a server
+        in an undeclared site, a DAG member that is no Mailbox server or sits outside any site, a
+        CA whose CDP is no lab host."""
+        org = self.organization
+        owners: dict[str, str] = {}
+        named: dict[str, str] = {}
+
+        def host(name: str, ip: str, what: str) -> None:
+            if name.lower() in named:
+                raise ValueError(f"{what} {name!r}: the name is already used by {named[name.lower()]}")
+            named[name.lower()] = f"{what} {name!r}"
+            if ip in owners:
+                raise ValueError(f"{what} {name!r}: address {ip} is already used by {owners[ip]}")
+            owners[ip] = f"{what} {name!r}"
+
+        for s in org.servers:
+            host(s.name, s.ip, "server")
+        for d in self.dns_servers:
+            host(d.name, d.ip, "DNS server")
+        for h in self.internet_hosts:
+            host(h.name, h.ip, "Internet host")
+        for lb in self.network.load_balancers:
+            host(lb.name, lb.vip, "load balancer")
+        for c in self.network.cdp_hosts:
+            host(c.name, c.ip, "CDP host")
+        if self.network.cdp_hosts and self.network.crl_host_name.lower() in named:
+            raise ValueError(f"CDP host {self.network.crl_host_name!r} is declared twice")
+        sites = {org.ad_site.lower()} | {s.name.lower() for s in org.sites}
+        if len(org.sites) != len({s.name.lower() for s in org.sites}):
+            raise ValueError("organization.sites: a site name is used twice")
+        for s in org.servers:
+            if s.site is not None and s.site.lower() not in sites:
+                raise ValueError(f"server {s.name}: site {s.site!r} is not a site of the organisation "
+                                 f"(sites: {', '.join(sorted(sites))})")
+            for rc in s.receive_connectors:
+                for b in rc.bindings:
+                    ip = b.rsplit(":", 1)[0].strip("[]")
+                    if ip not in ("0.0.0.0", "::", s.ip):
+                        raise ValueError(f"server {s.name}: receive connector {rc.name!r} is bound to {ip}, "
+                                         f"an address {s.name} does not have (its address: {s.ip})")
+        in_dag: dict[str, str] = {}
+        for dag in org.dags:
+            if dag.name.lower() in named:
+                raise ValueError(f"DAG {dag.name!r}: the name is already used by {named[dag.name.lower()]}")
+            named[dag.name.lower()] = f"DAG {dag.name!r}"
+            for m in dag.members:
+                try:
+                    srv = org.server(m)
+                except KeyError:
+                    raise ValueError(f"DAG {dag.name}: member {m!r} is not an Exchange server") from None
+                if srv.role != ServerRole.MAILBOX:
+                    raise ValueError(f"DAG {dag.name}: member {srv.name} is an Edge server (only Mailbox servers)")
+                if srv.name.lower() in in_dag:
+                    raise ValueError(f"DAG {dag.name}: member {srv.name} is already in DAG {in_dag[srv.name.lower()]}")
+                in_dag[srv.name.lower()] = dag.name
+                if (srv.site or org.ad_site).lower() not in sites:
+                    raise ValueError(f"DAG {dag.name}: member {srv.name} is outside any site of the organisation")
+        cdps = {self.network.crl_host_name.lower()} | {c.name.lower() for c in self.network.cdp_hosts}
+        for ca in self.certificate_authorities:
+            if ca.cdp is not None and ca.cdp.lower() not in cdps:
+                raise ValueError(f"CA {ca.name!r}: CDP {ca.cdp!r} is not a CDP host of the lab "
+                                 f"(network.CdpHosts: {', '.join(sorted(cdps))})")
+        return self
+
+    def server_site(self, server: ExchangeServer) -> str:
+        """The AD site a server is in (its own, else the organisation's)."""
+        return server.site or self.organization.ad_site

@@ -20,6 +20,8 @@ INT32_MAX = 2147483647
 
 
 def _ipv4(text: str) -> str:
+    if not isinstance(text, str):  # org files: any TOML value may stand here
+        raise ValueError(f"{text!r} is not an IPv4 address")
     try:
         return str(ipaddress.IPv4Address(text.strip()))
     except ValueError:

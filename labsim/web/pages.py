@@ -436,6 +436,8 @@ def _servers_detail(lab: Any, pic: Any) -> str:
                        e(", ".join(map(str, lb.ports)))] for lb in net.load_balancers]))
     out.append(f'<h2 id="node-CRL">CRL distribution point</h2><p>{e(net.crl_host_name)} {e(net.crl_host_ip)} '
                f'({e(net.crl_mode)})</p>')
+    for c in net.cdp_hosts:  # org: a CA's own CDP, with its own state
+        out.append(f'<h2 id="node-{e(c.name)}">CRL distribution point {e(c.name)}</h2><p>{e(c.ip)} ({e(c.mode)})</p>')
     for h in lab.internet_hosts:
         out.append(f'<h2 id="node-{e(h.name)}">{e(h.name)} {e(h.fqdn)} {e(h.ip)}</h2><p>domains '
                    f'{e(", ".join(h.domains))}; certificate {e(h.certificate or "none")}</p>')

@@ -55,6 +55,8 @@ def build(lab: Lab) -> Picture:
     for h in lab.internet_hosts:
         add(Node(h.name, h.name, f"Internet MTA {h.fqdn}", h.ip, 0))
     add(Node("CRL", "CRL", f"CRL distribution point {lab.network.crl_host_name}", lab.network.crl_host_ip, 0))
+    for c in lab.network.cdp_hosts:  # org: a CA's own CDP
+        add(Node(c.name, c.name, f"CRL distribution point ({c.mode})", c.ip, 0))
     t = lab.tenant
     add(Node("EXO", "EXO / EOP", f"tenant {t.initial_domain}", f"in {t.inbound_ip}, out {t.outbound_ip}", 1))
     nat = ", ".join(f"{r.public_ip}->{r.server}" for r in lab.network.nat) or "no NAT"
@@ -78,8 +80,9 @@ def build(lab: Lab) -> Picture:
     for lb in lab.network.load_balancers:
         lines.append(("ROUTER", lb.name, f"VIP {lb.vip}"))
         lines.extend((lb.name, b, "") for b in lb.backends if b in nodes)
-    for e in edges:
-        lines.extend((e, m, "EdgeSync / 25") for m in mailbox)
+    site = {s.name: (s.site or lab.organization.ad_site).lower() for s in lab.organization.servers}
+    for e in edges:  # an Edge serves the Mailbox servers of the site it is subscribed to
+        lines.extend((e, m, "EdgeSync / 25") for m in mailbox if site[m] == site[e])
     return Picture(nodes, _dedupe(lines, nodes))
 
 
