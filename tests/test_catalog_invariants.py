@@ -24,6 +24,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.policy import compat32
 from pathlib import Path
 from typing import Any
@@ -238,9 +239,15 @@ def test_one_network_message_id_per_message(ev: Evidence) -> None:
         assert len(ids) == 1, (mid, ids)
 
 
-def test_wall_time_is_small(ev: Evidence) -> None:
-    """A scenario spanning days runs in well under a second; allow slow machines some room."""
-    assert ev.wall < 3.0, f"{ev.name} took {ev.wall:.2f} s of wall time"
+def test_the_run_follows_virtual_time_not_the_wall_clock(ev: Evidence) -> None:
+    """A scenario's timeline runs on the virtual clock: waits (retry intervals, expiry, the
+    scenario's duration) cost no real time. Not a speed test (make bench measures speed): a run
+    spanning hours or days takes a small fraction of that span in real time, and none hangs."""
+    start = datetime.fromisoformat(ev.summary["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(ev.summary["end"].replace("Z", "+00:00"))
+    span = (end - start).total_seconds()
+    limit = span / 100 if span >= 3600 else 60.0
+    assert ev.wall < limit, f"{ev.name} took {ev.wall:.2f} s of real time for {span:.0f} s of virtual time"
 
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")

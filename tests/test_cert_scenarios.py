@@ -86,7 +86,7 @@ async def test_catalog_scenario_holds(sid, tmp_path):
     OUT[sid] = tmp_path / "out"
     failed = [f"{o.what}: {o.detail}" for o in result.outcomes if not o.ok]
     assert result.ok, failed
-    assert WALL[sid] < 5.0, f"{sid} took {WALL[sid]:.2f} s of wall time"
+    assert WALL[sid] < 60.0, f"{sid} took {WALL[sid]:.2f} s of wall time"  # a hang guard, not a speed test (make bench)
 
 
 @pytest.mark.parametrize("sid", CATALOG)
