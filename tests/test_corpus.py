@@ -176,10 +176,52 @@ def test_merge_stops_when_two_shards_share_an_id(tmp_path: Path) -> None:
     for name, mid in (("shard-00000", "<a@x>"), ("shard-00001", "<b@x>"), ("shard-00002", "<a@x>")):
         (tmp_path / name).mkdir()
         hops = [{"event": "RECEIVE", "server": "CMHYBD01", "internal_id": name[-1]}]
-        (tmp_path / name / "manifest.json").write_text(json.dumps({"messages": [{"message_id": mid, "hops": hops}]}))
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"messages": [
+            {"message_id": mid, "hops": hops, "internal_ids": {}}]}))
     shards = [tmp_path / f"shard-0000{i}" for i in range(3)]
     with pytest.raises(LabRuntimeError, match="<a@x> appears in shard-00000 and shard-00002"):
-        merge(shards, tmp_path / "out", {"CMHYBD01"})
+        merge(shards, tmp_path / "out")
+
+
+def test_merge_stops_when_a_small_counter_repeats_across_shards(tmp_path: Path) -> None:
+    """A Mailbox Transport Submission mail item id (a tracking row's internal-message-id) is an id too."""
+    import json
+
+    from labsim._corpus_merge import merge
+    from labsim.errors import LabRuntimeError
+
+    for name, mid in (("shard-00000", "<a@x>"), ("shard-00001", "<b@x>")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"messages": [
+            {"message_id": mid, "hops": [], "internal_ids": {"CMHYBD01": ["4242"]}}]}))
+    with pytest.raises(LabRuntimeError, match="id CMHYBD01/4242 appears in shard-00000 and shard-00001"):
+        merge([tmp_path / "shard-00000", tmp_path / "shard-00001"], tmp_path / "out")
+
+
+def test_small_counters_draw_from_the_shards_own_block() -> None:
+    """In a corpus hour (labsim.ids.ID_SPACE) a small counter's ids lie in that hour's block, so the
+    hours never repeat one and the ids grow with time; outside a corpus the counter is as it was."""
+    from labsim.ids import ID_SPACE, Counter
+
+    plain = Counter(7, "CMHYBD01/mts", 100, 99999).upcoming
+    assert 100 <= plain <= 99999
+    blocks = []
+    for index in (0, 1, 2, 500):
+        token = ID_SPACE.set(index)
+        try:
+            c = Counter(7, "CMHYBD01/mts", 100, 99999)
+            wide = Counter(7, "CMHYBD01", 10**13, 10**14 - 10**9).upcoming
+        finally:
+            ID_SPACE.reset(token)
+        first = c.upcoming
+        for _ in range(40_000):  # an hour's worth and far more: still inside the block
+            last = c.next()
+        lo, hi = 100 + index * 99900, 100 + (index + 1) * 99900
+        assert lo <= first and last < hi
+        assert 10**13 <= wide <= 10**14  # the wide counters keep their random 14-digit start
+        blocks.append((first, last))
+    assert all(a[1] < b[0] for a, b in zip(blocks, blocks[1:]))
+    assert Counter(7, "CMHYBD01/mts", 100, 99999).upcoming == plain
 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
@@ -228,4 +270,4 @@ def test_merge_refuses_a_file_it_does_not_know(tmp_path: Path) -> None:
     (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog").mkdir(parents=True)
     (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog" / "Security.evtx").write_bytes(b"x")
     with pytest.raises(LabRuntimeError, match="CMHYBD01/EventLog/Security.evtx, which the corpus merge does not know"):
-        merge([tmp_path / "shard-00000"], tmp_path / "out", {"CMHYBD01"})
+        merge([tmp_path / "shard-00000"], tmp_path / "out")
