@@ -31,6 +31,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -45,10 +46,14 @@ SCHEMA_VERSION = 1
 _REPLY_250 = re.compile(r"250 2\.6\.0 (<[^>]*>) \[InternalId=(\d+),")
 _STATUS = re.compile(r"\b([45]\d\d)[ -]([45]\.\d{1,3}\.\d{1,3})\b")
 _RECORD = re.compile(r"<EventRecordID>(\d+)</EventRecordID>")
-_EVENT = re.compile(r"<Provider Name='([^']*)'/><EventID[^>]*>(\d+)</EventID><Version>\d+</Version><Level>(\d)"
+_EVENT = re.compile(r"<Provider Name='([^']*)'[^>]*/><EventID[^>]*>(\d+)</EventID><Version>\d+</Version><Level>(\d)"
                     r"</Level>.*?<TimeCreated SystemTime='([^']*)'/>")
 _SESSION_ID = re.compile(r"[0-9A-F]{16}")
 _PROTOCOL_FIELDS = 9
+SLOW_LINE = 0.5  # seconds between two lines of a session that show a slow link (the lab's healthy ones: ms)
+AT_CHANGE = timedelta(seconds=5)  # what a server logs this soon after a change acted is the change's own trace
+AFTER_CHANGE = 3  # sessions a change that left no trace of its own points at (the first after it acted)
+EVIDENCE_CAP = 20  # pointers a fault keeps of each kind of trace beyond its failed hops (the first ones)
 FAILED_HOPS = ("FAIL", "SUBMITFAIL", "DEFER", "PENDING")  # the hops whose evidence a fault collects
 _TRACKING_KEPT = frozenset({"date-time", "connector-id", "source-context", "event-id", "internal-message-id",
                             "message-id", "network-message-id", "recipient-address", "recipient-status"})
@@ -83,6 +88,7 @@ class _Session:
     lines: list[int] = field(default_factory=list)
     times: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    slow: list[int] = field(default_factory=list)  # lines that came SLOW_LINE s or more after the one before
 
 
 @dataclass
@@ -103,6 +109,8 @@ class _Index:
     events: list[_Row] = field(default_factory=list)
     trace: dict[str, list[_Row]] = field(default_factory=dict)  # Message-ID -> Get-MessageTraceDetail rows
     queued: dict[str, _Row] = field(default_factory=dict)  # Message-ID -> its last queue-history line with an error
+    queue_marks: list[tuple[str, int, int]] = field(default_factory=list)  # every QUEUE_MARK-th history line:
+    # (its time, byte offset, line number), so a fault reads only its window of the history
     _failed: list[tuple[_Session, list[int]]] | None = None
 
     def failed_sessions(self) -> list[tuple[_Session, list[int]]]:
@@ -131,7 +139,7 @@ def _index(out: Path) -> _Index:
         _index_protocol(idx, path)
     for path in sorted(out.glob("*/TransportRoles/Logs/MessageTracking/MSGTRK*.LOG")):
         _index_tracking(idx, path)
-    for path in sorted(out.glob("*/EventLog/Application.xml")):
+    for path in sorted(out.glob("*/EventLog/*.xml")):  # Application, System
         _index_events(idx, path)
     detail = out / "EXO" / "MessageTrace" / "Get-MessageTraceDetail.csv"
     if detail.is_file():
@@ -142,10 +150,20 @@ def _index(out: Path) -> _Index:
     return idx
 
 
+QUEUE_MARK = 256
+
+
 def _index_queue_history(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
-    with path.open("r", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        offset = 0
+        for n, raw in enumerate(f, 1):
+            if n % QUEUE_MARK == 1:
+                m = re.match(rb'\{"Time":"([^"]*)"', raw)
+                if m:
+                    idx.queue_marks.append((m.group(1).decode(), offset, n))
+            offset += len(raw)
+            line = raw.decode("utf-8")
             if '"LastError":"' not in line or '"Set":' not in line:
                 continue
             data = json.loads(line)
@@ -188,8 +206,11 @@ def _index_protocol(idx: _Index, path: Path) -> None:
         s = idx.sessions.get(key)
         if s is None or s.file != rel:  # (a session across an hourly or size rollover: its later part)
             s = idx.sessions[key] = _Session(server, log, v[2], v[1], rel, first=v[0])
-        elif len(s.lines) > 1 and s.lines[-1] == s.last_line and not _kept(s.texts[-1]):
-            del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
+        else:
+            if _gap(s.last, v[0]) >= SLOW_LINE:
+                s.slow.append(n)
+            if len(s.lines) > 1 and s.lines[-1] == s.last_line and not _kept(s.texts[-1]):
+                del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
         s.last, s.last_line = v[0], n
         s.lines.append(n)
         s.times.append(v[0])
@@ -199,6 +220,13 @@ def _index_protocol(idx: _Index, path: Path) -> None:
             idx.by_mid_reply.setdefault(m.group(1), []).append((s, len(s.lines) - 1))
             idx.by_internal_id.setdefault(m.group(2), []).append((s, len(s.lines) - 1))
     idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(seen)})
+
+
+def _gap(before: str, after: str) -> float:
+    try:
+        return (_iso(after) - _iso(before)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _kept(line: str) -> bool:
@@ -236,7 +264,7 @@ def _index_events(idx: _Index, path: Path) -> None:
         idx.events.append(_Row(rel, n, line, {
             "server": path.relative_to(idx.out).parts[0], "record_id": rec.group(1), "source": ev.group(1),
             "event_id": ev.group(2), "level": ev.group(3), "time": ev.group(4)}))
-    idx.files.append({"path": rel, "log_type": "Application event log", "rows": rows, "sessions": None})
+    idx.files.append({"path": rel, "log_type": f"{path.stem} event log", "rows": rows, "sessions": None})
 
 
 def _index_trace(idx: _Index, path: Path) -> None:
@@ -582,10 +610,85 @@ def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, i
     for s, hit in idx.failed_sessions():
         if inside(s.first):
             evidence.append(_session_pointer(s, hit))
+    evidence += _trace_of_change(idx, target, _server_of(target, servers), acted, end, inside)
+    if not evidence:
+        evidence = _after_change(idx, _server_of(target, servers), acted, inside)
     return {"index": index, "scenario": scenario, "cmdlet": cmdlet,
             "kind": "configuration" if cmdlet.lower() in CMDLETS else "operation",
             "target": target, "server": _server_of(target, servers), "params": params, "at": at, "acted": acted,
             "window": {"start": acted, "end": end}, "effects": effects, "evidence": evidence}
+
+
+def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted: str, end: str | None,
+                     inside: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """What a change left in the files beyond failed hops (each kind capped at EVIDENCE_CAP pointers):
+    - the events its server logged as it acted, of any level (a service stopping: SCM's 7036);
+    - the sessions of the connector it changed, inside its window (what the connector now logs);
+    - the sessions inside its window whose lines came SLOW_LINE s or more apart (a slow link: nothing
+      fails, the protocol log's timestamps show it);
+    - the queue history inside its window: the queues' LastError, and the lines that name its
+      target as it acted (a queue suspended, resumed, retried)."""
+    t0 = _iso(acted)
+    at_change = (lambda t: t0 <= _iso(t) <= t0 + AT_CHANGE)
+    found: list[dict[str, Any]] = []
+    events = [e for e in idx.events if e.values["level"] not in ("1", "2", "3") and at_change(e.values["time"])
+              and (server is None or e.values["server"] == server)]
+    found += [_pointer(e.file, [e.line], shows=f">{e.values['event_id']}</EventID>", record_id=int(e.values["record_id"]))
+              for e in events[:EVIDENCE_CAP]]
+    low = (target or "").lower()
+    connector = [s for s in idx.sessions.values() if low and s.connector.lower() == low and inside(s.first)]
+    found += [_session_pointer(s, [0]) for s in sorted(connector, key=lambda s: s.first)[:EVIDENCE_CAP]]
+    slow = [s for s in idx.sessions.values() if s.slow and inside(s.first)]
+    found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id)
+              for s in sorted(slow, key=lambda s: (s.first, s.file, s.session_id))[:EVIDENCE_CAP]]
+    named = json.dumps(target)[1:-1] if target else None
+    errors = changed = 0
+    for n, line, data in _queue_window(idx, acted, end):
+        queue = data.get("Queue")
+        if isinstance(queue, dict) and queue.get("LastError") and errors < EVIDENCE_CAP:
+            errors += 1
+            found.append(_pointer("queue-history.jsonl", [n], shows=json.dumps(queue["LastError"])[1:-1]))
+        elif named and named in line and at_change(data["Time"]) and changed < EVIDENCE_CAP:
+            changed += 1
+            found.append(_pointer("queue-history.jsonl", [n], shows=named))
+    return found
+
+
+def _after_change(idx: _Index, server: str | None, acted: str, inside: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """A change that failed nothing and left no trace of its own (a fix, a read-only check): the first
+    sessions its server (or, naming none, any server) logged once it acted, inside its window - what
+    the lab did under it; else the first queue-history line of its window."""
+    after = sorted((s for s in idx.sessions.values() if inside(s.first) and (server is None or s.server == server)),
+                   key=lambda s: (s.first, s.file, s.session_id))
+    if not after and server is not None:
+        after = sorted((s for s in idx.sessions.values() if inside(s.first)), key=lambda s: (s.first, s.file, s.session_id))
+    if after:
+        return [_session_pointer(s, [0]) for s in after[:AFTER_CHANGE]]
+    for n, _, data in _queue_window(idx, acted, None):
+        if inside(data.get("Time", "")):
+            return [_pointer("queue-history.jsonl", [n], shows=f'"Time":"{data["Time"]}"')]
+        break
+    return []
+
+
+def _queue_window(idx: _Index, start: str, end: str | None) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The queue history's lines from `start` to `end` (None: to its end) as (line number, text, data),
+    read from the nearest mark before `start`."""
+    path = idx.out / "queue-history.jsonl"
+    if not idx.queue_marks or not path.is_file():
+        return
+    mark = max((m for m in idx.queue_marks if m[0][:23] < start[:23]), default=idx.queue_marks[0])
+    with path.open("rb") as f:
+        f.seek(mark[1])
+        for n, raw in enumerate(f, mark[2]):
+            line = raw.decode("utf-8")
+            data = json.loads(line)
+            when = data.get("Time", "")[:23]
+            if when < start[:23]:
+                continue
+            if end is not None and when > end[:23]:
+                return
+            yield n, line, data
 
 
 def _iso_ms(when: datetime) -> str:

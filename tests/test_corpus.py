@@ -271,3 +271,56 @@ def test_merge_refuses_a_file_it_does_not_know(tmp_path: Path) -> None:
     (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog" / "Security.evtx").write_bytes(b"x")
     with pytest.raises(LabRuntimeError, match="CMHYBD01/EventLog/Security.evtx, which the corpus merge does not know"):
         merge([tmp_path / "shard-00000"], tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def all_faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "all"
+    rc, _, err = run_cli(["generate", "--out", str(out), "--days", "2", "--mailboxes", "3", "--faults", "all",
+                          "--seed", "3", "--jobs", "2"])
+    assert rc == 0, err
+    return out
+
+
+def test_every_fault_of_the_catalog_points_at_lines_that_show_it(all_faults: Path) -> None:
+    """Each change of each catalog scenario, scheduled into a corpus, has evidence in its window, and
+    every pointer lands on a line that shows what it says (the changes that fail nothing included)."""
+    manifest = read_manifest(all_faults)
+    jsonschema.validate(manifest, schema())
+    assert len({f["scenario"] for f in manifest["faults"]}) == len(manifest["corpus"]["faults"]) > 20
+    assert [(f["scenario"], f["cmdlet"]) for f in manifest["faults"] if not f["evidence"]] == []
+    assert check_pointers(all_faults, manifest) == []
+
+
+def test_a_slow_link_shows_in_the_protocol_log_timestamps(all_faults: Path) -> None:
+    """net-slow-link fails nothing: its evidence is the session lines that came long after the one before."""
+    manifest = read_manifest(all_faults)
+    slow = [f for f in manifest["faults"] if f["scenario"] == "net-slow-link"]
+    assert slow
+    for fault in slow:
+        logs = [p for p in fault["evidence"] if "/ProtocolLog/" in p["file"]]
+        assert logs
+        for p in logs:
+            rows = (all_faults / p["file"]).read_text(encoding="utf-8-sig").splitlines()
+            for n in p["lines"]:
+                this = next(csv.reader([rows[n - 1]]))
+                before = next(next(csv.reader([r])) for r in reversed(rows[:n - 1])
+                              if not r.startswith("#") and next(csv.reader([r]))[2] == this[2])
+                assert _seconds(before[0], this[0]) >= 0.5, (p["file"], n)
+                assert fault["window"]["start"] <= this[0] <= fault["window"]["end"]
+
+
+def test_a_stopped_service_points_at_the_service_control_manager_event(all_faults: Path) -> None:
+    manifest = read_manifest(all_faults)
+    (stop,) = [f for f in manifest["faults"] if f["scenario"] == "svc-submission-stopped" and f["cmdlet"] == "Stop-Service"]
+    (event,) = [p for p in stop["evidence"] if p["file"].endswith("EventLog/System.xml")]
+    line = (all_faults / event["file"]).read_text(encoding="utf-8").splitlines()[event["lines"][0] - 1]
+    assert ">7036</EventID>" in line and "Microsoft Exchange Mailbox Transport Submission" in line
+    assert "<Data Name='param2'>stopped</Data>" in line
+
+
+def _seconds(a: str, b: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(b.replace("Z", "+00:00")) - datetime.fromisoformat(a.replace("Z", "+00:00"))
+            ).total_seconds()
