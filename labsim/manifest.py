@@ -593,7 +593,7 @@ def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, i
                 evidence.extend(h["evidence"])
     for s, hit in idx.db.failed_in(acted, end):
         evidence.append(_session_pointer(s, hit))
-    evidence += _trace_of_change(idx, target, _server_of(target, servers), acted, end, inside)
+    evidence += _trace_of_change(idx, target, _server_of(target, servers), acted, end)
     if not evidence:
         evidence = _after_change(idx, _server_of(target, servers), acted, end)
     return {"index": index, "scenario": scenario, "cmdlet": cmdlet,
@@ -602,8 +602,8 @@ def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, i
             "window": {"start": acted, "end": end}, "effects": effects, "evidence": evidence}
 
 
-def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted: str, end: str | None,
-                     inside: Callable[[str], bool]) -> list[dict[str, Any]]:
+def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted: str,
+                     end: str | None) -> list[dict[str, Any]]:
     """What a change left in the files beyond failed hops (each kind capped at EVIDENCE_CAP pointers):
     - the events its server logged as it acted, of any level (a service stopping: SCM's 7036);
     - the sessions of the connector it changed, inside its window (what the connector now logs);
@@ -612,7 +612,10 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     - the queue history inside its window: the queues' LastError, and the lines that name its
       target as it acted (a queue suspended, resumed, retried)."""
     t0 = _iso(acted)
-    at_change = (lambda t: t0 <= _iso(t) <= t0 + AT_CHANGE)
+
+    def at_change(t: str) -> bool:
+        return t0 <= _iso(t) <= t0 + AT_CHANGE
+
     found: list[dict[str, Any]] = []
     events = [e for e in idx.db.events(acted, _stamp(t0 + AT_CHANGE)) if e.values["level"] not in ("1", "2", "3")
               and at_change(e.values["time"]) and (server is None or e.values["server"] == server)]
