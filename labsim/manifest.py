@@ -101,6 +101,15 @@ def _rel(out: Path, path: Path) -> str:
 def _index(out: Path) -> _Index:
     """Index `out`'s files; the caller closes `idx.db` (a private temporary file)."""
     idx = _Index(out, EvidenceIndex())
+    try:
+        _fill(idx, out)
+    except BaseException:
+        idx.db.close()
+        raise
+    return idx
+
+
+def _fill(idx: _Index, out: Path) -> None:
     for path in sorted(out.glob("*/TransportRoles/Logs/*/ProtocolLog/Smtp*/*.LOG")):
         _index_protocol(idx, path)
     for path in sorted(out.glob("*/TransportRoles/Logs/MessageTracking/MSGTRK*.LOG")):
@@ -114,7 +123,6 @@ def _index(out: Path) -> _Index:
     if history.is_file():
         _index_queue_history(idx, history)
     idx.db.finish()
-    return idx
 
 
 QUEUE_MARK = 256

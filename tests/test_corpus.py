@@ -324,3 +324,19 @@ def _seconds(a: str, b: str) -> float:
 
     return (datetime.fromisoformat(b.replace("Z", "+00:00")) - datetime.fromisoformat(a.replace("Z", "+00:00"))
             ).total_seconds()
+
+
+def test_the_evidence_index_lives_in_a_private_temp_file_removed_after(tmp_path: Path) -> None:
+    """labsim._evidence_index: on disk while the manifest is written, gone afterwards, nothing in the output."""
+    import tempfile
+
+    from labsim._evidence_index import EvidenceIndex, Row
+
+    with EvidenceIndex() as idx:
+        folder = Path(idx._dir)
+        assert folder.is_dir() and folder.parent == Path(tempfile.gettempdir())
+        idx.add_tracking("<a@x>", Row("f.LOG", 3, "", {"event-id": "RECEIVE"}))
+        idx.add_tracking("<a@x>", Row("f.LOG", 9, "", {"event-id": "DELIVER"}))
+        idx.finish()
+        assert [r.line for r in idx.tracking("<a@x>")] == [3, 9] and idx.tracking("<b@x>") == []
+    assert not folder.exists()
