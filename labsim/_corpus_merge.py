@@ -66,19 +66,32 @@ def _check_disjoint(shards: list[Path]) -> None:
     Transport Submission's mail item id, an Internet host's), in two shards would make the merged
     tree lie, so it stops the merge. The wide counters start at random (14 digits: never seen to
     meet); the small ones draw from their shard's own block (labsim.ids.ID_SPACE), so they cannot."""
+    import sqlite3
+    import tempfile
+
     from .errors import LabRuntimeError
 
-    seen: dict[str, str] = {}
-    for shard in shards:
-        manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
-        for m in manifest["messages"]:
-            ids = [m["message_id"]] + [f"{h['server']}/{h['internal_id']}" for h in m["hops"]
-                                       if h["event"] == "RECEIVE" and h["internal_id"]]
-            ids += [f"{server}/{iid}" for server, found in m["internal_ids"].items() for iid in found]
-            for key in ids:
-                if seen.setdefault(key, shard.name) != shard.name:
-                    raise LabRuntimeError(f"corpus: id {key} appears in {seen[key]} and {shard.name}; "
-                                          "change --seed")
+    with tempfile.TemporaryDirectory(prefix="labsim-ids-") as tmp:  # (on disk: flat memory for any corpus)
+        db = sqlite3.connect(Path(tmp) / "ids.sqlite", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY, shard TEXT)")
+            for shard in shards:
+                manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
+                db.execute("BEGIN")
+                for m in manifest["messages"]:
+                    ids = [m["message_id"]] + [f"{h['server']}/{h['internal_id']}" for h in m["hops"]
+                                               if h["event"] == "RECEIVE" and h["internal_id"]]
+                    ids += [f"{server}/{iid}" for server, found in m["internal_ids"].items() for iid in found]
+                    db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", [(key, shard.name) for key in ids])
+                    for key in ids:
+                        (first,) = db.execute("SELECT shard FROM seen WHERE id = ?", (key,)).fetchone()
+                        if first != shard.name:
+                            raise LabRuntimeError(f"corpus: id {key} appears in {first} and {shard.name}; "
+                                                  "change --seed")
+                db.execute("COMMIT")
+        finally:
+            db.close()
 
 
 # --- logs --------------------------------------------------------------------------------------------
