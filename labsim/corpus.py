@@ -359,9 +359,8 @@ def generate(spec: CorpusSpec, out: Path, *, executor: Executor | None = None,
         corpus = {"title": f"{spec.days} day(s), {spec.mailboxes} mailboxes, {len(spec.faults)} fault(s)",
                   "days": spec.days, "mailboxes": spec.mailboxes, "faults": list(spec.faults), "seed": spec.seed,
                   "shards": len(shards), "shard_hours": SHARD_HOURS}
-        write_corpus_manifest(output.work, corpus=corpus, windows=windows, servers=servers,
-                              summaries=[f / "summary.json" for f in folders])
+        counts = write_corpus_manifest(output.work, corpus=corpus, windows=windows, servers=servers,
+                                       summaries=[f / "summary.json" for f in folders])
         shutil.rmtree(work)
-        counts = json.loads((output.work / "manifest.json").read_text(encoding="utf-8"))["counts"]
         output.commit()
     return dict(counts)

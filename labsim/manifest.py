@@ -506,7 +506,7 @@ def _message(idx: _Index, m: dict[str, Any]) -> dict[str, Any]:
     queued = idx.db.queued(mid)
     if m["pending"] and queued is not None:  # still queued at the end: the queue's last word on it
         v = queued.values
-        shows = json.dumps(v["error"], ensure_ascii=False)[1:-1]  # as the JSON line spells it
+        shows = json.dumps(v["error"])[1:-1]  # as the JSON line spells it (logs.queue_history)
         hops.append({"time": v["time"], "server": v["server"], "event": "PENDING",
                      "internal_id": v["identity"].rsplit("\\", 1)[-1] or None, "connector": None, "session_id": None,
                      "recipients": [r for r in v["recipients"].split(";") if r], "next_hop": v["queue"],
@@ -734,12 +734,13 @@ def _run_manifest(idx: _Index, loaded: Any, summary: dict[str, Any], *, seed: in
 
 
 def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
-                          servers: list[str], summaries: list[Path]) -> Path:
+                          servers: list[str], summaries: list[Path]) -> dict[str, int]:
     """The manifest of a merged corpus (labsim.corpus): its messages as for a run, and each fault
     scheduled into it as a window: `windows` are {"scenario", "start", "end", "changes": [{"cmdlet",
     "params", "at"}]}, each change acting at the window's start (or `at` after it) until its end.
     `summaries` are the shards' summary.json in order: the messages are read from them and written
-    one at a time (a first pass keeps only their failed hops, for the faults)."""
+    one at a time (a first pass keeps only their failed hops, for the faults). Returns its `counts`
+    (so no one reads the whole manifest back for them)."""
     idx = _index(out)
     try:
         return _write_corpus_manifest(idx, out, corpus=corpus, windows=windows, servers=servers, summaries=summaries)
@@ -748,7 +749,7 @@ def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[di
 
 
 def _write_corpus_manifest(idx: _Index, out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
-                           servers: list[str], summaries: list[Path]) -> Path:
+                           servers: list[str], summaries: list[Path]) -> dict[str, int]:
     from ._corpus_merge import write_streamed
     from .topology.timespec import parse_timespan
 
@@ -771,6 +772,8 @@ def _write_corpus_manifest(idx: _Index, out: Path, *, corpus: dict[str, Any], wi
             faults.append(_fault(idx, failures, servers, index=len(faults), scenario=w["scenario"],
                                  cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted, end=w["end"]))
     queues = json.loads(summaries[-1].read_text(encoding="utf-8")).get("queues", []) if summaries else []
+    counts = {"messages": count, "faults": len(faults), "sessions": idx.session_count,
+              "log_rows": sum(f["rows"] for f in idx.files)}
     head = {
         "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
         "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
@@ -778,13 +781,12 @@ def _write_corpus_manifest(idx: _Index, out: Path, *, corpus: dict[str, Any], wi
         "corpus": corpus,
         "expectations": None, "faults": faults, "queues": queues,
         "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
-        "counts": {"messages": count, "faults": len(faults), "sessions": idx.session_count,
-                   "log_rows": sum(f["rows"] for f in idx.files)},
+        "counts": counts,
     }
     messages = (_message(idx, m) for p in summaries for m in json.loads(p.read_text(encoding="utf-8"))["messages"])
     path = out / MANIFEST_FILE
     write_streamed(path, head, "messages", messages, indent=1, sort_keys=True, ensure_ascii=False)
-    return path
+    return counts
 
 
 def _events(idx: _Index) -> list[dict[str, Any]]:
