@@ -38,9 +38,9 @@ MERGED = (re.compile(r"[^/]+/TransportRoles/Logs/.+/[A-Z]+\d{10}-\d+\.LOG"),
           re.compile(r"EXO/MessageTrace/Get-MessageTrace(Detail)?V2\.csv"))  # evidence2: message trace V2
 
 
-def merge(shards: list[Path], out: Path, servers: set[str]) -> None:
-    """Merge `shards` (in time order) into the empty folder `out`; `servers` are the organisation's
-    (and EXO), whose InternalIds must be disjoint across shards."""
+def merge(shards: list[Path], out: Path) -> None:
+    """Merge `shards` (in time order) into the empty folder `out`; no id a server gave a message may
+    appear in two shards."""
     from .errors import LabRuntimeError
 
     for shard in shards:
@@ -49,7 +49,7 @@ def merge(shards: list[Path], out: Path, servers: set[str]) -> None:
             if path.is_file() and not any(p.fullmatch(rel) for p in MERGED):
                 raise LabRuntimeError(f"corpus: {shard.name} wrote {rel}, which the corpus merge does not know "
                                       "how to merge (labsim/_corpus_merge.py MERGED)")
-    _check_disjoint(shards, servers)
+    _check_disjoint(shards)  # (every server's ids: the organisation's, EXO's, the Internet hosts')
     _merge_logs(shards, out)
     _merge_event_logs(shards, out)
     _merge_mailboxes(shards, out)
@@ -61,24 +61,38 @@ def merge(shards: list[Path], out: Path, servers: set[str]) -> None:
         (out / "queues.json").write_bytes(last.read_bytes())
 
 
-def _check_disjoint(shards: list[Path], servers: set[str]) -> None:
-    """Shards draw their ids from their own seeds: a Message-ID, or an InternalId an organisation's
-    server or EXO gave a message (its 250 2.6.0 reply), in two shards would make the merged tree lie,
-    so it stops the merge (14-digit counters from random starts: it has never been seen). Smaller
-    per-host counters (the Mailbox Transport Submission's mail item ids, the Internet hosts') restart
-    with each hour's lab, as they do when a service restarts, and may repeat across hours."""
+def _check_disjoint(shards: list[Path]) -> None:
+    """Shards draw their ids from their own seeds: a Message-ID, or an id a server gave a message (an
+    InternalId in its 250 2.6.0 reply, a tracking row's internal-message-id: the Hub's, the Mailbox
+    Transport Submission's mail item id, an Internet host's), in two shards would make the merged
+    tree lie, so it stops the merge. The wide counters start at random (14 digits: never seen to
+    meet); the small ones draw from their shard's own block (labsim.ids.ID_SPACE), so they cannot."""
+    import sqlite3
+    import tempfile
+
     from .errors import LabRuntimeError
 
-    seen: dict[str, str] = {}
-    for shard in shards:
-        manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
-        for m in manifest["messages"]:
-            ids = [m["message_id"]] + [f"{h['server']}/{h['internal_id']}" for h in m["hops"]
-                                       if h["event"] == "RECEIVE" and h["internal_id"] and h["server"] in servers]
-            for key in ids:
-                if seen.setdefault(key, shard.name) != shard.name:
-                    raise LabRuntimeError(f"corpus: id {key} appears in {seen[key]} and {shard.name}; "
-                                          "change --seed")
+    with tempfile.TemporaryDirectory(prefix="labsim-ids-") as tmp:  # (on disk: flat memory for any corpus)
+        db = sqlite3.connect(Path(tmp) / "ids.sqlite", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY, shard TEXT)")
+            for shard in shards:
+                manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
+                db.execute("BEGIN")
+                for m in manifest["messages"]:
+                    ids = [m["message_id"]] + [f"{h['server']}/{h['internal_id']}" for h in m["hops"]
+                                               if h["event"] == "RECEIVE" and h["internal_id"]]
+                    ids += [f"{server}/{iid}" for server, found in m["internal_ids"].items() for iid in found]
+                    db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", [(key, shard.name) for key in ids])
+                    for key in ids:
+                        (first,) = db.execute("SELECT shard FROM seen WHERE id = ?", (key,)).fetchone()
+                        if first != shard.name:
+                            raise LabRuntimeError(f"corpus: id {key} appears in {first} and {shard.name}; "
+                                                  "change --seed")
+                db.execute("COMMIT")
+        finally:
+            db.close()
 
 
 # --- logs --------------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Hop:
-    """One step of a message: RECEIVE, SEND, DELIVER, DEFER, FAIL or SUBMITFAIL on a server."""
+    """One step of a message: RECEIVE, SEND, DELIVER, DEFER, FAIL, SUBMITFAIL or PENDING (still queued at the
+    end) on a server."""
 
     time: str
     server: str

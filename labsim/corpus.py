@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, ScenarioError
-from .ids import derive_seed
+from .ids import ID_SPACE, derive_seed
 
 __all__ = ["CorpusSpec", "Shard", "corpus_faults", "plan", "run_shard", "run_shards"]
 
@@ -292,7 +292,11 @@ def run_shard(shard: Shard, out: str) -> dict[str, Any]:
 
     loaded = shard_scenario(shard)
     block = (31 + 13 * (shard.index % 17)) % 250 + 2  # shards side by side on other loopback blocks
-    result = asyncio.run(run_loaded(loaded, out=Path(out), block=block))
+    token = ID_SPACE.set(shard.index)  # the small per-host counters draw from the hour's own block (labsim.ids)
+    try:
+        result = asyncio.run(run_loaded(loaded, out=Path(out), block=block))
+    finally:
+        ID_SPACE.reset(token)
     return {"index": shard.index, "messages": len(loaded.scenario.message), "wall": result.wall_seconds}
 
 
@@ -342,7 +346,7 @@ def generate(spec: CorpusSpec, out: Path, *, executor: Executor | None = None,
         folders = run_shards(shards, work, executor, progress)
         lab = load_scenario("hybrid-baseline").lab
         servers = [s.name for s in lab.organization.servers]
-        merge(folders, output.work, {*servers, "EXO"})
+        merge(folders, output.work)
         windows = []
         for shard, folder in zip(shards, folders):
             if not shard.faults:
@@ -355,9 +359,8 @@ def generate(spec: CorpusSpec, out: Path, *, executor: Executor | None = None,
         corpus = {"title": f"{spec.days} day(s), {spec.mailboxes} mailboxes, {len(spec.faults)} fault(s)",
                   "days": spec.days, "mailboxes": spec.mailboxes, "faults": list(spec.faults), "seed": spec.seed,
                   "shards": len(shards), "shard_hours": SHARD_HOURS}
-        write_corpus_manifest(output.work, corpus=corpus, windows=windows, servers=servers,
-                              summaries=[f / "summary.json" for f in folders])
+        counts = write_corpus_manifest(output.work, corpus=corpus, windows=windows, servers=servers,
+                                       summaries=[f / "summary.json" for f in folders])
         shutil.rmtree(work)
-        counts = json.loads((output.work / "manifest.json").read_text(encoding="utf-8"))["counts"]
         output.commit()
     return dict(counts)

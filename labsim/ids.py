@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
+from contextvars import ContextVar
 from datetime import datetime
 
 from .clock import dotnet_ticks
@@ -67,11 +68,26 @@ def session_hex(session_id: int) -> str:
     return f"{session_id:016X}"
 
 
+# The id space of one part of a longer run (labsim.corpus: the index of the hour's shard), or None.
+# A small counter (a range narrower than SMALL_COUNTER: the Mailbox Transport Submission's mail
+# item ids, an Internet host's queue ids) gives shard i ids from its own block [lo + i*W, lo + (i+1)*W)
+# (W = hi - lo + 1), starting in the block's first half: the hours' ids never meet and grow with
+# time, as one server's counter does; a wide counter keeps its random start (the corpus merge checks).
+ID_SPACE: ContextVar[int | None] = ContextVar("labsim_id_space", default=None)
+SMALL_COUNTER = 10**9
+
+
 class Counter:
     """A per-server decimal counter (InternalId / internal-message-id)."""
 
     def __init__(self, seed: int, owner: str, lo: int = 10**13, hi: int = 10**14 - 10**9) -> None:
-        self._next = random.Random(derive_seed(seed, owner, "counter")).randint(lo, hi)
+        rng = random.Random(derive_seed(seed, owner, "counter"))
+        space = ID_SPACE.get()
+        if space is not None and hi - lo < SMALL_COUNTER:
+            width = hi - lo + 1
+            self._next = lo + space * width + rng.randrange(width // 2)
+        else:
+            self._next = rng.randint(lo, hi)
 
     def next(self) -> int:
         value = self._next

@@ -31,11 +31,14 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from ._evidence_index import EvidenceIndex, Row, Session
 
 __all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "read_manifest", "schema",
            "write_manifest"]
@@ -45,10 +48,15 @@ SCHEMA_VERSION = 1
 _REPLY_250 = re.compile(r"250 2\.6\.0 (<[^>]*>) \[InternalId=(\d+),")
 _STATUS = re.compile(r"\b([45]\d\d)[ -]([45]\.\d{1,3}\.\d{1,3})\b")
 _RECORD = re.compile(r"<EventRecordID>(\d+)</EventRecordID>")
-_EVENT = re.compile(r"<Provider Name='([^']*)'/><EventID[^>]*>(\d+)</EventID><Version>\d+</Version><Level>(\d)"
+_EVENT = re.compile(r"<Provider Name='([^']*)'[^>]*/><EventID[^>]*>(\d+)</EventID><Version>\d+</Version><Level>(\d)"
                     r"</Level>.*?<TimeCreated SystemTime='([^']*)'/>")
 _SESSION_ID = re.compile(r"[0-9A-F]{16}")
 _PROTOCOL_FIELDS = 9
+SLOW_LINE = 0.5  # seconds between two lines of a session that show a slow link (the lab's healthy ones: ms)
+REPLY_NEAR = timedelta(hours=1)  # a failed hop's reply is looked for in the lines this close first
+AT_CHANGE = timedelta(seconds=5)  # what a server logs this soon after a change acted is the change's own trace
+AFTER_CHANGE = 3  # sessions a change that left no trace of its own points at (the first after it acted)
+EVIDENCE_CAP = 20  # pointers a fault keeps of each kind of trace beyond its failed hops (the first ones)
 FAILED_HOPS = ("FAIL", "SUBMITFAIL", "DEFER", "PENDING")  # the hops whose evidence a fault collects
 _TRACKING_KEPT = frozenset({"date-time", "connector-id", "source-context", "event-id", "internal-message-id",
                             "message-id", "network-message-id", "recipient-address", "recipient-status"})
@@ -66,59 +74,24 @@ def _csv(line: str) -> list[str]:
     return next(csv.reader(io.StringIO(line)), [])
 
 
-@dataclass
-class _Session:
-    """A protocol log session: where it starts and ends, and only its lines that can be evidence
-    (the `250 2.6.0` replies, the lines with a 4xx/5xx status, the ones that say something failed,
-    its first and last line), so a corpus of millions of rows is indexed in little memory."""
-
-    server: str
-    log: str  # Service/Kind, e.g. FrontEnd/SmtpReceive
-    session_id: str
-    connector: str
-    file: str
-    first: str = ""  # its first and last timestamps
-    last: str = ""
-    last_line: int = 0
-    lines: list[int] = field(default_factory=list)
-    times: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Row:
-    file: str
-    line: int
-    text: str
-    values: dict[str, str]
+_Session = Session
+_Row = Row
 
 
 @dataclass
 class _Index:
-    out: Path
-    sessions: dict[tuple[str, str, str], _Session] = field(default_factory=dict)  # (server, log, session id)
-    by_internal_id: dict[str, list[tuple[_Session, int]]] = field(default_factory=dict)  # id -> (session, index)
-    by_mid_reply: dict[str, list[tuple[_Session, int]]] = field(default_factory=dict)
-    tracking: dict[str, list[_Row]] = field(default_factory=dict)  # Message-ID -> rows
-    events: list[_Row] = field(default_factory=list)
-    trace: dict[str, list[_Row]] = field(default_factory=dict)  # Message-ID -> Get-MessageTraceDetail rows
-    queued: dict[str, _Row] = field(default_factory=dict)  # Message-ID -> its last queue-history line with an error
-    _failed: list[tuple[_Session, list[int]]] | None = None
+    """What the files hold that can be evidence: on disk (labsim._evidence_index), plus the list of
+    files and the queue history's marks (small: one entry per file / per QUEUE_MARK lines)."""
 
-    def failed_sessions(self) -> list[tuple[_Session, list[int]]]:
-        """Sessions that carried no message and show a failure (a 4xx/5xx reply, something that
-        failed): a connection refused its message, a retry that failed again, a client's errors;
-        with the indices of the lines that show it."""
-        if self._failed is None:
-            self._failed = []
-            for s in self.sessions.values():
-                if any("2.6.0 <" in t for t in s.texts):
-                    continue
-                hit = [i for i, t in enumerate(s.texts) if _STATUS.search(t) or "fail" in t.lower()]
-                if hit:
-                    self._failed.append((s, hit))
-        return self._failed
+    out: Path
+    db: EvidenceIndex
     files: list[dict[str, Any]] = field(default_factory=list)
+    queue_marks: list[tuple[str, int, int]] = field(default_factory=list)  # every QUEUE_MARK-th history line:
+    # (its time, byte offset, line number), so a fault reads only its window of the history
+
+    @property
+    def session_count(self) -> int:
+        return self.db.sessions
 
 
 def _rel(out: Path, path: Path) -> str:
@@ -126,12 +99,22 @@ def _rel(out: Path, path: Path) -> str:
 
 
 def _index(out: Path) -> _Index:
-    idx = _Index(out)
+    """Index `out`'s files; the caller closes `idx.db` (a private temporary file)."""
+    idx = _Index(out, EvidenceIndex())
+    try:
+        _fill(idx, out)
+    except BaseException:
+        idx.db.close()
+        raise
+    return idx
+
+
+def _fill(idx: _Index, out: Path) -> None:
     for path in sorted(out.glob("*/TransportRoles/Logs/*/ProtocolLog/Smtp*/*.LOG")):
         _index_protocol(idx, path)
     for path in sorted(out.glob("*/TransportRoles/Logs/MessageTracking/MSGTRK*.LOG")):
         _index_tracking(idx, path)
-    for path in sorted(out.glob("*/EventLog/Application.xml")):
+    for path in sorted(out.glob("*/EventLog/*.xml")):  # Application, System
         _index_events(idx, path)
     detail = out / "EXO" / "MessageTrace" / "Get-MessageTraceDetail.csv"
     if detail.is_file():
@@ -139,22 +122,32 @@ def _index(out: Path) -> _Index:
     history = out / "queue-history.jsonl"
     if history.is_file():
         _index_queue_history(idx, history)
-    return idx
+    idx.db.finish()
+
+
+QUEUE_MARK = 256
 
 
 def _index_queue_history(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
-    with path.open("r", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        offset = 0
+        for n, raw in enumerate(f, 1):
+            if n % QUEUE_MARK == 1:
+                m = re.match(rb'\{"Time":"([^"]*)"', raw)
+                if m:
+                    idx.queue_marks.append((m.group(1).decode(), offset, n))
+            offset += len(raw)
+            line = raw.decode("utf-8")
             if '"LastError":"' not in line or '"Set":' not in line:
                 continue
             data = json.loads(line)
             for item in data.get("Set", []):
                 if item.get("LastError"):
-                    idx.queued[item.get("InternetMessageId", "")] = _Row(rel, n, "", {
+                    idx.db.set_queued(item.get("InternetMessageId", ""), _Row(rel, n, "", {
                         "time": data["Time"], "server": data["Server"], "queue": item.get("Queue", ""),
                         "identity": item.get("Identity", ""), "error": item["LastError"],
-                        "recipients": ";".join(item.get("Recipients", []))})
+                        "recipients": ";".join(item.get("Recipients", []))}))
 
 
 def _header(lines: list[str]) -> tuple[str, list[str]]:
@@ -176,6 +169,8 @@ def _index_protocol(idx: _Index, path: Path) -> None:
     lines = _lines(path)
     log_type, _ = _header(lines)
     rows, seen = 0, set()
+    sessions: dict[tuple[str, str, str], _Session] = {}  # this file's parts
+    replies: list[tuple[str, str, _Session, int]] = []
     for n, line in enumerate(lines, 1):
         if not line or line.startswith("#"):
             continue
@@ -185,20 +180,40 @@ def _index_protocol(idx: _Index, path: Path) -> None:
         rows += 1
         key = (server, log, v[2])
         seen.add(v[2])
-        s = idx.sessions.get(key)
-        if s is None or s.file != rel:  # (a session across an hourly or size rollover: its later part)
-            s = idx.sessions[key] = _Session(server, log, v[2], v[1], rel, first=v[0])
-        elif len(s.lines) > 1 and s.lines[-1] == s.last_line and not _kept(s.texts[-1]):
-            del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
+        s = sessions.get(key)
+        if s is None:  # (a session across an hourly or size rollover: a part in each file)
+            s = sessions[key] = _Session(server, log, v[2], v[1], rel, first=v[0])
+        else:
+            if _gap(s.last, v[0]) >= SLOW_LINE:
+                s.slow.append(n)
+            if len(s.lines) > 1 and s.lines[-1] == s.last_line and not _kept(s.texts[-1]):
+                del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
         s.last, s.last_line = v[0], n
         s.lines.append(n)
         s.times.append(v[0])
         s.texts.append(line)
         m = _REPLY_250.search(v[7])
         if m:
-            idx.by_mid_reply.setdefault(m.group(1), []).append((s, len(s.lines) - 1))
-            idx.by_internal_id.setdefault(m.group(2), []).append((s, len(s.lines) - 1))
+            replies += [("mid", m.group(1), s, len(s.lines) - 1), ("iid", m.group(2), s, len(s.lines) - 1)]
+    idx.db.add_sessions(list(sessions.values()), replies,
+                        {id(s): hit for s in sessions.values() if (hit := _failed_lines(s))})
     idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(seen)})
+
+
+def _failed_lines(s: _Session) -> list[int]:
+    """A session that carried no message and shows a failure (a 4xx/5xx reply, something that
+    failed: a connection refused its message, a retry that failed again, a client's errors): the
+    indices of the lines that show it; else none."""
+    if any("2.6.0 <" in t for t in s.texts):
+        return []
+    return [i for i, t in enumerate(s.texts) if _STATUS.search(t) or "fail" in t.lower()]
+
+
+def _gap(before: str, after: str) -> float:
+    try:
+        return (_iso(after) - _iso(before)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _kept(line: str) -> bool:
@@ -221,7 +236,7 @@ def _index_tracking(idx: _Index, path: Path) -> None:
         rows += 1
         event = values.get("event-id", "")
         text = line if event in ("FAIL", "DEFER", "SUBMITFAIL", "DSN") else ""
-        idx.tracking.setdefault(values.get("message-id", ""), []).append(_Row(rel, n, text, values))
+        idx.db.add_tracking(values.get("message-id", ""), _Row(rel, n, text, values))
     idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": None})
 
 
@@ -233,10 +248,10 @@ def _index_events(idx: _Index, path: Path) -> None:
         if rec is None or ev is None:
             continue
         rows += 1
-        idx.events.append(_Row(rel, n, line, {
+        idx.db.add_event(_Row(rel, n, line, {
             "server": path.relative_to(idx.out).parts[0], "record_id": rec.group(1), "source": ev.group(1),
             "event_id": ev.group(2), "level": ev.group(3), "time": ev.group(4)}))
-    idx.files.append({"path": rel, "log_type": "Application event log", "rows": rows, "sessions": None})
+    idx.files.append({"path": rel, "log_type": f"{path.stem} event log", "rows": rows, "sessions": None})
 
 
 def _index_trace(idx: _Index, path: Path) -> None:
@@ -249,7 +264,7 @@ def _index_trace(idx: _Index, path: Path) -> None:
             continue
         values = dict(zip(head, _csv(line)))
         rows += 1
-        idx.trace.setdefault(values.get("MessageId", ""), []).append(_Row(rel, n, line, values))
+        idx.db.add_trace(values.get("MessageId", ""), _Row(rel, n, line, values))
     idx.files.append({"path": rel, "log_type": "Get-MessageTraceDetail", "rows": rows, "sessions": None})
 
 
@@ -338,11 +353,11 @@ def _near(rows: list[_Row], when: str, key: str = "date-time") -> _Row | None:
 
 
 def _tracking_rows(idx: _Index, mid: str, server: str, *events: str) -> list[_Row]:
-    return [r for r in idx.tracking.get(mid, []) if r.values["server"] == server and r.values.get("event-id") in events]
+    return [r for r in idx.db.tracking(mid) if r.values["server"] == server and r.values.get("event-id") in events]
 
 
 def _trace_rows(idx: _Index, mid: str, *events: str) -> list[_Row]:
-    return [r for r in idx.trace.get(mid, []) if r.values.get("Event") in events]
+    return [r for r in idx.db.trace(mid) if r.values.get("Event") in events]
 
 
 def _session_of(context: str) -> str | None:
@@ -370,7 +385,7 @@ def _hop(idx: _Index, mid: str, hop: dict[str, Any]) -> dict[str, Any]:
             out["connector"] = row.values["connector-id"] or None
             out["session_id"] = _session_of(row.values["source-context"])
             ev.append(_row_pointer(row, mid))
-        for s, i in idx.by_internal_id.get(iid, []):
+        for s, i in idx.db.replies("iid", iid):
             if f"{mid} [InternalId={iid}," not in s.texts[i]:
                 continue
             # the receiving server's log, or the sender's (the reply names the id the receiver gave)
@@ -382,7 +397,7 @@ def _hop(idx: _Index, mid: str, hop: dict[str, Any]) -> dict[str, Any]:
         if row is not None:
             out["connector"] = row.values["connector-id"] or None
             ev.append(_row_pointer(row, mid))
-        sent = [(s, i) for s, i in idx.by_mid_reply.get(mid, []) if s.server == server and s.log.endswith("SmtpSend")]
+        sent = [(s, i) for s, i in idx.db.replies("mid", mid) if s.server == server and s.log.endswith("SmtpSend")]
         if sent:
             t = _iso(hop["time"])
             s, i = min(sent, key=lambda si: abs((_iso(si[0].times[si[1]]) - t).total_seconds()))
@@ -413,24 +428,30 @@ def _reply_pointers(idx: _Index, server: str | None, reply: str, when: str) -> l
     if not reply:
         return []
     t = _iso(when)
-    best: tuple[float, _Session, list[int]] | None = None
-    for s in idx.sessions.values():
-        if server is not None and s.server != server:
-            continue
-        hit = [i for i, text in enumerate(s.texts) if reply in text]
-        if hit:
+    near = (_stamp(t - REPLY_NEAR), _stamp(t + REPLY_NEAR))  # a line within the hour beats any outside it
+    best: tuple[float, _Session] | None = None
+    for between in (near, None):
+        for s, hit in idx.db.lines_showing(reply, server, between):
             gap = min(abs((_iso(s.times[i]) - t).total_seconds()) for i in hit)
             if best is None or gap < best[0]:
-                best = (gap, s, hit)
+                best = (gap, s)
+        if best is not None:
+            break
     if best is None:
         return []
-    return [_session_pointer(best[1], best[2], reply)]
+    ((s, hit),) = idx.db.lines_showing(reply, server, part=best[1].part)  # all its lines that show it
+    return [_session_pointer(s, hit, reply)]
+
+
+def _stamp(t: datetime) -> str:
+    """As a protocol log writes a time (to the millisecond), so strings compare as times."""
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def _defer_hops(idx: _Index, mid: str) -> list[dict[str, Any]]:
     """Delivery attempts that failed and left the message queued (no ledger entry of their own)."""
     hops = []
-    for row in idx.tracking.get(mid, []):
+    for row in idx.db.tracking(mid):
         if row.values.get("event-id") != "DEFER":
             continue
         server, connector, when = row.values["server"], row.values["connector-id"], row.values["date-time"]
@@ -467,9 +488,8 @@ def _send_session(idx: _Index, server: str, connector: str, when: str) -> _Sessi
     """The SmtpSend session of `connector` on `server` that ended at (or last before) `when`."""
     t = _iso(when)
     best: tuple[timedelta, _Session] | None = None
-    for s in idx.sessions.values():
-        if s.server != server or not s.log.endswith("SmtpSend") or (connector and s.connector != connector):
-            continue
+    for s in idx.db.send_sessions(server, connector, _stamp(t + timedelta(milliseconds=1)),
+                                  _stamp(t + timedelta(seconds=1))):
         end = _iso(s.last)
         if _iso(s.first) <= t + timedelta(milliseconds=1) and end <= t + timedelta(seconds=1):
             gap = abs(t - end)
@@ -480,13 +500,13 @@ def _send_session(idx: _Index, server: str, connector: str, when: str) -> _Sessi
 
 def _message(idx: _Index, m: dict[str, Any]) -> dict[str, Any]:
     mid = m["message_id"]
-    rows = idx.tracking.get(mid, [])
+    rows = idx.db.tracking(mid)
     hops = [_hop(idx, mid, h) for h in m["hops"]]
     hops += _defer_hops(idx, mid)
-    queued = idx.queued.get(mid)
+    queued = idx.db.queued(mid)
     if m["pending"] and queued is not None:  # still queued at the end: the queue's last word on it
         v = queued.values
-        shows = json.dumps(v["error"], ensure_ascii=False)[1:-1]  # as the JSON line spells it
+        shows = json.dumps(v["error"])[1:-1]  # as the JSON line spells it (logs.queue_history)
         hops.append({"time": v["time"], "server": v["server"], "event": "PENDING",
                      "internal_id": v["identity"].rsplit("\\", 1)[-1] or None, "connector": None, "session_id": None,
                      "recipients": [r for r in v["recipients"].split(";") if r], "next_hop": v["queue"],
@@ -522,7 +542,7 @@ def _message(idx: _Index, m: dict[str, Any]) -> dict[str, Any]:
 
 def _final_reply(idx: _Index, mid: str, recipient: str) -> str | None:
     """The last `250 2.6.0` any server gave for the message (the reply of its final hop)."""
-    replies = idx.by_mid_reply.get(mid, [])
+    replies = idx.db.replies("mid", mid)
     if not replies:
         return None
     s, i = max(replies, key=lambda si: si[0].times[si[1]])
@@ -568,7 +588,7 @@ def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, i
     target = _target(params)
     inside = (lambda t: acted[:23] <= t[:23]) if end is None else (lambda t: acted[:23] <= t[:23] <= end[:23])
     evidence: list[dict[str, Any]] = []
-    for e in idx.events:
+    for e in idx.db.events(acted, end):
         if e.values["level"] in ("1", "2", "3") and inside(e.values["time"]):
             evidence.append(_pointer(e.file, [e.line], shows=f">{e.values['event_id']}</EventID>",
                                      record_id=int(e.values["record_id"])))
@@ -579,13 +599,99 @@ def _fault(idx: _Index, messages: list[dict[str, Any]], servers: list[str], *, i
             if h["event"] in FAILED_HOPS and h["time"] and inside(h["time"]):
                 effects.append({"message": m["id"], "hop": n})
                 evidence.extend(h["evidence"])
-    for s, hit in idx.failed_sessions():
-        if inside(s.first):
-            evidence.append(_session_pointer(s, hit))
+    for s, hit in idx.db.failed_in(acted, end):
+        evidence.append(_session_pointer(s, hit))
+    evidence += _trace_of_change(idx, target, _server_of(target, servers), acted, end)
+    if not evidence:
+        evidence = _after_change(idx, _server_of(target, servers), acted, end)
     return {"index": index, "scenario": scenario, "cmdlet": cmdlet,
             "kind": "configuration" if cmdlet.lower() in CMDLETS else "operation",
             "target": target, "server": _server_of(target, servers), "params": params, "at": at, "acted": acted,
             "window": {"start": acted, "end": end}, "effects": effects, "evidence": evidence}
+
+
+def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted: str,
+                     end: str | None) -> list[dict[str, Any]]:
+    """What a change left in the files beyond failed hops (each kind capped at EVIDENCE_CAP pointers):
+    - the events its server logged as it acted, of any level (a service stopping: SCM's 7036);
+    - the sessions of the connector it changed, inside its window (what the connector now logs);
+    - the sessions inside its window whose lines came SLOW_LINE s or more apart (a slow link: nothing
+      fails, the protocol log's timestamps show it);
+    - the queue history inside its window: the queues' LastError, and the lines that name its
+      target as it acted (a queue suspended, resumed, retried)."""
+    t0 = _iso(acted)
+
+    def at_change(t: str) -> bool:
+        return t0 <= _iso(t) <= t0 + AT_CHANGE
+
+    found: list[dict[str, Any]] = []
+    events = [e for e in idx.db.events(acted, _stamp(t0 + AT_CHANGE)) if e.values["level"] not in ("1", "2", "3")
+              and at_change(e.values["time"]) and (server is None or e.values["server"] == server)]
+    found += [_pointer(e.file, [e.line], shows=f">{e.values['event_id']}</EventID>", record_id=int(e.values["record_id"]))
+              for e in events[:EVIDENCE_CAP]]
+    low = (target or "").lower()
+    within, args = _window(acted, end)
+    connector = idx.db.sessions_where(f"connector_low = ? AND {within}", (low, *args), order="first, keyorder",
+                                      limit=EVIDENCE_CAP) if low else []
+    found += [_session_pointer(s, [0]) for s in connector]
+    slow = idx.db.sessions_where(f"slow IS NOT NULL AND {within}", args, order="first, file, session_id",
+                                 limit=EVIDENCE_CAP)
+    found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id) for s in slow]
+    named = json.dumps(target)[1:-1] if target else None
+    errors = changed = 0
+    for n, line, data in _queue_window(idx, acted, end):
+        queue = data.get("Queue")
+        if isinstance(queue, dict) and queue.get("LastError") and errors < EVIDENCE_CAP:
+            errors += 1
+            found.append(_pointer("queue-history.jsonl", [n], shows=json.dumps(queue["LastError"])[1:-1]))
+        elif named and named in line and at_change(data["Time"]) and changed < EVIDENCE_CAP:
+            changed += 1
+            found.append(_pointer("queue-history.jsonl", [n], shows=named))
+    return found
+
+
+def _after_change(idx: _Index, server: str | None, acted: str, end: str | None) -> list[dict[str, Any]]:
+    """A change that failed nothing and left no trace of its own (a fix, a read-only check): the first
+    sessions its server (or, naming none, any server) logged once it acted, inside its window - what
+    the lab did under it; else the first queue-history line of its window."""
+    within, args = _window(acted, end)
+    order = "first, file, session_id"
+    after = [] if server is None else idx.db.sessions_where(f"server = ? AND {within}", (server, *args), order,
+                                                             AFTER_CHANGE)
+    after = after or idx.db.sessions_where(within, args, order, AFTER_CHANGE)
+    if after:
+        return [_session_pointer(s, [0]) for s in after]
+    for n, _, data in _queue_window(idx, acted, None):
+        return [_pointer("queue-history.jsonl", [n], shows=f'"Time":"{data["Time"]}"')] if end is None or \
+            data["Time"][:23] <= end[:23] else []
+    return []
+
+
+def _window(start: str, end: str | None) -> tuple[str, tuple[str, ...]]:
+    """SQL for a part that began inside [start, end] (to the millisecond, as `inside` compares)."""
+    if end is None:
+        return "substr(first, 1, 23) >= ?", (start[:23],)
+    return "substr(first, 1, 23) >= ? AND substr(first, 1, 23) <= ?", (start[:23], end[:23])
+
+
+def _queue_window(idx: _Index, start: str, end: str | None) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The queue history's lines from `start` to `end` (None: to its end) as (line number, text, data),
+    read from the nearest mark before `start`."""
+    path = idx.out / "queue-history.jsonl"
+    if not idx.queue_marks or not path.is_file():
+        return
+    mark = max((m for m in idx.queue_marks if m[0][:23] < start[:23]), default=idx.queue_marks[0])
+    with path.open("rb") as f:
+        f.seek(mark[1])
+        for n, raw in enumerate(f, mark[2]):
+            line = raw.decode("utf-8")
+            data = json.loads(line)
+            when = data.get("Time", "")[:23]
+            if when < start[:23]:
+                continue
+            if end is not None and when > end[:23]:
+                return
+            yield n, line, data
 
 
 def _iso_ms(when: datetime) -> str:
@@ -601,6 +707,14 @@ def build_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | N
     `outcomes` are the scenario's checked expectations (None for a live lab: not checked)."""
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     idx = _index(out)
+    try:
+        return _run_manifest(idx, loaded, summary, seed=seed, outcomes=outcomes)
+    finally:
+        idx.db.close()
+
+
+def _run_manifest(idx: _Index, loaded: Any, summary: dict[str, Any], *, seed: int,
+                  outcomes: list[Any] | None) -> dict[str, Any]:
     messages = [_message(idx, m) for m in summary["messages"]]
     scn = loaded.scenario
     return {
@@ -615,21 +729,30 @@ def build_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | N
         "events": _events(idx),
         "logs": sorted(idx.files, key=lambda f: f["path"]),
         "counts": {"messages": len(messages), "faults": len(scn.change),
-                   "sessions": len(idx.sessions), "log_rows": sum(f["rows"] for f in idx.files)},
+                   "sessions": idx.session_count, "log_rows": sum(f["rows"] for f in idx.files)},
     }
 
 
 def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
-                          servers: list[str], summaries: list[Path]) -> Path:
+                          servers: list[str], summaries: list[Path]) -> dict[str, int]:
     """The manifest of a merged corpus (labsim.corpus): its messages as for a run, and each fault
     scheduled into it as a window: `windows` are {"scenario", "start", "end", "changes": [{"cmdlet",
     "params", "at"}]}, each change acting at the window's start (or `at` after it) until its end.
     `summaries` are the shards' summary.json in order: the messages are read from them and written
-    one at a time (a first pass keeps only their failed hops, for the faults)."""
+    one at a time (a first pass keeps only their failed hops, for the faults). Returns its `counts`
+    (so no one reads the whole manifest back for them)."""
+    idx = _index(out)
+    try:
+        return _write_corpus_manifest(idx, out, corpus=corpus, windows=windows, servers=servers, summaries=summaries)
+    finally:
+        idx.db.close()
+
+
+def _write_corpus_manifest(idx: _Index, out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
+                           servers: list[str], summaries: list[Path]) -> dict[str, int]:
     from ._corpus_merge import write_streamed
     from .topology.timespec import parse_timespan
 
-    idx = _index(out)
     start, end, count = "", "", 0
     failures: list[dict[str, Any]] = []  # the failed hops only, as messages with just those hops
     for path in summaries:
@@ -649,6 +772,8 @@ def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[di
             faults.append(_fault(idx, failures, servers, index=len(faults), scenario=w["scenario"],
                                  cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted, end=w["end"]))
     queues = json.loads(summaries[-1].read_text(encoding="utf-8")).get("queues", []) if summaries else []
+    counts = {"messages": count, "faults": len(faults), "sessions": idx.session_count,
+              "log_rows": sum(f["rows"] for f in idx.files)}
     head = {
         "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
         "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
@@ -656,19 +781,18 @@ def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[di
         "corpus": corpus,
         "expectations": None, "faults": faults, "queues": queues,
         "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
-        "counts": {"messages": count, "faults": len(faults), "sessions": len(idx.sessions),
-                   "log_rows": sum(f["rows"] for f in idx.files)},
+        "counts": counts,
     }
     messages = (_message(idx, m) for p in summaries for m in json.loads(p.read_text(encoding="utf-8"))["messages"])
     path = out / MANIFEST_FILE
     write_streamed(path, head, "messages", messages, indent=1, sort_keys=True, ensure_ascii=False)
-    return path
+    return counts
 
 
 def _events(idx: _Index) -> list[dict[str, Any]]:
     return [{"server": e.values["server"], "record_id": int(e.values["record_id"]),
              "event_id": int(e.values["event_id"]), "source": e.values["source"], "level": int(e.values["level"]),
-             "time": e.values["time"], "file": e.file, "line": e.line} for e in idx.events]
+             "time": e.values["time"], "file": e.file, "line": e.line} for e in idx.db.events()]
 
 
 def write_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | None = None) -> Path:

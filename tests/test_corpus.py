@@ -176,10 +176,52 @@ def test_merge_stops_when_two_shards_share_an_id(tmp_path: Path) -> None:
     for name, mid in (("shard-00000", "<a@x>"), ("shard-00001", "<b@x>"), ("shard-00002", "<a@x>")):
         (tmp_path / name).mkdir()
         hops = [{"event": "RECEIVE", "server": "CMHYBD01", "internal_id": name[-1]}]
-        (tmp_path / name / "manifest.json").write_text(json.dumps({"messages": [{"message_id": mid, "hops": hops}]}))
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"messages": [
+            {"message_id": mid, "hops": hops, "internal_ids": {}}]}))
     shards = [tmp_path / f"shard-0000{i}" for i in range(3)]
     with pytest.raises(LabRuntimeError, match="<a@x> appears in shard-00000 and shard-00002"):
-        merge(shards, tmp_path / "out", {"CMHYBD01"})
+        merge(shards, tmp_path / "out")
+
+
+def test_merge_stops_when_a_small_counter_repeats_across_shards(tmp_path: Path) -> None:
+    """A Mailbox Transport Submission mail item id (a tracking row's internal-message-id) is an id too."""
+    import json
+
+    from labsim._corpus_merge import merge
+    from labsim.errors import LabRuntimeError
+
+    for name, mid in (("shard-00000", "<a@x>"), ("shard-00001", "<b@x>")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"messages": [
+            {"message_id": mid, "hops": [], "internal_ids": {"CMHYBD01": ["4242"]}}]}))
+    with pytest.raises(LabRuntimeError, match="id CMHYBD01/4242 appears in shard-00000 and shard-00001"):
+        merge([tmp_path / "shard-00000", tmp_path / "shard-00001"], tmp_path / "out")
+
+
+def test_small_counters_draw_from_the_shards_own_block() -> None:
+    """In a corpus hour (labsim.ids.ID_SPACE) a small counter's ids lie in that hour's block, so the
+    hours never repeat one and the ids grow with time; outside a corpus the counter is as it was."""
+    from labsim.ids import ID_SPACE, Counter
+
+    plain = Counter(7, "CMHYBD01/mts", 100, 99999).upcoming
+    assert 100 <= plain <= 99999
+    blocks = []
+    for index in (0, 1, 2, 500):
+        token = ID_SPACE.set(index)
+        try:
+            c = Counter(7, "CMHYBD01/mts", 100, 99999)
+            wide = Counter(7, "CMHYBD01", 10**13, 10**14 - 10**9).upcoming
+        finally:
+            ID_SPACE.reset(token)
+        first = c.upcoming
+        for _ in range(40_000):  # an hour's worth and far more: still inside the block
+            last = c.next()
+        lo, hi = 100 + index * 99900, 100 + (index + 1) * 99900
+        assert lo <= first and last < hi
+        assert 10**13 <= wide <= 10**14  # the wide counters keep their random 14-digit start
+        blocks.append((first, last))
+    assert all(a[1] < b[0] for a, b in zip(blocks, blocks[1:]))
+    assert Counter(7, "CMHYBD01/mts", 100, 99999).upcoming == plain
 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
@@ -228,4 +270,73 @@ def test_merge_refuses_a_file_it_does_not_know(tmp_path: Path) -> None:
     (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog").mkdir(parents=True)
     (tmp_path / "shard-00000" / "CMHYBD01" / "EventLog" / "Security.evtx").write_bytes(b"x")
     with pytest.raises(LabRuntimeError, match="CMHYBD01/EventLog/Security.evtx, which the corpus merge does not know"):
-        merge([tmp_path / "shard-00000"], tmp_path / "out", {"CMHYBD01"})
+        merge([tmp_path / "shard-00000"], tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def all_faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "all"
+    rc, _, err = run_cli(["generate", "--out", str(out), "--days", "2", "--mailboxes", "3", "--faults", "all",
+                          "--seed", "3", "--jobs", "2"])
+    assert rc == 0, err
+    return out
+
+
+def test_every_fault_of_the_catalog_points_at_lines_that_show_it(all_faults: Path) -> None:
+    """Each change of each catalog scenario, scheduled into a corpus, has evidence in its window, and
+    every pointer lands on a line that shows what it says (the changes that fail nothing included)."""
+    manifest = read_manifest(all_faults)
+    jsonschema.validate(manifest, schema())
+    assert len({f["scenario"] for f in manifest["faults"]}) == len(manifest["corpus"]["faults"]) > 20
+    assert [(f["scenario"], f["cmdlet"]) for f in manifest["faults"] if not f["evidence"]] == []
+    assert check_pointers(all_faults, manifest) == []
+
+
+def test_a_slow_link_shows_in_the_protocol_log_timestamps(all_faults: Path) -> None:
+    """net-slow-link fails nothing: its evidence is the session lines that came long after the one before."""
+    manifest = read_manifest(all_faults)
+    slow = [f for f in manifest["faults"] if f["scenario"] == "net-slow-link"]
+    assert slow
+    for fault in slow:
+        logs = [p for p in fault["evidence"] if "/ProtocolLog/" in p["file"]]
+        assert logs
+        for p in logs:
+            rows = (all_faults / p["file"]).read_text(encoding="utf-8-sig").splitlines()
+            for n in p["lines"]:
+                this = next(csv.reader([rows[n - 1]]))
+                before = next(next(csv.reader([r])) for r in reversed(rows[:n - 1])
+                              if not r.startswith("#") and next(csv.reader([r]))[2] == this[2])
+                assert _seconds(before[0], this[0]) >= 0.5, (p["file"], n)
+                assert fault["window"]["start"] <= this[0] <= fault["window"]["end"]
+
+
+def test_a_stopped_service_points_at_the_service_control_manager_event(all_faults: Path) -> None:
+    manifest = read_manifest(all_faults)
+    (stop,) = [f for f in manifest["faults"] if f["scenario"] == "svc-submission-stopped" and f["cmdlet"] == "Stop-Service"]
+    (event,) = [p for p in stop["evidence"] if p["file"].endswith("EventLog/System.xml")]
+    line = (all_faults / event["file"]).read_text(encoding="utf-8").splitlines()[event["lines"][0] - 1]
+    assert ">7036</EventID>" in line and "Microsoft Exchange Mailbox Transport Submission" in line
+    assert "<Data Name='param2'>stopped</Data>" in line
+
+
+def _seconds(a: str, b: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(b.replace("Z", "+00:00")) - datetime.fromisoformat(a.replace("Z", "+00:00"))
+            ).total_seconds()
+
+
+def test_the_evidence_index_lives_in_a_private_temp_file_removed_after(tmp_path: Path) -> None:
+    """labsim._evidence_index: on disk while the manifest is written, gone afterwards, nothing in the output."""
+    import tempfile
+
+    from labsim._evidence_index import EvidenceIndex, Row
+
+    with EvidenceIndex() as idx:
+        folder = Path(idx._dir)
+        assert folder.is_dir() and folder.parent == Path(tempfile.gettempdir())
+        idx.add_tracking("<a@x>", Row("f.LOG", 3, "", {"event-id": "RECEIVE"}))
+        idx.add_tracking("<a@x>", Row("f.LOG", 9, "", {"event-id": "DELIVER"}))
+        idx.finish()
+        assert [r.line for r in idx.tracking("<a@x>")] == [3, 9] and idx.tracking("<b@x>") == []
+    assert not folder.exists()

@@ -1,0 +1,252 @@
+"""The manifest's index of evidence lines, on disk: a private SQLite file, so memory stays flat
+whatever the size of the output folder (a month-scale corpus indexes millions of rows).
+
+labsim.manifest reads every log back once and files here what can be evidence: each protocol log
+session (a *part*: a session cut by an hourly or size rollover has one part per file) with only its
+lines that can be evidence; the `250 2.6.0` replies by Message-ID and InternalId; every message
+tracking row, event and message trace row; the queue history's last error per message. Building a
+session needs only its own file in memory; the rest is INSERTs. Lookups are indexed queries, and
+every list comes back in the order the files were read (rowid), so the manifest's bytes do not
+depend on how SQLite plans a query.
+
+The file lives in a temporary folder of its own (tempfile), is opened by this process only, and is
+removed on close; nothing is written into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CACHE_KIB = 16 * 1024  # SQLite's page cache: the index's share of memory, whatever its size
+SEND_CANDIDATES = 64  # the latest-ending send sessions a deferral's session is looked for among
+
+
+@dataclass
+class Session:
+    """A protocol log session (one part of it: its lines in one file) and only its lines that can be
+    evidence (the `250 2.6.0` replies, the lines with a 4xx/5xx status, the ones that say something
+    failed, its first and last line)."""
+
+    server: str
+    log: str  # Service/Kind, e.g. FrontEnd/SmtpReceive
+    session_id: str
+    connector: str
+    file: str
+    first: str = ""  # its first and last timestamps
+    last: str = ""
+    last_line: int = 0
+    lines: list[int] = field(default_factory=list)
+    times: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    slow: list[int] = field(default_factory=list)  # lines that came long after the one before
+    part: int = 0  # its row in the index
+
+
+@dataclass
+class Row:
+    file: str
+    line: int
+    text: str
+    values: dict[str, str]
+
+
+_SCHEMA = """
+CREATE TABLE part (id INTEGER PRIMARY KEY, key TEXT, keyorder INTEGER, current INTEGER, server TEXT, log TEXT,
+                   session_id TEXT, connector TEXT, connector_low TEXT, file TEXT, first TEXT, last TEXT,
+                   slow TEXT, failed TEXT);
+CREATE TABLE line (part INTEGER, i INTEGER, line INTEGER, time TEXT, text TEXT);
+CREATE TABLE reply (kind TEXT, value TEXT, part INTEGER, i INTEGER);
+CREATE TABLE tracking (mid TEXT, file TEXT, line INTEGER, text TEXT, vals TEXT);
+CREATE TABLE event (file TEXT, line INTEGER, text TEXT, vals TEXT, time TEXT, level TEXT, server TEXT);
+CREATE TABLE trace (mid TEXT, file TEXT, line INTEGER, text TEXT, vals TEXT);
+CREATE TABLE queued (mid TEXT PRIMARY KEY, file TEXT, line INTEGER, vals TEXT);
+"""
+_INDEXES = """
+CREATE INDEX line_part ON line (part, i);
+CREATE INDEX reply_value ON reply (kind, value);
+CREATE INDEX tracking_mid ON tracking (mid);
+CREATE INDEX trace_mid ON trace (mid);
+CREATE INDEX part_first ON part (current, first);
+CREATE INDEX part_send ON part (server, last);
+CREATE INDEX event_time ON event (time);
+CREATE INDEX line_time ON line (time);
+"""
+
+
+class EvidenceIndex:
+    """The index (see the module's docstring). Use as a context manager: the file goes on close."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="labsim-evidence-")
+        self.db = sqlite3.connect(Path(self._dir) / "index.sqlite", isolation_level=None)
+        self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.executescript(_SCHEMA)
+        self.db.execute("BEGIN")
+        self._keys: dict[str, int] = {}  # (only while building) session key -> its first part's order
+        self.sessions = 0  # distinct sessions (server, log, session id)
+
+    def __enter__(self) -> EvidenceIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    # --- building ---------------------------------------------------------------------------------
+
+    def add_sessions(self, parts: list[Session], replies: list[tuple[str, str, Session, int]],
+                     failed: dict[int, list[int]]) -> None:
+        """One file's session parts (in the order they began), its replies (kind "mid" / "iid",
+        value, session, index of the line) and the failure lines of the parts that carried no message."""
+        for s in parts:
+            key = json.dumps([s.server, s.log, s.session_id])
+            order = self._keys.get(key)
+            if order is None:
+                order = self._keys[key] = len(self._keys)
+                self.sessions += 1
+            else:
+                self.db.execute("UPDATE part SET current = 0 WHERE key = ?", (key,))
+            cur = self.db.execute(
+                "INSERT INTO part (key, keyorder, current, server, log, session_id, connector, connector_low, file, "
+                "first, last, slow, failed) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, order, s.server, s.log, s.session_id, s.connector, s.connector.lower(), s.file, s.first, s.last,
+                 json.dumps(s.slow) if s.slow else None, json.dumps(failed[id(s)]) if id(s) in failed else None))
+            s.part = cur.lastrowid or 0
+            self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?)",
+                                [(s.part, i, n, t, x) for i, (n, t, x) in enumerate(zip(s.lines, s.times, s.texts))])
+        self.db.executemany("INSERT INTO reply VALUES (?, ?, ?, ?)", [(k, v, s.part, i) for k, v, s, i in replies])
+
+    def add_tracking(self, mid: str, row: Row) -> None:
+        self.db.execute("INSERT INTO tracking VALUES (?, ?, ?, ?, ?)",
+                        (mid, row.file, row.line, row.text, json.dumps(row.values)))
+
+    def add_event(self, row: Row) -> None:
+        v = row.values
+        self.db.execute("INSERT INTO event VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (row.file, row.line, row.text, json.dumps(v), v["time"], v["level"], v["server"]))
+
+    def add_trace(self, mid: str, row: Row) -> None:
+        self.db.execute("INSERT INTO trace VALUES (?, ?, ?, ?, ?)", (mid, row.file, row.line, row.text,
+                                                                      json.dumps(row.values)))
+
+    def set_queued(self, mid: str, row: Row) -> None:
+        self.db.execute("INSERT OR REPLACE INTO queued VALUES (?, ?, ?, ?)", (mid, row.file, row.line,
+                                                                               json.dumps(row.values)))
+
+    def finish(self) -> None:
+        """Indexed and ready for queries."""
+        self.db.execute("COMMIT")
+        self.db.executescript(_INDEXES)
+        self._keys = {}
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def _session(self, r: tuple[Any, ...]) -> Session:
+        part, server, log, sid, connector, file, first, last, slow = r
+        s = Session(server, log, sid, connector, file, first=first, last=last, part=part,
+                    slow=json.loads(slow) if slow else [])
+        for n, t, x in self.db.execute("SELECT line, time, text FROM line WHERE part = ? ORDER BY i", (part,)):
+            s.lines.append(n)
+            s.times.append(t)
+            s.texts.append(x)
+        s.last_line = s.lines[-1] if s.lines else 0
+        return s
+
+    _PART = "SELECT id, server, log, session_id, connector, file, first, last, slow FROM part"
+
+    def sessions_where(self, where: str, args: tuple[Any, ...] = (), order: str = "keyorder",
+                       limit: int | None = None) -> list[Session]:
+        """The current parts (the last part of each session) matching `where`, with their lines."""
+        sql = f"{self._PART} WHERE current = 1 AND ({where}) ORDER BY {order}" + (f" LIMIT {int(limit)}" if limit else "")
+        return [self._session(r) for r in self.db.execute(sql, args).fetchall()]
+
+    def failed_in(self, start: str, end: str | None) -> Iterator[tuple[Session, list[int]]]:
+        """Sessions that carried no message and show a failure, beginning inside [start, end]
+        (compared to the millisecond), with the indices of the lines that show it."""
+        sql = (f"{self._PART.replace('slow FROM', 'slow, failed FROM')} WHERE current = 1 AND failed IS NOT NULL "
+               "AND substr(first, 1, 23) >= ?" + ("" if end is None else " AND substr(first, 1, 23) <= ?")
+               + " ORDER BY keyorder")
+        args = (start[:23],) if end is None else (start[:23], end[:23])
+        for r in self.db.execute(sql, args).fetchall():
+            yield self._session(r[:-1]), json.loads(r[-1])
+
+    def replies(self, kind: str, value: str) -> list[tuple[Session, int]]:
+        """The `250 2.6.0` reply lines naming a Message-ID (kind "mid") or an InternalId ("iid")."""
+        rows = self.db.execute("SELECT part, i FROM reply WHERE kind = ? AND value = ? ORDER BY rowid",
+                               (kind, value)).fetchall()
+        cache: dict[int, Session] = {}
+        out = []
+        for part, i in rows:
+            if part not in cache:
+                cache[part] = self._session(self.db.execute(f"{self._PART} WHERE id = ?", (part,)).fetchone())
+            out.append((cache[part], i))
+        return out
+
+    def lines_showing(self, text: str, server: str | None, between: tuple[str, str] | None = None,
+                      part: int | None = None) -> list[tuple[Session, list[int]]]:
+        """The current parts with kept lines containing `text` (on `server`; with a line time inside
+        `between`; of one `part`), in session order, with the indices of those lines."""
+        sql = ("SELECT part.id, line.i FROM line JOIN part ON part.id = line.part WHERE part.current = 1 "
+               "AND instr(line.text, ?) > 0")
+        args: tuple[Any, ...] = (text,)
+        if server is not None:
+            sql, args = sql + " AND part.server = ?", args + (server,)
+        if between is not None:
+            sql, args = sql + " AND line.time >= ? AND line.time <= ?", args + between
+        if part is not None:
+            sql, args = sql + " AND part.id = ?", args + (part,)
+        hits: dict[int, list[int]] = {}
+        for p, i in self.db.execute(sql + " ORDER BY part.keyorder, line.i", args):
+            hits.setdefault(p, []).append(i)
+        return [(self._session(self.db.execute(f"{self._PART} WHERE id = ?", (p,)).fetchone()), ix)
+                for p, ix in hits.items()]
+
+    def send_sessions(self, server: str, connector: str, first_before: str, last_before: str) -> list[Session]:
+        """SmtpSend parts of `server` (and `connector`, if given) that began by `first_before` and ended
+        by `last_before` (ISO strings compared as such): the SEND_CANDIDATES that ended last, in
+        session order."""
+        where = "server = ? AND log LIKE '%SmtpSend' AND first <= ? AND last <= ?"
+        args: tuple[Any, ...] = (server, first_before, last_before)
+        if connector:
+            where += " AND connector = ?"
+            args += (connector,)
+        found = self.sessions_where(where, args, order="last DESC, keyorder", limit=SEND_CANDIDATES)
+        return sorted(found, key=lambda s: self._order(s.part))
+
+    def _order(self, part: int) -> int:
+        return int(self.db.execute("SELECT keyorder FROM part WHERE id = ?", (part,)).fetchone()[0])
+
+    def tracking(self, mid: str) -> list[Row]:
+        return [Row(f, n, t, json.loads(v)) for f, n, t, v in
+                self.db.execute("SELECT file, line, text, vals FROM tracking WHERE mid = ? ORDER BY rowid", (mid,))]
+
+    def trace(self, mid: str) -> list[Row]:
+        return [Row(f, n, t, json.loads(v)) for f, n, t, v in
+                self.db.execute("SELECT file, line, text, vals FROM trace WHERE mid = ? ORDER BY rowid", (mid,))]
+
+    def queued(self, mid: str) -> Row | None:
+        r = self.db.execute("SELECT file, line, vals FROM queued WHERE mid = ?", (mid,)).fetchone()
+        return None if r is None else Row(r[0], r[1], "", json.loads(r[2]))
+
+    def events(self, start: str | None = None, end: str | None = None) -> Iterator[Row]:
+        """Events in file order; with `start` / `end`, only those whose time lies between (to the ms)."""
+        sql, args = "SELECT file, line, text, vals FROM event", ()
+        if start is not None:
+            sql += " WHERE substr(time, 1, 23) >= ?" + ("" if end is None else " AND substr(time, 1, 23) <= ?")
+            args = (start[:23],) if end is None else (start[:23], end[:23])  # type: ignore[assignment]
+        for f, n, t, v in self.db.execute(sql + " ORDER BY rowid", args):
+            yield Row(f, n, t, json.loads(v))
