@@ -107,7 +107,9 @@ class Shard:
 
 
 def corpus_faults(text: str | None) -> tuple[str, ...]:
-    """`--faults ID,...|all`: catalog ids (checked), every scenario but hybrid-baseline for `all`."""
+    """`--faults ID,...|all`: catalog ids (checked), for `all` every scenario but hybrid-baseline
+    that runs on the default organisation. A corpus is the default organisation's traffic, so a
+    scenario that declares its own organisation (topology.org_file) cannot be one of its faults."""
     from .scenario.loader import catalog, load_scenario
 
     if not text:
@@ -117,10 +119,14 @@ def corpus_faults(text: str | None) -> tuple[str, ...]:
         broken = next((e for e in entries if e.error), None)
         if broken is not None:  # as `run --all`: a file that does not load is an error, not skipped
             raise ScenarioError(str(broken.path), broken.error or "does not load")
-        return tuple(e.id for e in entries if e.id != "hybrid-baseline")
+        return tuple(e.id for e in entries if e.id != "hybrid-baseline"
+                     and load_scenario(e.id).scenario.organization is None)
     ids = tuple(x.strip() for x in text.split(",") if x.strip())
     for fid in ids:
-        load_scenario(fid)  # an unknown or broken one is its one-line error, now
+        loaded = load_scenario(fid)  # an unknown or broken one is its one-line error, now
+        if loaded.scenario.organization is not None:
+            raise ScenarioError(f"--faults {fid}", "it declares its own organisation; a corpus is the default "
+                                "organisation's traffic, so only its scenarios can be scheduled into it")
     return ids
 
 
