@@ -304,6 +304,10 @@ class SendConnector(LabModel):
     # Set-SendConnector: messages per connection, default 20, 1..2147483647 (docs/queues-tracking-ndr.md)
     smtp_max_messages_per_connection: int = Field(20, ge=1, le=INT32_MAX)
     enabled: bool = True
+    # Set-SendConnector -ErrorPolicies (docs/transport-fidelity.md §2.1): DowngradeDnsFailures
+    # retries a nonexistent domain instead of failing it
+    error_policies: Literal["Default", "DowngradeDnsFailures", "DowngradeCustomFailures",
+                            "UpgradeCustomFailures"] = "Default"
 
     @field_validator("tls_certificate_name")
     @classmethod
