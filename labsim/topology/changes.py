@@ -268,5 +268,6 @@ def known_cmdlets() -> list[str]:
     return sorted(CMDLET_NAMES.values())
 from . import cmdlets_pki  # noqa: E402,F401,I001  (registers the certificate and PKI cmdlets)
 from . import cmdlets_net  # noqa: E402,F401  (registers the network, DNS and tenant cmdlets)
+from . import cmdlets_build  # noqa: E402,F401  (registers Set-LabServerBuild)
 
 __all__ = ["CMDLETS", "CMDLET_NAMES", "Handler", "apply_change", "cmdlet", "known_cmdlets", "set_fields"]

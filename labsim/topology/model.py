@@ -435,8 +435,21 @@ class IPBlockListProvider(LabModel):
         return _ipv4(v) if v else None
 
 
+# Exchange builds a server can run (Set-LabServerBuild; docs/transport-fidelity.md §6): the
+# product line and the version its logs and Received headers carry. "2016-early" is a 2016 CU from
+# before the single-row certificate format (seed 004's 2017 server; which CU switched is unknown),
+# "2016" is CU22 (the QAZ sample, 15.01.2375); "2019" is CU14, the lab's default so far.
+EXCHANGE_BUILD_VERSIONS: dict[str, str] = {
+    "2013": "15.00.1497.010",        # 2013 CU23 + Dec 2020 SU [V-code AssemblyFileVersion]
+    "2016-early": "15.01.1034.026",  # 2016 CU6 (2017) [INFERRED: seed 004 names no build]
+    "2016": "15.01.2375.007",        # 2016 CU22 [V-obs QAZ 15.01.2375]
+    "2019": "15.02.1544.004",        # 2019 CU14 [V-obs 15.2.1544.4 Received header]
+}
+ExchangeBuild = Literal["2013", "2016-early", "2016", "2019"]
+
+
 class ExchangeServer(LabModel):
-    """An on-premises Exchange 2019 server (Mailbox or Edge)."""
+    """An on-premises Exchange server (Mailbox or Edge), 2019 unless `build` says otherwise."""
 
     name: str
     fqdn: str
@@ -455,11 +468,19 @@ class ExchangeServer(LabModel):
     databases: list[str] = Field(default_factory=list)
     ip_block_list_providers: list[IPBlockListProvider] = Field(default_factory=list)  # Edge only
     stopped_services: list[str] = Field(default_factory=list)  # Windows services not running (service_ops)
+    build: ExchangeBuild = "2019"  # the product line whose formats and texts the server writes
 
     @field_validator("winhttp_proxy")
     @classmethod
     def _proxy(cls, v: str | None) -> str | None:
         return winhttp_proxy(v)
+
+    @model_validator(mode="after")
+    def _build_version(self) -> "ExchangeServer":
+        # a build without an explicit version gets that build's version (Received ids, log headers)
+        if self.build != "2019" and self.version == EXCHANGE_BUILD_VERSIONS["2019"]:
+            object.__setattr__(self, "version", EXCHANGE_BUILD_VERSIONS[self.build])
+        return self
 
 
 class AcceptedDomain(LabModel):
