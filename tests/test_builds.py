@@ -10,7 +10,10 @@ import pytest
 from conftest import folder_rows, run_text
 
 from labsim.errors import TopologyError
-from labsim.logs.certificate_rows import received_certificate_rows, sending_certificate_rows
+from labsim.logs.certificate_rows import (
+    received_certificate_rows,
+    sending_certificate_rows,
+)
 from labsim.logs.protocol_text import SENDING_CERTIFICATE
 from labsim.rules.builds import BUILD_TRAITS, received_id, traits
 from labsim.topology.changes import apply_change
