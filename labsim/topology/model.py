@@ -391,6 +391,7 @@ class CaSpec(LabModel):
     trusted_by: list[Site] = Field(default_factory=lambda: [Site.ONPREM, Site.EXO, Site.INTERNET])
     not_before: TimeReference = "-3650d"
     not_after: TimeReference = "+3650d"
+    key_algorithm: Literal["RSA", "ECDSA"] = "RSA"  # RSA 2048 as real CAs; ECDSA P-256 on request
 
 
 class CertificateSpec(LabModel):
@@ -405,6 +406,8 @@ class CertificateSpec(LabModel):
     revoked: bool = False
     server_auth: bool = True
     client_auth: bool = True
+    # New-ExchangeCertificate: RSA, 2048 bits by default (docs/tls-and-certificates.md); ECDSA P-256 on request
+    key_algorithm: Literal["RSA", "ECDSA"] = "RSA"
 
 
 class IPBlockListProvider(LabModel):
