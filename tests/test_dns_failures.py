@@ -4,10 +4,11 @@ Mailbox Transport Submission asks (§4)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
-from conftest import Run, run_text
+from conftest import Run, run_cli, run_text, scenario_text
 
 NX_TLD = """
 [[change]]
@@ -166,3 +167,17 @@ def test_mailbox_submission_uses_set_transport_service_dns_settings(write_scenar
     assert m["fate"] == "delivered"
     # it left the Outbox only after the fix at +00:05:00 (the message was written at +00:01:00)
     assert (when(m["hops"][0]["time"]) - when(m["injected"])).total_seconds() >= 240
+
+
+def test_validate_names_the_unresolvable_smart_host_with_exchanges_retry_text(write_scenario, tmp_path):
+    path = write_scenario(scenario_text(NX_TLD + """
+[[change]]
+cmdlet = "Set-SendConnector"
+Identity = "Outbound to Office 365"
+SmartHosts = ["relay.fabrikam.co"]
+TlsDomain = "mail.protection.outlook.com"
+""", sid="v"))
+    rc, out, _ = run_cli(["validate", str(path), "--json"])
+    bad = [c for c in json.loads(out)["connectors"] if c["connector"] == "Outbound to Office 365"]
+    assert rc == 1 and bad and not bad[0]["ok"]
+    assert bad[0]["status"] == RETRY_NX

@@ -267,7 +267,8 @@ class QueueBase:
     def dns_failure(self, q: Queue, exc: DnsError) -> AttemptFailure:
         """The failure a next hop's failed lookup means for `q`."""
         route = getattr(q, "route", None)
-        mx_routed = q.delivery_type == "DnsConnectorDelivery"
+        # the route's delivery type is the queue's (Validate-*Connector passes a bare stand-in queue)
+        mx_routed = (getattr(route, "delivery_type", None) or q.delivery_type) == "DnsConnectorDelivery"
         status = dns_status(type(exc).__name__, qname=exc.qname,
                             domain=(getattr(route, "dns_domain", None) or q.next_hop_domain) if mx_routed else None)
         connector = getattr(route, "connector", None)
