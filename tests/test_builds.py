@@ -99,3 +99,17 @@ to = ["raghu@cloudmonkeys.xyz"]
     assert not any(c.startswith("Sending certificate Subject") for c in contexts)
     eml = next((r.out / "mailboxes").rglob("*.eml")).read_text()
     assert " id 15.0.1497.10" in eml
+
+
+def test_a_scenarios_builds_table_sets_the_world_and_is_not_a_fault(write_scenario):
+    from conftest import scenario_text
+
+    from labsim.errors import ScenarioError
+    from labsim.scenario.loader import load_scenario
+
+    loaded = load_scenario(write_scenario(scenario_text(head='[builds]\nCMHYBD01 = "2013"\n')))
+    assert loaded.lab.organization.server("CMHYBD01").build == "2013"
+    assert loaded.scenario.change == []
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(write_scenario(scenario_text(head='[builds]\nCMHYBD01 = "2010"\n'), "bad.toml"))
+    assert "builds.CMHYBD01" in str(info.value) and "2010" in str(info.value)

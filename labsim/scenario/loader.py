@@ -306,6 +306,11 @@ def _from_data(path: Path, data: dict[str, Any]) -> LoadedScenario:
     if not START_YEARS[0] <= start.year <= START_YEARS[1]:
         raise ScenarioError(f"{where}: start", f"{scn.start!r} is outside the years {START_YEARS[0]}..{START_YEARS[1]}")
     lab = default_lab(start)
+    for server, build in scn.builds.items():
+        try:
+            _apply_checked(lab, "Set-LabServerBuild", {"Identity": server, "Build": build})
+        except TopologyError as exc:
+            raise ScenarioError(f"{where}: builds.{server}", exc.problem) from None
     ops = _operations(scn)
     for i, ch in enumerate(scn.change):
         if ops is not None and ops.is_operation(ch.cmdlet) and ch.at is None:
