@@ -17,7 +17,7 @@ The raw pair: aiosmtpd's SMTP server (a handler that accepts the message and kee
 second server of the same kind it writes each message into a file of its own, as the hop writes
 its .eml) and a plain aiosmtplib client, with the very same TLS contexts the hop uses (the Hub's client context
 presenting its certificate, the Mailbox Delivery service's server context requesting one: TLS 1.2
-only, the lab's cipher list, ECDSA P-256 certificates from labsim.pki), STARTTLS on every session,
+only, the lab's cipher list, the RSA 2048 certificates from labsim.pki), STARTTLS on every session,
 the same message bytes and the same number of messages per connection (K).
 
 Both run in this one process and event loop, one session at a time, in rounds of --messages
@@ -309,8 +309,14 @@ def report(results: list[Pairs], pairs: int, load: tuple[float, float], lab: Lab
     cert = lab.hub.internal_cert()
     issued = cert.issued if cert is not None else None
     print(f"  TLS (STARTTLS on every session, one context pair for both): raw pair {raw_tls}; labsim {lab.tls}; "
-          f"certificates ECDSA {issued.key.curve.name if issued else '?'} (client: {issued.name if issued else '?'})")
+          f"certificates {_key_text(issued.key) if issued else '?'} (client: {issued.name if issued else '?'})")
     print(f"  labsim wrote {lab.evidence_text}")
+
+
+def _key_text(key: Any) -> str:
+    """`RSA 2048` or `ECDSA secp256r1`."""
+    curve = getattr(key, "curve", None)
+    return f"ECDSA {curve.name}" if curve is not None else f"RSA {key.key_size}"
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """What a run builds from pure inputs is kept for the rest of the process, for the next run of
-`labsim run A B ...`: the PKI's keys and certificates (pki.authority._built, _derive_key) and the
+`labsim run A B ...`: the PKI's keys and certificates (pki.authority._built, pki.keys.derive_key) and the
 DNS servers' compiled zones (net.dns_server._compiled). A cached object must be identical to a fresh
 build, any input that changes it must miss the cache, and what fails to build is never kept."""
 
@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from labsim.errors import TopologyError
 from labsim.net import dns_server
-from labsim.pki import authority
+from labsim.pki import authority, keys
 from labsim.pki.authority import LabPki, key_pem
 from labsim.topology.defaults import default_lab
 from labsim.topology.model import Lab
@@ -26,7 +26,7 @@ def everything(pki: LabPki) -> list[bytes]:
 
 def fresh(lab: Lab, seed: int) -> list[bytes]:
     authority._built.clear()
-    authority._derive_key.cache_clear()
+    keys.derive_key.cache_clear()
     return everything(LabPki(lab, seed))
 
 

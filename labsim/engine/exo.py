@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..clock import iso_ms
 from ..ids import Counter, SessionIds
+from ..net.resolver import DnsError
 from ..pki.store import CertStore, peer_chain
 from ..pki.validate import certificate_names
 from ..rules import replies as R
+from ..rules.dnsfail import dns_status, exo_dns_outcome
 from ..rules.exo import ExoRoute, attribute, recipient_accepted, route_exo
 from ..rules.outbound import AttemptFailure, exo_last_error, onprem_last_error
 from ..rules.retry import RetryPolicy
@@ -57,7 +59,18 @@ class ExoRuntime(QueueingParty):
         self._ctx_leaves: tuple[int, ...] = ()
 
     def expiry(self) -> timedelta:
-        return timedelta(hours=48)  # EXO retries connector delivery for 48 hours (MFI)
+        return EXO_RETRY_POLICY.expiration  # 24 hours (MFI; rules.retry)
+
+    def dns_failure(self, q: Queue, exc: DnsError) -> AttemptFailure:
+        """EXO's words for a failed next-hop lookup (rules.dnsfail.exo_dns_outcome)."""
+        route = cast(ExoRoute, q.route)
+        domain = domain_of(route.recipient)
+        connector = q.delivery_type == "SmartHostConnectorDelivery"
+        status = dns_status(type(exc).__name__, qname=exc.qname, domain=None if connector else domain)
+        outcome = exo_dns_outcome(status, connector=connector,
+                                  domain=domain, server=self.frontend_fqdn)
+        return AttemptFailure(kind="dns", target_ip="", target_port=25, target_name=exc.qname,
+                              detail=outcome.text, permanent=outcome.permanent)
 
     def retry_policy(self) -> RetryPolicy:
         return EXO_RETRY_POLICY

@@ -26,6 +26,7 @@ from cryptography import x509
 
 from ..ids import IdSource
 from ..logs import protocol_text as T
+from ..logs.certificate_rows import received_certificate_rows, sending_certificate_rows
 from ..logs.protocol_log import ProtocolLog, SessionWriter
 from ..net.dnscache import DnsCache
 from ..net.resolver import LabResolver
@@ -35,6 +36,7 @@ from ..pki.errors import CrlUnavailable
 from ..pki.names import dotnet_dn
 from ..pki.store import CertStore, StoredCert
 from ..pki.validate import CrlCache, ValidationResult, certificate_names, classify
+from ..rules.builds import traits as build_traits
 from ..rules.certselect import CertView
 from ..rules.network import HostInfo
 from ..topology.model import Site
@@ -169,6 +171,28 @@ class LabServices:
 
     def certificate_row(self, stored: StoredCert) -> str:
         return self.certificate_row_x509(stored.cert)
+
+    def _build_of(self, host: HostInfo) -> str:
+        """The Exchange build of the server on `host` (EXO and Internet hosts: 2019's formats)."""
+        own = self.servers.get(host.name)
+        return own.model.build if own is not None else "2019"
+
+    def certificate_rows(self, stored: StoredCert, host: HostInfo) -> list[tuple[str, str]]:
+        """The `(data, context)` rows `host` writes when it presents `stored` (one row from 2016
+        CU22 on; 2013 and early 2016 write one row per property: logs.certificate_rows)."""
+        build = self._build_of(host)
+        if not build_traits(build).multi_row_certificates:
+            return [(self.certificate_row_x509(stored.cert), T.SENDING_CERTIFICATE)]
+        c = stored.cert
+        return sending_certificate_rows(build, dotnet_dn(c.subject), dotnet_dn(c.issuer), serial_hex(c),
+                                        thumbprint(c), c.not_valid_before_utc, c.not_valid_after_utc, self._sans(c))
+
+    def peer_certificate_rows(self, cert: x509.Certificate, host: HostInfo) -> list[tuple[str, str]]:
+        """The rows `host` writes about the certificate its peer presented: `Received certificate`
+        and `Certificate thumbprint` on a multi-row build (seeds 002/004, the CN sample)."""
+        if build_traits(self._build_of(host)).multi_row_certificates:
+            return received_certificate_rows(thumbprint(cert))
+        return [(self.certificate_row_x509(cert), T.REMOTE_CERTIFICATE)]
 
     def is_exchange_server_cert(self, cert: x509.Certificate) -> bool:
         return thumbprint(cert) in self._server_thumbs

@@ -15,6 +15,7 @@ from ..ids import SessionIds
 from ..logs.protocol_log import ProtocolLog
 from ..net.resolver import DnsError
 from ..pki.store import CertStore, StoredCert
+from ..rules.dnschoice import transport_dns_servers
 from ..rules.outbound import AttemptFailure
 from ..rules.verbs import Sender
 from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Target
@@ -96,7 +97,9 @@ class MailboxSubmission:
         org = self.lab.model.organization
         hubs = sorted((s for s in org.servers if s.role == "Mailbox"), key=lambda s: (s.name != self.name, s.name))
         targets = []
-        servers = self.model.adapter_dns_servers
+        # MSExchangeSubmission resolves through the Server object's settings, the ones
+        # Set-TransportService writes (docs/transport-fidelity.md §4 [V-code EnhancedDns])
+        servers = transport_dns_servers(self.transport_cfg, self.model.adapter_dns_servers)
         for hub in hubs:
             try:
                 for ip in await self.lab.resolve_a(self.host, servers, hub.fqdn, service="MSExchangeSubmission"):

@@ -127,14 +127,16 @@ class ReceiveSide:
         state.tls = True
         state.helo = None
         state.reset_transaction()
-        session.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
+        for data, context in self.lab.certificate_rows(stored, self.host):
+            session.log.info(data, context)
         version, (cipher, _, bits) = sslobj.version(), sslobj.cipher()
         session.log.info("", T.tls_success_context("server", version, cipher, bits, 256))
         chain = peer_chain(sslobj)
         session.extra.peer_chain = chain
         session.extra.tls = {"version": version, "cipher": cipher}
         if chain:
-            session.log.info(self.lab.certificate_row_x509(chain[0]), T.REMOTE_CERTIFICATE)
+            for data, context in self.lab.peer_certificate_rows(chain[0], self.host):
+                session.log.info(data, context)
             state.authenticated_as_server = self.lab.is_exchange_server_cert(chain[0])
 
     async def start_anonymous_tls(self, session: "ReceivingSession") -> None:

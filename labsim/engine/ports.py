@@ -87,6 +87,10 @@ class Wire(Protocol):
 
     def certificate_row_x509(self, c: x509.Certificate) -> str: ...
 
+    def certificate_rows(self, stored: StoredCert, host: HostInfo) -> list[tuple[str, str]]: ...
+
+    def peer_certificate_rows(self, cert: x509.Certificate, host: HostInfo) -> list[tuple[str, str]]: ...
+
 
 class Resolution(Protocol):
     async def resolve_a(self, host: HostInfo, servers: list[str], name: str, *,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..ids import Counter, IdSource
 from ..net.resolver import DnsError
 from ..rules import replies as R
+from ..rules.dnsfail import dns_status, onprem_dns_outcome
 from ..rules.outbound import AttemptFailure, onprem_last_error
 from ..rules.retry import RetryPolicy, connection_retry_delay, delay_dsn_at, expires_at
 from ..smtp.client import SendSpec
@@ -265,5 +266,14 @@ class QueueBase:
 
     def dns_failure(self, q: Queue, exc: DnsError) -> AttemptFailure:
         """The failure a next hop's failed lookup means for `q`."""
+        route = getattr(q, "route", None)
+        # the route's delivery type is the queue's (Validate-*Connector passes a bare stand-in queue)
+        mx_routed = (getattr(route, "delivery_type", None) or q.delivery_type) == "DnsConnectorDelivery"
+        status = dns_status(type(exc).__name__, qname=exc.qname,
+                            domain=(getattr(route, "dns_domain", None) or q.next_hop_domain) if mx_routed else None)
+        connector = getattr(route, "connector", None)
+        outcome = onprem_dns_outcome(
+            status, dns_connector=mx_routed,
+            downgrade_dns_failures=getattr(connector, "error_policies", "Default") == "DowngradeDnsFailures")
         return AttemptFailure(kind="dns", target_ip="", target_port=25, target_name=exc.qname,
-                              detail=R.DNS_QUERY_FAILED.format(error=exc.code) if exc.transient else exc.smtp)
+                              detail=outcome.text, permanent=outcome.permanent)

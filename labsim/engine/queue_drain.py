@@ -104,7 +104,10 @@ class QueueDrain(QueueBase):
             spec, failure = None, self.dns_failure(q, exc)
             self.next_hop_lookup_failed(q, exc)
         if spec is None:
-            self._connection_failed(q, [qm], failure)
+            if failure is not None and failure.permanent:
+                self._next_hop_failed(q, failure)
+            else:
+                self._connection_failed(q, [qm], failure)
             return False
         out = Outbound(Connection(self.lab, spec), spec, self.lab.clock.now())
         self._connections(q).append(out)
@@ -257,6 +260,17 @@ class QueueDrain(QueueBase):
             self._defer(q, qm)
         self.schedule_drain(q, q.next_retry_time)
         self.snapshot(q)
+
+    def _next_hop_failed(self, q: Queue, failure: AttemptFailure) -> None:
+        """The next hop failed for good (a nonexistent domain on an MX delivery): every message the
+        queue holds for it is failed with an NDR at once, not retried (rules.dnsfail)."""
+        now = self.lab.clock.now()
+        q.last_activity = now
+        for qm in [m for m in q.messages if not m.suspended]:
+            q.messages.remove(qm)
+            self._release(qm.item)
+            self.fail_recipients(qm.item, list(qm.recipients), Failure(failure.detail, "SMTP", last_attempt=now))
+        self._settle_idle(q)
 
     def _defer(self, q: Queue, qm: QueuedMessage) -> None:
         """A DEFER row when a message first waits, and again when its reason changes [INFERRED]."""

@@ -39,11 +39,13 @@ CAP_VALIDATION_FAILED = "CertificateValidationFailure"  # [INFERRED] Status of a
 CAP_DOMAIN_MISMATCH = "DomainMismatch"  # [INFERRED] no capability domain matches the certificate
 
 
-# EXO: connector delivery is retried for 48 hours (MFI; transport-behavior.md §6.3); the intervals
-# are not published [INFERRED: 5 min three times, then every 15 min; no delay DSN modelled].
+# EXO: connector delivery is retried for 24 hours: "Office 365 will retry delivery for 24 hours.
+# After 24 hours, the queued message will expire" (Microsoft Learn, mail flow intelligence in
+# Office 365, 4.4.312/4.4.315/4.4.316/4.4.318; docs/transport-fidelity.md §2.2). The intervals are
+# not published [INFERRED: 5 min three times, then every 15 min; no delay DSN modelled].
 EXO_RETRY_POLICY = RetryPolicy(transient_count=3, transient_interval=timedelta(minutes=5),
                                outbound_interval=timedelta(minutes=15), message_retry_interval=timedelta(minutes=15),
-                               delay_notification=None, expiration=timedelta(hours=48), glitch_count=0)
+                               delay_notification=None, expiration=timedelta(hours=24), glitch_count=0)
 
 
 def policy_from_transport(cfg: Any) -> RetryPolicy:

@@ -75,12 +75,13 @@ class ExchangeDnsError:
 
 
 EXCHANGE_DNS_ERRORS: dict[str, ExchangeDnsError] = {
-    # transport-behavior.md §4.4 [V-doc]: 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain
+    # What a queue does with each is decided by rules.dnsfail (by delivery type); these are the
+    # texts of an MX-routed on-prem delivery (docs/transport-fidelity.md §2.1 [V-code AckReason]).
     "DnsNameError": ExchangeDnsError(
-        "NonExistentDomain", "550 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain", False),
-    # lab convention: a domain with neither MX nor A cannot take mail; Exchange NDRs it with 5.4.4
+        "NonExistentDomain", "554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain", False),
+    # a domain that exists but has neither MX nor A: InfoNoRecords, retried (not an NDR) [V-code]
     "DnsNoData": ExchangeDnsError(
-        "NoRecords", "550 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain", False),
+        "NoRecords", "451 4.4.0 DNS query failed. The error was: DNS query failed with error InfoNoRecords", True),
     # seed 001 Error 7: "DNS query failed with error ErrorRetry -> DnsQueryFailed: ErrorRetry";
     # transport-behavior.md §4.2: "451 4.4.0 DNS query failed" for the queue
     "DnsServerFailure": ExchangeDnsError(

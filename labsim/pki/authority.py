@@ -4,14 +4,16 @@ Thumbprints and serial numbers appear in Exchange's logs, so every certificate m
 on every run of the same scenario and seed. That rules out random keys and trustme (which cannot
 set names, serials or CRL distribution points either). Instead:
 
-- each key is an EC P-256 key whose private value is HMAC-SHA256(seed, name) mod the curve order;
-- every signature is deterministic ECDSA (RFC 6979);
+- each key is RSA 2048 generated from a deterministic stream seeded by HMAC-SHA256(seed, name)
+  (Exchange's and real CAs' key type; pki.keys, cached on disk), or, for a CA or certificate with
+  `KeyAlgorithm ECDSA`, an EC P-256 key whose private value is HMAC-SHA256(seed, name) mod the order;
+- every signature is deterministic: RSA PKCS#1 v1.5, or ECDSA per RFC 6979;
 - serials are 16 bytes drawn from the same HMAC (positive, top bit clear, bit 126 set so the
   encoding is always exactly 16 bytes and Exchange's upper-case hex is always 32 characters);
 - validity is relative to `lab.start` (timespec.resolve_time), CRL times to a fixed grid from it.
 
 Since a key and a certificate are pure functions of their inputs, the process keeps what it built
-(_derive_key, _built): a second LabPki over the same specs and seed (the next run of `labsim run
+(pki.keys.derive_key, _built): a second LabPki over the same specs and seed (the next run of `labsim run
 A B ...`, a reconfiguration that rebuilds the PKI) takes the same objects instead of doing the
 elliptic-curve arithmetic and the signing again. A certificate is cached under everything it is
 built from: the seed, the lab's start, its spec (as JSON), the CRL host and, recursively, the same
@@ -26,24 +28,23 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..topology.model import CaSpec, CertificateSpec, Lab, Site
 from ..topology.timespec import resolve_time
 from .errors import PkiError
+from .keys import PrivateKey, derive_key
 from .names import parse_dn
 
 __all__ = ["LabPki", "CaMaterial", "IssuedCert", "thumbprint", "serial_hex", "crl_url_for"]
 
 UTC = timezone.utc
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _PEM = serialization.Encoding.PEM
 _DER = serialization.Encoding.DER
 
@@ -54,11 +55,11 @@ _CACHE_MAX = 4096  # certificates kept per process; the whole built-in catalog n
 _built: dict[tuple[Any, ...], x509.Certificate] = {}
 
 
-@lru_cache(maxsize=_CACHE_MAX)
-def _derive_key(secret: bytes, kind: str, name: str) -> ec.EllipticCurvePrivateKey:
-    digest = hmac.new(secret, "\x00".join(("key", kind, name)).encode(), hashlib.sha256).digest()
-    value = int.from_bytes(digest, "big") % (_P256_ORDER - 1) + 1
-    return ec.derive_private_key(value, ec.SECP256R1())
+def _sign(builder: Any, key: PrivateKey) -> Any:
+    """Sign with SHA-256: RSA PKCS#1 v1.5 (deterministic by construction) or deterministic ECDSA."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return builder.sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+    return builder.sign(key, hashes.SHA256())
 
 
 def _remember(build_key: tuple[Any, ...], cert: x509.Certificate) -> x509.Certificate:
@@ -99,7 +100,7 @@ class CaMaterial:
 
     spec: CaSpec
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: PrivateKey
 
     @property
     def name(self) -> str:
@@ -116,7 +117,7 @@ class IssuedCert:
 
     spec: CertificateSpec
     cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key: PrivateKey
     issuer_chain: list[x509.Certificate]
 
     @property
@@ -169,8 +170,8 @@ class LabPki:
     def _digest(self, *parts: str) -> bytes:
         return hmac.new(self._secret, "\x00".join(parts).encode(), hashlib.sha256).digest()
 
-    def _key(self, kind: str, name: str) -> ec.EllipticCurvePrivateKey:
-        return _derive_key(self._secret, kind, name)
+    def _key(self, kind: str, name: str, algorithm: str) -> PrivateKey:
+        return derive_key(self._secret, kind, name, algorithm)
 
     def _build_key(self, kind: str, spec: CaSpec | CertificateSpec, issuer: str | None) -> tuple[Any, ...]:
         """Everything a certificate is built from (its issuer's by reference to the issuer's own)."""
@@ -215,7 +216,7 @@ class LabPki:
             raise PkiError(f"CA {name!r} is its own ancestor ({' -> '.join((*below, name))})")
         spec = self._ca_spec(name)
         parent = self._build_ca(spec.parent, (*below, name)) if spec.parent else None
-        key = self._key("ca", name)
+        key = self._key("ca", name, spec.key_algorithm)
         build_key = self._build_key("ca", spec, spec.parent)
         cert = _built.get(build_key) or _remember(build_key, self._build_ca_cert(spec, key, parent))
         material = CaMaterial(spec=spec, cert=cert, key=key)
@@ -223,7 +224,7 @@ class LabPki:
         self._build_keys[name] = build_key
         return material
 
-    def _build_ca_cert(self, spec: CaSpec, key: ec.EllipticCurvePrivateKey,
+    def _build_ca_cert(self, spec: CaSpec, key: PrivateKey,
                        parent: CaMaterial | None) -> x509.Certificate:
         name = spec.name
         subject = parse_dn(spec.subject)
@@ -248,7 +249,7 @@ class LabPki:
         )
         if parent:
             builder = builder.add_extension(self._cdp(parent.name), critical=False)
-        return builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
+        return _sign(builder, signer)
 
     def all_ca_certs(self) -> list[x509.Certificate]:
         """Every CA certificate (roots and intermediates), in the lab's order."""
@@ -276,7 +277,7 @@ class LabPki:
             spec = self.lab.certificate(cert_name)
         except KeyError:
             raise PkiError(f"no lab certificate named {cert_name!r}") from None
-        key = self._key("cert", cert_name)
+        key = self._key("cert", cert_name, spec.key_algorithm)
         issuer = None if spec.issuer == "self" else self.ca(spec.issuer)
         build_key = self._build_key("cert", spec, None if issuer is None else issuer.name)
         cert = _built.get(build_key) or _remember(build_key, self._build_leaf_cert(spec, key, issuer))
@@ -289,7 +290,7 @@ class LabPki:
         self._issued[cert_name] = result
         return result
 
-    def _build_leaf_cert(self, spec: CertificateSpec, key: ec.EllipticCurvePrivateKey,
+    def _build_leaf_cert(self, spec: CertificateSpec, key: PrivateKey,
                          issuer: CaMaterial | None) -> x509.Certificate:
         cert_name = spec.name
         subject = parse_dn(spec.subject)
@@ -309,10 +310,12 @@ class LabPki:
             .not_valid_before(nb)
             .not_valid_after(na)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            # ECDHE-ECDSA needs only digitalSignature (keyAgreement is for static ECDH, which the
-            # lab's cipher suites never use).
+            # ECDHE needs only digitalSignature; an RSA server certificate also carries
+            # keyEncipherment, as Exchange's and public CAs' do (keyAgreement is for static ECDH,
+            # which the lab's cipher suites never use).
             .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
+                digital_signature=True, content_commitment=False,
+                key_encipherment=isinstance(key, rsa.RSAPrivateKey),
                 data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
                 encipher_only=False, decipher_only=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
@@ -325,7 +328,7 @@ class LabPki:
                 x509.SubjectAlternativeName([_general_name(s) for s in spec.sans]), critical=False)
         if issuer is not None:
             builder = builder.add_extension(self._cdp(issuer.name), critical=False)
-        return builder.sign(signer, hashes.SHA256(), ecdsa_deterministic=True)
+        return _sign(builder, signer)
 
     def all_issued(self) -> list[IssuedCert]:
         return [self.issued(s.name) for s in self.lab.certificates]
@@ -389,7 +392,7 @@ class LabPki:
             if reason != x509.ReasonFlags.unspecified:
                 entry = entry.add_extension(x509.CRLReason(reason), critical=False)
             builder = builder.add_revoked_certificate(entry.build())
-        der = builder.sign(ca.key, hashes.SHA256(), ecdsa_deterministic=True).public_bytes(_DER)
+        der = _sign(builder, ca.key).public_bytes(_DER)
         self._crls[cache_key] = der
         return der
 
@@ -421,7 +424,7 @@ class LabPki:
         return written
 
 
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 

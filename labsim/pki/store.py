@@ -5,8 +5,8 @@ the intermediate CA certificates the machine has installed. What a server *sends
 is its leaf plus those of its issuers it has (as Schannel does), so a machine without the
 intermediate sends the bare leaf and its peers see an incomplete chain.
 
-Contexts are deliberately Exchange-like and deterministic: TLS 1.2 only, two ECDHE-ECDSA AES-GCM
-suites, no verification by OpenSSL on the client side (the lab classifies the peer's chain itself
+Contexts are deliberately Exchange-like and deterministic: TLS 1.2 only, ECDHE AES-GCM suites
+(RSA for the RSA certificates Exchange uses, ECDSA for an ECDSA one), no verification by OpenSSL on the client side (the lab classifies the peer's chain itself
 at *virtual* time, see validate.py), and a server side that requests a client certificate and
 accepts any the lab made.
 
@@ -38,7 +38,10 @@ from .errors import NoCredentialsError, PkiError, UnknownCredentialsError
 
 __all__ = ["StoredCert", "CertStore", "peer_chain", "CIPHERS", "NO_CHECK_TIME"]
 
-CIPHERS = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"
+# Exchange 2016/2019 with an RSA certificate negotiate TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+# (real Received headers, docs/tls-and-certificates.md); the ECDSA suites stay for ECDSA certificates.
+CIPHERS = ("ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256")
 NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME; the ssl module has no name for it
 _PEM = serialization.Encoding.PEM
 _SHA256 = hashes.SHA256()

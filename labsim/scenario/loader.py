@@ -315,6 +315,11 @@ def _from_data(path: Path, data: dict[str, Any]) -> LoadedScenario:
         except TopologyError as exc:
             raise ScenarioError(f"{where}: {exc.where}", exc.problem) from None
         _check_dns_zones_at(lab, f"{where}: organization.DnsServers")
+    for server, build in scn.builds.items():
+        try:
+            _apply_checked(lab, "Set-LabServerBuild", {"Identity": server, "Build": build})
+        except TopologyError as exc:
+            raise ScenarioError(f"{where}: builds.{server}", exc.problem) from None
     ops = _operations(scn)
     for i, ch in enumerate(scn.change):
         if ops is not None and ops.is_operation(ch.cmdlet) and ch.at is None:

@@ -282,6 +282,9 @@ class Scenario(_Strict):
     duration: str | None = None  # how long after the last traffic the run may go on (TimeSpan)
     training: Training
     change: list[Change] = Field(default_factory=list)
+    # [builds] CMHYBD01 = "2016-early": the Exchange build a server runs - part of the world the
+    # scenario starts from, not a fault (Set-LabServerBuild; docs/transport-fidelity.md §6)
+    builds: dict[str, str] = Field(default_factory=dict)
     message: list[Message] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
     exercise: Exercise | None = None

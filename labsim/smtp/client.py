@@ -266,7 +266,8 @@ class ClientSession:
             status = ctx_error.status if ctx_error is not None else "NoCredentials"
             resp = await self._command(verb.encode())
             if resp.code == 220 and stored is not None:
-                self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
+                for data, context in self.lab.certificate_rows(stored, self.spec.src):
+                    self.log.info(data, context)
             self.log.info("", T.tls_negotiation_failed(status))
             raise _Abort(self._fail("tls_no_credentials", status=status, detail=str(ctx_error)))
         self.log.sent(verb)
@@ -290,14 +291,16 @@ class ClientSession:
         assert self.smtp.transport is not None  # STARTTLS just succeeded on this connection
         sslobj = self.smtp.transport.get_extra_info("ssl_object")
         if stored is not None:
-            self.log.info(self.lab.certificate_row(stored), T.SENDING_CERTIFICATE)
+            for data, context in self.lab.certificate_rows(stored, self.spec.src):
+                self.log.info(data, context)
         version, (cipher, _, bits) = sslobj.version(), sslobj.cipher()
         self.log.info("", T.tls_success_context("client", version, cipher, bits, 256))
         self.anonymous_tls = verb == "X-ANONYMOUSTLS"
         chain = peer_chain(sslobj)
         self.tls_info = {"version": version, "cipher": cipher, "remote_chain": chain}
         if chain:
-            self.log.info(self.lab.certificate_row_x509(chain[0]), T.REMOTE_CERTIFICATE)
+            for data, context in self.lab.peer_certificate_rows(chain[0], self.spec.src):
+                self.log.info(data, context)
         plan = tls.plan()
         if needs_validation(plan) and self.spec.validate is not None:
             domain = validation_domain(plan)

@@ -270,5 +270,6 @@ from . import cmdlets_pki  # noqa: E402,F401,I001  (registers the certificate an
 from . import cmdlets_net  # noqa: E402,F401  (registers the network, DNS and tenant cmdlets)
 from . import cmdlets_svc  # noqa: E402,F401  (registers the Windows host fault cmdlets)
 from . import cmdlets_org  # noqa: E402,F401  (registers the site, server, DAG and Edge subscription cmdlets)
+from . import cmdlets_build  # noqa: E402,F401  (registers Set-LabServerBuild)
 
 __all__ = ["CMDLETS", "CMDLET_NAMES", "Handler", "apply_change", "cmdlet", "known_cmdlets", "set_fields"]

@@ -323,6 +323,10 @@ class SendConnector(LabModel):
     # Set-SendConnector: messages per connection, default 20, 1..2147483647 (docs/queues-tracking-ndr.md)
     smtp_max_messages_per_connection: int = Field(20, ge=1, le=INT32_MAX)
     enabled: bool = True
+    # Set-SendConnector -ErrorPolicies (docs/transport-fidelity.md §2.1): DowngradeDnsFailures
+    # retries a nonexistent domain instead of failing it
+    error_policies: Literal["Default", "DowngradeDnsFailures", "DowngradeCustomFailures",
+                            "UpgradeCustomFailures"] = "Default"
 
     @field_validator("tls_certificate_name")
     @classmethod
@@ -409,6 +413,7 @@ class CaSpec(LabModel):
     # org: the host name of this CA's CRL distribution point (a Network.CdpHosts entry); None = the
     # lab's shared CDP (Network.CrlHostName).
     cdp: str | None = None
+    key_algorithm: Literal["RSA", "ECDSA"] = "RSA"  # RSA 2048 as real CAs; ECDSA P-256 on request
 
 
 class CertificateSpec(LabModel):
@@ -423,6 +428,8 @@ class CertificateSpec(LabModel):
     revoked: bool = False
     server_auth: bool = True
     client_auth: bool = True
+    # New-ExchangeCertificate: RSA, 2048 bits by default (docs/tls-and-certificates.md); ECDSA P-256 on request
+    key_algorithm: Literal["RSA", "ECDSA"] = "RSA"
 
 
 class IPBlockListProvider(LabModel):
@@ -488,10 +495,21 @@ class HostedConnectionFilterPolicy(LabModel):
     @classmethod
     def _ranges(cls, v: list[str]) -> list[str]:
         return [_ip_range_ok(x) for x in v]
+# Exchange builds a server can run (Set-LabServerBuild; docs/transport-fidelity.md §6): the
+# product line and the version its logs and Received headers carry. "2016-early" is a 2016 CU from
+# before the single-row certificate format (seed 004's 2017 server; which CU switched is unknown),
+# "2016" is CU22 (the QAZ sample, 15.01.2375); "2019" is CU14, the lab's default so far.
+EXCHANGE_BUILD_VERSIONS: dict[str, str] = {
+    "2013": "15.00.1497.010",        # 2013 CU23 + Dec 2020 SU [V-code AssemblyFileVersion]
+    "2016-early": "15.01.1034.026",  # 2016 CU6 (2017) [INFERRED: seed 004 names no build]
+    "2016": "15.01.2375.007",        # 2016 CU22 [V-obs QAZ 15.01.2375]
+    "2019": "15.02.1544.004",        # 2019 CU14 [V-obs 15.2.1544.4 Received header]
+}
+ExchangeBuild = Literal["2013", "2016-early", "2016", "2019"]
 
 
 class ExchangeServer(LabModel):
-    """An on-premises Exchange 2019 server (Mailbox or Edge)."""
+    """An on-premises Exchange server (Mailbox or Edge), 2019 unless `build` says otherwise."""
 
     name: str
     fqdn: str
@@ -517,11 +535,19 @@ class ExchangeServer(LabModel):
     adam_database_missing: bool = False
     # org: the Active Directory site the server is in (None = the organisation's AdSite).
     site: str | None = None
+    build: ExchangeBuild = "2019"  # the product line whose formats and texts the server writes
 
     @field_validator("winhttp_proxy")
     @classmethod
     def _proxy(cls, v: str | None) -> str | None:
         return winhttp_proxy(v)
+
+    @model_validator(mode="after")
+    def _build_version(self) -> "ExchangeServer":
+        # a build without an explicit version gets that build's version (Received ids, log headers)
+        if self.build != "2019" and self.version == EXCHANGE_BUILD_VERSIONS["2019"]:
+            object.__setattr__(self, "version", EXCHANGE_BUILD_VERSIONS[self.build])
+        return self
 
 
 class AcceptedDomain(LabModel):

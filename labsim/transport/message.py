@@ -2,7 +2,7 @@
 
 Received header form of Exchange (one per hop that stores the message):
 `Received: from <helo> (<ip>) by <fqdn> (<ip>) with Microsoft SMTP Server (version=TLS1_2,
-cipher=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384) id 15.2.1544.4; <date>` (the `via Frontend Transport`
+cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.2.1544.4; <date>` (the `via Frontend Transport`
 suffix when the Front End proxied it).
 """
 
@@ -17,6 +17,8 @@ from email.policy import compat32
 
 # OpenSSL cipher name -> IANA name as Schannel prints it in Received headers.
 _IANA = {
+    "ECDHE-RSA-AES256-GCM-SHA384": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-RSA-AES128-GCM-SHA256": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
     "ECDHE-ECDSA-AES256-GCM-SHA384": "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
     "ECDHE-ECDSA-AES128-GCM-SHA256": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
 }
