@@ -96,6 +96,16 @@ WRONG = {
                            "'421 4.7.0'} | Select-Object -First 1 | ForEach-Object {Submit-LabFinding -Cause "
                            "ClientProtocolErrors -Evidence $_}; Get-ReceiveConnector -Server CMEDGE01 | "
                            "Set-ReceiveConnector -MaxProtocolErrors 100",
+    # validation switched off on the way out: EOP's certificate still cannot be checked on the way in
+    "org-two-cas-cdp-offline": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365 - 5c1e0b7a' -TlsAuthLevel "
+                               "EncryptionOnly; Get-Queue | ? {$_.Status -eq 'Retry'} | Retry-Queue; Start-Sleep 1800",
+    # TSEX02 taken out of the balancer's pool: no more deferrals, but the member still has no valid certificate
+    "org-dag-lb-expired-member-cert": "Start-Sleep 300; Set-LabLoadBalancer -Identity TS-LB1 -Backends @('TSEX01'); "
+                                      "Start-Sleep 1800",
+    # the Branch site's connector disabled: its mail leaves through HQ's Edge, TSEDGE02 stays down
+    "org-two-sites-branch-edge-down": "Start-Sleep 240; Set-SendConnector 'EdgeSync - Branch to Internet' -Enabled "
+                                      "$false; Get-Queue -Server TSBR01 | ? {$_.Status -eq 'Retry'} | Retry-Queue "
+                                      "-Resubmit $true; Start-Sleep 1200",
 }
 
 
