@@ -4,8 +4,10 @@ service reads at start wait for Restart-Service; scripted use's exit codes and t
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import re
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import pytest
 from conftest import SCENARIOS
 
 from labsim import cli
+from labsim.engine.driver import run_scenario
+from labsim.manifest import FAILED_HOPS, read_manifest
 from labsim.scenario.loader import load_scenario
 from labsim.shell.parser import parse
 from labsim.shell.session import LabSession
@@ -92,27 +96,106 @@ WRONG = {
                            "'421 4.7.0'} | Select-Object -First 1 | ForEach-Object {Submit-LabFinding -Cause "
                            "ClientProtocolErrors -Evidence $_}; Get-ReceiveConnector -Server CMEDGE01 | "
                            "Set-ReceiveConnector -MaxProtocolErrors 100",
+    # validation switched off on the way out: EOP's certificate still cannot be checked on the way in
+    "org-two-cas-cdp-offline": "Start-Sleep 120; Set-SendConnector 'Outbound to Office 365 - 5c1e0b7a' -TlsAuthLevel "
+                               "EncryptionOnly; Get-Queue | ? {$_.Status -eq 'Retry'} | Retry-Queue; Start-Sleep 1800",
+    # TSEX02 taken out of the balancer's pool: no more deferrals, but the member still has no valid certificate
+    "org-dag-lb-expired-member-cert": "Start-Sleep 300; Set-LabLoadBalancer -Identity TS-LB1 -Backends @('TSEX01'); "
+                                      "Start-Sleep 1800",
+    # the Branch site's connector disabled: its mail leaves through HQ's Edge, TSEDGE02 stays down
+    "org-two-sites-branch-edge-down": "Start-Sleep 240; Set-SendConnector 'EdgeSync - Branch to Internet' -Enabled "
+                                      "$false; Get-Queue -Server TSBR01 | ? {$_.Status -eq 'Retry'} | Retry-Queue "
+                                      "-Resubmit $true; Start-Sleep 1200",
 }
 
 
-def _is_fault(change) -> bool:
-    """A change that breaks something: anything but turning protocol logging up."""
-    return any(not k.lower().endswith("protocollogginglevel") for k in change.params if k.lower() != "identity")
+# --- which scenarios have a fault: what their own run shows -------------------------------------------
+# A scenario is a fault scenario when its run (`labsim run`, the scenario's own fix included) leaves
+# evidence of a failure in its output tree, whatever its changes are: a declared organisation sets
+# up a healthy connector with [[change]] blocks, and its fault may be in the declared world itself (a
+# CDP host that is down). The evidence read is what an admin reads: summary.json's fates and
+# notifications, manifest.json's failed and deferred hops, the queues' retries, the warning and error
+# events (and the Service Control Manager's "entered the stopped state") of the event logs, and
+# any 4xx/5xx reply in an SMTP conversation of the protocol logs.
+
+_EVENT = re.compile(r"<EventID[^>]*>(\d+)</EventID><Version>\d+</Version><Level>(\d)</Level>.*?<TimeCreated "
+                    r"SystemTime='([^']*)'/>.*?<EventData>(?:<Data Name='param1'>([^<]*</Data><Data Name='param2'>"
+                    r"[^<]*))?")
+_SMTP_ERROR = re.compile(r"[45]\d\d[ -]")
 
 
-FAULT_SCENARIOS = sorted(p.stem for p in SCENARIOS.glob("*.toml")
-                         if any(_is_fault(c) for c in load_scenario(p).scenario.change))
+def failures(out: Path) -> list[str]:
+    """What in the finished run in `out` shows a failure (empty for a healthy run)."""
+    found: list[str] = []
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    for m in summary["messages"]:
+        if m["fate"] != "delivered":
+            found.append(f"message {m['id']} {m['fate']}")
+        if m.get("notifications"):
+            found.append(f"message {m['id']}: a delivery status notification")
+    for m in read_manifest(out)["messages"]:
+        found += sorted({f"message {m['id']}: a {h['event']} hop" for h in m["hops"] if h["event"] in FAILED_HOPS})
+    history = out / "queue-history.jsonl"
+    if history.is_file():
+        for line in history.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            items = [row["Queue"]] if "Queue" in row else row.get("Set", [])
+            found += [f"{row['Server']}: retry ({it['LastError'][:40]})" for it in items if it.get("LastError")]
+    for path in sorted(out.glob("*/EventLog/*.xml")):
+        where = f"{path.parent.parent.name} {path.stem}"
+        states = [(m.group(1), m.group(2), m.group(3), m.group(4)) for m in _EVENT.finditer(path.read_text("utf-8-sig"))]
+        found += [f"{where} event {eid} level {level}" for eid, level, _, _ in states if level in "123"]
+        # a service that stopped and was not started again at once (a restart logs both at one time)
+        found += [f"{where} event 7036: {data.split('<')[0]} stopped" for eid, _, when, data in states
+                  if eid == "7036" and data.endswith(">stopped") and (eid, "4", when, data[:-7] + "running") not in states]
+    for path in sorted(out.glob("*/TransportRoles/Logs/*/ProtocolLog/Smtp*/*.LOG")):
+        for row in csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"))):
+            if len(row) > 7 and not row[0].startswith("#") and row[6] in "<>" and _SMTP_ERROR.match(row[7]):
+                found.append(f"{path.parts[-7]} {path.parts[-2]}: {row[7][:40]}")
+    return found
 
 
-def test_every_fault_scenario_is_an_exercise():
-    """issue 13's 'Done means': every fault scenario has an exercise (its reference solution passing and
-    its empty session failing are test_reference_solution_passes / test_empty_session_fails, which run
-    over EXERCISES); only a scenario without a fault (hybrid-baseline) has none."""
-    assert len(FAULT_SCENARIOS) >= 30
-    missing = [sid for sid in FAULT_SCENARIOS if load_scenario(sid).scenario.exercise is None]
+@pytest.fixture(scope="module")
+def catalog_failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """Each catalog scenario run once (`labsim run`), with what its run shows failing."""
+    found = {}
+    for path in sorted(SCENARIOS.glob("*.toml")):
+        out = tmp_path_factory.mktemp(path.stem) / "out"
+        run_scenario(load_scenario(path), out=out)
+        found[path.stem] = failures(out)
+    return found
+
+
+@pytest.mark.integration
+def test_every_fault_scenario_is_an_exercise(catalog_failures):
+    """issue 13's 'Done means': every fault scenario - one whose own run shows a failure - has an
+    exercise (its reference solution passing and its empty session failing are
+    test_reference_solution_passes / test_empty_session_fails, which run over EXERCISES). A scenario
+    whose run shows nothing failing has no exercise unless it grades a diagnosis (net-slow-link:
+    nothing fails, the evidence is in the timing); the healthy references have none."""
+    faults = sorted(sid for sid, found in catalog_failures.items() if found)
+    assert len(faults) >= 30
+    missing = [sid for sid in faults if load_scenario(sid).scenario.exercise is None]
     assert missing == []
-    assert set(EXERCISES) == set(FAULT_SCENARIOS)
-    assert "hybrid-baseline" not in FAULT_SCENARIOS
+    for sid in sorted(set(EXERCISES) - set(faults)):
+        exercise = load_scenario(sid).scenario.exercise
+        assert exercise is not None and exercise.check.finding is not None, sid
+    for healthy in ("hybrid-baseline", "org-tailspin-baseline"):
+        assert catalog_failures[healthy] == [], healthy
+        assert load_scenario(healthy).scenario.exercise is None
+
+
+@pytest.mark.integration
+def test_a_failure_in_the_declared_world_is_a_fault(catalog_failures):
+    """org-two-cas-cdp-offline changes nothing that breaks (its fault is a CDP host declared down);
+    org-tailspin-baseline changes its receive connector and is healthy: the run decides."""
+    assert catalog_failures["org-two-cas-cdp-offline"]
+    assert any("RevocationOffline" in f or "4.7.5" in f or "event 11022" in f
+               for f in catalog_failures["org-two-cas-cdp-offline"])
+    assert catalog_failures["org-tailspin-baseline"] == []
+    # mail waited in the Outbox and nothing failed: the stopped service is the evidence
+    assert catalog_failures["svc-submission-stopped"] == [
+        "CMHYBD01 System event 7036: Microsoft Exchange Mailbox Transport Submission stopped"]
 
 
 def shell(*argv: str) -> tuple[int, str]:

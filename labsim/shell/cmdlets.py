@@ -529,12 +529,14 @@ def _operation_fn(s: LabSession, name: str) -> Any:
 
 def _service_fn(s: LabSession, name: str) -> Any:
     async def fn(c: Context, p: dict[str, Any], inp: list[Any]) -> list[Any]:
-        services = enumerate_value(p.get("Name")) or [o.get("Name") for o in inp if isinstance(o, PSObject)]
-        if not services:
-            raise ShellError(f"Missing an argument for parameter 'Name'. ({name})", "InvalidArgument")
         server = cell(p.get("Server") or p.get("ComputerName") or s.local)
-        for svc in services:
-            await s.service(name, cell(svc), server)
+        # a piped service (Get-Service -ComputerName X | Start-Service) is acted on where it runs
+        targets = [(cell(v), server) for v in enumerate_value(p.get("Name"))] or [
+            (cell(o.get("Name")), cell(o.get("MachineName") or server)) for o in inp if isinstance(o, PSObject)]
+        if not targets:
+            raise ShellError(f"Missing an argument for parameter 'Name'. ({name})", "InvalidArgument")
+        for svc, where in targets:
+            await s.service(name, svc, where)
         return []
     return fn
 
