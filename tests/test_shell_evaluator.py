@@ -77,6 +77,7 @@ def test_comparison_rules_of_powershell():
     assert values("5 -eq '5'") == [True]  # the right side takes the left side's type
     assert values("$null -eq $x") == [True]
     assert values("($q | where {$_.Status -eq 'Suspended'}).Count") == [0]  # $null.Count is 0
+    assert values("($q | Select-Object -First 1).Count") == [1]  # one object's Count is 1, as in PowerShell 3+
 
 
 def test_variables_hashtables_and_string_expansion():

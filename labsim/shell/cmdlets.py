@@ -61,7 +61,7 @@ _MODEL_OF: dict[str, type[tm.LabModel]] = {
     "Set-ReceiveConnector": tm.ReceiveConnector, "New-ReceiveConnector": tm.ReceiveConnector,
     "Set-TransportService": tm.TransportServiceConfig, "Set-FrontendTransportService": tm.TransportServiceConfig,
     "Set-InboundConnector": tm.InboundConnector, "Set-OutboundConnector": tm.OutboundConnector,
-    "Set-AcceptedDomain": tm.AcceptedDomain,
+    "Set-AcceptedDomain": tm.AcceptedDomain, "Set-LabLoadBalancer": tm.LoadBalancer,
 }
 _EXTRA = {"New-ReceiveConnector": ("Server",), "Set-TransportService": ("Identity",),
           "Set-FrontendTransportService": ("Identity",)}

@@ -289,7 +289,7 @@ def member(value: Any, name: str) -> Any:
     if isinstance(value, PSObject):
         if value.has(name):
             return value.get(name)
-        return None
+        return 1 if low in ("count", "length") else None  # one object's Count is 1 (PowerShell 3+)
     if isinstance(value, (list, tuple)):
         if low in ("count", "length"):
             return len(value)
