@@ -138,6 +138,9 @@ class IssuedCert:
         return thumbprint(self.cert)
 
 
+_RSA_SECRET = b"labsim-pki-rsa\x00v1"  # see LabPki._key
+
+
 class LabPki:
     """Every CA, leaf and CRL of one lab, derived from (lab, seed) and built once on first use.
 
@@ -171,7 +174,11 @@ class LabPki:
         return hmac.new(self._secret, "\x00".join(parts).encode(), hashlib.sha256).digest()
 
     def _key(self, kind: str, name: str, algorithm: str) -> PrivateKey:
-        return derive_key(self._secret, kind, name, algorithm)
+        # An RSA key costs about a second to generate (pki.keys), so it depends on the name only: a
+        # machine makes each name's key once, whatever the seed. The certificate around it (serial,
+        # validity, signature, so its thumbprint) still comes from the seed. EC keys are instant.
+        secret = _RSA_SECRET if algorithm == "RSA" else self._secret
+        return derive_key(secret, kind, name, algorithm)
 
     def _build_key(self, kind: str, spec: CaSpec | CertificateSpec, issuer: str | None) -> tuple[Any, ...]:
         """Everything a certificate is built from (its issuer's by reference to the issuer's own)."""
