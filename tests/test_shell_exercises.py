@@ -40,6 +40,13 @@ WRONG = {
     # the wrong service restarted: MSExchangeTransport stays stopped
     "svc-transport-stopped": "Start-Sleep -Seconds 240; Restart-Service MSExchangeFrontEndTransport; "
                              "Start-Sleep -Seconds 1200",
+    # the right line of the connectivity log, the wrong cause: the domain does not exist, nothing refused
+    "dns-nxdomain-recipient-domain": "Start-Sleep -Seconds 120; Get-ChildItem '\\\\CMEDGE01\\c$\\Program Files\\Microsoft\\Exchange Server\\V15\\TransportRoles\\Logs\\Edge\\Connectivity' | Get-Content | "
+                                     "Where-Object {$_ -match 'NonExistentDomain reported by'} | Select-Object -First 1 | "
+                                     "ForEach-Object {Submit-LabFinding -Cause ConnectionRefused -Evidence $_}",
+    # a server failure named as a nonexistent domain (Exchange retried it: the domain exists)
+    "dns-servfail-partner": "Get-ChildItem '\\\\CMEDGE01\\c$\\Program Files\\Microsoft\\Exchange Server\\V15\\TransportRoles\\Logs\\Edge\\Connectivity' | Get-Content | Where-Object {$_ -match 'ErrorRetry reported by'} | "
+                            "Select-Object -First 1 | ForEach-Object {Submit-LabFinding -Cause DnsNonExistentDomain -Evidence $_}",
     # AD LDS reinstalled and started, but the Edge's Transport service is never started again
     "svc-adam-database-missing": "Install-LabAdamInstance -Server CMEDGE01; Start-Service ADAM_MSExchange -Server CMEDGE01; "
                                  "Start-Sleep -Seconds 1200",

@@ -22,6 +22,8 @@ class Outcome:
 
 def log_folder(out: Path, spec: str) -> Path:
     server, service, kind = spec.split("/")
+    if kind == "Connectivity":  # SERVER/Hub|Edge|FrontEnd/Connectivity (logs.connectivity)
+        return out / server / "TransportRoles" / "Logs" / _SERVICE_DIRS.get(service, service) / "Connectivity"
     if service == "Mailbox":
         sub = "Delivery" if kind == "SmtpReceive" else "Submission"
         return out / server / "TransportRoles" / "Logs" / "Mailbox" / "ProtocolLog" / kind / sub

@@ -227,14 +227,15 @@ class Requirement(_Strict):
 
 
 # A diagnosis objective (issue 13): the trainee names the cause with Submit-LabFinding and points
-# at a protocol log session that shows it; graded against the lab's own logs and network (docs/shell.md).
+# at a protocol (or connectivity) log session that shows it; graded against the lab's own logs and
+# network (docs/shell.md).
 FindingCause = Literal["ConnectionReset", "ConnectionRefused", "ConnectionTimedOut", "SlowLink",
-                       "ClientProtocolErrors"]
+                       "ClientProtocolErrors", "DnsNonExistentDomain", "DnsServerFailure"]
 
 
 class Finding(_Strict):
     cause: FindingCause
-    log: str  # the protocol log whose session is the evidence: "SERVER/Role/SmtpSend", as in [[expect.log]]
+    log: str  # the log whose session is the evidence: "SERVER/Role/SmtpSend" as in [[expect.log]], or "SERVER/Role/Connectivity"
     matches: list[str] = Field(min_length=1)  # regexes over "event,data,context"; each must match a row of it
     link: bool = False  # the trainee must also name the link (-Link A,B); a lab network rule must fit the cause
 
@@ -242,7 +243,7 @@ class Finding(_Strict):
     @classmethod
     def _log(cls, v: str) -> str:
         if len(v.split("/")) != 3 or not all(v.split("/")):
-            raise ValueError(f"{v!r} is not SERVER/Role/SmtpSend|SmtpReceive")
+            raise ValueError(f"{v!r} is not SERVER/Role/SmtpSend|SmtpReceive|Connectivity")
         return v
 
     @field_validator("matches")

@@ -28,6 +28,8 @@ CAUSE_ACTIONS: dict[str, frozenset[str]] = {
     "ConnectionTimedOut": frozenset({"Drop"}),
     "SlowLink": frozenset({"Latency", "Bandwidth", "SlowClose"}),
     "ClientProtocolErrors": frozenset(),
+    "DnsNonExistentDomain": frozenset(),
+    "DnsServerFailure": frozenset(),
 }
 
 
@@ -38,31 +40,36 @@ class Submitted:
     link: list[str] = field(default_factory=list)
 
 
-def session_id_of(evidence: str) -> str:
-    """The session id in what the trainee gave: the id itself, or a protocol log line (3rd column)."""
+def session_id_of(evidence: str, connectivity: bool = False) -> str:
+    """The session id in what the trainee gave: the id itself, or a log line (a protocol log's 3rd
+    column, a connectivity log's 2nd)."""
     text = evidence.strip()
     if "," in text:
         row = next(csv.reader(io.StringIO(text)), [])
-        return row[2].strip() if len(row) > 2 else ""
+        col = 1 if connectivity else 2
+        return row[col].strip() if len(row) > col else ""
     return text
 
 
 def _session_rows(out: Path, log: str, session_id: str) -> list[list[str]]:
+    col = 1 if log.endswith("/Connectivity") else 2
     try:
         rows = log_rows(log_folder(out, log))
     except (OSError, ValueError):
         return []
-    return [r for r in rows if len(r) > 2 and r[2].lower() == session_id.lower()]
+    return [r for r in rows if len(r) > col and r[col].lower() == session_id.lower()]
 
 
 def check_evidence(out: Path, spec: Finding, evidence: str) -> tuple[bool, str]:
-    sid = session_id_of(evidence)
+    connectivity = spec.log.endswith("/Connectivity")
+    sid = session_id_of(evidence, connectivity)
     if not sid:
         return False, "the evidence names no session (give a session id or a protocol log line)"
     rows = _session_rows(out, spec.log, sid)
     if not rows:
-        return False, f"there is no session {sid} in the {spec.log} protocol log"
-    texts = [",".join(r[6:9]) for r in rows]  # event,data,context
+        return False, f"there is no session {sid} in the {spec.log} log"
+    # protocol log: event,data,context; connectivity log: direction,description
+    texts = [",".join(r[4:6]) if connectivity else ",".join(r[6:9]) for r in rows]
     missing = [m for m in spec.matches if not any(re.search(m, t) for t in texts)]
     if missing:
         return False, f"session {sid} does not show it"
