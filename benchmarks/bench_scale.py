@@ -7,8 +7,9 @@ For each size and pattern, benchmarks/gen_traffic.py writes a scenario; one fres
 subprocess runs it, and this prints its wall time, its CPU time (user + system of that process,
 from os.wait4: on a shared machine the figure to read), its own peak resident set size (so each
 run is measured alone), the Exchange log lines it wrote and their rate per minute of CPU (one
-core), and the size of the queue evidence (queues.json plus the queue history file) and of the
-whole output tree. Log lines are the rows of every Exchange log in the tree: the protocol and
+core: a run is one process doing its work on one asyncio event loop, no --jobs workers, so its CPU
+time is one core's), and the size of the queue evidence (queues.json plus the queue history
+file) and of the whole output tree. Log lines are the rows of every Exchange log in the tree: the protocol and
 message tracking logs under each server's TransportRoles/Logs (header lines starting with `#`
 not counted) and the rows of EXO's Get-MessageTrace / Get-MessageTraceDetail exports. When a
 pattern ran at 5,000 and 50,000 messages the table ends with the ratio of their peak RSS (target:
@@ -101,6 +102,8 @@ def main() -> None:
     ap.add_argument("--max-gib", type=float, default=0, help="cap each run's address space (0: no cap)")
     a = ap.parse_args()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print("one core: each run is one labsim process working on one asyncio event loop (no --jobs workers): "
+          "CPU s is time on one core, lines/min per minute of one core")
     print(f"{'pattern':8} {'messages':>8} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'log lines':>10} "
           f"{'lines/min':>10} {'queue MiB':>10} {'tree MiB':>9}  result", flush=True)
     rss: dict[tuple[str, int], float] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from ..ids import derive_seed
 from ..manifest import write_manifest
 from ..scenario.expect import Outcome, check
 from ..scenario.loader import LoadedScenario, sender_realms
-from ..scenario.model import Message
+from ..scenario.model import Message, MessageRow
 from ..topology.changes import apply_change
 from ..topology.timespec import parse_timespan
 from ..transport.message import new_message
@@ -50,7 +51,7 @@ def _message_id(rt: LabRuntime, realm: str, owner: str, when: datetime) -> str:
     return f"<{when.strftime('%Y%m%d%H%M%S')}.{ids.randint(0x100000, 0xFFFFFF):X}@{host.fqdn}>"
 
 
-def inject_message(rt: LabRuntime, msg: Message) -> Any:
+def inject_message(rt: LabRuntime, msg: Message | MessageRow) -> Any:
     """The scheduler action that writes `msg` in its sender's mail client and submits it (the
     scenario's [[message]] entries, and the shell's probe messages)."""
 
@@ -63,15 +64,16 @@ def inject_message(rt: LabRuntime, msg: Message) -> Any:
         if msg.size:
             filler = "labsim filler line to reach the requested message size .........\n"
             body += filler * max(0, (msg.size - len(body)) // len(filler) + 1)
-        data = new_message(mail_from=msg.sender, to=msg.to, subject=msg.subject, body=body, message_id=mid,
+        to = list(msg.to)
+        data = new_message(mail_from=msg.sender, to=to, subject=msg.subject, body=body, message_id=mid,
                            when=now, utc_offset_minutes=offset)
-        rt.ledger.register(msg.id, mid, msg.sender, msg.to, msg.subject)
+        rt.ledger.register(msg.id, mid, msg.sender, to, msg.subject)
         if realm == "onprem":
-            await rt.servers[owner].submit_from_mailbox(msg.sender, msg.to, data)
+            await rt.servers[owner].submit_from_mailbox(msg.sender, to, data)
         elif realm == "exo":
-            await rt.exo.submit_from_mailbox(msg.sender, msg.to, data)
+            await rt.exo.submit_from_mailbox(msg.sender, to, data)
         else:
-            await rt.internet[owner].submit_from_mailbox(msg.sender, msg.to, data)
+            await rt.internet[owner].submit_from_mailbox(msg.sender, to, data)
     return action
 
 
@@ -114,17 +116,32 @@ async def run_loaded(loaded: LoadedScenario, *, out: Path, seed: int | None = No
     return replace(result, out=out, log_files=[out / f.relative_to(output.work) for f in result.log_files])
 
 
+def _schedule_messages(rt: LabRuntime, loaded: LoadedScenario) -> datetime:
+    """The scenario's messages, one at a time in order of time (the scheduler takes the next when
+    the one before it fires, in the order scheduling them all now would give); returns the time of
+    the last (the start when there is none)."""
+    messages = loaded.scenario.message
+    floor = rt.clock.now()  # call_at never schedules before now
+    when = [max(loaded.start + parse_timespan(m.at), floor) for m in messages]
+    order = sorted(range(len(messages)), key=when.__getitem__)  # stable: ties keep the file's order
+    last = max([loaded.start, *(loaded.start + parse_timespan(m.at) for m in messages)])
+    del when
+
+    def entries(first: int) -> Iterator[tuple[datetime, int, str, Any]]:
+        for i in order:
+            m = messages[i]
+            yield max(loaded.start + parse_timespan(m.at), floor), first + i, f"message {m.id}", inject_message(rt, m)
+    rt.scheduler.call_in_turn(len(messages), entries)
+    return last
+
+
 async def _run_into(loaded: LoadedScenario, *, out: Path, seed: int, block: int | None) -> RunResult:
     scn = loaded.scenario
     t0 = time.perf_counter()
     rt = LabRuntime(loaded.lab.model_copy(deep=True), seed=seed, out=out, block=block)
     await rt.start()
     try:
-        last = loaded.start
-        for m in scn.message:
-            when = loaded.start + parse_timespan(m.at)
-            last = max(last, when)
-            rt.scheduler.call_at(when, f"message {m.id}", inject_message(rt, m))
+        last = _schedule_messages(rt, loaded)
         for ch in scn.change:
             if ch.at is not None:
                 when = loaded.start + parse_timespan(ch.at)
