@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from ..clock import iso_ms
 from ..logs.jsonstream import dump_streamed
 from ..transport.tracking import led_status, us_time
-from .trace_v2 import DETAIL_V2_COLUMNS, TRACE_V2_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..transport.message import MailItem
@@ -231,6 +230,13 @@ def _b(text: str) -> bytes:
 
 
 # --- rendering (shared with `labsim trace`) ----------------------------------------------------------
+# Get-MessageTraceV2's properties (engine.trace_v2 says why these): V1's rows, these columns.
+TRACE_V2_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status", "ToIP", "FromIP", "Size",
+                    "MessageId", "MessageTraceId")
+DETAIL_V2_COLUMNS = ("MessageId", "MessageTraceId", "Date", "Event", "Action", "Detail", "Data", "RecipientAddress",
+                     "SenderAddress")
+
+
 def _ps_date(iso: str) -> str:
     return us_time(datetime.fromisoformat(iso.replace("Z", "+00:00"))) if iso else ""
 

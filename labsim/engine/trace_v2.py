@@ -23,22 +23,13 @@ GRAPH = Microsoft Graph exchangeMessageTrace / exchangeMessageTraceDetail]:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from ..clock import us_time
+from .trace import DETAIL_V2_COLUMNS, TRACE_V2_COLUMNS, detail_rows, trace_rows
 
 __all__ = ["TRACE_V2_COLUMNS", "DETAIL_V2_COLUMNS", "SUBJECT_FILTER_TYPES", "trace_v2_rows", "detail_v2_rows"]
 
-TRACE_V2_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Subject", "Status", "ToIP", "FromIP", "Size",
-                    "MessageId", "MessageTraceId")
-DETAIL_V2_COLUMNS = ("MessageId", "MessageTraceId", "Date", "Event", "Action", "Detail", "Data", "RecipientAddress",
-                     "SenderAddress")
 SUBJECT_FILTER_TYPES = ("Contains", "StartsWith", "EndsWith")
-
-
-def _ps_date(iso: str) -> str:
-    return us_time(datetime.fromisoformat(iso.replace("Z", "+00:00"))) if iso else ""
 
 
 def _subject_matches(subject: str, wanted: str, how: str) -> bool:
@@ -49,42 +40,15 @@ def _subject_matches(subject: str, wanted: str, how: str) -> bool:
 def trace_v2_rows(data: dict[str, Any], *, sender: str | None = None, recipient: str | None = None,
                   status: str | None = None, message_id: str | None = None, subject: str | None = None,
                   subject_filter_type: str = "Contains") -> list[dict[str, Any]]:
-    """Get-MessageTraceV2 over trace.json: newest first, then by recipient."""
-    rows = []
-    for m in data["messages"]:
-        if sender and m["SenderAddress"].lower() != sender.lower():
-            continue
-        if recipient and m["RecipientAddress"].lower() != recipient.lower():
-            continue
-        if status and m["Status"].lower() != status.lower():
-            continue
-        if message_id and m["MessageId"].strip("<>").lower() != message_id.strip("<>").lower():
-            continue
-        if subject and not _subject_matches(m["Subject"], subject, subject_filter_type):
-            continue
-        rows.append(m)
-    rows.sort(key=lambda m: m["RecipientAddress"].lower())
-    rows.sort(key=lambda m: m["Received"], reverse=True)
-    return [{"Received": _ps_date(m["Received"]), "SenderAddress": m["SenderAddress"],
-             "RecipientAddress": m["RecipientAddress"], "Subject": m["Subject"], "Status": m["Status"],
-             "ToIP": m["ToIP"], "FromIP": m["FromIP"], "Size": m["Size"], "MessageId": m["MessageId"],
-             "MessageTraceId": m["MessageTraceId"]} for m in rows]
+    """Get-MessageTraceV2 over trace.json: V1's rows in V1's order (newest first, then by
+    recipient), narrowed by -Subject, with V2's properties."""
+    return [{c: r[c] for c in TRACE_V2_COLUMNS}
+            for r in trace_rows(data, sender=sender, recipient=recipient, status=status, message_id=message_id)
+            if not subject or _subject_matches(r["Subject"], subject, subject_filter_type)]
 
 
 def detail_v2_rows(data: dict[str, Any], *, trace_id: str | None = None,
                    recipient: str | None = None) -> list[dict[str, Any]]:
-    """Get-MessageTraceDetailV2 (-MessageTraceId, -RecipientAddress) over trace.json, in time order
-    per message and recipient."""
-    out = []
-    for m in data["messages"]:
-        if trace_id and m["MessageTraceId"].lower() != trace_id.lower():
-            continue
-        if recipient and m["RecipientAddress"].lower() != recipient.lower():
-            continue
-        for ev in m["Events"]:
-            out.append((m["MessageTraceId"], m["RecipientAddress"], ev["Date"], {
-                "MessageId": m["MessageId"], "MessageTraceId": m["MessageTraceId"], "Date": _ps_date(ev["Date"]),
-                "Event": ev["Event"], "Action": ev["Action"], "Detail": ev["Detail"], "Data": ev["Data"],
-                "RecipientAddress": m["RecipientAddress"], "SenderAddress": m["SenderAddress"]}))
-    out.sort(key=lambda t: (t[0], t[1], t[2]))
-    return [t[3] for t in out]
+    """Get-MessageTraceDetailV2 (-MessageTraceId, -RecipientAddress) over trace.json: V1's detail
+    rows (in time order per message and recipient) with V2's properties."""
+    return [{c: r[c] for c in DETAIL_V2_COLUMNS} for r in detail_rows(data, trace_id=trace_id, recipient=recipient)]
