@@ -138,11 +138,18 @@ def test_command_verbs_are_ascii_words(line, verb):
     assert command_verb(line) == verb
 
 
+@pytest.mark.parametrize("line", ["A-", "-X", "X--EXPS", "X-", "- NOOP"])
+def test_a_hyphen_only_joins_letters_in_a_verb(line):
+    assert command_verb(line) is None
+    assert command_verb("x-anonymoustls") == "X-ANONYMOUSTLS"
+
+
 @given(st.text(max_size=20))
 def test_a_recognised_verb_is_plain_ascii_upper_case(line):
     verb = command_verb(line)
     if verb is not None:
-        assert re.fullmatch(r"[A-Z]+", verb) and line.upper().startswith(verb)
+        # ASCII letters, with inner hyphens only (Exchange's X-ANONYMOUSTLS, X-EXPS)
+        assert re.fullmatch(r"[A-Z]+(-[A-Z]+)*", verb) and line.upper().startswith(verb)
 
 
 # --- log escaping ------------------------------------------------------------------------------------

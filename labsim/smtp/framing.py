@@ -206,7 +206,8 @@ def command_verb(line: str) -> str | None:
     `'ſ'.upper() == 'S'`, so a verb is upper-cased only after it is known to be ASCII letters.
     """
     verb = line.split(" ", 1)[0]
-    # letters, and inner hyphens for Exchange's own verbs (X-ANONYMOUSTLS, X-EXPS)
-    if not verb or not verb.isascii() or not verb.replace("-", "").isalpha() or not verb[0].isalpha():
+    # letters, and inner hyphens for Exchange's own verbs (X-ANONYMOUSTLS, X-EXPS): never a leading,
+    # trailing or doubled hyphen
+    if not verb.isascii() or not all(part.isalpha() for part in verb.split("-")):
         return None
     return verb.upper()
