@@ -78,8 +78,12 @@ class MailboxSubmission:
         sub = self.tracker.mailbox_submission(mail_from, recipients, data, header_value(data, "Message-ID"),
                                               header_value(data, "Subject"))
         store = self.submission_connections.begin(sub["mdb"])  # the store side's connection (engine.connectivity)
-        res = await conn.send(OutboundMessage(None, mail_from, recipients, data))
-        self.submission_connections.end(store, bool(res.delivered), len(data), len(res.delivered or ()))
+        delivered: list[str] = []
+        try:
+            res = await conn.send(OutboundMessage(None, mail_from, recipients, data))
+            delivered = list(res.delivered or ())
+        finally:
+            self.submission_connections.end(store, bool(delivered), len(data), len(delivered))
         if conn.is_open:
             self._park_submission(conn)
         if res.delivered:
