@@ -354,7 +354,7 @@ def test_every_event_has_its_description(ev: Evidence) -> None:
     for folder in sorted(ev.out.glob("*/EventLog")):
         for log in ("Application", "System"):
             events = read_text_log(folder / f"{log}.txt")
-            lines = [ln for ln in (folder / f"{log}.xml").read_text(encoding="utf-8").split("\r\n") if ln]
+            lines = [ln for ln in (folder / f"{log}.xml").read_bytes().decode("utf-8").split("\r\n") if ln]
             assert len(lines) == len(events), folder / log
             for fields, line in zip(events, lines):
                 assert "cannot be found" not in fields["Description"], (folder, fields)
