@@ -339,3 +339,28 @@ def test_manifest_pointers_land_on_lines_that_show_them(ev: Evidence) -> None:
     for f in manifest["faults"]:
         if f["effects"]:
             assert f["evidence"], f
+
+
+def test_every_event_has_its_description(ev: Evidence) -> None:
+    """Issue 11: no event of any server renders Event Viewer's "description ... cannot be found"
+    placeholder; each Application event is one the text table knows (engine.eventlog.EVENTS), its
+    description is the table's text (or, for a [GAP] text, exactly its insertion strings) and the
+    .xml holds the same events as the .txt."""
+    import xml.etree.ElementTree as ET
+
+    from labsim.engine.eventlog import EVENTS, message_text, read_text_log
+
+    ns = "{http://schemas.microsoft.com/win/2004/08/events/event}"
+    for folder in sorted(ev.out.glob("*/EventLog")):
+        for log in ("Application", "System"):
+            events = read_text_log(folder / f"{log}.txt")
+            lines = [ln for ln in (folder / f"{log}.xml").read_bytes().decode("utf-8").split("\r\n") if ln]
+            assert len(lines) == len(events), folder / log
+            for fields, line in zip(events, lines):
+                assert "cannot be found" not in fields["Description"], (folder, fields)
+                assert fields["Description"].strip(), (folder, fields)
+                if log == "Application":
+                    event_id = int(fields["Event ID"])
+                    assert event_id in EVENTS, (folder, event_id)
+                    strings = [d.text or "" for d in ET.fromstring(line).iter(f"{ns}Data")]
+                    assert fields["Description"] == message_text(event_id, strings, fields["Source"]), folder

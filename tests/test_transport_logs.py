@@ -251,3 +251,107 @@ def test_every_mailbox_delivery_of_the_baseline_is_in_the_delivery_connectivity_
     assert ends and sum(int(r[5].rsplit(" ", 1)[1]) for r in ends) == delivered  # Recipients: n
     assert {r[2] for r in rows} == {"MapiDelivery"} and {r[3] for r in rows} == {"DB01"}
     assert len({r[1] for r in rows}) == len(ends)  # one session per mail item
+
+
+# --- Front End proxy and Mailbox Transport Submission (evidence3) ---------------------------------------
+def test_proxy_start_is_the_proxy_connections_format() -> None:
+    from labsim.logs.connectivity import (
+        mapi_submission_stop_description,
+        proxy_start_description,
+    )
+
+    assert proxy_start_description("Starting outbound connection for inbound session 08DEA419D5B95653") == (
+        "Undefined 00000000-0000-0000-0000-000000000000;QueueLength=<no priority counts>. "
+        "Starting outbound connection for inbound session 08DEA419D5B95653")
+    assert proxy_start_description(None).endswith("<no priority counts>. ")
+    assert mapi_submission_stop_description(3, 900, 4, 0, False, True) == (
+        "RegularSubmissions: 3 ShadowSubmissions: 0 Bytes: 900 Recipients: 4 Failures: 0 ReachedLimit: False "
+        "Idle: True")
+
+
+def test_the_front_ends_proxy_connections_are_in_its_connectivity_log(tmp_path: Path) -> None:
+    out = _run(tmp_path, "hybrid-baseline")
+    rows = _connectivity_rows(out, "CMHYBD01", "FrontEnd")
+    starts = [r for r in rows if r[4] == "+"]
+    assert starts and all(r[3] == "InternalProxy" for r in starts)
+    recv = {r[2] for r in folder_rows(out, "CMHYBD01", "FrontEnd", "SmtpReceive")}
+    for r in starts:  # each names the inbound session it proxies, a session of the FE's receive log
+        inbound = r[5].rsplit(" ", 1)[1]
+        assert r[5].startswith("Undefined 00000000-0000-0000-0000-000000000000;QueueLength=<no priority counts>. "
+                               "Starting outbound connection for inbound session ") and inbound in recv
+    for session in {r[1] for r in rows}:
+        directions = [r[4] for r in rows if r[1] == session]
+        assert directions[0] == "+" and directions[-1] == "-" and directions.count("-") == 1
+
+
+def test_mailbox_submission_writes_its_store_and_smtp_connections(tmp_path: Path) -> None:
+    out = _run(tmp_path, "hybrid-baseline")
+    rows = _connectivity_rows(out, "CMHYBD01", "MailboxSubmission")
+    mapi = [r for r in rows if r[2] == "MapiSubmission"]
+    smtp = [r for r in rows if r[2] == "SMTP"]
+    assert mapi and smtp
+    assert {r[3] for r in smtp if r[4] in "+-"} == {"MailboxTransportSubmissionInternalProxy"}
+    stops = [r for r in mapi if r[4] == "-"]
+    assert all(r[5].endswith("Failures: 0 ReachedLimit: False Idle: True") for r in stops)
+    assert {r[5] for r in mapi if r[4] == "+"} == {"cmhybd01.cloudmonkeys.xyz"}  # the mailbox server
+    # every message submitted to Transport is counted once on a store connection (Regular)
+    submitted = sum(int(r[5].split()[1]) for r in stops)
+    assert submitted == sum(int(r[5].split()[1]) for r in smtp if r[4] == "-")
+    for session in {r[1] for r in mapi}:  # idle: the stop comes at the scan after the 5 s deadline
+        start, stop = (datetime.strptime(r[0], "%Y-%m-%dT%H:%M:%S.%fZ") for r in mapi if r[1] == session)
+        assert timedelta(seconds=5) < stop - start <= timedelta(seconds=10)
+
+
+class _Sched:
+    def __init__(self) -> None:
+        self.entries: list[tuple[datetime, object]] = []
+
+    def call_at(self, when: datetime, label: str, fn: object) -> object:
+        entry = (when, fn)
+        self.entries.append(entry)
+        return entry
+
+    def cancel(self, entry: object) -> None:
+        self.entries.remove(entry)  # type: ignore[arg-type]
+
+
+class _Ids:
+    def __init__(self) -> None:
+        self.n = 0x100
+
+    def next(self) -> int:
+        self.n += 1
+        return self.n
+
+
+async def test_a_store_connection_stops_at_its_twentieth_submission_or_when_idle(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from labsim.engine.connectivity import SubmissionConnections
+
+    clock = Clock()
+    clock.now = datetime(2026, 5, 1, 6, 0, 0, tzinfo=timezone.utc)
+    sched = _Sched()
+    lab = SimpleNamespace(out=tmp_path, clock=SimpleNamespace(now=clock), scheduler=sched,
+                          model=SimpleNamespace(start=clock.now), register_log=lambda log: None)
+    server = SimpleNamespace(name="MBX1", lab=lab, model=SimpleNamespace(fqdn="mbx1.contoso.com"),
+                             session_ids={"MailboxSubmission": _Ids()}, connectivity_logs={})
+    pool = SubmissionConnections(server)
+    for i in range(21):  # one message a second: the 20th ends the first connection, the 21st opens one
+        clock.now += timedelta(seconds=1)
+        c = pool.begin("mdb-1")
+        pool.end(c, True, 100, 1)
+    assert len(sched.entries) == 1  # only the second connection waits for a scan
+    when, scan = sched.entries[0]
+    assert when == datetime(2026, 5, 1, 6, 0, 30, tzinfo=timezone.utc)  # deadline 06:00:26 -> the 5 s grid
+    clock.now = when
+    await scan()  # type: ignore[operator]
+    rows = [r for p in server.connectivity_logs["MailboxSubmission"].flush() for r in rows_of(p)]
+    assert [(r[1], r[4], r[5]) for r in rows] == [
+        ("0000000000000101", "+", "mbx1.contoso.com"),
+        ("0000000000000101", "-", "RegularSubmissions: 20 ShadowSubmissions: 0 Bytes: 2000 Recipients: 20 "
+                                  "Failures: 0 ReachedLimit: True Idle: False"),
+        ("0000000000000102", "+", "mbx1.contoso.com"),
+        ("0000000000000102", "-", "RegularSubmissions: 1 ShadowSubmissions: 0 Bytes: 100 Recipients: 1 "
+                                  "Failures: 0 ReachedLimit: False Idle: True")]
+    assert {r[2] for r in rows} == {"MapiSubmission"} and {r[3] for r in rows} == {"mdb-1"}

@@ -16,8 +16,11 @@ Sources (docs/tls-and-certificates.md §Events): a real MSExchangeTransport 1035
 wevtutil XML (`Qualifiers='32772'`, `Task>1<` = SmtpReceive), Windows Server 2016+ classic events
 (`Version`, `Opcode`, `Correlation`, `Execution` elements, 7-digit SystemTime), wevtutil /f:text
 captures, and the Exchange 2010 event reference for the texts (transport-behavior.md §5).
-Texts not found in any public source are None: the text file then carries Event Viewer's own
-"description cannot be found" wording with the insertion strings, never an invented message.
+Texts not found in any public source are None ([GAP], docs/event-logs.md §4): the description is
+then what is known of the event, its insertion strings one per line in their order (the data the
+event carries, as `EventDef.fields` names them), never an invented sentence and never Event Viewer's
+"description ... cannot be found" placeholder: on the server the message DLL that holds the text is
+installed, so no real Exchange event renders that way.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ class EventDef:
     symbolic: str
     category: str
     level: str
-    text: str | None  # with %1..%n; None when no public source gives it
+    text: str | None  # with %1..%n; None when no public source gives it ([GAP])
+    fields: tuple[str, ...] = ()  # what %1..%n hold, for an event whose text is not public
 
 
 # One table of event texts (Exchange 2010 event reference on TechNet; real instances where quoted).
@@ -124,22 +128,16 @@ EVENTS: dict[int, EventDef] = {
         "SmtpSendOutboundAuthenticationFailed", "SmtpSend", "Error",
         "Outbound authentication failed with error %1 for Send connector %2. The authentication mechanism "
         "is %3. The target is %4."),
-    2022: EventDef("SmtpSendOutboundAtTLSAuthLevelFailed", "SmtpSend", "Error", None),
+    # [GAP] the text of 2022 is in Exchange's message DLL only (docs/event-logs.md §4); its tuple
+    # (0xC00407E6, SmtpSend, Error) and its insertion strings are from the decompiled code
+    2022: EventDef("SmtpSendOutboundAtTLSAuthLevelFailed", "SmtpSend", "Error", None,
+                   ("TLS certificate validation status", "Send connector", "TlsAuthLevel", "next hop domain")),
     1035: EventDef(
         "SmtpReceiveAuthenticationFailed", "SmtpReceive", "Warning",
         "Inbound authentication failed with error %1 for Receive connector %2. The authentication mechanism "
         "is %3. The source IP address of the client who tried to authenticate to Microsoft Exchange is "
         "[%4]."),
 }
-
-# Event Viewer's own wording when a message text is not available (used for EventDef.text None).
-_NO_DESCRIPTION = (
-    "The description for Event ID {id} from source {source} cannot be found. Either the component that "
-    "raises this event is not installed on your local computer or the installation is corrupted. You can "
-    "install or repair the component on the local computer.\r\n\r\nIf the event originated on another "
-    "computer, the display information had to be saved with the event.\r\n\r\nThe following information "
-    "was included with the event: \r\n\r\n{strings}")
-
 
 def _definition(event_id: int) -> EventDef:
     try:
@@ -149,10 +147,12 @@ def _definition(event_id: int) -> EventDef:
 
 
 def message_text(event_id: int, strings: list[str], source: str = "MSExchangeTransport") -> str:
-    """FormatMessage: %1..%n replaced by the insertion strings (highest numbers first)."""
+    """FormatMessage: %1..%n replaced by the insertion strings (highest numbers first). An event
+    whose text is not public ([GAP]) renders as its insertion strings, one per line: what is known,
+    nothing invented (module docstring). `source` is kept for callers: classic texts do not name it."""
     d = _definition(event_id)
     if d.text is None:
-        return _NO_DESCRIPTION.format(id=event_id, source=source, strings="\r\n".join(strings))
+        return "\r\n".join(strings)
     text = d.text
     for i in range(len(strings), 0, -1):
         text = text.replace(f"%{i}", strings[i - 1])

@@ -22,6 +22,7 @@ from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Targ
 from ..topology.model import (
     ExchangeServer,
 )
+from .connectivity import proxy_trace
 from .queueing import (
     INBOUND_PROXY,
 )
@@ -127,6 +128,7 @@ class FrontEndProxy:
                                  "auth": {"exchange_server": state.authenticated_as_server,
                                           "capabilities": sorted(state.capabilities)}}},
             sender=Sender(exchange_server_auth=True),  # Inbound Proxy Internal Send Connector: ExchangeServer
+            connectivity=proxy_trace(self, session.session_id, targets),  # FrontEnd/Connectivity
         )
         return Connection(self.lab, spec), ""
 

@@ -24,6 +24,7 @@ from ..topology.model import (
     TransportServiceConfig,
 )
 from ..transport.message import header_value
+from .connectivity import SubmissionConnections, submission_trace
 from .services import submission_available
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +43,7 @@ class MailboxSubmission:
     store: CertStore
     session_ids: dict[str, SessionIds]
     _submission: tuple[Connection, datetime, Any] | None  # an open submission connection, its cursor, its QUIT
+    submission_connections: SubmissionConnections
 
     if TYPE_CHECKING:  # provided by the other parts of ExchangeServerRuntime (engine.onprem)
         @property
@@ -75,7 +77,13 @@ class MailboxSubmission:
             conn = Connection(self.lab, await self._submission_spec())
         sub = self.tracker.mailbox_submission(mail_from, recipients, data, header_value(data, "Message-ID"),
                                               header_value(data, "Subject"))
-        res = await conn.send(OutboundMessage(None, mail_from, recipients, data))
+        store = self.submission_connections.begin(sub["mdb"])  # the store side's connection (engine.connectivity)
+        delivered: list[str] = []
+        try:
+            res = await conn.send(OutboundMessage(None, mail_from, recipients, data))
+            delivered = list(res.delivered or ())
+        finally:
+            self.submission_connections.end(store, bool(delivered), len(data), len(delivered))
         if conn.is_open:
             self._park_submission(conn)
         if res.delivered:
@@ -111,6 +119,7 @@ class MailboxSubmission:
                         session_ids=self.session_ids["MailboxSubmission"], ehlo_name=self.model.fqdn,
                         destination_domain="mailboxtransportsubmissioninternalproxy", targets=targets,
                         tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
+                        connectivity=submission_trace(self, targets),  # Mailbox/Connectivity/Submission
                         sender=Sender(exchange_server_auth=True))  # MailboxProxySendConnector: ExchangeServer
 
     def _park_submission(self, conn: Connection) -> None:

@@ -49,7 +49,7 @@ from ..topology.timespec import parse_timespan
 from ..topology.values import smart_host_ip
 from ..transport.message import MailItem
 from ..transport.queues import Queue, QueuedMessage, QueueSet
-from .connectivity import dns_failed, queue_trace
+from .connectivity import SubmissionConnections, dns_failed, queue_trace
 from .frontend_proxy import FrontEndProxy
 from .mailbox_submission import MailboxSubmission
 from .onprem_receive import ReceiveSide
@@ -87,6 +87,7 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         self._logs: dict[tuple[str, str], ProtocolLog] = {}
         self.connectivity_logs: dict[str, ConnectivityLog] = {}  # per transport service (engine.connectivity)
         self.agent_logs: dict[str, AgentLog] = {}
+        self.submission_connections = SubmissionConnections(self)  # MapiSubmission rows (engine.connectivity)
         self._server_ctx: dict[tuple[int, ...], ssl.SSLContext] = {}
         self._reported_12014: set[tuple[int, tuple[str, ...]]] = set()  # events raised `once` (raise_event)
         self._proxies: dict[int, Connection] = {}  # Front End: an inbound session's proxy to a Hub

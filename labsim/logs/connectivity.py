@@ -31,7 +31,9 @@ from .logfile import DEFAULT_MAX_FILE_BYTES, LogStream
 
 __all__ = ["CONNECTIVITY_FIELDS", "CONNECTIVITY_LOG_TYPE", "ConnectivityLog", "ConnectionTrace",
            "connectivity_log_folder", "start_description", "resolved_description", "failed_description",
-           "stop_description", "failover_description", "resolution_failed_description", "SOCKET_ERRORS"]
+           "stop_description", "failover_description", "resolution_failed_description", "SOCKET_ERRORS",
+           "proxy_start_description", "INBOUND_PROXY_INTERNAL", "SUBMISSION_PROXY", "mapi_submission_row",
+           "mapi_submission_stop_description"]
 
 CONNECTIVITY_FIELDS = ("date-time", "session", "source", "Destination", "direction", "description")
 CONNECTIVITY_LOG_TYPE = "Transport Connectivity Log"
@@ -43,6 +45,11 @@ SOCKET_ERRORS = {"connect_refused": ("ConnectionRefused", 10061), "connect_timeo
 FAILOVER_REASONS = {"connect_refused": "ConnectionFailure", "connect_timeout": "ConnectionFailure",
                     "socket": "SocketError"}  # anything else (TLS, certificate, a reply): ProtocolError
 _MAX_RESOLVED = 256  # the resolved-hosts text is cut at 256 characters, ending in "..."
+# Next hops of proxy connections: NextHopSolutionKey(NextHopType.Empty = DeliveryType.Undefined,
+# domain, Guid.Empty) [V-CL: InboundProxyLayer's ctor, SmtpMailItemSender.NextHopDomain]
+INBOUND_PROXY_INTERNAL = "InternalProxy"  # Front End -> Transport ("ExternalProxy" when not internal)
+SUBMISSION_PROXY = "MailboxTransportSubmissionInternalProxy"  # Mailbox Transport Submission -> Transport
+_EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
 
 def connectivity_log_folder(server_name: str, service: str) -> Path:
@@ -66,6 +73,13 @@ def start_description(delivery_type: str, connector_guid: str, total: int, activ
     (each only when not zero)."""
     counts = f"TQ={total};" + (f"AN={active};" if active else "") + (f"RN={retry};" if retry else "")
     return f"{delivery_type} {connector_guid};QueueLength={counts}. {message}"
+
+
+def proxy_start_description(context: str | None) -> str:
+    """`+` of a proxy connection (SmtpOutConnection.ConnectToPerMessageProxyDestinations): the start
+    format with NextHopType.Empty ("Undefined"), Guid.Empty and no per-priority counts
+    ("<no priority counts>"), then the connection's context string (none for a submission)."""
+    return f"Undefined {_EMPTY_GUID};QueueLength=<no priority counts>. {context or ''}"
 
 
 def resolved_description(hosts: Sequence[tuple[str, Sequence[str]]], *, outbound_proxy: bool = False) -> str:
@@ -111,6 +125,22 @@ def store_delivery(log: "ConnectivityLog", at: datetime, session: int, database:
     for seq, (direction, description) in enumerate(rows):
         log.stream.add_joined(at, (session, seq),
                               join((f"{session:016X}", "MapiDelivery", database, direction, description)))
+
+
+def mapi_submission_row(log: ConnectivityLog, at: datetime, session: int, seq: int, mdb: str, direction: str,
+                        description: str) -> None:
+    """One row of a Mailbox Transport Submission store connection (ConnectionLog
+    .MapiSubmissionConnectionLog): source `MapiSubmission`, Destination the mailbox database (its
+    GUID: `MapiSubmissionInfo.MdbGuid.ToString()`)."""
+    log.stream.add_joined(at, (session, seq), join((f"{session:016X}", "MapiSubmission", mdb, direction, description)))
+
+
+def mapi_submission_stop_description(submissions: int, nbytes: int, recipients: int, failures: int,
+                                     reached_limit: bool, idle: bool) -> str:
+    """`-` of a store submission connection (MapiSubmissionConnectionStop; the caller passes
+    successful submissions as Regular and 0 as Shadow; .NET prints booleans True/False)."""
+    return (f"RegularSubmissions: {submissions} ShadowSubmissions: 0 Bytes: {nbytes} Recipients: {recipients} "
+            f"Failures: {failures} ReachedLimit: {reached_limit} Idle: {idle}")
 
 
 class ConnectivityLog:
