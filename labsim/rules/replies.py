@@ -90,6 +90,11 @@ IP_BLOCK_LIST_DEFAULT_TEXT = "Recipient not authorized, your IP has been found o
 PROXY_TEMPORARY = "451 4.7.0 Temporary server error. Please try again later. PRX{n}"
 PROXY_SETUP_FAILED_TEMP = "450 4.7.0 Proxy session setup failed on Frontend with '{response}'"
 PROXY_SETUP_FAILED_PERM = "550 5.7.0 Proxy session setup failed on Frontend with '{response}'"
+# the Front End's receive log (Verbose) before a PRX reply: the proxy layer logs how its connection
+# was acked [V-code InboundProxyLayer.AckMessage: "Message or connection acked with status {0} and
+# response {1}"], e.g. "... Retry and response 451 4.4.0 DNS query failed. The error was: DNS query
+# failed with error ErrorRetry" for PRX2 (docs/transport-fidelity.md §7)
+PROXY_ACKED = "Message or connection acked with status {status} and response {response}"
 
 # Outbound (queue LastError); see transport-behavior.md §3.1 and §4.2
 FAILOVER_PROTOCOL = ('451 4.4.0 Primary target IP address responded with: "{response}." Attempted failover '
