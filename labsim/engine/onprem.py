@@ -202,7 +202,11 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         org = self.config_org()
         groups: dict[tuple[str, str], tuple[Route, list[str]]] = {}
         self.tracker.categorized(item)
+        seen: set[str] = set()
         for rcpt in item.recipients if recipients is None else recipients:
+            if rcpt.lower() in seen:
+                continue  # the categorizer drops a duplicate recipient: one delivery (§7) [INFERRED]
+            seen.add(rcpt.lower())
             route = route_recipient(org, self.model, rcpt, size=item.size)
             if route.delivery_type == "" and route.error:
                 self.fail_recipients(item, [rcpt], Failure(route.error, "ROUTING"))

@@ -43,6 +43,7 @@ class QueuedMessage:
     source: str = ""  # MessageSourceName: SMTP:<connector>, FromLocal, DSN
     deferred: bool = False  # a DEFER row has been written for the current error
     last_deferred_error: str = ""
+    send_started: datetime | None = None  # when the current send of it began (latency SMS / QD*)
 
     @property
     def number(self) -> int:
