@@ -6,8 +6,8 @@ The parties call one tracker per server with what just happened (`received`, `ca
 tracker turns that into rows with the 30 fields of log-formats.md §4 through
 `logs.message_tracking.MessageTrackingLog`. Nothing here decides anything about mail flow: the
 rows are evidence, written from the same objects the decision used, so they cannot disagree with
-the protocol logs (the RECEIVE row's source-context *is* the protocol log's `receiving message`
-triple; the SEND row's source-context *is* the next hop's 250 reply; internal-message-id is the
+the protocol logs (the RECEIVE row's source-context is the protocol log's `receiving message`
+triple with the message counter before this message; the SEND row's source-context *is* the next hop's 250 reply; internal-message-id is the
 InternalId of the 250 2.6.0 reply).
 
 Field contents follow the real rows quoted in log-formats.md §4.3 (QAZ MSGTRKMS NOTIFYMAPI and
@@ -187,7 +187,11 @@ class OnPremTracker:
         if service == "MailboxDelivery":
             return
         state = session.state
-        item.session_context = T.receiving_message_data(session.session_id, session.started, session.messages)
+        # MsgTrackReceiveInfo takes the session's message counter at MAIL FROM *before* it counts this
+        # message; the protocol log's `receiving message` row is written after, so it says one more
+        # [V-code SmtpInSessionState.CreateTransportMailItem, MailSmtpInCommand.ProcessAsync; REAL: ELA
+        # RECEIVE rows `…;0` for a session's first message, TST's `receiving message` row `…;1`]
+        item.session_context = T.receiving_message_data(session.session_id, session.started, max(0, session.messages - 1))
         item.received_tls = getattr(session.extra, "tls", None)
         shadow = self._shadow_fails()
         if shadow:
