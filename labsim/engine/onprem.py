@@ -49,6 +49,7 @@ from ..topology.timespec import parse_timespan
 from ..topology.values import smart_host_ip
 from ..transport.message import MailItem
 from ..transport.queues import Queue, QueuedMessage, QueueSet
+from ..transport.tracking import stable_guid
 from .connectivity import dns_failed, queue_trace
 from .frontend_proxy import FrontEndProxy
 from .mailbox_submission import MailboxSubmission
@@ -269,7 +270,10 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
                 tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
                 connectivity=queue_trace(self, svc, q, targets),
                 # intra-organization and EdgeSync connectors authenticate as Exchange servers
-                sender=Sender(exchange_server_auth=True, bridgehead=self.model.role != "Edge"),
+                sender=Sender(exchange_server_auth=True, bridgehead=self.model.role != "Edge",
+                              # the queue's NextHopConnector: the database's GUID (XSESSIONPARAMS MDBGUID=)
+                              mdb_guid=stable_guid("mdb", route.next_hop_domain)
+                              if route.delivery_type == "SmtpDeliveryToMailbox" else None),
             ), None
         assert sc is not None
         dns_servers = transport_dns_servers(cfg, self.model.adapter_dns_servers,

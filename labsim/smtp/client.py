@@ -599,6 +599,11 @@ async def _ready(session: ClientSession) -> None:
         if V.security_step(sender, session.peer, secure=True,
                            anonymous_tls=session.anonymous_tls) == V.Security.EXCHANGE_AUTH:
             await session.exchange_auth()
+            params = V.xsessionparams_command(sender, session.peer)
+            if params is not None:  # a Hub delivering to a database (rules.verbs)
+                resp = await session._command(params.encode())
+                if resp.code != 250:
+                    raise _Abort(session._fail("response", response=f"{resp.code} {resp.message}"))
         return
     offered = "STARTTLS" in session.peer
     step = after_ehlo(session.tls.plan(), offered)
