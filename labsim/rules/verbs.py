@@ -10,7 +10,6 @@ client shell (smtp.client) only carries out what they return.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from enum import StrEnum
 

@@ -271,23 +271,6 @@ class ReceivePolicy:
     async def starttls(self, session: "ReceivingSession", arg: str = "") -> None:
         raise NotImplementedError
 
-    async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
-        # XSESSIONPARAMS MDBGUID=<guid> from a Hub to Mailbox Transport Delivery: the database the
-        # session delivers to (SMTPAcceptXSessionParams; rules.verbs.parse_xsessionparams).
-        state: ReceiveState = session.state
-        if state.helo is None:
-            return R.SEND_HELLO_FIRST
-        offered = next((k.split()[1:] for k in ehlo_keywords(state) if k.split()[0] == "XSESSIONPARAMS"), None)
-        if offered is None:
-            return R.UNRECOGNIZED
-        if "SMTPAcceptXSessionParams" not in state.rights:
-            return V.NOT_AUTHORIZED
-        mdb, error = V.parse_xsessionparams(arg, offered)
-        if mdb is None:
-            return error
-        state.session_mdb = mdb
-        return V.XSESSIONPARAMS_OK
-
     async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         raise NotImplementedError
 
@@ -673,23 +656,6 @@ class EopReceivePolicy(ReceivePolicy):
             return
         await self.exo.start_server_tls(session)
 
-    async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
-        # XSESSIONPARAMS MDBGUID=<guid> from a Hub to Mailbox Transport Delivery: the database the
-        # session delivers to (SMTPAcceptXSessionParams; rules.verbs.parse_xsessionparams).
-        state: ReceiveState = session.state
-        if state.helo is None:
-            return R.SEND_HELLO_FIRST
-        offered = next((k.split()[1:] for k in ehlo_keywords(state) if k.split()[0] == "XSESSIONPARAMS"), None)
-        if offered is None:
-            return R.UNRECOGNIZED
-        if "SMTPAcceptXSessionParams" not in state.rights:
-            return V.NOT_AUTHORIZED
-        mdb, error = V.parse_xsessionparams(arg, offered)
-        if mdb is None:
-            return error
-        state.session_mdb = mdb
-        return V.XSESSIONPARAMS_OK
-
     async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         st = session.state
         if st.helo is None:
@@ -797,23 +763,6 @@ class MtaReceivePolicy(ReceivePolicy):
             await session.reply("502 5.5.1 Error: command not implemented")
             return
         await self.host.start_server_tls(session)
-
-    async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
-        # XSESSIONPARAMS MDBGUID=<guid> from a Hub to Mailbox Transport Delivery: the database the
-        # session delivers to (SMTPAcceptXSessionParams; rules.verbs.parse_xsessionparams).
-        state: ReceiveState = session.state
-        if state.helo is None:
-            return R.SEND_HELLO_FIRST
-        offered = next((k.split()[1:] for k in ehlo_keywords(state) if k.split()[0] == "XSESSIONPARAMS"), None)
-        if offered is None:
-            return R.UNRECOGNIZED
-        if "SMTPAcceptXSessionParams" not in state.rights:
-            return V.NOT_AUTHORIZED
-        mdb, error = V.parse_xsessionparams(arg, offered)
-        if mdb is None:
-            return error
-        state.session_mdb = mdb
-        return V.XSESSIONPARAMS_OK
 
     async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         st = session.state
