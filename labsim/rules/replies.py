@@ -31,6 +31,10 @@ NEED_MAIL = "503 5.5.2 Need mail command"
 NEED_RCPT = "503 5.5.2 Need rcpt command"
 ONE_STARTTLS = "503 5.5.2 Only one STARTTLS command can be issued per session"
 UNRECOGNIZED = "500 5.3.3 Unrecognized command"
+# HELP (any argument): SmtpResponse.Help, two lines, no enhanced status code [V-code HelpSmtpCommand,
+# Microsoft.Exchange.Data.Transport/Data/Transport/Smtp/SmtpResponse.cs]
+HELP = ["214-This server supports the following commands:",
+        "214 HELO EHLO STARTTLS RCPT DATA RSET MAIL QUIT HELP AUTH BDAT"]
 INVALID_ARGS = "501 5.5.4 Invalid arguments"
 INVALID_SENDER = "501 5.1.7 Invalid address"
 INVALID_RECIPIENT = "501 5.1.3 Invalid address"

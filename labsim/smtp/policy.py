@@ -265,6 +265,9 @@ class ReceivePolicy:
     async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
         return R.UNRECOGNIZED
 
+    async def help(self, session: "ReceivingSession", arg: str) -> str | list[str]:
+        return R.UNRECOGNIZED  # what a receiver without HELP says (EOP's own answer is not known)
+
     async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         raise NotImplementedError
 
@@ -460,6 +463,9 @@ class ExchangeReceivePolicy(ReceivePolicy):
             return R.INVALID_ARGS
         state.proxy_from = parsed
         return V.XPROXYFROM_ACCEPTED
+
+    async def help(self, session: "ReceivingSession", arg: str) -> str | list[str]:
+        return R.HELP  # Exchange answers HELP whatever the session's state (HelpSmtpCommand)
 
     async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
         # XSESSIONPARAMS MDBGUID=<guid> from a Hub to Mailbox Transport Delivery: the database the

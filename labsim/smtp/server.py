@@ -545,6 +545,9 @@ class ServerSession:
     async def cmd_NOOP(self, arg: str) -> None:
         await self.reply(R.OK)
 
+    async def cmd_HELP(self, arg: str) -> None:
+        await self.reply(await self.policy.help(self, arg))
+
     async def cmd_VRFY(self, arg: str) -> None:
         await self.reply(R.CANNOT_VRFY)
 
