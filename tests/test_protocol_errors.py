@@ -255,3 +255,6 @@ def test_help_is_exchanges_two_line_214(write_scenario, tmp_path):
                       "214 HELO EHLO STARTTLS RCPT DATA RSET MAIL QUIT HELP AUTH BDAT"]
     rows = folder_rows(out, "CMHYBD01", "FrontEnd", "SmtpReceive")
     assert not any(r[6] == ">" and r[7].startswith("500") for r in rows)
+    # one row, as the receive log writes any multi-line reply (EHLO's: QAZ)
+    assert [r[7] for r in rows if r[6] == ">" and r[7].startswith("214")] == [
+        "214  This server supports the following commands: HELO EHLO STARTTLS RCPT DATA RSET MAIL QUIT HELP AUTH BDAT"] * 2

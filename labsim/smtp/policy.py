@@ -265,8 +265,8 @@ class ReceivePolicy:
     async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
         return R.UNRECOGNIZED
 
-    async def help(self, session: "ReceivingSession", arg: str) -> str | list[str]:
-        return R.UNRECOGNIZED  # what a receiver without HELP says (EOP's own answer is not known)
+    async def help(self, session: "ReceivingSession", arg: str) -> None:
+        await session.reply(R.UNRECOGNIZED)  # what a receiver without HELP says (EOP's own answer is not known)
 
     async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         raise NotImplementedError
@@ -464,8 +464,10 @@ class ExchangeReceivePolicy(ReceivePolicy):
         state.proxy_from = parsed
         return V.XPROXYFROM_ACCEPTED
 
-    async def help(self, session: "ReceivingSession", arg: str) -> str | list[str]:
-        return R.HELP  # Exchange answers HELP whatever the session's state (HelpSmtpCommand)
+    async def help(self, session: "ReceivingSession", arg: str) -> None:
+        # Exchange answers HELP whatever the session's state (HelpSmtpCommand); the receive log
+        # flattens a multi-line reply without enhanced code into one row, as it does EHLO's [INFERRED]
+        await session.reply(R.HELP, log_as=T.ehlo_reply_receive(R.HELP))
 
     async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
         # XSESSIONPARAMS MDBGUID=<guid> from a Hub to Mailbox Transport Delivery: the database the

@@ -546,7 +546,7 @@ class ServerSession:
         await self.reply(R.OK)
 
     async def cmd_HELP(self, arg: str) -> None:
-        await self.reply(await self.policy.help(self, arg))
+        await self.policy.help(self, arg)
 
     async def cmd_VRFY(self, arg: str) -> None:
         await self.reply(R.CANNOT_VRFY)
