@@ -55,7 +55,8 @@ async def test_get_message_in_the_shell(tmp_path):
         address, status, rtype, rest = info.split(";", 3)
         error, code, dest, pool = rest.rsplit(";", 3)  # the error has ';' of its own, the DN has none
         assert (address, status, rtype, code, pool) == ("ramki@cloudfield.mail.onmicrosoft.com", "3", "2", "0", "0")
-        assert error.startswith('[{LED=451 4.4.0 Primary target IP address responded with: "421 4.2.1 Unable to connect."')
+        assert error.startswith('[{LRT=};{LED=451 4.4.0 Primary target IP address responded with: "421 4.2.1 Unable '
+                                'to connect."') and error.endswith('};{FQDN=};{IP=}]')
         assert dest.startswith("CN=Outbound to Office 365,CN=Connections,CN=Exchange Routing Group (DWBGZMFD01QNBJR),")
     finally:
         await s.stop()

@@ -235,7 +235,8 @@ def recipient_info(q: Queue, qm: QueuedMessage, address: str, config_dn: str, no
                 f"{NO_MATCHING_CONNECTOR_DESTINATION};0")
     status = RECIPIENT_STATUS.get(qm.status, 2)
     rtype = 3 if q.delivery_type == "SmtpDeliveryToMailbox" else 2
-    # MailRecipient.GetLastErrorDetails(): the recipient's last SMTP response in LastError's structure,
-    # without time, FQDN or IP; the 2019 field order of the FAIL rows (tracking.led_status) [INFERRED]
-    error = f"[{{LED={qm.last_error}}};{{MSG=}};{{FQDN=}};{{IP=}};{{LRT=}}]" if qm.last_error else ""
+    # MailRecipient.GetLastErrorDetails(): `new LastError(null, null, null, SmtpResponse).ToString()`,
+    # the recipient's last SMTP response in LastError's structure without time, FQDN or IP [V-code
+    # LastError.ToString: LRT, LED, FQDN, IP - Get-Queue's form above]; none before an attempt [INFERRED]
+    error = f"[{{LRT=}};{{LED={qm.last_error}}};{{FQDN=}};{{IP=}}]" if qm.last_error else ""
     return f"{address};{status};{rtype};{error};0;{final_destination(q, config_dn)};0"
