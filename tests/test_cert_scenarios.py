@@ -114,7 +114,7 @@ async def test_seed_002_no_credentials_and_connection_timed_out(tmp_path):
     result = await run(load_scenario("cert-tlscertname-no-private-key"), out)
     send = texts(out, "CMHYBD01", "Hub", "SmtpSend")
     i = next(i for i, r in enumerate(send) if "TLS negotiation failed with error NoCredentials" in r)
-    # seed 002's server (Exchange 2016 of its time) writes the certificate in six rows, as the KB quotes
+    # seed 002's server (the last Exchange 2013 build) writes the certificate in six rows, as the KB quotes
     assert [r.rsplit(" | ", 1)[-1] for r in send[i - 6:i]] == [
         "Sending certificate", "Certificate subject", "Certificate issuer name", "Certificate serial number",
         "Certificate thumbprint", "Certificate alternate names"]
@@ -135,6 +135,21 @@ async def test_seed_004_the_renewed_copy_is_the_one_sent(tmp_path):
     assert sent and all(renewed in r and good not in r for r in sent)
     assert not any(good in r for r in send)
     assert "TLS negotiation failed with error NoCredentials" in seed("004")
+
+
+async def test_seed_004_queue_text_is_its_builds(tmp_path):
+    """Seed 004's 2016 server words its own failed TLS negotiation as `421 4.2.1 Unable to connect`;
+    the same world on a 2019 server gives `421 4.4.1 Connection timed out` (the build decides)."""
+    quoted = ('451 4.4.0 Primary target IP address responded with: "421 4.2.1 Unable to connect." Attempted '
+              "failover to alternate host, but that did not succeed. Either there are no alternate hosts, or ")
+    assert quoted in seed("004")
+    loaded = load_scenario("cert-renewed-duplicate")
+    result = await run(loaded, tmp_path / "out")
+    assert any(r.startswith(quoted) for r in reasons(result, "onprem-to-exo"))
+    loaded.lab.organization.server("CMHYBD01").build = "2019"
+    result = await run(loaded, tmp_path / "out2019")
+    assert any('"421 4.4.1 Connection timed out."' in r for r in reasons(result, "onprem-to-exo"))
+    assert not any("Unable to connect" in r for r in reasons(result, "onprem-to-exo"))
 
 
 async def test_seed_004_untrusted_root_strings(tmp_path):
@@ -459,7 +474,7 @@ async def test_validate_baseline_is_healthy():
 VALIDATE_FAILS = {
     "cert-crl-offline": ("Exchange Online", "[Message=454 4.7.5 Certificate validation failure]"),
     "cert-tlscertname-no-private-key": ("CMHYBD01", '"421 4.4.1 Connection timed out."'),
-    "cert-renewed-duplicate": ("CMHYBD01", '"421 4.4.1 Connection timed out."'),
+    "cert-renewed-duplicate": ("CMHYBD01", '"421 4.2.1 Unable to connect."'),  # its 2016 of 2017
     "cert-missing-intermediate": ("Exchange Online", "[Message=UntrustedRoot]"),
     "cert-untrusted-root": ("CMHYBD01", "454 4.7.5 Certificate validation failure, reason:untrustedroot"),
     "cert-revoked": ("Exchange Online", "[Message=Revoked]"),

@@ -51,6 +51,14 @@ def test_isp_resolver_first_in_the_frontend_list_gives_prx2_and_the_fix_clears_i
         """ + FROM_CLOUD, name="broken")
     assert any(x.startswith("451 4.7.0 Temporary server error. Please try again later. PRX2") for x in fe_replies(broken))
     assert broken.message("in")["fate"] == "pending"
+    # the DNS detail before the PRX2 reply (seed 001 error 7: "DNS query failed with error ErrorRetry"),
+    # as the Front End's proxy layer logs the ack of its connection
+    rows = folder_rows(broken.out, "CMHYBD01", "FrontEnd", "SmtpReceive")
+    i = next(i for i, x in enumerate(rows) if x[6] == ">" and "PRX2" in x[7])
+    # (this ISP server answers NXDOMAIN for the internal name; a proxy's next hop is a server, so it retries)
+    assert rows[i - 1][6:9] == ["*", "", "Message or connection acked with status Retry and response 451 4.4.0 "
+                                         "DNS query failed. The error was: SMTPSEND.DNS.NonExistentDomain; "
+                                         "nonexistent domain"]
     # the same list with the DC first: the ISP server is never asked
     fixed = run(write_scenario, tmp_path, ISP + """
         [[change]]
@@ -61,6 +69,22 @@ def test_isp_resolver_first_in_the_frontend_list_gives_prx2_and_the_fix_clears_i
         """ + FROM_CLOUD, name="fixed")
     assert fixed.message("in")["fate"] == "delivered"
     assert not any("PRX2" in x for x in fe_replies(fixed))
+
+
+def test_unreachable_frontend_resolver_gives_prx2_with_errorretry(write_scenario, tmp_path):
+    """Seed 001 error 7's detail: a resolver that does not answer is `ErrorRetry` (no DNS server at
+    203.0.113.53); the Front End logs its proxy's ack, then PRX2."""
+    r = run(write_scenario, tmp_path, ISP + """
+        [[change]]
+        cmdlet = "Set-FrontendTransportService"
+        Identity = "CMHYBD01"
+        InternalDNSServers = ["203.0.113.53"]
+        InternalDNSAdapterEnabled = false
+        """ + FROM_CLOUD, name="silent")
+    rows = folder_rows(r.out, "CMHYBD01", "FrontEnd", "SmtpReceive")
+    i = next(i for i, x in enumerate(rows) if x[6] == ">" and "PRX2" in x[7])
+    assert rows[i - 1][8] == ("Message or connection acked with status Retry and response 451 4.4.0 DNS query "
+                              "failed. The error was: DNS query failed with error ErrorRetry")
 
 
 def test_a_list_set_while_the_adapter_switch_is_on_changes_nothing(write_scenario, tmp_path):

@@ -244,3 +244,17 @@ def test_max_protocol_errors_follows_the_connector_setting(write_scenario, tmp_p
 def test_proto_scenario_holds_its_expectations(tmp_path):
     rc, stdout, _ = run_cli(["run", "proto-client-errors", "--out", str(tmp_path / "p")])
     assert rc == 0, stdout
+
+
+def test_help_is_exchanges_two_line_214(write_scenario, tmp_path):
+    """HELP, before or after EHLO and with any argument: SmtpResponse.Help (no enhanced code)."""
+    out, tr = lab_session(write_scenario, tmp_path, "EXO-OUT", "27.7.57.241", 25,
+                          ["HELP", "EHLO test.example", "HELP MAIL", "QUIT"], name="help")
+    assert [x for x in tr if x.startswith("S: 214")] == ["S: " + R.HELP[0], "S: " + R.HELP[1]] * 2
+    assert R.HELP == ["214-This server supports the following commands:",
+                      "214 HELO EHLO STARTTLS RCPT DATA RSET MAIL QUIT HELP AUTH BDAT"]
+    rows = folder_rows(out, "CMHYBD01", "FrontEnd", "SmtpReceive")
+    assert not any(r[6] == ">" and r[7].startswith("500") for r in rows)
+    # one row, as the receive log writes any multi-line reply (EHLO's: QAZ)
+    assert [r[7] for r in rows if r[6] == ">" and r[7].startswith("214")] == [
+        "214  This server supports the following commands: HELO EHLO STARTTLS RCPT DATA RSET MAIL QUIT HELP AUTH BDAT"] * 2

@@ -117,3 +117,20 @@ def test_reply_constants_are_the_seed_and_reference_texts():
     assert R.PROXY_TEMPORARY.format(n=2) == "451 4.7.0 Temporary server error. Please try again later. PRX2"
     assert R.RELAY_DENIED == "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain"
     assert R.EXO_RELAY_DENIED.format(host="x").startswith("550 5.7.64 TenantAttribution; Relay Access Denied")
+
+
+@pytest.mark.parametrize(("build", "response"), [
+    ("2013", "421 4.4.1 Connection timed out"),       # 2013 CU23 code; KB 4495258 ("2016 or 2013")
+    ("2016-early", "421 4.2.1 Unable to connect"),    # seed 004's Exchange 2016 of 2017
+    ("2016", "421 4.4.1 Connection timed out"),
+    ("2019", "421 4.4.1 Connection timed out"),
+])
+def test_own_tls_failure_is_worded_by_the_build(build, response):
+    f = AttemptFailure(kind="tls_no_credentials", target_ip="198.51.100.1", target_port=25, status="NoCredentials")
+    assert onprem_last_error(f, build=build) == (
+        f'451 4.4.0 Primary target IP address responded with: "{response}." Attempted failover to alternate '
+        "host, but that did not succeed. Either there are no alternate hosts, or delivery failed to all "
+        "alternate hosts.")
+    # a connection that could not be made reads the same on every build (net-port25-blocked-to-eop)
+    timeout = AttemptFailure(kind="connect_timeout", target_ip="198.51.100.1", target_port=25)
+    assert '"421 4.2.1 Unable to connect."' in onprem_last_error(timeout, build=build)

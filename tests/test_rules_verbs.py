@@ -10,6 +10,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from conftest import folder_rows, sessions
 
 from labsim.rules.ehlo import EHLO_ORDER, EhloInputs, ehlo_keywords, offered
 from labsim.rules.verbs import (
@@ -25,9 +26,11 @@ from labsim.rules.verbs import (
     mail_from_params,
     needs_smtputf8,
     parse_xproxyfrom,
+    parse_xsessionparams,
     security_step,
     uses_bdat,
     xproxyfrom_command,
+    xsessionparams_command,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "logs"
@@ -234,3 +237,40 @@ def test_real_e14_peer_ehlo_is_what_the_rules_give_a_2013_hub_without_the_2013_a
                                     e14_compatible=True))
     later = {"XPROXY", "XPROXYFROM", "XSYSPROBE", "XORIGFROM"}  # 2013+ additions after X-ANONYMOUSTLS
     assert ["SIZE" if k.startswith("SIZE ") else k for k in ours if k not in later] == real
+
+
+def test_xsessionparams_only_for_a_database_the_peer_takes():
+    hub = Sender(exchange_server_auth=True, mdb_guid="7675dddd-ad07-5170-a99e-91634bd84246")
+    peer = {"XSESSIONPARAMS": ["MDBGUID", "TYPE"]}
+    # XSessionParamsSmtpCommand.OutboundFormatCommand: the GUID in "N" form, no TYPE
+    assert xsessionparams_command(hub, peer) == "XSESSIONPARAMS MDBGUID=7675ddddad075170a99e91634bd84246"
+    assert xsessionparams_command(hub, {"XSESSIONPARAMS": ["TYPE"]}) is None
+    assert xsessionparams_command(hub, {}) is None
+    assert xsessionparams_command(Sender(exchange_server_auth=True), peer) is None
+
+
+@pytest.mark.parametrize(("arg", "offered", "result"), [
+    ("MDBGUID=7675ddddad075170a99e91634bd84246", ["MDBGUID", "TYPE"], ("7675ddddad075170a99e91634bd84246", "")),
+    ("MDBGUID=7675DDDDAD075170A99E91634BD84246 TYPE=Primary", ["MDBGUID", "TYPE"],
+     ("7675ddddad075170a99e91634bd84246", "")),
+    ("", ["MDBGUID", "TYPE"], (None, "501 5.5.4 Invalid arguments")),            # MDBGUID is required
+    ("MDBGUID", ["MDBGUID"], (None, "501 5.5.4 Invalid arguments")),              # name=value pairs only
+    ("MDBGUID=xyz", ["MDBGUID"], (None, "501 5.5.4 Invalid arguments")),
+    ("MDBGUID=7675ddddad075170a99e91634bd84246 MDBGUID=7675ddddad075170a99e91634bd84246", ["MDBGUID"],
+     (None, "501 5.5.4 Invalid arguments")),                                      # once
+    ("TYPE=Primary MDBGUID=7675ddddad075170a99e91634bd84246", ["MDBGUID"],
+     (None, "502 5.3.3 Command not implemented")),                                # TYPE not advertised
+])
+def test_xsessionparams_parse_is_exchanges(arg, offered, result):
+    assert parse_xsessionparams(arg, offered) == result
+
+
+def test_hub_says_xsessionparams_to_mailbox_delivery_after_x_exps(baseline):
+    rows = folder_rows(baseline.out, "CMHYBD01", "Hub", "SmtpSend")
+    to_475 = [s for s in sessions(rows).values() if s[0][5].endswith(":475")]
+    assert to_475
+    for s in to_475:
+        said = [r[7] for r in s if r[6] in (">", "<")]
+        i = said.index(next(x for x in said if x.startswith("XSESSIONPARAMS MDBGUID=")))
+        assert said[i - 1] == "235 <authentication response>" and said[i + 1] == "250 2.0.0 XSESSIONPARAMS OK"
+        assert said[i + 2].startswith("MAIL FROM:")

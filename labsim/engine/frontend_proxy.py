@@ -16,6 +16,8 @@ from ..net.resolver import DnsError
 from ..pki.store import CertStore, StoredCert
 from ..rules import replies as R
 from ..rules.dnschoice import transport_dns_servers
+from ..rules.dnsfail import dns_status, onprem_dns_outcome
+from ..rules.outbound import onprem_last_error
 from ..rules.receive import ReceiveState
 from ..rules.verbs import ProxyFrom, Sender
 from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Target
@@ -85,6 +87,8 @@ class FrontEndProxy:
         f = res.failure
         if f is not None and f.kind == "response" and f.response:
             return R.PROXY_SETUP_FAILED_TEMP.format(response=f.response)
+        if f is not None:  # the proxy connection was acked Retry with the failover text
+            session.log.info("", R.PROXY_ACKED.format(status="Retry", response=onprem_last_error(f, build=self.model.build)))
         if f is not None and f.kind in ("connect_timeout", "connect_refused"):
             return R.PROXY_TEMPORARY.format(n=3)
         return R.PROXY_TEMPORARY.format(n=5)
@@ -117,6 +121,10 @@ class FrontEndProxy:
         except DnsError as exc:
             self.lab.clock.advance(exc.elapsed_virtual)
             session.touch()
+            # the proxy's next hop is a server, not an MX-routed domain: every DNS failure retries
+            # (SmtpOutConnection.NextHopResolutionFailed); the Front End logs the ack, then PRX2
+            outcome = onprem_dns_outcome(dns_status(type(exc).__name__, qname=exc.qname), dns_connector=False)
+            session.log.info("", R.PROXY_ACKED.format(status="Retry", response=outcome.text))
             return None, R.PROXY_TEMPORARY.format(n=2)
         spec = SendSpec(
             src=self.host, connector_id=INBOUND_PROXY, log=self.protocol_log("FrontEnd", "send"),

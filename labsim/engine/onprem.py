@@ -49,6 +49,7 @@ from ..topology.timespec import parse_timespan
 from ..topology.values import smart_host_ip
 from ..transport.message import MailItem
 from ..transport.queues import Queue, QueuedMessage, QueueSet
+from ..transport.tracking import stable_guid
 from .connectivity import SubmissionConnections, dns_failed, queue_trace
 from .frontend_proxy import FrontEndProxy
 from .mailbox_submission import MailboxSubmission
@@ -203,7 +204,11 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
         org = self.config_org()
         groups: dict[tuple[str, str], tuple[Route, list[str]]] = {}
         self.tracker.categorized(item)
+        seen: set[str] = set()
         for rcpt in item.recipients if recipients is None else recipients:
+            if rcpt.lower() in seen:
+                continue  # the categorizer drops a duplicate recipient: one delivery (§7) [INFERRED]
+            seen.add(rcpt.lower())
             route = route_recipient(org, self.model, rcpt, size=item.size)
             if route.delivery_type == "" and route.error:
                 self.fail_recipients(item, [rcpt], Failure(route.error, "ROUTING"))
@@ -266,7 +271,10 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Queue
                 tls=ClientTls(attempt=True, store=self.store, client_cert=self.internal_cert()),
                 connectivity=queue_trace(self, svc, q, targets),
                 # intra-organization and EdgeSync connectors authenticate as Exchange servers
-                sender=Sender(exchange_server_auth=True, bridgehead=self.model.role != "Edge"),
+                sender=Sender(exchange_server_auth=True, bridgehead=self.model.role != "Edge",
+                              # the queue's NextHopConnector: the database's GUID (XSESSIONPARAMS MDBGUID=)
+                              mdb_guid=stable_guid("mdb", route.next_hop_domain)
+                              if route.delivery_type == "SmtpDeliveryToMailbox" else None),
             ), None
         assert sc is not None
         dns_servers = transport_dns_servers(cfg, self.model.adapter_dns_servers,

@@ -259,7 +259,8 @@ class QueueBase:
         return item.data
 
     def last_error_text(self, failure: AttemptFailure) -> str:
-        return onprem_last_error(failure)
+        # an Exchange server words it as its build does (rules.builds); other parties as 2019
+        return onprem_last_error(failure, build=getattr(self.model, "build", "2019"))
 
     def next_hop_lookup_failed(self, q: Queue, exc: DnsError) -> None:
         """A delivery attempt of `q` failed at its lookup (Exchange servers log it: connectivity log)."""

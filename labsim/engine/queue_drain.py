@@ -116,6 +116,7 @@ class QueueDrain(QueueBase):
     async def _carry(self, q: Queue, out: Outbound, qm: QueuedMessage) -> bool:
         """Send `qm` over `out`; then the connection waits for its next message (`_resume`)."""
         qm.status = "Active"
+        qm.send_started = self.lab.clock.now()
         msg = OutboundMessage(key=qm, mail_from=qm.item.mail_from, recipients=qm.recipients,
                               data=self.outgoing_data(qm.item, q))
         res = await out.conn.send(msg)
@@ -175,7 +176,7 @@ class QueueDrain(QueueBase):
                 q.last_target_host, q.last_target_ip = res.remote_host, res.remote_ip
             if res.delivered:
                 self.lab.ledger.sent(qm.item, res.delivered, self.name, res.remote_host)
-                self.tracker.send(qm.item, res.delivered, q, res, spec)
+                self.tracker.send(qm.item, res.delivered, q, res, spec, qm=qm)
             for rcpt, text in res.rejected.items():
                 self.fail_recipients(qm.item, [rcpt], Failure(text, "SMTP", res.remote_host or "",
                                                              res.remote_ip, last_attempt=now))

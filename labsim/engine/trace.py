@@ -113,7 +113,7 @@ class ExoTrace:
     def deliver(self, item: "MailItem", recipient: str, path: str = "", session: Any = None) -> None:
         self._event(item, [self._original(item, recipient)], "Deliver", "The message was successfully delivered.")
 
-    def send(self, item: "MailItem", recipients: list[str], q: "Queue", res: Any, spec: Any) -> None:
+    def send(self, item: "MailItem", recipients: list[str], q: "Queue", res: Any, spec: Any, qm: Any = None) -> None:
         tls = " using TLS1.2 with AES256" if res.tls.get("cipher") else ""
         data = f'<root><MEP Name="ConnectorId" String="{spec.connector_id}"/></root>' if spec.connector_id else ""
         self._event(item, [self._original(item, r) for r in recipients], "Send",

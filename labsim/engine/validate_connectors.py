@@ -27,7 +27,7 @@ from typing import Any
 
 from ..net.resolver import DnsError
 from ..rules.exo import ExoRoute
-from ..rules.outbound import AttemptFailure, exo_last_error, onprem_last_error
+from ..rules.outbound import AttemptFailure, exo_last_error
 from ..rules.routing import Route
 from ..scenario.loader import LoadedScenario
 from ..smtp.client import MessageResult, OutboundMessage, SendSpec, deliver
@@ -121,12 +121,12 @@ async def _onprem_connector(rt: LabRuntime, sc: Any, server: str) -> ConnectorRe
         failure = srv.dns_failure(queue, exc)  # type: ignore[arg-type]
         spec = None
     if spec is None:
-        return ConnectorResult(server, sc.name, target, rcpt, False, onprem_last_error(failure) if failure else "no route")
+        return ConnectorResult(server, sc.name, target, rcpt, False, srv.last_error_text(failure) if failure else "no route")
     org = rt.model.organization
     default = next((d.domain_name for d in org.accepted_domains if d.default), org.accepted_domains[0].domain_name)
     sender = f"postmaster@{default}"
     res = await _send(rt, spec, OutboundMessage(None, sender, [rcpt], _probe_data(rt, sender, rcpt, server)))
-    ok, status = _outcome(res, onprem_last_error)
+    ok, status = _outcome(res, srv.last_error_text)  # worded as this server's build does
     return ConnectorResult(server, sc.name, target, rcpt, ok, status, _tls_view(res))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import replies as R
+from .builds import traits
 from .tls_policy import exo_tls_error
 
 
@@ -36,11 +37,14 @@ def _primary(response: str) -> str:
     return R.FAILOVER_PROTOCOL.format(response=response.rstrip("."))
 
 
-def onprem_last_error(f: AttemptFailure, *, exchange2010: bool = False) -> str:
+def onprem_last_error(f: AttemptFailure, *, exchange2010: bool = False, build: str = "2019") -> str:
     """Get-Queue / Get-Message LastError for a failed attempt of an on-prem send connector.
 
     `exchange2010`: the wording of Exchange 2010 transport (FOPE, seed 003), which put its own
-    certificate validation failure in the failover text too."""
+    certificate validation failure in the failover text too. `build`: the sending server's build
+    (rules.builds), which words the failover response of its own failed TLS negotiation: `421 4.4.1
+    Connection timed out` (2013 CU23 code, 2016 CU22, 2019) or `421 4.2.1 Unable to connect` (the
+    2016 of seed 004) - docs/transport-fidelity.md §6.1."""
     if f.kind == "connect_timeout":
         return _primary(R.UNABLE_TO_CONNECT)
     if f.kind == "connect_refused":
@@ -51,7 +55,7 @@ def onprem_last_error(f: AttemptFailure, *, exchange2010: bool = False) -> str:
         # '421 4.4.2 Connection dropped due to SocketError' for it
         return R.FAILOVER_SOCKET.format(details=R.CONNECTION_DROPPED_DUE_TO.format(reason="SocketError"))
     if f.kind in ("tls_no_credentials", "tls_failed"):
-        return _primary(R.CONNECTION_TIMED_OUT)
+        return _primary(traits(build).tls_failure_response)
     if f.kind == "tls_cert_not_found":
         return R.TLS_CERT_NOT_FOUND
     if f.kind == "tls_required":

@@ -90,6 +90,7 @@ class ReceiveState:
     internal_certificate: bool = True  # the internal transport certificate loads: X-ANONYMOUSTLS possible
     anonymous_tls: bool = False  # secured by X-ANONYMOUSTLS rather than STARTTLS
     proxy_from: dict[str, str] | None = None  # the last XPROXYFROM's SID/IP/PORT/DOMAIN/SEQNUM (Front End proxy)
+    session_mdb: str | None = None  # the XSESSIONPARAMS MDBGUID of this session (Mailbox Transport Delivery)
     helo: str | None = None
     esmtp: bool = False
     tls: bool = False

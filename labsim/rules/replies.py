@@ -31,6 +31,10 @@ NEED_MAIL = "503 5.5.2 Need mail command"
 NEED_RCPT = "503 5.5.2 Need rcpt command"
 ONE_STARTTLS = "503 5.5.2 Only one STARTTLS command can be issued per session"
 UNRECOGNIZED = "500 5.3.3 Unrecognized command"
+# HELP (any argument): SmtpResponse.Help, two lines, no enhanced status code [V-code HelpSmtpCommand,
+# Microsoft.Exchange.Data.Transport/Data/Transport/Smtp/SmtpResponse.cs]
+HELP = ["214-This server supports the following commands:",
+        "214 HELO EHLO STARTTLS RCPT DATA RSET MAIL QUIT HELP AUTH BDAT"]
 INVALID_ARGS = "501 5.5.4 Invalid arguments"
 INVALID_SENDER = "501 5.1.7 Invalid address"
 INVALID_RECIPIENT = "501 5.1.3 Invalid address"
@@ -90,6 +94,11 @@ IP_BLOCK_LIST_DEFAULT_TEXT = "Recipient not authorized, your IP has been found o
 PROXY_TEMPORARY = "451 4.7.0 Temporary server error. Please try again later. PRX{n}"
 PROXY_SETUP_FAILED_TEMP = "450 4.7.0 Proxy session setup failed on Frontend with '{response}'"
 PROXY_SETUP_FAILED_PERM = "550 5.7.0 Proxy session setup failed on Frontend with '{response}'"
+# the Front End's receive log (Verbose) before a PRX reply: the proxy layer logs how its connection
+# was acked [V-code InboundProxyLayer.AckMessage: "Message or connection acked with status {0} and
+# response {1}"], e.g. "... Retry and response 451 4.4.0 DNS query failed. The error was: DNS query
+# failed with error ErrorRetry" for PRX2 (docs/transport-fidelity.md §7)
+PROXY_ACKED = "Message or connection acked with status {status} and response {response}"
 
 # Outbound (queue LastError); see transport-behavior.md §3.1 and §4.2
 FAILOVER_PROTOCOL = ('451 4.4.0 Primary target IP address responded with: "{response}." Attempted failover '

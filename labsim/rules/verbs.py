@@ -9,8 +9,11 @@ client shell (smtp.client) only carries out what they return.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from . import replies as R
 
 
 class Security(StrEnum):
@@ -31,12 +34,15 @@ class Sender:
     connector authenticates as an Exchange server (SmartHostAuthMechanism ExchangeServer: the implicit
     intra-organization connector, the proxy connectors, EdgeSync connectors), as opposed to a
     DNS-routed or smart-host connector that uses opportunistic/required STARTTLS. `bridgehead`:
-    the sending server is a 2013+ Mailbox server (the Edge is not).
+    the sending server is a 2013+ Mailbox server (the Edge is not). `mdb_guid`: see below.
     """
 
     exchange: bool = True
     exchange_server_auth: bool = False
     bridgehead: bool = True
+    # the mailbox database the session delivers to (a Hub's SmtpDeliveryToMailbox queue: its
+    # NextHopConnector is the database's GUID); said with XSESSIONPARAMS MDBGUID= after X-EXPS
+    mdb_guid: str | None = None
 
 
 PLAIN_MTA = Sender(exchange=False)
@@ -80,6 +86,42 @@ def security_step(sender: Sender, peer: dict[str, list[str]], *, secure: bool, a
     if sender.bridgehead and "EXCHANGEAUTH" in peer.get("X-EXPS", []):
         return Security.EXCHANGE_AUTH
     return Security.DONE
+
+
+# XSESSIONPARAMS (Hub -> Mailbox Transport Delivery) [V-code AuthSmtpCommand.cs lines 1116-1120,
+# XSessionParamsSmtpCommand.OutboundFormatCommand, XSessionParamsSmtpCommandParser, SmtpResponse]:
+# after X-EXPS succeeded, a Hub whose queue is SmtpDeliveryToMailbox sends it once per session when
+# the peer's EHLO offered `XSESSIONPARAMS MDBGUID`; the value is the GUID in "N" form (32 hex digits).
+XSESSIONPARAMS_OK = "250 2.0.0 XSESSIONPARAMS OK"  # SmtpResponse.XSessionParamsOk
+NOT_AUTHORIZED = "550 5.7.1 Not authorized"  # SmtpResponse.NotAuthorized (no SMTPAcceptXSessionParams)
+
+
+def xsessionparams_command(sender: Sender, peer: dict[str, list[str]]) -> str | None:
+    """`XSESSIONPARAMS MDBGUID=<guid N>` when this session delivers to a database the peer takes it for."""
+    if sender.mdb_guid is None or "MDBGUID" not in peer.get("XSESSIONPARAMS", []):
+        return None
+    return f"XSESSIONPARAMS MDBGUID={sender.mdb_guid.replace('-', '').lower()}"
+
+
+def parse_xsessionparams(arg: str, offered: list[str]) -> tuple[str | None, str]:
+    """(the MDB GUID, "") or (None, the reply) for an XSESSIONPARAMS argument string, as
+    XSessionParamsSmtpCommandParser.ParseArguments: `name=value` pairs; MDBGUID (at most 32 hex
+    digits, once, required) and TYPE, each only if advertised; anything else is ignored."""
+    mdb: str | None = None
+    for word in arg.split():
+        name, sep, value = word.partition("=")
+        if not sep or not name or not value:
+            return None, R.INVALID_ARGS
+        key = name.upper()
+        if key in ("MDBGUID", "TYPE") and key not in offered:
+            return None, R.COMMAND_NOT_IMPLEMENTED
+        if key == "MDBGUID":
+            if mdb is not None or len(value) > 32 or not re.fullmatch(r"[0-9A-Fa-f]{32}", value):
+                return None, R.INVALID_ARGS
+            mdb = value.lower()
+    if mdb is None:
+        return None, R.INVALID_ARGS
+    return mdb, ""
 
 
 def uses_bdat(sender: Sender, peer: dict[str, list[str]]) -> bool:

@@ -24,9 +24,10 @@ from ..logs.message_tracking import read_tracking
 from ..net.resolver import DnsNameError, DnsNoData, DnsServerFailure, DnsTimeout
 from ..net.vnet import open_socket
 from ..pki.names import dotnet_dn
+from ..rules import replies as R
 from ..topology import model as tm
 from ..topology.changes import CMDLET_NAMES
-from ..transport.queues import message_row
+from ..transport.queues import exchange_config_dn, message_row, recipient_info
 from . import views
 from .errors import ShellError
 from .evaluator import Context, Spec, enumerate_value
@@ -110,6 +111,9 @@ def queue_objects(s: LabSession, server: str | None = None) -> list[PSObject]:
 
 def message_objects(s: LabSession, server: str | None = None, queue: str | None = None) -> list[PSObject]:
     out = []
+    org = s.rt.model.organization
+    # the lab's forest is named after its first accepted domain, as the shell's DomainController [INFERRED]
+    config_dn = exchange_config_dn(org.name, org.accepted_domains[0].domain_name if org.accepted_domains else "")
     for name, party in s.rt.servers.items():
         if server and name.lower() != server.lower():
             continue
@@ -118,6 +122,8 @@ def message_objects(s: LabSession, server: str | None = None, queue: str | None 
                 continue
             for qm in q.messages:
                 row = message_row(q, qm, party.expiration_of(qm.item))
+                # Exchange shows each recipient as a RecipientInfo (transport.queues.recipient_info)
+                row["Recipients"] = [recipient_info(q, qm, r, config_dn, R.NO_MATCHING_CONNECTOR) for r in qm.recipients]
                 out.append(PSObject("Microsoft.Exchange.Data.QueueViewer.ExtensibleMessageInfo", row, views.MESSAGE))
     return out
 

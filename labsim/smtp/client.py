@@ -102,6 +102,7 @@ class MessageResult:
     remote_host: str = ""
     session_id: int = 0
     tls: dict[str, Any] = field(default_factory=dict)
+    rcpt_replies: dict[str, str] = field(default_factory=dict)  # the peer's reply to each accepted RCPT
 
 
 @dataclass
@@ -357,6 +358,7 @@ class ClientSession:
             r = await self._command(b"RCPT", f"TO:<{rcpt}>".encode())
             if r.code in (250, 251):
                 accepted.append(rcpt)
+                result.rcpt_replies[rcpt] = f"{r.code} {r.message}"
             else:
                 (result.rejected if r.code >= 500 else result.deferred)[rcpt] = f"{r.code} {r.message}"
         if not accepted:
@@ -597,6 +599,11 @@ async def _ready(session: ClientSession) -> None:
         if V.security_step(sender, session.peer, secure=True,
                            anonymous_tls=session.anonymous_tls) == V.Security.EXCHANGE_AUTH:
             await session.exchange_auth()
+            params = V.xsessionparams_command(sender, session.peer)
+            if params is not None:  # a Hub delivering to a database (rules.verbs)
+                resp = await session._command(params.encode())
+                if resp.code != 250:
+                    raise _Abort(session._fail("response", response=f"{resp.code} {resp.message}"))
         return
     offered = "STARTTLS" in session.peer
     step = after_ehlo(session.tls.plan(), offered)

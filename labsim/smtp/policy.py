@@ -262,6 +262,12 @@ class ReceivePolicy:
     async def xproxyfrom(self, session: "ReceivingSession", arg: str) -> str:
         return R.UNRECOGNIZED
 
+    async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
+        return R.UNRECOGNIZED
+
+    async def help(self, session: "ReceivingSession", arg: str) -> None:
+        await session.reply(R.UNRECOGNIZED)  # what a receiver without HELP says (EOP's own answer is not known)
+
     async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         raise NotImplementedError
 
@@ -457,6 +463,28 @@ class ExchangeReceivePolicy(ReceivePolicy):
             return R.INVALID_ARGS
         state.proxy_from = parsed
         return V.XPROXYFROM_ACCEPTED
+
+    async def help(self, session: "ReceivingSession", arg: str) -> None:
+        # Exchange answers HELP whatever the session's state (HelpSmtpCommand); the receive log
+        # flattens a multi-line reply without enhanced code into one row, as it does EHLO's [INFERRED]
+        await session.reply(R.HELP, log_as=T.ehlo_reply_receive(R.HELP))
+
+    async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
+        # XSESSIONPARAMS MDBGUID=<guid> from a Hub to Mailbox Transport Delivery: the database the
+        # session delivers to (SMTPAcceptXSessionParams; rules.verbs.parse_xsessionparams).
+        state: ReceiveState = session.state
+        if state.helo is None:
+            return R.SEND_HELLO_FIRST
+        offered = next((k.split()[1:] for k in ehlo_keywords(state) if k.split()[0] == "XSESSIONPARAMS"), None)
+        if offered is None:
+            return R.UNRECOGNIZED
+        if "SMTPAcceptXSessionParams" not in state.rights:
+            return V.NOT_AUTHORIZED
+        mdb, error = V.parse_xsessionparams(arg, offered)
+        if mdb is None:
+            return error
+        state.session_mdb = mdb
+        return V.XSESSIONPARAMS_OK
 
     async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         state: ReceiveState = session.state

@@ -352,6 +352,9 @@ class ServerSession:
     async def cmd_XPROXYFROM(self, arg: str) -> None:
         await self.reply(await self.policy.xproxyfrom(self, arg))
 
+    async def cmd_XSESSIONPARAMS(self, arg: str) -> None:
+        await self.reply(await self.policy.xsessionparams(self, arg))
+
     async def cmd_MAIL(self, arg: str) -> None:
         m = _MAIL_RE.match(arg)
         params = parse_params(m.group(2)) if m else None
@@ -541,6 +544,9 @@ class ServerSession:
 
     async def cmd_NOOP(self, arg: str) -> None:
         await self.reply(R.OK)
+
+    async def cmd_HELP(self, arg: str) -> None:
+        await self.policy.help(self, arg)
 
     async def cmd_VRFY(self, arg: str) -> None:
         await self.reply(R.CANNOT_VRFY)

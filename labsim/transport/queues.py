@@ -43,6 +43,7 @@ class QueuedMessage:
     source: str = ""  # MessageSourceName: SMTP:<connector>, FromLocal, DSN
     deferred: bool = False  # a DEFER row has been written for the current error
     last_deferred_error: str = ""
+    send_started: datetime | None = None  # when the current send of it began (latency SMS / QD*)
 
     @property
     def number(self) -> int:
@@ -188,3 +189,54 @@ class QueueSet:
             if q.next_hop_domain.lower() == low:
                 return q
         return None
+
+
+# --- Get-Message Recipients: Exchange's RecipientInfo ------------------------------------------------
+# `RecipientInfo.ToString()` is "{address};{status};{type};{lastError};{lastErrorCode};{finalDestination};
+# {outboundIPPool}" [V-code Microsoft.Exchange.Data/QueueViewer/RecipientInfo.cs]; PowerShell shows the
+# array in braces: {chris@contoso.com;2;2;A matching connector cannot be found to route the external
+# recipient;16;<No Matching Connector>;0} [V-doc message-properties.md]. Status: RecipientStatus
+# (1 Complete, 2 Ready, 3 Retry, 4 Locked); type: MailRecipientType (2 External, 3 Mailbox);
+# lastErrorCode: UnreachableReason flags (16 NoMatchingConnector), whose text replaces lastError;
+# finalDestination: the routing destination's StringIdentity - the AD distinguished name of the send
+# connector or mailbox database, `<No Matching Connector>` when none matched [V-code
+# ConnectorRoutingDestination / MailboxDatabaseDestination / NoMatchingConnectorDestination].
+RECIPIENT_STATUS = {"Ready": 2, "Active": 2, "Retry": 3, "Suspended": 2}
+NO_MATCHING_CONNECTOR_CODE = 16
+NO_MATCHING_CONNECTOR_DESTINATION = "<No Matching Connector>"
+# AD containers of every Exchange 2007+ organisation [V-code AdministrativeGroup.DefaultName,
+# RoutingGroup.DefaultName, ConnectorsContainer / DatabasesContainer.DefaultName]
+ADMIN_GROUP = "CN=Exchange Administrative Group (FYDIBOHF23SPDLT),CN=Administrative Groups"
+ROUTING_GROUP = "CN=Exchange Routing Group (DWBGZMFD01QNBJR),CN=Routing Groups"
+
+
+def exchange_config_dn(organization: str, forest: str) -> str:
+    """`CN=<org>,CN=Microsoft Exchange,CN=Services,CN=Configuration,DC=…` of the lab's forest."""
+    dcs = ",".join(f"DC={p}" for p in forest.split(".") if p)
+    return f"CN={organization},CN=Microsoft Exchange,CN=Services,CN=Configuration,{dcs}"
+
+
+def final_destination(q: Queue, config_dn: str) -> str:
+    """The routing destination of the queue's recipients, as RecipientInfo.FinalDestination."""
+    if q.delivery_type == "Unreachable":
+        return NO_MATCHING_CONNECTOR_DESTINATION
+    if q.delivery_type == "SmtpDeliveryToMailbox":
+        return f"CN={q.next_hop_domain},CN=Databases,{ADMIN_GROUP},{config_dn}"
+    connector = getattr(getattr(q, "route", None), "connector", None)
+    name = getattr(connector, "name", None)
+    return f"CN={name},CN=Connections,{ROUTING_GROUP},{ADMIN_GROUP},{config_dn}" if name else ""
+
+
+def recipient_info(q: Queue, qm: QueuedMessage, address: str, config_dn: str, no_matching_connector: str) -> str:
+    """One entry of Get-Message's Recipients (RecipientInfo.ToString())."""
+    if q.delivery_type == "Unreachable" and qm.last_error in ("", no_matching_connector):
+        # the reason's text stands in for lastError (RecipientInfo.LastError with lastErrorCode set)
+        return (f"{address};{RECIPIENT_STATUS['Ready']};2;{no_matching_connector};{NO_MATCHING_CONNECTOR_CODE};"
+                f"{NO_MATCHING_CONNECTOR_DESTINATION};0")
+    status = RECIPIENT_STATUS.get(qm.status, 2)
+    rtype = 3 if q.delivery_type == "SmtpDeliveryToMailbox" else 2
+    # MailRecipient.GetLastErrorDetails(): `new LastError(null, null, null, SmtpResponse).ToString()`,
+    # the recipient's last SMTP response in LastError's structure without time, FQDN or IP [V-code
+    # LastError.ToString: LRT, LED, FQDN, IP - Get-Queue's form above]; none before an attempt [INFERRED]
+    error = f"[{{LRT=}};{{LED={qm.last_error}}};{{FQDN=}};{{IP=}}]" if qm.last_error else ""
+    return f"{address};{status};{rtype};{error};0;{final_destination(q, config_dn)};0"

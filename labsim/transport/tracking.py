@@ -6,8 +6,8 @@ The parties call one tracker per server with what just happened (`received`, `ca
 tracker turns that into rows with the 30 fields of log-formats.md §4 through
 `logs.message_tracking.MessageTrackingLog`. Nothing here decides anything about mail flow: the
 rows are evidence, written from the same objects the decision used, so they cannot disagree with
-the protocol logs (the RECEIVE row's source-context *is* the protocol log's `receiving message`
-triple; the SEND row's source-context *is* the next hop's 250 reply; internal-message-id is the
+the protocol logs (the RECEIVE row's source-context is the protocol log's `receiving message`
+triple with the message counter before this message; the SEND row's source-context *is* the next hop's 250 reply; internal-message-id is the
 InternalId of the 250 2.6.0 reply).
 
 Field contents follow the real rows quoted in log-formats.md §4.3 (QAZ MSGTRKMS NOTIFYMAPI and
@@ -58,6 +58,26 @@ def led_status(led: str, *, msg: str = "", fqdn: str = "", ip: str = "", lrt: da
 
 def _secs(a: datetime, b: datetime) -> str:
     return f"{max(0.0, (b - a).total_seconds()):.3f}"
+
+
+# The latency breakdown of a SEND row's message-info (Exchange's LatencyFormatter) [V-code
+# Microsoft.Exchange.Transport/Exchange/Transport/LatencyFormatter.cs, LatencyTracker.cs; REAL ELA]:
+# `<org arrival>;SRV=<fqdn>:TOTAL-<process>=<s>|<component>=<s>...` - `SRV` when the row reports end
+# to end (a message leaving the organisation), `LSRV` otherwise; the process is HUB / EDGE / FE;
+# components in the order they completed, each only above ComponentThresholdInterval (1 ms).
+PROCESS_SHORT_NAME = {"Mailbox": "HUB", "Edge": "EDGE"}
+COMPONENT_THRESHOLD = 0.001
+# the delivery-queue component: QDM (a mailbox delivery queue), QDE (a hop out of the organisation),
+# QDI (any other hop) - LatencyComponent.DeliveryQueueMailbox/External/Internal [mapping INFERRED from
+# the names; REAL ELA: QDM on a Hub -> Mailbox SEND, QDE on SENDEXTERNAL to EOP]
+
+
+def latency_info(org_arrival: datetime, fqdn: str, process: str, total: float,
+                 components: list[tuple[str, float]], *, end_to_end: bool) -> str:
+    """One hop's latency string, as LatencyFormatter.FormatAndUpdatePerfCounters writes it."""
+    parts = [f"TOTAL-{process}={max(0.0, total):.3f}"]
+    parts += [f"{name}={secs:.3f}" for name, secs in components if secs > COMPONENT_THRESHOLD]
+    return f"{iso_ms(org_arrival)};{'SRV' if end_to_end else 'LSRV'}={fqdn}:" + "|".join(parts)
 
 
 class OnPremTracker:
@@ -167,7 +187,11 @@ class OnPremTracker:
         if service == "MailboxDelivery":
             return
         state = session.state
-        item.session_context = T.receiving_message_data(session.session_id, session.started, session.messages)
+        # MsgTrackReceiveInfo takes the session's message counter at MAIL FROM *before* it counts this
+        # message; the protocol log's `receiving message` row is written after, so it says one more
+        # [V-code SmtpInSessionState.CreateTransportMailItem, MailSmtpInCommand.ProcessAsync; REAL: ELA
+        # RECEIVE rows `…;0` for a session's first message, TST's `receiving message` row `…;1`]
+        item.session_context = T.receiving_message_data(session.session_id, session.started, max(0, session.messages - 1))
         item.received_tls = getattr(session.extra, "tls", None)
         shadow = self._shadow_fails()
         if shadow:
@@ -209,9 +233,18 @@ class OnPremTracker:
                   custom_data=self._custom("S:AMA=SUM|action=p|error=|atch=0" if not self.edge else "",
                                            "S:CompCost=|ETR=0"), **self._message(item))
 
-    def send(self, item: "MailItem", recipients: list[str], q: "Queue", res: Any, spec: Any) -> None:
+    def send(self, item: "MailItem", recipients: list[str], q: "Queue", res: Any, spec: Any, qm: Any = None) -> None:
         """SEND or SENDEXTERNAL (SMTP) after the next hop accepted the message."""
         external = is_external_send(q)
+        now = self.lab.clock.now()
+        queued = getattr(qm, "queued_at", None) or item.arrived
+        started = getattr(qm, "send_started", None) or now
+        info = latency_info(item.arrived, self.model.fqdn, PROCESS_SHORT_NAME.get(self.model.role, "HUB"),
+                            (now - item.arrived).total_seconds(),
+                            [("CAT", (queued - item.arrived).total_seconds()),
+                             ("QDM" if q.delivery_type == "SmtpDeliveryToMailbox" else "QDE" if external else "QDI",
+                              (started - queued).total_seconds()),
+                             ("SMS", (now - started).total_seconds())], end_to_end=external)
         required = getattr(spec.tls, "auth_level", None) or "Opportunistic"
         custom = [f"S:E2ELatency={_secs(item.arrived, self.lab.clock.now())}"]
         if external:
@@ -224,9 +257,10 @@ class OnPremTracker:
         self._row("MSGTRK", client_ip=self.model.ip, client_hostname=self.server, server_ip=res.remote_ip,
                   server_hostname=res.remote_host, source_context=f";{res.reply};ClientSubmitTime:",
                   connector_id=spec.connector_id, source="SMTP", event_id="SENDEXTERNAL" if external else "SEND",
-                  message_info=self._latency(item, "TOTAL-HUB"), custom_data=self._custom(*custom),
+                  message_info=info, custom_data=self._custom(*custom),
                   **{**self._message(item, recipients),
-                     "recipient_status": ";".join("250 2.1.5 Recipient OK" for _ in recipients)})
+                     # each recipient's status is the next hop's reply to its RCPT TO [REAL ELA SEND rows]
+                     "recipient_status": ";".join(res.rcpt_replies.get(r, "") for r in recipients)})
 
     def deliver(self, item: "MailItem", recipient: str, path: str, session: Any = None) -> None:
         """DELIVER (STOREDRIVER) in MSGTRKMD: stored in the mailbox [INFERRED field layout]."""
