@@ -18,6 +18,7 @@ from ..rules import replies as R
 from ..rules.dnschoice import transport_dns_servers
 from ..rules.receive import ReceiveState
 from ..rules.routing_frontend import frontend_hubs
+from ..rules.routing_sites import site_costs
 from ..rules.verbs import ProxyFrom, Sender
 from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Target
 from ..topology.model import (
@@ -103,7 +104,8 @@ class FrontEndProxy:
         # the FE learns that a Transport service is down by trying it (a stopped one refuses:
         # PRX3), not from its configuration
         names = frontend_hubs(org, self.model, recipients,
-                              pick=lambda n: self.lab.ids_for(f"{self.name}/frontend-routing").randint(0, n - 1))
+                              pick=lambda n: self.lab.ids_for(f"{self.name}/frontend-routing").randint(0, n - 1),
+                              distance=site_costs(org))
         hubs = [org.server(n) for n in names]
         if not hubs:
             return None, R.PROXY_TEMPORARY.format(n=1)
