@@ -26,6 +26,7 @@ from ..clock import iso_ms, us_time
 from ..ids import Counter
 from ..logs import protocol_text as T
 from ..logs.message_tracking import MessageTrackingLog
+from ..rules.shadow_redundancy import shadow_candidates
 
 if TYPE_CHECKING:  # pragma: no cover
     from .message import MailItem
@@ -196,11 +197,12 @@ class OnPremTracker:
                   custom_data=self._custom(*custom), **self._message(item))
 
     def _shadow_fails(self) -> bool:
-        """Shadow redundancy needs another Mailbox server in the site; the lab's org has one [INFERRED]."""
+        """No Mailbox server of this server's transport high availability boundary (its DAG, else its
+        AD site) can hold a shadow copy (rules.shadow_redundancy; Learn "Shadow redundancy")."""
         if self.edge:
             return False
-        mailbox_servers = [s for s in self.lab.model.organization.servers if s.role == "Mailbox"]
-        return len(mailbox_servers) < 2
+        org = self.lab.model.organization
+        return not shadow_candidates(org, org.server(self.server))
 
     def categorized(self, item: "MailItem") -> None:
         """AGENTINFO (AGENT): the agents' summary after categorisation [REAL KIN layout]."""
