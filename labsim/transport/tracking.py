@@ -163,14 +163,15 @@ class OnPremTracker:
         return "DB"
 
     # --- Transport (MSGTRK) ------------------------------------------------------------------------
-    def received(self, item: "MailItem", session: Any, service: str) -> None:
-        """HAREDIRECTFAIL (no shadow server in a one-server site) and RECEIVE (SMTP)."""
+    def received(self, item: "MailItem", session: Any, service: str, shadowed: bool | None = None) -> None:
+        """HAREDIRECTFAIL (no shadow copy: no peer in the boundary, or none took it) and RECEIVE (SMTP).
+        `shadowed`: None when no copy was tried (the boundary decides), else whether a peer took it."""
         if service == "MailboxDelivery":
             return
         state = session.state
         item.session_context = T.receiving_message_data(session.session_id, session.started, session.messages)
         item.received_tls = getattr(session.extra, "tls", None)
-        shadow = self._shadow_fails()
+        shadow = self._shadow_fails() if shadowed is None else not shadowed
         if shadow:
             self._row("MSGTRK", server_hostname=self.server, source_context=SHADOW_FAIL, source="SMTP",
                       event_id="HAREDIRECTFAIL", custom_data=self._custom(), **self._message(item))
@@ -203,6 +204,25 @@ class OnPremTracker:
             return False
         org = self.lab.model.organization
         return not shadow_candidates(org, org.server(self.server))
+
+    # --- shadow redundancy (engine.shadow) ---------------------------------------------------------
+    def ha_redirect(self, item: "MailItem", answer: str) -> None:
+        """HAREDIRECT (SMTP) on the primary: the shadow server's FQDN and its `250 2.6.0 ... Queued mail
+        for redundancy` as source-context [V-obs: a 2017 Exchange 2013 row]."""
+        self._row("MSGTRK", server_hostname=self.server, source_context=answer, source="SMTP",
+                  event_id="HAREDIRECT", custom_data=self._custom(), **self._message(item))
+
+    def ha_receive(self, item: "MailItem", session: Any, primary: str) -> None:
+        """HARECEIVE (SMTP) on the shadow server [DOC-MT event; fields INFERRED as RECEIVE's]."""
+        state = session.state
+        self._row("MSGTRK", client_ip=state.remote_ip, client_hostname=primary, server_ip=self.model.ip,
+                  server_hostname=self.server, source_context=primary, source="SMTP", event_id="HARECEIVE",
+                  custom_data=self._custom(), **self._message(item))
+
+    def ha_discard(self, item: "MailItem", primary: str) -> None:
+        """HADISCARD (SMTP) on the shadow server: the primary reported the message done [DOC-MT event]."""
+        self._row("MSGTRK", server_hostname=self.server, source_context=primary, source="SMTP",
+                  event_id="HADISCARD", custom_data=self._custom(), **self._message(item))
 
     def categorized(self, item: "MailItem") -> None:
         """AGENTINFO (AGENT): the agents' summary after categorisation [REAL KIN layout]."""
