@@ -124,3 +124,16 @@ def test_a_single_mailbox_server_makes_no_shadow_copy(baseline):
     rows = tracking(baseline.out, "CMHYBD01")
     assert any(r[8] == "HAREDIRECTFAIL" and r[5] == "No suitable shadow servers" for r in rows)
     assert not any(r[8] in ("HAREDIRECT", "HARECEIVE", "HADISCARD") for r in rows)
+
+
+@pytest.mark.integration
+def test_get_queue_shows_the_shadow_queue_until_the_primary_reports_the_message_done(tmp_path):
+    commands = ("Start-Sleep -Seconds 61; Get-Queue -Server TSEX02 | Where-Object {$_.DeliveryType -eq "
+                "'ShadowRedundancy'} | Format-List Identity,NextHopDomain,MessageCount; Start-Sleep -Seconds 150; "
+                "Get-Queue 'TSEX02\\Shadow\\1' | Format-List MessageCount")
+    rc, out, err = run_cli(["shell", "org-dag-lb-expired-member-cert", "--command", commands,
+                            "--out", str(tmp_path / "o")])
+    assert rc == 0, err
+    first, _, later = out.partition("MessageCount  : 1")
+    assert "Identity      : TSEX02\\Shadow\\1" in first and "NextHopDomain : tsex01.corp.tailspintoys.com" in first
+    assert "MessageCount : 0" in later  # discarded at the heartbeat after TSEX01 delivered

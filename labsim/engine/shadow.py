@@ -34,6 +34,7 @@ from ..rules.verbs import Sender
 from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Target
 from ..topology.model import ExchangeServer
 from ..transport.message import MailItem, header_value
+from ..transport.queues import Queue, QueuedMessage
 from .queue_rules import INTRA_ORG
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +70,7 @@ class ShadowState:
     primaries: dict[str, list[_Shadowed]] = field(default_factory=dict)  # shadow server name -> its copies
     copies: dict[str, list[ShadowCopy]] = field(default_factory=dict)  # primary FQDN -> copies held here
     heartbeat_at: dict[str, datetime] = field(default_factory=dict)  # primary FQDN -> next heartbeat
+    queue_numbers: dict[str, int] = field(default_factory=dict)  # primary FQDN -> n of <SERVER>\Shadow\<n>
 
 
 class ShadowRedundancy:
@@ -171,9 +173,22 @@ class ShadowRedundancy:
                         arrived=session.now())
         discard_id = str(session.context.get("shadow_discard_id") or self.lab.ids_for(f"{self.name}/shadow").guid())
         self.shadow.copies.setdefault(primary.lower(), []).append(ShadowCopy(discard_id, primary, item))
+        self.shadow.queue_numbers.setdefault(primary.lower(), len(self.shadow.queue_numbers) + 1)
         self.tracker.ha_receive(item, session, primary)
         self._arm_heartbeat(primary.lower(), session.now())
         return S.queued_for_redundancy(message_id, internal_id, self.model.fqdn)
+
+    def shadow_queues(self) -> list[Queue]:
+        """Get-Queue's shadow queues: one per primary server, `<SERVER>\\Shadow\\<n>`, DeliveryType
+        ShadowRedundancy, NextHopDomain the primary (transport-behavior.md §6) [INFERRED: n counts the
+        shadow queues in creation order; an emptied queue stays listed with MessageCount 0]."""
+        out = []
+        for primary, n in self.shadow.queue_numbers.items():
+            q = Queue(identity=f"{self.name}\\Shadow\\{n}", delivery_type="ShadowRedundancy", next_hop_domain=primary)
+            q.messages = [QueuedMessage(c.item, list(c.item.recipients), source="SMTP:Default " + self.name)
+                          for c in self.shadow.copies.get(primary, [])]
+            out.append(q)
+        return out
 
     def _arm_heartbeat(self, primary: str, now: datetime) -> None:
         if primary in self.shadow.heartbeat_at:
