@@ -452,7 +452,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate-OutboundConnector for every hybrid connector (engine.validate_connectors)."""
     import json
 
-    from .engine.validate_connectors import format_results, validate_scenario
+    from .engine.validate_connectors import format_report, san_as_dict, validate_report
     from .errors import ScenarioError
     from .topology.timespec import parse_timespan
 
@@ -462,13 +462,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             parse_timespan(args.at)
         except ValueError as exc:
             raise ScenarioError("--at", str(exc)) from None
-    results, when = validate_scenario(loaded, at=args.at, seed=args.seed)
+    report = validate_report(loaded, at=args.at, seed=args.seed)  # org3: + the hybrid certificate's names
     if args.json:
-        print(json.dumps({"scenario": loaded.scenario.id, "at": when, "connectors": [r.as_dict() for r in results]},
-                         indent=2))
+        print(json.dumps({"scenario": loaded.scenario.id, "at": report.when,
+                          "connectors": [r.as_dict() for r in report.connectors],
+                          "certificates": [san_as_dict(c) for c in report.certificates]}, indent=2))
     else:
-        print(format_results(loaded.scenario.id, when, results))
-    return 0 if all(r.ok for r in results) else 1
+        print(format_report(loaded.scenario.id, report))
+    return 0 if report.ok else 1
 
 
 def cmd_cmdlets(args: argparse.Namespace) -> int:

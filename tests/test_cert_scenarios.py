@@ -432,6 +432,9 @@ REPAIRS: dict[str, tuple[list[tuple[str, dict]], list[str]]] = {
     "cert-exo-attribution": (
         [("Set-InboundConnector", {"Identity": f"Inbound from {GUID}", "TlsSenderCertificateName": "mail.cloudmonkeys.xyz"})],
         ["after-fix"]),
+    "cert-hybrid-san-missing": (
+        [("Import-ExchangeCertificate", {"Server": "CMHYBD01", "Certificate": "mail-cloudmonkeys-2026-reissued",
+                                         "Services": ["SMTP", "IIS"]})], ["exo-to-onprem"]),
 }
 
 
@@ -483,6 +486,7 @@ VALIDATE_FAILS = {
     "cert-wrong-tlsdomain": ("CMHYBD01", "454 4.7.5 Certificate validation failure, reason:subjectmismatch"),
     "cert-fqdn-no-certificate": ("Exchange Online", "[Message=451 5.7.3 STARTTLS is required to send mail]"),
     "cert-exo-attribution": ("CMHYBD01", "550 5.7.64 TenantAttribution; Relay Access Denied"),
+    "cert-hybrid-san-missing": ("Exchange Online", "[Message=SubjectMismatch Expected Subject: mail.cloudmonkeys.xyz."),
 }
 
 

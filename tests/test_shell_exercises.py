@@ -78,6 +78,9 @@ WRONG = {
     # the connector pointed at the Edge's Internet name: the Edge presents its own certificate
     "exo-connector-smarthost-unresolvable": "Get-OutboundConnector | Set-OutboundConnector -SmartHosts "
                                             "smtp.cloudmonkeys.xyz; Start-Sleep -Seconds 1800",
+    # the name check switched off on Exchange Online's side instead of putting the name on the certificate
+    "cert-hybrid-san-missing": "Start-Sleep 120; Get-OutboundConnector | Set-OutboundConnector -TlsSettings "
+                               "EncryptionOnly; Start-Sleep -Seconds 1800",
     # the partner allowed by switching the block list provider off
     "dns-blocklist-edge-provider": "Start-Sleep 120; Remove-IPBlockListProvider -Identity Spamhaus; Start-Sleep 300",
     # EOP's IP Allow List does not lift the Spamhaus rejection; the connector stays off

@@ -19,6 +19,8 @@ from ..rules.dnschoice import transport_dns_servers
 from ..rules.dnsfail import dns_status, onprem_dns_outcome
 from ..rules.outbound import onprem_last_error
 from ..rules.receive import ReceiveState
+from ..rules.routing_frontend import frontend_hubs
+from ..rules.routing_sites import site_costs
 from ..rules.verbs import ProxyFrom, Sender
 from ..smtp.client import ClientTls, Connection, OutboundMessage, SendSpec, Target
 from ..topology.model import (
@@ -63,7 +65,7 @@ class FrontEndProxy:
         session.log.info("", T.proxy_destinations_context(self.ids.guid()))
         proxy = self._take_proxy(session)
         if proxy is None:
-            proxy, error = await self._new_proxy(session)
+            proxy, error = await self._new_proxy(session, list(envelope.recipients))
             if proxy is None:
                 return error
         state: ReceiveState = session.state
@@ -99,14 +101,17 @@ class FrontEndProxy:
             self.lab.hold_open(-1, proxy.client)
         return proxy
 
-    async def _new_proxy(self, session: "ReceivingSession") -> tuple[Connection | None, str]:
-        """A proxy connection to the site's Transport services, or the PRX reply why there is none."""
+    async def _new_proxy(self, session: "ReceivingSession", recipients: list[str]) -> tuple[Connection | None, str]:
+        """A proxy connection to the Transport services of the recipients' delivery group (then the
+        local site's, for fail-over: rules.routing_frontend), or the PRX reply why there is none."""
         state: ReceiveState = session.state
         org = self.lab.model.organization
-        # every Mailbox server of the site is a destination: the FE learns that one is down by
-        # trying it (a stopped Transport service refuses: PRX3), not from its configuration
-        hubs = [s for s in org.servers if s.role == "Mailbox"]
-        hubs.sort(key=lambda s: (s.name != self.name, s.name))
+        # the FE learns that a Transport service is down by trying it (a stopped one refuses:
+        # PRX3), not from its configuration
+        names = frontend_hubs(org, self.model, recipients,
+                              pick=lambda n: self.lab.ids_for(f"{self.name}/frontend-routing").randint(0, n - 1),
+                              distance=site_costs(org))
+        hubs = [org.server(n) for n in names]
         if not hubs:
             return None, R.PROXY_TEMPORARY.format(n=1)
         frontend = self.model.frontend

@@ -64,13 +64,14 @@ from .queueing import (
     policy_from_transport,
 )
 from .services import edge_view
+from .shadow import ShadowRedundancy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..net.resolver import DnsError
     from .ports import OnPremLab
 
 
-class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, QueueingParty):
+class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, ShadowRedundancy, QueueingParty):
     """One on-prem Exchange server: its transport services, listeners, store and logs."""
 
     def __init__(self, lab: "OnPremLab", model: ExchangeServer) -> None:

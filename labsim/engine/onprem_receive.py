@@ -68,6 +68,12 @@ class ReceiveSide:
 
         async def frontend_proxy(self, session: ReceivingSession, envelope: Envelope) -> str: ...
 
+        def should_shadow(self, session: ReceivingSession) -> bool: ...
+
+        async def make_shadow(self, session: ReceivingSession, item: MailItem) -> bool: ...
+
+        def accept_shadow(self, session: ReceivingSession, envelope: Envelope, primary: str) -> str: ...
+
         def submit(self, item: MailItem, recipients: list[str] | None = None) -> None: ...
 
         def internal_cert(self) -> StoredCert | None: ...
@@ -186,8 +192,13 @@ class ReceiveSide:
             return R.HOP_COUNT
         if service == "FrontEnd":
             return await self.frontend_proxy(session, envelope)
+        shadow = getattr(session.extra, "shadow", None)
+        if service == "Hub" and shadow is not None and shadow.primary is not None:
+            return self.accept_shadow(session, envelope, shadow.primary)  # a shadow copy (engine.shadow)
         item = self._accept_item(session, envelope, via_frontend="proxied" in session.context)
-        self.tracker.received(item, session, service)
+        # shadow redundancy: the copy on a boundary peer before the sender's reply (engine.shadow)
+        shadowed = await self.make_shadow(session, item) if service == "Hub" and self.should_shadow(session) else None
+        self.tracker.received(item, session, service, shadowed=shadowed)
         secs = (session.now() - (session.data_started or session.now())).total_seconds()
         reply = queued_reply(item.message_id, item.internal_id, self.model.fqdn, len(envelope.data), secs)
         if service == "MailboxDelivery":

@@ -8,6 +8,8 @@ Edge subscriptions per AD site: docs/scenarios.md, "Declaring your own organisat
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..topology.model import (
@@ -18,6 +20,7 @@ from ..topology.model import (
     SendConnector,
 )
 from . import replies as R
+from .routing_sites import site_costs
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,21 @@ def address_space_match(space: str, domain: str, accepted: set[str]) -> int | No
 
 def select_send_connector(connectors: list[SendConnector], domain: str, *, local_server: str,
                          message_size: int, accepted: set[str] | None = None,
-                         edge: bool = False, sites: dict[str, str] | None = None) -> SendConnector | None:
+                         edge: bool = False, sites: dict[str, str] | None = None,
+                         site_cost: Callable[[str, str], float] | None = None) -> SendConnector | None:
     """Exchange's connector selection for one recipient domain. `sites` (server name, lower case ->
     AD site) ranks the hops: the local server, then a source server in the local site, then one in
-    a remote site (connector-selection.md; transport-behavior.md §2.1)."""
+    a remote site (connector-selection.md; transport-behavior.md §2.1). `site_cost` (rules.routing_sites)
+    adds the IP site link cost to the nearest source server's site to the address space cost: the
+    aggregate cost; a connector whose source servers no site link reaches is not used."""
     accepted = accepted or set()
     best: tuple | None = None
     chosen = None
     for sc in connectors:
         if not sc.enabled or sc.max_message_size < message_size:
+            continue
+        path = _path_cost(sc, local_server, sites, site_cost)
+        if path == math.inf:
             continue
         for space in sc.address_spaces:
             if space.type != "SMTP":
@@ -78,10 +87,20 @@ def select_send_connector(connectors: list[SendConnector], domain: str, *, local
             spec = address_space_match(space.domain, domain, accepted)
             if spec is None:
                 continue
-            key = (-spec, space.cost, _hops(sc, local_server, sites), sc.name.lower())
+            key = (-spec, path + space.cost, _hops(sc, local_server, sites), sc.name.lower())
             if best is None or key < best:
                 best, chosen = key, sc
     return chosen
+
+
+def _path_cost(sc: SendConnector, local_server: str, sites: dict[str, str] | None,
+               site_cost: Callable[[str, str], float] | None) -> float:
+    """The IP site link cost from the local server's site to the nearest source server's site."""
+    sources = [x.lower() for x in sc.source_transport_servers]
+    if site_cost is None or sites is None or not sources:
+        return 0.0
+    here = sites.get(local_server.lower(), "")
+    return min(site_cost(here, sites.get(x, here)) for x in sources)
 
 
 def _hops(sc: SendConnector, local_server: str, sites: dict[str, str] | None) -> int:
@@ -150,7 +169,7 @@ def _connector_route(org: Organization, server: ExchangeServer, recipient: str, 
     is_edge = server.role == "Edge"
     sites = server_sites(org)
     sc = select_send_connector(org.send_connectors, domain, local_server=server.name, message_size=size,
-                               accepted=accepted, edge=is_edge, sites=sites)
+                               accepted=accepted, edge=is_edge, sites=sites, site_cost=site_costs(org))
     if sc is None:
         return Route(recipient=recipient, delivery_type="Unreachable", next_hop_domain="Unreachable Domain",
                      error=R.NO_MATCHING_CONNECTOR, external=True)

@@ -100,7 +100,7 @@ def queue_objects(s: LabSession, server: str | None = None) -> list[PSObject]:
     for name, party in s.rt.servers.items():
         if server and name.lower() != server.lower():
             continue
-        for q in party.queues.all():
+        for q in party.queues.all() + party.shadow_queues():  # org3: + shadow redundancy's queues
             row = q.row()
             props = {"Identity": row["Identity"], "DeliveryType": row["DeliveryType"], "Status": row["Status"],
                      "MessageCount": row["MessageCount"], "Velocity": 0, "RiskLevel": "Normal", "OutboundIPPool": 0,
@@ -117,7 +117,7 @@ def message_objects(s: LabSession, server: str | None = None, queue: str | None 
     for name, party in s.rt.servers.items():
         if server and name.lower() != server.lower():
             continue
-        for q in party.queues.all():
+        for q in party.queues.all() + party.shadow_queues():  # org3: + shadow redundancy's queues
             if queue and q.identity.lower() != queue.lower():
                 continue
             for qm in q.messages:

@@ -32,6 +32,7 @@ from ..pki.store import peer_chain
 from ..rules import verbs as V
 from ..rules.ehlo import offered as ehlo_offered
 from ..rules.outbound import AttemptFailure
+from ..rules.shadow_redundancy import MAX_DISCARD_IDS as SHADOW_MAX_DISCARD_IDS
 from ..rules.tls_policy import (
     Step,
     TlsPlan,
@@ -88,6 +89,10 @@ class OutboundMessage:
     body: str | None = None  # BODY= the client declared (the Front End passes it on); None: from the bytes
     auth_as: str | None = None  # the item's AuthAs (Anonymous -> AUTH=<>); None: the message's own AuthAs header
     proxy_from: V.ProxyFrom | None = None  # the Front End's client, said with XPROXYFROM before MAIL
+    # org3 (shadow redundancy, engine.shadow): `XSHADOWREQUEST <args>` after RSET before MAIL (a shadow
+    # copy), or a heartbeat (`XSHADOW <context>` + `XQDISCARD 50`, no message) when `heartbeat` is set
+    shadow_request: str | None = None
+    heartbeat: str | None = None
 
 
 @dataclass
@@ -330,6 +335,8 @@ class ClientSession:
 
     async def send(self, msg: OutboundMessage, result: MessageResult) -> None:
         sender = self.spec.sender
+        if (msg.shadow_request is not None or msg.heartbeat is not None) and not await self._shadow_verbs(msg, result):
+            return
         if msg.proxy_from is not None and "XPROXYFROM" in self.peer:
             self.proxy_seq += 1
             resp = await self._command(V.xproxyfrom_command(msg.proxy_from, self.proxy_seq).encode())
@@ -392,6 +399,25 @@ class ClientSession:
         else:
             (result.rejected if final.code >= 500 else result.deferred).update({r: text for r in accepted})
             result.reply = text
+
+    async def _shadow_verbs(self, msg: OutboundMessage, result: MessageResult) -> bool:
+        """Shadow redundancy's verbs (RsetShadowSmtpCommand, XShadowRequestSmtpCommand, XShadowSmtpCommand,
+        XQDiscardSmtpCommand); False when no message follows (a heartbeat, or a refusal)."""
+        if msg.heartbeat is not None:
+            resp = await self._command(f"XSHADOW {msg.heartbeat}".encode())
+            if resp.code == 250:
+                resp = await self._command(f"XQDISCARD {SHADOW_MAX_DISCARD_IDS}".encode())
+            result.reply = "\r\n".join(wire_lines(resp.code, resp.message))
+            return False
+        if "XSHADOWREQUEST" not in self.peer:  # the peer does not take shadow copies: fail over
+            result.deferred.update({r: "XSHADOWREQUEST not offered" for r in msg.recipients})
+            return False
+        await self._command(b"RSET")
+        resp = await self._command(f"XSHADOWREQUEST {msg.shadow_request}".encode())
+        if resp.code != 250:
+            result.deferred.update({r: f"{resp.code} {resp.message}" for r in msg.recipients})
+            return False
+        return True
 
     async def _bdat(self, msg: OutboundMessage, accepted: list[str], result: MessageResult) -> None:
         """The whole message as one `BDAT <n> LAST` chunk (no dot-stuffing), then its reply."""

@@ -33,6 +33,13 @@ from ..rules.receive import (
     ehlo_reply_lines,
     select_receive_connector,
 )
+from ..rules.shadow_redundancy import (
+    ShadowSessionState,
+    discard_reply,
+    xqdiscard_count,
+    xshadow_reply,
+    xshadowrequest_reply,
+)
 from ..topology.model import (
     AuthMechanism,
     ExchangeServer,
@@ -100,6 +107,12 @@ class ExchangeService(Protocol):
     async def end_proxy(self, session: ReceivingSession) -> None: ...
 
     def drop_proxy(self, session: ReceivingSession) -> None: ...
+
+    # org3: shadow redundancy (engine.shadow)
+    @property
+    def shadow(self) -> Any: ...
+
+    def discard_ids(self, context: str, limit: int) -> list[str]: ...
 
 
 class EopService(Protocol):
@@ -267,6 +280,16 @@ class ReceivePolicy:
 
     async def help(self, session: "ReceivingSession", arg: str) -> None:
         await session.reply(R.UNRECOGNIZED)  # what a receiver without HELP says (EOP's own answer is not known)
+
+    # org3: shadow redundancy's verbs, Exchange's Transport service only
+    async def xshadowrequest(self, session: "ReceivingSession", arg: str) -> str:
+        return R.UNRECOGNIZED
+
+    async def xshadow(self, session: "ReceivingSession", arg: str) -> str:
+        return R.UNRECOGNIZED
+
+    async def xqdiscard(self, session: "ReceivingSession", arg: str) -> str | list[str]:
+        return R.UNRECOGNIZED
 
     async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         raise NotImplementedError
@@ -486,6 +509,51 @@ class ExchangeReceivePolicy(ReceivePolicy):
         state.session_mdb = mdb
         return V.XSESSIONPARAMS_OK
 
+    # --- org3: shadow redundancy (rules.shadow_redundancy decides, engine.shadow keeps the copies) ---
+    def _shadow_session(self, session: "ReceivingSession") -> "ShadowSessionState | None":
+        """The session's shadow state; None outside the Transport service (only it shadows)."""
+        extra = session.extra
+        if self.listener.service != "Hub" or not isinstance(extra, ExchangeSessionExtra):
+            return None
+        if extra.shadow is None:
+            extra.shadow = ShadowSessionState()
+        return extra.shadow
+
+    async def xshadowrequest(self, session: "ReceivingSession", arg: str) -> str:
+        state: ReceiveState = session.state
+        shadow = self._shadow_session(session)
+        if state.helo is None:
+            return R.SEND_HELLO_FIRST
+        if shadow is None:
+            return R.UNRECOGNIZED
+        if state.mail_from is not None:
+            return R.SENDER_ALREADY
+        return xshadowrequest_reply(shadow, arg, offered="XSHADOWREQUEST" in ehlo_keywords(state),
+                                    authorized="SMTPAcceptXShadow" in state.rights, own_name=self.server.model.fqdn)
+
+    async def xshadow(self, session: "ReceivingSession", arg: str) -> str:
+        state: ReceiveState = session.state
+        shadow = self._shadow_session(session)
+        if state.helo is None:
+            return R.SEND_HELLO_FIRST
+        if shadow is None:
+            return R.UNRECOGNIZED
+        return xshadow_reply(shadow, arg, offered="XSHADOWREQUEST" in ehlo_keywords(state),
+                             authorized="SMTPAcceptXShadow" in state.rights,
+                             database_id=self.server.shadow.database_id)
+
+    async def xqdiscard(self, session: "ReceivingSession", arg: str) -> str | list[str]:
+        state: ReceiveState = session.state
+        shadow = self._shadow_session(session)
+        if state.helo is None:
+            return R.SEND_HELLO_FIRST
+        if shadow is None:
+            return R.UNRECOGNIZED
+        count = xqdiscard_count(shadow, arg, offered="XSHADOWREQUEST" in ehlo_keywords(state))
+        if isinstance(count, str):
+            return count
+        return discard_reply(self.server.discard_ids(shadow.shadowed_by or "", count))
+
     async def mail(self, session: "ReceivingSession", address: str, params: dict[str, str], size: int | None) -> str:
         state: ReceiveState = session.state
         reply = check_mail(state, size)
@@ -575,6 +643,7 @@ class ExchangeSessionExtra:
     tls: dict | None = None  # version and cipher once STARTTLS succeeded (None: the session stayed in the clear)
     refusal: str | None = None  # a connection limit's 421, said instead of the banner
     counted: tuple[str, str] | None = None  # the (server, connector) whose connection table holds this session
+    shadow: Any = None  # org3: rules.shadow_redundancy.ShadowSessionState (XSHADOWREQUEST / XSHADOW)
 
 
 class ConnectionTable:

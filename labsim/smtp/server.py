@@ -355,6 +355,16 @@ class ServerSession:
     async def cmd_XSESSIONPARAMS(self, arg: str) -> None:
         await self.reply(await self.policy.xsessionparams(self, arg))
 
+    # org3: shadow redundancy's verbs (rules.shadow_redundancy, engine.shadow)
+    async def cmd_XSHADOWREQUEST(self, arg: str) -> None:
+        await self.reply(await self.policy.xshadowrequest(self, arg))
+
+    async def cmd_XSHADOW(self, arg: str) -> None:
+        await self.reply(await self.policy.xshadow(self, arg))
+
+    async def cmd_XQDISCARD(self, arg: str) -> None:
+        await self.reply(await self.policy.xqdiscard(self, arg))
+
     async def cmd_MAIL(self, arg: str) -> None:
         m = _MAIL_RE.match(arg)
         params = parse_params(m.group(2)) if m else None

@@ -13,14 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TopologyError
-from .cmdlet_kit import _new_in, _pop_identity, _server, _validate, cmdlet
+from .cmdlet_kit import _new_in, _pop_identity, _server, _set_in, _validate, cmdlet
 from .defaults import edgesync_send_connectors, setup_receive_connectors
-from .model import AdSite, DatabaseAvailabilityGroup, ExchangeServer, Lab
+from .model import AdSite, AdSiteLink, DatabaseAvailabilityGroup, ExchangeServer, Lab
 
 __all__ = ["SHAPE_CMDLETS"]
 
 SHAPE_CMDLETS = frozenset({"new-labsite", "new-labserver", "new-databaseavailabilitygroup",
-                           "add-databaseavailabilitygroupserver"})
+                           "add-databaseavailabilitygroupserver", "new-labsitelink"})
 
 
 def _not_running(lab: Lab, where: str) -> None:
@@ -117,3 +117,29 @@ def add_dag_server(lab: Lab, params: dict[str, Any]) -> str:
     server = _server(lab, str(member), where)
     dag.members.append(server.name)  # the Lab's checks (Edge, another DAG, site) follow in apply_change
     return f"{dag.name}\\{server.name}"
+
+
+# -- org3: AD IP site links and their Exchange costs (rules.routing_sites) ------------------------------
+@cmdlet("New-LabSiteLink")
+def new_lab_site_link(lab: Lab, params: dict[str, Any]) -> str:
+    """An AD IP site link (New-ADReplicationSiteLink): -Name -Sites HQ,Branch [-Cost 100]. Once the
+    organisation declares a link, sites are joined only by the links it declares (without any, every
+    site shares one link of cost 100, like AD's DEFAULTIPSITELINK)."""
+    where = "New-LabSiteLink"
+    _not_running(lab, where)
+    sites = _pop(params, "Sites")
+    if sites is not None:
+        params["Sites"] = [sites] if isinstance(sites, str) else sites
+    link = _new_in(lab.organization.site_links, AdSiteLink, params, where, "site link")
+    return str(link.name)
+
+
+@cmdlet("Set-AdSiteLink")
+def set_ad_site_link(lab: Lab, params: dict[str, Any]) -> str:
+    """Set-AdSiteLink -Identity LINK -ExchangeCost N: the cost Exchange routes by instead of the AD
+    cost ($null: the AD cost again). Any time: routing reads the costs for each message."""
+    where = "Set-AdSiteLink"
+    unknown = [k for k in params if k.lower() not in ("identity", "exchangecost", "name")]
+    if unknown:
+        raise TopologyError(where, f"unknown parameter -{unknown[0]} (known: Identity, ExchangeCost, Name)")
+    return str(_set_in(lab.organization.site_links, params, where, "AD site link").name)

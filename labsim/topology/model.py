@@ -48,7 +48,7 @@ __all__ = [
     "AcceptedDomainType", "PermissionGroup", "AuthMechanism",
     "LinkRule", "LoadBalancer", "IPBlockListProvider",
     "IPListEntry", "IPAllowListConfig", "HostedConnectionFilterPolicy",
-    "AdSite", "DatabaseAvailabilityGroup", "CdpHost",
+    "AdSite", "DatabaseAvailabilityGroup", "CdpHost", "AdSiteLink",
 ]
 
 _ALIASES = {
@@ -586,6 +586,17 @@ class AdSite(LabModel):
         return [_ip_range_ok(r) for r in v]
 
 
+class AdSiteLink(LabModel):
+    """An Active Directory IP site link (New-ADReplicationSiteLink) with Exchange's own cost
+    (Set-AdSiteLink -ExchangeCost): Exchange routes between AD sites along the least-cost path of
+    these links, using ExchangeCost instead of the AD cost when it is set (rules.routing_sites)."""
+
+    name: str = Field(min_length=1, max_length=63)
+    sites: list[str] = Field(min_length=2)
+    cost: int = Field(100, ge=1, le=99999)  # AD: 1..99999, default 100 (DEFAULTIPSITELINK)
+    exchange_cost: int | None = Field(None, ge=1, le=INT32_MAX)  # Set-AdSiteLink -ExchangeCost <Int32>
+
+
 class DatabaseAvailabilityGroup(LabModel):
     """New-DatabaseAvailabilityGroup + Add-DatabaseAvailabilityGroupServer: Mailbox servers whose
     databases are copies of each other; Exchange routes to the DAG as one delivery group."""
@@ -609,6 +620,8 @@ class Organization(LabModel):
     # org: further AD sites (AdSite is always one) and database availability groups.
     sites: list[AdSite] = Field(default_factory=list)
     dags: list[DatabaseAvailabilityGroup] = Field(default_factory=list)
+    # org3: AD IP site links; none declared = every site in one link of cost 100 (DEFAULTIPSITELINK)
+    site_links: list[AdSiteLink] = Field(default_factory=list)
 
     def server(self, name: str) -> ExchangeServer:
         for s in self.servers:
@@ -988,6 +1001,15 @@ class Lab(LabModel):
                 in_dag[srv.name.lower()] = dag.name
                 if (srv.site or org.ad_site).lower() not in sites:
                     raise ValueError(f"DAG {dag.name}: member {srv.name} is outside any site of the organisation")
+        links: set[str] = set()
+        for link in org.site_links:
+            if link.name.lower() in links:
+                raise ValueError(f"site link {link.name!r} is declared twice")
+            links.add(link.name.lower())
+            for site in link.sites:
+                if site.lower() not in sites:
+                    raise ValueError(f"site link {link.name}: site {site!r} is not a site of the organisation "
+                                     f"(sites: {', '.join(sorted(sites))})")
         cdps = {self.network.crl_host_name.lower()} | {c.name.lower() for c in self.network.cdp_hosts}
         for ca in self.certificate_authorities:
             if ca.cdp is not None and ca.cdp.lower() not in cdps:

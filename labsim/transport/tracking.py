@@ -26,6 +26,7 @@ from ..clock import iso_ms, us_time
 from ..ids import Counter
 from ..logs import protocol_text as T
 from ..logs.message_tracking import MessageTrackingLog
+from ..rules.shadow_redundancy import shadow_candidates
 
 if TYPE_CHECKING:  # pragma: no cover
     from .message import MailItem
@@ -182,8 +183,9 @@ class OnPremTracker:
         return "DB"
 
     # --- Transport (MSGTRK) ------------------------------------------------------------------------
-    def received(self, item: "MailItem", session: Any, service: str) -> None:
-        """HAREDIRECTFAIL (no shadow server in a one-server site) and RECEIVE (SMTP)."""
+    def received(self, item: "MailItem", session: Any, service: str, shadowed: bool | None = None) -> None:
+        """HAREDIRECTFAIL (no shadow copy: no peer in the boundary, or none took it) and RECEIVE (SMTP).
+        `shadowed`: None when no copy was tried (the boundary decides), else whether a peer took it."""
         if service == "MailboxDelivery":
             return
         state = session.state
@@ -193,7 +195,7 @@ class OnPremTracker:
         # RECEIVE rows `…;0` for a session's first message, TST's `receiving message` row `…;1`]
         item.session_context = T.receiving_message_data(session.session_id, session.started, max(0, session.messages - 1))
         item.received_tls = getattr(session.extra, "tls", None)
-        shadow = self._shadow_fails()
+        shadow = self._shadow_fails() if shadowed is None else not shadowed
         if shadow:
             self._row("MSGTRK", server_hostname=self.server, source_context=SHADOW_FAIL, source="SMTP",
                       event_id="HAREDIRECTFAIL", custom_data=self._custom(), **self._message(item))
@@ -220,11 +222,31 @@ class OnPremTracker:
                   custom_data=self._custom(*custom), **self._message(item))
 
     def _shadow_fails(self) -> bool:
-        """Shadow redundancy needs another Mailbox server in the site; the lab's org has one [INFERRED]."""
+        """No Mailbox server of this server's transport high availability boundary (its DAG, else its
+        AD site) can hold a shadow copy (rules.shadow_redundancy; Learn "Shadow redundancy")."""
         if self.edge:
             return False
-        mailbox_servers = [s for s in self.lab.model.organization.servers if s.role == "Mailbox"]
-        return len(mailbox_servers) < 2
+        org = self.lab.model.organization
+        return not shadow_candidates(org, org.server(self.server))
+
+    # --- shadow redundancy (engine.shadow) ---------------------------------------------------------
+    def ha_redirect(self, item: "MailItem", answer: str) -> None:
+        """HAREDIRECT (SMTP) on the primary: the shadow server's FQDN and its `250 2.6.0 ... Queued mail
+        for redundancy` as source-context [V-obs: a 2017 Exchange 2013 row]."""
+        self._row("MSGTRK", server_hostname=self.server, source_context=answer, source="SMTP",
+                  event_id="HAREDIRECT", custom_data=self._custom(), **self._message(item))
+
+    def ha_receive(self, item: "MailItem", session: Any, primary: str) -> None:
+        """HARECEIVE (SMTP) on the shadow server [DOC-MT event; fields INFERRED as RECEIVE's]."""
+        state = session.state
+        self._row("MSGTRK", client_ip=state.remote_ip, client_hostname=primary, server_ip=self.model.ip,
+                  server_hostname=self.server, source_context=primary, source="SMTP", event_id="HARECEIVE",
+                  custom_data=self._custom(), **self._message(item))
+
+    def ha_discard(self, item: "MailItem", primary: str) -> None:
+        """HADISCARD (SMTP) on the shadow server: the primary reported the message done [DOC-MT event]."""
+        self._row("MSGTRK", server_hostname=self.server, source_context=primary, source="SMTP",
+                  event_id="HADISCARD", custom_data=self._custom(), **self._message(item))
 
     def categorized(self, item: "MailItem") -> None:
         """AGENTINFO (AGENT): the agents' summary after categorisation [REAL KIN layout]."""
