@@ -289,47 +289,74 @@ def _grow(lab: Any, people: list[Mailbox]) -> None:
             host.mailboxes.append(p.address)
 
 
-def run_shard(shard: Shard, out: str) -> dict[str, Any]:
-    """Run one shard into `out` (a folder of its own). Top-level and picklable: any Executor can
-    run it (a process pool, a Dask worker sharing the file system)."""
-    import asyncio
+def carry_folder(out: str | Path) -> Path:
+    """Where a shard's run leaves the mail still queued at its end (engine.carry), beside its folder."""
+    return Path(f"{out}.carry")
 
+
+def run_shard(shard: Shard, out: str, carry_in: str | None = None) -> dict[str, Any]:
+    """Run one shard into `out` (a folder of its own), with the mail an earlier hour left queued
+    (`carry_in`, that hour's carry folder) taken up; its own end-of-run queues go to
+    carry_folder(out). Top-level and picklable: any Executor can run it (a process pool, a Dask
+    worker sharing the file system)."""
+    import asyncio
+    import shutil
+
+    from .engine.carry import carried_count
     from .engine.driver import run_loaded
 
     loaded = shard_scenario(shard)
     block = (31 + 13 * (shard.index % 17)) % 250 + 2  # shards side by side on other loopback blocks
+    carry_out = carry_folder(out)
+    if carry_out.exists():
+        shutil.rmtree(carry_out)  # (our own: the hand-over of this shard's earlier run)
     token = ID_SPACE.set(shard.index)  # the small per-host counters draw from the hour's own block (labsim.ids)
     try:
-        result = asyncio.run(run_loaded(loaded, out=Path(out), block=block))
+        result = asyncio.run(run_loaded(loaded, out=Path(out), block=block, carry_out=carry_out,
+                                        carry_in=Path(carry_in) if carry_in else None))
     finally:
         ID_SPACE.reset(token)
-    return {"index": shard.index, "messages": len(loaded.scenario.message), "wall": result.wall_seconds}
+    return {"index": shard.index, "messages": len(loaded.scenario.message), "wall": result.wall_seconds,
+            "carried_in": carried_count(Path(carry_in)) if carry_in else 0, "carried_out": carried_count(carry_out)}
 
 
 def run_shards(shards: list[Shard], work: Path, executor: Executor | None,
                progress: Callable[[dict[str, Any]], None] | None = None) -> list[Path]:
     """Run every shard into `work/<shard name>` on `executor` (None: here, one after another);
-    returns the folders in shard order."""
+    returns the folders in shard order.
+
+    Queues across hours: every shard first runs with nothing carried in (all at once on the
+    executor); then, walking the shards in order, a shard whose predecessor ended with mail queued
+    runs again with that mail taken up (engine.carry), and hands its own end state on. A shard's
+    output is a function of (shard, carried-in mail) only, so the corpus does not depend on the
+    executor; only the hours after one that ended with mail queued run twice."""
     folders = [work / s.name for s in shards]
+    done: dict[int, dict[str, Any]] = {}
     if executor is None:
-        for s, f in zip(shards, folders):
-            done = run_shard(s, str(f))
+        for k, (s, f) in enumerate(zip(shards, folders)):
+            done[k] = run_shard(s, str(f))
             if progress:
-                progress(done)
-        return folders
-    from concurrent.futures import as_completed
+                progress(done[k])
+    else:
+        from concurrent.futures import as_completed
 
-    futures = [executor.submit(run_shard, s, str(f)) for s, f in zip(shards, folders)]
-    try:
-        for fut in as_completed(futures):
-            done = fut.result()
-            if progress:
-                progress(done)
-    finally:
-        for fut in futures:
-            fut.cancel()
+        futures = {executor.submit(run_shard, s, str(f)): k for k, (s, f) in enumerate(zip(shards, folders))}
+        try:
+            for fut in as_completed(futures):
+                done[futures[fut]] = fut.result()
+                if progress:
+                    progress(done[futures[fut]])
+        finally:
+            for fut in futures:
+                fut.cancel()
+    for k in range(len(shards) - 1):  # the walk: each re-run depends on the one before it
+        if not done[k]["carried_out"]:
+            continue
+        args = (shards[k + 1], str(folders[k + 1]), str(carry_folder(folders[k])))
+        done[k + 1] = run_shard(*args) if executor is None else executor.submit(run_shard, *args).result()
+        if progress:
+            progress({**done[k + 1], "rerun": True})
     return folders
-
 
 
 # --- the whole corpus ------------------------------------------------------------------------------------

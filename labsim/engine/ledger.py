@@ -43,6 +43,7 @@ class Fate:
     failed: list[dict[str, str]] = field(default_factory=list)
     pending: list[dict[str, str]] = field(default_factory=list)
     notifications: list[dict[str, str]] = field(default_factory=list)  # DSNs about it: generated, delivered
+    carried_in: list[dict[str, str]] = field(default_factory=list)  # taken up from an earlier run's queues
 
     @property
     def fate(self) -> str:
@@ -63,11 +64,12 @@ class Fate:
             "subject": self.subject, "injected": injected, "fate": self.fate,
             "delivered": self.delivered, "failed": self.failed, "pending": self.pending, "hops": self.hops,
             "notifications": self.notifications,
-        }
+        } | ({"carried_in": self.carried_in} if self.carried_in else {})
 
 
 # Spool records: [index, kind, payload]. Kinds: "r" registration (resets the fate), "h" hop,
-# "d" delivered, "f" failed, "p" pending, "n" notification, "u" update of notification n.
+# "d" delivered, "f" failed, "p" pending, "n" notification, "u" update of notification n,
+# "c" carried in (taken up from an earlier run's queues: engine.carry).
 def _apply(fates: dict[int, Fate], index: int, kind: str, payload: Any) -> None:
     if kind == "r":
         fates[index] = Fate(*payload)
@@ -87,6 +89,8 @@ def _apply(fates: dict[int, Fate], index: int, kind: str, payload: Any) -> None:
         fate.notifications.append(payload)
     elif kind == "u":
         fate.notifications[payload[0]].update(payload[1])
+    elif kind == "c":
+        fate.carried_in.append(payload)
 
 
 class Ledger:
@@ -134,6 +138,25 @@ class Ledger:
         self._outcome.discard(index)
         self._put(index, "r", [key, message_id, sender, list(recipients), subject, iso_ms(self.clock.now())])
         self._by_mid[message_id] = key
+
+    def carried_in(self, item: Any, server: str) -> None:
+        """`item` was left queued on `server` by an earlier run and is taken up by this one (a corpus
+        hour's mail carried into the next: engine.carry). A scenario message (it has a key) is
+        registered under its own key, once, with its sender, recipients and subject and its arrival
+        as `injected`, so its later hops are reported here; its summary entry says `carried_in`
+        (when, where, which InternalId), so a merge joins it with the run it came from. Anything
+        else (a DSN, a client's own message) is not the scenario's and stays unreported."""
+        key = getattr(item, "lab_key", "")
+        if not key:
+            return
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = len(self._keys)
+            self._keys.append(key)
+            rcpts = [item.original_recipients.get(r, r) for r in item.recipients]
+            self._put(index, "r", [key, item.message_id, item.mail_from, rcpts, item.subject, iso_ms(item.arrived)])
+            self._by_mid[item.message_id] = key
+        self._put(index, "c", {"time": iso_ms(self.clock.now()), "server": server, "internal_id": str(item.internal_id)})
 
     def key_for(self, message_id: str) -> str:
         return self._by_mid.get(message_id, "")
