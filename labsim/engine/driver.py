@@ -175,8 +175,10 @@ def run_scenario(loaded: LoadedScenario, *, out: Path, seed: int | None = None) 
 
 
 async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, traffic: bool = False,
-                ready: Any = None, stop: asyncio.Event | None = None) -> LabRuntime:
-    """Serve the lab on wall-clock time until `stop` is set (or forever).
+                ready: Any = None, stop: asyncio.Event | None = None, clients: bool = False) -> LabRuntime:
+    """Serve the lab on wall-clock time until `stop` is set (or forever). `clients`: the messages
+    clients of the caller's own hand to the lab are ground truth too (summary, manifest), each
+    under its Message-ID (labsim.Lab; engine.ledger `report_clients`).
 
     The queues live on disk under `out` (engine.durable): what an earlier `up` on the same folder
     left queued is delivered or retried now, and on `stop` every open session is answered 421 and
@@ -191,6 +193,7 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
     if traffic:
         check_timeline_operations(loaded)
     rt = LabRuntime(model, seed=scn.seed if seed is None else seed, out=out, live=True)
+    rt.ledger.report_clients = clients
     rt.taken_up = open_queue_databases(rt)  # before any listener: no new id can collide with one read back
     await rt.start()
     stop = stop or asyncio.Event()

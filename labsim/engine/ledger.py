@@ -104,6 +104,10 @@ class Ledger:
         self._outcome: set[int] = set()  # indexes of messages with a delivery or a failure recorded
         self._spool: IO[str] | None = None
         self.fates = FateView(self)
+        # a live lab (engine.driver.serve, labsim.Lab): a message a client of its own hands to the lab
+        # is reported too, under its Message-ID, from the first server that accepted it
+        self.report_clients = False
+        self._lab_made: set[str] = set()  # (then) the Message-IDs of the DSNs the lab generated
 
     # --- the spool -----------------------------------------------------------------------------
     def _put(self, index: int, kind: str, payload: Any) -> None:
@@ -174,7 +178,18 @@ class Ledger:
             self._put(index, "h", {"time": iso_ms(self.clock.now()), "server": server, "event": event, **extra})
 
     def received(self, item: Any, server: str) -> None:
-        self._hop(self._at(item), server, "RECEIVE", internal_id=str(item.internal_id))
+        index = self._at(item)
+        if index is None and self.report_clients:
+            index = self._client_message(item)
+        self._hop(index, server, "RECEIVE", internal_id=str(item.internal_id))
+
+    def _client_message(self, item: Any) -> int | None:
+        """A message that is none of the scenario's nor a DSN of the lab's: a client's (report_clients)."""
+        mid = getattr(item, "message_id", "")
+        if not mid or mid in self._lab_made:
+            return None
+        self.register(mid, mid, item.mail_from, list(item.recipients), item.subject)
+        return self._index[mid]
 
     def sent(self, item: Any, recipients: list[str], server: str, next_hop: str) -> None:
         self._hop(self._at(item), server, "SEND", to=";".join(recipients), next_hop=next_hop)
@@ -182,6 +197,8 @@ class Ledger:
     def dsn_generated(self, item: Any, dsn_message_id: str, action: str, server: str,
                       about: list[str]) -> None:
         """A server generated a DSN (an NDR, a delay notice) about some recipients of `item`."""
+        if self.report_clients:
+            self._lab_made.add(dsn_message_id)
         index = self._at(item)
         if index is None:
             return
