@@ -6,7 +6,8 @@ shards' rows by (timestamp, shard), written back through logs.logfile.LogStream 
 whatever the corpus's size. The event logs are merged by time and their EventRecordIDs (and the
 text export's Event[n]) renumbered from the first shard's first record; the mailboxes' messages
 are renumbered in order; the queue history is merged by time; EXO's message trace and summary.json
-are concatenated; queues.json is the last shard's (the queues as the lab stood at the end).
+are concatenated, a message carried from one hour into the next (engine.carry) joined into one entry
+first; queues.json is the last shard's (the queues as the lab stood at the end).
 """
 
 from __future__ import annotations

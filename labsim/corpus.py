@@ -15,7 +15,9 @@ Message-ID appears in two shards.
 
 `run_shards` sends the shards to any concurrent.futures.Executor (a process pool for `--jobs`,
 a Dask cluster for `--executor dask://HOST:PORT`); each writes only its own folder, so the result
-is the same whatever runs it and in whatever order. `labsim._corpus_merge` then merges the shard
+is the same whatever runs it and in whatever order. Mail still queued when an hour's lab stops is
+carried into the next hour (engine.carry): the next shard runs again with it taken up, so a
+shard's output is a function of (shard, carried-in mail) and still not of the executor. `labsim._corpus_merge` then merges the shard
 folders into one tree as the servers would have written it: each log's rows in time order across
 shards, re-cut into hourly files with the 10 MB rollover, the event logs renumbered, the mailboxes
 numbered in order; and the corpus manifest (labsim.manifest) records every fault as a window.
@@ -38,7 +40,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -326,37 +328,53 @@ def run_shards(shards: list[Shard], work: Path, executor: Executor | None,
     returns the folders in shard order.
 
     Queues across hours: every shard first runs with nothing carried in (all at once on the
-    executor); then, walking the shards in order, a shard whose predecessor ended with mail queued
-    runs again with that mail taken up (engine.carry), and hands its own end state on. A shard's
-    output is a function of (shard, carried-in mail) only, so the corpus does not depend on the
-    executor; only the hours after one that ended with mail queued run twice."""
+    executor); then a shard whose predecessor ended with mail queued runs again with that mail
+    taken up (engine.carry), and hands its own end state on. A shard's output is a function of
+    (shard, carried-in mail) only, so the corpus does not depend on the executor. Only the hours
+    after one that ended with mail queued run twice; the re-runs go in waves (every shard whose
+    predecessor's final state is known, at once), so only a chain of hours that each end with mail
+    queued runs one after another."""
     folders = [work / s.name for s in shards]
-    done: dict[int, dict[str, Any]] = {}
-    if executor is None:
-        for k, (s, f) in enumerate(zip(shards, folders)):
-            done[k] = run_shard(s, str(f))
-            if progress:
-                progress(done[k])
-    else:
-        from concurrent.futures import as_completed
-
-        futures = {executor.submit(run_shard, s, str(f)): k for k, (s, f) in enumerate(zip(shards, folders))}
-        try:
-            for fut in as_completed(futures):
-                done[futures[fut]] = fut.result()
-                if progress:
-                    progress(done[futures[fut]])
-        finally:
-            for fut in futures:
-                fut.cancel()
-    for k in range(len(shards) - 1):  # the walk: each re-run depends on the one before it
-        if not done[k]["carried_out"]:
-            continue
-        args = (shards[k + 1], str(folders[k + 1]), str(carry_folder(folders[k])))
-        done[k + 1] = run_shard(*args) if executor is None else executor.submit(run_shard, *args).result()
-        if progress:
-            progress({**done[k + 1], "rerun": True})
+    first = _run_all([(s, str(f), None) for s, f in zip(shards, folders)], executor, progress)
+    final: dict[int, dict[str, Any]] = {0: first[0]} if shards else {}
+    while len(final) < len(shards):
+        wave = []
+        for k in range(1, len(shards)):
+            if k in final or k - 1 not in final:
+                continue
+            if final[k - 1]["carried_out"]:
+                wave.append(k)
+            else:
+                final[k] = first[k]  # nothing carried in: its first run is the one
+        reruns = [(shards[k], str(folders[k]), str(carry_folder(folders[k - 1]))) for k in wave]
+        for k, done in zip(wave, _run_all(reruns, executor, progress, rerun=True)):
+            final[k] = done
     return folders
+
+
+def _run_all(runs: Sequence[tuple[Shard, str, str | None]], executor: Executor | None,
+             progress: Callable[[dict[str, Any]], None] | None, *, rerun: bool = False) -> list[dict[str, Any]]:
+    """run_shard over `runs` (here one after another, or all at once on `executor`); results in order."""
+    if executor is None:
+        results = []
+        for args in runs:
+            results.append(run_shard(*args))
+            if progress:
+                progress({**results[-1], "rerun": rerun})
+        return results
+    from concurrent.futures import as_completed
+
+    futures = {executor.submit(run_shard, *args): k for k, args in enumerate(runs)}
+    done: dict[int, dict[str, Any]] = {}
+    try:
+        for fut in as_completed(futures):
+            done[futures[fut]] = fut.result()
+            if progress:
+                progress({**done[futures[fut]], "rerun": rerun})
+    finally:
+        for fut in futures:
+            fut.cancel()
+    return [done[k] for k in range(len(runs))]
 
 
 # --- the whole corpus ------------------------------------------------------------------------------------
