@@ -17,10 +17,11 @@ Message-ID appears in two shards.
 a Dask cluster for `--executor dask://HOST:PORT`); each writes only its own folder, so the result
 is the same whatever runs it and in whatever order. Mail still queued when an hour's lab stops is
 carried into the next hour (engine.carry): the next shard runs again with it taken up, so a
-shard's output is a function of (shard, carried-in mail) and still not of the executor. `labsim._corpus_merge` then merges the shard
-folders into one tree as the servers would have written it: each log's rows in time order across
-shards, re-cut into hourly files with the 10 MB rollover, the event logs renumbered, the mailboxes
-numbered in order; and the corpus manifest (labsim.manifest) records every fault as a window.
+shard's output is a function of (shard, carried-in mail) and still not of the executor.
+`labsim._corpus_merge` then merges the shard folders into one tree as the servers would have
+written it: each log's rows in time order across shards, re-cut into hourly files with the 10 MB
+rollover, the event logs renumbered, the mailboxes numbered in order, a carried message joined
+into one; and the corpus manifest (labsim.manifest) records every fault as a window.
 
 The traffic (all [INFERRED]; Microsoft publishes no distribution, these are conventional shapes):
 - each mailbox sends a Poisson number of messages an hour, its rate following a working-day curve
