@@ -60,13 +60,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
         bar = tqdm(total=len(shards), unit="hour", desc="labsim generate", file=sys.stderr, ncols=size.columns,
                    nrows=size.lines)
     started = time.perf_counter()
-    sent = [0]
+    sent, carried = [0], [0]
 
     def progress(done: dict[str, Any]) -> None:
+        if done.get("rerun"):  # an hour run again with the mail the hour before left queued
+            carried[0] += done["carried_in"]
+            if bar is not None:
+                bar.set_postfix(messages=sent[0], carried=carried[0])
+            return
         sent[0] += done["messages"]
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(messages=sent[0])
+            bar.set_postfix(messages=sent[0], **({"carried": carried[0]} if carried[0] else {}))
 
     executor, owner = _executor(args)
     try:

@@ -6,7 +6,8 @@ shards' rows by (timestamp, shard), written back through logs.logfile.LogStream 
 whatever the corpus's size. The event logs are merged by time and their EventRecordIDs (and the
 text export's Event[n]) renumbered from the first shard's first record; the mailboxes' messages
 are renumbered in order; the queue history is merged by time; EXO's message trace and summary.json
-are concatenated; queues.json is the last shard's (the queues as the lab stood at the end).
+are concatenated, a message carried from one hour into the next (engine.carry) joined into one entry
+first; queues.json is the last shard's (the queues as the lab stood at the end).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def merge(shards: list[Path], out: Path) -> None:
                 raise LabRuntimeError(f"corpus: {shard.name} wrote {rel}, which the corpus merge does not know "
                                       "how to merge (labsim/_corpus_merge.py MERGED)")
     _check_disjoint(shards)  # (every server's ids: the organisation's, EXO's, the Internet hosts')
+    join_carried(shards)  # a message carried across hours is one message (engine.carry)
     _merge_logs(shards, out)
     _merge_event_logs(shards, out)
     _merge_mailboxes(shards, out)
@@ -61,12 +63,22 @@ def merge(shards: list[Path], out: Path) -> None:
         (out / "queues.json").write_bytes(last.read_bytes())
 
 
+def _carried_keys(shard: Path) -> set[str]:
+    """The scenario keys of the messages `shard` took up from an earlier hour's queues."""
+    path = shard / "summary.json"
+    if not path.is_file():
+        return set()
+    return {m["id"] for m in json.loads(path.read_text(encoding="utf-8"))["messages"] if m.get("carried_in")}
+
+
 def _check_disjoint(shards: list[Path]) -> None:
     """Shards draw their ids from their own seeds: a Message-ID, or an id a server gave a message (an
     InternalId in its 250 2.6.0 reply, a tracking row's internal-message-id: the Hub's, the Mailbox
     Transport Submission's mail item id, an Internet host's), in two shards would make the merged
     tree lie, so it stops the merge. The wide counters start at random (14 digits: never seen to
-    meet); the small ones draw from their shard's own block (labsim.ids.ID_SPACE), so they cannot."""
+    meet); the small ones draw from their shard's own block (labsim.ids.ID_SPACE), so they cannot.
+    The one exception is a message carried from one hour into the next (engine.carry): the same
+    message, so the same Message-ID and InternalIds, under the same scenario key."""
     import sqlite3
     import tempfile
 
@@ -76,23 +88,65 @@ def _check_disjoint(shards: list[Path]) -> None:
         db = sqlite3.connect(Path(tmp) / "ids.sqlite", isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode = OFF")
-            db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY, shard TEXT)")
+            db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY, shard TEXT, key TEXT)")
             for shard in shards:
                 manifest = json.loads((shard / "manifest.json").read_text(encoding="utf-8"))
+                carried = _carried_keys(shard)
                 db.execute("BEGIN")
                 for m in manifest["messages"]:
                     ids = [m["message_id"]] + [f"{h['server']}/{h['internal_id']}" for h in m["hops"]
                                                if h["event"] == "RECEIVE" and h["internal_id"]]
                     ids += [f"{server}/{iid}" for server, found in m["internal_ids"].items() for iid in found]
-                    db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", [(key, shard.name) for key in ids])
-                    for key in ids:
-                        (first,) = db.execute("SELECT shard FROM seen WHERE id = ?", (key,)).fetchone()
-                        if first != shard.name:
-                            raise LabRuntimeError(f"corpus: id {key} appears in {first} and {shard.name}; "
+                    key = m.get("id")
+                    db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?)",
+                                   [(i, shard.name, key) for i in ids])
+                    for i in ids:
+                        first, first_key = db.execute("SELECT shard, key FROM seen WHERE id = ?", (i,)).fetchone()
+                        if first != shard.name and not (key in carried and first_key == key):
+                            raise LabRuntimeError(f"corpus: id {i} appears in {first} and {shard.name}; "
                                                   "change --seed")
                 db.execute("COMMIT")
         finally:
             db.close()
+
+
+# --- messages carried across hours ----------------------------------------------------------------------
+
+def join_carried(shards: list[Path]) -> None:
+    """Make a message carried from one hour into later ones one message: each shard's summary.json
+    is rewritten (in its work folder) so that the message's entry in the hour it was sent holds its
+    hops of every hour, its deliveries and failures of every hour, and the recipients still pending
+    at the end of the last hour that had it (so its fate is that hour's), and the later hours no
+    longer list it. The shards are walked from the last: memory holds the carried messages only."""
+    from .engine.ledger import Fate
+    from .errors import LabRuntimeError
+
+    later: dict[str, dict[str, Any]] = {}  # key -> what the later hours did with it (already joined)
+    for shard in reversed(shards):
+        path = shard / "summary.json"
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not later and not any(m.get("carried_in") for m in data["messages"]):
+            continue
+        kept = []
+        for m in data["messages"]:
+            after = later.pop(m["id"], None)
+            if after is not None:
+                m = {**m, "hops": m["hops"] + after["hops"], "delivered": m["delivered"] + after["delivered"],
+                     "failed": m["failed"] + after["failed"], "pending": after["pending"],
+                     "notifications": m["notifications"] + after["notifications"]}
+                fate = Fate(m["id"], m["message_id"], m["from"], m["to"], m["subject"], m["injected"],
+                            delivered=m["delivered"], failed=m["failed"], pending=m["pending"])
+                m["fate"] = fate.fate
+            if m.pop("carried_in", None):
+                later[m["id"]] = m  # (itself the continuation of an earlier hour's message)
+            else:
+                kept.append(m)
+        data["messages"] = kept
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if later:
+        raise LabRuntimeError(f"corpus: {sorted(later)[0]} was carried into an hour, but no earlier hour sent it")
 
 
 # --- logs --------------------------------------------------------------------------------------------

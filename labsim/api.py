@@ -77,7 +77,7 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Message:
-    id: str  # the scenario's [[message]] id
+    id: str  # the scenario's [[message]] id (a live lab's client message: its Message-ID)
     message_id: str
     network_message_ids: tuple[str, ...]
     internal_ids: Mapping[str, tuple[str, ...]]  # server -> the InternalIds it gave
@@ -236,7 +236,8 @@ class Lab:
             host, port = lab.address("CMHYBD01", "SMTP FrontEnd")
 
     On leaving, open sessions are answered 421, queues are committed, logs and manifest.json are
-    written under `out` (what is still queued is kept there for the next Lab on that folder).
+    written under `out` (what is still queued is kept there for the next Lab on that folder). The
+    mail the test's own clients hand the lab is ground truth like the scenario's (`result()`).
     """
 
     def __init__(self, scenario: Any, *, out: str | os.PathLike[str], seed: int | None = None,
@@ -262,7 +263,7 @@ class Lab:
                 ready.set_result(rt)
 
         self._task = asyncio.create_task(serve(self.scenario, out=self.out, seed=self.seed, traffic=self.traffic,
-                                               ready=on_ready, stop=self._stop))
+                                               ready=on_ready, stop=self._stop, clients=True))
         waiter = asyncio.ensure_future(ready)
         finished, _ = await asyncio.wait({waiter, self._task}, timeout=self._timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -297,5 +298,7 @@ class Lab:
             await self._task
 
     def result(self) -> Result:
-        """After the `async with` block: what the lab wrote, read back (messages, hops, faults)."""
+        """After the `async with` block: what the lab wrote, read back (messages, hops, faults). Its
+        messages include every message the lab accepted from a client of the test's own, under its
+        Message-ID, with its hops and fate like a scenario's."""
         return read_result(self.out)

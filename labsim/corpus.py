@@ -15,10 +15,13 @@ Message-ID appears in two shards.
 
 `run_shards` sends the shards to any concurrent.futures.Executor (a process pool for `--jobs`,
 a Dask cluster for `--executor dask://HOST:PORT`); each writes only its own folder, so the result
-is the same whatever runs it and in whatever order. `labsim._corpus_merge` then merges the shard
-folders into one tree as the servers would have written it: each log's rows in time order across
-shards, re-cut into hourly files with the 10 MB rollover, the event logs renumbered, the mailboxes
-numbered in order; and the corpus manifest (labsim.manifest) records every fault as a window.
+is the same whatever runs it and in whatever order. Mail still queued when an hour's lab stops is
+carried into the next hour (engine.carry): the next shard runs again with it taken up, so a
+shard's output is a function of (shard, carried-in mail) and still not of the executor.
+`labsim._corpus_merge` then merges the shard folders into one tree as the servers would have
+written it: each log's rows in time order across shards, re-cut into hourly files with the 10 MB
+rollover, the event logs renumbered, the mailboxes numbered in order, a carried message joined
+into one; and the corpus manifest (labsim.manifest) records every fault as a window.
 
 The traffic (all [INFERRED]; Microsoft publishes no distribution, these are conventional shapes):
 - each mailbox sends a Poisson number of messages an hour, its rate following a working-day curve
@@ -38,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -289,47 +292,90 @@ def _grow(lab: Any, people: list[Mailbox]) -> None:
             host.mailboxes.append(p.address)
 
 
-def run_shard(shard: Shard, out: str) -> dict[str, Any]:
-    """Run one shard into `out` (a folder of its own). Top-level and picklable: any Executor can
-    run it (a process pool, a Dask worker sharing the file system)."""
-    import asyncio
+def carry_folder(out: str | Path) -> Path:
+    """Where a shard's run leaves the mail still queued at its end (engine.carry), beside its folder."""
+    return Path(f"{out}.carry")
 
+
+def run_shard(shard: Shard, out: str, carry_in: str | None = None) -> dict[str, Any]:
+    """Run one shard into `out` (a folder of its own), with the mail an earlier hour left queued
+    (`carry_in`, that hour's carry folder) taken up; its own end-of-run queues go to
+    carry_folder(out). Top-level and picklable: any Executor can run it (a process pool, a Dask
+    worker sharing the file system)."""
+    import asyncio
+    import shutil
+
+    from .engine.carry import carried_count
     from .engine.driver import run_loaded
 
     loaded = shard_scenario(shard)
     block = (31 + 13 * (shard.index % 17)) % 250 + 2  # shards side by side on other loopback blocks
+    carry_out = carry_folder(out)
+    if carry_out.exists():
+        shutil.rmtree(carry_out)  # (our own: the hand-over of this shard's earlier run)
     token = ID_SPACE.set(shard.index)  # the small per-host counters draw from the hour's own block (labsim.ids)
     try:
-        result = asyncio.run(run_loaded(loaded, out=Path(out), block=block))
+        result = asyncio.run(run_loaded(loaded, out=Path(out), block=block, carry_out=carry_out,
+                                        carry_in=Path(carry_in) if carry_in else None))
     finally:
         ID_SPACE.reset(token)
-    return {"index": shard.index, "messages": len(loaded.scenario.message), "wall": result.wall_seconds}
+    return {"index": shard.index, "messages": len(loaded.scenario.message), "wall": result.wall_seconds,
+            "carried_in": carried_count(Path(carry_in)) if carry_in else 0, "carried_out": carried_count(carry_out)}
 
 
 def run_shards(shards: list[Shard], work: Path, executor: Executor | None,
                progress: Callable[[dict[str, Any]], None] | None = None) -> list[Path]:
     """Run every shard into `work/<shard name>` on `executor` (None: here, one after another);
-    returns the folders in shard order."""
+    returns the folders in shard order.
+
+    Queues across hours: every shard first runs with nothing carried in (all at once on the
+    executor); then a shard whose predecessor ended with mail queued runs again with that mail
+    taken up (engine.carry), and hands its own end state on. A shard's output is a function of
+    (shard, carried-in mail) only, so the corpus does not depend on the executor. Only the hours
+    after one that ended with mail queued run twice; the re-runs go in waves (every shard whose
+    predecessor's final state is known, at once), so only a chain of hours that each end with mail
+    queued runs one after another."""
     folders = [work / s.name for s in shards]
+    first = _run_all([(s, str(f), None) for s, f in zip(shards, folders)], executor, progress)
+    final: dict[int, dict[str, Any]] = {0: first[0]} if shards else {}
+    while len(final) < len(shards):
+        wave = []
+        for k in range(1, len(shards)):
+            if k in final or k - 1 not in final:
+                continue
+            if final[k - 1]["carried_out"]:
+                wave.append(k)
+            else:
+                final[k] = first[k]  # nothing carried in: its first run is the one
+        reruns = [(shards[k], str(folders[k]), str(carry_folder(folders[k - 1]))) for k in wave]
+        for k, done in zip(wave, _run_all(reruns, executor, progress, rerun=True)):
+            final[k] = done
+    return folders
+
+
+def _run_all(runs: Sequence[tuple[Shard, str, str | None]], executor: Executor | None,
+             progress: Callable[[dict[str, Any]], None] | None, *, rerun: bool = False) -> list[dict[str, Any]]:
+    """run_shard over `runs` (here one after another, or all at once on `executor`); results in order."""
     if executor is None:
-        for s, f in zip(shards, folders):
-            done = run_shard(s, str(f))
+        results = []
+        for args in runs:
+            results.append(run_shard(*args))
             if progress:
-                progress(done)
-        return folders
+                progress({**results[-1], "rerun": rerun})
+        return results
     from concurrent.futures import as_completed
 
-    futures = [executor.submit(run_shard, s, str(f)) for s, f in zip(shards, folders)]
+    futures = {executor.submit(run_shard, *args): k for k, args in enumerate(runs)}
+    done: dict[int, dict[str, Any]] = {}
     try:
         for fut in as_completed(futures):
-            done = fut.result()
+            done[futures[fut]] = fut.result()
             if progress:
-                progress(done)
+                progress({**done[futures[fut]], "rerun": rerun})
     finally:
         for fut in futures:
             fut.cancel()
-    return folders
-
+    return [done[k] for k in range(len(runs))]
 
 
 # --- the whole corpus ------------------------------------------------------------------------------------

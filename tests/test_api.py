@@ -140,6 +140,53 @@ async def test_live_lab_serves_a_client_of_the_test(tmp_path: Path) -> None:
     assert lab.result().scenario == "hybrid-baseline"
 
 
+async def _wait_for(folder: Path, pattern: str) -> None:
+    import asyncio
+
+    for _ in range(400):  # the lab runs on wall-clock time: up to 20 s for the mailbox copy
+        if list(folder.glob(pattern)):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_a_live_labs_own_client_mail_is_in_the_result(tmp_path: Path) -> None:
+    """Mail the test's own SMTP client hands to a live lab is ground truth like a scenario's: in
+    Result.messages under its Message-ID, with its hops (evidence on lines that show it), its
+    recipients' fates and the NDR it caused; the lab's own NDR is not taken for a client's message."""
+    out = tmp_path / "live"
+    msg = (b"From: alex@fabrikam.com\r\nTo: raghu@cloudmonkeys.xyz\r\nSubject: two recipients\r\n"
+           b"Message-ID: <api-live-2@outside.example>\r\n\r\nhello\r\n")
+    async with labsim.Lab("hybrid-baseline", out=out) as lab:
+        host, port = lab.address("CMHYBD01", "SMTP FrontEnd")
+        smtp = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, local_hostname="mail.fabrikam.com")
+        await smtp.connect()
+        errors, reply = await smtp.sendmail("alex@fabrikam.com", ["raghu@cloudmonkeys.xyz", "nobody@cloudmonkeys.xyz"],
+                                            msg)
+        await smtp.quit()
+        assert not errors and "Queued mail for delivery" in reply
+        await _wait_for(out / "mailboxes", "onprem-*/raghu@cloudmonkeys.xyz/*.eml")
+        await _wait_for(out / "mailboxes", "internet-*/alex@fabrikam.com/*.eml")  # the NDR, back through the Edge
+    result = lab.result()
+    (m,) = result.messages  # the client's message, and nothing else (hybrid-baseline sends nothing live)
+    assert result.message("<api-live-2@outside.example>") is m and m.id == m.message_id
+    assert m.sender == "alex@fabrikam.com" and m.subject == "two recipients"
+    assert m.recipients == ("raghu@cloudmonkeys.xyz", "nobody@cloudmonkeys.xyz")
+    assert m.fate == "partial" and m.internal_ids["CMHYBD01"] and m.network_message_ids
+    fates = {r.address: r for r in m.results}
+    assert fates["raghu@cloudmonkeys.xyz"].fate == "delivered" and fates["raghu@cloudmonkeys.xyz"].mailbox
+    assert fates["nobody@cloudmonkeys.xyz"].fate == "failed" and "5.1.1" in (fates["nobody@cloudmonkeys.xyz"].reply or "")
+    events = [(h.server, h.event) for h in m.hops]
+    assert ("CMHYBD01", "RECEIVE") in events and ("CMHYBD01", "DELIVER") in events and ("CMHYBD01", "FAIL") in events
+    receive = next(h for h in m.hops if h.event == "RECEIVE")
+    assert receive.session_id and receive.connector and str(m.internal_ids["CMHYBD01"][0]) == receive.internal_id
+    for h in m.hops:
+        for e in h.evidence:
+            lines = (out / e.file).read_text(encoding="utf-8-sig").splitlines()
+            assert all(e.shows in lines[n - 1] for n in e.lines)
+    (ndr,) = result.manifest["messages"][0]["notifications"]
+    assert ndr["action"] == "failed" and ndr["about"] == "nobody@cloudmonkeys.xyz"
+
+
 async def test_the_live_lab_example_in_docs_api_md_runs_as_written(tmp_path: Path) -> None:
     """docs/api.md's aiosmtplib example, taken from the file and run: the message goes in over
     verified STARTTLS, is delivered, and the Hub's tracking log shows it received and delivered."""
@@ -149,9 +196,12 @@ async def test_the_live_lab_example_in_docs_api_md_runs_as_written(tmp_path: Pat
     (code,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "async def send_from_the_internet" in b]
     namespace: dict[str, object] = {}
     exec(compile(code, "docs/api.md", "exec"), namespace)
-    reply, events = await namespace["send_from_the_internet"](tmp_path / "live")  # type: ignore[operator]
+    reply, sent = await namespace["send_from_the_internet"](tmp_path / "live")  # type: ignore[operator]
     assert reply.startswith("2.6.0 <site-visit-1@fabrikam.com> [InternalId=") and "Queued mail for delivery" in reply
+    assert isinstance(sent, labsim.Message) and sent.fate == "delivered"
+    events = [h.event for h in sent.hops]
     assert "RECEIVE" in events and "DELIVER" in events
+    assert any("/MessageTracking/" in e.file for h in sent.hops if h.event == "DELIVER" for e in h.evidence)
     assert list((tmp_path / "live" / "mailboxes").rglob("*.eml"))
     session = [line for f in (tmp_path / "live").glob("CMHYBD01/TransportRoles/Logs/FrontEnd/ProtocolLog/SmtpReceive/*.LOG")
                for line in f.read_text(encoding="utf-8-sig").splitlines() if "STARTTLS" in line]

@@ -83,6 +83,43 @@ def test_faults_are_windows_with_their_evidence(corpus: Path) -> None:
     assert manifest["corpus"]["faults"] == ["cert-expired"] and manifest["corpus"]["shards"] == 24
 
 
+def test_mail_queued_at_the_end_of_an_hour_is_delivered_in_the_next(corpus: Path) -> None:
+    """Queues across hours: cert-expired's hour ends with mail deferred in its queues; the next hour's
+    lab takes it up (engine.carry) and delivers it. Each such message is one manifest entry (one
+    summary entry) with its DEFER in the fault hour, its DELIVER in the next, and fate delivered."""
+    import json
+    from datetime import datetime
+
+    manifest = read_manifest(corpus)
+    (fault,) = manifest["faults"]
+    start, end = fault["window"]["start"], fault["window"]["end"]
+    nxt = (datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(hours=1))
+    assert end > nxt.strftime("%Y-%m-%dT%H")  # the fault hour's run went on past the hour's end
+    carried = [m for m in manifest["messages"]
+               if any(h["event"] == "DEFER" and start <= h["time"] <= end for h in m["hops"])
+               and any(h["event"] == "DELIVER" and h["time"] > end for h in m["hops"])]
+    assert len(carried) >= 2, [m["id"] for m in manifest["messages"] if m["fate"] != "delivered"]
+    ids = [m["id"] for m in manifest["messages"]]
+    summary = json.loads((corpus / "summary.json").read_text(encoding="utf-8"))
+    for m in carried:
+        assert ids.count(m["id"]) == 1 and [s["id"] for s in summary["messages"]].count(m["id"]) == 1
+        assert m["fate"] == "delivered" and {r["fate"] for r in m["recipients"]} == {"delivered"}
+        assert "PENDING" not in [h["event"] for h in m["hops"]]
+        assert [h["time"] for h in m["hops"]] == sorted(h["time"] for h in m["hops"])
+        for h in m["hops"]:
+            if h["event"] == "DELIVER":
+                assert h["time"].startswith(nxt.strftime("%Y-%m-%dT%H")) and h["evidence"]
+                if h["server"] != "EXO":  # on-prem: the next hour's tracking log shows it
+                    assert any("/MessageTracking/MSGTRK" in p["file"] and nxt.strftime("%Y%m%d%H-") in p["file"]
+                               for p in h["evidence"])
+        # one message: categorised once where it arrived (taking it up again writes no second AGENTINFO)
+        agentinfo = [line for p in corpus.glob("*/TransportRoles/Logs/MessageTracking/*.LOG")
+                     for line in p.read_text(encoding="utf-8-sig").splitlines()
+                     if m["message_id"] in line and ",AGENTINFO," in line]
+        assert len(agentinfo) == len({line.split(",")[3] for line in agentinfo})
+    assert all(m["fate"] == "delivered" for m in manifest["messages"])  # nothing left behind at an hour's end
+
+
 def test_every_pointer_lands_on_a_line_that_shows_it(corpus: Path) -> None:
     manifest = read_manifest(corpus)
     assert check_pointers(corpus, manifest) == []
@@ -199,6 +236,77 @@ def test_merge_stops_when_a_small_counter_repeats_across_shards(tmp_path: Path) 
             {"message_id": mid, "hops": [], "internal_ids": {"CMHYBD01": ["4242"]}}]}))
     with pytest.raises(LabRuntimeError, match="id CMHYBD01/4242 appears in shard-00000 and shard-00001"):
         merge([tmp_path / "shard-00000", tmp_path / "shard-00001"], tmp_path / "out")
+
+
+def _summary(folder: Path, messages: list[dict[str, object]]) -> None:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps({"start": "s", "end": "e", "messages": messages}))
+
+
+def _entry(key: str, hops: list[str], *, delivered: tuple[str, ...] = (), failed: tuple[str, ...] = (),
+           pending: tuple[str, ...] = (), carried: bool = False) -> dict[str, object]:
+    m: dict[str, object] = {
+        "id": key, "message_id": f"<{key}@x>", "from": "a@x", "to": ["b@y", "c@y"], "subject": "s",
+        "injected": "t0", "fate": "?", "delivered": [{"recipient": r} for r in delivered],
+        "failed": [{"recipient": r} for r in failed], "pending": [{"recipient": r} for r in pending],
+        "hops": [{"time": t, "event": e} for t, e in (h.split(" ") for h in hops)], "notifications": []}
+    if carried:
+        m["carried_in"] = [{"time": hops[0].split(" ")[0] if hops else "", "server": "CMHYBD01", "internal_id": "1"}]
+    return m
+
+
+def test_a_message_carried_over_two_hours_is_joined_into_one(tmp_path: Path) -> None:
+    """The merge's join (labsim._corpus_merge.join_carried): hops and outcomes of every hour in the
+    entry of the hour that sent it, pending as the last hour left it, the later hours no longer list it."""
+    import json
+
+    from labsim._corpus_merge import join_carried
+
+    shards = [tmp_path / f"shard-0000{i}" for i in range(3)]
+    _summary(shards[0], [_entry("m1", ["10:00 RECEIVE", "10:00 DELIVER", "10:01 DEFER"], delivered=("b@y",),
+                                pending=("c@y",)), _entry("m2", ["10:02 RECEIVE"], delivered=("b@y",))])
+    _summary(shards[1], [_entry("n1", ["11:05 RECEIVE"], delivered=("b@y",)),
+                         _entry("m1", ["11:30 DEFER"], pending=("c@y",), carried=True)])
+    _summary(shards[2], [_entry("m1", ["12:30 FAIL"], failed=("c@y",), carried=True)])
+    join_carried(shards)
+    first, second, third = (json.loads((s / "summary.json").read_text())["messages"] for s in shards)
+    m1 = first[0]
+    assert [h["time"] for h in m1["hops"]] == ["10:00", "10:00", "10:01", "11:30", "12:30"]
+    assert m1["pending"] == [] and [d["recipient"] for d in m1["delivered"]] == ["b@y"]
+    assert [f["recipient"] for f in m1["failed"]] == ["c@y"] and m1["fate"] == "partial"
+    assert "carried_in" not in m1 and first[1]["id"] == "m2"
+    assert [m["id"] for m in second] == ["n1"] and third == []
+
+    _summary(shards[1], [_entry("m9", ["11:30 DELIVER"], delivered=("b@y",), carried=True)])
+    from labsim.errors import LabRuntimeError
+
+    with pytest.raises(LabRuntimeError, match="m9 was carried into an hour, but no earlier hour sent it"):
+        join_carried(shards)
+
+
+def test_a_carried_message_may_keep_its_ids_in_the_next_hour_and_nothing_else(tmp_path: Path) -> None:
+    """The disjoint-ids check lets a message carried into the next hour keep its Message-ID and
+    InternalId there (same scenario key, marked carried in), and still stops any other repeat."""
+    import json
+
+    from labsim._corpus_merge import _check_disjoint
+    from labsim.errors import LabRuntimeError
+
+    hop = [{"event": "RECEIVE", "server": "CMHYBD01", "internal_id": "77"}]
+    shards = [tmp_path / "shard-00000", tmp_path / "shard-00001"]
+    _summary(shards[0], [_entry("m1", [], pending=("b@y",))])
+    _summary(shards[1], [_entry("m1", [], delivered=("b@y",), carried=True)])
+    for shard in shards:
+        (shard / "manifest.json").write_text(json.dumps({"messages": [
+            {"id": "m1", "message_id": "<m1@x>", "hops": hop, "internal_ids": {"CMHYBD01": ["77"]}}]}))
+    _check_disjoint(shards)
+    _summary(shards[1], [_entry("m2", [], delivered=("b@y",), carried=True)])
+    (shards[1] / "manifest.json").write_text(json.dumps({"messages": [
+        {"id": "m2", "message_id": "<m2@x>", "hops": hop, "internal_ids": {}}]}))
+    with pytest.raises(LabRuntimeError, match="id CMHYBD01/77 appears in shard-00000 and shard-00001"):
+        _check_disjoint(shards)
 
 
 def test_small_counters_draw_from_the_shards_own_block() -> None:

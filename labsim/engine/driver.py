@@ -19,6 +19,7 @@ from ..scenario.model import Message, MessageRow
 from ..topology.changes import apply_change
 from ..topology.timespec import parse_timespan
 from ..transport.message import new_message
+from .carry import save_queues, take_up
 from .durable import open_queue_databases, stop_cleanly
 from .operations import check_operation, is_operation, run_operation
 from .outdir import RunOutput, claim_live
@@ -104,13 +105,17 @@ def timeline_change(rt: LabRuntime, cmdlet: str, params: dict[str, Any]) -> Any:
 
 
 async def run_loaded(loaded: LoadedScenario, *, out: Path, seed: int | None = None,
-                     block: int | None = None) -> RunResult:
+                     block: int | None = None, carry_in: Path | None = None,
+                     carry_out: Path | None = None) -> RunResult:
     """Run to completion. The new tree replaces `out` only once the run has finished; a run that
-    fails or is cancelled leaves `out` as it was (engine.outdir)."""
+    fails or is cancelled leaves `out` as it was (engine.outdir). `carry_in`: the mail an earlier
+    run left queued, taken up at the moment it stopped; `carry_out`: where this run's own
+    end-of-run queues are written for a later one (engine.carry; labsim generate's hours)."""
     check_timeline_operations(loaded)
     seed = loaded.scenario.seed if seed is None else seed
     with RunOutput(out, scenario=loaded.scenario.id, seed=seed) as output:
-        result = await _run_into(loaded, out=output.work, seed=seed, block=block)
+        result = await _run_into(loaded, out=output.work, seed=seed, block=block, carry_in=carry_in,
+                                 carry_out=carry_out)
         write_manifest(output.work, loaded, seed=seed, outcomes=result.outcomes)  # ground truth read back from the files (labsim.manifest)
         output.commit()
     return replace(result, out=out, log_files=[out / f.relative_to(output.work) for f in result.log_files])
@@ -135,13 +140,16 @@ def _schedule_messages(rt: LabRuntime, loaded: LoadedScenario) -> datetime:
     return last
 
 
-async def _run_into(loaded: LoadedScenario, *, out: Path, seed: int, block: int | None) -> RunResult:
+async def _run_into(loaded: LoadedScenario, *, out: Path, seed: int, block: int | None,
+                    carry_in: Path | None = None, carry_out: Path | None = None) -> RunResult:
     scn = loaded.scenario
     t0 = time.perf_counter()
     rt = LabRuntime(loaded.lab.model_copy(deep=True), seed=seed, out=out, block=block)
     await rt.start()
     try:
         last = _schedule_messages(rt, loaded)
+        handover = take_up(rt, carry_in) if carry_in is not None else None
+        last = max(last, handover) if handover is not None else last
         for ch in scn.change:
             if ch.at is not None:
                 when = loaded.start + parse_timespan(ch.at)
@@ -149,6 +157,8 @@ async def _run_into(loaded: LoadedScenario, *, out: Path, seed: int, block: int 
                 rt.scheduler.call_at(when, f"change {ch.cmdlet}", timeline_change(rt, ch.cmdlet, ch.params))
         until = last + (parse_timespan(scn.duration) if scn.duration else timedelta(days=3))
         await rt.scheduler.run(rt.settle, until=until)
+        if carry_out is not None:
+            save_queues(rt, carry_out, until)
         rt.collect_pending()
         files = rt.flush_logs()
         rt.write_summary()
@@ -165,8 +175,10 @@ def run_scenario(loaded: LoadedScenario, *, out: Path, seed: int | None = None) 
 
 
 async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, traffic: bool = False,
-                ready: Any = None, stop: asyncio.Event | None = None) -> LabRuntime:
-    """Serve the lab on wall-clock time until `stop` is set (or forever).
+                ready: Any = None, stop: asyncio.Event | None = None, clients: bool = False) -> LabRuntime:
+    """Serve the lab on wall-clock time until `stop` is set (or forever). `clients`: the messages
+    clients of the caller's own hand to the lab are ground truth too (summary, manifest), each
+    under its Message-ID (labsim.Lab; engine.ledger `report_clients`).
 
     The queues live on disk under `out` (engine.durable): what an earlier `up` on the same folder
     left queued is delivered or retried now, and on `stop` every open session is answered 421 and
@@ -181,6 +193,7 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
     if traffic:
         check_timeline_operations(loaded)
     rt = LabRuntime(model, seed=scn.seed if seed is None else seed, out=out, live=True)
+    rt.ledger.report_clients = clients
     rt.taken_up = open_queue_databases(rt)  # before any listener: no new id can collide with one read back
     await rt.start()
     stop = stop or asyncio.Event()

@@ -43,6 +43,7 @@ class Fate:
     failed: list[dict[str, str]] = field(default_factory=list)
     pending: list[dict[str, str]] = field(default_factory=list)
     notifications: list[dict[str, str]] = field(default_factory=list)  # DSNs about it: generated, delivered
+    carried_in: list[dict[str, str]] = field(default_factory=list)  # taken up from an earlier run's queues
 
     @property
     def fate(self) -> str:
@@ -63,11 +64,12 @@ class Fate:
             "subject": self.subject, "injected": injected, "fate": self.fate,
             "delivered": self.delivered, "failed": self.failed, "pending": self.pending, "hops": self.hops,
             "notifications": self.notifications,
-        }
+        } | ({"carried_in": self.carried_in} if self.carried_in else {})
 
 
 # Spool records: [index, kind, payload]. Kinds: "r" registration (resets the fate), "h" hop,
-# "d" delivered, "f" failed, "p" pending, "n" notification, "u" update of notification n.
+# "d" delivered, "f" failed, "p" pending, "n" notification, "u" update of notification n,
+# "c" carried in (taken up from an earlier run's queues: engine.carry).
 def _apply(fates: dict[int, Fate], index: int, kind: str, payload: Any) -> None:
     if kind == "r":
         fates[index] = Fate(*payload)
@@ -87,6 +89,8 @@ def _apply(fates: dict[int, Fate], index: int, kind: str, payload: Any) -> None:
         fate.notifications.append(payload)
     elif kind == "u":
         fate.notifications[payload[0]].update(payload[1])
+    elif kind == "c":
+        fate.carried_in.append(payload)
 
 
 class Ledger:
@@ -100,6 +104,10 @@ class Ledger:
         self._outcome: set[int] = set()  # indexes of messages with a delivery or a failure recorded
         self._spool: IO[str] | None = None
         self.fates = FateView(self)
+        # a live lab (engine.driver.serve, labsim.Lab): a message a client of its own hands to the lab
+        # is reported too, under its Message-ID, from the first server that accepted it
+        self.report_clients = False
+        self._lab_made: set[str] = set()  # (then) the Message-IDs of the DSNs the lab generated
 
     # --- the spool -----------------------------------------------------------------------------
     def _put(self, index: int, kind: str, payload: Any) -> None:
@@ -135,6 +143,25 @@ class Ledger:
         self._put(index, "r", [key, message_id, sender, list(recipients), subject, iso_ms(self.clock.now())])
         self._by_mid[message_id] = key
 
+    def carried_in(self, item: Any, server: str) -> None:
+        """`item` was left queued on `server` by an earlier run and is taken up by this one (a corpus
+        hour's mail carried into the next: engine.carry). A scenario message (it has a key) is
+        registered under its own key, once, with its sender, recipients and subject and its arrival
+        as `injected`, so its later hops are reported here; its summary entry says `carried_in`
+        (when, where, which InternalId), so a merge joins it with the run it came from. Anything
+        else (a DSN, a client's own message) is not the scenario's and stays unreported."""
+        key = getattr(item, "lab_key", "")
+        if not key:
+            return
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = len(self._keys)
+            self._keys.append(key)
+            rcpts = [item.original_recipients.get(r, r) for r in item.recipients]
+            self._put(index, "r", [key, item.message_id, item.mail_from, rcpts, item.subject, iso_ms(item.arrived)])
+            self._by_mid[item.message_id] = key
+        self._put(index, "c", {"time": iso_ms(self.clock.now()), "server": server, "internal_id": str(item.internal_id)})
+
     def key_for(self, message_id: str) -> str:
         return self._by_mid.get(message_id, "")
 
@@ -151,7 +178,18 @@ class Ledger:
             self._put(index, "h", {"time": iso_ms(self.clock.now()), "server": server, "event": event, **extra})
 
     def received(self, item: Any, server: str) -> None:
-        self._hop(self._at(item), server, "RECEIVE", internal_id=str(item.internal_id))
+        index = self._at(item)
+        if index is None and self.report_clients:
+            index = self._client_message(item)
+        self._hop(index, server, "RECEIVE", internal_id=str(item.internal_id))
+
+    def _client_message(self, item: Any) -> int | None:
+        """A message that is none of the scenario's nor a DSN of the lab's: a client's (report_clients)."""
+        mid = getattr(item, "message_id", "")
+        if not mid or mid in self._lab_made:
+            return None
+        self.register(mid, mid, item.mail_from, list(item.recipients), item.subject)
+        return self._index[mid]
 
     def sent(self, item: Any, recipients: list[str], server: str, next_hop: str) -> None:
         self._hop(self._at(item), server, "SEND", to=";".join(recipients), next_hop=next_hop)
@@ -159,6 +197,8 @@ class Ledger:
     def dsn_generated(self, item: Any, dsn_message_id: str, action: str, server: str,
                       about: list[str]) -> None:
         """A server generated a DSN (an NDR, a delay notice) about some recipients of `item`."""
+        if self.report_clients:
+            self._lab_made.add(dsn_message_id)
         index = self._at(item)
         if index is None:
             return
