@@ -23,6 +23,7 @@ from .durable import open_queue_databases, stop_cleanly
 from .operations import check_operation, is_operation, run_operation
 from .outdir import RunOutput, claim_live
 from .runtime import LabRuntime
+from .scheduler import batch_collector
 
 
 @dataclass
@@ -109,7 +110,7 @@ async def run_loaded(loaded: LoadedScenario, *, out: Path, seed: int | None = No
     fails or is cancelled leaves `out` as it was (engine.outdir)."""
     check_timeline_operations(loaded)
     seed = loaded.scenario.seed if seed is None else seed
-    with RunOutput(out, scenario=loaded.scenario.id, seed=seed) as output:
+    with RunOutput(out, scenario=loaded.scenario.id, seed=seed) as output, batch_collector():
         result = await _run_into(loaded, out=output.work, seed=seed, block=block)
         write_manifest(output.work, loaded, seed=seed, outcomes=result.outcomes)  # ground truth read back from the files (labsim.manifest)
         output.commit()
