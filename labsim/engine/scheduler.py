@@ -26,9 +26,10 @@ from ..clock import VirtualClock
 # The cyclic collector's youngest generation is collected after this many new container objects
 # (Python's default is 700). A run allocates millions of short-lived containers (log rows, replies,
 # asyncio handles) while holding a large live lab, and each young collection also walks the big
-# containers made since the last one: at 700, collections took ~24 % of a 1,000-message run's CPU
-# (gc.callbacks), at 10,000 ~8 %, with the same peak RSS (docs/performance.md).
-RUN_GC_THRESHOLD = (10_000, 20, 20)
+# containers made since the last one. Measured with gc.callbacks on 1,000-message gen_traffic runs:
+# at 700 the collector took 0.8-0.9 s of 11-22 s of CPU (up to 2.8 s on a loaded machine), at 5,000
+# 0.3-0.5 s with the same peak RSS; 10,000 saved no more and added ~15 MB of RSS (one per second).
+RUN_GC_THRESHOLD = (5_000, 10, 10)
 
 
 @contextmanager
