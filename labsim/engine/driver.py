@@ -24,6 +24,7 @@ from .durable import open_queue_databases, stop_cleanly
 from .operations import check_operation, is_operation, run_operation
 from .outdir import RunOutput, claim_live
 from .runtime import LabRuntime
+from .scheduler import batch_collector
 
 
 @dataclass
@@ -113,7 +114,7 @@ async def run_loaded(loaded: LoadedScenario, *, out: Path, seed: int | None = No
     end-of-run queues are written for a later one (engine.carry; labsim generate's hours)."""
     check_timeline_operations(loaded)
     seed = loaded.scenario.seed if seed is None else seed
-    with RunOutput(out, scenario=loaded.scenario.id, seed=seed) as output:
+    with RunOutput(out, scenario=loaded.scenario.id, seed=seed) as output, batch_collector():
         result = await _run_into(loaded, out=output.work, seed=seed, block=block, carry_in=carry_in,
                                  carry_out=carry_out)
         write_manifest(output.work, loaded, seed=seed, outcomes=result.outcomes)  # ground truth read back from the files (labsim.manifest)

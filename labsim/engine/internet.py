@@ -72,7 +72,9 @@ class InternetHostRuntime(QueueingParty):
         except (ssl.SSLError, ConnectionError, OSError):
             session.closed = True
             return
-        session.touch()
+        # The TLS rows are stamped from the session's own cursor (its STARTTLS read), not the
+        # shared clock: resumed or full, the handshake's rows do not depend on when another
+        # session moved the clock (docs/performance.md, "TLS session resumption").
         sslobj = session.writer.get_extra_info("ssl_object")
         session.state.tls, session.state.helo = True, None
         session.extra.tls = {"version": sslobj.version(), "cipher": sslobj.cipher()[0]}

@@ -128,7 +128,9 @@ class ReceiveSide:
             session.log.info("", T.tls_negotiation_failed("IllegalMessage"))
             session.closed = True
             return
-        session.touch()
+        # The TLS rows are stamped from the session's own cursor (its STARTTLS read), not the
+        # shared clock: resumed or full, the handshake's rows do not depend on when another
+        # session moved the clock (docs/performance.md, "TLS session resumption").
         sslobj = session.writer.get_extra_info("ssl_object")
         state.tls = True
         state.helo = None

@@ -125,9 +125,13 @@ async def open_socket(real_dst: tuple[str, int], real_src_ip: str, timeout: floa
     guard_real(real_dst[0])
     guard_real(real_src_ip)
     loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY on a transport's socket only when its proto says
+    # TCP, and with Nagle on a client's two small writes in a row (a resumed TLS handshake's Finished,
+    # then EHLO) wait for the peer's delayed ACK (~40 ms of wall time each).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((real_src_ip, 0))
         await asyncio.wait_for(loop.sock_connect(sock, real_dst), timeout)

@@ -35,6 +35,7 @@ from ..topology.model import ExchangeServer, StoreEntry
 from .accept_any import accept_any_client_certificate
 from .authority import IssuedCert, LabPki, _write, key_pem, thumbprint
 from .errors import NoCredentialsError, PkiError, UnknownCredentialsError
+from .resume import ClientSessionCache, ResumingClientContext, server_side_cache
 
 __all__ = ["StoredCert", "CertStore", "peer_chain", "CIPHERS", "NO_CHECK_TIME"]
 
@@ -82,7 +83,7 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _base_context(side: ssl._SSLMethod) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(side)
+    ctx = ResumingClientContext(side) if side == ssl.PROTOCOL_TLS_CLIENT else ssl.SSLContext(side)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(CIPHERS)
@@ -110,6 +111,9 @@ class CertStore:
         self._dir: Path | None = None
         self._material: dict[int, tuple[Path, Path | None]] = {}
         self._client_ctx: dict[int, ssl.SSLContext] = {}
+        # Schannel's client-side session cache of this machine (pki.resume); keys start with the
+        # client certificate's index, so a session is only offered through the context that made it.
+        self.sessions = ClientSessionCache()
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @classmethod
@@ -199,6 +203,7 @@ class CertStore:
         # it afterwards: so does the lab (pki.accept_any; without it a foreign CA is accepted only
         # if listed above, and any other certificate ends the handshake).
         accept_any_client_certificate(ctx)
+        server_side_cache(ctx)  # resumes a client's session by id (pki.resume)
         return ctx
 
     def client_context(self, stored: StoredCert | None) -> ssl.SSLContext:
@@ -225,6 +230,7 @@ class CertStore:
         self._dir = None
         self._material.clear()
         self._client_ctx.clear()
+        self.sessions = ClientSessionCache()
 
     def __enter__(self) -> CertStore:
         return self

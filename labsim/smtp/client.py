@@ -278,16 +278,22 @@ class ClientSession:
             raise _Abort(self._fail("tls_no_credentials", status=status, detail=str(ctx_error)))
         self.log.sent(verb)
         self._advance()
+        # Schannel's client cache: offer the session of the last full handshake with this target
+        # (pki.resume); the log rows are the same either way.
+        cache = tls.store.sessions
+        resume_key = (-1 if stored is None else stored.index, self.target.ip, self.target.port, tls.sni)
         try:
-            if verb == "STARTTLS":
-                resp = await self.smtp.starttls(tls_context=ctx, server_hostname=tls.sni, timeout=REAL_TIMEOUT)
-            else:
-                resp = await _tls_by_verb(self.smtp, verb, ctx, tls.sni)
+            with cache.offering(resume_key, self._now()):
+                if verb == "STARTTLS":
+                    resp = await self.smtp.starttls(tls_context=ctx, server_hostname=tls.sni, timeout=REAL_TIMEOUT)
+                else:
+                    resp = await _tls_by_verb(self.smtp, verb, ctx, tls.sni)
         except aiosmtplib.SMTPResponseException as exc:
             self._advance()
             self.log.received(f"{exc.code} {exc.message}")
             raise _Abort(self._fail("response", response=f"{exc.code} {exc.message}")) from None
         except (aiosmtplib.SMTPException, ssl.SSLError, ConnectionError) as exc:
+            cache.forget(resume_key)
             self._advance()
             self.log.info("", T.tls_negotiation_failed("IllegalMessage"))
             raise _Abort(self._fail("tls_failed", status="IllegalMessage", detail=str(exc))) from None
@@ -302,7 +308,10 @@ class ClientSession:
         version, (cipher, _, bits) = sslobj.version(), sslobj.cipher()
         self.log.info("", T.tls_success_context("client", version, cipher, bits, 256))
         self.anonymous_tls = verb == "X-ANONYMOUSTLS"
-        chain = peer_chain(sslobj)
+        chain = cache.resumed_chain(resume_key, sslobj)
+        if chain is None:
+            chain = peer_chain(sslobj)
+            cache.keep(resume_key, sslobj, chain, self._now())
         self.tls_info = {"version": version, "cipher": cipher, "remote_chain": chain}
         if chain:
             for data, context in self.lab.peer_certificate_rows(chain[0], self.spec.src):
