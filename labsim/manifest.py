@@ -701,36 +701,112 @@ def _iso_ms(when: datetime) -> str:
 
 
 # --- the manifest ---------------------------------------------------------------------------------------
+#
+# Memory (issue 8): a working day of mail makes summary.json ~1.7 KB and the manifest ~5.5 KB a
+# message on disk, several times that as Python data. Nothing here holds all the messages: they
+# are read from summary.json one at a time (ijson), each message's manifest entry is built from the
+# evidence index (on disk) and appended to a private spool file (JSON Lines), keeping only its
+# failed hops (what the faults need); then the head (faults, events, logs, counts) is known and
+# manifest.json is written with the messages copied from the spool one at a time. The bytes are
+# the ones json.dumps(indent=1, sort_keys=True, ensure_ascii=False) gives for the whole.
+
+def _summary_messages(path: Path) -> Iterator[dict[str, Any]]:
+    """summary.json's messages, one at a time."""
+    import ijson
+
+    with path.open("rb") as f:
+        yield from ijson.items(f, "messages.item", use_float=True)
+
+
+def _summary_head(path: Path, *keys: str) -> dict[str, Any]:
+    """summary.json's top-level `keys` (small values: start, end, queues), without its messages."""
+    import ijson
+
+    head: dict[str, Any] = {}
+    for key in keys:
+        with path.open("rb") as f:
+            for value in ijson.items(f, key, use_float=True):
+                head[key] = value
+                break
+    return head
+
+
+@dataclass
+class _Spooled:
+    """The messages' manifest entries, built one at a time into a private spool file."""
+
+    spool: Any  # a TemporaryFile: one message's entry a line
+    count: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)  # each message's failed hops only
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        self.spool.seek(0)
+        for line in self.spool:
+            yield json.loads(line)
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+def _spool_messages(idx: _Index, summaries: list[Path]) -> _Spooled:
+    import tempfile
+
+    spooled = _Spooled(tempfile.TemporaryFile("w+", encoding="utf-8"))
+    try:
+        for path in summaries:
+            for m in _summary_messages(path):
+                entry = _message(idx, m)
+                spooled.count += 1
+                spooled.spool.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+                failed = [(n, h) for n, h in enumerate(entry["hops"]) if h["event"] in FAILED_HOPS]
+                if failed:
+                    spooled.failures.append({"id": entry["id"], "hops": dict(failed)})
+    except BaseException:
+        spooled.close()
+        raise
+    return spooled
+
 
 def build_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | None = None) -> dict[str, Any]:
     """The manifest of the finished run in `out` (summary.json and the logs written), as data;
-    `outcomes` are the scenario's checked expectations (None for a live lab: not checked)."""
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    `outcomes` are the scenario's checked expectations (None for a live lab: not checked). This
+    holds every message: `write_manifest` writes the same file without holding them."""
     idx = _index(out)
     try:
-        return _run_manifest(idx, loaded, summary, seed=seed, outcomes=outcomes)
+        head, spooled = _run_manifest(idx, out, loaded, seed=seed, outcomes=outcomes)
+        try:
+            return {**head, "messages": list(spooled.entries())}
+        finally:
+            spooled.close()
     finally:
         idx.db.close()
 
 
-def _run_manifest(idx: _Index, loaded: Any, summary: dict[str, Any], *, seed: int,
-                  outcomes: list[Any] | None) -> dict[str, Any]:
-    messages = [_message(idx, m) for m in summary["messages"]]
-    scn = loaded.scenario
-    return {
-        "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
-        "scenario": {"id": scn.id, "title": scn.title, "file": loaded.path.name if loaded.path.suffix else None,
-                     "seed": seed, "start": summary["start"], "end": summary["end"]},
-        "expectations": None if outcomes is None else
-        [{"what": o.what, "ok": o.ok, "detail": o.detail} for o in outcomes],
-        "faults": _faults(loaded, idx, messages),
-        "messages": messages,
-        "queues": summary.get("queues", []),
-        "events": _events(idx),
-        "logs": sorted(idx.files, key=lambda f: f["path"]),
-        "counts": {"messages": len(messages), "faults": len(scn.change),
-                   "sessions": idx.session_count, "log_rows": sum(f["rows"] for f in idx.files)},
-    }
+def _run_manifest(idx: _Index, out: Path, loaded: Any, *, seed: int,
+                  outcomes: list[Any] | None) -> tuple[dict[str, Any], _Spooled]:
+    """The manifest but its messages, and the messages spooled (the caller closes the spool)."""
+    summary = out / "summary.json"
+    spooled = _spool_messages(idx, [summary])
+    try:
+        top = _summary_head(summary, "start", "end", "queues")
+        scn = loaded.scenario
+        head = {
+            "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
+            "scenario": {"id": scn.id, "title": scn.title, "file": loaded.path.name if loaded.path.suffix else None,
+                         "seed": seed, "start": top["start"], "end": top["end"]},
+            "expectations": None if outcomes is None else
+            [{"what": o.what, "ok": o.ok, "detail": o.detail} for o in outcomes],
+            "faults": _faults(loaded, idx, spooled.failures),
+            "queues": top.get("queues", []),
+            "events": _events(idx),
+            "logs": sorted(idx.files, key=lambda f: f["path"]),
+            "counts": {"messages": spooled.count, "faults": len(scn.change),
+                       "sessions": idx.session_count, "log_rows": sum(f["rows"] for f in idx.files)},
+        }
+    except BaseException:
+        spooled.close()
+        raise
+    return head, spooled
 
 
 def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
@@ -738,9 +814,9 @@ def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[di
     """The manifest of a merged corpus (labsim.corpus): its messages as for a run, and each fault
     scheduled into it as a window: `windows` are {"scenario", "start", "end", "changes": [{"cmdlet",
     "params", "at"}]}, each change acting at the window's start (or `at` after it) until its end.
-    `summaries` are the shards' summary.json in order: the messages are read from them and written
-    one at a time (a first pass keeps only their failed hops, for the faults). Returns its `counts`
-    (so no one reads the whole manifest back for them)."""
+    `summaries` are the shards' summary.json in order: the messages are read from them one at a
+    time and spooled (keeping only their failed hops, for the faults), then written one at a time.
+    Returns its `counts` (so no one reads the whole manifest back for them)."""
     idx = _index(out)
     try:
         return _write_corpus_manifest(idx, out, corpus=corpus, windows=windows, servers=servers, summaries=summaries)
@@ -753,39 +829,36 @@ def _write_corpus_manifest(idx: _Index, out: Path, *, corpus: dict[str, Any], wi
     from ._corpus_merge import write_streamed
     from .topology.timespec import parse_timespan
 
-    start, end, count = "", "", 0
-    failures: list[dict[str, Any]] = []  # the failed hops only, as messages with just those hops
+    start, end = "", ""
     for path in summaries:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _summary_head(path, "start", "end")
         start, end = min(start or data["start"], data["start"]), max(end, data["end"])
-        for m in data["messages"]:
-            count += 1
-            hops = _message(idx, m)["hops"]
-            failed = [(n, h) for n, h in enumerate(hops) if h["event"] in FAILED_HOPS]
-            if failed:
-                failures.append({"id": m["id"], "hops": dict(failed)})
-    faults: list[dict[str, Any]] = []
-    for w in windows:
-        opened = _iso(w["start"])
-        for ch in w["changes"]:
-            acted = _iso_ms(opened + (parse_timespan(ch["at"]) if ch.get("at") else timedelta(0)))
-            faults.append(_fault(idx, failures, servers, index=len(faults), scenario=w["scenario"],
-                                 cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted, end=w["end"]))
-    queues = json.loads(summaries[-1].read_text(encoding="utf-8")).get("queues", []) if summaries else []
-    counts = {"messages": count, "faults": len(faults), "sessions": idx.session_count,
-              "log_rows": sum(f["rows"] for f in idx.files)}
-    head = {
-        "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
-        "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
-                     "start": start, "end": end},
-        "corpus": corpus,
-        "expectations": None, "faults": faults, "queues": queues,
-        "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
-        "counts": counts,
-    }
-    messages = (_message(idx, m) for p in summaries for m in json.loads(p.read_text(encoding="utf-8"))["messages"])
-    path = out / MANIFEST_FILE
-    write_streamed(path, head, "messages", messages, indent=1, sort_keys=True, ensure_ascii=False)
+    spooled = _spool_messages(idx, summaries)
+    try:
+        faults: list[dict[str, Any]] = []
+        for w in windows:
+            opened = _iso(w["start"])
+            for ch in w["changes"]:
+                acted = _iso_ms(opened + (parse_timespan(ch["at"]) if ch.get("at") else timedelta(0)))
+                faults.append(_fault(idx, spooled.failures, servers, index=len(faults), scenario=w["scenario"],
+                                     cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted,
+                                     end=w["end"]))
+        queues = _summary_head(summaries[-1], "queues").get("queues", []) if summaries else []
+        counts = {"messages": spooled.count, "faults": len(faults), "sessions": idx.session_count,
+                  "log_rows": sum(f["rows"] for f in idx.files)}
+        head = {
+            "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
+            "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
+                         "start": start, "end": end},
+            "corpus": corpus,
+            "expectations": None, "faults": faults, "queues": queues,
+            "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
+            "counts": counts,
+        }
+        write_streamed(out / MANIFEST_FILE, head, "messages", spooled.entries(), indent=1, sort_keys=True,
+                       ensure_ascii=False)
+    finally:
+        spooled.close()
     return counts
 
 
@@ -796,15 +869,21 @@ def _events(idx: _Index) -> list[dict[str, Any]]:
 
 
 def write_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | None = None) -> Path:
-    """Write `manifest.json` beside summary.json (sorted keys, stable bytes for a scenario and seed)."""
+    """Write `manifest.json` beside summary.json (sorted keys, stable bytes for a scenario and seed),
+    a message at a time (see "the manifest" above): memory holds one message, the failed hops and
+    the head, whatever the number of messages."""
     from ._corpus_merge import write_streamed
 
-    data = build_manifest(out, loaded, seed=seed, outcomes=outcomes)
     path = out / MANIFEST_FILE
-    messages = data.pop("messages")
-    # json.dumps of the whole joins every small string of the file in memory (~25 times the file at
-    # 50,000 messages, docs/performance.md); written a message at a time, the bytes are the same
-    write_streamed(path, data, "messages", iter(messages), indent=1, sort_keys=True, ensure_ascii=False)
+    idx = _index(out)
+    try:
+        head, spooled = _run_manifest(idx, out, loaded, seed=seed, outcomes=outcomes)
+        try:
+            write_streamed(path, head, "messages", spooled.entries(), indent=1, sort_keys=True, ensure_ascii=False)
+        finally:
+            spooled.close()
+    finally:
+        idx.db.close()
     return path
 
 
