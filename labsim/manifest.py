@@ -40,8 +40,8 @@ from typing import Any
 
 from ._evidence_index import EvidenceIndex, Row, Session
 
-__all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "read_manifest", "schema",
-           "write_manifest"]
+__all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "iter_messages", "read_manifest",
+           "schema", "write_manifest"]
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -888,8 +888,18 @@ def write_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | N
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
+    """The whole manifest as data (every message in memory: ~10 times the file; see iter_messages)."""
     data: dict[str, Any] = json.loads((Path(out) / MANIFEST_FILE).read_text(encoding="utf-8"))
     return data
+
+
+def iter_messages(out: Path) -> Iterator[dict[str, Any]]:
+    """The manifest's messages one at a time, as read_manifest(out)["messages"] holds them, in
+    memory one message at a time (a working day of mail makes a manifest of hundreds of MB)."""
+    import ijson
+
+    with (Path(out) / MANIFEST_FILE).open("rb") as f:
+        yield from ijson.items(f, "messages.item", use_float=True)
 
 
 def schema() -> dict[str, Any]:

@@ -51,6 +51,7 @@ def test_the_streamed_manifest_is_the_whole_one_byte_for_byte(tmp_path: Path, si
     assert written == _whole(result.out, loaded, result.seed, expectations)
     assert json.loads(written) == mf.build_manifest(result.out, loaded, seed=result.seed, outcomes=None) | {
         "expectations": expectations}
+    assert list(mf.iter_messages(result.out)) == json.loads(written)["messages"]
     if sid != "hybrid-baseline":
         assert any(f["effects"] for f in json.loads(written)["faults"])  # the failed hops reached the faults
 
