@@ -31,7 +31,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -68,6 +68,20 @@ def _lines(path: Path) -> list[str]:
     """The file's lines (CRLF or LF), the BOM dropped; line n is index n-1."""
     text = path.read_bytes().decode("utf-8-sig", errors="replace")
     return text.replace("\r\n", "\n").split("\n")
+
+
+def _iter_lines(path: Path) -> Iterator[str]:
+    """_lines(path) read a line at a time (the trailing empty line of a final LF not given): an
+    index of a working day's logs never holds a whole file."""
+    with path.open("rb") as f:
+        encoding = "utf-8-sig"
+        for raw in f:
+            if raw.endswith(b"\r\n"):
+                raw = raw[:-2]
+            elif raw.endswith(b"\n"):
+                raw = raw[:-1]
+            yield raw.decode(encoding, errors="replace")
+            encoding = "utf-8"
 
 
 def _csv(line: str) -> list[str]:
@@ -150,7 +164,7 @@ def _index_queue_history(idx: _Index, path: Path) -> None:
                         "recipients": ";".join(item.get("Recipients", []))}))
 
 
-def _header(lines: list[str]) -> tuple[str, list[str]]:
+def _header(lines: Iterable[str]) -> tuple[str, list[str]]:
     log_type, fields = "", []
     for line in lines:
         if not line.startswith("#"):
@@ -166,12 +180,11 @@ def _index_protocol(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
     parts = path.relative_to(idx.out).parts  # SERVER/TransportRoles/Logs/Service/ProtocolLog/Kind/FILE
     server, log = parts[0], f"{parts[3]}/{parts[5]}"
-    lines = _lines(path)
-    log_type, _ = _header(lines)
+    log_type, _ = _header(_iter_lines(path))
     rows, seen = 0, set()
     sessions: dict[tuple[str, str, str], _Session] = {}  # this file's parts
     replies: list[tuple[str, str, _Session, int]] = []
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(_iter_lines(path), 1):
         if not line or line.startswith("#"):
             continue
         v = _csv(line)
@@ -224,11 +237,10 @@ def _kept(line: str) -> bool:
 
 def _index_tracking(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
-    lines = _lines(path)
-    log_type, fields = _header(lines)
+    log_type, fields = _header(_iter_lines(path))
     server = path.relative_to(idx.out).parts[0]
     rows = 0
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(_iter_lines(path), 1):
         if not line or line.startswith("#"):
             continue
         values = {k: v for k, v in zip(fields, _csv(line)) if k in _TRACKING_KEPT}
@@ -243,7 +255,7 @@ def _index_tracking(idx: _Index, path: Path) -> None:
 def _index_events(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
     rows = 0
-    for n, line in enumerate(_lines(path), 1):
+    for n, line in enumerate(_iter_lines(path), 1):
         rec, ev = _RECORD.search(line), _EVENT.search(line)
         if rec is None or ev is None:
             continue
@@ -256,10 +268,10 @@ def _index_events(idx: _Index, path: Path) -> None:
 
 def _index_trace(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
-    lines = _lines(path)
-    head = _csv(lines[0]) if lines else []
+    lines = _iter_lines(path)
+    head = _csv(next(lines, ""))
     rows = 0
-    for n, line in enumerate(lines[1:], 2):
+    for n, line in enumerate(lines, 2):
         if not line:
             continue
         values = dict(zip(head, _csv(line)))

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import labsim
 from labsim import manifest as mf
@@ -62,3 +64,20 @@ def test_summary_messages_are_read_one_at_a_time_as_json_reads_them(tmp_path: Pa
     whole = json.loads(path.read_text(encoding="utf-8"))
     assert list(mf._summary_messages(path)) == whole["messages"]
     assert mf._summary_head(path, "start", "end", "queues") == {k: whole[k] for k in ("start", "end", "queues")}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"\xef\xbb\xbf", b"\xe2\x82", b"\xac", b"#x", b"\xff"]),
+                    max_size=12).map(b"".join))
+def test_log_lines_are_read_one_at_a_time_as_the_whole_file_reads(tmp_path: Path, raw: bytes) -> None:
+    """The index reads each log a line at a time: the same lines, numbered alike, as reading the
+    whole file (CRLF or LF, the BOM dropped, bad UTF-8 replaced) gives."""
+    path = tmp_path / "x.LOG"
+    path.write_bytes(raw)
+    whole, read = mf._lines(path), list(mf._iter_lines(path))
+    while whole and whole[-1] == "":  # an empty last line (after a final LF), which no index counts
+        whole.pop()
+    while read and read[-1] == "":
+        read.pop()
+    assert read == whole
