@@ -67,6 +67,7 @@ CREATE TABLE tracking (mid TEXT, file TEXT, line INTEGER, text TEXT, vals TEXT);
 CREATE TABLE event (file TEXT, line INTEGER, text TEXT, vals TEXT, time TEXT, level TEXT, server TEXT);
 CREATE TABLE trace (mid TEXT, file TEXT, line INTEGER, text TEXT, vals TEXT);
 CREATE TABLE queued (mid TEXT PRIMARY KEY, file TEXT, line INTEGER, vals TEXT);
+CREATE TABLE skey (key TEXT PRIMARY KEY, keyorder INTEGER) WITHOUT ROWID;
 """
 _INDEXES = """
 CREATE INDEX line_part ON line (part, i);
@@ -91,8 +92,7 @@ class EvidenceIndex:
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(_SCHEMA)
         self.db.execute("BEGIN")
-        self._keys: dict[str, int] = {}  # (only while building) session key -> its first part's order
-        self.sessions = 0  # distinct sessions (server, log, session id)
+        self.sessions = 0  # distinct sessions (server, log, session id); table skey: each one's order
 
     def __enter__(self) -> EvidenceIndex:
         return self
@@ -114,11 +114,13 @@ class EvidenceIndex:
         value, session, index of the line) and the failure lines of the parts that carried no message."""
         for s in parts:
             key = json.dumps([s.server, s.log, s.session_id])
-            order = self._keys.get(key)
-            if order is None:
-                order = self._keys[key] = len(self._keys)
+            known = self.db.execute("SELECT keyorder FROM skey WHERE key = ?", (key,)).fetchone()
+            if known is None:
+                order = self.sessions
+                self.db.execute("INSERT INTO skey VALUES (?, ?)", (key, order))
                 self.sessions += 1
             else:
+                order = known[0]
                 self.db.execute("UPDATE part SET current = 0 WHERE key = ?", (key,))
             cur = self.db.execute(
                 "INSERT INTO part (key, keyorder, current, server, log, session_id, connector, connector_low, file, "
@@ -151,7 +153,6 @@ class EvidenceIndex:
         """Indexed and ready for queries."""
         self.db.execute("COMMIT")
         self.db.executescript(_INDEXES)
-        self._keys = {}
 
     # --- queries ----------------------------------------------------------------------------------
 
