@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CACHE_KIB = 16 * 1024  # SQLite's page cache: the index's share of memory, whatever its size
+CACHE_KIB = 2 * 1024  # SQLite's page cache (and its sorter's memory when the indexes are made): the index's share of
+# memory, whatever its size (16 MiB cost 15 MB more RSS at 5,000 messages and saved ~10 % of the manifest's CPU)
 SEND_CANDIDATES = 64  # the latest-ending send sessions a deferral's session is looked for among
 
 
