@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CACHE_KIB = 16 * 1024  # SQLite's page cache: the index's share of memory, whatever its size
+CACHE_KIB = 2 * 1024  # SQLite's page cache (and its sorter's memory when the indexes are made): the index's share of
+# memory, whatever its size (16 MiB cost 15 MB more RSS at 5,000 messages and saved ~10 % of the manifest's CPU)
 SEND_CANDIDATES = 64  # the latest-ending send sessions a deferral's session is looked for among
 
 
@@ -67,6 +68,7 @@ CREATE TABLE tracking (mid TEXT, file TEXT, line INTEGER, text TEXT, vals TEXT);
 CREATE TABLE event (file TEXT, line INTEGER, text TEXT, vals TEXT, time TEXT, level TEXT, server TEXT);
 CREATE TABLE trace (mid TEXT, file TEXT, line INTEGER, text TEXT, vals TEXT);
 CREATE TABLE queued (mid TEXT PRIMARY KEY, file TEXT, line INTEGER, vals TEXT);
+CREATE TABLE skey (key TEXT PRIMARY KEY, keyorder INTEGER) WITHOUT ROWID;
 """
 _INDEXES = """
 CREATE INDEX line_part ON line (part, i);
@@ -91,8 +93,7 @@ class EvidenceIndex:
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(_SCHEMA)
         self.db.execute("BEGIN")
-        self._keys: dict[str, int] = {}  # (only while building) session key -> its first part's order
-        self.sessions = 0  # distinct sessions (server, log, session id)
+        self.sessions = 0  # distinct sessions (server, log, session id); table skey: each one's order
 
     def __enter__(self) -> EvidenceIndex:
         return self
@@ -114,11 +115,13 @@ class EvidenceIndex:
         value, session, index of the line) and the failure lines of the parts that carried no message."""
         for s in parts:
             key = json.dumps([s.server, s.log, s.session_id])
-            order = self._keys.get(key)
-            if order is None:
-                order = self._keys[key] = len(self._keys)
+            known = self.db.execute("SELECT keyorder FROM skey WHERE key = ?", (key,)).fetchone()
+            if known is None:
+                order = self.sessions
+                self.db.execute("INSERT INTO skey VALUES (?, ?)", (key, order))
                 self.sessions += 1
             else:
+                order = known[0]
                 self.db.execute("UPDATE part SET current = 0 WHERE key = ?", (key,))
             cur = self.db.execute(
                 "INSERT INTO part (key, keyorder, current, server, log, session_id, connector, connector_low, file, "
@@ -151,7 +154,6 @@ class EvidenceIndex:
         """Indexed and ready for queries."""
         self.db.execute("COMMIT")
         self.db.executescript(_INDEXES)
-        self._keys = {}
 
     # --- queries ----------------------------------------------------------------------------------
 

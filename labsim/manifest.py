@@ -31,7 +31,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -40,8 +40,8 @@ from typing import Any
 
 from ._evidence_index import EvidenceIndex, Row, Session
 
-__all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "read_manifest", "schema",
-           "write_manifest"]
+__all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "iter_messages", "read_manifest",
+           "schema", "write_manifest"]
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
@@ -68,6 +68,20 @@ def _lines(path: Path) -> list[str]:
     """The file's lines (CRLF or LF), the BOM dropped; line n is index n-1."""
     text = path.read_bytes().decode("utf-8-sig", errors="replace")
     return text.replace("\r\n", "\n").split("\n")
+
+
+def _iter_lines(path: Path) -> Iterator[str]:
+    """_lines(path) read a line at a time (the trailing empty line of a final LF not given): an
+    index of a working day's logs never holds a whole file."""
+    with path.open("rb") as f:
+        encoding = "utf-8-sig"
+        for raw in f:
+            if raw.endswith(b"\r\n"):
+                raw = raw[:-2]
+            elif raw.endswith(b"\n"):
+                raw = raw[:-1]
+            yield raw.decode(encoding, errors="replace")
+            encoding = "utf-8"
 
 
 def _csv(line: str) -> list[str]:
@@ -150,7 +164,7 @@ def _index_queue_history(idx: _Index, path: Path) -> None:
                         "recipients": ";".join(item.get("Recipients", []))}))
 
 
-def _header(lines: list[str]) -> tuple[str, list[str]]:
+def _header(lines: Iterable[str]) -> tuple[str, list[str]]:
     log_type, fields = "", []
     for line in lines:
         if not line.startswith("#"):
@@ -166,12 +180,11 @@ def _index_protocol(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
     parts = path.relative_to(idx.out).parts  # SERVER/TransportRoles/Logs/Service/ProtocolLog/Kind/FILE
     server, log = parts[0], f"{parts[3]}/{parts[5]}"
-    lines = _lines(path)
-    log_type, _ = _header(lines)
+    log_type, _ = _header(_iter_lines(path))
     rows, seen = 0, set()
     sessions: dict[tuple[str, str, str], _Session] = {}  # this file's parts
     replies: list[tuple[str, str, _Session, int]] = []
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(_iter_lines(path), 1):
         if not line or line.startswith("#"):
             continue
         v = _csv(line)
@@ -224,11 +237,10 @@ def _kept(line: str) -> bool:
 
 def _index_tracking(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
-    lines = _lines(path)
-    log_type, fields = _header(lines)
+    log_type, fields = _header(_iter_lines(path))
     server = path.relative_to(idx.out).parts[0]
     rows = 0
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate(_iter_lines(path), 1):
         if not line or line.startswith("#"):
             continue
         values = {k: v for k, v in zip(fields, _csv(line)) if k in _TRACKING_KEPT}
@@ -243,7 +255,7 @@ def _index_tracking(idx: _Index, path: Path) -> None:
 def _index_events(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
     rows = 0
-    for n, line in enumerate(_lines(path), 1):
+    for n, line in enumerate(_iter_lines(path), 1):
         rec, ev = _RECORD.search(line), _EVENT.search(line)
         if rec is None or ev is None:
             continue
@@ -256,10 +268,10 @@ def _index_events(idx: _Index, path: Path) -> None:
 
 def _index_trace(idx: _Index, path: Path) -> None:
     rel = _rel(idx.out, path)
-    lines = _lines(path)
-    head = _csv(lines[0]) if lines else []
+    lines = _iter_lines(path)
+    head = _csv(next(lines, ""))
     rows = 0
-    for n, line in enumerate(lines[1:], 2):
+    for n, line in enumerate(lines, 2):
         if not line:
             continue
         values = dict(zip(head, _csv(line)))
@@ -701,36 +713,112 @@ def _iso_ms(when: datetime) -> str:
 
 
 # --- the manifest ---------------------------------------------------------------------------------------
+#
+# Memory (issue 8): a working day of mail makes summary.json ~1.7 KB and the manifest ~5.5 KB a
+# message on disk, several times that as Python data. Nothing here holds all the messages: they
+# are read from summary.json one at a time (ijson), each message's manifest entry is built from the
+# evidence index (on disk) and appended to a private spool file (JSON Lines), keeping only its
+# failed hops (what the faults need); then the head (faults, events, logs, counts) is known and
+# manifest.json is written with the messages copied from the spool one at a time. The bytes are
+# the ones json.dumps(indent=1, sort_keys=True, ensure_ascii=False) gives for the whole.
+
+def _summary_messages(path: Path) -> Iterator[dict[str, Any]]:
+    """summary.json's messages, one at a time."""
+    import ijson
+
+    with path.open("rb") as f:
+        yield from ijson.items(f, "messages.item", use_float=True)
+
+
+def _summary_head(path: Path, *keys: str) -> dict[str, Any]:
+    """summary.json's top-level `keys` (small values: start, end, queues), without its messages."""
+    import ijson
+
+    head: dict[str, Any] = {}
+    for key in keys:
+        with path.open("rb") as f:
+            for value in ijson.items(f, key, use_float=True):
+                head[key] = value
+                break
+    return head
+
+
+@dataclass
+class _Spooled:
+    """The messages' manifest entries, built one at a time into a private spool file."""
+
+    spool: Any  # a TemporaryFile: one message's entry a line
+    count: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)  # each message's failed hops only
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        self.spool.seek(0)
+        for line in self.spool:
+            yield json.loads(line)
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+def _spool_messages(idx: _Index, summaries: list[Path]) -> _Spooled:
+    import tempfile
+
+    spooled = _Spooled(tempfile.TemporaryFile("w+", encoding="utf-8"))
+    try:
+        for path in summaries:
+            for m in _summary_messages(path):
+                entry = _message(idx, m)
+                spooled.count += 1
+                spooled.spool.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+                failed = [(n, h) for n, h in enumerate(entry["hops"]) if h["event"] in FAILED_HOPS]
+                if failed:
+                    spooled.failures.append({"id": entry["id"], "hops": dict(failed)})
+    except BaseException:
+        spooled.close()
+        raise
+    return spooled
+
 
 def build_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | None = None) -> dict[str, Any]:
     """The manifest of the finished run in `out` (summary.json and the logs written), as data;
-    `outcomes` are the scenario's checked expectations (None for a live lab: not checked)."""
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    `outcomes` are the scenario's checked expectations (None for a live lab: not checked). This
+    holds every message: `write_manifest` writes the same file without holding them."""
     idx = _index(out)
     try:
-        return _run_manifest(idx, loaded, summary, seed=seed, outcomes=outcomes)
+        head, spooled = _run_manifest(idx, out, loaded, seed=seed, outcomes=outcomes)
+        try:
+            return {**head, "messages": list(spooled.entries())}
+        finally:
+            spooled.close()
     finally:
         idx.db.close()
 
 
-def _run_manifest(idx: _Index, loaded: Any, summary: dict[str, Any], *, seed: int,
-                  outcomes: list[Any] | None) -> dict[str, Any]:
-    messages = [_message(idx, m) for m in summary["messages"]]
-    scn = loaded.scenario
-    return {
-        "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
-        "scenario": {"id": scn.id, "title": scn.title, "file": loaded.path.name if loaded.path.suffix else None,
-                     "seed": seed, "start": summary["start"], "end": summary["end"]},
-        "expectations": None if outcomes is None else
-        [{"what": o.what, "ok": o.ok, "detail": o.detail} for o in outcomes],
-        "faults": _faults(loaded, idx, messages),
-        "messages": messages,
-        "queues": summary.get("queues", []),
-        "events": _events(idx),
-        "logs": sorted(idx.files, key=lambda f: f["path"]),
-        "counts": {"messages": len(messages), "faults": len(scn.change),
-                   "sessions": idx.session_count, "log_rows": sum(f["rows"] for f in idx.files)},
-    }
+def _run_manifest(idx: _Index, out: Path, loaded: Any, *, seed: int,
+                  outcomes: list[Any] | None) -> tuple[dict[str, Any], _Spooled]:
+    """The manifest but its messages, and the messages spooled (the caller closes the spool)."""
+    summary = out / "summary.json"
+    spooled = _spool_messages(idx, [summary])
+    try:
+        top = _summary_head(summary, "start", "end", "queues")
+        scn = loaded.scenario
+        head = {
+            "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
+            "scenario": {"id": scn.id, "title": scn.title, "file": loaded.path.name if loaded.path.suffix else None,
+                         "seed": seed, "start": top["start"], "end": top["end"]},
+            "expectations": None if outcomes is None else
+            [{"what": o.what, "ok": o.ok, "detail": o.detail} for o in outcomes],
+            "faults": _faults(loaded, idx, spooled.failures),
+            "queues": top.get("queues", []),
+            "events": _events(idx),
+            "logs": sorted(idx.files, key=lambda f: f["path"]),
+            "counts": {"messages": spooled.count, "faults": len(scn.change),
+                       "sessions": idx.session_count, "log_rows": sum(f["rows"] for f in idx.files)},
+        }
+    except BaseException:
+        spooled.close()
+        raise
+    return head, spooled
 
 
 def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[dict[str, Any]],
@@ -738,9 +826,9 @@ def write_corpus_manifest(out: Path, *, corpus: dict[str, Any], windows: list[di
     """The manifest of a merged corpus (labsim.corpus): its messages as for a run, and each fault
     scheduled into it as a window: `windows` are {"scenario", "start", "end", "changes": [{"cmdlet",
     "params", "at"}]}, each change acting at the window's start (or `at` after it) until its end.
-    `summaries` are the shards' summary.json in order: the messages are read from them and written
-    one at a time (a first pass keeps only their failed hops, for the faults). Returns its `counts`
-    (so no one reads the whole manifest back for them)."""
+    `summaries` are the shards' summary.json in order: the messages are read from them one at a
+    time and spooled (keeping only their failed hops, for the faults), then written one at a time.
+    Returns its `counts` (so no one reads the whole manifest back for them)."""
     idx = _index(out)
     try:
         return _write_corpus_manifest(idx, out, corpus=corpus, windows=windows, servers=servers, summaries=summaries)
@@ -753,39 +841,36 @@ def _write_corpus_manifest(idx: _Index, out: Path, *, corpus: dict[str, Any], wi
     from ._corpus_merge import write_streamed
     from .topology.timespec import parse_timespan
 
-    start, end, count = "", "", 0
-    failures: list[dict[str, Any]] = []  # the failed hops only, as messages with just those hops
+    start, end = "", ""
     for path in summaries:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _summary_head(path, "start", "end")
         start, end = min(start or data["start"], data["start"]), max(end, data["end"])
-        for m in data["messages"]:
-            count += 1
-            hops = _message(idx, m)["hops"]
-            failed = [(n, h) for n, h in enumerate(hops) if h["event"] in FAILED_HOPS]
-            if failed:
-                failures.append({"id": m["id"], "hops": dict(failed)})
-    faults: list[dict[str, Any]] = []
-    for w in windows:
-        opened = _iso(w["start"])
-        for ch in w["changes"]:
-            acted = _iso_ms(opened + (parse_timespan(ch["at"]) if ch.get("at") else timedelta(0)))
-            faults.append(_fault(idx, failures, servers, index=len(faults), scenario=w["scenario"],
-                                 cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted, end=w["end"]))
-    queues = json.loads(summaries[-1].read_text(encoding="utf-8")).get("queues", []) if summaries else []
-    counts = {"messages": count, "faults": len(faults), "sessions": idx.session_count,
-              "log_rows": sum(f["rows"] for f in idx.files)}
-    head = {
-        "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
-        "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
-                     "start": start, "end": end},
-        "corpus": corpus,
-        "expectations": None, "faults": faults, "queues": queues,
-        "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
-        "counts": counts,
-    }
-    messages = (_message(idx, m) for p in summaries for m in json.loads(p.read_text(encoding="utf-8"))["messages"])
-    path = out / MANIFEST_FILE
-    write_streamed(path, head, "messages", messages, indent=1, sort_keys=True, ensure_ascii=False)
+    spooled = _spool_messages(idx, summaries)
+    try:
+        faults: list[dict[str, Any]] = []
+        for w in windows:
+            opened = _iso(w["start"])
+            for ch in w["changes"]:
+                acted = _iso_ms(opened + (parse_timespan(ch["at"]) if ch.get("at") else timedelta(0)))
+                faults.append(_fault(idx, spooled.failures, servers, index=len(faults), scenario=w["scenario"],
+                                     cmdlet=ch["cmdlet"], params=ch["params"], at=ch.get("at"), acted=acted,
+                                     end=w["end"]))
+        queues = _summary_head(summaries[-1], "queues").get("queues", []) if summaries else []
+        counts = {"messages": spooled.count, "faults": len(faults), "sessions": idx.session_count,
+                  "log_rows": sum(f["rows"] for f in idx.files)}
+        head = {
+            "schema": "labsim-manifest", "schema_version": SCHEMA_VERSION,
+            "scenario": {"id": "corpus", "title": corpus["title"], "file": None, "seed": corpus["seed"],
+                         "start": start, "end": end},
+            "corpus": corpus,
+            "expectations": None, "faults": faults, "queues": queues,
+            "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
+            "counts": counts,
+        }
+        write_streamed(out / MANIFEST_FILE, head, "messages", spooled.entries(), indent=1, sort_keys=True,
+                       ensure_ascii=False)
+    finally:
+        spooled.close()
     return counts
 
 
@@ -796,21 +881,37 @@ def _events(idx: _Index) -> list[dict[str, Any]]:
 
 
 def write_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | None = None) -> Path:
-    """Write `manifest.json` beside summary.json (sorted keys, stable bytes for a scenario and seed)."""
+    """Write `manifest.json` beside summary.json (sorted keys, stable bytes for a scenario and seed),
+    a message at a time (see "the manifest" above): memory holds one message, the failed hops and
+    the head, whatever the number of messages."""
     from ._corpus_merge import write_streamed
 
-    data = build_manifest(out, loaded, seed=seed, outcomes=outcomes)
     path = out / MANIFEST_FILE
-    messages = data.pop("messages")
-    # json.dumps of the whole joins every small string of the file in memory (~25 times the file at
-    # 50,000 messages, docs/performance.md); written a message at a time, the bytes are the same
-    write_streamed(path, data, "messages", iter(messages), indent=1, sort_keys=True, ensure_ascii=False)
+    idx = _index(out)
+    try:
+        head, spooled = _run_manifest(idx, out, loaded, seed=seed, outcomes=outcomes)
+        try:
+            write_streamed(path, head, "messages", spooled.entries(), indent=1, sort_keys=True, ensure_ascii=False)
+        finally:
+            spooled.close()
+    finally:
+        idx.db.close()
     return path
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
+    """The whole manifest as data (every message in memory: ~2.3 times the file; see iter_messages)."""
     data: dict[str, Any] = json.loads((Path(out) / MANIFEST_FILE).read_text(encoding="utf-8"))
     return data
+
+
+def iter_messages(out: Path) -> Iterator[dict[str, Any]]:
+    """The manifest's messages one at a time, as read_manifest(out)["messages"] holds them, in
+    memory one message at a time (a working day of mail makes a manifest of hundreds of MB)."""
+    import ijson
+
+    with (Path(out) / MANIFEST_FILE).open("rb") as f:
+        yield from ijson.items(f, "messages.item", use_float=True)
 
 
 def schema() -> dict[str, Any]:

@@ -35,7 +35,7 @@ from ..topology.defaults import DEFAULT_START, default_lab
 from ..topology.model import Lab
 from ..topology.org_file import lab_from_organization
 from ..topology.timespec import parse_timespan, resolve_time
-from .model import SCENARIO_ID, Scenario
+from .model import SCENARIO_ID, MessageRow, Scenario, message_row
 
 
 @dataclass
@@ -169,13 +169,22 @@ def find_scenario(ref: str) -> Path:
 
 
 def _peek_id(path: Path) -> str | None:
-    sid = read_scenario_data(path).get("id")
+    where = str(path)
+    text = _read_text(path)
+    split = _split_messages(text, rows=False)
+    data = split[0] if split is not None else _parse_text(text, where)
+    sid = data.get("id")
     return sid if isinstance(sid, str) else None
 
 
 def read_scenario_data(path: Path) -> dict[str, Any]:
     """The file as TOML data, after the checks every hostile file meets at the boundary: its size,
     NUL bytes, UTF-8, TOML syntax, nesting depth, integers, NaN/infinity and NUL characters."""
+    return _parse_text(_read_text(path), str(path))
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, after the checks of its bytes (size, NUL bytes, UTF-8)."""
     where = str(path)
     try:
         with path.open("rb") as f:
@@ -191,7 +200,7 @@ def read_scenario_data(path: Path) -> dict[str, Any]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ScenarioError(where, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
-    return _parse_text(text, where)
+    return text
 
 
 def _parse_text(text: str, where: str) -> dict[str, Any]:
@@ -204,6 +213,87 @@ def _parse_text(text: str, where: str) -> dict[str, Any]:
     for key, problem in _tree_problems(data):
         raise ScenarioError(f"{where}: {key}", problem)
     return data
+
+
+# --- [[message]] tables parsed one at a time (issue 8: a working day of mail in one file) ----------
+#
+# tomllib parses a whole file into dicts (~3.4 KB a message at its height); a file of 50,000
+# messages would peak there before its messages are made compact. So the text is cut before every
+# line that starts (after blanks) with `[`, and each piece is parsed alone: the `[[message]]`
+# pieces one at a time, each checked and kept as a MessageRow at once, the other pieces joined and
+# parsed as one document (the file without its messages). Why this is the file's own meaning: the
+# first piece starts where the file starts; if a cut lies inside a multi-line string or array, the
+# piece before it ends inside that string or array, which tomllib rejects - so when a piece that
+# starts at a header parses alone, the cut that ends it is a header too, and the pieces are the
+# file's tables. (A piece that does not parse is joined with the next, as a cut inside a string
+# would need, within a budget of twice the file, so a broken file costs a few parses at most.)
+# A [[message]] table's keys cannot reach beyond its table, and the rest must not name `message`
+# at all (a `[message.x]` table, `message = [...]`, a quoted header). Anything else - a piece that
+# does not parse, any problem of the tree or of the schema - falls back to parsing the whole file,
+# so every error is exactly the one the whole parse gives (tests/test_scenario_lazy.py: the same
+# model or the same error for any file).
+
+_CUT = re.compile(r"^[ \t]*\[", re.MULTILINE)
+_MESSAGE_HEADER = re.compile(r"[ \t]*\[\[[ \t]*message[ \t]*\]\]")
+
+
+def _toml(text: str) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return None
+
+
+def _split_messages(text: str, *, rows: bool = True) -> tuple[dict[str, Any], list[MessageRow]] | None:
+    """(the file without its [[message]] tables, parsed; its messages as rows) or None where the
+    whole file must be parsed (see above). `rows=False` parses the messages without keeping them."""
+    cuts = [m.start() for m in _CUT.finditer(text)]
+    bounds = ([0] if not cuts or cuts[0] else []) + cuts + [len(text)]
+    rest: list[str] = []
+    kept: list[MessageRow] = []
+    budget = 2 * len(text) + (64 << 10)  # characters parsed again (bounded work on a hostile file)
+    k = 0
+    while k + 1 < len(bounds):
+        a, k = bounds[k], k + 1
+        data = _toml(piece := text[a:bounds[k]])
+        while data is None and k + 1 < len(bounds) and budget > 0:  # a cut inside a string: the next
+            budget -= len(piece)
+            k += 1
+            data = _toml(piece := text[a:bounds[k]])
+        if data is None:
+            return None
+        if not _MESSAGE_HEADER.match(piece):
+            rest.append(piece)
+            continue
+        tables = data.get("message")
+        if len(data) != 1 or not isinstance(tables, list) or len(tables) != 1 or next(_tree_problems(data), None):
+            return None
+        if rows:
+            try:
+                kept.append(message_row(tables[0]))
+            except ValidationError:
+                return None
+    head = _toml("".join(rest))
+    if head is None or "message" in head or next(_tree_problems(head), None):
+        return None
+    return head, kept
+
+
+def _from_text(path: Path, text: str, where: str) -> LoadedScenario:
+    """The scenario of a file's text: its [[message]] tables parsed one at a time where the file
+    allows it (see above), the whole file otherwise; the same model or the same error either way."""
+    split = _split_messages(text)
+    if split is not None:
+        head, rows = split
+        try:
+            scn = Scenario.model_validate({**head, "message": []} if rows else head)
+        except ValidationError:
+            pass
+        else:
+            if rows:
+                scn.message = rows  # type: ignore[assignment]
+            return _from_model(path, scn)
+    return _from_data(path, _parse_text(text, where))
 
 
 def _tree_problems(data: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -261,7 +351,7 @@ def load_scenario_text(text: str, where: str = "<inline scenario>") -> LoadedSce
             raise ScenarioError(where, f"larger than {MAX_FILE_BYTES} bytes: not a scenario")
         if "\0" in text:
             raise ScenarioError(where, "contains a NUL character; a scenario is text")
-        return _from_data(Path(where), _parse_text(text, where))
+        return _from_text(Path(where), text, where)
     except InputError as exc:
         raise ScenarioError(_one_line(exc.where), _one_line(exc.problem)) from None
 
@@ -284,7 +374,7 @@ def load_scenario_data(data: dict[str, Any], where: str = "<inline scenario>") -
 
 def _load(ref: str | Path) -> LoadedScenario:
     path = find_scenario(str(ref))
-    return _from_data(path, read_scenario_data(path))
+    return _from_text(path, _read_text(path), str(path))
 
 
 def _from_data(path: Path, data: dict[str, Any]) -> LoadedScenario:
@@ -299,6 +389,11 @@ def _from_data(path: Path, data: dict[str, Any]) -> LoadedScenario:
         elif e["type"] == "missing":
             msg = "required key is missing"
         raise ScenarioError(f"{where}: {_loc(e['loc'])}", msg) from None
+    return _from_model(path, scn)
+
+
+def _from_model(path: Path, scn: Scenario) -> LoadedScenario:
+    where = str(path)
     for key, problem in scn.reference_errors():
         raise ScenarioError(f"{where}: {key}", problem)
     try:

@@ -140,10 +140,16 @@ class MessageRow:
         return self.model().model_dump(**kwargs)
 
 
-def _message_row(value: Any, handler: ValidatorFunctionWrapHandler) -> Message | MessageRow:
+def _message_row(value: Any, handler: ValidatorFunctionWrapHandler | None) -> Message | MessageRow:
     if isinstance(value, (Message, MessageRow)):
         return value
     return MessageRow.of(Message.__pydantic_validator__.validate_python(value))
+
+
+def message_row(table: Any) -> MessageRow:
+    """One [[message]] table validated as a scenario validates it in its `message` list (raises
+    pydantic's ValidationError): the loader's lazy path builds the list a table at a time."""
+    return MessageRow.of(Message.__pydantic_validator__.validate_python(table))
 
 
 # A scenario's [[message]]: validated as Message, kept as a MessageRow.
