@@ -28,10 +28,11 @@ from ..ids import IdSource
 from ..logs import protocol_text as T
 from ..logs.certificate_rows import received_certificate_rows, sending_certificate_rows
 from ..logs.protocol_log import ProtocolLog, SessionWriter
+from ..net.dns_server import DnsMode, LabDnsServer
 from ..net.dnscache import DnsCache
 from ..net.resolver import LabResolver
 from ..pki.authority import serial_hex, thumbprint
-from ..pki.crl_server import http_get
+from ..pki.crl_server import CrlServer, http_get
 from ..pki.errors import CrlUnavailable
 from ..pki.names import dotnet_dn
 from ..pki.store import CertStore, StoredCert
@@ -42,7 +43,8 @@ from ..rules.network import HostInfo
 from ..topology.model import Site
 
 DNS_REAL_TIMEOUT = 0.3
-CRL_REAL_TIMEOUT = 0.5
+CRL_REAL_TIMEOUT = 0.5  # the real wait for a CDP that hangs (the world says it never answers)
+CRL_ANSWER_TIMEOUT = 30.0  # a safety net for one that answers: load never decides an outcome
 CRL_VIRTUAL_TIMEOUT = 15.0  # CryptoAPI's default URL retrieval timeout
 CRL_PORT = 80
 
@@ -68,6 +70,9 @@ class LabServices:
     book: AddressBook
     pki: LabPki
     servers: dict[str, Any]  # engine.onprem.ExchangeServerRuntime by name
+    dns: dict[str, LabDnsServer]  # engine.listeners: the lab's DNS servers and CDPs
+    crl: CrlServer
+    cdps: dict[str, CrlServer]
     # this part's own state, set up by the runtime
     _ids: dict[str, IdSource]
     _logs: list[ProtocolLog]
@@ -237,11 +242,22 @@ class LabServices:
         if cache is not None:
             cache.flush()
 
+    def dns_silent(self, vip: str) -> bool:
+        """Does the world keep the lab DNS server at `vip` silent (drop mode)? Only for such a
+        server is a short real wait the answer; any other is waited for (net.resolver)."""
+        return any(d.model.ip == vip and d.mode is DnsMode.DROP for d in self.dns.values())
+
+    def crl_hangs(self, vip: str) -> bool:
+        """Is the CRL distribution point at `vip` one that accepts and never answers ("hang")?"""
+        if vip == self.model.network.crl_host_ip and self.crl.mode == "hang":
+            return True
+        return any(c.ip == vip and self.cdps[c.name].mode == "hang" for c in self.model.network.cdp_hosts)
+
     def resolver(self, host: HostInfo, servers: list[str], service: str | None = None) -> LabResolver:
         src = self.book.real_ip(host.ip) if self.book.knows(host.ip) else None
         # Every configured server is asked, in order: one outside the lab never answers (it costs
         # its timeout, as an unreachable server does), and link rules on UDP 53 apply (rules.network).
-        return LabResolver(list(servers), self.book, timeout=DNS_REAL_TIMEOUT, source_ip=src,
+        return LabResolver(list(servers), self.book, timeout=DNS_REAL_TIMEOUT, source_ip=src, silent=self.dns_silent,
                            cache=self.dns_cache(*self.dns_owner(host, service)),
                            route=lambda ip: self.net.plan(host, ip, 53, protocol="UDP").failure)
 
@@ -305,8 +321,9 @@ class LabServices:
             raise CrlUnavailable(url, f"no route ({plan.failure})")
         self.clock.advance(2 * plan.latency)
         try:
+            wait = CRL_REAL_TIMEOUT if self.crl_hangs(plan.dial_ip) else CRL_ANSWER_TIMEOUT
             return await http_get(self.book.real_ip(plan.dial_ip), self.book.real_port(port), name,
-                                  parts.path or "/", CRL_REAL_TIMEOUT)
+                                  parts.path or "/", wait)
         except CrlUnavailable:
             self.clock.advance(CRL_VIRTUAL_TIMEOUT)
             raise

@@ -67,6 +67,7 @@ class Listeners(SessionGate):
 
     if TYPE_CHECKING:  # engine.lab_services, the runtime's other part
         def note_internal_certificates(self) -> None: ...
+        def dns_silent(self, vip: str) -> bool: ...
 
     def _init_listeners(self) -> None:
         self.listen_table = []
@@ -86,7 +87,7 @@ class Listeners(SessionGate):
                 self.block = (self.block + 7 * (attempt + 1)) % 250 + 2
                 self.book = AddressBook(all_virtual_ips(self.model), block=self.block, port_offset=self.port_offset)
                 for d in self.model.dns_servers:
-                    self.dns[d.name] = LabDnsServer(d, self.book)
+                    self.dns[d.name] = LabDnsServer(d, self.book, silent=self.dns_silent)
         raise LabRuntimeError(f"no free loopback block for the lab's listeners ({last})")
 
     async def _bind_all(self) -> None:

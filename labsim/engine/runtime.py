@@ -68,7 +68,7 @@ class LabRuntime(Listeners, LabServices):
         self.servers = {s.name: ExchangeServerRuntime(self, s) for s in model.organization.servers}
         self.exo = ExoRuntime(self)
         self.internet = {h.name: InternetHostRuntime(self, h) for h in model.internet_hosts}
-        self.dns = {d.name: LabDnsServer(d, self.book) for d in model.dns_servers}
+        self.dns = {d.name: LabDnsServer(d, self.book, silent=self.dns_silent) for d in model.dns_servers}
         self.crl = CrlServer(self.pki, self.clock.now, mode=model.network.crl_mode)
         # org: each CA's own CDP host (Network.CdpHosts), with its own state
         self.cdps = {c.name: CrlServer(self.pki, self.clock.now, mode=c.mode, host=c.name)

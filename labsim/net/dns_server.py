@@ -38,6 +38,7 @@ import ipaddress
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
@@ -67,7 +68,12 @@ log = logging.getLogger(__name__)
 
 FORWARD_TIMEOUT = 0.15
 """Real seconds a server waits for one forwarder. Keep it below the resolvers' timeout divided by
-the number of forwarders, or the client gives up before the SERVFAIL arrives."""
+the number of forwarders, or the client gives up before the SERVFAIL arrives. It is the wait for a
+forwarder the world keeps silent (drop mode) only; one that answers gets FORWARD_ANSWER_TIMEOUT."""
+
+FORWARD_ANSWER_TIMEOUT = 10.0
+"""Real seconds a server waits for a forwarder that will answer: a safety net, never a decision
+(a loaded machine must not turn a slow answer into SERVFAIL; same seed, same output)."""
 
 MAX_CNAME_CHAIN = 8
 MAX_FORWARDS_IN_FLIGHT = 64  # a forwarding loop (A -> B -> A) ends in SERVFAIL, not a storm
@@ -264,8 +270,12 @@ class LabDnsServer:
     """One topology `DnsServer`, served on its real loopback address. See the module docstring."""
 
     def __init__(self, model: DnsServer, book: AddressBook, *, port: int = 53,
-                 forward_timeout: float = FORWARD_TIMEOUT) -> None:
+                 forward_timeout: float = FORWARD_TIMEOUT,
+                 silent: Callable[[str], bool] | None = None) -> None:
         self.book = book
+        # `silent(vip)`: the world keeps that forwarder silent (drop mode); only then is
+        # `forward_timeout` the real wait, others get FORWARD_ANSWER_TIMEOUT (a safety net).
+        self.silent = silent
         self.port = port
         self.forward_timeout = forward_timeout
         self.real_ip = guard_real(book.real_ip(model.ip))
@@ -516,8 +526,9 @@ class LabDnsServer:
             sock = await backend.make_socket(socket.AF_INET, socket.SOCK_DGRAM, 0,
                                              (guard_real(self.real_ip), 0), dest)
             async with sock:
-                return await dns.asyncquery.udp(fq, real, timeout=self.forward_timeout,
-                                                port=dest[1], sock=sock)
+                wait = (self.forward_timeout if self.silent is None or self.silent(vip)
+                        else FORWARD_ANSWER_TIMEOUT)
+                return await dns.asyncquery.udp(fq, real, timeout=wait, port=dest[1], sock=sock)
         except (OSError, EOFError, dns.exception.DNSException) as e:
             log.debug("%s: forwarder %s failed: %r", self.model.name, vip, e)
             return None

@@ -172,12 +172,18 @@ class DnsAnswer:
 # --------------------------------------------------------------------------- the resolver
 
 
+ANSWER_TIMEOUT = 30.0
+"""Real seconds a resolver waits for a nameserver the world lets answer (see `silent`): a safety
+net that a healthy lab never reaches, however loaded the machine."""
+
+
 class LabResolver:
     """A stub resolver over the lab's DNS servers. See the module docstring."""
 
     def __init__(self, nameservers: list[str], book: AddressBook, *, port: int = 53,
                  timeout: float = 0.4, attempts: int = 1, source_ip: str | None = None,
-                 cache: DnsCache | None = None, route: Callable[[str], str | None] | None = None) -> None:
+                 cache: DnsCache | None = None, route: Callable[[str], str | None] | None = None,
+                 silent: Callable[[str], bool] | None = None, answer_timeout: float = ANSWER_TIMEOUT) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.nameservers = list(nameservers)
@@ -190,6 +196,11 @@ class LabResolver:
         # The network between this client and a nameserver (rules.network): "timeout" (dropped,
         # no route) or "refused" (ICMP unreachable) means the query never gets an answer.
         self.route = route
+        # Whether a nameserver is one the lab's world keeps silent (a server in drop mode): only
+        # there is `timeout` the real wait; a server that will answer gets `answer_timeout`, a
+        # safety net, so a loaded machine never turns a slow answer into a timeout (determinism).
+        self.silent = silent
+        self.answer_timeout = answer_timeout
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop: asyncio.AbstractEventLoop | None = None
 
@@ -351,8 +362,8 @@ class LabResolver:
                 sock = await backend.make_socket(socket.AF_INET, socket.SOCK_DGRAM, 0,
                                                  (guard_real(self.source_ip), 0), dest)
                 async with sock:
-                    response = await dns.asyncquery.udp(query, real, timeout=self.timeout,
-                                                        port=dest[1], sock=sock)
+                    wait = self.timeout if self.silent is None or self.silent(server) else self.answer_timeout
+                    response = await dns.asyncquery.udp(query, real, timeout=wait, port=dest[1], sock=sock)
             except dns.exception.Timeout:
                 return "timeout", None
             except (OSError, EOFError):  # ConnectionRefusedError: ICMP port unreachable
