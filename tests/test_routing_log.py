@@ -173,3 +173,21 @@ def test_a_corpus_merge_keeps_one_process_across_its_hour_shards(tmp_path):
         "HRoutingConfig#1@05_01_2026 08_30_00.xml": b"c",
         "HRoutingConfig#2@05_01_2026 20_30_00.xml": b"c",
     }
+
+
+def test_an_edge_logs_its_ad_lds_copy_not_ad(tmp_path):
+    """svc-edgesync-stale: ADAM stops at +10 s, a new accepted domain at +1 min does not reach the
+    Edge (no reload); Remove-EdgeSubscription at +10 min empties its copy; the new subscription and
+    Start-EdgeSynchronization (+12..+13 min) fill it again, one reload 5 min after the last one."""
+    from conftest import run_cli
+
+    out = tmp_path / "o"
+    rc, stdout, stderr = run_cli(["run", "svc-edgesync-stale", "--out", str(out)])
+    assert rc == 0, stdout + stderr
+    names = _files(out, "CMEDGE01", "Edge")
+    assert names == ["RoutingConfig#1@05_01_2026 06_00_00.xml", "RoutingConfig#2@05_01_2026 06_10_05.xml",
+                     "RoutingConfig#3@05_01_2026 06_15_05.xml"]
+    folder = out / "CMEDGE01" / "TransportRoles" / "Logs" / "Edge" / "Routing"
+    counts = [len(list(ET.fromstring((folder / n).read_bytes().decode("utf-8-sig")).iter("SendConnector")))
+              for n in names]
+    assert counts == [3, 0, 3]

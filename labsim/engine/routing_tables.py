@@ -29,8 +29,8 @@ from ..logs.routing_log import (
     routing_processes,
     routing_signature,
 )
-from ..topology.model import Organization
-from .services import is_running
+from ..topology.model import ExchangeServer, Organization
+from .services import ServiceState, edge_view, is_running
 
 __all__ = ["RoutingTableLogs"]
 
@@ -51,22 +51,24 @@ class RoutingTableLogs:
         self._procs: dict[RoutingProcess, _Loaded] = {}
         self.written: list[Path] = []
 
-    def refresh(self, org: Organization, now: datetime) -> None:
+    def refresh(self, org: Organization, now: datetime, state: ServiceState) -> None:
         """The lab as it is at `now`: processes that started load, a changed topology schedules a reload."""
         self._catch_up(now, pending_too=False)
         alive = set()
         for proc in routing_processes(org):
-            if not is_running(org.server(proc.server), proc.service):
+            server = org.server(proc.server)
+            if not is_running(server, proc.service):
                 continue
             alive.add(proc)
-            signature = routing_signature(org, proc)
+            seen = _seen_by(org, server, state)
+            signature = routing_signature(seen, proc)
             loaded = self._procs.get(proc)
             if loaded is None:  # the service (re)started: a new process, its first load
-                loaded = self._procs[proc] = _Loaded(0, now, signature, routing_config_xml(org, proc, self.start))
+                loaded = self._procs[proc] = _Loaded(0, now, signature, routing_config_xml(seen, proc, self.start))
                 self._write(proc, loaded, now)
             elif signature != loaded.signature:
                 loaded.signature = signature
-                loaded.content = routing_config_xml(org, proc, self.start)
+                loaded.content = routing_config_xml(seen, proc, self.start)
                 loaded.pending = max(now + DEFERRED_RELOAD, loaded.last_load + MIN_CONFIG_RELOAD_INTERVAL)
         for proc in [p for p in self._procs if p not in alive]:
             del self._procs[proc]  # stopped: its timer and notifications end with the process
@@ -104,3 +106,14 @@ class RoutingTableLogs:
         path = folder / routing_log_name(proc.role, loaded.number, when)
         path.write_bytes(loaded.content)
         self.written.append(path)
+
+
+def _seen_by(org: Organization, server: ExchangeServer, state: ServiceState) -> Organization:
+    """What the process loads: AD on a Mailbox server; on an Edge its AD LDS copy (engine.services
+    edge_view: live while EdgeSync works, frozen when it broke), which holds no Mailbox server
+    without a subscription."""
+    seen = edge_view(org, server, state)
+    es = state.edges.get(server.name.lower())
+    if server.role == "Edge" and es is not None and not es.subscribed and es.snapshot is None:
+        seen = seen.model_copy(update={"servers": [server]})
+    return seen
