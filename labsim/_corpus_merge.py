@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .logs.logfile import LogStream
+from .logs.routing_log import merge_routing_logs
 
 _LOG_NAME = re.compile(r"(.*?)(\d{10}|\d{8})-(\d+)\.LOG")  # hourly logs; daily ones (the agent log)
 _RECORD = re.compile(r"<EventRecordID>\d+</EventRecordID>")
@@ -36,7 +37,8 @@ MERGED = (re.compile(r"[^/]+/TransportRoles/Logs/.+/[A-Z]+\d{10}-\d+\.LOG"),
           re.compile(r"[^/]+/EventLog/(Application|System)\.(xml|txt|evtx)"), re.compile(r"mailboxes/[^/]+/[^/]+/\d+\.eml"),
           re.compile(r"queue-history\.jsonl|queues\.json|summary\.json|manifest\.json|\.labsim-output"),
           re.compile(r"EXO/MessageTrace/(trace\.json|Get-MessageTrace\.csv|Get-MessageTraceDetail\.csv)"),
-          re.compile(r"EXO/MessageTrace/Get-MessageTrace(Detail)?V2\.csv"))  # evidence2: message trace V2
+          re.compile(r"EXO/MessageTrace/Get-MessageTrace(Detail)?V2\.csv"),  # evidence2: message trace V2
+          re.compile(r"[^/]+/TransportRoles/Logs/(Hub|FrontEnd|Mailbox|Edge)/Routing/(H|F|MS|MD|)RoutingConfig#\d+@[\d_]+ [\d_]+\.xml"))  # routing4: per-process files, not rows (logs.routing_log.merge_routing_logs)
 
 
 def merge(shards: list[Path], out: Path) -> None:
@@ -58,6 +60,7 @@ def merge(shards: list[Path], out: Path) -> None:
     _merge_jsonl(shards, out, "queue-history.jsonl")
     _merge_trace(shards, out)
     _merge_summary(shards, out)
+    merge_routing_logs([(s, *_shard_span(s)) for s in shards], out)  # routing table logs (logs.routing_log)
     last = shards[-1] / "queues.json"
     if last.is_file():
         (out / "queues.json").write_bytes(last.read_bytes())
@@ -382,3 +385,12 @@ def _merge_summary(shards: list[Path], out: Path) -> None:
         head["queues"] = data.get("queues", [])
         head["services"] = data.get("services", head.get("services"))
     write_streamed(out / "summary.json", head, "messages", _shard_items(paths, "messages"), indent=2)
+
+
+def _shard_span(shard: Path) -> tuple[datetime, datetime]:
+    """A shard's start and end (UTC, naive), from the head of its summary.json."""
+    with open(shard / "summary.json", encoding="utf-8") as fh:
+        head = fh.read(200)
+    start, end = (datetime.fromisoformat(re.search(rf'"{k}": "([^"]+)"', head).group(1).replace("Z", ""))  # type: ignore[union-attr]
+                  for k in ("start", "end"))
+    return start, end

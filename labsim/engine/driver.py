@@ -99,9 +99,10 @@ def timeline_change(rt: LabRuntime, cmdlet: str, params: dict[str, Any]) -> Any:
     async def action() -> None:
         if is_operation(cmdlet):
             await run_operation(rt, cmdlet, params)
-            return
-        apply_change(rt.model, cmdlet, params)
-        await rt.reconfigure()
+        else:
+            apply_change(rt.model, cmdlet, params)
+            await rt.reconfigure()
+        rt.routing_logs.refresh(rt.model.organization, rt.clock.now(), rt.service_state)  # a routing change, a service start
     return action
 
 
@@ -147,6 +148,7 @@ async def _run_into(loaded: LoadedScenario, *, out: Path, seed: int, block: int 
     t0 = time.perf_counter()
     rt = LabRuntime(loaded.lab.model_copy(deep=True), seed=seed, out=out, block=block)
     await rt.start()
+    rt.routing_logs.refresh(rt.model.organization, rt.clock.now(), rt.service_state)  # each transport process's first load
     try:
         last = _schedule_messages(rt, loaded)
         handover = take_up(rt, carry_in) if carry_in is not None else None
@@ -161,6 +163,7 @@ async def _run_into(loaded: LoadedScenario, *, out: Path, seed: int, block: int 
         if carry_out is not None:
             save_queues(rt, carry_out, until)
         rt.collect_pending()
+        rt.routing_logs.finish(rt.clock.now())
         files = rt.flush_logs()
         rt.write_summary()
         rt.write_event_logs()
@@ -197,6 +200,7 @@ async def serve(loaded: LoadedScenario, *, out: Path, seed: int | None = None, t
     rt.ledger.report_clients = clients
     rt.taken_up = open_queue_databases(rt)  # before any listener: no new id can collide with one read back
     await rt.start()
+    rt.routing_logs.refresh(rt.model.organization, rt.clock.now(), rt.service_state)  # each transport process's first load
     stop = stop or asyncio.Event()
     if traffic:  # the scenario's messages and its timeline, on wall-clock time from now
         for m in scn.message:

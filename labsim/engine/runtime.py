@@ -34,6 +34,7 @@ from .lab_services import LabServices
 from .ledger import Ledger, MessageList, dump_summary
 from .listeners import Listeners
 from .onprem import ExchangeServerRuntime
+from .routing_tables import RoutingTableLogs
 from .scheduler import Scheduler
 from .services import HeldMessage, Outbox, ServiceState
 from .services import snapshot as services_snapshot
@@ -76,6 +77,7 @@ class LabRuntime(Listeners, LabServices):
         self.note_internal_certificates()
         self._init_sessions()  # engine.sessions: open sessions, the settle() barrier, connection counts
         self._init_listeners()  # engine.listeners: the listen table, the load balancers' proxies
+        self.routing_logs = RoutingTableLogs(out, model.start)  # routing table logs (engine.routing_tables)
         self.taken_up = 0  # `up`: messages read back from the queue databases at start (engine.durable)
 
     async def _submit_held(self, h: HeldMessage) -> None:

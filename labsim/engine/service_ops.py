@@ -103,6 +103,7 @@ async def _change_service(rt: "LabRuntime", params: dict[str, Any], where: str, 
     if stop:
         _scm_state_change(rt, server, service, "stopped")
         _set_running(server, service, False)
+        rt.routing_logs.stopped(server.name, service, rt.clock.now())  # its routing tables go with it
         rt.flush_dns_cache(server.name, service)  # a new process starts with an empty DNS cache
         if service in ("ADAM_MSExchange", "MSExchangeEdgeSync"):
             _edgesync_broken(rt, EDGESYNC_LDAP_UNAVAILABLE)
