@@ -288,7 +288,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, on_signal, sig)
         extras = await _up_start_extras(args, out, web)
         try:
-            rt = await serve(loaded, out=out, seed=args.seed, traffic=args.traffic, ready=ready, stop=stop)
+            rt = await serve(loaded, out=out, seed=args.seed, traffic=args.traffic, ready=ready, stop=stop,
+                             clients=True)
         finally:
             await _up_stop_extras(extras)
         from .engine.durable import still_queued

@@ -147,11 +147,12 @@ def _servers(data: dict[str, Any], server: str | None) -> list[str]:
 
 
 def _visible(row: dict[str, Any], show_all: bool) -> bool:
-    """Get-Queue lists the persistent queues (Poison only when not empty) and live delivery queues."""
+    """Get-Queue lists the persistent queues (Poison only when not empty), live delivery queues and
+    the shadow queues (`<SERVER>\\Shadow\\<n>`, listed empty as the shell's Get-Queue does: engine.shadow)."""
     name = row["Identity"].split("\\", 1)[1]
     if show_all or row["MessageCount"]:
         return True
-    return name in ("Submission", "Unreachable")
+    return name in ("Submission", "Unreachable") or name.startswith("Shadow\\")
 
 
 def queue_rows(data: dict[str, Any], *, server: str | None = None, at: datetime | None = None,

@@ -6,11 +6,15 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from conftest import folder_rows, run_cli, sessions
 
+from labsim.cli_views import load_queues, message_rows, queue_rows
+from labsim.logs.queue_history import read_lines
 from labsim.rules.shadow_redundancy import (
     ShadowSessionState,
     decode_context,
@@ -108,7 +112,6 @@ def test_a_dag_member_shadows_each_message_on_the_other_member_before_it_answers
 
 
 def test_the_shadow_copy_is_never_a_second_delivery(dag_run):
-    import json
     summary = json.loads((dag_run / "summary.json").read_text(encoding="utf-8"))
     for m in summary["messages"]:
         assert m["fate"] == "delivered"
@@ -137,3 +140,27 @@ def test_get_queue_shows_the_shadow_queue_until_the_primary_reports_the_message_
     first, _, later = out.partition("MessageCount  : 1")
     assert "Identity      : TSEX02\\Shadow\\1" in first and "NextHopDomain : tsex01.corp.tailspintoys.com" in first
     assert "MessageCount : 0" in later  # discarded at the heartbeat after TSEX01 delivered
+
+
+def test_queues_json_and_the_history_show_the_shadow_queue(dag_run):
+    """`labsim queue` (queues.json) and `labsim queue --at` (queue-history.jsonl) show TSEX02's shadow
+    queue as Get-Queue does: `<SERVER>\\Shadow\\<n>`, DeliveryType ShadowRedundancy, the primary as
+    NextHopDomain; the copy is listed while TSEX02 holds it and leaves at the heartbeat's discard."""
+    final = json.loads((dag_run / "queues.json").read_text(encoding="utf-8"))["servers"]["TSEX02"]
+    shadow = [q for q in final["queues"] if q["DeliveryType"] == "ShadowRedundancy"]
+    assert [(q["Identity"], q["NextHopDomain"], q["MessageCount"]) for q in shadow] == \
+        [("TSEX02\\Shadow\\1", "tsex01.corp.tailspintoys.com", 0)]  # all four copies discarded by the end
+    lines = [ln for ln in read_lines(dag_run / "queue-history.jsonl")
+             if ln["Server"] == "TSEX02" and (ln.get("Queue") or {}).get("Identity") == "TSEX02\\Shadow\\1"]
+    counts = [ln["Queue"]["MessageCount"] for ln in lines]
+    assert counts[0] == 1 and counts[-1] == 0 and 0 in counts[1:]
+    held = lines[0]["Time"]  # the first copy is held from here until the next heartbeat discards it
+    data = load_queues(dag_run)
+    at = datetime.fromisoformat(held.replace("Z", "+00:00"))
+    rows = queue_rows(data, server="TSEX02", at=at)
+    assert [(r["Identity"], r["MessageCount"]) for r in rows if r["DeliveryType"] == "ShadowRedundancy"] == \
+        [("TSEX02\\Shadow\\1", 1)]
+    msgs = message_rows(data, server="TSEX02", queue="TSEX02\\Shadow\\1", at=at)
+    assert len(msgs) == 1 and msgs[0]["Recipients"] == ["mira.okafor@tailspintoys.com"]
+    # the final view lists the emptied shadow queue, as the shell's Get-Queue does
+    assert "TSEX02\\Shadow\\1" in [r["Identity"] for r in queue_rows(data, server="TSEX02")]

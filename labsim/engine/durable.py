@@ -2,7 +2,9 @@
 
 Start: every queueing party gets a queue folder (transport.persist) and takes up what an earlier
 `up` on the same output folder left queued, before any listener is bound - so no new message can
-be numbered like one read back. Where:
+be numbered like one read back. Each message taken up is registered with the ledger first
+(Ledger.carried_in, as engine.carry does for a corpus hour), so its later hops are in this run's
+summary and manifest. Where:
 
     <out>/<SERVER>/TransportRoles/data/Queue/   an on-prem server (Exchange's mail.que folder)
     <out>/EXO/data/Queue/                       Exchange Online (the service's own queues)
@@ -49,7 +51,10 @@ def open_queue_databases(rt: "LabRuntime") -> int:
         store = QueueStore(queue_folder(rt.out, party, party.name in rt.servers))
         party.queue_store = store
         try:
-            taken += party.restore(store.load())
+            saved = store.load()
+            for s in saved:
+                rt.ledger.carried_in(s.item, party.name)
+            taken += party.restore(saved)
         except ValueError as exc:
             raise LabRuntimeError(f"{party.name}'s queue database: {exc}") from None
     return taken

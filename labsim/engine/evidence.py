@@ -167,7 +167,7 @@ class TrackingHub:
         parties: list[QueueingParty] = [*self.lab.servers.values(), self.lab.exo, *self.lab.internet.values()]
         for party in parties:
             queues, messages = [], []
-            for q in party.queues.all():
+            for q in party.queues.all() + party.shadow_queues():  # + <SERVER>\Shadow\<n> (engine.shadow)
                 queues.append(q.row())
                 for qm in q.messages:
                     messages.append(message_row(q, qm, party.expiration_of(qm.item)))

@@ -148,9 +148,13 @@ class Ledger:
         hour's mail carried into the next: engine.carry). A scenario message (it has a key) is
         registered under its own key, once, with its sender, recipients and subject and its arrival
         as `injected`, so its later hops are reported here; its summary entry says `carried_in`
-        (when, where, which InternalId), so a merge joins it with the run it came from. Anything
-        else (a DSN, a client's own message) is not the scenario's and stays unreported."""
+        (when, where, which InternalId), so a merge joins it with the run it came from. Also a
+        restarted `up` taking up its queue database (engine.durable). A client's own message counts
+        only when clients are reported (`report_clients`: under its Message-ID, as `received` does);
+        a DSN the lab generated never does."""
         key = getattr(item, "lab_key", "")
+        if not key and self.report_clients and not getattr(item, "dsn_kind", ""):
+            key = getattr(item, "message_id", "")
         if not key:
             return
         index = self._index.get(key)

@@ -93,7 +93,7 @@ class ExchangeServerRuntime(ReceiveSide, FrontEndProxy, MailboxSubmission, Shado
         self._server_ctx: dict[tuple[int, ...], ssl.SSLContext] = {}
         self._reported_12014: set[tuple[int, tuple[str, ...]]] = set()  # events raised `once` (raise_event)
         self._proxies: dict[int, Connection] = {}  # Front End: an inbound session's proxy to a Hub
-        self._submission: tuple[Connection, datetime, Any] | None = None  # an open submission connection
+        self._submission: tuple[Connection, datetime, Any, tuple[str, ...]] | None = None  # an open submission connection
 
     # --- configuration views --------------------------------------------------------------
     @property

@@ -250,6 +250,10 @@ class QueueBase:
     def expiration_of(self, item: MailItem) -> datetime:
         return expires_at(self.retry_policy(), item.arrived)
 
+    def shadow_queues(self) -> list[Queue]:
+        """Get-Queue's shadow redundancy queues (engine.shadow on a Mailbox server; none elsewhere)."""
+        return []
+
     # --- overridden by each party ----------------------------------------------------------------
     async def send_spec(self, q: Queue, batch: list[QueuedMessage]) -> tuple[SendSpec | None, AttemptFailure | None]:
         raise NotImplementedError

@@ -175,6 +175,7 @@ class ShadowRedundancy:
         self.shadow.copies.setdefault(primary.lower(), []).append(ShadowCopy(discard_id, primary, item))
         self.shadow.queue_numbers.setdefault(primary.lower(), len(self.shadow.queue_numbers) + 1)
         self.tracker.ha_receive(item, session, primary)
+        self._shadow_queue_changed(primary.lower())
         self._arm_heartbeat(primary.lower(), session.now())
         return S.queued_for_redundancy(message_id, internal_id, self.model.fqdn)
 
@@ -189,6 +190,18 @@ class ShadowRedundancy:
                           for c in self.shadow.copies.get(primary, [])]
             out.append(q)
         return out
+
+    def _shadow_queue_changed(self, primary: str) -> None:
+        """The shadow queue of `primary` changed: its Get-Queue and Get-Message rows go to the queue
+        history (queue-history.jsonl, `labsim queue --at`) like any queue's (engine.evidence)."""
+        hub = getattr(self.lab, "tracking", None)
+        if hub is None:
+            return
+        n = self.shadow.queue_numbers.get(primary)
+        identity = f"{self.name}\\Shadow\\{n}"
+        for q in self.shadow_queues():
+            if q.identity == identity:
+                hub.queue_snapshot(self, q)
 
     def _arm_heartbeat(self, primary: str, now: datetime) -> None:
         if primary in self.shadow.heartbeat_at:
@@ -228,6 +241,8 @@ class ShadowRedundancy:
                     self.tracker.ha_discard(c.item, primary)
                 else:
                     keep.append(c)
-            self.shadow.copies[primary] = keep
+            if len(keep) != len(copies):
+                self.shadow.copies[primary] = keep
+                self._shadow_queue_changed(primary)
         if self.shadow.copies.get(primary):
             self._arm_heartbeat(primary, self.lab.clock.now())

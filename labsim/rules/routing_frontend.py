@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from ..topology.model import ExchangeServer, Organization
 from .routing import _dag_of, _find_mailbox, database_server
 
-__all__ = ["DeliveryGroup", "delivery_group", "frontend_hubs", "MAX_ROUTING_RECIPIENTS"]
+__all__ = ["MAX_ROUTING_RECIPIENTS", "DeliveryGroup", "closest_group", "delivery_group", "frontend_hubs"]
 
 MAX_ROUTING_RECIPIENTS = 20  # "use the first 20 recipients"
 
@@ -73,10 +73,25 @@ def frontend_hubs(org: Organization, local: ExchangeServer, recipients: list[str
     `distance(a, b)` is the cost between two AD sites (lower case names; default 0 for the same
     site, 1 for any other)."""
     here = _site(org, local)
-    dist = distance or (lambda a, b: 0.0 if a == b else 1.0)
     mailbox = [s for s in org.servers if s.role == "Mailbox"]
     local_site = sorted((s for s in mailbox if _site(org, s) == here),
                         key=lambda s: (s.name.lower() != local.name.lower(), s.name.lower()))
+    ordered = closest_group(org, local, recipients, distance)
+    if ordered is None:
+        if not local_site:
+            return []
+        first = local_site[pick(len(local_site))] if len(local_site) > 1 else local_site[0]
+        return [first.name] + [s.name for s in local_site if s is not first]
+    return ordered + [s.name for s in local_site if s.name not in ordered]
+
+
+def closest_group(org: Organization, local: ExchangeServer, recipients: list[str],
+                  distance: Callable[[str, str], float] | None = None) -> list[str] | None:
+    """The Mailbox servers (names) of the closest delivery group of the first 20 mailbox recipients,
+    nearest site first, `local` first among equals, then by name; None: no mailbox recipient.
+    Shared by the Front End and Mailbox Transport Submission (rules.routing_submission)."""
+    here = _site(org, local)
+    dist = distance or (lambda a, b: 0.0 if a == b else 1.0)
     groups: list[DeliveryGroup] = []
     for rcpt in recipients[:MAX_ROUTING_RECIPIENTS]:
         mb = _find_mailbox(org, rcpt)
@@ -84,14 +99,10 @@ def frontend_hubs(org: Organization, local: ExchangeServer, recipients: list[str
         if group is not None and group not in groups:
             groups.append(group)
     if not groups:
-        if not local_site:
-            return []
-        first = local_site[pick(len(local_site))] if len(local_site) > 1 else local_site[0]
-        return [first.name] + [s.name for s in local_site if s is not first]
+        return None
 
     def near(name: str) -> float:
         return dist(here, _site(org, org.server(name)))
 
     group = min(groups, key=lambda g: (min(near(n) for n in g.servers), groups.index(g)))
-    ordered = sorted(group.servers, key=lambda n: (near(n), n.lower() != local.name.lower(), n.lower()))
-    return ordered + [s.name for s in local_site if s.name not in ordered]
+    return sorted(group.servers, key=lambda n: (near(n), n.lower() != local.name.lower(), n.lower()))
