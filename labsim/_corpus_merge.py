@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .logs.logfile import LogStream
+from .logs.jsonfast import dumps_indented
 
 _LOG_NAME = re.compile(r"(.*?)(\d{10}|\d{8})-(\d+)\.LOG")  # hourly logs; daily ones (the agent log)
 _RECORD = re.compile(r"<EventRecordID>\d+</EventRecordID>")
@@ -307,9 +308,10 @@ _ITEMS = "\0labsim-streamed-items\0"
 
 
 def write_streamed(path: Path, head: dict[str, Any], key: str, items: Iterator[Any], *, indent: int,
-                   sort_keys: bool = False, ensure_ascii: bool = True) -> None:
+                   sort_keys: bool = False, ensure_ascii: bool = True, encoded: bool = False) -> None:
     """Write `head` as JSON with `head[key]` the array of `items`, streamed one item at a time (the
-    same bytes json.dumps(indent=indent) gives for the whole; memory holds one item)."""
+    same bytes json.dumps(indent=indent) gives for the whole; memory holds one item). `encoded`:
+    the items are texts already, each `dumps_indented(item, indent, ..., level=2)`."""
     text = json.dumps({**head, key: _ITEMS}, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
     before, after = text.split(json.dumps(_ITEMS))
     pad = " " * indent * 2
@@ -317,8 +319,8 @@ def write_streamed(path: Path, head: dict[str, Any], key: str, items: Iterator[A
         f.write(before)
         first = True
         for item in items:
-            f.write(("[\n" if first else ",\n") + pad + json.dumps(item, indent=indent, sort_keys=sort_keys,
-                                                                   ensure_ascii=ensure_ascii).replace("\n", "\n" + pad))
+            f.write(("[\n" if first else ",\n") + pad + (item if encoded else dumps_indented(
+                item, indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, level=2)))
             first = False
         f.write("[]" if first else "\n" + " " * indent + "]")
         f.write(after + "\n")
