@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .logs.logfile import LogStream
 from .logs.jsonfast import dumps_indented
+from .logs.logfile import LogStream
 
 _LOG_NAME = re.compile(r"(.*?)(\d{10}|\d{8})-(\d+)\.LOG")  # hourly logs; daily ones (the agent log)
 _RECORD = re.compile(r"<EventRecordID>\d+</EventRecordID>")

@@ -15,7 +15,10 @@ is for trees built from JSON and plain values).
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring, encode_basestring_ascii  # the C functions where built
+from json.encoder import (  # the C functions where built
+    encode_basestring,
+    encode_basestring_ascii,
+)
 from typing import Any
 
 _INF = float("inf")
