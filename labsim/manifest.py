@@ -234,6 +234,8 @@ def _failed_lines(s: _Session) -> list[int]:
 
 
 def _gap(before: str, after: str) -> float:
+    if len(before) == len(after) == 24 and before[23] == after[23] == "Z" and before[:21] == after[:21]:
+        return 0.0  # the same tenth of a second (UTC, to the millisecond): less than SLOW_LINE, parsed or not
     try:
         return (_iso(after) - _iso(before)).total_seconds()
     except ValueError:
