@@ -664,7 +664,10 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id) for s in slow]
     named = json.dumps(target)[1:-1] if target else None
     errors = changed = 0
-    for n, line, data in _queue_window(idx, acted, end):
+    def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded)
+        return '"Queue":' in line or bool(named and named in line)
+
+    for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
         if isinstance(queue, dict) and queue.get("LastError") and errors < EVIDENCE_CAP:
             errors += 1
@@ -699,9 +702,14 @@ def _window(start: str, end: str | None) -> tuple[str, tuple[str, ...]]:
     return "substr(first, 1, 23) >= ? AND substr(first, 1, 23) <= ?", (start[:23], end[:23])
 
 
-def _queue_window(idx: _Index, start: str, end: str | None) -> Iterator[tuple[int, str, dict[str, Any]]]:
+_LINE_TIME = re.compile(r'\{"Time":"([^"\\]*)"')
+
+
+def _queue_window(idx: _Index, start: str, end: str | None,
+                  wanted: Any = None) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """The queue history's lines from `start` to `end` (None: to its end) as (line number, text, data),
-    read from the nearest mark before `start`."""
+    read from the nearest mark before `start`; with `wanted` (a test of the text), only the lines it
+    keeps (a line whose time its text shows plainly is not decoded unless wanted)."""
     path = idx.out / "queue-history.jsonl"
     if not idx.queue_marks or not path.is_file():
         return
@@ -710,6 +718,12 @@ def _queue_window(idx: _Index, start: str, end: str | None) -> Iterator[tuple[in
         f.seek(mark[1])
         for n, raw in enumerate(f, mark[2]):
             line = raw.decode("utf-8")
+            plain = _LINE_TIME.match(line) if wanted is not None else None
+            if plain is not None and not wanted(line):
+                when = plain.group(1)[:23]
+                if end is not None and when > end[:23]:
+                    return
+                continue
             data = json.loads(line)
             when = data.get("Time", "")[:23]
             if when < start[:23]:
