@@ -27,7 +27,7 @@ from typing import Any
 CACHE_KIB = 2 * 1024  # SQLite's page cache (and its sorter's memory when the indexes are made): the index's share of
 # memory, whatever its size (16 MiB cost 15 MB more RSS at 5,000 messages and saved ~10 % of the manifest's CPU)
 SEND_CANDIDATES = 64  # the latest-ending send sessions a deferral's session is looked for among
-SESSIONS_KEPT = 4096  # parts kept built after the index is finished (a part is read for every message it carried)
+SESSIONS_KEPT = 256  # parts kept built after the index is finished (a part is read for every message it carried)
 BATCH = 2048  # rows of a table written to SQLite at once
 
 
