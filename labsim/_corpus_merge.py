@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .logs.jsonfast import dumps_indented
 from .logs.logfile import LogStream
 from .logs.routing_log import merge_routing_logs
 
@@ -310,9 +311,10 @@ _ITEMS = "\0labsim-streamed-items\0"
 
 
 def write_streamed(path: Path, head: dict[str, Any], key: str, items: Iterator[Any], *, indent: int,
-                   sort_keys: bool = False, ensure_ascii: bool = True) -> None:
+                   sort_keys: bool = False, ensure_ascii: bool = True, encoded: bool = False) -> None:
     """Write `head` as JSON with `head[key]` the array of `items`, streamed one item at a time (the
-    same bytes json.dumps(indent=indent) gives for the whole; memory holds one item)."""
+    same bytes json.dumps(indent=indent) gives for the whole; memory holds one item). `encoded`:
+    the items are texts already, each `dumps_indented(item, indent, ..., level=2)`."""
     text = json.dumps({**head, key: _ITEMS}, indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii)
     before, after = text.split(json.dumps(_ITEMS))
     pad = " " * indent * 2
@@ -320,8 +322,8 @@ def write_streamed(path: Path, head: dict[str, Any], key: str, items: Iterator[A
         f.write(before)
         first = True
         for item in items:
-            f.write(("[\n" if first else ",\n") + pad + json.dumps(item, indent=indent, sort_keys=sort_keys,
-                                                                   ensure_ascii=ensure_ascii).replace("\n", "\n" + pad))
+            f.write(("[\n" if first else ",\n") + pad + (item if encoded else dumps_indented(
+                item, indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, level=2)))
             first = False
         f.write("[]" if first else "\n" + " " * indent + "]")
         f.write(after + "\n")

@@ -73,10 +73,10 @@ def iso_ms(when: datetime) -> str:
 
 
 def _iso_ms(when: datetime) -> str:
-    when = when.astimezone(UTC)
-    if 1000 <= when.year:
-        return (f"{when.year}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:"
-                f"{when.second:02d}.{when.microsecond // 1000:03d}Z")
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    if 1000 <= when.year:  # isoformat truncates to the millisecond, as // 1000 does
+        return when.isoformat(timespec="milliseconds")[:23] + "Z"
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 

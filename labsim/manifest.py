@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ._evidence_index import EvidenceIndex, Row, Session
+from .logs.jsonfast import dumps_indented
 
 __all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "iter_messages", "read_manifest",
            "schema", "write_manifest"]
@@ -85,7 +86,17 @@ def _iter_lines(path: Path) -> Iterator[str]:
 
 
 def _csv(line: str) -> list[str]:
+    if '"' not in line and "\r" not in line and "\x00" not in line:  # nothing the csv module treats specially
+        return line.split(",") if line else []
     return next(csv.reader(io.StringIO(line)), [])
+
+
+def _status(text: str) -> re.Match[str] | None:
+    """_STATUS.search(text); a status needs "4." or "5." after a space or a dash, which is looked
+    for first (the regex alone tries every position of every line)."""
+    if " 4." in text or " 5." in text or "-4." in text or "-5." in text:
+        return _STATUS.search(text)
+    return None
 
 
 _Session = Session
@@ -219,10 +230,12 @@ def _failed_lines(s: _Session) -> list[int]:
     indices of the lines that show it; else none."""
     if any("2.6.0 <" in t for t in s.texts):
         return []
-    return [i for i, t in enumerate(s.texts) if _STATUS.search(t) or "fail" in t.lower()]
+    return [i for i, t in enumerate(s.texts) if _status(t) or "fail" in t.lower()]
 
 
 def _gap(before: str, after: str) -> float:
+    if len(before) == len(after) == 24 and before[23] == after[23] == "Z" and before[:21] == after[:21]:
+        return 0.0  # the same tenth of a second (UTC, to the millisecond): less than SLOW_LINE, parsed or not
     try:
         return (_iso(after) - _iso(before)).total_seconds()
     except ValueError:
@@ -232,7 +245,7 @@ def _gap(before: str, after: str) -> float:
 def _kept(line: str) -> bool:
     """Whether a protocol log line can be evidence (see _Session)."""
     low = line.lower()
-    return "2.6.0 <" in line or "fail" in low or "error" in low or _STATUS.search(line) is not None
+    return "2.6.0 <" in line or "fail" in low or "error" in low or _status(line) is not None
 
 
 def _index_tracking(idx: _Index, path: Path) -> None:
@@ -651,7 +664,10 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id) for s in slow]
     named = json.dumps(target)[1:-1] if target else None
     errors = changed = 0
-    for n, line, data in _queue_window(idx, acted, end):
+    def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded)
+        return '"Queue":' in line or bool(named and named in line)
+
+    for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
         if isinstance(queue, dict) and queue.get("LastError") and errors < EVIDENCE_CAP:
             errors += 1
@@ -686,9 +702,14 @@ def _window(start: str, end: str | None) -> tuple[str, tuple[str, ...]]:
     return "substr(first, 1, 23) >= ? AND substr(first, 1, 23) <= ?", (start[:23], end[:23])
 
 
-def _queue_window(idx: _Index, start: str, end: str | None) -> Iterator[tuple[int, str, dict[str, Any]]]:
+_LINE_TIME = re.compile(r'\{"Time":"([^"\\]*)"')
+
+
+def _queue_window(idx: _Index, start: str, end: str | None,
+                  wanted: Any = None) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """The queue history's lines from `start` to `end` (None: to its end) as (line number, text, data),
-    read from the nearest mark before `start`."""
+    read from the nearest mark before `start`; with `wanted` (a test of the text), only the lines it
+    keeps (a line whose time its text shows plainly is not decoded unless wanted)."""
     path = idx.out / "queue-history.jsonl"
     if not idx.queue_marks or not path.is_file():
         return
@@ -697,6 +718,12 @@ def _queue_window(idx: _Index, start: str, end: str | None) -> Iterator[tuple[in
         f.seek(mark[1])
         for n, raw in enumerate(f, mark[2]):
             line = raw.decode("utf-8")
+            plain = _LINE_TIME.match(line) if wanted is not None else None
+            if plain is not None and not wanted(line):
+                when = plain.group(1)[:23]
+                if end is not None and when > end[:23]:
+                    return
+                continue
             data = json.loads(line)
             when = data.get("Time", "")[:23]
             if when < start[:23]:
@@ -743,18 +770,32 @@ def _summary_head(path: Path, *keys: str) -> dict[str, Any]:
     return head
 
 
+_SPOOL_END = "\x00"  # after each entry's text in the spool (a JSON text has no raw NUL: json escapes it)
+
+
 @dataclass
 class _Spooled:
-    """The messages' manifest entries, built one at a time into a private spool file."""
+    """The messages' manifest entries, built one at a time into a private spool file, each as the
+    text manifest.json holds it (indented at its depth there), so it is encoded once."""
 
-    spool: Any  # a TemporaryFile: one message's entry a line
+    spool: Any  # a TemporaryFile: each entry's text, then _SPOOL_END
     count: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)  # each message's failed hops only
 
-    def entries(self) -> Iterator[dict[str, Any]]:
+    def add(self, entry: dict[str, Any]) -> None:
+        self.spool.write(dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2) + _SPOOL_END)
+        self.count += 1
+
+    def texts(self) -> Iterator[str]:
         self.spool.seek(0)
-        for line in self.spool:
-            yield json.loads(line)
+        rest = ""
+        while chunk := self.spool.read(1 << 16):
+            *done, rest = (rest + chunk).split(_SPOOL_END)
+            yield from done
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        for text in self.texts():
+            yield json.loads(text)
 
     def close(self) -> None:
         self.spool.close()
@@ -768,8 +809,7 @@ def _spool_messages(idx: _Index, summaries: list[Path]) -> _Spooled:
         for path in summaries:
             for m in _summary_messages(path):
                 entry = _message(idx, m)
-                spooled.count += 1
-                spooled.spool.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
+                spooled.add(entry)
                 failed = [(n, h) for n, h in enumerate(entry["hops"]) if h["event"] in FAILED_HOPS]
                 if failed:
                     spooled.failures.append({"id": entry["id"], "hops": dict(failed)})
@@ -867,8 +907,8 @@ def _write_corpus_manifest(idx: _Index, out: Path, *, corpus: dict[str, Any], wi
             "events": _events(idx), "logs": sorted(idx.files, key=lambda f: f["path"]),
             "counts": counts,
         }
-        write_streamed(out / MANIFEST_FILE, head, "messages", spooled.entries(), indent=1, sort_keys=True,
-                       ensure_ascii=False)
+        write_streamed(out / MANIFEST_FILE, head, "messages", spooled.texts(), indent=1, sort_keys=True,
+                       ensure_ascii=False, encoded=True)
     finally:
         spooled.close()
     return counts
@@ -891,7 +931,8 @@ def write_manifest(out: Path, loaded: Any, *, seed: int, outcomes: list[Any] | N
     try:
         head, spooled = _run_manifest(idx, out, loaded, seed=seed, outcomes=outcomes)
         try:
-            write_streamed(path, head, "messages", spooled.entries(), indent=1, sort_keys=True, ensure_ascii=False)
+            write_streamed(path, head, "messages", spooled.texts(), indent=1, sort_keys=True, ensure_ascii=False,
+                           encoded=True)
         finally:
             spooled.close()
     finally:

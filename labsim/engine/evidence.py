@@ -131,6 +131,10 @@ class TrackingHub:
             # `up`: Get-Message rows of the whole queue at every change cost O(queue) each under
             # load (and `--at` is a virtual-time view); the final Get-Message state is kept.
             return
+        view = tuple((f"{q.identity}\\{qm.number}", qm.eligible_status, qm.last_error, tuple(qm.recipients))
+                     for qm in q.messages)  # message_row's Identity, Status, LastError, Recipients
+        if self.queue_history.messages_unchanged(q.identity, view):
+            return  # what an admin reads did not change: no line (the rows need not be built)
         messages = [message_row(q, qm, party.expiration_of(qm.item)) for qm in q.messages]
         self.queue_history.messages(now, party.name, q.identity, messages)
 

@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterable
 from typing import IO, Any
 
+from .jsonfast import dumps_indented
+
 _MARKER = "\x00labsim-streamed-list\x00"
 
 
@@ -24,7 +26,7 @@ def dump_streamed(obj: dict[str, Any], key: str, items: Iterable[Any], fh: IO[st
     for item in items:
         fh.write(head if first else ",\n")
         first = False
-        fh.write("    " + json.dumps(item, indent=2).replace("\n", "\n    "))
+        fh.write("    " + dumps_indented(item, 2, level=2))
     if first:  # no items: json.dump writes an empty list as []
         json.dump({**obj, key: []}, fh, indent=2)
         return

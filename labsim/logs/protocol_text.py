@@ -40,7 +40,7 @@ _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def escape_controls(text: str) -> str:
     r"""`text` with C0 controls other than TAB, CR and LF, and DEL, written as `\xNN` [INFERRED]."""
-    if _CONTROLS.search(text) is None:
+    if (text.isascii() and text.isprintable()) or _CONTROLS.search(text) is None:  # (the first: in C, no regex)
         return text
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 

@@ -30,6 +30,9 @@ QUEUE_HISTORY_FILE = "queue-history.jsonl"
 __all__ = ["QUEUE_HISTORY_FILE", "QueueHistoryWriter", "read_lines", "queue_history", "messages_at"]
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(line, separators=...) without a new encoder a line
+
+
 class QueueHistoryWriter:
     """Appends the changes of every queue to one JSON Lines file (opened on the first change)."""
 
@@ -39,13 +42,14 @@ class QueueHistoryWriter:
         self._opened = False  # a second open (a change after close, in `up`) appends
         self._last_row: dict[str, tuple[Any, ...]] = {}
         self._rows: dict[str, dict[str, dict[str, Any]]] = {}  # queue -> identity -> Get-Message row
+        self._views: dict[str, tuple[Any, ...]] = {}  # queue -> _admin_view of its rows last written
 
     def _write(self, line: dict[str, Any]) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a" if self._opened else "w", encoding="utf-8")
             self._opened = True
-        self._fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._fh.write(_ENCODE(line) + "\n")
 
     def queue_row(self, now: str, server: str, row: dict[str, Any]) -> None:
         """Record a queue's Get-Queue row if it differs from the last one recorded."""
@@ -57,7 +61,7 @@ class QueueHistoryWriter:
     def messages(self, now: str, server: str, queue: str, rows: list[dict[str, Any]]) -> None:
         """Record a queue's Get-Message rows if what an admin reads changed (not every RetryCount)."""
         last = self._rows.get(queue)
-        if last is not None and _admin_view(last.values()) == _admin_view(rows):
+        if last is not None and self._views[queue] == _admin_view(rows):
             return
         last = last if last is not None else {}
         current = {r["Identity"]: r for r in rows}
@@ -67,7 +71,13 @@ class QueueHistoryWriter:
         if _replayed_order(list(last), changed, left) != list(current):
             line["Order"] = list(current)
         self._rows[queue] = current
+        self._views[queue] = _admin_view(current.values())
         self._write(line)
+
+    def messages_unchanged(self, queue: str, view: tuple[Any, ...]) -> bool:
+        """Whether `messages` would write nothing for rows whose _admin_view is `view` (so the
+        caller need not build the rows: (Identity, Status, LastError, tuple(Recipients)) each)."""
+        return queue in self._rows and self._views[queue] == view
 
     def flush(self) -> None:
         if self._fh is not None:
