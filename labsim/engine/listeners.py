@@ -24,6 +24,8 @@ from ..net.dns_server import LabDnsServer
 from ..net.proxy import bind_load_balancers
 from ..net.vnet import (
     AddressBook,
+    BlockClaim,
+    claim_block,
     start_tcp_server,
 )
 from ..pki.authority import LabPki
@@ -64,22 +66,30 @@ class Listeners(SessionGate):
     _views: dict[int, list[Any]]  # engine.lab_services: certificate views per store
     _listeners: list[tuple[str, str, int]]  # who listened where at the last (re)bind
     _cert_sig: str  # the certificates at the last (re)bind
+    _block_claim: BlockClaim | None  # net.vnet: this lab's hold on its loopback block
 
     if TYPE_CHECKING:  # engine.lab_services, the runtime's other part
         def note_internal_certificates(self) -> None: ...
         def dns_silent(self, vip: str) -> bool: ...
 
     def _init_listeners(self) -> None:
+        self._block_claim = None
         self.listen_table = []
         self.lb_proxies = {}
 
     async def start(self) -> None:
         last: OSError | None = None
         for attempt in range(12):
+            claim = claim_block(self.block)  # another lab of this machine holds it: move on
             try:
+                if claim is None:
+                    raise OSError(errno.EADDRINUSE, f"loopback block {self.block} is another lab's")
                 await self._bind_all()
+                self._block_claim = claim
                 return
             except OSError as exc:
+                if claim is not None:
+                    claim.release()
                 if exc.errno != errno.EADDRINUSE:
                     raise
                 last = exc
@@ -163,6 +173,9 @@ class Listeners(SessionGate):
 
     async def stop(self) -> None:
         await self._unbind_all()
+        claim, self._block_claim = self._block_claim, None
+        if claim is not None:
+            claim.release()
         for session in list(self.sessions):  # open sessions get 421 4.3.2 and are closed
             await session.shutdown()
         leftover = [t for t in self._session_tasks if not t.done()]

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -32,6 +34,42 @@ from ..errors import NetworkGuardError
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 DEFAULT_BLOCK = 77
 DEFAULT_PORT_OFFSET = 10000
+
+
+class BlockClaim:
+    """This process's hold on a loopback block (127.<block>.x.y) while a lab uses it: an flock on a
+    per-user file, so two labs on one machine never share a block. Binding alone only guards the
+    start: a lab that rebinds a service mid-run (Stop-/Start-Service) would find its ports taken
+    by another lab that started on the same block meanwhile. `fd` None: no lock could be kept
+    (no fcntl, no writable temporary folder), and binding decides as before."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock; the file stays (labsim's own, reused)
+            self.fd = None
+
+
+def claim_block(block: int) -> BlockClaim | None:
+    """Claim `block` for this lab; None when another lab (any process of this user) holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not a POSIX system
+        return BlockClaim(None)
+    folder = os.path.join(tempfile.gettempdir(), f"labsim-blocks-{os.getuid()}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(folder, f"{block}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return BlockClaim(None)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return BlockClaim(fd)
 
 
 def guard_real(ip: str) -> str:
