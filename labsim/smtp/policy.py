@@ -519,36 +519,40 @@ class ExchangeReceivePolicy(ReceivePolicy):
             extra.shadow = ShadowSessionState()
         return extra.shadow
 
-    async def xshadowrequest(self, session: "ReceivingSession", arg: str) -> str:
+    def _shadow_gate(self, session: "ReceivingSession") -> "tuple[ReceiveState, ShadowSessionState] | str":
+        """What the three shadow verbs check first: a greeting, then a Transport service."""
         state: ReceiveState = session.state
         shadow = self._shadow_session(session)
         if state.helo is None:
             return R.SEND_HELLO_FIRST
         if shadow is None:
             return R.UNRECOGNIZED
+        return state, shadow
+
+    async def xshadowrequest(self, session: "ReceivingSession", arg: str) -> str:
+        gate = self._shadow_gate(session)
+        if isinstance(gate, str):
+            return gate
+        state, shadow = gate
         if state.mail_from is not None:
             return R.SENDER_ALREADY
         return xshadowrequest_reply(shadow, arg, offered="XSHADOWREQUEST" in ehlo_keywords(state),
                                     authorized="SMTPAcceptXShadow" in state.rights, own_name=self.server.model.fqdn)
 
     async def xshadow(self, session: "ReceivingSession", arg: str) -> str:
-        state: ReceiveState = session.state
-        shadow = self._shadow_session(session)
-        if state.helo is None:
-            return R.SEND_HELLO_FIRST
-        if shadow is None:
-            return R.UNRECOGNIZED
+        gate = self._shadow_gate(session)
+        if isinstance(gate, str):
+            return gate
+        state, shadow = gate
         return xshadow_reply(shadow, arg, offered="XSHADOWREQUEST" in ehlo_keywords(state),
                              authorized="SMTPAcceptXShadow" in state.rights,
                              database_id=self.server.shadow.database_id)
 
     async def xqdiscard(self, session: "ReceivingSession", arg: str) -> str | list[str]:
-        state: ReceiveState = session.state
-        shadow = self._shadow_session(session)
-        if state.helo is None:
-            return R.SEND_HELLO_FIRST
-        if shadow is None:
-            return R.UNRECOGNIZED
+        gate = self._shadow_gate(session)
+        if isinstance(gate, str):
+            return gate
+        state, shadow = gate
         count = xqdiscard_count(shadow, arg, offered="XSHADOWREQUEST" in ehlo_keywords(state))
         if isinstance(count, str):
             return count
