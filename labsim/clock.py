@@ -27,12 +27,13 @@ class VirtualClock:
             raise ValueError("the clock's start time must be timezone-aware")
         self._now = start.astimezone(UTC)
         self.live = live
-        self._wall_anchor = time.monotonic()
+        self._wall_anchor_ns = time.monotonic_ns()
         self._start = self._now
 
     def now(self) -> datetime:
         if self.live:
-            return self._start + timedelta(seconds=time.monotonic() - self._wall_anchor)
+            # whole microseconds from integer nanoseconds: cheaper than a float's timedelta, many times a message
+            return self._start + timedelta(0, 0, (time.monotonic_ns() - self._wall_anchor_ns) // 1000)
         return self._now
 
     def advance(self, seconds: float) -> datetime:
