@@ -81,12 +81,31 @@ def header_value(data: bytes, name: str) -> str:
     block = header_block(data)
     global _last
     if _last[0] != block:
-        _last = (block, _plain_headers(block))
+        _last = (block, _headers_after(_last, block))
     headers = _last[1]
     if headers is not None:
         return headers.get(name.lower(), "")
     msg = message_from_bytes(block, policy=compat32)
     return str(msg.get(name, "")).strip()
+
+
+def _headers_after(last: tuple[bytes, dict[str, str] | None], block: bytes) -> dict[str, str] | None:
+    """`_plain_headers(block)`, reading only the lines `block` adds after the last block read when it
+    is that block with header lines appended (what the receive stamps do to a message, read again for
+    its Subject). The first line added is no folded line (the tail would not read), so every header
+    of the last block ends where it ended; the names already read keep their first value."""
+    prev_block, prev = last
+    head = prev_block[:-2]  # its header lines, each with its CRLF, without the empty line that ended them
+    if (prev is None or len(block) <= len(prev_block) or not prev_block.endswith(b"\r\n\r\n")
+            or prev_block.startswith(b"\r\n") or not block.startswith(head)):
+        return _plain_headers(block)
+    tail = _plain_headers(block[len(head):])
+    if tail is None:
+        return _plain_headers(block)
+    headers = dict(prev)
+    for name, value in tail.items():
+        headers.setdefault(name, value)
+    return headers
 
 
 def _plain_headers(block: bytes) -> dict[str, str] | None:
