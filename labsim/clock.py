@@ -27,12 +27,13 @@ class VirtualClock:
             raise ValueError("the clock's start time must be timezone-aware")
         self._now = start.astimezone(UTC)
         self.live = live
-        self._wall_anchor = time.monotonic()
+        self._wall_anchor_ns = time.monotonic_ns()
         self._start = self._now
 
     def now(self) -> datetime:
         if self.live:
-            return self._start + timedelta(seconds=time.monotonic() - self._wall_anchor)
+            # whole microseconds from integer nanoseconds: cheaper than a float's timedelta, many times a message
+            return self._start + timedelta(0, 0, (time.monotonic_ns() - self._wall_anchor_ns) // 1000)
         return self._now
 
     def advance(self, seconds: float) -> datetime:
@@ -73,14 +74,41 @@ def iso_ms(when: datetime) -> str:
 
 
 def _iso_ms(when: datetime) -> str:
+    """In `up` mode every instant is new: the text of its second is kept (`_second`), and its
+    milliseconds come from a table."""
     if when.tzinfo is not UTC:
         when = when.astimezone(UTC)
+    second = _second(when)
+    if second is not None:
+        head = _ISO_SECONDS.get(second)
+        if head is None:
+            if len(_ISO_SECONDS) >= 1024:
+                _ISO_SECONDS.clear()
+            head = _ISO_SECONDS[second] = _iso_slow(when)[:20]
+        return head + _MS_Z[when.microsecond // 1000]
+    return _iso_slow(when)
+
+
+def _iso_slow(when: datetime) -> str:
     if 1000 <= when.year:  # isoformat truncates to the millisecond, as // 1000 does
         return when.isoformat(timespec="milliseconds")[:23] + "Z"
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
+def _second(when: datetime) -> float | None:
+    """The whole second `when` lies in, as a number (POSIX seconds, floored), or None far from now.
+
+    `timestamp()` divides the exact count of microseconds once, correctly rounded: below 2**33 s
+    (years 1697 to 2242) the error is under half a microsecond, so an instant never rounds into
+    the next second; further out the caller formats the instant itself."""
+    ts = when.timestamp()
+    return ts // 1 if -_FAR < ts < _FAR else None
+
+
+_FAR = float(2**33)
 _ISO_TEXTS: dict[datetime, str] = {}
+_ISO_SECONDS: dict[float, str] = {}  # a second's `yyyy-MM-ddTHH:mm:ss.`
+_MS_Z = [f"{ms:03d}Z" for ms in range(1000)]
 
 
 def dotnet_ticks(when: datetime) -> int:
@@ -94,7 +122,8 @@ def rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:
 
     The day of month is not zero-padded, as in the EOP capture `Mon, 4 Jul 2022 12:14:15 +0000`.
     """
-    key = (when, utc_offset_minutes)
+    second = _second(when)  # the text shows whole seconds: every instant of one second shares it
+    key = (when if second is None else second, utc_offset_minutes)
     text = _RFC2822_TEXTS.get(key)
     if text is None:
         if len(_RFC2822_TEXTS) >= 1024:
@@ -103,7 +132,7 @@ def rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:
     return text
 
 
-_RFC2822_TEXTS: dict[tuple[datetime, int], str] = {}  # as iso_ms: the same few instants, many headers
+_RFC2822_TEXTS: dict[tuple[datetime | float, int], str] = {}  # as iso_ms: the same few instants, many headers
 
 
 def _rfc2822_local(when: datetime, utc_offset_minutes: int) -> str:

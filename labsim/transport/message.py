@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes
 from email.policy import compat32
+from functools import lru_cache
 
 # OpenSSL cipher name -> IANA name as Schannel prints it in Received headers.
 _IANA = {
@@ -81,12 +82,31 @@ def header_value(data: bytes, name: str) -> str:
     block = header_block(data)
     global _last
     if _last[0] != block:
-        _last = (block, _plain_headers(block))
+        _last = (block, _headers_after(_last, block))
     headers = _last[1]
     if headers is not None:
         return headers.get(name.lower(), "")
     msg = message_from_bytes(block, policy=compat32)
     return str(msg.get(name, "")).strip()
+
+
+def _headers_after(last: tuple[bytes, dict[str, str] | None], block: bytes) -> dict[str, str] | None:
+    """`_plain_headers(block)`, reading only the lines `block` adds after the last block read when it
+    is that block with header lines appended (what the receive stamps do to a message, read again for
+    its Subject). The first line added is no folded line (the tail would not read), so every header
+    of the last block ends where it ended; the names already read keep their first value."""
+    prev_block, prev = last
+    head = prev_block[:-2]  # its header lines, each with its CRLF, without the empty line that ended them
+    if (prev is None or len(block) <= len(prev_block) or not prev_block.endswith(b"\r\n\r\n")
+            or prev_block.startswith(b"\r\n") or not block.startswith(head)):
+        return _plain_headers(block)
+    tail = _plain_headers(block[len(head):])
+    if tail is None:
+        return _plain_headers(block)
+    headers = dict(prev)
+    for name, value in tail.items():
+        headers.setdefault(name, value)
+    return headers
 
 
 def _plain_headers(block: bytes) -> dict[str, str] | None:
@@ -135,15 +155,23 @@ def received_header(*, helo: str, client_ip: str, by_fqdn: str, by_ip: str, tls:
     """An Exchange-style Received header line (folded as Exchange folds it)."""
     from ..clock import rfc2822_local
 
+    suite = (tls.get("version", ""), tls["cipher"]) if tls and tls.get("cipher") else None
+    head = _received_head(helo, client_ip, by_fqdn, by_ip, suite, version, via_frontend, product)
+    return f"{head}{rfc2822_local(when, utc_offset_minutes)}\r\n".encode()
+
+
+@lru_cache(maxsize=1024)  # one text per sending host and TLS suite: every message of a hop reuses it
+def _received_head(helo: str, client_ip: str, by_fqdn: str, by_ip: str, suite: tuple[str, str] | None,
+                   version: str, via_frontend: bool, product: str) -> str:
+    """The Received header up to its date."""
     ver = ".".join(str(int(p)) for p in version.split("."))
     with_part = f"with {product}"
-    if tls and tls.get("cipher"):
-        proto = {"TLSv1.2": "TLS1_2", "TLSv1.3": "TLS1_3"}.get(tls.get("version", ""), "TLS1_2")
-        with_part += f" (version={proto}, cipher={_IANA.get(tls['cipher'], tls['cipher'])})"
+    if suite is not None:
+        proto = {"TLSv1.2": "TLS1_2", "TLSv1.3": "TLS1_3"}.get(suite[0], "TLS1_2")
+        with_part += f" (version={proto}, cipher={_IANA.get(suite[1], suite[1])})"
     via = " via Frontend Transport" if via_frontend else ""
-    text = (f"Received: from {helo} ({client_ip}) by {by_fqdn} ({by_ip})\r\n {with_part}\r\n"
-            f" id {ver}{via}; {rfc2822_local(when, utc_offset_minutes)}\r\n")
-    return text.encode()
+    return (f"Received: from {helo} ({client_ip}) by {by_fqdn} ({by_ip})\r\n {with_part}\r\n"
+            f" id {ver}{via}; ")
 
 
 def new_message(*, mail_from: str, to: list[str], subject: str, body: str, message_id: str,

@@ -13,6 +13,7 @@ because the 250 that follows tells the sender the message is safe.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class MailboxStore:
         self.root = root
         self.durable = durable
         self._count: dict[tuple[str, str], int] = defaultdict(int)
+        self._folders: dict[tuple[str, str], tuple[str, str]] = {}  # (realm, address) -> (relative, on disk)
 
     def _highest(self, folder: Path) -> int:
         if not folder.is_dir():
@@ -33,30 +35,30 @@ class MailboxStore:
 
     def deliver(self, realm: str, address: str, data: bytes) -> str:
         key = (realm, address.lower())
-        folder = Path("mailboxes", realm, address.lower())
-        if self.root is None:
-            self._count[key] += 1
-            rel = folder / f"{self._count[key]:04d}.eml"
-        else:
-            target = self.root / folder
-            if key not in self._count:
+        folder = self._folders.get(key)
+        if folder is None:  # a mailbox's folder, as a path relative to the tree and on disk
+            rel_folder = Path("mailboxes", realm, address.lower())
+            target = None if self.root is None else self.root / rel_folder
+            if target is not None:
                 target.mkdir(parents=True, exist_ok=True)
                 self._count[key] = self._highest(target)
-            rel = self._write_new(key, folder, data)
-        return rel.as_posix()
+            folder = self._folders[key] = (rel_folder.as_posix(), "" if target is None else str(target))
+        if self.root is None:
+            self._count[key] += 1
+            return posixpath.join(folder[0], f"{self._count[key]:04d}.eml")
+        return self._write_new(key, folder, data)
 
-    def _write_new(self, key: tuple[str, str], folder: Path, data: bytes) -> Path:
-        assert self.root is not None
-        target = self.root / folder
+    def _write_new(self, key: tuple[str, str], folder: tuple[str, str], data: bytes) -> str:
+        rel_folder, target = folder
         while True:
             self._count[key] += 1
-            rel = folder / f"{self._count[key]:04d}.eml"
+            name = f"{self._count[key]:04d}.eml"
             try:
-                fd = os.open(self.root / rel, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(os.path.join(target, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 continue  # another process (or an earlier run) holds this number
             except FileNotFoundError:
-                target.mkdir(parents=True, exist_ok=True)  # the folder was removed under us
+                Path(target).mkdir(parents=True, exist_ok=True)  # the folder was removed under us
                 self._count[key] -= 1
                 continue
             try:
@@ -68,5 +70,5 @@ class MailboxStore:
             finally:
                 os.close(fd)
             if self.durable:
-                fsync_dir(target)
-            return rel
+                fsync_dir(Path(target))
+            return posixpath.join(rel_folder, name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_ms, us_time
@@ -37,6 +38,7 @@ SUBMISSION_ASSISTANT = "MailboxTransportSubmissionEmailAssistant"
 EXTERNAL_DELIVERY = ("DnsConnectorDelivery", "SmartHostConnectorDelivery")
 
 
+@lru_cache(maxsize=4096)  # a pure function of a few lab objects, asked once per delivered recipient
 def stable_guid(*parts: str) -> str:
     """A GUID for a lab object (a mailbox, a database) that Exchange would read from AD."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "labsim:" + ":".join(p.lower() for p in parts)))
