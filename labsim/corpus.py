@@ -305,14 +305,19 @@ def run_shard(shard: Shard, out: str, carry_in: str | None = None) -> dict[str, 
     import asyncio
     import shutil
 
-    from .engine.carry import carried_count
+    from .engine.carry import HANDOVER_FILE, carried_count
     from .engine.driver import run_loaded
+    from .engine.outdir import OutputFolderError
 
     loaded = shard_scenario(shard)
     block = (31 + 13 * (shard.index % 17)) % 250 + 2  # shards side by side on other loopback blocks
     carry_out = carry_folder(out)
     if carry_out.exists():
-        shutil.rmtree(carry_out)  # (our own: the hand-over of this shard's earlier run)
+        # Only a hand-over this shard's earlier run left (its handover.json) is taken away.
+        if not (carry_out / HANDOVER_FILE).is_file():
+            raise OutputFolderError(str(carry_out), "exists and is not a hand-over labsim wrote; "
+                                                    "move it away or choose another output folder")
+        shutil.rmtree(carry_out)
     token = ID_SPACE.set(shard.index)  # the small per-host counters draw from the hour's own block (labsim.ids)
     try:
         result = asyncio.run(run_loaded(loaded, out=Path(out), block=block, carry_out=carry_out,

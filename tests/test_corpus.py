@@ -455,3 +455,19 @@ def test_the_evidence_index_lives_in_a_private_temp_file_removed_after(tmp_path:
         idx.finish()
         assert [r.line for r in idx.tracking("<a@x>")] == [3, 9] and idx.tracking("<b@x>") == []
     assert not folder.exists()
+
+
+def test_a_shard_never_deletes_a_carry_folder_labsim_did_not_write(tmp_path):
+    """run_shard replaces only its own earlier hand-over (handover.json); a folder of the same name
+    that labsim did not write is refused with one clear error and left as it was."""
+    from labsim.corpus import carry_folder, run_shard
+    from labsim.engine.outdir import OutputFolderError
+
+    shard = plan(CorpusSpec(days=1, mailboxes=12, seed=4))[0]
+    out = tmp_path / "shard"
+    foreign = carry_folder(out)
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputFolderError, match="not a hand-over labsim wrote"):
+        run_shard(shard, str(out))
+    assert (foreign / "notes.txt").read_text(encoding="utf-8") == "mine"
