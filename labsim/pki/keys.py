@@ -98,11 +98,13 @@ class KeyCache:
                                 serialization.NoEncryption())
         path = self._path(ident)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        created = False  # only a temporary file this call created is ever removed
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             if self.folder.is_symlink() or not self.folder.is_dir():
                 return
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            created = True
             try:
                 os.write(fd, self._mac(ident, der) + der)
             finally:
@@ -110,10 +112,11 @@ class KeyCache:
             os.replace(tmp, path)
         except OSError:
             # a read-only or full cache folder: the key is still good, it just is not kept
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+            if created:
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
 
 
 def rsa_ident(secret: bytes, kind: str, name: str) -> bytes:

@@ -391,23 +391,7 @@ class ClientSession:
         body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(msg.data))
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
-        assert self.smtp is not None and self.smtp.protocol is not None
-        rate = self.plan.bandwidth or BANDWIDTH["lan" if self.latency < 0.002 else "wan"]
-        self._advance(self.latency + len(body) / rate)
-        try:
-            self.smtp.protocol.write(body + b".\r\n")
-            final = await self.smtp.protocol.read_response(timeout=REAL_TIMEOUT)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
-            raise _Abort(self._fail("socket", detail=str(exc))) from None
-        self._advance()
-        text = f"{final.code} {final.message}"
-        self.log.received(text)
-        if final.code == 250:
-            result.delivered = accepted
-            result.reply = text
-        else:
-            (result.rejected if final.code >= 500 else result.deferred).update({r: text for r in accepted})
-            result.reply = text
+        await self._content(body + b".\r\n", len(body), accepted, result)
 
     async def _shadow_verbs(self, msg: OutboundMessage, result: MessageResult) -> bool:
         """Shadow redundancy's verbs (RsetShadowSmtpCommand, XShadowRequestSmtpCommand, XShadowSmtpCommand,
@@ -435,11 +419,16 @@ class ClientSession:
             body += b"\r\n"
         command = V.bdat_command(len(body))
         self.log.sent(command)
+        await self._content(command.encode() + b"\r\n" + body, len(body), accepted, result)
+
+    async def _content(self, wire: bytes, size: int, accepted: list[str], result: MessageResult) -> None:
+        """Send a message's content (DATA's dot-terminated body or a BDAT chunk with its command),
+        taking the modelled transfer time of `size` bytes, then record the final reply."""
         assert self.smtp is not None and self.smtp.protocol is not None
         rate = self.plan.bandwidth or BANDWIDTH["lan" if self.latency < 0.002 else "wan"]
-        self._advance(self.latency + len(body) / rate)
+        self._advance(self.latency + size / rate)
         try:
-            self.smtp.protocol.write(command.encode() + b"\r\n" + body)
+            self.smtp.protocol.write(wire)
             final = await self.smtp.protocol.read_response(timeout=REAL_TIMEOUT)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError) as exc:
             raise _Abort(self._fail("socket", detail=str(exc))) from None
