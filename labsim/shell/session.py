@@ -238,4 +238,4 @@ class LabSession:
         return render(self.ctx, values)
 
 
-__all__ = ["CheckResult", "Grade", "LabSession", "PendingChange"]  # the last three live in grading, changes
+__all__ = ["CheckResult", "Grade", "LabSession", "PendingChange"]  # CheckResult, Grade: shell.grading; PendingChange: shell.changes
