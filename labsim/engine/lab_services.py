@@ -1,10 +1,6 @@
 """What the lab does for its parties (engine.ports): seeded ids, log writers, certificate rows and
-views, DNS lookups and certificate validation as a given host would do them.
-
-DNS: each (owner, service) has its own cache on virtual time (`dns_owner`); lookups follow the
-host's route and link rules on UDP 53. Validation: the chain a peer sent, classified at the lab's
-virtual time with CRL fetches made as the validating host would (its DNS, its route, its WinHTTP
-proxy).
+views; and, through its `HostLookups` (engine.host_lookups), DNS lookups and certificate
+validation as a given host would do them.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -28,25 +23,20 @@ from ..ids import IdSource
 from ..logs import protocol_text as T
 from ..logs.certificate_rows import received_certificate_rows, sending_certificate_rows
 from ..logs.protocol_log import ProtocolLog, SessionWriter
-from ..net.dns_server import DnsMode, LabDnsServer
-from ..net.dnscache import DnsCache
+from ..net.dns_server import LabDnsServer
 from ..net.resolver import LabResolver
 from ..pki.authority import serial_hex, thumbprint
-from ..pki.crl_server import CrlServer, http_get
-from ..pki.errors import CrlUnavailable
+from ..pki.crl_server import CrlServer
 from ..pki.names import dotnet_dn
 from ..pki.store import CertStore, StoredCert
-from ..pki.validate import CrlCache, ValidationResult, certificate_names, classify
+from ..pki.validate import ValidationResult, certificate_names
 from ..rules.builds import traits as build_traits
 from ..rules.certselect import CertView
 from ..rules.network import HostInfo
 from ..topology.model import Site
+from .host_lookups import CRL_PORT, HostLookups
 
-DNS_REAL_TIMEOUT = 0.3
-CRL_REAL_TIMEOUT = 0.5  # the real wait for a CDP that hangs (the world says it never answers)
-CRL_ANSWER_TIMEOUT = 30.0  # a safety net for one that answers: load never decides an outcome
-CRL_VIRTUAL_TIMEOUT = 15.0  # CryptoAPI's default URL retrieval timeout
-CRL_PORT = 80
+__all__ = ["CRL_PORT", "LabServices"]  # CRL_PORT lives in engine.host_lookups; named here as before
 
 
 class _NullWriter:
@@ -74,11 +64,10 @@ class LabServices:
     crl: CrlServer
     cdps: dict[str, CrlServer]
     # this part's own state, set up by the runtime
+    lookups: HostLookups  # DNS and validation as a given host does them
     _ids: dict[str, IdSource]
     _logs: list[ProtocolLog]
     _views: dict[int, list[CertView]]
-    _crl_caches: dict[str, CrlCache]
-    _dns_caches: dict[tuple[str, str], DnsCache]  # (owner, service) -> its DNS client cache
     _cert_rows: dict[x509.Certificate, str]  # certificate -> its protocol-log row text
     _network_ids: dict[tuple[str, str], str]
     _server_thumbs: set[str]
@@ -87,8 +76,7 @@ class LabServices:
         self._ids = {}
         self._logs = []
         self._views = {}
-        self._crl_caches = {}
-        self._dns_caches = {}
+        self.lookups = HostLookups(self)
         self._cert_rows = {}
         self._network_ids = {}
 
@@ -209,121 +197,26 @@ class LabServices:
             nid = self._network_ids[key] = ids.network_message_id(when)
         return nid
 
+    # --- DNS and validation from a host (engine.host_lookups) -------------------------------------
     def host_dns(self, host: HostInfo) -> list[str]:
-        if host.name in self.servers:
-            return self.servers[host.name].model.adapter_dns_servers
-        if host.site == Site.EXO:
-            return self.model.tenant.dns_servers
-        for h in self.model.internet_hosts:
-            if h.name == host.name:
-                return h.dns_servers
-        return ["8.8.8.8"]
-
-    def dns_owner(self, host: HostInfo, service: str | None) -> tuple[str, str]:
-        """Whose DNS cache a lookup uses: (owner, service). On an Exchange server each service is
-        its own process with its own cache (default MSExchangeTransport; the Front End, Mailbox
-        Transport Submission and the OS's DNS Client service `Dnscache` are others); EXO is one
-        service for all its hosts; an Internet host has one cache."""
-        if host.name in self.servers:
-            return host.name, service or "MSExchangeTransport"
-        if host.site == Site.EXO:
-            return "EXO", service or ""
-        return host.name, service or ""
-
-    def dns_cache(self, owner: str, service: str) -> DnsCache:
-        cache = self._dns_caches.get((owner, service))
-        if cache is None:
-            cache = self._dns_caches[(owner, service)] = DnsCache(self.clock.now)
-        return cache
+        return self.lookups.host_dns(host)
 
     def flush_dns_cache(self, owner: str, service: str) -> None:
-        """The service stopped: its process, and the DNS answers it remembered, are gone."""
-        cache = self._dns_caches.get((owner, service))
-        if cache is not None:
-            cache.flush()
+        self.lookups.flush_dns_cache(owner, service)
 
     def dns_silent(self, vip: str) -> bool:
-        """Does the world keep the lab DNS server at `vip` silent (drop mode)? Only for such a
-        server is a short real wait the answer; any other is waited for (net.resolver)."""
-        return any(d.model.ip == vip and d.mode is DnsMode.DROP for d in self.dns.values())
-
-    def crl_hangs(self, vip: str) -> bool:
-        """Is the CRL distribution point at `vip` one that accepts and never answers ("hang")?"""
-        if vip == self.model.network.crl_host_ip and self.crl.mode == "hang":
-            return True
-        return any(c.ip == vip and self.cdps[c.name].mode == "hang" for c in self.model.network.cdp_hosts)
+        return self.lookups.dns_silent(vip)
 
     def resolver(self, host: HostInfo, servers: list[str], service: str | None = None) -> LabResolver:
-        src = self.book.real_ip(host.ip) if self.book.knows(host.ip) else None
-        # Every configured server is asked, in order: one outside the lab never answers (it costs
-        # its timeout, as an unreachable server does), and link rules on UDP 53 apply (rules.network).
-        return LabResolver(list(servers), self.book, timeout=DNS_REAL_TIMEOUT, source_ip=src, silent=self.dns_silent,
-                           cache=self.dns_cache(*self.dns_owner(host, service)),
-                           route=lambda ip: self.net.plan(host, ip, 53, protocol="UDP").failure)
+        return self.lookups.resolver(host, servers, service)
 
     async def resolve_a(self, host: HostInfo, servers: list[str], name: str, *,
                         service: str | None = None) -> list[str]:
-        self.clock.advance(0.001)
-        return await self.resolver(host, servers, service).resolve_a(name)
+        return await self.lookups.resolve_a(host, servers, name, service=service)
 
     async def resolve_host(self, host: HostInfo, servers: list[str], domain: str, *,
                            service: str | None = None) -> list[tuple[str, list[str]]]:
-        self.clock.advance(0.002)
-        return await self.resolver(host, servers, service).resolve_host(domain)
+        return await self.lookups.resolve_host(host, servers, domain, service=service)
 
     async def validate(self, host: HostInfo, chain: list[x509.Certificate], domain: str | None) -> ValidationResult:
-        site = host.site
-        cache = self._crl_caches.setdefault(host.name, CrlCache())
-        anchors = list(self.pki.trust_anchors(site))
-        if site == Site.ONPREM:
-            # Direct trust: Exchange servers of the organisation know each other's (self-signed)
-            # transport certificates from Active Directory / the Edge subscription.
-            anchors += [c.cert for c in (rt.internal_cert() for rt in self.servers.values()) if c is not None]
-        # Windows completes a chain from the machine's own Intermediate store; EXO does not (seed 004).
-        own = self.servers.get(host.name)
-        local = own.store.intermediates if own is not None else []
-        return await classify(chain, now=self.clock.now(), anchors=anchors,
-                              known_intermediates=self.pki.intermediates(), domain=domain,
-                              fetch_crl=lambda url: self.fetch_crl(host, url), crl_cache=cache,
-                              local_intermediates=local)
-
-    async def fetch_crl(self, host: HostInfo, url: str) -> bytes:
-        """GET a CRL distribution point as `host` would: its DNS, its route, real HTTP.
-
-        A server with a WinHTTP proxy (`netsh winhttp set proxy`, Set-LabWinHttpProxy) sends
-        CryptoAPI's request to the proxy instead; the lab runs no proxy service, so a configured
-        proxy is one that does not answer - a classic cause of RevocationOffline (seed 000).
-        """
-        parts = urlsplit(url)
-        name, port = parts.hostname or "", parts.port or CRL_PORT
-        own = self.servers.get(host.name)
-        proxy = own.model.winhttp_proxy if own is not None else None
-        if proxy:
-            proxy_ip, _, proxy_port = proxy.rpartition(":")
-            plan = self.net.plan(host, proxy_ip, int(proxy_port))
-            if plan.failure is not None:
-                self.clock.advance(CRL_VIRTUAL_TIMEOUT if plan.failure == "timeout" else 2 * plan.latency)
-                raise CrlUnavailable(url, f"proxy {proxy} unreachable ({plan.failure})")
-            self.clock.advance(2 * plan.latency)
-            try:
-                return await http_get(self.book.real_ip(plan.dial_ip), self.book.real_port(int(proxy_port)),
-                                      name, parts.path or "/", CRL_REAL_TIMEOUT)
-            except CrlUnavailable as exc:
-                raise CrlUnavailable(url, f"proxy {proxy}: {exc.reason}") from None
-        try:
-            # CryptoAPI resolves through the Windows DNS Client service: the OS's cache, not transport's
-            ips = await self.resolve_a(host, self.host_dns(host), name, service="Dnscache")
-        except Exception as exc:  # noqa: BLE001 - any lookup failure is an unreachable CDP
-            raise CrlUnavailable(url, f"DNS: {exc}") from exc
-        plan = self.net.plan(host, ips[0], port)
-        if plan.failure is not None:
-            self.clock.advance(CRL_VIRTUAL_TIMEOUT)
-            raise CrlUnavailable(url, f"no route ({plan.failure})")
-        self.clock.advance(2 * plan.latency)
-        try:
-            wait = CRL_REAL_TIMEOUT if self.crl_hangs(plan.dial_ip) else CRL_ANSWER_TIMEOUT
-            return await http_get(self.book.real_ip(plan.dial_ip), self.book.real_port(port), name,
-                                  parts.path or "/", wait)
-        except CrlUnavailable:
-            self.clock.advance(CRL_VIRTUAL_TIMEOUT)
-            raise
+        return await self.lookups.validate(host, chain, domain)

@@ -27,6 +27,9 @@ between `running`, `stopped` (socket closed, so the kernel answers ICMP port unr
 zones at run time (timelines change records). The SOA of each zone is synthesised and
 deterministic; its serial is the server's data generation (1, then +1 per `update`).
 
+What to answer is decided by plain functions over the compiled zones (`respond`,
+`authoritative_answer`); `LabDnsServer` is the socket, the fault mode and the forwarding around them.
+
 Answers are deterministic (rendered with `want_shuffle=False`): A by address, MX by preference then exchange, TXT/PTR by text. Each
 query is logged in `queries` as (qname, qtype, rcode, client); rcode None = no answer was sent.
 """
@@ -240,6 +243,91 @@ def _compile(server: DnsServer, serial: int) -> list[_Zone]:
     return sorted(zones, key=lambda z: (-len(z.origin), z.origin.to_text()))
 
 
+# --------------------------------------------------------------------------- answering from the data
+
+
+def zone_for(zones: list[_Zone], name: dns.name.Name) -> _Zone | None:
+    """The zone that answers for `name`: the first containing it (`zones` is most specific first)."""
+    for zone in zones:
+        if name.is_subdomain(zone.origin):
+            return zone
+    return None
+
+
+def respond(query: dns.message.Message, zones: list[_Zone], *, servfail: bool,
+            recursion: bool) -> tuple[dns.message.Message, bool]:
+    """The answer to a well-formed query (no response flag), and whether it is to be forwarded
+    instead (a name outside the zones, on a server with forwarders: `recursion`)."""
+    response = dns.message.make_response(query)
+    if recursion:
+        response.flags |= dns.flags.RA
+    if servfail:
+        response.set_rcode(dns.rcode.SERVFAIL)
+    elif query.opcode() != dns.opcode.QUERY:
+        response.set_rcode(dns.rcode.NOTIMP)
+    elif len(query.question) != 1:
+        response.set_rcode(dns.rcode.FORMERR)
+    elif query.question[0].rdclass != dns.rdataclass.IN:
+        response.set_rcode(dns.rcode.REFUSED)
+    elif zone_for(zones, query.question[0].name) is not None:
+        authoritative_answer(zones, query.question[0].name, query.question[0].rdtype, response)
+    elif recursion:
+        return response, True
+    else:
+        response.set_rcode(dns.rcode.REFUSED)
+    return response, False
+
+
+def authoritative_answer(zones: list[_Zone], qname: dns.name.Name, rdtype: int,
+                         response: dns.message.Message) -> None:
+    """Fill `response` from the zones: records, CNAMEs followed through them, NXDOMAIN or NODATA."""
+    response.flags |= dns.flags.AA
+    name = qname.canonicalize()
+    seen: set[dns.name.Name] = set()
+    for _ in range(MAX_CNAME_CHAIN + 1):
+        zone = zone_for(zones, name)
+        if zone is None or name in seen:
+            return  # the chain leaves our data (the client follows it) or loops
+        seen.add(name)
+        node = zone.nodes.get(name)
+        if node is None:
+            if name not in zone.names:
+                response.set_rcode(dns.rcode.NXDOMAIN)  # RFC 6604: about the last name of the chain
+            response.authority.append(zone.soa)
+            return
+        if rdtype == dns.rdatatype.ANY:
+            response.answer.extend(_owned(qname, name, rs) for rs in node.values())
+            return
+        if rdtype in node:
+            response.answer.append(_owned(qname, name, node[rdtype]))
+            return
+        cname = node.get(dns.rdatatype.CNAME)
+        if cname is None:
+            response.authority.append(zone.soa)  # NODATA
+            return
+        response.answer.append(_owned(qname, name, cname))
+        name = next(iter(cname)).target.canonicalize()
+
+
+def _owned(qname: dns.name.Name, name: dns.name.Name, rrset: dns.rrset.RRset) -> dns.rrset.RRset:
+    """Echo the question's spelling for the first owner (0x20-style case, as servers do)."""
+    if name == qname and name.to_text() != qname.to_text():
+        copy = dns.rrset.RRset(qname, rrset.rdclass, rrset.rdtype)
+        copy.update(rrset)
+        return copy
+    return rrset
+
+
+def query_entry(query: dns.message.Message, rcode: int | None, client: str) -> QueryLogEntry:
+    """The query log's row for `query` (rcode None: no answer was sent)."""
+    q = query.question[0] if query.question else None
+    return QueryLogEntry(
+        q.name.to_text(omit_final_dot=True).lower() if q is not None else "",
+        dns.rdatatype.to_text(q.rdtype) if q is not None else "",
+        dns.rcode.to_text(cast(dns.rcode.Rcode, rcode)) if rcode is not None else None,
+        client)
+
+
 # --------------------------------------------------------------------------- the server
 
 
@@ -396,12 +484,7 @@ class LabDnsServer:
             transport.sendto(wire, addr)
 
     def _log(self, query: dns.message.Message, rcode: int | None, addr: tuple[str, int]) -> None:
-        q = query.question[0] if query.question else None
-        self.queries.append(QueryLogEntry(
-            q.name.to_text(omit_final_dot=True).lower() if q is not None else "",
-            dns.rdatatype.to_text(q.rdtype) if q is not None else "",
-            dns.rcode.to_text(cast(dns.rcode.Rcode, rcode)) if rcode is not None else None,
-            self._client(addr)))
+        self.queries.append(query_entry(query, rcode, self._client(addr)))
 
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
         transport = self._transport
@@ -417,25 +500,12 @@ class LabDnsServer:
         if self._mode is DnsMode.DROP:
             self._log(query, None, addr)
             return
-        response = dns.message.make_response(query)
-        if self._forwarders():
-            response.flags |= dns.flags.RA
-        if self._mode is DnsMode.SERVFAIL:
-            response.set_rcode(dns.rcode.SERVFAIL)
-        elif query.opcode() != dns.opcode.QUERY:
-            response.set_rcode(dns.rcode.NOTIMP)
-        elif len(query.question) != 1:
-            response.set_rcode(dns.rcode.FORMERR)
-        elif query.question[0].rdclass != dns.rdataclass.IN:
-            response.set_rcode(dns.rcode.REFUSED)
-        elif self._zone_for(query.question[0].name) is not None:
-            self._authoritative(query.question[0].name, query.question[0].rdtype, response)
-        elif self._forwarders():
+        response, forward = respond(query, self._zones, servfail=self._mode is DnsMode.SERVFAIL,
+                                    recursion=bool(self._forwarders()))
+        if forward:
             self._spawn(self._forward(query, response, addr))
-            return
         else:
-            response.set_rcode(dns.rcode.REFUSED)
-        self._send(response, query, addr, transport)
+            self._send(response, query, addr, transport)
 
     def _formerr(self, data: bytes, addr: tuple[str, int], transport: asyncio.DatagramTransport) -> None:
         if len(data) < 12 or data[2] & 0x80:
@@ -449,49 +519,6 @@ class LabDnsServer:
 
     def _forwarders(self) -> list[str]:
         return [f for f in self.model.forwarders if f != self.model.ip]
-
-    def _zone_for(self, name: dns.name.Name) -> _Zone | None:
-        for zone in self._zones:  # most specific first
-            if name.is_subdomain(zone.origin):
-                return zone
-        return None
-
-    def _authoritative(self, qname: dns.name.Name, rdtype: int, response: dns.message.Message) -> None:
-        response.flags |= dns.flags.AA
-        name = qname.canonicalize()
-        seen: set[dns.name.Name] = set()
-        for _ in range(MAX_CNAME_CHAIN + 1):
-            zone = self._zone_for(name)
-            if zone is None or name in seen:
-                return  # the chain leaves our data (the client follows it) or loops
-            seen.add(name)
-            node = zone.nodes.get(name)
-            if node is None:
-                if name not in zone.names:
-                    response.set_rcode(dns.rcode.NXDOMAIN)  # RFC 6604: about the last name of the chain
-                response.authority.append(zone.soa)
-                return
-            if rdtype == dns.rdatatype.ANY:
-                response.answer.extend(self._owned(qname, name, rs) for rs in node.values())
-                return
-            if rdtype in node:
-                response.answer.append(self._owned(qname, name, node[rdtype]))
-                return
-            cname = node.get(dns.rdatatype.CNAME)
-            if cname is None:
-                response.authority.append(zone.soa)  # NODATA
-                return
-            response.answer.append(self._owned(qname, name, cname))
-            name = next(iter(cname)).target.canonicalize()
-
-    @staticmethod
-    def _owned(qname: dns.name.Name, name: dns.name.Name, rrset: dns.rrset.RRset) -> dns.rrset.RRset:
-        """Echo the question's spelling for the first owner (0x20-style case, as servers do)."""
-        if name == qname and name.to_text() != qname.to_text():
-            copy = dns.rrset.RRset(qname, rrset.rdclass, rrset.rdtype)
-            copy.update(rrset)
-            return copy
-        return rrset
 
     async def _forward(self, query: dns.message.Message, response: dns.message.Message,
                        addr: tuple[str, int]) -> None:

@@ -7,7 +7,8 @@ set names, serials or CRL distribution points either). Instead:
 - each key is RSA 2048 generated from a deterministic stream seeded by HMAC-SHA256(seed, name)
   (Exchange's and real CAs' key type; pki.keys, cached on disk), or, for a CA or certificate with
   `KeyAlgorithm ECDSA`, an EC P-256 key whose private value is HMAC-SHA256(seed, name) mod the order;
-- every signature is deterministic: RSA PKCS#1 v1.5, or ECDSA per RFC 6979;
+- every signature is deterministic: RSA PKCS#1 v1.5, or ECDSA per RFC 6979 (`pki.x509build`
+  encodes what this module decides: names, keys, serials, validity, CDPs);
 - serials are 16 bytes drawn from the same HMAC (positive, top bit clear, bit 126 set so the
   encoding is always exactly 16 bytes and Exchange's upper-case hex is always 32 characters);
 - validity is relative to `lab.start` (timespec.resolve_time), CRL times to a fixed grid from it.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -33,33 +33,24 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..topology.model import CaSpec, CertificateSpec, Lab, Site
 from ..topology.timespec import resolve_time
 from .errors import PkiError
 from .keys import PrivateKey, derive_key
 from .names import parse_dn
+from .x509build import ca_certificate, crl_der, leaf_certificate
 
 __all__ = ["LabPki", "CaMaterial", "IssuedCert", "thumbprint", "serial_hex", "crl_url_for"]
 
 UTC = timezone.utc
 _PEM = serialization.Encoding.PEM
-_DER = serialization.Encoding.DER
 
 
 _CACHE_MAX = 4096  # certificates kept per process; the whole built-in catalog needs about 100
 
 # build key (see _ca_build_key / the leaf's in issued()) -> the certificate built from it
 _built: dict[tuple[Any, ...], x509.Certificate] = {}
-
-
-def _sign(builder: Any, key: PrivateKey) -> Any:
-    """Sign with SHA-256: RSA PKCS#1 v1.5 (deterministic by construction) or deterministic ECDSA."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return builder.sign(key, hashes.SHA256(), ecdsa_deterministic=True)
-    return builder.sign(key, hashes.SHA256())
 
 
 def _remember(build_key: tuple[Any, ...], cert: x509.Certificate) -> x509.Certificate:
@@ -199,11 +190,6 @@ class LabPki:
     def crl_url(self, ca_name: str) -> str:
         return crl_url_for(self.lab, ca_name)
 
-    def _cdp(self, ca_name: str) -> x509.CRLDistributionPoints:
-        return x509.CRLDistributionPoints([x509.DistributionPoint(
-            full_name=[x509.UniformResourceIdentifier(self.crl_url(ca_name))],
-            relative_name=None, reasons=None, crl_issuer=None)])
-
     # -- CAs ---------------------------------------------------------------------------------
 
     def _ca_spec(self, name: str) -> CaSpec:
@@ -233,30 +219,11 @@ class LabPki:
 
     def _build_ca_cert(self, spec: CaSpec, key: PrivateKey,
                        parent: CaMaterial | None) -> x509.Certificate:
-        name = spec.name
         subject = parse_dn(spec.subject)
-        signer = parent.key if parent else key
-        nb, na = self._validity(spec.not_before, spec.not_after, f"CA {name!r}")
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(parent.cert.subject if parent else subject)
-            .public_key(key.public_key())
-            .serial_number(self._serial("ca", name))
-            .not_valid_before(nb)
-            .not_valid_after(na)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
-                           critical=False)
-        )
-        if parent:
-            builder = builder.add_extension(self._cdp(parent.name), critical=False)
-        return _sign(builder, signer)
+        validity = self._validity(spec.not_before, spec.not_after, f"CA {spec.name!r}")
+        return ca_certificate(subject, key, issuer=parent.cert.subject if parent else subject,
+                              signer=parent.key if parent else key, serial=self._serial("ca", spec.name),
+                              validity=validity, crl_url=self.crl_url(parent.name) if parent else None)
 
     def all_ca_certs(self) -> list[x509.Certificate]:
         """Every CA certificate (roots and intermediates), in the lab's order."""
@@ -299,43 +266,11 @@ class LabPki:
 
     def _build_leaf_cert(self, spec: CertificateSpec, key: PrivateKey,
                          issuer: CaMaterial | None) -> x509.Certificate:
-        cert_name = spec.name
         subject = parse_dn(spec.subject)
-        nb, na = self._validity(spec.not_before, spec.not_after, f"certificate {cert_name!r}")
-        signer = key if issuer is None else issuer.key
-        usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if spec.server_auth else []) + \
-                 ([ExtendedKeyUsageOID.CLIENT_AUTH] if spec.client_auth else [])
-        # A certificate for neither TLS purpose gets emailProtection: with no EKU at all, TLS
-        # stacks would treat it as good for anything.
-        usages = usages or [ExtendedKeyUsageOID.EMAIL_PROTECTION]
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject if issuer is None else issuer.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(self._serial("cert", cert_name))
-            .not_valid_before(nb)
-            .not_valid_after(na)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            # ECDHE needs only digitalSignature; an RSA server certificate also carries
-            # keyEncipherment, as Exchange's and public CAs' do (keyAgreement is for static ECDH,
-            # which the lab's cipher suites never use).
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False,
-                key_encipherment=isinstance(key, rsa.RSAPrivateKey),
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
-                           critical=False)
-        )
-        if spec.sans:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([_general_name(s) for s in spec.sans]), critical=False)
-        if issuer is not None:
-            builder = builder.add_extension(self._cdp(issuer.name), critical=False)
-        return _sign(builder, signer)
+        validity = self._validity(spec.not_before, spec.not_after, f"certificate {spec.name!r}")
+        return leaf_certificate(spec, subject, key, issuer=subject if issuer is None else issuer.cert.subject,
+                                signer=key if issuer is None else issuer.key, serial=self._serial("cert", spec.name),
+                                validity=validity, crl_url=None if issuer is None else self.crl_url(issuer.name))
 
     def all_issued(self) -> list[IssuedCert]:
         return [self.issued(s.name) for s in self.lab.certificates]
@@ -384,22 +319,7 @@ class LabPki:
         cache_key = (ca_name, this_update, tuple(entries))
         if cache_key in self._crls:
             return self._crls[cache_key]
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(ca.cert.subject)
-            .last_update(this_update)
-            .next_update(this_update + self.crl_validity)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-                           critical=False)
-            # Seconds since the epoch: deterministic and increasing with every publication.
-            .add_extension(x509.CRLNumber(int(this_update.timestamp())), critical=False)
-        )
-        for serial, when, reason in entries:
-            entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
-            if reason != x509.ReasonFlags.unspecified:
-                entry = entry.add_extension(x509.CRLReason(reason), critical=False)
-            builder = builder.add_revoked_certificate(entry.build())
-        der = _sign(builder, ca.key).public_bytes(_DER)
+        der = crl_der(ca.cert.subject, ca.key, this_update, this_update + self.crl_validity, entries)
         self._crls[cache_key] = der
         return der
 
@@ -433,13 +353,6 @@ class LabPki:
 
 def key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-
-
-def _general_name(text: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(text))
-    except ValueError:
-        return x509.DNSName(text)
 
 
 def _write(path: Path, data: bytes, mode: int) -> Path:

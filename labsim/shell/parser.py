@@ -139,7 +139,7 @@ def parse(text: str) -> Script:
     """The whole input as a script; raises ParseError."""
     p = _Parser(text)
     script = p.script(("EOF",))
-    p.expect_kind("EOF")
+    p.ts.expect_kind("EOF")
     return script
 
 
@@ -154,14 +154,16 @@ def number(word: str) -> int | float | None:
     return value * mult
 
 
-class _Parser:
+class _Tokens:
+    """The token stream: one token of look-ahead, the nesting depth, and errors worded as
+    PowerShell's parser words them, with the column."""
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks = tokenize(text)
         self.i = 0
         self.depth = 0
 
-    # --- tokens ---------------------------------------------------------------------------------
     @property
     def tok(self) -> Token:
         return self.toks[self.i]
@@ -206,70 +208,82 @@ class _Parser:
         while self.tok.kind == "NL" or self.is_op(";"):
             self.advance()
 
+    def skip_newlines(self) -> None:
+        while self.tok.kind == "NL":
+            self.advance()
+
+    def at_end(self, end: tuple[str, ...]) -> bool:
+        """At a token in `end` (a kind, or an OP value such as ')'), or at the end of the input."""
+        t = self.tok
+        return t.kind == "EOF" or t.kind in end or (t.kind == "OP" and t.value in end)
+
+    def element_end(self) -> bool:
+        """At the end of a pipeline element: a new line, '|', ';', ')', '}' or the end of the input."""
+        t = self.tok
+        return t.kind in ("EOF", "NL") or (t.kind == "OP" and t.value in "|;)}")
+
+
+class _Parser:
+    """The grammar (the module docstring's), one method per rule, over a `_Tokens` stream."""
+
+    def __init__(self, text: str) -> None:
+        self.ts = _Tokens(text)
+
     # --- statements -----------------------------------------------------------------------------
     def script(self, end: tuple[str, ...]) -> Script:
         """Statements until a token in `end` (a kind, or an OP value such as ')')."""
         statements: list[Assign | Pipeline] = []
-        self.skip_separators()
-        while not self._at_end(end):
+        self.ts.skip_separators()
+        while not self.ts.at_end(end):
             statements.append(self.statement())
-            if not (self.tok.kind == "NL" or self.is_op(";") or self._at_end(end)):
-                raise self.unexpected()
-            self.skip_separators()
+            if not (self.ts.tok.kind == "NL" or self.ts.is_op(";") or self.ts.at_end(end)):
+                raise self.ts.unexpected()
+            self.ts.skip_separators()
         return Script(tuple(statements))
 
-    def _at_end(self, end: tuple[str, ...]) -> bool:
-        t = self.tok
-        return t.kind == "EOF" or t.kind in end or (t.kind == "OP" and t.value in end)
-
     def statement(self) -> Assign | Pipeline:
-        t = self.tok
-        if t.kind == "VAR" and self.peek().kind == "OP" and self.peek().value == "=":
-            self.advance()
-            self.advance()
-            if self._element_end():
-                raise self.error("You must provide a value expression following the '=' operator.")
+        t = self.ts.tok
+        if t.kind == "VAR" and self.ts.peek().kind == "OP" and self.ts.peek().value == "=":
+            self.ts.advance()
+            self.ts.advance()
+            if self.ts.element_end():
+                raise self.ts.error("You must provide a value expression following the '=' operator.")
             return Assign(t.value, self.pipeline())
         return self.pipeline()
 
     def pipeline(self) -> Pipeline:
         elements: list[Command | Expr] = [self.element(first=True)]
-        while self.is_op("|"):
-            self.advance()
-            while self.tok.kind == "NL":
-                self.advance()
-            if self._element_end():
-                raise self.error("An empty pipe element is not allowed.")
+        while self.ts.is_op("|"):
+            self.ts.advance()
+            self.ts.skip_newlines()
+            if self.ts.element_end():
+                raise self.ts.error("An empty pipe element is not allowed.")
             elements.append(self.element(first=False))
         return Pipeline(tuple(elements))
 
-    def _element_end(self) -> bool:
-        t = self.tok
-        return t.kind in ("EOF", "NL") or (t.kind == "OP" and t.value in "|;)}")
-
     def element(self, first: bool) -> Command | Expr:
-        t = self.tok
-        if self._element_end():
-            raise self.error("An empty pipe element is not allowed.")
+        t = self.ts.tok
+        if self.ts.element_end():
+            raise self.ts.error("An empty pipe element is not allowed.")
         if t.kind == "WORD" and number(t.value) is None:
             return self.command()
         if t.kind == "OP" and t.value in ("%", "?"):
             return self.command()
         if not first:
-            raise self.error("Expressions are only allowed as the first element of a pipeline.")
+            raise self.ts.error("Expressions are only allowed as the first element of a pipeline.")
         return self.expression()
 
     def command(self) -> Command:
-        name_tok = self.advance()
+        name_tok = self.ts.advance()
         args: list[Param | Expr] = []
-        while not self._element_end():
-            t = self.tok
+        while not self.ts.element_end():
+            t = self.ts.tok
             if t.kind == "PARAM":
-                self.advance()
+                self.ts.advance()
                 value = None
                 if t.colon:
-                    if self._element_end():
-                        raise self.error(f"Missing an argument for parameter '{t.value}'.")
+                    if self.ts.element_end():
+                        raise self.ts.error(f"Missing an argument for parameter '{t.value}'.")
                     value = self.argument()
                 args.append(Param(t.value, value, t.pos))
             else:
@@ -279,19 +293,18 @@ class _Parser:
     # --- command arguments ------------------------------------------------------------------------
     def argument(self) -> Expr:
         items = [self.arg_primary()]
-        while self.is_op(","):
-            self.advance()
-            while self.tok.kind == "NL":
-                self.advance()
-            if self._element_end() or self.tok.kind == "PARAM":
-                raise self.error("Missing expression after ','.")
+        while self.ts.is_op(","):
+            self.ts.advance()
+            self.ts.skip_newlines()
+            if self.ts.element_end() or self.ts.tok.kind == "PARAM":
+                raise self.ts.error("Missing expression after ','.")
             items.append(self.arg_primary())
         return items[0] if len(items) == 1 else ArrayLit(tuple(items))
 
     def arg_primary(self) -> Expr:
-        t = self.tok
+        t = self.ts.tok
         if t.kind == "WORD":
-            self.advance()
+            self.ts.advance()
             n = number(t.value)
             if n is not None:
                 return Const(n)
@@ -301,139 +314,134 @@ class _Parser:
     # --- expressions --------------------------------------------------------------------------------
     def expression(self) -> Expr:
         left = self.compare()
-        while self.tok.kind == "PARAM" and self.tok.value.lower() in LOGICAL:
-            op = self.advance().value.lower()
+        while self.ts.tok.kind == "PARAM" and self.ts.tok.value.lower() in LOGICAL:
+            op = self.ts.advance().value.lower()
             self._need_operand(op)
             left = Binary(op, left, self.compare())
         return left
 
     def _need_operand(self, op: str) -> None:
-        while self.tok.kind == "NL":
-            self.advance()
-        if self._element_end() or self.is_op(","):
-            raise self.error(f"You must provide a value expression following the '-{op}' operator.")
+        self.ts.skip_newlines()
+        if self.ts.element_end() or self.ts.is_op(","):
+            raise self.ts.error(f"You must provide a value expression following the '-{op}' operator.")
 
     def compare(self) -> Expr:
         left = self.additive()
-        while self.tok.kind == "PARAM" and self.tok.value.lower() in COMPARISON:
-            op = self.advance().value.lower()
+        while self.ts.tok.kind == "PARAM" and self.ts.tok.value.lower() in COMPARISON:
+            op = self.ts.advance().value.lower()
             self._need_operand(op)
             left = Binary(op, left, self.additive())
         return left
 
     def additive(self) -> Expr:
         left = self.array()
-        while self.tok.kind == "WORD" and self.tok.value in ("+", "-"):
-            op = self.advance().value
+        while self.ts.tok.kind == "WORD" and self.ts.tok.value in ("+", "-"):
+            op = self.ts.advance().value
             self._need_operand(op)
             left = Binary(op, left, self.array())
         return left
 
     def array(self) -> Expr:
         items = [self.unary()]
-        while self.is_op(","):
-            self.advance()
+        while self.ts.is_op(","):
+            self.ts.advance()
             self._need_operand(",")
             items.append(self.unary())
         return items[0] if len(items) == 1 else ArrayLit(tuple(items))
 
     def unary(self) -> Expr:
-        t = self.tok
+        t = self.ts.tok
         if (t.kind == "PARAM" and t.value.lower() == "not") or (t.kind == "OP" and t.value == "!"):
-            self.advance()
-            if self._element_end():
-                raise self.error(f"Missing expression after unary operator '{'-not' if t.kind == 'PARAM' else '!'}'.")
-            with self.nested():
+            self.ts.advance()
+            if self.ts.element_end():
+                raise self.ts.error(f"Missing expression after unary operator '{'-not' if t.kind == 'PARAM' else '!'}'.")
+            with self.ts.nested():
                 return Unary("not", self.unary())
         return self.postfix(self.primary(expression=True))
 
     def postfix(self, node: Expr) -> Expr:
         while True:
-            if self.is_op(".") and self.peek().kind == "MEMBER":
-                self.advance()
-                node = Member(node, self.advance().value)
-            elif self.is_op("[") and not self.tok.space:
-                self.advance()
-                with self.nested():
+            if self.ts.is_op(".") and self.ts.peek().kind == "MEMBER":
+                self.ts.advance()
+                node = Member(node, self.ts.advance().value)
+            elif self.ts.is_op("[") and not self.ts.tok.space:
+                self.ts.advance()
+                with self.ts.nested():
                     index = self.expression()
-                self.expect_op("]", "Array index expression is missing or not valid.")
+                self.ts.expect_op("]", "Array index expression is missing or not valid.")
                 node = Index(node, index)
             else:
                 return node
 
     def primary(self, expression: bool = False) -> Expr:
-        t = self.tok
+        t = self.ts.tok
         if t.kind == "STR":
-            self.advance()
+            self.ts.advance()
             return Str(t.value, t.expand)
         if t.kind == "VAR":
-            self.advance()
+            self.ts.advance()
             return Var(t.value)
         if t.kind == "WORD":
-            self.advance()
+            self.ts.advance()
             n = number(t.value)
             return Const(n) if n is not None else Str(t.value)
         if t.kind == "OP":
             if t.value == "(":
-                self.advance()
-                with self.nested():
-                    self.skip_newlines()
-                    if self.is_op(")"):
-                        raise self.error("An expression was expected after '('.")
+                self.ts.advance()
+                with self.ts.nested():
+                    self.ts.skip_newlines()
+                    if self.ts.is_op(")"):
+                        raise self.ts.error("An expression was expected after '('.")
                     inner = self.statement()
-                    self.skip_newlines()
-                self.expect_op(")", "Missing closing ')' in expression.")
+                    self.ts.skip_newlines()
+                self.ts.expect_op(")", "Missing closing ')' in expression.")
                 return Sub(Script((inner,)))
             if t.value in ("$(", "@("):
-                self.advance()
-                with self.nested():
+                self.ts.advance()
+                with self.ts.nested():
                     body = self.script((")",))
-                self.expect_op(")", "Missing closing ')' in subexpression.")
+                self.ts.expect_op(")", "Missing closing ')' in subexpression.")
                 return Sub(body, array=t.value == "@(")
             if t.value == "{":
-                self.advance()
-                with self.nested():
+                self.ts.advance()
+                with self.ts.nested():
                     body = self.script(("}",))
-                end = self.tok
-                self.expect_op("}", "Missing closing '}' in statement block or type definition.")
-                return Block(body, self.text[t.pos + 1:end.pos].strip())
+                end = self.ts.tok
+                self.ts.expect_op("}", "Missing closing '}' in statement block or type definition.")
+                return Block(body, self.ts.text[t.pos + 1:end.pos].strip())
             if t.value == "@{":
-                self.advance()
-                with self.nested():
+                self.ts.advance()
+                with self.ts.nested():
                     return self.hash_literal()
-        raise self.unexpected()
-
-    def skip_newlines(self) -> None:
-        while self.tok.kind == "NL":
-            self.advance()
+        raise self.ts.unexpected()
 
     def hash_literal(self) -> HashLit:
         pairs: list[tuple[str, Pipeline]] = []
-        self.skip_separators()
-        while not self.is_op("}"):
-            t = self.tok
+        self.ts.skip_separators()
+        while not self.ts.is_op("}"):
+            t = self.ts.tok
             if t.kind not in ("WORD", "STR", "MEMBER"):
                 if t.kind == "EOF":
-                    raise self.error("Missing closing '}' in hash literal.")
-                raise self.error("Missing key before '=' in hash literal.")
-            self.advance()
-            if not self.is_op("="):
-                raise self.error("Missing '=' operator after key in hash literal.")
-            self.advance()
-            self.skip_newlines()
-            if self._element_end():
-                raise self.error("Missing statement after '=' in hash literal.")
+                    raise self.ts.error("Missing closing '}' in hash literal.")
+                raise self.ts.error("Missing key before '=' in hash literal.")
+            self.ts.advance()
+            if not self.ts.is_op("="):
+                raise self.ts.error("Missing '=' operator after key in hash literal.")
+            self.ts.advance()
+            self.ts.skip_newlines()
+            if self.ts.element_end():
+                raise self.ts.error("Missing statement after '=' in hash literal.")
             pairs.append((t.value, self.pipeline()))
-            if not (self.tok.kind == "NL" or self.is_op(";", "}")):
-                raise self.error("Missing closing '}' in hash literal." if self.tok.kind == "EOF"
+            if not (self.ts.tok.kind == "NL" or self.ts.is_op(";", "}")):
+                raise self.ts.error("Missing closing '}' in hash literal." if self.ts.tok.kind == "EOF"
                                  else "Unexpected token in hash literal; use ';' between entries.")
-            self.skip_separators()
-        self.advance()
+            self.ts.skip_separators()
+        self.ts.advance()
         return HashLit(tuple(pairs))
 
 
 class _Depth:
-    def __init__(self, parser: _Parser) -> None:
+    def __init__(self, parser: _Tokens) -> None:
         self.p = parser
 
     def __enter__(self) -> None:

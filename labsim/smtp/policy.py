@@ -1,8 +1,9 @@
 """Receive policies: what each kind of SMTP server answers (Exchange on-prem, EOP, an Internet MTA).
 
 A policy is the thin adapter between the session shell (`smtp.server`) and the pure rules
-(`labsim.rules`): it holds the session's rule state, asks the rules for each decision and writes
-the evidence (protocol-log rows). What happens to an accepted message is the service's business
+(`labsim.rules`): it holds the session's rule state, asks the rules for each decision (the
+checks before each verb: `rules.receive` and `rules.receive_verbs`) and writes the evidence
+(protocol-log rows). What happens to an accepted message is the service's business
 (`deliver` calls back into the transport service that owns the listener).
 
 The services are the engine's parties (engine.onprem, engine.exo, engine.internet), which lie
@@ -20,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..clock import rfc2822_local
 from ..logs import protocol_text as T
 from ..rules import replies as R
-from ..rules import verbs as V
 from ..rules.receive import (
     ReceiveState,
     check_data,
@@ -33,6 +33,16 @@ from ..rules.receive import (
     ehlo_reply_lines,
     select_receive_connector,
 )
+from ..rules.receive_verbs import (
+    anonymous_tls_refusal,
+    auth_refusal,
+    exchange_auth_refusal,
+    helo_refusal,
+    starttls_refusal,
+    valid_helo_domain,
+    xproxyfrom_reply,
+    xsessionparams_reply,
+)
 from ..rules.shadow_redundancy import (
     ShadowSessionState,
     discard_reply,
@@ -41,7 +51,6 @@ from ..rules.shadow_redundancy import (
     xshadowrequest_reply,
 )
 from ..topology.model import (
-    AuthMechanism,
     ExchangeServer,
     ExoTenant,
     InternetMailHost,
@@ -402,11 +411,9 @@ class ExchangeReceivePolicy(ReceivePolicy):
 
     async def ehlo(self, session: "ReceivingSession", arg: str, *, extended: bool) -> None:
         state: ReceiveState = session.state
-        if not arg:
-            await session.reply(R.EHLO_DOMAIN_REQUIRED if extended else R.HELO_DOMAIN_REQUIRED)
-            return
-        if not valid_helo_domain(arg):
-            await session.reply(R.INVALID_DOMAIN)
+        refused = helo_refusal(arg, extended=extended)
+        if refused is not None:
+            await session.reply(refused)
             return
         first_after_tls = state.tls and state.helo is None
         state.helo = arg
@@ -422,52 +429,26 @@ class ExchangeReceivePolicy(ReceivePolicy):
         await session.reply(lines, log_as=T.ehlo_reply_receive(lines))
 
     async def starttls(self, session: "ReceivingSession", arg: str = "") -> None:
-        # StartTlsSmtpCommand: hello first, then no arguments, then offered at all, then only once.
-        state: ReceiveState = session.state
-        if state.helo is None:
-            await session.reply(R.SEND_HELLO_FIRST)
-            return
-        if arg:
-            await session.reply(R.INVALID_ARGS)
-            return
-        if not state.starttls_available or AuthMechanism.TLS not in set(state.connector.auth_mechanism):
-            await session.reply(R.UNRECOGNIZED)
-            return
-        if state.tls:
-            await session.reply(R.ONE_STARTTLS)
+        refused = starttls_refusal(session.state, arg)
+        if refused is not None:
+            await session.reply(refused)
             return
         await self.server.start_server_tls(session)
 
     async def anonymous_tls(self, session: "ReceivingSession", arg: str) -> None:
-        # TLS without STARTTLS, with the internal transport (direct-trust) certificate, offered only
-        # on ExchangeServer connectors before the session is secure (rules.ehlo).
-        state: ReceiveState = session.state
-        if state.helo is None:
-            await session.reply(R.SEND_HELLO_FIRST)
-            return
-        if arg:
-            await session.reply(R.INVALID_ARGS)
-            return
-        if "X-ANONYMOUSTLS" not in ehlo_keywords(state):
-            await session.reply(R.UNRECOGNIZED)
+        refused = anonymous_tls_refusal(session.state, arg)
+        if refused is not None:
+            await session.reply(refused)
             return
         await self.server.start_anonymous_tls(session)
 
     async def exchange_auth(self, session: "ReceivingSession", arg: str) -> None:
-        # X-EXPS EXCHANGEAUTH SHA256 <blob>: offered to bridgeheads after X-ANONYMOUSTLS; it succeeds when
-        # the peer's direct-trust certificate is an Exchange server's of this organisation. The reply's
-        # blob is never logged: `235 <authentication response>` [V-code XExpsSmtpInCommand].
+        # The reply's blob is never logged: `235 <authentication response>` [V-code XExpsSmtpInCommand].
         state: ReceiveState = session.state
-        if state.helo is None:
-            await session.reply(R.SEND_HELLO_FIRST)
-            return
         words = arg.split()
-        offered = next((k.split()[1:] for k in ehlo_keywords(state) if k.startswith("X-EXPS ")), [])
-        if not words or words[0].upper() != "EXCHANGEAUTH" or "EXCHANGEAUTH" not in offered:
-            await session.reply(R.UNRECOGNIZED_AUTH)
-            return
-        if not state.authenticated_as_server or len(words) < 3:
-            await session.reply(R.AUTH_UNSUCCESSFUL)
+        refused = exchange_auth_refusal(state, words)
+        if refused is not None:
+            await session.reply(refused)
             return
         session.log.info(T.session_permissions_data(state.rights), T.SET_SESSION_PERMISSIONS)
         # [INFERRED] the server's half of the exchange: any blob will do, it never reaches a log
@@ -475,17 +456,11 @@ class ExchangeReceivePolicy(ReceivePolicy):
         await session.reply(f"235 {blob}", log_as="235 <authentication response>")
 
     async def xproxyfrom(self, session: "ReceivingSession", arg: str) -> str:
-        # XPROXYFROM from the Front End: the original client for the next message (SMTPAcceptXProxyFrom).
         state: ReceiveState = session.state
-        if state.helo is None:
-            return R.SEND_HELLO_FIRST
-        if "XPROXYFROM" not in ehlo_keywords(state) or "SMTPAcceptXProxyFrom" not in state.rights:
-            return R.UNRECOGNIZED
-        parsed = V.parse_xproxyfrom(arg)
-        if parsed is None:
-            return R.INVALID_ARGS
-        state.proxy_from = parsed
-        return V.XPROXYFROM_ACCEPTED
+        reply, proxy_from = xproxyfrom_reply(state, arg)
+        if proxy_from is not None:
+            state.proxy_from = proxy_from
+        return reply
 
     async def help(self, session: "ReceivingSession", arg: str) -> None:
         # Exchange answers HELP whatever the session's state (HelpSmtpCommand); the receive log
@@ -493,21 +468,11 @@ class ExchangeReceivePolicy(ReceivePolicy):
         await session.reply(R.HELP, log_as=T.ehlo_reply_receive(R.HELP))
 
     async def xsessionparams(self, session: "ReceivingSession", arg: str) -> str:
-        # XSESSIONPARAMS MDBGUID=<guid> from a Hub to Mailbox Transport Delivery: the database the
-        # session delivers to (SMTPAcceptXSessionParams; rules.verbs.parse_xsessionparams).
         state: ReceiveState = session.state
-        if state.helo is None:
-            return R.SEND_HELLO_FIRST
-        offered = next((k.split()[1:] for k in ehlo_keywords(state) if k.split()[0] == "XSESSIONPARAMS"), None)
-        if offered is None:
-            return R.UNRECOGNIZED
-        if "SMTPAcceptXSessionParams" not in state.rights:
-            return V.NOT_AUTHORIZED
-        mdb, error = V.parse_xsessionparams(arg, offered)
-        if mdb is None:
-            return error
-        state.session_mdb = mdb
-        return V.XSESSIONPARAMS_OK
+        reply, mdb = xsessionparams_reply(state, arg)
+        if mdb is not None:
+            state.session_mdb = mdb
+        return reply
 
     # --- org3: shadow redundancy (rules.shadow_redundancy decides, engine.shadow keeps the copies) ---
     def _shadow_session(self, session: "ReceivingSession") -> "ShadowSessionState | None":
@@ -585,22 +550,13 @@ class ExchangeReceivePolicy(ReceivePolicy):
         return await self.server.receive_message(session, self.listener.service, envelope)
 
     async def auth(self, session: "ReceivingSession", arg: str) -> None:
-        # AuthSmtpCommandParser: hello first; no mechanism or one the connector lacks -> 504 5.7.4;
-        # LOGIN before STARTTLS on a BasicAuthRequireTLS connector -> the same 504 after an info row.
-        state: ReceiveState = session.state
-        if state.helo is None:
-            await session.reply(R.SEND_HELLO_FIRST)
-            return
         mech = arg.split()[0].upper() if arg else ""
-        mechs = set(state.connector.auth_mechanism)
-        if mech == "LOGIN" and AuthMechanism.BASIC_AUTH in mechs and not state.tls \
-                and AuthMechanism.BASIC_AUTH_REQUIRE_TLS in mechs:
-            session.log.info("", "Inbound ExchangeAuth negotiation failed because connection is not TLS")
-            await session.reply(R.UNRECOGNIZED_AUTH)
-            return
-        offered = next((k for k in ehlo_keywords(state) if k.startswith("AUTH ")), "AUTH").split()[1:]
-        if mech not in offered:
-            await session.reply(R.UNRECOGNIZED_AUTH)
+        refused = auth_refusal(session.state, mech)
+        if refused is not None:
+            reply, info = refused
+            if info is not None:
+                session.log.info("", info)
+            await session.reply(reply)
             return
         if mech == "LOGIN":
             await session.reply("334 " + base64.b64encode(b"Username:").decode(), log_as="334 <authentication response>")
@@ -622,22 +578,6 @@ def postfix_helo_name(arg: str) -> str:
     (a byte that is not UTF-8 arrives as a lone surrogate) with '?', then neuter() masks " <>()\\";@"."""
     return "".join("?" if (not c.isprintable() or "\ud800" <= c <= "\udfff" or c in _POSTFIX_NEUTER) else c
                    for c in arg)
-
-
-def valid_helo_domain(arg: str) -> bool:
-    """A domain name or an address literal ([192.0.2.1], [IPv6:...]): what EHLO/HELO accept.
-
-    Exchange's HeloSmtpCommandParser.IsValidHeloDomain takes the whole argument and asks
-    RoutingAddress.IsValidDomain / IsDomainIPLiteral; the character rules here are [INFERRED]: letters
-    and digits (any script), '-', '.', '_', no space, no control character, no raw byte.
-    """
-    text = arg.strip()
-    if text.startswith("[") and text.endswith("]"):
-        inner = text[1:-1]
-        if inner[:5].upper() == "IPV6:":
-            inner = inner[5:]
-        return bool(inner) and all(c in "0123456789abcdefABCDEF:." for c in inner)
-    return bool(text) and all(c.isalnum() or c in "-._" for c in text)
 
 
 @dataclass
