@@ -27,13 +27,14 @@ import os
 import socket
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Awaitable, Iterable, TypeVar
 
 from ..errors import NetworkGuardError
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 DEFAULT_BLOCK = 77
 DEFAULT_PORT_OFFSET = 10000
+T = TypeVar("T")
 
 
 class BlockClaim:
@@ -151,11 +152,40 @@ class ConnectionRegistry:
         fut: asyncio.Future[ConnectionInfo] = asyncio.get_running_loop().create_future()
         self._waiters[real_peer] = fut
         try:
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                info = await fut
+            # `asyncio.wait_for(fut, timeout)` as it was, without its waiter future: the session
+            # goes on one loop turn after the announcement, as it did (wait_for_turns).
+            await asyncio.sleep(0)
+            return info
         except asyncio.TimeoutError:
             return None
         finally:
             self._waiters.pop(real_peer, None)
+
+
+async def wait_for_turns(awaitable: Awaitable[T], timeout: float) -> T:
+    """`asyncio.wait_for(awaitable, timeout)` for a coroutine, without its task and waiter future.
+
+    wait_for runs a coroutine as a task of its own: the task starts one loop turn later, and its
+    caller goes on two turns after it finished (the task's done callback releases a waiter future,
+    whose callback wakes the caller). Which session runs before which, and so the lab's virtual
+    timestamps and ids, depends on those turns; this keeps them, one `sleep(0)` each, and checks
+    the deadline with `asyncio.timeout` in the caller's own task. On a timeout it raises
+    `TimeoutError` as wait_for does (the turns of that path are not kept: nothing deterministic
+    follows a wall-clock timeout). A failure (a refused connection) reaches the caller two turns
+    after it happened, as through wait_for's task."""
+    await asyncio.sleep(0)
+    try:
+        async with asyncio.timeout(timeout):
+            result = await awaitable
+    except Exception:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        raise
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return result
 
 
 async def open_socket(real_dst: tuple[str, int], real_src_ip: str, timeout: float) -> socket.socket:
@@ -172,7 +202,7 @@ async def open_socket(real_dst: tuple[str, int], real_src_ip: str, timeout: floa
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((real_src_ip, 0))
-        await asyncio.wait_for(loop.sock_connect(sock, real_dst), timeout)
+        await wait_for_turns(loop.sock_connect(sock, real_dst), timeout)
         return sock
     except BaseException:
         sock.close()
