@@ -9,7 +9,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from labsim.net.vnet import ConnectionInfo, ConnectionRegistry, wait_for_turns
+from labsim.net.vnet import (
+    ConnectionInfo,
+    ConnectionRegistry,
+    wait_for_turns,
+    wait_set_turns,
+)
 
 
 async def _order(wait: Callable[[Awaitable[str]], Awaitable[str]], inner: Callable[[], Awaitable[str]]) -> list[str]:
@@ -53,9 +58,38 @@ async def test_wait_for_turns_resumes_on_the_turn_wait_for_does(inner: Callable[
     assert await _order(lambda aw: wait_for_turns(aw, 5), inner) == expected
 
 
+@pytest.mark.parametrize("set_at", [None, 0, 1, 3])
+async def test_wait_set_turns_resumes_on_the_turn_wait_for_does(set_at: int | None) -> None:
+    """settle()'s wait: the event set before the wait, as it looks at it, or a few turns later."""
+
+    async def run(wait: Callable[[asyncio.Event], Awaitable[object]]) -> list[str]:
+        event, seen = asyncio.Event(), []
+        if set_at is None:
+            event.set()
+
+        async def waiter() -> None:
+            await wait(event)
+            seen.append("idle")
+
+        async def ticker() -> None:
+            for i in range(8):
+                if i == set_at:
+                    event.set()
+                seen.append(f"tick {i}")
+                await asyncio.sleep(0)
+
+        await asyncio.gather(waiter(), ticker())
+        return seen
+
+    expected = await run(lambda event: asyncio.wait_for(event.wait(), 5))
+    assert await run(lambda event: wait_set_turns(event, 5)) == expected
+
+
 async def test_wait_for_turns_times_out() -> None:
     with pytest.raises(TimeoutError):
         await wait_for_turns(asyncio.Event().wait(), 0.01)
+    with pytest.raises(TimeoutError):
+        await wait_set_turns(asyncio.Event(), 0.01)
 
 
 async def test_a_claim_waiting_for_its_announcement_resumes_on_wait_for_s_turn() -> None:

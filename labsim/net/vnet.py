@@ -188,6 +188,17 @@ async def wait_for_turns(awaitable: Awaitable[T], timeout: float) -> T:
     return result
 
 
+async def wait_set_turns(event: asyncio.Event, timeout: float) -> None:
+    """`wait_for_turns(event.wait(), timeout)`; an event already set when the wait would look at it
+    needs no deadline (Event.wait returns at once), so none is armed."""
+    await asyncio.sleep(0)
+    if not event.is_set():
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 async def open_socket(real_dst: tuple[str, int], real_src_ip: str, timeout: float) -> socket.socket:
     """Connect a TCP socket from `real_src_ip` to `real_dst`, both checked by the guard."""
     guard_real(real_dst[0])
