@@ -73,14 +73,21 @@ def claim_block(block: int) -> BlockClaim | None:
     return BlockClaim(fd)
 
 
+_ALLOWED: set[str] = set()  # addresses guard_real let through (a pure check: the same answer again)
+
+
 def guard_real(ip: str) -> str:
     """Allow only real loopback addresses; the single enforcement point for the whole lab."""
+    if type(ip) is str and ip in _ALLOWED:  # every connect checks two addresses of the lab's few
+        return ip
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         raise NetworkGuardError(f"{ip!r} is not an IP address; the lab only uses 127.0.0.0/8") from None
     if addr.version != 4 or addr not in LOOPBACK:
         raise NetworkGuardError(f"refusing to use {ip}: labsim never leaves 127.0.0.0/8")
+    if type(ip) is str and len(_ALLOWED) < 65536:
+        _ALLOWED.add(ip)
     return ip
 
 
