@@ -8,7 +8,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labsim.transport.message import _plain_headers
+from labsim.transport.message import _plain_headers, header_block
 
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 
@@ -66,3 +66,19 @@ def test_a_stamped_block_reads_each_header_once() -> None:
                                      "subject": "first", "message-id": "<m@x>"}
     assert _plain_headers(b"Subject: a\r\nno header line\r\n\r\n") is None
     assert _plain_headers(b" folded first\r\nSubject: a\r\n") is None
+
+
+BLOCK_PIECES = st.sampled_from([b"\r\n", b"\n", b"\r", b"\n\n", b"\r\n\r\n", b"A: b", b" ", b"x"])
+
+
+def whole_block(data: bytes) -> bytes:
+    """header_block as it read before: both ends searched over the whole message."""
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    return data[:min(ends) + 4] if ends else data
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(BLOCK_PIECES, max_size=14))
+def test_the_header_block_ends_where_it_ended(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    assert header_block(data) == whole_block(data)

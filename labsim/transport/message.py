@@ -65,7 +65,10 @@ def header_block(data: bytes) -> bytes:
     """The message up to and including the first empty line: all the email parser reads headers
     from. A prefix that ends at an empty line parses to the same headers as the whole message
     (an earlier end of the headers lies inside the prefix), so the body is never parsed."""
-    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    crlf = data.find(b"\r\n\r\n")
+    # a bare LF pair counts only before it (the body is not scanned for one)
+    lf = data.find(b"\n\n", 0, crlf + 1) if crlf >= 0 else data.find(b"\n\n")
+    ends = [i for i in (crlf, lf) if i >= 0]
     return data[:min(ends) + 4] if ends else data
 
 
