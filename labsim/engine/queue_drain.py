@@ -226,7 +226,7 @@ class QueueDrain(QueueBase):
             self.snapshot(q)
             return
         eligible = self._eligible(q, now)
-        spare = sum(self.messages_per_connection(q) - c.conn.carried for c in conns)
+        spare = self.messages_per_connection(q) * len(conns) - sum(c.conn.carried for c in conns)
         waits = [qm.next_retry_time for qm in q.messages if qm.next_retry_time is not None and not qm.suspended]
         when = next_drain_at(len(eligible), spare, waits, now)
         if when is not None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 import asyncio
 
+from ..net.vnet import wait_set_turns
 from ..rules import replies as R
 from ..smtp.policy import ConnectionTable, ReceivePolicy
 from ..smtp.server import ServerSession
@@ -151,7 +152,7 @@ class SessionGate:
             # (which no action caused) may stay open for as long as they like.
             return
         try:
-            await asyncio.wait_for(self._idle.wait(), SETTLE_TIMEOUT)
+            await wait_set_turns(self._idle, SETTLE_TIMEOUT)
             for _ in range(1000):  # a server session whose client holds it open finishes its reply
                 if not any(getattr(s, "_counting", False) for s in self.sessions):
                     break

@@ -27,13 +27,14 @@ import os
 import socket
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Awaitable, Iterable, TypeVar
 
 from ..errors import NetworkGuardError
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 DEFAULT_BLOCK = 77
 DEFAULT_PORT_OFFSET = 10000
+T = TypeVar("T")
 
 
 class BlockClaim:
@@ -72,14 +73,21 @@ def claim_block(block: int) -> BlockClaim | None:
     return BlockClaim(fd)
 
 
+_ALLOWED: set[str] = set()  # addresses guard_real let through (a pure check: the same answer again)
+
+
 def guard_real(ip: str) -> str:
     """Allow only real loopback addresses; the single enforcement point for the whole lab."""
+    if type(ip) is str and ip in _ALLOWED:  # every connect checks two addresses of the lab's few
+        return ip
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         raise NetworkGuardError(f"{ip!r} is not an IP address; the lab only uses 127.0.0.0/8") from None
     if addr.version != 4 or addr not in LOOPBACK:
         raise NetworkGuardError(f"refusing to use {ip}: labsim never leaves 127.0.0.0/8")
+    if type(ip) is str and len(_ALLOWED) < 65536:
+        _ALLOWED.add(ip)
     return ip
 
 
@@ -151,11 +159,51 @@ class ConnectionRegistry:
         fut: asyncio.Future[ConnectionInfo] = asyncio.get_running_loop().create_future()
         self._waiters[real_peer] = fut
         try:
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                info = await fut
+            # `asyncio.wait_for(fut, timeout)` as it was, without its waiter future: the session
+            # goes on one loop turn after the announcement, as it did (wait_for_turns).
+            await asyncio.sleep(0)
+            return info
         except asyncio.TimeoutError:
             return None
         finally:
             self._waiters.pop(real_peer, None)
+
+
+async def wait_for_turns(awaitable: Awaitable[T], timeout: float) -> T:
+    """`asyncio.wait_for(awaitable, timeout)` for a coroutine, without its task and waiter future.
+
+    wait_for runs a coroutine as a task of its own: the task starts one loop turn later, and its
+    caller goes on two turns after it finished (the task's done callback releases a waiter future,
+    whose callback wakes the caller). Which session runs before which, and so the lab's virtual
+    timestamps and ids, depends on those turns; this keeps them, one `sleep(0)` each, and checks
+    the deadline with `asyncio.timeout` in the caller's own task. On a timeout it raises
+    `TimeoutError` as wait_for does (the turns of that path are not kept: nothing deterministic
+    follows a wall-clock timeout). A failure (a refused connection) reaches the caller two turns
+    after it happened, as through wait_for's task."""
+    await asyncio.sleep(0)
+    try:
+        async with asyncio.timeout(timeout):
+            result = await awaitable
+    except Exception:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        raise
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return result
+
+
+async def wait_set_turns(event: asyncio.Event, timeout: float) -> None:
+    """`wait_for_turns(event.wait(), timeout)`; an event already set when the wait would look at it
+    needs no deadline (Event.wait returns at once), so none is armed."""
+    await asyncio.sleep(0)
+    if not event.is_set():
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
 
 
 async def open_socket(real_dst: tuple[str, int], real_src_ip: str, timeout: float) -> socket.socket:
@@ -172,7 +220,7 @@ async def open_socket(real_dst: tuple[str, int], real_src_ip: str, timeout: floa
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((real_src_ip, 0))
-        await asyncio.wait_for(loop.sock_connect(sock, real_dst), timeout)
+        await wait_for_turns(loop.sock_connect(sock, real_dst), timeout)
         return sock
     except BaseException:
         sock.close()

@@ -65,11 +65,12 @@ def header_block(data: bytes) -> bytes:
     """The message up to and including the first empty line: all the email parser reads headers
     from. A prefix that ends at an empty line parses to the same headers as the whole message
     (an earlier end of the headers lies inside the prefix), so the body is never parsed."""
-    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    crlf = data.find(b"\r\n\r\n")
+    # a bare LF pair counts only before it (the body is not scanned for one)
+    lf = data.find(b"\n\n", 0, crlf + 1) if crlf >= 0 else data.find(b"\n\n")
+    ends = [i for i in (crlf, lf) if i >= 0]
     return data[:min(ends) + 4] if ends else data
 
-
-_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")  # the email parser's header line (headerRE), less `From `
 
 
 def header_value(data: bytes, name: str) -> str:
@@ -114,31 +115,32 @@ def _plain_headers(block: bytes) -> dict[str, str] | None:
     (the first of each name, by lower-case name); None if the block is anything else. The parser
     keeps a header's lines, line ends included, drops the name and colon and strips the ends;
     `str.strip` after it strips the same and more, so a value is the text after the colon, folded
-    lines and all, stripped."""
+    lines and all, stripped.
+
+    The block's lines up to the first empty one (or its end) must all be header lines, each followed
+    by its folded lines (`_PLAIN_LINES`, one match in C instead of a test per line); a bare CR or LF,
+    a line that is no header (`From ` has a space before any colon), or a folded line with no header
+    before it stops the match short of that point, and the block is not plain."""
     if not block.isascii():
         return None
+    text = block.decode("ascii")
+    lines = _PLAIN_LINES.match(text)
+    end = lines.end() if lines is not None else 0  # (it matches the empty string: never None)
+    if end < len(text) and not text.startswith("\r\n", end):
+        return None  # stopped on something other than the empty line that ends the headers
     headers: dict[str, str] = {}
-    name: str | None = None  # the header being read, None before the first
-    value: list[bytes] = []
-    for line in block.split(b"\r\n"):
-        if not line:
-            break  # the empty line that ends the headers
-        if b"\r" in line or b"\n" in line:
-            return None
-        if line[0] in (0x20, 0x09):  # a folded line continues the header before it
-            if name is None:
-                return None  # nothing to continue: the parser's defect path
-            value.append(line)
-            continue
-        if line.startswith(b"From ") or not _FIELD_NAME.match(line):
-            return None
-        if name is not None and name not in headers:
-            headers[name] = b"\r\n".join(value).decode("ascii").strip()
-        colon = line.index(b":")
-        name, value = line[:colon].decode("ascii").lower(), [line[colon + 1:]]
-    if name is not None and name not in headers:
-        headers[name] = b"\r\n".join(value).decode("ascii").strip()
+    for name, value in _PLAIN_HEADER.findall(text, 0, end):
+        key = name.lower()
+        if key not in headers:
+            headers[key] = value.strip()
     return headers
+
+
+# A header line (the email parser's headerRE: a field name, then a colon) and its folded lines
+# (starting with a space or tab), each ended by CRLF or by the end of the block; no CR or LF inside.
+_NAME, _VALUE, _EOL = r"[\x21-\x39\x3b-\x7e]+", r"[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", r"(?:\r\n|\Z)"
+_PLAIN_HEADER = re.compile(f"({_NAME}):({_VALUE}){_EOL}")
+_PLAIN_LINES = re.compile(f"(?:{_NAME}:{_VALUE}{_EOL})*")
 
 
 _last: tuple[bytes, dict[str, str] | None] = (b"\x00", None)  # the last block read and its headers
