@@ -71,18 +71,27 @@ def _lines(path: Path) -> list[str]:
     return text.replace("\r\n", "\n").split("\n")
 
 
+READ_CHUNK = 1 << 18  # bytes of a log read at once (cut after its last LF, so no line or character is split)
+
+
 def _iter_lines(path: Path) -> Iterator[str]:
-    """_lines(path) read a line at a time (the trailing empty line of a final LF not given): an
+    """_lines(path) read a chunk at a time (the trailing empty line of a final LF not given): an
     index of a working day's logs never holds a whole file."""
     with path.open("rb") as f:
-        encoding = "utf-8-sig"
-        for raw in f:
-            if raw.endswith(b"\r\n"):
-                raw = raw[:-2]
-            elif raw.endswith(b"\n"):
-                raw = raw[:-1]
-            yield raw.decode(encoding, errors="replace")
+        encoding, rest = "utf-8-sig", b""
+        while chunk := f.read(READ_CHUNK):
+            chunk = rest + chunk
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                rest = chunk
+                continue
+            rest = chunk[cut + 1:]
+            lines = chunk[:cut + 1].decode(encoding, errors="replace").replace("\r\n", "\n").split("\n")
+            lines.pop()  # (empty: after the chunk's last LF)
+            yield from lines
             encoding = "utf-8"
+        if rest:  # a last line without its LF
+            yield rest.decode(encoding, errors="replace")
 
 
 def _csv(line: str) -> list[str]:
@@ -192,36 +201,44 @@ def _index_protocol(idx: _Index, path: Path) -> None:
     parts = path.relative_to(idx.out).parts  # SERVER/TransportRoles/Logs/Service/ProtocolLog/Kind/FILE
     server, log = parts[0], f"{parts[3]}/{parts[5]}"
     log_type, _ = _header(_iter_lines(path))
-    rows, seen = 0, set()
-    sessions: dict[tuple[str, str, str], _Session] = {}  # this file's parts
+    rows = 0
+    sessions: dict[str, _Session] = {}  # this file's parts, by session id
     replies: list[tuple[str, str, _Session, int]] = []
     for n, line in enumerate(_iter_lines(path), 1):
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
-        v = _csv(line)
-        if len(v) < _PROTOCOL_FIELDS:
+        if '"' in line or "\r" in line or "\x00" in line:  # what the csv module reads its own way
+            v: list[str] | None = _csv(line)
+            if len(v) < _PROTOCOL_FIELDS:  # type: ignore[arg-type]
+                continue
+            t, connector, sid = v[0], v[1], v[2]  # type: ignore[index]
+        elif line.count(",") < _PROTOCOL_FIELDS - 1:
             continue
-        rows += 1
-        key = (server, log, v[2])
-        seen.add(v[2])
-        s = sessions.get(key)
-        if s is None:  # (a session across an hourly or size rollover: a part in each file)
-            s = sessions[key] = _Session(server, log, v[2], v[1], rel, first=v[0])
         else:
-            if _gap(s.last, v[0]) >= SLOW_LINE:
+            v = None  # split only when a reply needs its data field
+            t, connector, sid, _ = line.split(",", 3)
+        rows += 1
+        s = sessions.get(sid)
+        if s is None:  # (a session across an hourly or size rollover: a part in each file)
+            s = sessions[sid] = _Session(server, log, sid, connector, rel, first=t)
+        else:
+            last = s.last
+            if not (t[:21] == last[:21] and len(t) == 24 == len(last) and t[23] == "Z" == last[23]) \
+                    and _gap(last, t) >= SLOW_LINE:  # (_gap's own shortcut, inline: most lines share their tenth)
                 s.slow.append(n)
-            if len(s.lines) > 1 and s.lines[-1] == s.last_line and not _kept(s.texts[-1]):
+            if len(s.lines) > 1 and not _kept(s.texts[-1]):
                 del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
-        s.last, s.last_line = v[0], n
+        s.last, s.last_line = t, n
         s.lines.append(n)
-        s.times.append(v[0])
+        s.times.append(t)
         s.texts.append(line)
-        m = _REPLY_250.search(v[7])
-        if m:
-            replies += [("mid", m.group(1), s, len(s.lines) - 1), ("iid", m.group(2), s, len(s.lines) - 1)]
+        if "250 2.6.0 <" in line:  # what _REPLY_250 needs (no quote in it: so in the line as in its field)
+            m = _REPLY_250.search((v or _csv(line))[7])
+            if m:
+                replies += [("mid", m.group(1), s, len(s.lines) - 1), ("iid", m.group(2), s, len(s.lines) - 1)]
     idx.db.add_sessions(list(sessions.values()), replies,
                         {id(s): hit for s in sessions.values() if (hit := _failed_lines(s))})
-    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(seen)})
+    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(sessions)})
 
 
 def _failed_lines(s: _Session) -> list[int]:
@@ -253,10 +270,12 @@ def _index_tracking(idx: _Index, path: Path) -> None:
     log_type, fields = _header(_iter_lines(path))
     server = path.relative_to(idx.out).parts[0]
     rows = 0
+    kept = [(i, k) for i, k in enumerate(fields) if k in _TRACKING_KEPT]  # the columns a manifest reads
     for n, line in enumerate(_iter_lines(path), 1):
         if not line or line.startswith("#"):
             continue
-        values = {k: v for k, v in zip(fields, _csv(line)) if k in _TRACKING_KEPT}
+        v = _csv(line)
+        values = {k: v[i] for i, k in kept if i < len(v)}  # (as a dict of zip(fields, v) would hold them)
         values["server"] = server
         rows += 1
         event = values.get("event-id", "")
@@ -525,6 +544,9 @@ def _send_session(idx: _Index, server: str, connector: str, when: str) -> _Sessi
 
 def _message(idx: _Index, m: dict[str, Any]) -> dict[str, Any]:
     mid = m["message_id"]
+    if type(mid) is str:  # what its hops will ask for, asked at once
+        idx.db.prefetch(mid, [h["internal_id"] for h in m["hops"] if h.get("event") == "RECEIVE"
+                              and h.get("server") != "EXO" and type(h.get("internal_id")) is str])
     rows = idx.db.tracking(mid)
     hops = [_hop(idx, mid, h) for h in m["hops"]]
     hops += _defer_hops(idx, mid)
@@ -664,8 +686,10 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id) for s in slow]
     named = json.dumps(target)[1:-1] if target else None
     errors = changed = 0
-    def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded)
-        return '"Queue":' in line or bool(named and named in line)
+    def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded): a queue's
+        # own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's)
+        return ('"Queue":' in line and _QUEUE_OBJECT.search(line) is not None and _SOME_ERROR.search(line) is not None) \
+            or bool(named and named in line)
 
     for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
@@ -702,6 +726,8 @@ def _window(start: str, end: str | None) -> tuple[str, tuple[str, ...]]:
     return "substr(first, 1, 23) >= ? AND substr(first, 1, 23) <= ?", (start[:23], end[:23])
 
 
+_QUEUE_OBJECT = re.compile(r'"Queue":\s*\{')
+_SOME_ERROR = re.compile(r'"LastError":(?!"")')
 _LINE_TIME = re.compile(r'\{"Time":"([^"\\]*)"')
 
 
