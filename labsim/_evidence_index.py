@@ -21,6 +21,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +74,11 @@ CREATE TABLE trace (mid TEXT, file TEXT, line INTEGER, text TEXT, keys INTEGER, 
 CREATE TABLE queued (mid TEXT PRIMARY KEY, file TEXT, line INTEGER, keys INTEGER, vals TEXT);
 CREATE TABLE skey (key TEXT PRIMARY KEY, keyorder INTEGER) WITHOUT ROWID;
 """
-_PART_COLUMNS = "part.server, part.log, part.session_id, part.connector, part.file, part.first, part.last, part.slow, " \
-    "part.packed"
-_NO_PART = ", NULL" * 9
-_PREFETCH = (f"SELECT 0, rowid, file, line, text, keys, vals{_NO_PART} FROM tracking WHERE mid = ?1 "
-             f"UNION ALL SELECT 1, rowid, file, line, text, keys, vals{_NO_PART} FROM trace WHERE mid = ?1 "
-             f"UNION ALL SELECT 2, 0, file, line, NULL, keys, vals{_NO_PART} FROM queued WHERE mid = ?1 "
-             f"UNION ALL SELECT 3, reply.rowid, reply.part, reply.i, NULL, NULL, NULL, {_PART_COLUMNS} "
-             "FROM reply JOIN part ON part.id = reply.part WHERE kind = 'mid' AND value = ?1")
+_PREFETCH = ("SELECT 0, rowid, file, line, text, keys, vals FROM tracking WHERE mid = ?1 "
+             "UNION ALL SELECT 1, rowid, file, line, text, keys, vals FROM trace WHERE mid = ?1 "
+             "UNION ALL SELECT 2, 0, file, line, NULL, keys, vals FROM queued WHERE mid = ?1 "
+             "UNION ALL SELECT 3, rowid, part, i, NULL, NULL, NULL FROM reply WHERE kind = 'mid' AND value = ?1")
+_KIND_ROWID = itemgetter(0, 1)
 _INDEXES = """
 CREATE INDEX line_part ON line (part, i);
 CREATE INDEX reply_value ON reply (kind, value);
@@ -252,31 +250,40 @@ class EvidenceIndex:
         tracking / trace / queued / replies then answer for it without asking SQLite again (each
         list in rowid order, as their own queries give it)."""
         iids = list(dict.fromkeys(iids))
-        sql = _PREFETCH + (f" UNION ALL SELECT 4, reply.rowid, reply.part, reply.i, reply.value, NULL, NULL, {_PART_COLUMNS} "
-                           f"FROM reply JOIN part ON part.id = reply.part WHERE kind = 'iid' "
-                           f"AND value IN ({', '.join('?' * len(iids))})" if iids else "") + " ORDER BY 1, 2"
+        sql = _PREFETCH + (f" UNION ALL SELECT 4, rowid, part, i, value, NULL, NULL FROM reply WHERE kind = 'iid' "
+                           f"AND value IN ({', '.join('?' * len(iids))})" if iids else "")
         unpack = self._unpack
         tracking: list[Row] = []
         trace: list[Row] = []
         queued: Row | None = None
-        replies: list[tuple[Session, int]] = []
-        by_iid: dict[str, list[tuple[Session, int]]] = {i: [] for i in iids}
-        for r in self.db.execute(sql, (mid, *iids)).fetchall():
-            kind, _, a, b, c, d, e = r[:7]
+        replies: list[tuple[int, int]] = []
+        by_iid: dict[str, list[tuple[int, int]]] = {i: [] for i in iids}
+        rows = self.db.execute(sql, (mid, *iids)).fetchall()
+        rows.sort(key=_KIND_ROWID)  # (sorted here: SQLite's sorter costs more than the query)
+        for kind, _, a, b, c, d, e in rows:
             if kind == 0:
                 tracking.append(Row(a, b, c, unpack(d, e)))
             elif kind == 1:
                 trace.append(Row(a, b, c, unpack(d, e)))
             elif kind == 2:
                 queued = Row(a, b, "", unpack(d, e))
-            else:  # a reply, with its part's row (as _PART gives it)
-                s = self._parts.get(a)
-                (replies if kind == 3 else by_iid[c]).append((self._session((a, *r[7:])) if s is None else s, b))
+            else:
+                (replies if kind == 3 else by_iid[c]).append((a, b))
+        parts = self._parts_of({part for part, _ in replies} | {part for found in by_iid.values() for part, _ in found})
         self._last[("tracking", "")] = (mid, tracking)
         self._last[("trace", "")] = (mid, trace)
         self._last[("queued", "")] = (mid, queued)
-        self._last[("reply", "mid")] = (mid, replies)
-        self._iids = by_iid
+        self._last[("reply", "mid")] = (mid, [(parts[part], i) for part, i in replies])
+        self._iids = {v: [(parts[part], i) for part, i in found] for v, found in by_iid.items()}
+
+    def _parts_of(self, ids: set[int]) -> dict[int, Session]:
+        """The parts `ids`, those not kept built read at once."""
+        found = {i: s for i in ids if (s := self._parts.get(i)) is not None}
+        missing = sorted(ids - found.keys())
+        if missing:
+            for r in self.db.execute(f"{self._PART} WHERE id IN ({', '.join('?' * len(missing))})", missing).fetchall():
+                found[r[0]] = self._session(r)
+        return found
 
     def replies(self, kind: str, value: str) -> list[tuple[Session, int]]:
         """The `250 2.6.0` reply lines naming a Message-ID (kind "mid") or an InternalId ("iid")."""

@@ -40,6 +40,7 @@ from typing import Any
 
 from ._evidence_index import EvidenceIndex, Row, Session
 from .logs.jsonfast import dumps_indented
+from json.encoder import encode_basestring as _enc  # json's (C) string encoder, ensure_ascii=False
 
 __all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "iter_messages", "read_manifest",
            "schema", "write_manifest"]
@@ -59,6 +60,9 @@ AT_CHANGE = timedelta(seconds=5)  # what a server logs this soon after a change 
 AFTER_CHANGE = 3  # sessions a change that left no trace of its own points at (the first after it acted)
 EVIDENCE_CAP = 20  # pointers a fault keeps of each kind of trace beyond its failed hops (the first ones)
 FAILED_HOPS = ("FAIL", "SUBMITFAIL", "DEFER", "PENDING")  # the hops whose evidence a fault collects
+_STR_TYPE = {str}
+_INT_TYPE = {int}
+_DICT_TYPE = {dict}
 _TRACKING_KEPT = frozenset({"date-time", "connector-id", "source-context", "event-id", "internal-message-id",
                             "message-id", "network-message-id", "recipient-address", "recipient-status"})
 
@@ -799,6 +803,104 @@ def _summary_head(path: Path, *keys: str) -> dict[str, Any]:
 _SPOOL_END = "\x00"  # after each entry's text in the spool (a JSON text has no raw NUL: json escapes it)
 
 
+# An entry's text as dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2) gives it,
+# from templates of the shapes _message builds (an entry, its hops, their evidence pointers): every
+# member json prints plainly (a str, None, an int; a list of those) is printed here, anything else
+# (a value of another type, a dict with other keys) by dumps_indented at its depth, so the text is
+# the same for any entry (tests/test_manifest_entry_text.py).
+_ENTRY_KEYS = frozenset({"fate", "from", "hops", "id", "injected", "internal_ids", "message_id",
+                         "network_message_ids", "notifications", "recipients", "subject", "to"})
+_HOP_KEYS = frozenset({"connector", "event", "evidence", "internal_id", "next_hop", "recipients", "reply", "server",
+                       "session_id", "time"})
+_POINTER_KEYS = frozenset({"file", "lines", "record_id", "session_id", "shows"})
+_NL = ["\n" + " " * n for n in range(12)]  # a newline and the indent of depth n (indent 1)
+
+
+def _value_text(v: Any, depth: int) -> str:
+    t = type(v)
+    if t is str:
+        return _enc(v)  # type: ignore[no-any-return]
+    if v is None:
+        return "null"
+    if t is int:
+        return int.__repr__(v)
+    if depth < 10 and v:
+        if t is list or t is tuple:
+            inner = _NL[depth + 1]
+            kinds = set(map(type, v))
+            if kinds == _STR_TYPE:
+                return "[" + inner + ("," + inner).join(map(_enc, v)) + _NL[depth] + "]"
+            if kinds == _DICT_TYPE:
+                return "[" + inner + ("," + inner).join([_value_text(x, depth + 1) for x in v]) + _NL[depth] + "]"
+        elif t is dict and set(map(type, v)) == _STR_TYPE:
+            inner = _NL[depth + 1]
+            return "{" + inner + ("," + inner).join([f"{_enc(k)}: {_value_text(v[k], depth + 1)}" for k in sorted(v)]) \
+                + _NL[depth] + "}"
+    return dumps_indented(v, 1, sort_keys=True, ensure_ascii=False, level=depth)
+
+
+def _pointer_text(p: Any, depth: int) -> str:
+    if type(p) is not dict or p.keys() != _POINTER_KEYS or depth > 8:
+        return _value_text(p, depth)
+    n1 = _NL[depth + 1]
+    file, lines, record_id, session_id, shows = p["file"], p["lines"], p["record_id"], p["session_id"], p["shows"]
+    if type(file) is str and type(shows) is str and type(lines) is list and len(lines) == 1 and \
+            type(lines[0]) is int and record_id is None and (session_id is None or type(session_id) is str):
+        # (most pointers: one line, no event record)
+        return (f'{{{n1}"file": {_enc(file)},{n1}"lines": [{_NL[depth + 2]}{int.__repr__(lines[0])}{n1}],{n1}'
+                f'"record_id": null,{n1}"session_id": {"null" if session_id is None else _enc(session_id)},{n1}'
+                f'"shows": {_enc(shows)}{_NL[depth]}}}')
+    if type(lines) is list and lines and set(map(type, lines)) == _INT_TYPE:
+        n2 = _NL[depth + 2]
+        lines_text = "[" + n2 + ("," + n2).join(map(int.__repr__, lines)) + n1 + "]"
+    else:
+        lines_text = _value_text(lines, depth + 1)
+    return ("{" + n1 + '"file": ' + _value_text(file, depth + 1) + "," + n1 + '"lines": ' + lines_text + "," + n1
+            + '"record_id": ' + _value_text(record_id, depth + 1) + "," + n1 + '"session_id": '
+            + _value_text(session_id, depth + 1) + "," + n1 + '"shows": ' + _value_text(shows, depth + 1)
+            + _NL[depth] + "}")
+
+
+def _hop_text(h: Any, depth: int) -> str:
+    if type(h) is not dict or h.keys() != _HOP_KEYS or depth > 6:
+        return _value_text(h, depth)
+    d1 = depth + 1
+    n1 = _NL[d1]
+    evidence = h["evidence"]
+    if type(evidence) is list and evidence:
+        n2 = _NL[depth + 2]
+        evidence_text = "[" + n2 + ("," + n2).join([_pointer_text(p, depth + 2) for p in evidence]) + n1 + "]"
+    else:
+        evidence_text = _value_text(evidence, d1)
+    recipients = h["recipients"]
+    texts = [_enc(v) if type(v) is str else "null" if v is None else _value_text(v, d1) for v in (
+        h["connector"], h["event"], h["internal_id"], h["next_hop"], h["reply"], h["server"], h["session_id"], h["time"])]
+    return (f'{{{n1}"connector": {texts[0]},{n1}"event": {texts[1]},{n1}"evidence": {evidence_text},{n1}'
+            f'"internal_id": {texts[2]},{n1}"next_hop": {texts[3]},{n1}"recipients": '
+            f'{"[]" if type(recipients) is list and not recipients else _value_text(recipients, d1)},{n1}'
+            f'"reply": {texts[4]},{n1}"server": {texts[5]},{n1}"session_id": {texts[6]},{n1}"time": {texts[7]}'
+            f'{_NL[depth]}}}')
+
+
+def _entry_text(entry: dict[str, Any]) -> str:
+    """dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2), from the templates above."""
+    if type(entry) is not dict or entry.keys() != _ENTRY_KEYS:
+        return dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2)
+    n1 = _NL[3]
+    parts = []
+    for key in sorted(entry):
+        v = entry[key]
+        if key == "hops" and type(v) is list and v:
+            n2 = _NL[4]
+            text = "[" + n2 + ("," + n2).join([_hop_text(h, 4) for h in v]) + n1 + "]"
+        elif (type(v) is list or type(v) is dict) and not v:
+            text = "[]" if type(v) is list else "{}"
+        else:
+            text = _value_text(v, 3)
+        parts.append(f'"{key}": {text}')
+    return "{" + n1 + ("," + n1).join(parts) + _NL[2] + "}"
+
+
 @dataclass
 class _Spooled:
     """The messages' manifest entries, built one at a time into a private spool file, each as the
@@ -809,7 +911,7 @@ class _Spooled:
     failures: list[dict[str, Any]] = field(default_factory=list)  # each message's failed hops only
 
     def add(self, entry: dict[str, Any]) -> None:
-        self.spool.write(dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2) + _SPOOL_END)
+        self.spool.write(_entry_text(entry) + _SPOOL_END)
         self.count += 1
 
     def texts(self) -> Iterator[str]:
