@@ -355,7 +355,8 @@ class EvidenceIndex:
     def queued(self, mid: str) -> Row | None:
         last = self._last.get(("queued", ""))
         if last is not None and last[0] == mid:
-            return last[1]  # type: ignore[no-any-return]
+            kept: Row | None = last[1]
+            return kept
         r = self.db.execute("SELECT file, line, keys, vals FROM queued WHERE mid = ?", (mid,)).fetchone()
         return None if r is None else Row(r[0], r[1], "", self._unpack(r[2], r[3]))
 

@@ -28,19 +28,21 @@ work over the files and never reads a scenario's name.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
+from json.encoder import (
+    encode_basestring as _enc,  # json's (C) string encoder, ensure_ascii=False
+)
 from pathlib import Path
 from typing import Any
 
 from ._evidence_index import EvidenceIndex, Row, Session
 from .logs.jsonfast import dumps_indented
-from json.encoder import encode_basestring as _enc  # json's (C) string encoder, ensure_ascii=False
 
 __all__ = ["MANIFEST_FILE", "SCHEMA_VERSION", "build_manifest", "check_pointers", "iter_messages", "read_manifest",
            "schema", "write_manifest"]
@@ -98,10 +100,40 @@ def _iter_lines(path: Path) -> Iterator[str]:
             yield rest.decode(encoding, errors="replace")
 
 
+class _OneLine:
+    """What one csv.reader reads, a line at a time: the line set, then its end (as a StringIO of
+    that line gives it: the reader parses it alone), so no reader and StringIO is made per line."""
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+
+    def __iter__(self) -> _OneLine:
+        return self
+
+    def __next__(self) -> str:
+        line, self.line = self.line, None
+        if line is None:
+            raise StopIteration
+        return line
+
+
+_READERS = threading.local()  # each thread's (_OneLine, csv.reader of it)
+
+
 def _csv(line: str) -> list[str]:
     if '"' not in line and "\r" not in line and "\x00" not in line:  # nothing the csv module treats specially
         return line.split(",") if line else []
-    return next(csv.reader(io.StringIO(line)), [])
+    try:
+        feed, reader = _READERS.pair
+    except AttributeError:
+        feed = _OneLine()
+        reader = csv.reader(feed)
+        _READERS.pair = (feed, reader)
+    feed.line = line
+    try:
+        return next(reader, [])
+    finally:
+        feed.line = None
 
 
 def _status(text: str) -> re.Match[str] | None:
@@ -819,7 +851,7 @@ _NL = ["\n" + " " * n for n in range(12)]  # a newline and the indent of depth n
 def _value_text(v: Any, depth: int) -> str:
     t = type(v)
     if t is str:
-        return _enc(v)  # type: ignore[no-any-return]
+        return _enc(v)
     if v is None:
         return "null"
     if t is int:
