@@ -77,27 +77,18 @@ def _lines(path: Path) -> list[str]:
     return text.replace("\r\n", "\n").split("\n")
 
 
-READ_CHUNK = 1 << 18  # bytes of a log read at once (cut after its last LF, so no line or character is split)
-
-
 def _iter_lines(path: Path) -> Iterator[str]:
-    """_lines(path) read a chunk at a time (the trailing empty line of a final LF not given): an
+    """_lines(path) read a line at a time (the trailing empty line of a final LF not given): an
     index of a working day's logs never holds a whole file."""
     with path.open("rb") as f:
-        encoding, rest = "utf-8-sig", b""
-        while chunk := f.read(READ_CHUNK):
-            chunk = rest + chunk
-            cut = chunk.rfind(b"\n")
-            if cut < 0:
-                rest = chunk
-                continue
-            rest = chunk[cut + 1:]
-            lines = chunk[:cut + 1].decode(encoding, errors="replace").replace("\r\n", "\n").split("\n")
-            lines.pop()  # (empty: after the chunk's last LF)
-            yield from lines
+        encoding = "utf-8-sig"
+        for raw in f:
+            if raw.endswith(b"\r\n"):
+                raw = raw[:-2]
+            elif raw.endswith(b"\n"):
+                raw = raw[:-1]
+            yield raw.decode(encoding, errors="replace")
             encoding = "utf-8"
-        if rest:  # a last line without its LF
-            yield rest.decode(encoding, errors="replace")
 
 
 class _OneLine:

@@ -1,16 +1,15 @@
 """The manifest's cheaper ways (issue 8, CPU per message) give what the plain ways give, so
 manifest.json's bytes do not depend on them: entries printed from templates of their shapes are
 dumps_indented's text; the index's rows come back as they went in; one query per message answers
-as the separate queries did; logs read a chunk at a time are the same lines."""
+as the separate queries did."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labsim import manifest as mf
@@ -107,20 +106,3 @@ def test_one_query_per_message_answers_as_the_separate_queries() -> None:
         assert answers(fetched) == answers(plain)
         assert answers(fetched)[4] == [("A", [5, 9], ["x", "250 2.6.0 <m@x> [InternalId=7, Hostname=h]"], 1),
                                        ("B", [4], ["250 2.6.0 <m@x> [InternalId=8, Hostname=h]"], 0)]
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(raw=st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"\xef\xbb\xbf", b"\xe2\x82", b"\xac", b"#x"]),
-                    max_size=14).map(b"".join), chunk=st.integers(1, 6))
-def test_lines_read_in_small_chunks_are_the_file_lines(tmp_path: Path, raw: bytes, chunk: int,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """A chunk ends after its last LF: no line and no UTF-8 character is cut, whatever the chunk size."""
-    path = tmp_path / "x.LOG"
-    path.write_bytes(raw)
-    monkeypatch.setattr(mf, "READ_CHUNK", chunk)
-    whole, read = mf._lines(path), list(mf._iter_lines(path))
-    while whole and whole[-1] == "":
-        whole.pop()
-    while read and read[-1] == "":
-        read.pop()
-    assert read == whole
