@@ -21,6 +21,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ CACHE_KIB = 2 * 1024  # SQLite's page cache (and its sorter's memory when the in
 SEND_CANDIDATES = 64  # the latest-ending send sessions a deferral's session is looked for among
 SESSIONS_KEPT = 256  # parts kept built after the index is finished (a part is read for every message it carried)
 BATCH = 2048  # rows of a table written to SQLite at once
+_US = "\x1f"  # (unit separator) between a row's values in the index
 
 
 @dataclass
@@ -63,15 +65,20 @@ class Row:
 _SCHEMA = """
 CREATE TABLE part (id INTEGER PRIMARY KEY, key TEXT, keyorder INTEGER, current INTEGER, server TEXT, log TEXT,
                    session_id TEXT, connector TEXT, connector_low TEXT, file TEXT, first TEXT, last TEXT,
-                   slow TEXT, failed TEXT);
+                   slow TEXT, failed TEXT, packed TEXT);
 CREATE TABLE line (part INTEGER, i INTEGER, line INTEGER, time TEXT, text TEXT);
 CREATE TABLE reply (kind TEXT, value TEXT, part INTEGER, i INTEGER);
-CREATE TABLE tracking (mid TEXT, file TEXT, line INTEGER, text TEXT, vals TEXT);
-CREATE TABLE event (file TEXT, line INTEGER, text TEXT, vals TEXT, time TEXT, level TEXT, server TEXT);
-CREATE TABLE trace (mid TEXT, file TEXT, line INTEGER, text TEXT, vals TEXT);
-CREATE TABLE queued (mid TEXT PRIMARY KEY, file TEXT, line INTEGER, vals TEXT);
+CREATE TABLE tracking (mid TEXT, file TEXT, line INTEGER, text TEXT, keys INTEGER, vals TEXT);
+CREATE TABLE event (file TEXT, line INTEGER, text TEXT, keys INTEGER, vals TEXT, time TEXT, level TEXT, server TEXT);
+CREATE TABLE trace (mid TEXT, file TEXT, line INTEGER, text TEXT, keys INTEGER, vals TEXT);
+CREATE TABLE queued (mid TEXT PRIMARY KEY, file TEXT, line INTEGER, keys INTEGER, vals TEXT);
 CREATE TABLE skey (key TEXT PRIMARY KEY, keyorder INTEGER) WITHOUT ROWID;
 """
+_PREFETCH = ("SELECT 0, rowid, file, line, text, keys, vals FROM tracking WHERE mid = ?1 "
+             "UNION ALL SELECT 1, rowid, file, line, text, keys, vals FROM trace WHERE mid = ?1 "
+             "UNION ALL SELECT 2, 0, file, line, NULL, keys, vals FROM queued WHERE mid = ?1 "
+             "UNION ALL SELECT 3, rowid, part, i, NULL, NULL, NULL FROM reply WHERE kind = 'mid' AND value = ?1")
+_KIND_ROWID = itemgetter(0, 1)
 _INDEXES = """
 CREATE INDEX line_part ON line (part, i);
 CREATE INDEX reply_value ON reply (kind, value);
@@ -99,6 +106,9 @@ class EvidenceIndex:
         self._pending: dict[str, list[tuple[Any, ...]]] = {}  # rows not yet written, by INSERT statement
         self._parts: dict[int, Session] = {}  # parts built by _session (read-only once finished)
         self._last: dict[tuple[str, str], Any] = {}  # the last answer of tracking / trace / replies, by query
+        self._iids: dict[str, list[tuple[Session, int]]] = {}  # the replies naming the prefetched message's InternalIds
+        self._keys: list[tuple[str, ...]] = []  # a row's values are stored as their keys' number and joined text
+        self._key_ids: dict[tuple[str, ...], int] = {}  # (a few: one set of keys per kind of file)
 
     def __enter__(self) -> EvidenceIndex:
         return self
@@ -130,9 +140,10 @@ class EvidenceIndex:
                 self.db.execute("UPDATE part SET current = 0 WHERE key = ?", (key,))
             cur = self.db.execute(
                 "INSERT INTO part (key, keyorder, current, server, log, session_id, connector, connector_low, file, "
-                "first, last, slow, failed) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "first, last, slow, failed, packed) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, order, s.server, s.log, s.session_id, s.connector, s.connector.lower(), s.file, s.first, s.last,
-                 json.dumps(s.slow) if s.slow else None, json.dumps(failed[id(s)]) if id(s) in failed else None))
+                 json.dumps(s.slow) if s.slow else None, json.dumps(failed[id(s)]) if id(s) in failed else None,
+                 json.dumps([s.lines, s.times, s.texts])))
             s.part = cur.lastrowid or 0
             self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?)",
                                 [(s.part, i, n, t, x) for i, (n, t, x) in enumerate(zip(s.lines, s.times, s.texts))])
@@ -148,22 +159,44 @@ class EvidenceIndex:
     def _flush(self, sql: str) -> None:
         self.db.executemany(sql, self._pending.pop(sql, []))
 
+    def _pack(self, values: dict[str, Any]) -> tuple[int, str]:
+        """A row's values as (the number of its keys, its values joined by US) when they are texts
+        without US; else (-1, JSON). Unpacked by _unpack: the same dict, keys in the same order."""
+        keys = tuple(values)
+        kid = self._key_ids.get(keys)
+        if kid is None:
+            kid = self._key_ids[keys] = len(self._keys)
+            self._keys.append(keys)
+        try:
+            text = _US.join(values.values())
+        except TypeError:  # a value that is not a str
+            return -1, json.dumps(values)
+        if text.count(_US) != max(len(keys) - 1, 0):  # a value holds US itself
+            return -1, json.dumps(values)
+        return kid, text
+
+    def _unpack(self, kid: int, text: str) -> dict[str, Any]:
+        if kid < 0:
+            values: dict[str, Any] = json.loads(text)
+            return values
+        return dict(zip(self._keys[kid], text.split(_US)))
+
     def add_tracking(self, mid: str, row: Row) -> None:
-        self._add("INSERT INTO tracking VALUES (?, ?, ?, ?, ?)", (mid, row.file, row.line, row.text,
-                                                                  json.dumps(row.values)))
+        self._add("INSERT INTO tracking VALUES (?, ?, ?, ?, ?, ?)", (mid, row.file, row.line, row.text,
+                                                                     *self._pack(row.values)))
 
     def add_event(self, row: Row) -> None:
         v = row.values
-        self._add("INSERT INTO event VALUES (?, ?, ?, ?, ?, ?, ?)",
-                  (row.file, row.line, row.text, json.dumps(v), v["time"], v["level"], v["server"]))
+        self._add("INSERT INTO event VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (row.file, row.line, row.text, *self._pack(v), v["time"], v["level"], v["server"]))
 
     def add_trace(self, mid: str, row: Row) -> None:
-        self._add("INSERT INTO trace VALUES (?, ?, ?, ?, ?)", (mid, row.file, row.line, row.text,
-                                                               json.dumps(row.values)))
+        self._add("INSERT INTO trace VALUES (?, ?, ?, ?, ?, ?)", (mid, row.file, row.line, row.text,
+                                                                  *self._pack(row.values)))
 
     def set_queued(self, mid: str, row: Row) -> None:
-        self._add("INSERT OR REPLACE INTO queued VALUES (?, ?, ?, ?)", (mid, row.file, row.line,
-                                                                        json.dumps(row.values)))
+        self._add("INSERT OR REPLACE INTO queued VALUES (?, ?, ?, ?, ?)", (mid, row.file, row.line,
+                                                                           *self._pack(row.values)))
 
     def finish(self) -> None:
         """Indexed and ready for queries."""
@@ -186,17 +219,14 @@ class EvidenceIndex:
         return kept
 
     def _build(self, r: tuple[Any, ...]) -> Session:
-        part, server, log, sid, connector, file, first, last, slow = r
-        s = Session(server, log, sid, connector, file, first=first, last=last, part=part,
-                    slow=json.loads(slow) if slow else [])
-        for n, t, x in self.db.execute("SELECT line, time, text FROM line WHERE part = ? ORDER BY i", (part,)):
-            s.lines.append(n)
-            s.times.append(t)
-            s.texts.append(x)
+        part, server, log, sid, connector, file, first, last, slow, packed = r
+        lines, times, texts = json.loads(packed)  # (its rows of table line, in order)
+        s = Session(server, log, sid, connector, file, first=first, last=last, lines=lines, times=times, texts=texts,
+                    slow=json.loads(slow) if slow else [], part=part)
         s.last_line = s.lines[-1] if s.lines else 0
         return s
 
-    _PART = "SELECT id, server, log, session_id, connector, file, first, last, slow FROM part"
+    _PART = "SELECT id, server, log, session_id, connector, file, first, last, slow, packed FROM part"
 
     def sessions_where(self, where: str, args: tuple[Any, ...] = (), order: str = "keyorder",
                        limit: int | None = None) -> list[Session]:
@@ -207,15 +237,58 @@ class EvidenceIndex:
     def failed_in(self, start: str, end: str | None) -> Iterator[tuple[Session, list[int]]]:
         """Sessions that carried no message and show a failure, beginning inside [start, end]
         (compared to the millisecond), with the indices of the lines that show it."""
-        sql = (f"{self._PART.replace('slow FROM', 'slow, failed FROM')} WHERE current = 1 AND failed IS NOT NULL "
+        sql = (f"{self._PART.replace(' FROM part', ', failed FROM part')} WHERE current = 1 AND failed IS NOT NULL "
                "AND substr(first, 1, 23) >= ?" + ("" if end is None else " AND substr(first, 1, 23) <= ?")
                + " ORDER BY keyorder")
         args = (start[:23],) if end is None else (start[:23], end[:23])
         for r in self.db.execute(sql, args).fetchall():
             yield self._session(r[:-1]), json.loads(r[-1])
 
+    def prefetch(self, mid: str, iids: list[str]) -> None:
+        """What the manifest asks about one message, in one query: its tracking and trace rows, its
+        queue-history row and the replies naming its Message-ID or any of `iids` (its InternalIds);
+        tracking / trace / queued / replies then answer for it without asking SQLite again (each
+        list in rowid order, as their own queries give it)."""
+        iids = list(dict.fromkeys(iids))
+        sql = _PREFETCH + (f" UNION ALL SELECT 4, rowid, part, i, value, NULL, NULL FROM reply WHERE kind = 'iid' "
+                           f"AND value IN ({', '.join('?' * len(iids))})" if iids else "")
+        unpack = self._unpack
+        tracking: list[Row] = []
+        trace: list[Row] = []
+        queued: Row | None = None
+        replies: list[tuple[int, int]] = []
+        by_iid: dict[str, list[tuple[int, int]]] = {i: [] for i in iids}
+        rows = self.db.execute(sql, (mid, *iids)).fetchall()
+        rows.sort(key=_KIND_ROWID)  # (sorted here: SQLite's sorter costs more than the query)
+        for kind, _, a, b, c, d, e in rows:
+            if kind == 0:
+                tracking.append(Row(a, b, c, unpack(d, e)))
+            elif kind == 1:
+                trace.append(Row(a, b, c, unpack(d, e)))
+            elif kind == 2:
+                queued = Row(a, b, "", unpack(d, e))
+            else:
+                (replies if kind == 3 else by_iid[c]).append((a, b))
+        parts = self._parts_of({part for part, _ in replies} | {part for found in by_iid.values() for part, _ in found})
+        self._last[("tracking", "")] = (mid, tracking)
+        self._last[("trace", "")] = (mid, trace)
+        self._last[("queued", "")] = (mid, queued)
+        self._last[("reply", "mid")] = (mid, [(parts[part], i) for part, i in replies])
+        self._iids = {v: [(parts[part], i) for part, i in found] for v, found in by_iid.items()}
+
+    def _parts_of(self, ids: set[int]) -> dict[int, Session]:
+        """The parts `ids`, those not kept built read at once."""
+        found = {i: s for i in ids if (s := self._parts.get(i)) is not None}
+        missing = sorted(ids - found.keys())
+        if missing:
+            for r in self.db.execute(f"{self._PART} WHERE id IN ({', '.join('?' * len(missing))})", missing).fetchall():
+                found[r[0]] = self._session(r)
+        return found
+
     def replies(self, kind: str, value: str) -> list[tuple[Session, int]]:
         """The `250 2.6.0` reply lines naming a Message-ID (kind "mid") or an InternalId ("iid")."""
+        if kind == "iid" and value in self._iids:
+            return list(self._iids[value])
         last = self._last.get(("reply", kind))
         if last is not None and last[0] == value:
             return list(last[1])
@@ -273,20 +346,25 @@ class EvidenceIndex:
     def _rows(self, table: str, mid: str) -> list[Row]:
         last = self._last.get((table, ""))
         if last is None or last[0] != mid:
-            rows = [Row(f, n, t, json.loads(v)) for f, n, t, v in
-                    self.db.execute(f"SELECT file, line, text, vals FROM {table} WHERE mid = ? ORDER BY rowid", (mid,))]
+            unpack = self._unpack
+            rows = [Row(f, n, t, unpack(k, v)) for f, n, t, k, v in self.db.execute(
+                f"SELECT file, line, text, keys, vals FROM {table} WHERE mid = ? ORDER BY rowid", (mid,))]
             last = self._last[(table, "")] = (mid, rows)
         return list(last[1])
 
     def queued(self, mid: str) -> Row | None:
-        r = self.db.execute("SELECT file, line, vals FROM queued WHERE mid = ?", (mid,)).fetchone()
-        return None if r is None else Row(r[0], r[1], "", json.loads(r[2]))
+        last = self._last.get(("queued", ""))
+        if last is not None and last[0] == mid:
+            kept: Row | None = last[1]
+            return kept
+        r = self.db.execute("SELECT file, line, keys, vals FROM queued WHERE mid = ?", (mid,)).fetchone()
+        return None if r is None else Row(r[0], r[1], "", self._unpack(r[2], r[3]))
 
     def events(self, start: str | None = None, end: str | None = None) -> Iterator[Row]:
         """Events in file order; with `start` / `end`, only those whose time lies between (to the ms)."""
-        sql, args = "SELECT file, line, text, vals FROM event", ()
+        sql, args = "SELECT file, line, text, keys, vals FROM event", ()
         if start is not None:
             sql += " WHERE substr(time, 1, 23) >= ?" + ("" if end is None else " AND substr(time, 1, 23) <= ?")
             args = (start[:23],) if end is None else (start[:23], end[:23])  # type: ignore[assignment]
-        for f, n, t, v in self.db.execute(sql + " ORDER BY rowid", args):
-            yield Row(f, n, t, json.loads(v))
+        for f, n, t, k, v in self.db.execute(sql + " ORDER BY rowid", args):
+            yield Row(f, n, t, self._unpack(k, v))

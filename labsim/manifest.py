@@ -28,13 +28,16 @@ work over the files and never reads a scenario's name.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
+from json.encoder import (
+    encode_basestring as _enc,  # json's (C) string encoder, ensure_ascii=False
+)
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,9 @@ AT_CHANGE = timedelta(seconds=5)  # what a server logs this soon after a change 
 AFTER_CHANGE = 3  # sessions a change that left no trace of its own points at (the first after it acted)
 EVIDENCE_CAP = 20  # pointers a fault keeps of each kind of trace beyond its failed hops (the first ones)
 FAILED_HOPS = ("FAIL", "SUBMITFAIL", "DEFER", "PENDING")  # the hops whose evidence a fault collects
+_STR_TYPE = {str}
+_INT_TYPE = {int}
+_DICT_TYPE = {dict}
 _TRACKING_KEPT = frozenset({"date-time", "connector-id", "source-context", "event-id", "internal-message-id",
                             "message-id", "network-message-id", "recipient-address", "recipient-status"})
 
@@ -85,10 +91,40 @@ def _iter_lines(path: Path) -> Iterator[str]:
             encoding = "utf-8"
 
 
+class _OneLine:
+    """What one csv.reader reads, a line at a time: the line set, then its end (as a StringIO of
+    that line gives it: the reader parses it alone), so no reader and StringIO is made per line."""
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+
+    def __iter__(self) -> _OneLine:
+        return self
+
+    def __next__(self) -> str:
+        line, self.line = self.line, None
+        if line is None:
+            raise StopIteration
+        return line
+
+
+_READERS = threading.local()  # each thread's (_OneLine, csv.reader of it)
+
+
 def _csv(line: str) -> list[str]:
     if '"' not in line and "\r" not in line and "\x00" not in line:  # nothing the csv module treats specially
         return line.split(",") if line else []
-    return next(csv.reader(io.StringIO(line)), [])
+    try:
+        feed, reader = _READERS.pair
+    except AttributeError:
+        feed = _OneLine()
+        reader = csv.reader(feed)
+        _READERS.pair = (feed, reader)
+    feed.line = line
+    try:
+        return next(reader, [])
+    finally:
+        feed.line = None
 
 
 def _status(text: str) -> re.Match[str] | None:
@@ -192,36 +228,44 @@ def _index_protocol(idx: _Index, path: Path) -> None:
     parts = path.relative_to(idx.out).parts  # SERVER/TransportRoles/Logs/Service/ProtocolLog/Kind/FILE
     server, log = parts[0], f"{parts[3]}/{parts[5]}"
     log_type, _ = _header(_iter_lines(path))
-    rows, seen = 0, set()
-    sessions: dict[tuple[str, str, str], _Session] = {}  # this file's parts
+    rows = 0
+    sessions: dict[str, _Session] = {}  # this file's parts, by session id
     replies: list[tuple[str, str, _Session, int]] = []
     for n, line in enumerate(_iter_lines(path), 1):
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
-        v = _csv(line)
-        if len(v) < _PROTOCOL_FIELDS:
+        if '"' in line or "\r" in line or "\x00" in line:  # what the csv module reads its own way
+            v: list[str] | None = _csv(line)
+            if len(v) < _PROTOCOL_FIELDS:  # type: ignore[arg-type]
+                continue
+            t, connector, sid = v[0], v[1], v[2]  # type: ignore[index]
+        elif line.count(",") < _PROTOCOL_FIELDS - 1:
             continue
-        rows += 1
-        key = (server, log, v[2])
-        seen.add(v[2])
-        s = sessions.get(key)
-        if s is None:  # (a session across an hourly or size rollover: a part in each file)
-            s = sessions[key] = _Session(server, log, v[2], v[1], rel, first=v[0])
         else:
-            if _gap(s.last, v[0]) >= SLOW_LINE:
+            v = None  # split only when a reply needs its data field
+            t, connector, sid, _ = line.split(",", 3)
+        rows += 1
+        s = sessions.get(sid)
+        if s is None:  # (a session across an hourly or size rollover: a part in each file)
+            s = sessions[sid] = _Session(server, log, sid, connector, rel, first=t)
+        else:
+            last = s.last
+            if not (t[:21] == last[:21] and len(t) == 24 == len(last) and t[23] == "Z" == last[23]) \
+                    and _gap(last, t) >= SLOW_LINE:  # (_gap's own shortcut, inline: most lines share their tenth)
                 s.slow.append(n)
-            if len(s.lines) > 1 and s.lines[-1] == s.last_line and not _kept(s.texts[-1]):
+            if len(s.lines) > 1 and not _kept(s.texts[-1]):
                 del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
-        s.last, s.last_line = v[0], n
+        s.last, s.last_line = t, n
         s.lines.append(n)
-        s.times.append(v[0])
+        s.times.append(t)
         s.texts.append(line)
-        m = _REPLY_250.search(v[7])
-        if m:
-            replies += [("mid", m.group(1), s, len(s.lines) - 1), ("iid", m.group(2), s, len(s.lines) - 1)]
+        if "250 2.6.0 <" in line:  # what _REPLY_250 needs (no quote in it: so in the line as in its field)
+            m = _REPLY_250.search((v or _csv(line))[7])
+            if m:
+                replies += [("mid", m.group(1), s, len(s.lines) - 1), ("iid", m.group(2), s, len(s.lines) - 1)]
     idx.db.add_sessions(list(sessions.values()), replies,
                         {id(s): hit for s in sessions.values() if (hit := _failed_lines(s))})
-    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(seen)})
+    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(sessions)})
 
 
 def _failed_lines(s: _Session) -> list[int]:
@@ -253,10 +297,12 @@ def _index_tracking(idx: _Index, path: Path) -> None:
     log_type, fields = _header(_iter_lines(path))
     server = path.relative_to(idx.out).parts[0]
     rows = 0
+    kept = [(i, k) for i, k in enumerate(fields) if k in _TRACKING_KEPT]  # the columns a manifest reads
     for n, line in enumerate(_iter_lines(path), 1):
         if not line or line.startswith("#"):
             continue
-        values = {k: v for k, v in zip(fields, _csv(line)) if k in _TRACKING_KEPT}
+        v = _csv(line)
+        values = {k: v[i] for i, k in kept if i < len(v)}  # (as a dict of zip(fields, v) would hold them)
         values["server"] = server
         rows += 1
         event = values.get("event-id", "")
@@ -525,6 +571,9 @@ def _send_session(idx: _Index, server: str, connector: str, when: str) -> _Sessi
 
 def _message(idx: _Index, m: dict[str, Any]) -> dict[str, Any]:
     mid = m["message_id"]
+    if type(mid) is str:  # what its hops will ask for, asked at once
+        idx.db.prefetch(mid, [h["internal_id"] for h in m["hops"] if h.get("event") == "RECEIVE"
+                              and h.get("server") != "EXO" and type(h.get("internal_id")) is str])
     rows = idx.db.tracking(mid)
     hops = [_hop(idx, mid, h) for h in m["hops"]]
     hops += _defer_hops(idx, mid)
@@ -664,8 +713,10 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id) for s in slow]
     named = json.dumps(target)[1:-1] if target else None
     errors = changed = 0
-    def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded)
-        return '"Queue":' in line or bool(named and named in line)
+    def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded): a queue's
+        # own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's)
+        return ('"Queue":' in line and _QUEUE_OBJECT.search(line) is not None and _SOME_ERROR.search(line) is not None) \
+            or bool(named and named in line)
 
     for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
@@ -702,6 +753,8 @@ def _window(start: str, end: str | None) -> tuple[str, tuple[str, ...]]:
     return "substr(first, 1, 23) >= ? AND substr(first, 1, 23) <= ?", (start[:23], end[:23])
 
 
+_QUEUE_OBJECT = re.compile(r'"Queue":\s*\{')
+_SOME_ERROR = re.compile(r'"LastError":(?!"")')
 _LINE_TIME = re.compile(r'\{"Time":"([^"\\]*)"')
 
 
@@ -773,6 +826,104 @@ def _summary_head(path: Path, *keys: str) -> dict[str, Any]:
 _SPOOL_END = "\x00"  # after each entry's text in the spool (a JSON text has no raw NUL: json escapes it)
 
 
+# An entry's text as dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2) gives it,
+# from templates of the shapes _message builds (an entry, its hops, their evidence pointers): every
+# member json prints plainly (a str, None, an int; a list of those) is printed here, anything else
+# (a value of another type, a dict with other keys) by dumps_indented at its depth, so the text is
+# the same for any entry (tests/test_manifest_entry_text.py).
+_ENTRY_KEYS = frozenset({"fate", "from", "hops", "id", "injected", "internal_ids", "message_id",
+                         "network_message_ids", "notifications", "recipients", "subject", "to"})
+_HOP_KEYS = frozenset({"connector", "event", "evidence", "internal_id", "next_hop", "recipients", "reply", "server",
+                       "session_id", "time"})
+_POINTER_KEYS = frozenset({"file", "lines", "record_id", "session_id", "shows"})
+_NL = ["\n" + " " * n for n in range(12)]  # a newline and the indent of depth n (indent 1)
+
+
+def _value_text(v: Any, depth: int) -> str:
+    t = type(v)
+    if t is str:
+        return _enc(v)
+    if v is None:
+        return "null"
+    if t is int:
+        return int.__repr__(v)
+    if depth < 10 and v:
+        if t is list or t is tuple:
+            inner = _NL[depth + 1]
+            kinds = set(map(type, v))
+            if kinds == _STR_TYPE:
+                return "[" + inner + ("," + inner).join(map(_enc, v)) + _NL[depth] + "]"
+            if kinds == _DICT_TYPE:
+                return "[" + inner + ("," + inner).join([_value_text(x, depth + 1) for x in v]) + _NL[depth] + "]"
+        elif t is dict and set(map(type, v)) == _STR_TYPE:
+            inner = _NL[depth + 1]
+            return "{" + inner + ("," + inner).join([f"{_enc(k)}: {_value_text(v[k], depth + 1)}" for k in sorted(v)]) \
+                + _NL[depth] + "}"
+    return dumps_indented(v, 1, sort_keys=True, ensure_ascii=False, level=depth)
+
+
+def _pointer_text(p: Any, depth: int) -> str:
+    if type(p) is not dict or p.keys() != _POINTER_KEYS or depth > 8:
+        return _value_text(p, depth)
+    n1 = _NL[depth + 1]
+    file, lines, record_id, session_id, shows = p["file"], p["lines"], p["record_id"], p["session_id"], p["shows"]
+    if type(file) is str and type(shows) is str and type(lines) is list and len(lines) == 1 and \
+            type(lines[0]) is int and record_id is None and (session_id is None or type(session_id) is str):
+        # (most pointers: one line, no event record)
+        return (f'{{{n1}"file": {_enc(file)},{n1}"lines": [{_NL[depth + 2]}{int.__repr__(lines[0])}{n1}],{n1}'
+                f'"record_id": null,{n1}"session_id": {"null" if session_id is None else _enc(session_id)},{n1}'
+                f'"shows": {_enc(shows)}{_NL[depth]}}}')
+    if type(lines) is list and lines and set(map(type, lines)) == _INT_TYPE:
+        n2 = _NL[depth + 2]
+        lines_text = "[" + n2 + ("," + n2).join(map(int.__repr__, lines)) + n1 + "]"
+    else:
+        lines_text = _value_text(lines, depth + 1)
+    return ("{" + n1 + '"file": ' + _value_text(file, depth + 1) + "," + n1 + '"lines": ' + lines_text + "," + n1
+            + '"record_id": ' + _value_text(record_id, depth + 1) + "," + n1 + '"session_id": '
+            + _value_text(session_id, depth + 1) + "," + n1 + '"shows": ' + _value_text(shows, depth + 1)
+            + _NL[depth] + "}")
+
+
+def _hop_text(h: Any, depth: int) -> str:
+    if type(h) is not dict or h.keys() != _HOP_KEYS or depth > 6:
+        return _value_text(h, depth)
+    d1 = depth + 1
+    n1 = _NL[d1]
+    evidence = h["evidence"]
+    if type(evidence) is list and evidence:
+        n2 = _NL[depth + 2]
+        evidence_text = "[" + n2 + ("," + n2).join([_pointer_text(p, depth + 2) for p in evidence]) + n1 + "]"
+    else:
+        evidence_text = _value_text(evidence, d1)
+    recipients = h["recipients"]
+    texts = [_enc(v) if type(v) is str else "null" if v is None else _value_text(v, d1) for v in (
+        h["connector"], h["event"], h["internal_id"], h["next_hop"], h["reply"], h["server"], h["session_id"], h["time"])]
+    return (f'{{{n1}"connector": {texts[0]},{n1}"event": {texts[1]},{n1}"evidence": {evidence_text},{n1}'
+            f'"internal_id": {texts[2]},{n1}"next_hop": {texts[3]},{n1}"recipients": '
+            f'{"[]" if type(recipients) is list and not recipients else _value_text(recipients, d1)},{n1}'
+            f'"reply": {texts[4]},{n1}"server": {texts[5]},{n1}"session_id": {texts[6]},{n1}"time": {texts[7]}'
+            f'{_NL[depth]}}}')
+
+
+def _entry_text(entry: dict[str, Any]) -> str:
+    """dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2), from the templates above."""
+    if type(entry) is not dict or entry.keys() != _ENTRY_KEYS:
+        return dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2)
+    n1 = _NL[3]
+    parts = []
+    for key in sorted(entry):
+        v = entry[key]
+        if key == "hops" and type(v) is list and v:
+            n2 = _NL[4]
+            text = "[" + n2 + ("," + n2).join([_hop_text(h, 4) for h in v]) + n1 + "]"
+        elif (type(v) is list or type(v) is dict) and not v:
+            text = "[]" if type(v) is list else "{}"
+        else:
+            text = _value_text(v, 3)
+        parts.append(f'"{key}": {text}')
+    return "{" + n1 + ("," + n1).join(parts) + _NL[2] + "}"
+
+
 @dataclass
 class _Spooled:
     """The messages' manifest entries, built one at a time into a private spool file, each as the
@@ -783,7 +934,7 @@ class _Spooled:
     failures: list[dict[str, Any]] = field(default_factory=list)  # each message's failed hops only
 
     def add(self, entry: dict[str, Any]) -> None:
-        self.spool.write(dumps_indented(entry, 1, sort_keys=True, ensure_ascii=False, level=2) + _SPOOL_END)
+        self.spool.write(_entry_text(entry) + _SPOOL_END)
         self.count += 1
 
     def texts(self) -> Iterator[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -93,6 +93,22 @@ def _apply(fates: dict[int, Fate], index: int, kind: str, payload: Any) -> None:
         fate.carried_in.append(payload)
 
 
+DECODED_AT_ONCE = 1024  # spool lines decoded in one json.loads (as one array: one call, not one per line)
+
+
+def _decoded(lines: Iterable[str]) -> Iterator[Any]:
+    """json.loads of each line, in order, DECODED_AT_ONCE lines at a time (each line is one JSON
+    text that _put wrote, so the lines joined by commas in brackets are their array)."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= DECODED_AT_ONCE:
+            yield from json.loads("[" + ",".join(batch) + "]")
+            batch.clear()
+    if batch:
+        yield from json.loads("[" + ",".join(batch) + "]")
+
+
 class Ledger:
     def __init__(self, clock: Any) -> None:
         self.clock = clock
@@ -121,8 +137,8 @@ class Ledger:
         self._spool.flush()
         self._spool.seek(0)
         try:
-            for line in self._spool:
-                index, kind, payload = json.loads(line)
+            for record in _decoded(self._spool):
+                index, kind, payload = record
                 yield index, kind, payload
         finally:
             self._spool.seek(0, 2)  # back to the end: reporting goes on appending
@@ -284,8 +300,7 @@ class Ledger:
             for b, fh in enumerate(buckets):
                 fh.seek(0)
                 fates = {}
-                for line in fh:
-                    i, kind, payload = json.loads(line)
+                for i, kind, payload in _decoded(fh):
                     _apply(fates, i, kind, payload)
                 fh.close()
                 yield from (fates[i] for i in range(b * BUCKET, min(count, (b + 1) * BUCKET)) if i in fates)
