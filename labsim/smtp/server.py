@@ -170,7 +170,7 @@ class ServerSession(ContentCommands):
     async def read_line(self) -> str | None:
         """One command line; None when the peer is gone; TOO_LONG for a line over the limit."""
         inp = self.input
-        raw = inp.next_line()
+        raw = inp.next_line() if inp.buffer else None  # an empty buffer holds no line: read first
         while raw is None:
             if not await inp.fill():
                 inp.forget_line()

@@ -55,6 +55,7 @@ class SessionInput:
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0.0
         self._task: asyncio.Task[object] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._cancelling = 0  # the task's cancel requests when the read began (asyncio.timeout's rule)
         self._fired = False  # the watchdog cancelled the task for the read in progress
 
@@ -142,7 +143,9 @@ class SessionInput:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a timed read must run inside a task")
-        loop = task.get_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = task.get_loop()
         deadline = loop.time() + timeout
         self._deadline = deadline
         self._task = task
