@@ -4,59 +4,20 @@
 content: DATA through the policy's data parser (`smtp.framing`), BDAT chunks of a size known
 before they are read. What the arguments mean and whether content is acceptable is decided by
 plain functions (`smtp.commands`) and the policy; this class only moves the bytes in bounded
-pieces (`smtp.wire.SessionInput`) and answers. Its attributes are the session's.
+pieces (`smtp.wire.SessionInput`) and answers. Its state is the session's (`smtp.session_core`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
 from ..rules import replies as R
 from .commands import has_bare_lf, header_over, parse_bdat
 from .session_api import Envelope
-from .wire import READ_CHUNK, SessionInput
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .policy import ReceivePolicy
+from .session_core import SessionCore
+from .wire import READ_CHUNK
 
 
-class ContentCommands:
-    """DATA, BDAT and delivery; mixed into ServerSession, which owns every attribute named here."""
-
-    policy: "ReceivePolicy"
-    input: SessionInput
-    cursor: datetime
-    disconnect_reason: str | None
-    committing: bool
-    stopping: bool
-    # what the policy sees of a session (session_api.ReceivingSession)
-    state: Any
-    extra: Any
-    log: Any
-    context: dict[str, Any]
-    session_id: int
-    envelope: Envelope
-    closed: bool
-    started: datetime
-    messages: int
-    data_started: datetime | None
-    writer: Any
-
-    def now(self) -> datetime:
-        raise NotImplementedError
-
-    def touch(self) -> None:
-        raise NotImplementedError
-
-    async def read_line(self) -> str | None:
-        raise NotImplementedError
-
-    async def reply(self, text: str | list[str], *, log_as: str | None = None) -> None:
-        raise NotImplementedError
-
-    def _check_expired(self, *, data: bool = False) -> None:
-        raise NotImplementedError
+class ContentCommands(SessionCore):
+    """DATA, BDAT and the hand-over of a complete message: a part of ServerSession."""
 
     async def cmd_DATA(self, arg: str) -> None:
         policy = self.policy

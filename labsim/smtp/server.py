@@ -43,14 +43,12 @@ from .commands import (
     expired,
     is_protocol_error,
     mail_size,
-    parse_mail,
     parse_params,
-    parse_rcpt,
     split_command,
     valid_address,
 )
 from .content import ContentCommands
-from .session_api import Envelope
+from .verbs import EnvelopeCommands
 from .wire import READ_CHUNK, TOO_LONG_LINE, SessionInput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,52 +73,21 @@ class _TimedOut(Exception):
         self.at = at
 
 
-class ServerSession(ContentCommands):
+class ServerSession(EnvelopeCommands, ContentCommands):
     """One inbound SMTP connection, driven by a policy."""
 
     _handlers: dict[str, Handler]  # verb -> cmd_ method (smtp.commands.VERBS)
 
-    def __init__(self, policy: "ReceivePolicy", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, policy: ReceivePolicy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  *, now: datetime, context: dict[str, Any]) -> None:
-        self.policy = policy
-        self.reader = reader
-        self.writer = writer
+        super().__init__(policy, reader, writer, now=now, context=context)
         self.input = SessionInput(reader, self)
-        self.live = policy.live  # the lab's clock follows the wall clock (`up`): fixed for a lab's life
-        self.cursor = now
-        self.context = context  # what the client announced (virtual endpoints, causal context)
-        self.envelope = Envelope()
-        self.tls_active = False
-        self.ssl_object: ssl.SSLObject | None = None
-        self.closed = False
-        self.messages = 0
-        self.log: Any = None  # a logs.SessionWriter, set by the policy when the session opens
-        self.state: Any = None  # the policy's own session state
-        self.extra: Any = None  # the service's own per-session data
-        self.session_id = 0
-        self.started = now
-        self.data_started: datetime | None = None
-        self.errors = 0  # protocol errors so far (MaxProtocolErrors)
-        self.disconnect_reason: str | None = None
-        self.committing = False  # between a message's end and the reply that acknowledges it
-        self.stopping = False  # the service is stopping: no new message is committed (shutdown)
-        self._counting = False  # the next reply answers a command (not message content)
-        self.line_bare_lf = False  # the last command line ended in LF without CR
-        self._wait_from = now  # when the session began waiting for the client (inactivity)
-        self._disconnect_logged = False
-        self.held = False  # run mode: the lab client keeps the connection for its next message
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._handlers = _handler_table(cls)
 
     # --- time -------------------------------------------------------------------------------
-    def now(self) -> datetime:
-        return self.cursor
-
-    def touch(self) -> None:
-        self.cursor = max(self.cursor, self.policy.clock_now())
-
     def wall_timeout(self) -> float | None:
         """How long (real seconds) the next read may wait for the client: the inactivity timeout.
         ConnectionTimeout is not a read timeout: Exchange checks it when a read completes."""
@@ -264,66 +231,6 @@ class ServerSession(ContentCommands):
         except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError):
             pass
 
-    # --- commands ---------------------------------------------------------------------------
-    async def cmd_EHLO(self, arg: str) -> None:
-        await self.policy.ehlo(self, arg, extended=True)
-
-    async def cmd_HELO(self, arg: str) -> None:
-        await self.policy.ehlo(self, arg, extended=False)
-
-    async def cmd_STARTTLS(self, arg: str) -> None:
-        before = self.writer.get_extra_info("ssl_object")
-        await self.policy.starttls(self, arg)
-        if before is None and self.writer.get_extra_info("ssl_object") is not None:
-            self.input.discard()  # nothing sent in the clear may count after the handshake
-
-    async def cmd_X_ANONYMOUSTLS(self, arg: str) -> None:
-        before = self.writer.get_extra_info("ssl_object")
-        await self.policy.anonymous_tls(self, arg)
-        if before is None and self.writer.get_extra_info("ssl_object") is not None:
-            self.input.discard()
-
-    async def cmd_X_EXPS(self, arg: str) -> None:
-        await self.policy.exchange_auth(self, arg)
-
-    async def cmd_XPROXYFROM(self, arg: str) -> None:
-        await self.reply(await self.policy.xproxyfrom(self, arg))
-
-    async def cmd_XSESSIONPARAMS(self, arg: str) -> None:
-        await self.reply(await self.policy.xsessionparams(self, arg))
-
-    # org3: shadow redundancy's verbs (rules.shadow_redundancy, engine.shadow)
-    async def cmd_XSHADOWREQUEST(self, arg: str) -> None:
-        await self.reply(await self.policy.xshadowrequest(self, arg))
-
-    async def cmd_XSHADOW(self, arg: str) -> None:
-        await self.reply(await self.policy.xshadow(self, arg))
-
-    async def cmd_XQDISCARD(self, arg: str) -> None:
-        await self.reply(await self.policy.xqdiscard(self, arg))
-
-    async def cmd_MAIL(self, arg: str) -> None:
-        parsed = parse_mail(arg)
-        if isinstance(parsed, str):
-            await self.reply(parsed)
-            return
-        reply = await self.policy.mail(self, parsed.address, parsed.params, parsed.size)
-        if reply.startswith("250"):
-            self.envelope = Envelope(mail_from=parsed.address, mail_params=parsed.params, declared_size=parsed.size)
-        await self.reply(reply)
-
-    async def cmd_RCPT(self, arg: str) -> None:
-        address, refusal = parse_rcpt(arg)
-        if refusal is None:
-            refusal = self.policy.recipient_limit_reply(self, len(self.envelope.recipients))
-        if refusal is not None:
-            await self.reply(refusal)
-            return
-        reply = await self.policy.rcpt(self, address)
-        if reply.startswith("250"):
-            self.envelope.recipients.append(address)
-        await self.reply(reply)
-
     async def shutdown(self, reply: str = R.SERVICE_SHUTTING_DOWN, *, grace: float = 0.5) -> None:
         """The service is stopping: answer `reply` (421 4.3.2), log it and close, as a local disconnect.
 
@@ -354,32 +261,6 @@ class ServerSession(ContentCommands):
             await asyncio.wait_for(self.writer.wait_closed(), 0.3)
         except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError):
             self.writer.transport.abort()  # a TLS peer that never answers close_notify
-
-    async def cmd_RSET(self, arg: str) -> None:
-        # RSET ends the mail transaction on both sides: the envelope here and the policy's state
-        # (sender, recipients), so a DATA after it is a sequence error (503 5.5.2 Need mail command).
-        self.policy.abort_transaction(self)
-        self.envelope = Envelope()
-        await self.reply(R.RESETTING)
-
-    async def cmd_NOOP(self, arg: str) -> None:
-        await self.reply(R.OK)
-
-    async def cmd_HELP(self, arg: str) -> None:
-        await self.policy.help(self, arg)
-
-    async def cmd_VRFY(self, arg: str) -> None:
-        await self.reply(R.CANNOT_VRFY)
-
-    cmd_EXPN = cmd_VRFY
-
-    async def cmd_AUTH(self, arg: str) -> None:
-        await self.policy.auth(self, arg)
-
-    async def cmd_QUIT(self, arg: str) -> None:
-        await self.policy.quit(self)
-        await self.reply(R.CLOSING)
-        self.closed = True
 
 
 def _handler_table(cls: type) -> dict[str, Handler]:
