@@ -40,8 +40,29 @@ class InputOwner(Protocol):
     def waited_too_long(self) -> BaseException: ...
 
 
+class _Closed:
+    """The owner of a closed input: the peer is gone, every wait is over."""
+
+    disconnect_reason: str | None = None
+
+    def wall_timeout(self) -> float | None:
+        return None
+
+    def silence_is_expected(self) -> bool:
+        return False
+
+    def waited_too_long(self) -> BaseException:
+        return ConnectionResetError("the session is closed")
+
+
+_CLOSED = _Closed()
+
+
 class SessionInput:
     """Bytes read from one client and not yet consumed, and the watchdog of the read in progress."""
+
+    __slots__ = ("reader", "owner", "buffer", "eof", "_scanned", "_skipping", "_deadline", "_timer", "_timer_at",
+                 "_task", "_loop", "_cancelling", "_fired")
 
     def __init__(self, reader: asyncio.StreamReader, owner: InputOwner) -> None:
         self.reader = reader
@@ -186,8 +207,11 @@ class SessionInput:
         return self._task.uncancel() <= self._cancelling and cancelled
 
     def close(self) -> None:
-        """The session is over: no timer outlives it."""
+        """The session is over: no timer outlives it, and nothing here keeps the session (its owner)
+        or its task alive, so both go as soon as the last reference does, without the cyclic GC."""
         self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._task = self._loop = None
+        self.owner = _CLOSED
