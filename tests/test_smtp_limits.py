@@ -197,8 +197,8 @@ async def test_a_bdat_chunk_is_read_in_bounded_pieces_and_dropped_when_refused()
 
     reader.read = read  # type: ignore[method-assign]
     session = ServerSession(ReceivePolicy(None), reader, writer=None, now=datetime.now(timezone.utc), context={})  # type: ignore[arg-type]
-    assert await session._read_exactly(3 * READ_CHUNK + 5, keep=False) == b""
-    assert asked and max(asked) <= READ_CHUNK and len(session._buf) == 0
+    assert await session.input.read_exactly(3 * READ_CHUNK + 5, keep=False) == b""
+    assert asked and max(asked) <= READ_CHUNK and len(session.input.buffer) == 0
 
 
 async def test_an_idle_client_is_dropped_at_connection_inactivity_timeout(tmp_path: Path) -> None:
