@@ -5,11 +5,11 @@ DATA or one BDAT chunk; every reply filed in the caller's `MessageResult` (`clie
 from __future__ import annotations
 
 import aiosmtplib
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib.protocol import PERIOD_REGEX
 
 from ..rules import verbs as V
 from ..rules.shadow_redundancy import MAX_DISCARD_IDS as SHADOW_MAX_DISCARD_IDS
-from .client_rules import Abort, refuse, wire_lines
+from .client_rules import Abort, crlf_body, refuse, wire_lines
 from .client_session import ClientSession
 from .send_spec import BANDWIDTH, REAL_TIMEOUT, MessageResult, OutboundMessage
 
@@ -63,9 +63,7 @@ async def send_message(session: ClientSession, msg: OutboundMessage, result: Mes
     if resp.code != 354:
         refuse(result, resp.code, f"{resp.code} {resp.message}", accepted)
         return
-    body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(msg.data))
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
+    body = PERIOD_REGEX.sub(b"..", crlf_body(msg.data))
     await _content(session, body + b".\r\n", len(body), accepted, result)
 
 
@@ -91,9 +89,7 @@ async def _shadow_verbs(session: ClientSession, msg: OutboundMessage, result: Me
 
 async def _bdat(session: ClientSession, msg: OutboundMessage, accepted: list[str], result: MessageResult) -> None:
     """The whole message as one `BDAT <n> LAST` chunk (no dot-stuffing), then its reply."""
-    body = normalize_message_line_endings(msg.data)
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
+    body = crlf_body(msg.data)
     command = V.bdat_command(len(body))
     session.log.sent(command)
     await _content(session, command.encode() + b"\r\n" + body, len(body), accepted, result)

@@ -16,6 +16,8 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
+from aiosmtplib.protocol import normalize_message_line_endings
+
 from ..rules import verbs as V
 from ..rules.outbound import AttemptFailure
 from ..rules.tls_policy import Step, after_ehlo, fallback_after
@@ -35,6 +37,16 @@ def wire_lines(code: int, message: str) -> list[str]:
         return [f"{code} {message}".rstrip()]
     parts = message.split("\n")
     return [f"{code}-{p}" for p in parts[:-1]] + [f"{code} {parts[-1]}".rstrip()]
+
+
+def crlf_body(data: bytes) -> bytes:
+    """The message as it goes on the wire: every line ending CRLF, ending in CRLF. The same bytes as
+    aiosmtplib's `normalize_message_line_endings`, whose regex pass is skipped when the lab's own
+    message (CRLF already: transport.store) needs none: three C-speed counts decide."""
+    n = data.count(b"\r\n")
+    if data.count(b"\n") != n or data.count(b"\r") != n:
+        data = normalize_message_line_endings(data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
 def refuse(result: MessageResult, code: int, text: str, recipients: list[str]) -> None:
