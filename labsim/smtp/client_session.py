@@ -170,7 +170,8 @@ class ClientSession:
         self.log.sent(f"EHLO {self.spec.ehlo_name}")
         self.advance()
         try:
-            resp = await self.smtp.ehlo(hostname=self.spec.ehlo_name, timeout=REAL_TIMEOUT)
+            # the name the SMTP client was made with (aiosmtplib checked it once, in connect)
+            resp = await self.smtp.ehlo(timeout=REAL_TIMEOUT)
         except aiosmtplib.SMTPHeloError as exc:
             self.advance()
             self.log.received(f"{exc.code} {exc.message}")
