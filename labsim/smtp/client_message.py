@@ -4,19 +4,17 @@ DATA or one BDAT chunk; every reply filed in the caller's `MessageResult` (`clie
 
 from __future__ import annotations
 
-import aiosmtplib
 from aiosmtplib.protocol import PERIOD_REGEX
 
 from ..rules import verbs as V
 from ..rules.shadow_redundancy import MAX_DISCARD_IDS as SHADOW_MAX_DISCARD_IDS
-from .client_rules import Abort, crlf_body, refuse, wire_lines
+from .client_rules import SOCKET_ERRORS, Abort, crlf_body, refuse, wire_lines
 from .client_session import ClientSession
 from .send_spec import BANDWIDTH, REAL_TIMEOUT, MessageResult, OutboundMessage
 
-_SOCKET = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError)
-
 
 async def send_message(session: ClientSession, msg: OutboundMessage, result: MessageResult) -> None:
+    """Send `msg` over `session`, filing every reply in `result`; raises `Abort` when the session fails."""
     sender, peer = session.spec.sender, session.peer
     if (msg.shadow_request is not None or msg.heartbeat is not None) and not await _shadow_verbs(session, msg, result):
         return
@@ -104,7 +102,7 @@ async def _content(session: ClientSession, wire: bytes, size: int, accepted: lis
     try:
         session.smtp.protocol.write(wire)
         final = await session.smtp.protocol.read_response(timeout=REAL_TIMEOUT)
-    except _SOCKET as exc:
+    except SOCKET_ERRORS as exc:
         raise Abort(session.fail("socket", detail=str(exc))) from None
     session.advance()
     text = f"{final.code} {final.message}"

@@ -16,12 +16,16 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
+import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from ..rules import verbs as V
 from ..rules.outbound import AttemptFailure
 from ..rules.tls_policy import Step, after_ehlo, fallback_after
 from .send_spec import ClientTls, MessageResult, Target
+
+# what ends an attempt as a lost connection ("socket"): the peer hung up, a read timed out, a reset
+SOCKET_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError)
 
 
 class Abort(Exception):

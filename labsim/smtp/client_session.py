@@ -35,7 +35,7 @@ from ..net.vnet import ConnectionInfo, open_socket
 from ..rules import verbs as V
 from ..rules.ehlo import offered as ehlo_offered
 from ..rules.outbound import AttemptFailure
-from .client_rules import Abort, session_context, wire_lines
+from .client_rules import SOCKET_ERRORS, Abort, session_context, wire_lines
 from .send_spec import (
     CONNECT_TIMEOUT_VIRTUAL,
     REAL_TIMEOUT,
@@ -45,7 +45,6 @@ from .send_spec import (
 )
 
 _LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError)  # SMTP.execute_command closes on these
-_SOCKET = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError)
 _DOMAIN_UNAVAILABLE = 421  # SMTP.execute_command closes after this reply too
 
 
@@ -101,7 +100,7 @@ class ClientSession:
             except _LOST:
                 smtp.close()
                 raise
-        except _SOCKET as exc:
+        except SOCKET_ERRORS as exc:
             raise Abort(self.fail("socket", detail=f"{type(exc).__name__}: {exc}")) from None
         except ValueError as exc:  # aiosmtplib will not write a line with a control character in it
             raise Abort(self.fail("socket", detail=f"cannot send the command: {exc}")) from None
