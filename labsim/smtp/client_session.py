@@ -1,0 +1,210 @@
+"""One sending attempt to one target: the I/O shell of the SMTP client (`smtp.client` drives it).
+
+The session dials through `net.vnet`, speaks SMTP with aiosmtplib and writes the Send protocol-log
+rows; what to do next comes from `smtp.client_rules` and `rules.*` (decide, then act).
+
+Per command the shell calls aiosmtplib's `SMTPProtocol.execute_command` (the public `SMTP.protocol`)
+rather than `SMTP.execute_command`, whose only extra work is closing the client after a lost
+connection, a timeout or a 421: `command` does that itself, one coroutine frame less
+per command. aiosmtplib's reader stays: its per-command cost is `asyncio.wait_for` (a TimerHandle
+and a second future per reply, ~2.5 % of a run's CPU measured with py-spy), and the number of
+event-loop passes a reply takes through it orders the lab's concurrent sessions on the virtual
+clock. A reader of the lab's own would have to repeat those passes, aiosmtplib's reply parsing and
+its connect and STARTTLS error translation exactly to keep every output byte; not worth that risk
+for the ~2 % it could save (docs/performance.md, "cli5").
+
+Virtual time: the client is the active party of its session. It stamps a command, advances the
+clock by the one-way latency *before* yielding (so the server reads the command at t+L), and
+advances again when the reply arrives. Nothing else moves the clock meanwhile, so timestamps
+depend only on the sequence of steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from typing import Any
+
+import aiosmtplib
+from cryptography.hazmat.primitives import hashes
+
+from ..logs import protocol_text as T
+from ..net.proxy import ResetLink
+from ..net.vnet import ConnectionInfo, open_socket
+from ..rules import verbs as V
+from ..rules.ehlo import offered as ehlo_offered
+from ..rules.outbound import AttemptFailure
+from .client_rules import SOCKET_ERRORS, Abort, session_context, wire_lines
+from .send_spec import (
+    CONNECT_TIMEOUT_VIRTUAL,
+    REAL_TIMEOUT,
+    ClientTls,
+    SendSpec,
+    Target,
+)
+
+_LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError)  # SMTP.execute_command closes on these
+_DOMAIN_UNAVAILABLE = 421  # SMTP.execute_command closes after this reply too
+
+
+class ClientSession:
+    """One attempt to one target."""
+
+    def __init__(self, lab: Any, spec: SendSpec, target: Target, tls: ClientTls | None = None) -> None:
+        self.lab = lab
+        self.spec = spec
+        self.target = target
+        self.tls = tls or spec.tls  # a plain retry after a failed handshake uses its own copy
+        self.sid = spec.session_ids.next()
+        self.cursor = lab.clock.now()
+        self.plan = lab.net.plan(spec.src, target.ip, target.port)
+        self.log = lab.send_log(spec.log, spec.connector_id, self.sid,
+                                remote=T.format_endpoint(target.ip, target.port), clock=self._now,
+                                enabled=spec.log_enabled)
+        self.smtp: aiosmtplib.SMTP | None = None
+        self.tls_info: dict[str, Any] = {}
+        self.latency = self.plan.latency
+        self.peer: dict[str, list[str]] = {}  # the keywords of the peer's latest EHLO reply
+        self.anonymous_tls = False
+        self.proxy_seq = 0  # XPROXYFROM commands on this connection
+
+    def _now(self):
+        return self.lab.clock.now()
+
+    def advance(self, seconds: float | None = None) -> None:
+        self.lab.clock.advance(self.latency if seconds is None else seconds)
+
+    def fail(self, kind: str, **kw: Any) -> AttemptFailure:
+        return AttemptFailure(kind=kind, target_ip=self.target.ip, target_port=self.target.port,
+                              target_name=self.target.name, **kw)
+
+    async def command(self, line: str, data: bytes | None = None, *, log_as: str | None = None,
+                       reply_as: str | None = None) -> aiosmtplib.SMTPResponse:
+        """One command line and its reply, logged (`log_as`/`reply_as`: what the log shows instead);
+        `data`: the line's bytes when the caller encoded it word by word."""
+        smtp = self.smtp
+        assert smtp is not None
+        if data is None:
+            data = line.encode()
+        log = self.log
+        log.sent(line if log_as is None else log_as)
+        clock, latency = self.lab.clock, self.latency
+        clock.advance(latency)
+        try:
+            protocol = smtp.protocol
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+            try:
+                resp = await protocol.execute_command(data, timeout=REAL_TIMEOUT)
+            except _LOST:
+                smtp.close()
+                raise
+        except SOCKET_ERRORS as exc:
+            raise Abort(self.fail("socket", detail=f"{type(exc).__name__}: {exc}")) from None
+        except ValueError as exc:  # aiosmtplib will not write a line with a control character in it
+            raise Abort(self.fail("socket", detail=f"cannot send the command: {exc}")) from None
+        code = resp.code
+        if code == _DOMAIN_UNAVAILABLE:
+            smtp.close()
+        clock.advance(latency)
+        if reply_as is not None and code == int(reply_as[:3]):
+            log.received(reply_as)
+        else:
+            for wire in wire_lines(code, resp.message):
+                log.received(wire)
+        return resp
+
+    async def connect(self) -> None:
+        spec, lab = self.spec, self.lab
+        self.log.info(T.session_permissions_data(()), T.SET_SESSION_PERMISSIONS)
+        self.log.info("", T.ATTEMPTING_TO_CONNECT)
+        plan = self.plan
+        if plan.failure is not None:
+            self.advance(CONNECT_TIMEOUT_VIRTUAL if plan.failure == "timeout" else 2 * self.latency)
+            code = 10060 if plan.failure == "timeout" else 10061
+            self.log.info("", T.connect_failed_context(code, spec.destination_domain, self.target.ip, self.target.port))
+            raise Abort(self.fail("connect_timeout" if code == 10060 else "connect_refused"))
+        src_port = lab.source_port(spec.src.name)
+        real_dst = (lab.book.real_ip(plan.dial_ip), lab.book.real_port(self.target.port))
+        real_src = lab.book.real_ip(plan.seen_src_ip)
+        try:
+            if plan.needs_proxy:  # a link rule resets the session mid-way: real bytes through a proxy
+                sock, announced = await ResetLink(plan.reset_after or 0).connect(real_dst, real_src, REAL_TIMEOUT)
+            else:
+                sock = await open_socket(real_dst, real_src, REAL_TIMEOUT)
+                announced = sock.getsockname()[:2]
+        except (ConnectionRefusedError, OSError, asyncio.TimeoutError):
+            self.advance(2 * self.latency)
+            self.log.info("", T.connect_failed_context(10061, spec.destination_domain, self.target.ip, self.target.port))
+            raise Abort(self.fail("connect_refused")) from None
+        lab.registry.announce(announced, ConnectionInfo(
+            src_virtual=(plan.seen_src_ip, src_port), dst_virtual=(self.target.ip, self.target.port),
+            context=session_context(spec, self.sid)))
+        self.log.set_local(T.format_endpoint(plan.client_local_ip, src_port))
+        self.log.connect()
+        if spec.connectivity is not None:
+            spec.connectivity.connected(self.target.name, self.target.ip)
+        self.advance()
+        self.smtp = aiosmtplib.SMTP(sock=sock, local_hostname=spec.ehlo_name, start_tls=False,
+                                    timeout=REAL_TIMEOUT)
+        try:
+            banner = await self.smtp.connect()
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError,
+                ConnectionError) as exc:
+            self.advance()
+            resp_code = getattr(exc, "code", None)
+            if isinstance(exc, aiosmtplib.SMTPConnectResponseError) and resp_code:
+                text = f"{resp_code} {exc.message}"
+                self.log.received(text)
+                raise Abort(self.fail("response", response=text, permanent=False)) from None
+            raise Abort(self.fail("socket", detail=str(exc))) from None
+        self.advance()
+        for line in wire_lines(banner.code, banner.message):
+            self.log.received(line)
+
+    async def ehlo(self) -> aiosmtplib.SMTPResponse:
+        """EHLO through aiosmtplib's `SMTP.ehlo` (its STARTTLS checks the extensions that one learnt)."""
+        assert self.smtp is not None
+        self.log.sent(f"EHLO {self.spec.ehlo_name}")
+        self.advance()
+        try:
+            # the name the SMTP client was made with (aiosmtplib checked it once, in connect)
+            resp = await self.smtp.ehlo(timeout=REAL_TIMEOUT)
+        except aiosmtplib.SMTPHeloError as exc:
+            self.advance()
+            self.log.received(f"{exc.code} {exc.message}")
+            raise Abort(self.fail("response", response=f"{exc.code} {exc.message}")) from None
+        except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            raise Abort(self.fail("socket", detail=str(exc))) from None
+        self.advance()
+        for line in T.ehlo_reply_send(wire_lines(resp.code, resp.message)):
+            self.log.received(line)
+        self.peer = ehlo_offered(resp.message.split("\n")[1:])
+        return resp
+
+    async def exchange_auth(self) -> None:
+        """X-EXPS EXCHANGEAUTH SHA256 <blob>, logged without the blob; a refusal fails the attempt."""
+        # [INFERRED] the blob: Kerberos-bound in Exchange; here a digest of the peer certificate (never logged)
+        chain = self.tls_info.get("remote_chain") or []
+        seed = chain[0].fingerprint(hashes.SHA256()) if chain else self.spec.ehlo_name.encode()
+        blob = base64.b64encode(hashlib.sha256(seed).digest()).decode()
+        resp = await self.command(f"{V.EXCHANGEAUTH_LOGGED}{blob}", log_as=V.EXCHANGEAUTH_LOGGED,
+                                   reply_as=V.EXCHANGEAUTH_REPLY_LOGGED)
+        if resp.code != 235:
+            self.log.info("", V.OUTBOUND_AUTH_FAILED)
+            raise Abort(self.fail("response", response=f"{resp.code} {resp.message}"))
+
+    async def quit(self) -> None:
+        try:
+            await self.command("QUIT")
+        except Abort:
+            pass
+        self.close("Local")
+
+    def close(self, reason: str) -> None:
+        if self.smtp is not None:
+            self.advance(self.plan.slow_close)  # a SlowClose link rule holds the close back
+            self.smtp.close()
+            self.smtp = None
+        self.log.disconnect(reason)
