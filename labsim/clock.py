@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 UTC = timezone.utc
 _DOTNET_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+_STEPS: dict[float, timedelta] = {}  # VirtualClock.advance: seconds -> timedelta(seconds=seconds)
 
 
 class VirtualClock:
@@ -40,9 +41,16 @@ class VirtualClock:
         """Move forward by `seconds` (ignored in live mode, where real time passes by itself)."""
         if seconds < 0:
             raise ValueError("time does not run backwards")
-        if not self.live:
-            self._now += timedelta(seconds=seconds)
-        return self.now()
+        if self.live:
+            return self.now()
+        # a few modelled latencies, many times a message: each one's timedelta is built once
+        step = _STEPS.get(seconds)
+        if step is None:
+            if len(_STEPS) >= 256:
+                _STEPS.clear()
+            step = _STEPS[seconds] = timedelta(seconds=seconds)
+        self._now += step
+        return self._now
 
     def set(self, when: datetime) -> None:
         """Jump to `when` if it is later than now (the scheduler's move to the next action)."""
@@ -64,12 +72,18 @@ def iso_ms(when: datetime) -> str:
     """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals.
 
     Every log row, trace event and queue row prints one, mostly of a few recent instants: the last
-    texts are kept (a plain dict, emptied when full), keyed by the instant."""
-    text = _ISO_TEXTS.get(when)
+    texts are kept (a plain dict, emptied when full), keyed by the instant as its distance from
+    1970 (a timedelta: equal for equal instants in any zone, and hashed in half the time of an
+    aware datetime, whose hash first shifts it to UTC - most instants are new objects)."""
+    try:
+        key = when - _EPOCH
+    except TypeError:  # a naive datetime: read as local time by astimezone
+        return _iso_ms(when)
+    text = _ISO_TEXTS.get(key)
     if text is None:
         if len(_ISO_TEXTS) >= 4096:
             _ISO_TEXTS.clear()
-        text = _ISO_TEXTS[when] = _iso_ms(when)
+        text = _ISO_TEXTS[key] = _iso_ms(when)
     return text
 
 
@@ -106,7 +120,8 @@ def _second(when: datetime) -> float | None:
 
 
 _FAR = float(2**33)
-_ISO_TEXTS: dict[datetime, str] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ISO_TEXTS: dict[timedelta, str] = {}
 _ISO_SECONDS: dict[float, str] = {}  # a second's `yyyy-MM-ddTHH:mm:ss.`
 _MS_Z = [f"{ms:03d}Z" for ms in range(1000)]
 

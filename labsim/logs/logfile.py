@@ -134,12 +134,15 @@ class LogStream:
 
     def add_joined(self, when: datetime, sort_key: tuple[Any, ...], row: str) -> None:
         """Buffer a row whose values after date-time are already escaped and joined (hot path)."""
-        if when.tzinfo is None:
-            raise ValueError("log timestamps must be timezone-aware")
-        if when == self._last_when:
+        if when is self._last_when:  # the same instant object: checked and printed already
             ts = self._last_ts
         else:
-            ts = self._last_ts = iso_ms(when)
+            if when.tzinfo is None:
+                raise ValueError("log timestamps must be timezone-aware")
+            if when == self._last_when:
+                ts = self._last_ts
+            else:
+                ts = self._last_ts = iso_ms(when)
             self._last_when = when
         if ts < self._floor:
             self.late_rows += 1

@@ -104,7 +104,8 @@ class OnPremTracker:
 
     def _row(self, prefix: str, **fields: Any) -> None:
         when = fields.pop("when", None) or self.lab.clock.now()
-        self._log(prefix).add(when, log_id=self.ids.guid(), **fields)
+        fields["log_id"] = self.ids.guid()
+        self._log(prefix).add_fields(when, fields)
 
     def _custom(self, *pairs: str) -> str:
         items = [p for p in pairs if p] + ["S:DeliveryPriority=Normal"]
