@@ -23,6 +23,7 @@ from labsim.clock import VirtualClock, dotnet_ticks, iso_ms
 from labsim.engine.evidence import TrackingHub
 from labsim.ids import IdSource, derive_seed, session_hex
 from labsim.logs.csvfmt import escape
+from labsim.logs.logfile import LogStream
 from labsim.logs.message_tracking import MESSAGE_TRACKING_FIELDS, MessageTrackingLog
 from labsim.logs.protocol_log import ProtocolLog, SessionWriter
 from labsim.logs.protocol_text import escape_controls
@@ -72,6 +73,45 @@ def test_advancing_by_kept_steps_lands_where_fresh_timedeltas_do(steps: list[flo
         want += timedelta(seconds=seconds)
         assert clock.advance(seconds) == want and clock.now() == want
         assert iso_ms(clock.now()) == iso_ms(want.astimezone(UTC)) == want.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+# --- log files ------------------------------------------------------------------------------------------
+def _plain_files(stream: LogStream, rows: list[tuple[str, Any, bytes]]) -> dict[str, bytes]:
+    """One flush of `rows` into fresh files, row by row (the stream's layout without its shortcut)."""
+    files: dict[str, bytes] = {}
+    cur: tuple[str, int, int] | None = None  # name, n, size
+    hour = ""
+    for ts, _, data in sorted(rows):
+        if ts[:13] != hour:
+            hour, cur = ts[:13], None
+        if cur is None or cur[2] + len(data) > stream.max_file_bytes:
+            n = 1 if cur is None else cur[1] + 1
+            name = f"TEST{hour[0:4]}{hour[5:7]}{hour[8:10]}{hour[11:]}-{n}.LOG"
+            files[name] = stream._head + ts.encode() + stream._tail
+            cur = (name, n, len(files[name]))
+        files[cur[0]] += data
+        cur = (cur[0], cur[1], cur[2] + len(data))
+    return files
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3 * 3600 * 1000), st.integers(0, 60), st.booleans()), min_size=1,
+                max_size=120), st.integers(100, 1500))
+def test_flushing_whole_hours_at_once_writes_the_files_row_by_row_flushing_writes(
+        rows: list[tuple[int, int, bool]], limit: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        stream = LogStream(folder, "TEST", "Test Log", ("date-time", "a"), "15.0.0.0", max_file_bytes=limit)
+        added = []
+        for i, (ms, width, flush) in enumerate(sorted(rows)):  # in time order: every watermark is kept
+            when = START + timedelta(milliseconds=ms)
+            stream.add_joined(when, (i,), "x" * width)
+            added.append((iso_ms(when), (i,), f"{iso_ms(when)},{'x' * width}\r\n".encode()))
+            if flush:
+                stream.flush(before=iso_ms(when))
+        stream.flush()
+        assert stream.late_rows == 0 and stream.buffered_bytes == 0
+        assert {p.name: p.read_bytes() for p in sorted(folder.iterdir())} == _plain_files(stream, added)
 
 
 # --- protocol log rows ------------------------------------------------------------------------------

@@ -166,15 +166,21 @@ class TrackingHub:
         watermark = lab.scheduler.next_time()
         if watermark is None:
             return  # the run is over: the final flush writes the rest
-        logs = lab.registered_logs()
-        due = (self._flushed_at is None or watermark - self._flushed_at >= LOG_FLUSH_INTERVAL
-               or any(log.stream.buffered_bytes >= LOG_BUFFER_BYTES for log in logs))
-        if due:
+        # one pass over the logs (a few dozen, after every action): a full buffer, and the rows
+        # added below a flushed watermark (a flush does not change that count)
+        full = False
+        late = 0
+        for log in lab.registered_logs():
+            stream = log.stream
+            late += stream.late_rows
+            if stream.buffered_bytes >= LOG_BUFFER_BYTES:
+                full = True
+        if full or self._flushed_at is None or watermark - self._flushed_at >= LOG_FLUSH_INTERVAL:
             self._flushed_at = watermark
             lab.flush_logs(before=watermark)
             self.queue_history.flush()
             self.event_logs.flush()
-        late = sum(log.stream.late_rows for log in logs) + self.event_logs.out_of_order
+        late += self.event_logs.out_of_order
         if late > self._late_reported:
             lab.scheduler.errors.append(f"evidence: {late - self._late_reported} log row(s) or event(s) stamped "
                                         f"before ones already written (the streaming watermark was broken)")
