@@ -71,25 +71,28 @@ class VirtualClock:
 def iso_ms(when: datetime) -> str:
     """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals.
 
-    Every log row, trace event and queue row prints one, mostly of a few recent instants: the last
-    texts are kept (a plain dict, emptied when full), keyed by the instant as its distance from
-    1970 (a timedelta: equal for equal instants in any zone, and hashed in half the time of an
-    aware datetime, whose hash first shifts it to UTC - most instants are new objects)."""
+    Every log row, trace event and queue row prints one, and most instants are printed once or a
+    few times: the text of each second (`yyyy-MM-ddTHH:mm:ss.`) is kept, found by the instant's
+    whole seconds since 1970, and its milliseconds come from a table. Both are read off the
+    instant's distance from 1970 (a timedelta, exact in integers: days, seconds and microseconds
+    of a floor division, for any zone and any year), which is cheaper than hashing the instant or
+    its float timestamp."""
     try:
-        key = when - _EPOCH
+        since = when - _EPOCH
     except TypeError:  # a naive datetime: read as local time by astimezone
         return _iso_ms(when)
-    text = _ISO_TEXTS.get(key)
-    if text is None:
-        if len(_ISO_TEXTS) >= 4096:
-            _ISO_TEXTS.clear()
-        text = _ISO_TEXTS[key] = _iso_ms(when)
-    return text
+    second = since.days * 86400 + since.seconds
+    head = _ISO_HEADS.get(second)
+    if head is None:
+        if len(_ISO_HEADS) >= 1024:
+            _ISO_HEADS.clear()
+        head = _ISO_HEADS[second] = _iso_slow(when.astimezone(UTC))[:-4]  # without `fffZ`
+    return head + _MS_Z[since.microseconds // 1000]
 
 
 def _iso_ms(when: datetime) -> str:
-    """In `up` mode every instant is new: the text of its second is kept (`_second`), and its
-    milliseconds come from a table."""
+    """`iso_ms` of a naive datetime (local time): the text of its second is kept (`_second`), and
+    its milliseconds come from a table."""
     if when.tzinfo is not UTC:
         when = when.astimezone(UTC)
     second = _second(when)
@@ -121,7 +124,7 @@ def _second(when: datetime) -> float | None:
 
 _FAR = float(2**33)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ISO_TEXTS: dict[timedelta, str] = {}
+_ISO_HEADS: dict[int, str] = {}  # whole seconds since 1970 -> `yyyy-MM-ddTHH:mm:ss.` (iso_ms)
 _ISO_SECONDS: dict[float, str] = {}  # a second's `yyyy-MM-ddTHH:mm:ss.`
 _MS_Z = [f"{ms:03d}Z" for ms in range(1000)]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import tempfile
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labsim.clock import VirtualClock, dotnet_ticks, iso_ms
+from labsim.clock import VirtualClock, _iso_slow, dotnet_ticks, iso_ms
 from labsim.engine.evidence import TrackingHub
 from labsim.ids import IdSource, derive_seed, session_hex
 from labsim.logs.csvfmt import escape
@@ -73,6 +73,18 @@ def test_advancing_by_kept_steps_lands_where_fresh_timedeltas_do(steps: list[flo
         want += timedelta(seconds=seconds)
         assert clock.advance(seconds) == want and clock.now() == want
         assert iso_ms(clock.now()) == iso_ms(want.astimezone(UTC)) == want.isoformat(timespec="milliseconds")[:23] + "Z"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9999, 12, 30),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                                               timezone(timedelta(hours=-8, microseconds=1))])))
+def test_timestamps_read_off_the_distance_from_1970_are_the_instants_texts(when: datetime) -> None:
+    # any year (before 1000 too: its text is strftime's), any zone, every instant of a second
+    assert iso_ms(when) == _iso_slow(when.astimezone(UTC))
+    start = when.replace(microsecond=0)
+    assert iso_ms(start) == _iso_slow(start.astimezone(UTC))
+    assert iso_ms(start - timedelta(microseconds=1)) == _iso_slow((start - timedelta(microseconds=1)).astimezone(UTC))
 
 
 # --- log files ------------------------------------------------------------------------------------------
