@@ -32,7 +32,28 @@ class IdSource:
         self._rng = random.Random(derive_seed(seed, owner))
 
     def randint(self, lo: int, hi: int) -> int:
-        return self._rng.randint(lo, hi)
+        """`random.Random.randint(lo, hi)`, the same draw without its layers: `k` bits of
+        `getrandbits`, again while they make `hi - lo + 1` or more (CPython's `_randbelow`)."""
+        n = hi - lo + 1
+        if lo.__class__ is not int or hi.__class__ is not int or n <= 0:
+            return self._rng.randint(lo, hi)  # its own answer (an error) for anything else
+        bits, k = self._rng.getrandbits, n.bit_length()
+        r = bits(k)
+        while r >= n:
+            r = bits(k)
+        return lo + r
+
+    def hex_bytes(self, count: int) -> list[str]:
+        """`count` random bytes as two upper-case hex digits each: `f"{randint(0, 255):02X}"`
+        drawn `count` times."""
+        bits = self._rng.getrandbits
+        out = []
+        for _ in range(count):
+            r = bits(9)  # randint(0, 255): 256 has 9 bits
+            while r >= 256:
+                r = bits(9)
+            out.append(_HEX_BYTES[r])
+        return out
 
     def guid(self) -> str:
         """`str(uuid.UUID(int=<128 random bits>, version=4))`, with the version and variant bits set
@@ -51,6 +72,7 @@ class IdSource:
 # uuid.UUID(int=n, version=4): the variant bits (RFC 4122, `10`) and the version nibble (4)
 _V4_KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
 _V4_SET = (0x8000 << 48) | (4 << 76)
+_HEX_BYTES = [f"{b:02X}" for b in range(256)]
 
 
 class SessionIds:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from labsim.clock import VirtualClock, _iso_slow, dotnet_ticks, iso_ms
 from labsim.engine.evidence import TrackingHub
 from labsim.ids import IdSource, derive_seed, session_hex
-from labsim.logs.csvfmt import escape
+from labsim.logs.csvfmt import escape, join
 from labsim.logs.logfile import LogStream
 from labsim.logs.message_tracking import MESSAGE_TRACKING_FIELDS, MessageTrackingLog
 from labsim.logs.protocol_log import ProtocolLog, SessionWriter
@@ -62,6 +62,21 @@ def test_guids_are_the_uuid4_texts_of_the_same_draws(seed: int, kinds: list[bool
             assert ids.guid() == str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32), st.lists(st.one_of(st.tuples(st.integers(-10**6, 10**6), st.integers(0, 2**70)),
+                                                 st.tuples(st.just(0), st.sampled_from([0, 1, 255, 65535, 2**64 - 1])),
+                                                 st.tuples(st.just(-1), st.integers(0, 40))), max_size=10))
+def test_randint_and_hex_bytes_draw_what_random_draws(seed: int, calls: list[tuple[int, int]]) -> None:
+    ids = IdSource(seed, "EX01/msgtrk")
+    rng = random.Random(derive_seed(seed, "EX01/msgtrk"))
+    for lo, width in calls:
+        if lo == -1:
+            assert ids.hex_bytes(width) == [f"{rng.randint(0, 255):02X}" for _ in range(width)]
+        else:
+            assert ids.randint(lo, lo + width) == rng.randint(lo, lo + width)
+    assert ids.guid() == str(uuid.UUID(int=rng.getrandbits(128), version=4))  # the same state after
+
+
 # --- the clock -----------------------------------------------------------------------------------------
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.sampled_from([0, 0.001, 0.002, 0.05, 1, 2.5]),
@@ -85,6 +100,13 @@ def test_timestamps_read_off_the_distance_from_1970_are_the_instants_texts(when:
     start = when.replace(microsecond=0)
     assert iso_ms(start) == _iso_slow(start.astimezone(UTC))
     assert iso_ms(start - timedelta(microseconds=1)) == _iso_slow((start - timedelta(microseconds=1)).astimezone(UTC))
+
+
+# --- CSV rows ------------------------------------------------------------------------------------------
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_TEXT, max_size=8))
+def test_a_row_joined_once_is_the_row_of_escaped_fields(fields: list[str]) -> None:
+    assert join(fields) == ",".join([escape(f) for f in fields])
 
 
 # --- log files ------------------------------------------------------------------------------------------
