@@ -86,7 +86,7 @@ class MessageTrackingLog:
                 raise TypeError(f"unknown message tracking field {name!r}")
             values[i] = value if isinstance(value, str) else "" if value is None else str(value)
         row = ",".join(values)
-        if not (row.isascii() and row.isprintable()) or '"' in row or row.count(",") != _SEPARATORS:
+        if row.count(",") != _SEPARATORS or '"' in row or not (row.isascii() and row.isprintable()):
             values = self._blank.copy()
             values[_SCHEMA_VERSION] = escape(self.version)
             for name, value in fields.items():

@@ -89,7 +89,8 @@ class SessionWriter:
     Per row (once per SMTP line): the columns before the sequence number and those between it and
     the event are kept escaped; a line of printable ASCII without `,` or `"` (nearly every SMTP
     line) is its own field (`escape_controls` and `escape` would return it as is), so it goes into
-    the row without either call.
+    the row without either call. (The `in` scans go first: `isprintable` reads every character
+    through the Unicode tables, and a line with a comma takes the escaping way anyway.)
     """
 
     __slots__ = ("_stream", "_clock", "_enabled", "session_id", "_head", "_remote", "_mid", "_seq")
@@ -129,7 +130,7 @@ class SessionWriter:
     def sent(self, line: str) -> None:
         """`>` row(s): what this server wrote on the wire."""
         if self._enabled:
-            if line.isascii() and line.isprintable() and "," not in line and '"' not in line:
+            if "," not in line and '"' not in line and line.isascii() and line.isprintable():
                 self._row(">", line, "")
             else:
                 self._lines(">", line, "")
@@ -137,7 +138,7 @@ class SessionWriter:
     def received(self, line: str) -> None:
         """`<` row(s): what this server read from the wire."""
         if self._enabled:
-            if line.isascii() and line.isprintable() and "," not in line and '"' not in line:
+            if "," not in line and '"' not in line and line.isascii() and line.isprintable():
                 self._row("<", line, "")
             else:
                 self._lines("<", line, "")
@@ -145,7 +146,7 @@ class SessionWriter:
     def info(self, data: str = "", context: str = "") -> None:
         """`*` row(s): information (certificate, permissions, TLS result, …)."""
         if self._enabled:
-            if data.isascii() and data.isprintable() and "," not in data and '"' not in data:
+            if "," not in data and '"' not in data and data.isascii() and data.isprintable():
                 self._row("*", data, escape(context))
             else:
                 self._lines("*", data, escape(context))
