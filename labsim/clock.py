@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 UTC = timezone.utc
 _DOTNET_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+_STEPS: dict[float, timedelta] = {}  # VirtualClock.advance: seconds -> timedelta(seconds=seconds)
 
 
 class VirtualClock:
@@ -40,9 +41,16 @@ class VirtualClock:
         """Move forward by `seconds` (ignored in live mode, where real time passes by itself)."""
         if seconds < 0:
             raise ValueError("time does not run backwards")
-        if not self.live:
-            self._now += timedelta(seconds=seconds)
-        return self.now()
+        if self.live:
+            return self.now()
+        # a few modelled latencies, many times a message: each one's timedelta is built once
+        step = _STEPS.get(seconds)
+        if step is None:
+            if len(_STEPS) >= 256:
+                _STEPS.clear()
+            step = _STEPS[seconds] = timedelta(seconds=seconds)
+        self._now += step
+        return self._now
 
     def set(self, when: datetime) -> None:
         """Jump to `when` if it is later than now (the scheduler's move to the next action)."""
@@ -63,19 +71,28 @@ class VirtualClock:
 def iso_ms(when: datetime) -> str:
     """Exchange's log timestamp: UTC `yyyy-MM-ddTHH:mm:ss.fffZ`, always three decimals.
 
-    Every log row, trace event and queue row prints one, mostly of a few recent instants: the last
-    texts are kept (a plain dict, emptied when full), keyed by the instant."""
-    text = _ISO_TEXTS.get(when)
-    if text is None:
-        if len(_ISO_TEXTS) >= 4096:
-            _ISO_TEXTS.clear()
-        text = _ISO_TEXTS[when] = _iso_ms(when)
-    return text
+    Every log row, trace event and queue row prints one, and most instants are printed once or a
+    few times: the text of each second (`yyyy-MM-ddTHH:mm:ss.`) is kept, found by the instant's
+    whole seconds since 1970, and its milliseconds come from a table. Both are read off the
+    instant's distance from 1970 (a timedelta, exact in integers: days, seconds and microseconds
+    of a floor division, for any zone and any year), which is cheaper than hashing the instant or
+    its float timestamp."""
+    try:
+        since = when - _EPOCH
+    except TypeError:  # a naive datetime: read as local time by astimezone
+        return _iso_ms(when)
+    second = since.days * 86400 + since.seconds
+    head = _ISO_HEADS.get(second)
+    if head is None:
+        if len(_ISO_HEADS) >= 1024:
+            _ISO_HEADS.clear()
+        head = _ISO_HEADS[second] = _iso_slow(when.astimezone(UTC))[:-4]  # without `fffZ`
+    return head + _MS_Z[since.microseconds // 1000]
 
 
 def _iso_ms(when: datetime) -> str:
-    """In `up` mode every instant is new: the text of its second is kept (`_second`), and its
-    milliseconds come from a table."""
+    """`iso_ms` of a naive datetime (local time): the text of its second is kept (`_second`), and
+    its milliseconds come from a table."""
     if when.tzinfo is not UTC:
         when = when.astimezone(UTC)
     second = _second(when)
@@ -106,7 +123,8 @@ def _second(when: datetime) -> float | None:
 
 
 _FAR = float(2**33)
-_ISO_TEXTS: dict[datetime, str] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ISO_HEADS: dict[int, str] = {}  # whole seconds since 1970 -> `yyyy-MM-ddTHH:mm:ss.` (iso_ms)
 _ISO_SECONDS: dict[float, str] = {}  # a second's `yyyy-MM-ddTHH:mm:ss.`
 _MS_Z = [f"{ms:03d}Z" for ms in range(1000)]
 

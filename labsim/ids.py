@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import uuid
 from contextvars import ContextVar
 from datetime import datetime
 
@@ -33,18 +32,47 @@ class IdSource:
         self._rng = random.Random(derive_seed(seed, owner))
 
     def randint(self, lo: int, hi: int) -> int:
-        return self._rng.randint(lo, hi)
+        """`random.Random.randint(lo, hi)`, the same draw without its layers: `k` bits of
+        `getrandbits`, again while they make `hi - lo + 1` or more (CPython's `_randbelow`)."""
+        n = hi - lo + 1
+        if lo.__class__ is not int or hi.__class__ is not int or n <= 0:
+            return self._rng.randint(lo, hi)  # its own answer (an error) for anything else
+        bits, k = self._rng.getrandbits, n.bit_length()
+        r = bits(k)
+        while r >= n:
+            r = bits(k)
+        return lo + r
+
+    def hex_bytes(self, count: int) -> list[str]:
+        """`count` random bytes as two upper-case hex digits each: `f"{randint(0, 255):02X}"`
+        drawn `count` times."""
+        bits = self._rng.getrandbits
+        out = []
+        for _ in range(count):
+            r = bits(9)  # randint(0, 255): 256 has 9 bits
+            while r >= 256:
+                r = bits(9)
+            out.append(_HEX_BYTES[r])
+        return out
 
     def guid(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        """`str(uuid.UUID(int=<128 random bits>, version=4))`, with the version and variant bits set
+        and the text built here (a tracking row draws one; the UUID object is three times dearer)."""
+        h = f"{self._rng.getrandbits(128) & _V4_KEEP | _V4_SET:032x}"
+        return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
     def network_message_id(self, when: datetime) -> str:
         """A GUID whose last group is the top six bytes of the ticks, as Exchange's are (…-08da9a4ff8da)."""
         ticks = dotnet_ticks(when)
-        head = uuid.UUID(int=self._rng.getrandbits(128), version=4).hex[:20]
-        tail = f"{ticks:016x}"[:12]
-        h = head + tail
-        return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+        head = f"{self._rng.getrandbits(128) & _V4_KEEP | _V4_SET:032x}"  # a version-4 UUID's hex
+        tail = f"{ticks:016x}"
+        return f"{head[0:8]}-{head[8:12]}-{head[12:16]}-{head[16:20]}-{tail[0:12]}"
+
+
+# uuid.UUID(int=n, version=4): the variant bits (RFC 4122, `10`) and the version nibble (4)
+_V4_KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_V4_SET = (0x8000 << 48) | (4 << 76)
+_HEX_BYTES = [f"{b:02X}" for b in range(256)]
 
 
 class SessionIds:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..clock import iso_ms
 from ..logs.message_tracking import MessageTrackingLog
 from ..logs.queue_history import QUEUE_HISTORY_FILE, QueueHistoryWriter
-from ..transport.queues import Queue, message_row
+from ..transport.queues import Queue, admin_view, message_row, message_row_inputs
 from ..transport.tracking import OnPremTracker
 from .eventlog import EventLogWriter
 from .queueing import NullTracker
@@ -100,6 +100,8 @@ class TrackingHub:
         self.event_logs = EventLogWriter(lab)
         self._flushed_at: datetime | None = None  # the watermark of the last streaming flush
         self._late_reported = 0
+        # queue -> message number -> (message_row_inputs, row) of the Get-Message rows last written
+        self._written_rows: dict[str, dict[int, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
 
     def log(self, server: str, prefix: str, version: str) -> MessageTrackingLog:
         key = (server, prefix)
@@ -131,12 +133,24 @@ class TrackingHub:
             # `up`: Get-Message rows of the whole queue at every change cost O(queue) each under
             # load (and `--at` is a virtual-time view); the final Get-Message state is kept.
             return
-        view = tuple((f"{q.identity}\\{qm.number}", qm.eligible_status, qm.last_error, tuple(qm.recipients))
-                     for qm in q.messages)  # message_row's Identity, Status, LastError, Recipients
+        view = admin_view(q)
         if self.queue_history.messages_unchanged(q.identity, view):
             return  # what an admin reads did not change: no line (the rows need not be built)
-        messages = [message_row(q, qm, party.expiration_of(qm.item)) for qm in q.messages]
-        self.queue_history.messages(now, party.name, q.identity, messages)
+        # A message whose row inputs are those of its row last written keeps that row (the writer
+        # then sees the same object: unchanged); only the others are built again. The kept rows
+        # are those of the messages in the queue now, as the writer's.
+        kept = self._written_rows.get(q.identity, {})
+        fresh: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        messages = []
+        for qm in q.messages:
+            expiration = party.expiration_of(qm.item)
+            inputs = message_row_inputs(qm, expiration)
+            before = kept.get(inputs[0])
+            row = before[1] if before is not None and before[0] == inputs else message_row(q, qm, expiration)
+            fresh[inputs[0]] = (inputs, row)
+            messages.append(row)
+        self._written_rows[q.identity] = fresh
+        self.queue_history.messages(now, party.name, q.identity, messages, view)
 
     def event_raised(self, ev: "LabEvent") -> None:
         self.event_logs.add(ev)
@@ -152,15 +166,21 @@ class TrackingHub:
         watermark = lab.scheduler.next_time()
         if watermark is None:
             return  # the run is over: the final flush writes the rest
-        logs = lab.registered_logs()
-        due = (self._flushed_at is None or watermark - self._flushed_at >= LOG_FLUSH_INTERVAL
-               or any(log.stream.buffered_bytes >= LOG_BUFFER_BYTES for log in logs))
-        if due:
+        # one pass over the logs (a few dozen, after every action): a full buffer, and the rows
+        # added below a flushed watermark (a flush does not change that count)
+        full = False
+        late = 0
+        for log in lab.registered_logs():
+            stream = log.stream
+            late += stream.late_rows
+            if stream.buffered_bytes >= LOG_BUFFER_BYTES:
+                full = True
+        if full or self._flushed_at is None or watermark - self._flushed_at >= LOG_FLUSH_INTERVAL:
             self._flushed_at = watermark
             lab.flush_logs(before=watermark)
             self.queue_history.flush()
             self.event_logs.flush()
-        late = sum(log.stream.late_rows for log in logs) + self.event_logs.out_of_order
+        late += self.event_logs.out_of_order
         if late > self._late_reported:
             lab.scheduler.errors.append(f"evidence: {late - self._late_reported} log row(s) or event(s) stamped "
                                         f"before ones already written (the streaming watermark was broken)")

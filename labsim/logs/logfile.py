@@ -75,6 +75,10 @@ def _replace_with_fffd(err: UnicodeError) -> tuple[bytes, int]:
 codecs.register_error(ENCODE_ERRORS, _replace_with_fffd)
 
 
+def _timestamp(row: tuple[str, Any, bytes]) -> str:
+    return row[0]
+
+
 @dataclass(slots=True)
 class _CurrentFile:
     path: Path
@@ -134,12 +138,15 @@ class LogStream:
 
     def add_joined(self, when: datetime, sort_key: tuple[Any, ...], row: str) -> None:
         """Buffer a row whose values after date-time are already escaped and joined (hot path)."""
-        if when.tzinfo is None:
-            raise ValueError("log timestamps must be timezone-aware")
-        if when == self._last_when:
+        if when is self._last_when:  # the same instant object: checked and printed already
             ts = self._last_ts
         else:
-            ts = self._last_ts = iso_ms(when)
+            if when.tzinfo is None:
+                raise ValueError("log timestamps must be timezone-aware")
+            if when == self._last_when:
+                ts = self._last_ts
+            else:
+                ts = self._last_ts = iso_ms(when)
             self._last_when = when
         if ts < self._floor:
             self.late_rows += 1
@@ -163,37 +170,54 @@ class LogStream:
         else:
             if before > self._floor:
                 self._floor = before
-            cut = bisect.bisect_left(rows, before, key=lambda r: r[0])
+            cut = bisect.bisect_left(rows, before, key=_timestamp)
             if not cut:
                 return []
             rows, self._rows = rows[:cut], rows[cut:]
-        self.buffered_bytes -= sum(len(r[2]) for r in rows)
         written: list[Path] = []
         limit = self.max_file_bytes
+        flushed = 0
         i, count = 0, len(rows)
         while i < count:
             hour = rows[i][0][:self._period]  # yyyy-MM-ddTHH (or yyyy-MM-dd)
+            # the rows of this hour: their timestamps start with `hour`, and "~" sorts after every
+            # character a timestamp has
+            end = bisect.bisect_left(rows, hour + "~", lo=i, key=_timestamp)
+            data = [r[2] for r in rows[i:end]]
+            size = sum(map(len, data))
+            flushed += size
             cur = self._current[hour] if hour in self._current else self._first_file_of(hour)
-            chunks: list[bytes] = []
-            fresh = False
-            while i < count and rows[i][0].startswith(hour):
-                ts, _, data = rows[i]
-                if cur is None or cur.size + len(data) > limit:
-                    if chunks and cur is not None:
-                        self._write(cur.path, chunks, fresh, written)
-                    n = 1 if cur is None else cur.n + 1
-                    name = f"{self.prefix}{hour[0:4]}{hour[5:7]}{hour[8:10]}{hour[11:]}-{n}.LOG"
-                    header = self._head + ts.encode() + self._tail
-                    cur = _CurrentFile(self.folder / name, n, len(header))
-                    chunks = [header]
-                    fresh = True
-                chunks.append(data)
-                cur.size += len(data)
-                i += 1
-            assert cur is not None
-            self._write(cur.path, chunks, fresh, written)
+            if cur is not None and cur.size + size <= limit:  # all of them fit in the hour's file
+                cur.size += size
+                self._write(cur.path, data, False, written)
+            else:
+                cur = self._write_rolling(hour, cur, rows, i, end, written)
             self._current[hour] = cur
+            i = end
+        self.buffered_bytes -= flushed
         return written
+
+    def _write_rolling(self, hour: str, cur: _CurrentFile | None, rows: list[tuple[str, Any, bytes]], i: int,
+                       end: int, written: list[Path]) -> _CurrentFile:
+        """Rows `i:end` of one hour, row by row: a new file when the next row would pass the limit."""
+        limit = self.max_file_bytes
+        chunks: list[bytes] = []
+        fresh = False
+        for ts, _, data in rows[i:end]:
+            if cur is None or cur.size + len(data) > limit:
+                if chunks and cur is not None:
+                    self._write(cur.path, chunks, fresh, written)
+                n = 1 if cur is None else cur.n + 1
+                name = f"{self.prefix}{hour[0:4]}{hour[5:7]}{hour[8:10]}{hour[11:]}-{n}.LOG"
+                header = self._head + ts.encode() + self._tail
+                cur = _CurrentFile(self.folder / name, n, len(header))
+                chunks = [header]
+                fresh = True
+            chunks.append(data)
+            cur.size += len(data)
+        assert cur is not None
+        self._write(cur.path, chunks, fresh, written)
+        return cur
 
     def close(self) -> list[Path]:
         return self.flush()

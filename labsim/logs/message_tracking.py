@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ MESSAGE_TRACKING_LOG_TYPE = "Message Tracking Log"  # [REAL: QAZ, KIN]
 MESSAGE_TRACKING_PREFIXES = ("MSGTRK", "MSGTRKMS", "MSGTRKMD", "MSGTRKMA")
 _INDEX = {name.replace("-", "_"): i for i, name in enumerate(MESSAGE_TRACKING_FIELDS[1:])}
 _SCHEMA_VERSION = _INDEX["schema_version"]
+_SEPARATORS = len(_INDEX) - 1  # the commas of a row none of whose values holds one
 
 Prefix = Literal["MSGTRK", "MSGTRKMS", "MSGTRKMD", "MSGTRKMA"]
 
@@ -47,7 +49,7 @@ def message_tracking_folder(server_name: str) -> Path:
 class MessageTrackingLog:
     """One message tracking log (one prefix) of one server."""
 
-    __slots__ = ("stream", "version", "_order")
+    __slots__ = ("stream", "version", "_order", "_blank")
 
     def __init__(self, root: Path, server_name: str, prefix: Prefix, version: str = "15.02.1544.004",
                  *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
@@ -58,6 +60,8 @@ class MessageTrackingLog:
                                 MESSAGE_TRACKING_LOG_TYPE, MESSAGE_TRACKING_FIELDS, version,
                                 max_file_bytes=max_file_bytes)
         self._order = 0
+        self._blank = [""] * len(_INDEX)  # a row's values before the given ones: the schema version only
+        self._blank[_SCHEMA_VERSION] = version
 
     def add(self, when: datetime, **fields: str | int | None) -> None:
         """One row; fields by snake_case name (`event_id="RECEIVE"`), the others left empty.
@@ -65,17 +69,33 @@ class MessageTrackingLog:
         `schema_version` defaults to the log's build: every real 2016/2019 row carries it (QAZ,
         ELA), equal to the file's `#Version`.
         """
-        values = [""] * len(_INDEX)
-        values[_SCHEMA_VERSION] = escape(self.version)
+        self.add_fields(when, fields)
+
+    def add_fields(self, when: datetime, fields: Mapping[str, str | int | None]) -> None:
+        """`add` with the fields in a mapping (the tracker builds one: no second keyword dict).
+
+        A row is joined once and written as is when it is printable ASCII without `"` and with no
+        `,` but its 28 separators (the common case: then no value needs `escape_controls` or
+        `escape`); otherwise each given value is escaped as below.
+        """
+        values = self._blank.copy()
+        index = _INDEX
         for name, value in fields.items():
-            try:
-                i = _INDEX[name]
-            except KeyError:
-                raise TypeError(f"unknown message tracking field {name!r}") from None
-            # client-supplied text (sender, subject, HELO...): never a raw control byte (smtp-limits.md §5)
-            values[i] = "" if value is None else escape(escape_controls(value if isinstance(value, str) else str(value)))
+            i = index.get(name)
+            if i is None:
+                raise TypeError(f"unknown message tracking field {name!r}")
+            values[i] = value if isinstance(value, str) else "" if value is None else str(value)
+        row = ",".join(values)
+        if row.count(",") != _SEPARATORS or '"' in row or not (row.isascii() and row.isprintable()):
+            values = self._blank.copy()
+            values[_SCHEMA_VERSION] = escape(self.version)
+            for name, value in fields.items():
+                # client-supplied text (sender, subject, HELO...): never a raw control byte (smtp-limits.md §5)
+                values[index[name]] = "" if value is None else escape(
+                    escape_controls(value if isinstance(value, str) else str(value)))
+            row = ",".join(values)
         self._order += 1
-        self.stream.add_joined(when, (self._order,), ",".join(values))
+        self.stream.add_joined(when, (self._order,), row)
 
     def flush(self, before: str | None = None) -> list[Path]:
         """Write the buffered rows (only those printed before `before`: see LogStream.flush)."""

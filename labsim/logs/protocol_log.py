@@ -7,7 +7,7 @@ session id, sequence number), so concurrent sessions interleave as in a real fil
 same way.
 
 Why the writer pre-escapes its constant columns: it runs once per SMTP line, so a row costs one
-f-string, two `escape` calls and one encode.
+f-string and one encode (and the escaping only of a line that needs it).
 """
 
 from __future__ import annotations
@@ -85,9 +85,15 @@ class SessionWriter:
     call `set_local` once it does. Methods take the time from `clock` at the moment of the call.
     A `data` value containing CRLF becomes one row per line, each with its own sequence number
     [UNVERIFIED]; one trailing CRLF is ignored.
+
+    Per row (once per SMTP line): the columns before the sequence number and those between it and
+    the event are kept escaped; a line of printable ASCII without `,` or `"` (nearly every SMTP
+    line) is its own field (`escape_controls` and `escape` would return it as is), so it goes into
+    the row without either call. (The `in` scans go first: `isprintable` reads every character
+    through the Unicode tables, and a line with a comma takes the escaping way anyway.)
     """
 
-    __slots__ = ("_stream", "_clock", "_enabled", "session_id", "_head", "_local", "_remote", "_seq")
+    __slots__ = ("_stream", "_clock", "_enabled", "session_id", "_head", "_remote", "_mid", "_seq")
 
     def __init__(self, log: ProtocolLog, connector_id: str, session_id: int, local: str | None,
                  remote: str, clock: Callable[[], datetime], enabled: bool) -> None:
@@ -96,8 +102,8 @@ class SessionWriter:
         self._enabled = enabled
         self.session_id = session_id
         self._head = f"{escape(connector_id)},{session_hex(session_id)},"
-        self._local = escape(local or "")
         self._remote = escape(remote)
+        self._mid = f",{escape(local or '')},{self._remote},"  # between the sequence number and the event
         self._seq = 0
 
     @property
@@ -109,7 +115,7 @@ class SessionWriter:
         return self._seq
 
     def set_local(self, endpoint: str) -> None:
-        self._local = escape(endpoint)
+        self._mid = f",{escape(endpoint)},{self._remote},"
 
     def connect(self) -> None:
         """`+` row; data and context empty [REAL]."""
@@ -124,17 +130,26 @@ class SessionWriter:
     def sent(self, line: str) -> None:
         """`>` row(s): what this server wrote on the wire."""
         if self._enabled:
-            self._lines(">", line, "")
+            if "," not in line and '"' not in line and line.isascii() and line.isprintable():
+                self._row(">", line, "")
+            else:
+                self._lines(">", line, "")
 
     def received(self, line: str) -> None:
         """`<` row(s): what this server read from the wire."""
         if self._enabled:
-            self._lines("<", line, "")
+            if "," not in line and '"' not in line and line.isascii() and line.isprintable():
+                self._row("<", line, "")
+            else:
+                self._lines("<", line, "")
 
     def info(self, data: str = "", context: str = "") -> None:
         """`*` row(s): information (certificate, permissions, TLS result, …)."""
         if self._enabled:
-            self._lines("*", data, escape(context))
+            if "," not in data and '"' not in data and data.isascii() and data.isprintable():
+                self._row("*", data, escape(context))
+            else:
+                self._lines("*", data, escape(context))
 
     def _lines(self, event: str, data: str, context: str) -> None:
         data = escape_controls(data)  # never a raw NUL or other control byte in a row [INFERRED]
@@ -149,6 +164,5 @@ class SessionWriter:
     def _row(self, event: str, data: str, context: str) -> None:
         seq = self._seq
         self._seq = seq + 1
-        self._stream.add_joined(
-            self._clock(), (self.session_id, seq),
-            f"{self._head}{seq},{self._local},{self._remote},{event},{data},{context}")
+        self._stream.add_joined(self._clock(), (self.session_id, seq),
+                                f"{self._head}{seq}{self._mid}{event},{data},{context}")

@@ -58,20 +58,28 @@ class QueueHistoryWriter:
             self._last_row[row["Identity"]] = sig
             self._write({"Time": now, "Server": server, "Queue": row})
 
-    def messages(self, now: str, server: str, queue: str, rows: list[dict[str, Any]]) -> None:
-        """Record a queue's Get-Message rows if what an admin reads changed (not every RetryCount)."""
+    def messages(self, now: str, server: str, queue: str, rows: list[dict[str, Any]],
+                 view: tuple[Any, ...] | None = None) -> None:
+        """Record a queue's Get-Message rows if what an admin reads changed (not every RetryCount).
+
+        `view`: the rows' `_admin_view` when the caller has it already. The rows are kept as given
+        (the next call compares with them), so a caller passes a row again only unchanged: then
+        it is the kept object itself, and the comparison stops at its identity."""
         last = self._rows.get(queue)
-        if last is not None and self._views[queue] == _admin_view(rows):
+        if view is None:
+            view = _admin_view(rows)
+        if last is not None and self._views[queue] == view:
             return
         last = last if last is not None else {}
         current = {r["Identity"]: r for r in rows}
-        changed = [r for r in rows if last.get(r["Identity"]) != r]
+        changed = [r for r in rows if (before := last.get(r["Identity"])) is not r and before != r]
         left = [i for i in last if i not in current]
         line: dict[str, Any] = {"Time": now, "Server": server, "Messages": queue, "Set": changed, "Left": left}
         if _replayed_order(list(last), changed, left) != list(current):
             line["Order"] = list(current)
         self._rows[queue] = current
-        self._views[queue] = _admin_view(current.values())
+        # one row per identity (a repeated one keeps its first place and its last row, as `current`)
+        self._views[queue] = view if len(current) == len(rows) else _admin_view(current.values())
         self._write(line)
 
     def messages_unchanged(self, queue: str, view: tuple[Any, ...]) -> bool:

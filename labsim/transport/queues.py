@@ -140,6 +140,23 @@ def message_row(q: Queue, qm: QueuedMessage, expiration: datetime | None) -> dic
     }
 
 
+def message_row_inputs(qm: QueuedMessage, expiration: datetime | None) -> tuple[Any, ...]:
+    """Everything `message_row` reads of the message (its queue's identity aside): two equal
+    tuples give equal rows, so a row built before can stand for the message's row now."""
+    item = qm.item
+    return (qm.number, item.mail_from, tuple(qm.recipients), qm.eligible_status, item.size, item.subject,
+            item.message_id, item.arrived, expiration, qm.last_error, qm.retry_count, item.client_ip, qm.source,
+            item.directionality)
+
+
+def admin_view(q: Queue) -> tuple[Any, ...]:
+    """What an admin reads in the queue's Get-Message rows: (Identity, Status, LastError,
+    tuple(Recipients)) of each, as logs.queue_history compares them."""
+    identity = q.identity
+    return tuple((f"{identity}\\{qm.number}", qm.eligible_status, qm.last_error, tuple(qm.recipients))
+                 for qm in q.messages)
+
+
 def connector_guid(name: str) -> str:
     """A stable GUID for a connector (NextHopConnector): the lab's objects have no AD GUIDs."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "labsim:connector:" + name.lower()))

@@ -104,7 +104,8 @@ class OnPremTracker:
 
     def _row(self, prefix: str, **fields: Any) -> None:
         when = fields.pop("when", None) or self.lab.clock.now()
-        self._log(prefix).add(when, log_id=self.ids.guid(), **fields)
+        fields["log_id"] = self.ids.guid()
+        self._log(prefix).add_fields(when, fields)
 
     def _custom(self, *pairs: str) -> str:
         items = [p for p in pairs if p] + ["S:DeliveryPriority=Normal"]
@@ -134,7 +135,7 @@ class OnPremTracker:
         mdb, mbx = stable_guid("mdb", db), stable_guid("mailbox", mail_from)
         ctx = (f"MDB:{mdb}, Mailbox:{mbx}, Event:{event}, MessageClass:IPM.Note, CreationTime:{iso_ms(now)}, "
                f"ClientType:MOMT, SubmissionAssistant:{SUBMISSION_ASSISTANT}")
-        entry = "S:ItemEntryId=" + "-".join(f"{self.ids.randint(0, 255):02X}" for _ in range(24))
+        entry = "S:ItemEntryId=" + "-".join(self.ids.hex_bytes(24))
         self._row("MSGTRKMS", client_ip=self.model.ip, client_hostname=self.server, source_context=ctx,
                   source="STOREDRIVER", event_id="NOTIFYMAPI", sender_address=mail_from,
                   message_info=f"{iso_ms(now)};LSRV={self.model.fqdn}:TOTAL-SUB=0.002|SA=0.002|MTSS-PEN=0.000",
