@@ -357,3 +357,22 @@ def test_get_winevent_reads_the_system_log_apart_from_the_application_log(tmp_pa
                        "Get-WinEvent -ComputerName CMEDGE01 -LogName Application", "--out", str(tmp_path / "p"))
     assert "No events were found that match the specified selection criteria." in text
     assert "Service Control Manager" not in text.split("Exercise:")[0]
+
+
+@pytest.mark.integration
+def test_a_replay_writes_the_same_logs_twice(tmp_path):
+    """Determinism holds in the shell too: Test-NetConnection's probe is logged by the receiving
+    server with the lab's virtual source endpoint, not the machine's ephemeral port (it used to vary
+    on every run), and the probe closes at once (Remote), as a TCP test does."""
+    trees = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        code, text = shell("net-exo-to-onprem-refused", "--exercise", "--replay", "--out", str(out))
+        assert code == 0, text
+        trees.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*"))
+                      if p.is_file() and not p.name.startswith("shell-transcript")})
+    assert trees[0] == trees[1]
+    recv = b"".join(v for k, v in trees[0].items() if "FrontEnd" in k.parts and "SmtpReceive" in k.parts)
+    from_exo = [ln.split(",") for ln in recv.decode("utf-8-sig").splitlines() if ",40.93.131.26:" in ln]
+    probe = [row for row in from_exo if row[2] == from_exo[0][2]]  # the probe is EXO's first session
+    assert [row[6] for row in probe] == ["+", ">", "-"] and probe[-1][8] == "Remote"

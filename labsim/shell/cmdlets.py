@@ -11,8 +11,8 @@ decides what Exchange does.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -547,18 +547,18 @@ def _service_fn(s: LabSession, name: str) -> Any:
     return fn
 
 
-async def tcp_probe(real_dst: tuple[str, int], real_src: str, timeout: float) -> bool:
-    """Connect and close at once (Test-NetConnection's TCP test)."""
+async def tcp_probe(real_dst: tuple[str, int], real_src: str, timeout: float,
+                    announce: Callable[[tuple[str, int]], None] | None = None) -> bool:
+    """Connect and close at once (Test-NetConnection's TCP test). `announce` is told the socket's
+    real local endpoint once it is connected, before the server claims it, so the server logs the
+    probe's virtual endpoint (as the lab's SMTP clients do), not the machine's ephemeral port."""
     try:
         sock = await open_socket(real_dst, real_src, timeout)
     except OSError:
         return False
-    _reader, writer = await asyncio.open_connection(sock=sock)
-    writer.close()
-    try:
-        await writer.wait_closed()
-    except OSError:
-        pass
+    if announce is not None:
+        announce(sock.getsockname()[:2])
+    sock.close()  # at once, before the server's banner: a graceful close (FIN), as the TCP test does
     return True
 
 

@@ -82,13 +82,14 @@ async def test_connection(s: ProbeLab, target: str, port: int, source: str) -> P
         real_dst = (rt.book.real_ip(plan.dial_ip), rt.book.real_port(port))
         real_src = rt.book.real_ip(plan.seen_src_ip)
 
+        info = ConnectionInfo(src_virtual=(plan.seen_src_ip, rt.source_port(src.name)), dst_virtual=(ip, port),
+                              context={"client_host": src.name})
+
         async def probe() -> None:
             nonlocal ok
-            ok = await cmdlets.tcp_probe(real_dst, real_src, 5.0)
+            ok = await cmdlets.tcp_probe(real_dst, real_src, 5.0,
+                                         announce=lambda real: rt.registry.announce(real, info))
 
-        rt.registry.announce((real_src, 0), ConnectionInfo(
-            src_virtual=(plan.seen_src_ip, rt.source_port(src.name)), dst_virtual=(ip, port),
-            context={"client_host": src.name}))
         await s.act("shell Test-NetConnection", probe)
     if not ok:
         s.notes.append(f"WARNING: TCP connect to ({ip} : {port}) failed")
