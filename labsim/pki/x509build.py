@@ -42,18 +42,19 @@ def general_name(text: str) -> x509.GeneralName:
         return x509.DNSName(text)
 
 
+def _builder(subject: x509.Name, issuer: x509.Name, key: PrivateKey, serial: int,
+             validity: tuple[datetime, datetime]) -> x509.CertificateBuilder:
+    """What every certificate of the lab starts with: names, public key, serial, validity."""
+    nb, na = validity
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+            .serial_number(serial).not_valid_before(nb).not_valid_after(na))
+
+
 def ca_certificate(subject: x509.Name, key: PrivateKey, *, issuer: x509.Name, signer: PrivateKey, serial: int,
                    validity: tuple[datetime, datetime], crl_url: str | None) -> x509.Certificate:
     """A CA certificate (a root signs itself: `signer` is `key`); `crl_url` is the parent's CDP."""
-    nb, na = validity
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(nb)
-        .not_valid_after(na)
+        _builder(subject, issuer, key, serial, validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -73,20 +74,13 @@ def leaf_certificate(spec: CertificateSpec, subject: x509.Name, key: PrivateKey,
                      crl_url: str | None) -> x509.Certificate:
     """A leaf certificate (self-signed: `signer` is `key` and `crl_url` None) with the spec's
     purposes and subject alternative names."""
-    nb, na = validity
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if spec.server_auth else []) + \
              ([ExtendedKeyUsageOID.CLIENT_AUTH] if spec.client_auth else [])
     # A certificate for neither TLS purpose gets emailProtection: with no EKU at all, TLS
     # stacks would treat it as good for anything.
     usages = usages or [ExtendedKeyUsageOID.EMAIL_PROTECTION]
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(nb)
-        .not_valid_after(na)
+        _builder(subject, issuer, key, serial, validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         # ECDHE needs only digitalSignature; an RSA server certificate also carries
         # keyEncipherment, as Exchange's and public CAs' do (keyAgreement is for static ECDH,
