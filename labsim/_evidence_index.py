@@ -91,6 +91,36 @@ CREATE INDEX line_time ON line (time);
 """
 
 
+class _RowCodec:
+    """A row's values as (the number of its keys, its values joined by US) when they are texts
+    without US; else (-1, JSON). `unpack` gives the same dict back, keys in the same order. The sets
+    of keys are few (one per kind of file), so they are numbered, not stored with every row."""
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[str, ...]] = []
+        self._key_ids: dict[tuple[str, ...], int] = {}
+
+    def pack(self, values: dict[str, Any]) -> tuple[int, str]:
+        keys = tuple(values)
+        kid = self._key_ids.get(keys)
+        if kid is None:
+            kid = self._key_ids[keys] = len(self._keys)
+            self._keys.append(keys)
+        try:
+            text = _US.join(values.values())
+        except TypeError:  # a value that is not a str
+            return -1, json.dumps(values)
+        if text.count(_US) != max(len(keys) - 1, 0):  # a value holds US itself
+            return -1, json.dumps(values)
+        return kid, text
+
+    def unpack(self, kid: int, text: str) -> dict[str, Any]:
+        if kid < 0:
+            values: dict[str, Any] = json.loads(text)
+            return values
+        return dict(zip(self._keys[kid], text.split(_US)))
+
+
 class EvidenceIndex:
     """The index (see the module's docstring). Use as a context manager: the file goes on close."""
 
@@ -107,8 +137,7 @@ class EvidenceIndex:
         self._parts: dict[int, Session] = {}  # parts built by _session (read-only once finished)
         self._last: dict[tuple[str, str], Any] = {}  # the last answer of tracking / trace / replies, by query
         self._iids: dict[str, list[tuple[Session, int]]] = {}  # the replies naming the prefetched message's InternalIds
-        self._keys: list[tuple[str, ...]] = []  # a row's values are stored as their keys' number and joined text
-        self._key_ids: dict[tuple[str, ...], int] = {}  # (a few: one set of keys per kind of file)
+        self._codec = _RowCodec()  # a row's values are stored as their keys' number and joined text
 
     def __enter__(self) -> EvidenceIndex:
         return self
@@ -159,44 +188,22 @@ class EvidenceIndex:
     def _flush(self, sql: str) -> None:
         self.db.executemany(sql, self._pending.pop(sql, []))
 
-    def _pack(self, values: dict[str, Any]) -> tuple[int, str]:
-        """A row's values as (the number of its keys, its values joined by US) when they are texts
-        without US; else (-1, JSON). Unpacked by _unpack: the same dict, keys in the same order."""
-        keys = tuple(values)
-        kid = self._key_ids.get(keys)
-        if kid is None:
-            kid = self._key_ids[keys] = len(self._keys)
-            self._keys.append(keys)
-        try:
-            text = _US.join(values.values())
-        except TypeError:  # a value that is not a str
-            return -1, json.dumps(values)
-        if text.count(_US) != max(len(keys) - 1, 0):  # a value holds US itself
-            return -1, json.dumps(values)
-        return kid, text
-
-    def _unpack(self, kid: int, text: str) -> dict[str, Any]:
-        if kid < 0:
-            values: dict[str, Any] = json.loads(text)
-            return values
-        return dict(zip(self._keys[kid], text.split(_US)))
-
     def add_tracking(self, mid: str, row: Row) -> None:
         self._add("INSERT INTO tracking VALUES (?, ?, ?, ?, ?, ?)", (mid, row.file, row.line, row.text,
-                                                                     *self._pack(row.values)))
+                                                                     *self._codec.pack(row.values)))
 
     def add_event(self, row: Row) -> None:
         v = row.values
         self._add("INSERT INTO event VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (row.file, row.line, row.text, *self._pack(v), v["time"], v["level"], v["server"]))
+                  (row.file, row.line, row.text, *self._codec.pack(v), v["time"], v["level"], v["server"]))
 
     def add_trace(self, mid: str, row: Row) -> None:
         self._add("INSERT INTO trace VALUES (?, ?, ?, ?, ?, ?)", (mid, row.file, row.line, row.text,
-                                                                  *self._pack(row.values)))
+                                                                  *self._codec.pack(row.values)))
 
     def set_queued(self, mid: str, row: Row) -> None:
         self._add("INSERT OR REPLACE INTO queued VALUES (?, ?, ?, ?, ?)", (mid, row.file, row.line,
-                                                                           *self._pack(row.values)))
+                                                                           *self._codec.pack(row.values)))
 
     def finish(self) -> None:
         """Indexed and ready for queries."""
@@ -252,7 +259,7 @@ class EvidenceIndex:
         iids = list(dict.fromkeys(iids))
         sql = _PREFETCH + (f" UNION ALL SELECT 4, rowid, part, i, value, NULL, NULL FROM reply WHERE kind = 'iid' "
                            f"AND value IN ({', '.join('?' * len(iids))})" if iids else "")
-        unpack = self._unpack
+        unpack = self._codec.unpack
         tracking: list[Row] = []
         trace: list[Row] = []
         queued: Row | None = None
@@ -346,7 +353,7 @@ class EvidenceIndex:
     def _rows(self, table: str, mid: str) -> list[Row]:
         last = self._last.get((table, ""))
         if last is None or last[0] != mid:
-            unpack = self._unpack
+            unpack = self._codec.unpack
             rows = [Row(f, n, t, unpack(k, v)) for f, n, t, k, v in self.db.execute(
                 f"SELECT file, line, text, keys, vals FROM {table} WHERE mid = ? ORDER BY rowid", (mid,))]
             last = self._last[(table, "")] = (mid, rows)
@@ -358,7 +365,7 @@ class EvidenceIndex:
             kept: Row | None = last[1]
             return kept
         r = self.db.execute("SELECT file, line, keys, vals FROM queued WHERE mid = ?", (mid,)).fetchone()
-        return None if r is None else Row(r[0], r[1], "", self._unpack(r[2], r[3]))
+        return None if r is None else Row(r[0], r[1], "", self._codec.unpack(r[2], r[3]))
 
     def events(self, start: str | None = None, end: str | None = None) -> Iterator[Row]:
         """Events in file order; with `start` / `end`, only those whose time lies between (to the ms)."""
@@ -367,4 +374,4 @@ class EvidenceIndex:
             sql += " WHERE substr(time, 1, 23) >= ?" + ("" if end is None else " AND substr(time, 1, 23) <= ?")
             args = (start[:23],) if end is None else (start[:23], end[:23])  # type: ignore[assignment]
         for f, n, t, k, v in self.db.execute(sql + " ORDER BY rowid", args):
-            yield Row(f, n, t, self._unpack(k, v))
+            yield Row(f, n, t, self._codec.unpack(k, v))
