@@ -105,15 +105,24 @@ def decode_context(context: str) -> str | None:
         return None
 
 
-def xshadowrequest_reply(state: ShadowSessionState, arg: str, *, offered: bool, authorized: bool,
-                         own_name: str) -> str:
-    """XShadowRequestSmtpCommand.ParseCommand + InboundProcessCommand (EHLO checked by the caller)."""
+def _refusal(state: ShadowSessionState, *, offered: bool, authorized: bool) -> str | None:
+    """What both shadow verbs answer before reading their argument: a session already in a shadow
+    role (503), a verb the connector does not offer (502), a peer without the permission."""
     if state.primary is not None or state.shadowed_by is not None:
         return "503 5.5.1 Bad sequence of commands"
     if not offered:
         return "502 5.3.3 Command not implemented"
     if not authorized:
         return NOT_AUTHORIZED
+    return None
+
+
+def xshadowrequest_reply(state: ShadowSessionState, arg: str, *, offered: bool, authorized: bool,
+                         own_name: str) -> str:
+    """XShadowRequestSmtpCommand.ParseCommand + InboundProcessCommand (EHLO checked by the caller)."""
+    refused = _refusal(state, offered=offered, authorized=authorized)
+    if refused is not None:
+        return refused
     words = arg.split()
     if len(words) < 2 or len(words[1]) > MAX_CONTEXT:
         return "501 5.5.4 Invalid arguments"
@@ -124,12 +133,9 @@ def xshadowrequest_reply(state: ShadowSessionState, arg: str, *, offered: bool, 
 def xshadow_reply(state: ShadowSessionState, arg: str, *, offered: bool, authorized: bool, database_id: str) -> str:
     """XShadowSmtpCommand: the shadow server's heartbeat names itself; the answer is the primary's
     queue database id (DatabaseIdForTransmit)."""
-    if state.primary is not None or state.shadowed_by is not None:
-        return "503 5.5.1 Bad sequence of commands"
-    if not offered:
-        return "502 5.3.3 Command not implemented"
-    if not authorized:
-        return NOT_AUTHORIZED
+    refused = _refusal(state, offered=offered, authorized=authorized)
+    if refused is not None:
+        return refused
     words = arg.split()
     if not words:
         return XSHADOW_CONTEXT_REQUIRED
