@@ -200,7 +200,8 @@ def _index_queue_history(idx: _Index, path: Path) -> None:
                     idx.queue_marks.append((m.group(1).decode(), offset, n))
             offset += len(raw)
             line = raw.decode("utf-8")
-            if '"LastError":"' not in line or '"Set":' not in line:
+            if '"LastError":"' not in line or '"Set":' not in line or (
+                    _SOME_ERROR.search(line) is None and "\\u" not in line):  # every LastError is ""
                 continue
             data = json.loads(line)
             for item in data.get("Set", []):
@@ -714,9 +715,15 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     named = json.dumps(target)[1:-1] if target else None
     errors = changed = 0
     def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded): a queue's
-        # own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's)
-        return ('"Queue":' in line and _QUEUE_OBJECT.search(line) is not None and _SOME_ERROR.search(line) is not None) \
-            or bool(named and named in line)
+        # own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's),
+        # a line naming the target at the change (a line whose one "Time" its text shows plainly is tested
+        # on that text: most lines name the server a change targets)
+        if _SOME_ERROR.search(line) is not None and '"Queue":' in line and _QUEUE_OBJECT.search(line) is not None:
+            return True
+        if not (named and named in line):
+            return False
+        plain = _LINE_TIME.match(line)
+        return plain is None or line.count('"Time":') != 1 or "\\u" in line or at_change(plain.group(1))
 
     for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
