@@ -229,10 +229,23 @@ def _index_protocol(idx: _Index, path: Path) -> None:
     parts = path.relative_to(idx.out).parts  # SERVER/TransportRoles/Logs/Service/ProtocolLog/Kind/FILE
     server, log = parts[0], f"{parts[3]}/{parts[5]}"
     log_type, _ = _header(_iter_lines(path))
+    sessions, replies, rows = _protocol_sessions(enumerate(_iter_lines(path), 1), server, log, rel)
+    idx.db.add_sessions(sessions, replies, {id(s): hit for s in sessions if (hit := _failed_lines(s))})
+    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(sessions)})
+
+
+def _protocol_sessions(lines: Iterable[tuple[int, str]], server: str, log: str,
+                       rel: str) -> tuple[list[_Session], list[tuple[str, str, _Session, int]], int]:
+    """One protocol log's (numbered) lines as its session parts (in the order they began) with their
+    lines that can be evidence (see _Session: the first, the last, and the `_kept` ones between), its
+    `250 2.6.0` replies (kind, value, part, index of the line) and its number of rows. A part's latest
+    line waits in its state until the part's next line says it was not the last; then it is kept
+    only if `_kept` (inline) keeps it."""
     rows = 0
-    sessions: dict[str, _Session] = {}  # this file's parts, by session id
+    state: dict[str, list[Any]] = {}  # session id -> [part, waiting line's number (0: none), its time, its text]
     replies: list[tuple[str, str, _Session, int]] = []
-    for n, line in enumerate(_iter_lines(path), 1):
+    search = _STATUS.search
+    for n, line in lines:
         if not line or line[0] == "#":
             continue
         if '"' in line or "\r" in line or "\x00" in line:  # what the csv module reads its own way
@@ -246,27 +259,38 @@ def _index_protocol(idx: _Index, path: Path) -> None:
             v = None  # split only when a reply needs its data field
             t, connector, sid, _ = line.split(",", 3)
         rows += 1
-        s = sessions.get(sid)
-        if s is None:  # (a session across an hourly or size rollover: a part in each file)
-            s = sessions[sid] = _Session(server, log, sid, connector, rel, first=t)
+        st = state.get(sid)
+        if st is None:  # (a session across an hourly or size rollover: a part in each file)
+            s = _Session(server, log, sid, connector, rel, first=t, lines=[n], times=[t], texts=[line])
+            state[sid] = [s, 0, t, ""]
+            at = 0
         else:
-            last = s.last
-            if not (t[:21] == last[:21] and len(t) == 24 == len(last) and t[23] == "Z" == last[23]) \
-                    and _gap(last, t) >= SLOW_LINE:  # (_gap's own shortcut, inline: most lines share their tenth)
+            s, waiting, last, text = st
+            if t != last and not (t[:21] == last[:21] and len(t) == 24 == len(last) and t[23] == "Z" == last[23]) \
+                    and _gap(last, t) >= SLOW_LINE:  # (_gap's own shortcuts, inline: most lines share their tenth)
                 s.slow.append(n)
-            if len(s.lines) > 1 and not _kept(s.texts[-1]):
-                del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
-        s.last, s.last_line = t, n
-        s.lines.append(n)
-        s.times.append(t)
-        s.texts.append(line)
+            if waiting:  # not the last line: kept if _kept keeps it
+                low = text.lower()
+                if "2.6.0 <" in text or "fail" in low or "error" in low or (
+                        (" 4." in text or " 5." in text or "-4." in text or "-5." in text) and search(text)):
+                    s.lines.append(waiting)
+                    s.times.append(last)
+                    s.texts.append(text)
+            st[1], st[2], st[3] = n, t, line
+            at = len(s.lines)  # (its index once kept: a reply always is)
         if "250 2.6.0 <" in line:  # what _REPLY_250 needs (no quote in it: so in the line as in its field)
             m = _REPLY_250.search((v or _csv(line))[7])
             if m:
-                replies += [("mid", m.group(1), s, len(s.lines) - 1), ("iid", m.group(2), s, len(s.lines) - 1)]
-    idx.db.add_sessions(list(sessions.values()), replies,
-                        {id(s): hit for s in sessions.values() if (hit := _failed_lines(s))})
-    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(sessions)})
+                replies += [("mid", m.group(1), s, at), ("iid", m.group(2), s, at)]
+    sessions = []
+    for s, waiting, last, text in state.values():
+        if waiting:  # the last line
+            s.lines.append(waiting)
+            s.times.append(last)
+            s.texts.append(text)
+        s.last, s.last_line = last, waiting or s.lines[0]
+        sessions.append(s)
+    return sessions, replies, rows
 
 
 def _failed_lines(s: _Session) -> list[int]:
