@@ -31,7 +31,7 @@ import csv
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -200,8 +200,7 @@ def _index_queue_history(idx: _Index, path: Path) -> None:
                     idx.queue_marks.append((m.group(1).decode(), offset, n))
             offset += len(raw)
             line = raw.decode("utf-8")
-            if '"LastError":"' not in line or '"Set":' not in line or (
-                    _SOME_ERROR.search(line) is None and "\\u" not in line):  # every LastError is ""
+            if not _may_set_queued(line):
                 continue
             data = json.loads(line)
             for item in data.get("Set", []):
@@ -210,6 +209,13 @@ def _index_queue_history(idx: _Index, path: Path) -> None:
                         "time": data["Time"], "server": data["Server"], "queue": item.get("Queue", ""),
                         "identity": item.get("Identity", ""), "error": item["LastError"],
                         "recipients": ";".join(item.get("Recipients", []))}))
+
+
+def _may_set_queued(line: str) -> bool:
+    """Whether a queue-history line can give a message a LastError (others are not decoded): one with a
+    "Set" and a LastError that is not "" (a key spelt with its quotes is JSON's, not a string's; a line
+    with a \\u escape is decoded whatever it shows)."""
+    return '"LastError":"' in line and '"Set":' in line and (_SOME_ERROR.search(line) is not None or "\\u" in line)
 
 
 def _header(lines: Iterable[str]) -> tuple[str, list[str]]:
@@ -738,16 +744,8 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id) for s in slow]
     named = json.dumps(target)[1:-1] if target else None
     errors = changed = 0
-    def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded): a queue's
-        # own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's),
-        # a line naming the target at the change (a line whose one "Time" its text shows plainly is tested
-        # on that text: most lines name the server a change targets)
-        if _SOME_ERROR.search(line) is not None and '"Queue":' in line and _QUEUE_OBJECT.search(line) is not None:
-            return True
-        if not (named and named in line):
-            return False
-        plain = _LINE_TIME.match(line)
-        return plain is None or line.count('"Time":') != 1 or "\\u" in line or at_change(plain.group(1))
+    def wanted(line: str) -> bool:
+        return _change_line_wanted(line, named, at_change)
 
     for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
@@ -758,6 +756,19 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
             changed += 1
             found.append(_pointer("queue-history.jsonl", [n], shows=named))
     return found
+
+
+def _change_line_wanted(line: str, named: str | None, at_change: Callable[[str], bool]) -> bool:
+    """Whether _trace_of_change's loop can use a queue-history line (others are not decoded): a queue's
+    own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's),
+    or a line naming the target (`named`) whose time is at the change; a line whose one "Time" its
+    text shows plainly (most lines name the server a change targets) is tested on that text."""
+    if _SOME_ERROR.search(line) is not None and '"Queue":' in line and _QUEUE_OBJECT.search(line) is not None:
+        return True
+    if not (named and named in line):
+        return False
+    plain = _LINE_TIME.match(line)
+    return plain is None or line.count('"Time":') != 1 or "\\u" in line or at_change(plain.group(1))
 
 
 def _after_change(idx: _Index, server: str | None, acted: str, end: str | None) -> list[dict[str, Any]]:

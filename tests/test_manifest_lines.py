@@ -1,0 +1,190 @@
+"""The manifest reads every log back; how it reads a protocol log's lines and which queue-history
+lines it decodes are shortcuts. Each gives what the plain way gives (the loop over the lines that
+appends every line and deletes the previous last one unless `_kept` keeps it; decoding every line
+the loop could look at), so manifest.json's bytes do not depend on them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labsim._evidence_index import Session
+from labsim.manifest import (
+    _PROTOCOL_FIELDS,
+    _QUEUE_OBJECT,
+    _REPLY_250,
+    SLOW_LINE,
+    _change_line_wanted,
+    _csv,
+    _gap,
+    _kept,
+    _may_set_queued,
+    _protocol_sessions,
+)
+
+# --- a protocol log's sessions ----------------------------------------------------------------------
+
+
+def _plain_sessions(lines: list[tuple[int, str]], server: str, log: str,
+                    rel: str) -> tuple[list[Session], list[tuple[str, str, Session, int]], int]:
+    """The loop labsim.manifest used before (wave 5): every line appended, the previous last one
+    deleted again unless `_kept` keeps it."""
+    rows = 0
+    sessions: dict[str, Session] = {}
+    replies: list[tuple[str, str, Session, int]] = []
+    for n, line in lines:
+        if not line or line[0] == "#":
+            continue
+        if '"' in line or "\r" in line or "\x00" in line:
+            v: list[str] | None = _csv(line)
+            if len(v) < _PROTOCOL_FIELDS:  # type: ignore[arg-type]
+                continue
+            t, connector, sid = v[0], v[1], v[2]  # type: ignore[index]
+        elif line.count(",") < _PROTOCOL_FIELDS - 1:
+            continue
+        else:
+            v = None
+            t, connector, sid, _ = line.split(",", 3)
+        rows += 1
+        s = sessions.get(sid)
+        if s is None:
+            s = sessions[sid] = Session(server, log, sid, connector, rel, first=t)
+        else:
+            if _gap(s.last, t) >= SLOW_LINE:
+                s.slow.append(n)
+            if len(s.lines) > 1 and not _kept(s.texts[-1]):
+                del s.lines[-1], s.times[-1], s.texts[-1]
+        s.last, s.last_line = t, n
+        s.lines.append(n)
+        s.times.append(t)
+        s.texts.append(line)
+        if "250 2.6.0 <" in line:
+            m = _REPLY_250.search((v or _csv(line))[7])
+            if m:
+                replies += [("mid", m.group(1), s, len(s.lines) - 1), ("iid", m.group(2), s, len(s.lines) - 1)]
+    return list(sessions.values()), replies, rows
+
+
+_TIMES = ["2026-05-01T06:00:00.000Z", "2026-05-01T06:00:00.040Z", "2026-05-01T06:00:00.120Z",
+          "2026-05-01T06:00:00.700Z", "2026-05-01T06:00:02.000Z", "2026-05-01T05:59:58.000Z",
+          "2026-05-01T06:00:00.0+05:00", "2026-05-01T06:00:00.05", "not a time", ""]
+_DATA = ["", "EHLO x", "250 2.1.0 Sender OK", '"250 2.6.0 <m1@x> [InternalId=11, Hostname=h] Queued"',
+         '"250 2.6.0 <m2@x> [InternalId=12, Hostname=h]"', "250 2.6.0 <m3@x> [InternalId=13", "FAILED",
+         "Error", "faıl", "FAİL", "errOr x", "451 4.4.0 later", "x-5.7.1 no", "550 5.1.1 unknown",
+         "451-4.4.0 wait", "550-5.7.1 no", "a 4. b", "\r", "\x00", '"quoted, text"', '"', "İ", "2.6.0 <", "fail"]
+
+
+@st.composite
+def _protocol_lines(draw: st.DrawFn) -> list[tuple[int, str]]:
+    lines = []
+    for n in range(1, draw(st.integers(0, 40)) + 1):
+        kind = draw(st.integers(0, 9))
+        if kind == 0:
+            line = draw(st.sampled_from(["", "#Fields: a,b,c,d,e,f,g,h,i", "#", "x,y"]))
+        else:
+            fields = [draw(st.sampled_from(_TIMES)), draw(st.sampled_from(["C1", "C2", '"C,3"'])),
+                      draw(st.sampled_from(["A", "B", "C", "0123456789ABCDEF"])), str(n), "1.2.3.4:25",
+                      "5.6.7.8:1", draw(st.sampled_from([">", "<", "*", "+"])), draw(st.sampled_from(_DATA)),
+                      draw(st.sampled_from(["", "ctx", "fail ctx", "Error!"]))]
+            line = ",".join(fields[:draw(st.sampled_from([9, 9, 9, 8, 10]))])
+        lines.append((n, line))
+    return lines
+
+
+def _shape(found: tuple[list[Session], list[tuple[str, str, Session, int]], int]) -> object:
+    sessions, replies, rows = found
+    at = {id(s): i for i, s in enumerate(sessions)}
+    return ([(s.server, s.log, s.session_id, s.connector, s.file, s.first, s.last, s.last_line, s.lines, s.times,
+              s.texts, s.slow) for s in sessions], [(k, v, at[id(s)], i) for k, v, s, i in replies], rows)
+
+
+@settings(max_examples=800, deadline=None)
+@given(_protocol_lines())
+def test_protocol_sessions_as_the_plain_loop_gives_them(lines: list[tuple[int, str]]) -> None:
+    def outcome(read: Any) -> object:
+        try:
+            return _shape(read(lines, "S", "Hub/SmtpReceive", "f.LOG"))
+        except (TypeError, csv.Error) as exc:  # (an aware and a naive time in one session, a bare CR: both raise)
+            return repr(exc)
+
+    assert outcome(_protocol_sessions) == outcome(_plain_sessions)
+
+
+def test_protocol_sessions_keep_the_evidence_between_first_and_last() -> None:
+    rows = [f"2026-05-01T06:00:00.00{i}Z,C,A,{i},l,r,>,{d}," for i, d in
+            enumerate(["220 ready", "EHLO x", "451 4.4.0 later", "MAIL", "RCPT", "QUIT"])]
+    ((s,), _, count) = _protocol_sessions(list(enumerate(rows, 1)), "S", "L", "f")
+    assert (s.lines, count) == ([1, 3, 6], 6)  # the first, the 4xx, the last
+
+
+# --- queue-history lines not decoded ----------------------------------------------------------------
+
+_ERRORS = ['""', '"x"', "null", "0", '"\\u0078"', '""']
+_KEYS = ['"LastError"', '"\\u004castError"', '"LastErrors"']
+
+
+@st.composite
+def _history_line(draw: st.DrawFn) -> str:
+    items = []
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(st.sampled_from(_KEYS))
+        items.append('{"Identity":"S\\\\1\\\\7","InternetMessageId":"<m@x>",' + key + ":"
+                     + draw(st.sampled_from(_ERRORS)) + ',"Recipients":["a@x"]}')
+    head = draw(st.sampled_from(['"Set"', '"Left"', '"Set"']))
+    return '{"Time":"2026-05-01T06:00:00.000Z","Server":"S",' + head + ":[" + ",".join(items) + "]}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(_history_line())
+def test_queue_history_lines_not_decoded_give_no_last_error(line: str) -> None:
+    data = json.loads(line)
+    sets = [item for item in data.get("Set", []) if item.get("LastError")]
+    plain_gate = '"LastError":"' in line and '"Set":' in line
+    if plain_gate and sets:
+        assert _may_set_queued(line)
+    if not plain_gate:
+        assert not _may_set_queued(line)
+
+
+_CHANGE_TIMES = ["2026-05-01T06:00:01.000Z", "2026-05-01T07:00:00.000Z"]
+
+
+@st.composite
+def _change_line(draw: st.DrawFn) -> str:
+    time = draw(st.sampled_from(_CHANGE_TIMES))
+    spelt = draw(st.sampled_from(["plain", "escaped", "twice", "nested", "escaped key"]))
+    other = draw(st.sampled_from(_CHANGE_TIMES))
+    queue = draw(st.sampled_from(['"Queue":{"Identity":"S\\\\1","LastError":' + e + "}" for e in _ERRORS]
+                                 + ['"Queue":"S\\\\1"', '"Messages":"S\\\\1"', '"Note":"T1 here"']))
+    if spelt == "plain":
+        head = '{"Time":"' + time + '",'
+    elif spelt == "escaped":
+        head = '{"Time":"' + time.replace("2", "\\u0032", 1) + '",'
+    elif spelt == "twice":
+        head = '{"Time":"' + time + '","Time":"' + other + '",'
+    elif spelt == "nested":
+        head = '{"Time":"' + time + '","In":{"Time":"' + other + '"},'
+    else:  # a second "Time" key, spelt with an escape: the one json.loads keeps
+        head = '{"Time":"' + time + '","\\u0054ime":"' + other + '",'
+    return head + '"Server":"S",' + queue + "}"
+
+
+def _at_change(t: str) -> bool:
+    return t.startswith("2026-05-01T06:00:0")
+
+
+@settings(max_examples=500, deadline=None)
+@given(_change_line(), st.sampled_from([None, "T1", "S\\\\1", "S"]))
+def test_a_change_line_not_decoded_is_one_the_loop_would_not_use(line: str, named: str | None) -> None:
+    data = json.loads(line)
+    queue = data.get("Queue")
+    used = (isinstance(queue, dict) and bool(queue.get("LastError"))) or \
+        bool(named and named in line and _at_change(data["Time"]))
+    if used:
+        assert _change_line_wanted(line, named, _at_change)
+    if _QUEUE_OBJECT.search(line) is None and not (named and named in line):
+        assert not _change_line_wanted(line, named, _at_change)
