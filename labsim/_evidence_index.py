@@ -91,6 +91,28 @@ CREATE INDEX line_time ON line (time);
 """
 
 
+_RS = "\x1e"  # (record separator) between a packed part's lines, times and texts
+
+
+def pack_part(lines: list[int], times: list[str], texts: list[str]) -> str:
+    """A part's kept lines as one text for its row: their numbers joined by commas, RS, the times
+    joined by US, RS, the texts joined by US; JSON of the three lists when that would not split back
+    (a time or text holding US or RS; no line at all). `unpack_part` gives the lists back."""
+    joined_times, joined_texts = _US.join(times), _US.join(texts)
+    if len(times) == len(texts) == len(lines) and _RS not in joined_times and _RS not in joined_texts \
+            and joined_times.count(_US) == joined_texts.count(_US) == len(lines) - 1:
+        return ",".join(map(str, lines)) + _RS + joined_times + _RS + joined_texts
+    return json.dumps([lines, times, texts])
+
+
+def unpack_part(packed: str) -> tuple[list[int], list[str], list[str]]:
+    if packed[:1] == "[":
+        lines, times, texts = json.loads(packed)
+        return lines, times, texts
+    numbers, times, texts = packed.split(_RS)
+    return list(map(int, numbers.split(","))), times.split(_US), texts.split(_US)
+
+
 class _RowCodec:
     """A row's values as (the number of its keys, its values joined by US) when they are texts
     without US; else (-1, JSON). `unpack` gives the same dict back, keys in the same order. The sets
@@ -172,7 +194,7 @@ class EvidenceIndex:
                 "first, last, slow, failed, packed) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, order, s.server, s.log, s.session_id, s.connector, s.connector.lower(), s.file, s.first, s.last,
                  json.dumps(s.slow) if s.slow else None, json.dumps(failed[id(s)]) if id(s) in failed else None,
-                 json.dumps([s.lines, s.times, s.texts])))
+                 pack_part(s.lines, s.times, s.texts)))
             s.part = cur.lastrowid or 0
             self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?)",
                                 [(s.part, i, n, t, x) for i, (n, t, x) in enumerate(zip(s.lines, s.times, s.texts))])
@@ -227,7 +249,7 @@ class EvidenceIndex:
 
     def _build(self, r: tuple[Any, ...]) -> Session:
         part, server, log, sid, connector, file, first, last, slow, packed = r
-        lines, times, texts = json.loads(packed)  # (its rows of table line, in order)
+        lines, times, texts = unpack_part(packed)  # (its rows of table line, in order)
         s = Session(server, log, sid, connector, file, first=first, last=last, lines=lines, times=times, texts=texts,
                     slow=json.loads(slow) if slow else [], part=part)
         s.last_line = s.lines[-1] if s.lines else 0

@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labsim._evidence_index import Session
+from labsim._evidence_index import Session, pack_part, unpack_part
 from labsim.manifest import (
     _PROTOCOL_FIELDS,
     _QUEUE_OBJECT,
@@ -188,3 +188,15 @@ def test_a_change_line_not_decoded_is_one_the_loop_would_not_use(line: str, name
         assert _change_line_wanted(line, named, _at_change)
     if _QUEUE_OBJECT.search(line) is None and not (named and named in line):
         assert not _change_line_wanted(line, named, _at_change)
+
+
+# --- a part's kept lines, packed for its row --------------------------------------------------------
+
+_PART_TEXT = st.text(alphabet=st.sampled_from(list('ab,[]"\\\x1e\x1f\u2028 0')), max_size=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 10**9), _PART_TEXT, _PART_TEXT), max_size=6))
+def test_a_packed_part_unpacks_to_its_lists(kept: list[tuple[int, str, str]]) -> None:
+    lines, times, texts = [n for n, _, _ in kept], [t for _, t, _ in kept], [x for _, _, x in kept]
+    assert unpack_part(pack_part(lines, times, texts)) == (lines, times, texts)
