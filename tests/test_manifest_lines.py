@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labsim._evidence_index import Session, pack_part, unpack_part
+from labsim._evidence_index import EvidenceIndex, Session, pack_part, unpack_part
 from labsim.manifest import (
     _PROTOCOL_FIELDS,
     _QUEUE_OBJECT,
@@ -200,3 +200,52 @@ _PART_TEXT = st.text(alphabet=st.sampled_from(list('ab,[]"\\\x1e\x1f\u2028 0')),
 def test_a_packed_part_unpacks_to_its_lists(kept: list[tuple[int, str, str]]) -> None:
     lines, times, texts = [n for n, _, _ in kept], [t for _, t, _ in kept], [x for _, _, x in kept]
     assert unpack_part(pack_part(lines, times, texts)) == (lines, times, texts)
+
+
+# --- the text search's table, made when first searched -----------------------------------------------
+
+_SEARCH_TEXTS = ["250 2.6.0 <a@x>", "451 4.4.0 later", "550 5.1.1 unknown", "QUIT", "fail", "451"]
+_SEARCH_TIMES = ["2026-05-01T06:00:00.000Z", "2026-05-01T06:30:00.000Z", "2026-05-01T07:00:00.000Z"]
+
+
+@st.composite
+def _parts(draw: st.DrawFn) -> list[Session]:
+    parts = []
+    for n in range(draw(st.integers(0, 6))):
+        kept = draw(st.lists(st.tuples(st.sampled_from(_SEARCH_TIMES), st.sampled_from(_SEARCH_TEXTS)),
+                             min_size=1, max_size=4))
+        parts.append(Session(draw(st.sampled_from(["S1", "S2"])), "Hub/SmtpSend", draw(st.sampled_from(["A", "B", "C"])),
+                             "C", f"f{n}.LOG", first=kept[0][0], last=kept[-1][0],
+                             lines=list(range(1, len(kept) + 1)), times=[t for t, _ in kept],
+                             texts=[x for _, x in kept]))
+    return parts
+
+
+@settings(max_examples=150, deadline=None)
+@given(_parts(), st.sampled_from(_SEARCH_TEXTS), st.sampled_from([None, "S1"]),
+       st.sampled_from([None, (_SEARCH_TIMES[0], _SEARCH_TIMES[1])]))
+def test_lines_showing_finds_what_the_parts_hold(parts: list[Session], text: str, server: str | None,
+                                                 between: tuple[str, str] | None) -> None:
+    current: dict[tuple[str, str, str], Session] = {}
+    order: dict[tuple[str, str, str], int] = {}
+    for s in parts:
+        key = (s.server, s.log, s.session_id)
+        order.setdefault(key, len(order))
+        current[key] = s  # (the last part of a session is its current one)
+    want = []
+    for key in sorted(current, key=order.__getitem__):
+        s = current[key]
+        hit = [i for i, (t, x) in enumerate(zip(s.times, s.texts)) if text in x and (server is None or s.server == server)
+               and (between is None or between[0] <= t <= between[1])]
+        if hit:
+            want.append((s.file, hit))
+    with EvidenceIndex() as db:
+        db.add_sessions(parts, [], {})
+        db.finish()
+        got = [(s.file, hit) for s, hit in db.lines_showing(text, server, between)]
+        again = [(s.file, hit) for s, hit in db.lines_showing(text, server, between)]
+        parts_of = [(s.file, hit) for p in {s.part for s in parts}
+                    for s, hit in db.lines_showing(text, None, None, part=p)]
+    assert got == want == again
+    assert sorted(parts_of) == sorted((s.file, [i for i, x in enumerate(s.texts) if text in x])
+                                      for s in current.values() if any(text in x for x in s.texts))
