@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
+from itertools import chain
 from json.encoder import (
     encode_basestring as _enc,  # json's (C) string encoder, ensure_ascii=False
 )
@@ -79,16 +80,17 @@ def _lines(path: Path) -> list[str]:
 
 def _iter_lines(path: Path) -> Iterator[str]:
     """_lines(path) read a line at a time (the trailing empty line of a final LF not given): an
-    index of a working day's logs never holds a whole file."""
-    with path.open("rb") as f:
-        encoding = "utf-8-sig"
-        for raw in f:
-            if raw.endswith(b"\r\n"):
-                raw = raw[:-2]
-            elif raw.endswith(b"\n"):
-                raw = raw[:-1]
-            yield raw.decode(encoding, errors="replace")
-            encoding = "utf-8"
+    index of a working day's logs never holds a whole file. The file is read as text cut at LF only
+    (CR, LS ... stay in their line); its incremental decoder gives each line what decoding it alone
+    gives (an LF ends any broken UTF-8 sequence before it), and a BOM is dropped from the first."""
+    with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
+        first = f.readline()
+        if not first:
+            return
+        for line in chain((first[1:] if first[:1] == "\ufeff" else first,), f):  # (the BOM: utf-8-sig's)
+            if line[-1:] == "\n":
+                line = line[:-2] if line[-2:-1] == "\r" else line[:-1]
+            yield line
 
 
 class _OneLine:

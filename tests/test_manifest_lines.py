@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -21,6 +23,7 @@ from labsim.manifest import (
     _change_line_wanted,
     _csv,
     _gap,
+    _iter_lines,
     _kept,
     _may_set_queued,
     _protocol_sessions,
@@ -249,3 +252,33 @@ def test_lines_showing_finds_what_the_parts_hold(parts: list[Session], text: str
     assert got == want == again
     assert sorted(parts_of) == sorted((s.file, [i for i, x in enumerate(s.texts) if text in x])
                                       for s in current.values() if any(text in x for x in s.texts))
+
+
+# --- a log read a line at a time ---------------------------------------------------------------------
+
+def _plain_lines(path: Path) -> list[str]:
+    """Each line's bytes cut at LF, its CRLF or LF dropped, decoded alone (the first as utf-8-sig)."""
+    out = []
+    with path.open("rb") as f:
+        encoding = "utf-8-sig"
+        for raw in f:
+            if raw.endswith(b"\r\n"):
+                raw = raw[:-2]
+            elif raw.endswith(b"\n"):
+                raw = raw[:-1]
+            out.append(raw.decode(encoding, errors="replace"))
+            encoding = "utf-8"
+    return out
+
+
+_PIECES = [b"a", b",", b"\n", b"\r", b"\r\n", b"\xef\xbb\xbf", b"\xef\xbb", b"\xc3", b"\xa9", b"\xe2\x82", b"\xac",
+           b"\xff", b"\xf0\x9f\x98", b"\x80", b"\xe2\x80\xa8", b"\x85", b"x" * 3000]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=60))
+def test_iter_lines_as_each_line_decoded_alone(pieces: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "x.LOG"
+        path.write_bytes(b"".join(pieces))
+        assert list(_iter_lines(path)) == _plain_lines(path)
