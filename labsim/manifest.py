@@ -746,8 +746,10 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id) for s in slow]
     named = json.dumps(target)[1:-1] if target else None
     errors = changed = 0
-    def wanted(line: str) -> bool:
-        return _change_line_wanted(line, named, at_change)
+    window = (acted, _stamp(t0 + AT_CHANGE)) if _CANONICAL_TIME.fullmatch(acted) else None
+
+    def wanted(line: str, time: str) -> bool:
+        return _change_line_wanted(line, time, named, at_change, window)
 
     for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
@@ -760,17 +762,31 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     return found
 
 
-def _change_line_wanted(line: str, named: str | None, at_change: Callable[[str], bool]) -> bool:
+def _change_line_wanted(line: str, time: str, named: str | None, at_change: Callable[[str], bool],
+                        window: tuple[str, str] | None = None) -> bool:
     """Whether _trace_of_change's loop can use a queue-history line (others are not decoded): a queue's
     own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's),
     or a line naming the target (`named`) whose time is at the change; a line whose one "Time" its
-    text shows plainly (most lines name the server a change targets) is tested on that text."""
+    text shows plainly (`time`: most lines name the server a change targets) is tested on that text,
+    by `_at_change_text`."""
     if _SOME_ERROR.search(line) is not None and '"Queue":' in line and _QUEUE_OBJECT.search(line) is not None:
         return True
     if not (named and named in line):
         return False
-    plain = _LINE_TIME.match(line)
-    return plain is None or line.count('"Time":') != 1 or "\\u" in line or at_change(plain.group(1))
+    if line.count('"Time":') != 1 or "\\u" in line:
+        return True
+    return _at_change_text(time, at_change, window)
+
+
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")  # (as the logs write it: _stamp)
+
+
+def _at_change_text(time: str, at_change: Callable[[str], bool], window: tuple[str, str] | None) -> bool:
+    """at_change(time); with `window` (the change's instant and AT_CHANGE after it, both as _stamp
+    writes them), a time written that way is compared as text (fixed-width UTC digits: as the times)."""
+    if window is not None and _CANONICAL_TIME.fullmatch(time) is not None:
+        return window[0] <= time <= window[1]
+    return at_change(time)
 
 
 def _after_change(idx: _Index, server: str | None, acted: str, end: str | None) -> list[dict[str, Any]]:
@@ -805,8 +821,8 @@ _LINE_TIME = re.compile(r'\{"Time":"([^"\\]*)"')
 def _queue_window(idx: _Index, start: str, end: str | None,
                   wanted: Any = None) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """The queue history's lines from `start` to `end` (None: to its end) as (line number, text, data),
-    read from the nearest mark before `start`; with `wanted` (a test of the text), only the lines it
-    keeps (a line whose time its text shows plainly is not decoded unless wanted)."""
+    read from the nearest mark before `start`; with `wanted` (a test of the text and its time), only
+    the lines it keeps (a line whose time its text shows plainly is not decoded unless wanted)."""
     path = idx.out / "queue-history.jsonl"
     if not idx.queue_marks or not path.is_file():
         return
@@ -816,7 +832,7 @@ def _queue_window(idx: _Index, start: str, end: str | None,
         for n, raw in enumerate(f, mark[2]):
             line = raw.decode("utf-8")
             plain = _LINE_TIME.match(line) if wanted is not None else None
-            if plain is not None and not wanted(line):
+            if plain is not None and not wanted(line, plain.group(1)):
                 when = plain.group(1)[:23]
                 if end is not None and when > end[:23]:
                     return

@@ -16,17 +16,22 @@ from hypothesis import strategies as st
 
 from labsim._evidence_index import EvidenceIndex, Session, pack_part, unpack_part
 from labsim.manifest import (
+    _LINE_TIME,
     _PROTOCOL_FIELDS,
     _QUEUE_OBJECT,
     _REPLY_250,
+    AT_CHANGE,
     SLOW_LINE,
+    _at_change_text,
     _change_line_wanted,
     _csv,
     _gap,
+    _iso,
     _iter_lines,
     _kept,
     _may_set_queued,
     _protocol_sessions,
+    _stamp,
 )
 
 # --- a protocol log's sessions ----------------------------------------------------------------------
@@ -187,10 +192,38 @@ def test_a_change_line_not_decoded_is_one_the_loop_would_not_use(line: str, name
     queue = data.get("Queue")
     used = (isinstance(queue, dict) and bool(queue.get("LastError"))) or \
         bool(named and named in line and _at_change(data["Time"]))
+    plain = _LINE_TIME.match(line)  # (what _queue_window gives the test; a line without it is decoded)
+    if plain is None:
+        return
+    time = plain.group(1)
     if used:
-        assert _change_line_wanted(line, named, _at_change)
+        assert _change_line_wanted(line, time, named, _at_change)
     if _QUEUE_OBJECT.search(line) is None and not (named and named in line):
-        assert not _change_line_wanted(line, named, _at_change)
+        assert not _change_line_wanted(line, time, named, _at_change)
+
+
+_NEAR_CHANGE = ["2026-05-01T06:00:00.000Z", "2026-05-01T05:59:59.999Z", "2026-05-01T06:00:05.000Z",
+                "2026-05-01T06:00:05.001Z", "2026-05-01T06:00:04.999999Z", "2026-05-01 06:00:01.000Z",
+                "2026-05-01T06:00:01.000+00:00", "2026-05-01T11:30:01.000+05:30", "2026-05-01T06:00:01Z",
+                "2026-05-01T06:00:01.5Z", "2026-05-01T06:00:01.000z"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_NEAR_CHANGE), st.sampled_from(["2026-05-01T06:00:00.000Z", "2026-05-01T05:59:58.000Z"]))
+def test_a_time_at_the_change_as_the_parsed_times_say(time: str, acted: str) -> None:
+    t0 = _iso(acted)
+
+    def at_change(t: str) -> bool:
+        return t0 <= _iso(t) <= t0 + AT_CHANGE
+
+    def outcome(test: Any) -> object:
+        try:
+            return bool(test())
+        except ValueError as exc:  # (a time fromisoformat does not read: both raise)
+            return repr(exc)
+
+    window = (acted, _stamp(t0 + AT_CHANGE))
+    assert outcome(lambda: _at_change_text(time, at_change, window)) == outcome(lambda: at_change(time))
 
 
 # --- a part's kept lines, packed for its row --------------------------------------------------------
