@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from importlib import resources
 from itertools import chain
 from json.encoder import (
@@ -748,8 +749,7 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     errors = changed = 0
     window = (acted, _stamp(t0 + AT_CHANGE)) if _CANONICAL_TIME.fullmatch(acted) else None
 
-    def wanted(line: str, time: str) -> bool:
-        return _change_line_wanted(line, time, named, at_change, window)
+    wanted = partial(_change_line_wanted, named=named, at_change=at_change, window=window)
 
     for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
@@ -827,16 +827,18 @@ def _queue_window(idx: _Index, start: str, end: str | None,
     if not idx.queue_marks or not path.is_file():
         return
     mark = max((m for m in idx.queue_marks if m[0][:23] < start[:23]), default=idx.queue_marks[0])
+    stop = None if end is None else end[:23]
     with path.open("rb") as f:
         f.seek(mark[1])
         for n, raw in enumerate(f, mark[2]):
             line = raw.decode("utf-8")
             plain = _LINE_TIME.match(line) if wanted is not None else None
-            if plain is not None and not wanted(line, plain.group(1)):
-                when = plain.group(1)[:23]
-                if end is not None and when > end[:23]:
-                    return
-                continue
+            if plain is not None:
+                time = plain.group(1)
+                if not wanted(line, time):
+                    if stop is not None and time[:23] > stop:
+                        return
+                    continue
             data = json.loads(line)
             when = data.get("Time", "")[:23]
             if when < start[:23]:
