@@ -62,6 +62,7 @@ class Row:
     values: dict[str, str]
 
 
+# table line: the parts' kept lines for the text searches, filled by _make_lines when one first searches
 _SCHEMA = """
 CREATE TABLE part (id INTEGER PRIMARY KEY, key TEXT, keyorder INTEGER, current INTEGER, server TEXT, log TEXT,
                    session_id TEXT, connector TEXT, connector_low TEXT, file TEXT, first TEXT, last TEXT,
@@ -80,15 +81,35 @@ _PREFETCH = ("SELECT 0, rowid, file, line, text, keys, vals FROM tracking WHERE 
              "UNION ALL SELECT 3, rowid, part, i, NULL, NULL, NULL FROM reply WHERE kind = 'mid' AND value = ?1")
 _KIND_ROWID = itemgetter(0, 1)
 _INDEXES = """
-CREATE INDEX line_part ON line (part, i);
 CREATE INDEX reply_value ON reply (kind, value);
 CREATE INDEX tracking_mid ON tracking (mid);
 CREATE INDEX trace_mid ON trace (mid);
 CREATE INDEX part_first ON part (current, first);
 CREATE INDEX part_send ON part (server, last);
 CREATE INDEX event_time ON event (time);
-CREATE INDEX line_time ON line (time);
 """
+
+
+_RS = "\x1e"  # (record separator) between a packed part's lines, times and texts
+
+
+def pack_part(lines: list[int], times: list[str], texts: list[str]) -> str:
+    """A part's kept lines as one text for its row: their numbers joined by commas, RS, the times
+    joined by US, RS, the texts joined by US; JSON of the three lists when that would not split back
+    (a time or text holding US or RS; no line at all). `unpack_part` gives the lists back."""
+    joined_times, joined_texts = _US.join(times), _US.join(texts)
+    if len(times) == len(texts) == len(lines) and _RS not in joined_times and _RS not in joined_texts \
+            and joined_times.count(_US) == joined_texts.count(_US) == len(lines) - 1:
+        return ",".join(map(str, lines)) + _RS + joined_times + _RS + joined_texts
+    return json.dumps([lines, times, texts])
+
+
+def unpack_part(packed: str) -> tuple[list[int], list[str], list[str]]:
+    if packed[:1] == "[":
+        lines, times, texts = json.loads(packed)
+        return lines, times, texts
+    numbers, times, texts = packed.split(_RS)
+    return list(map(int, numbers.split(","))), times.split(_US), texts.split(_US)
 
 
 class _RowCodec:
@@ -138,6 +159,7 @@ class EvidenceIndex:
         self._last: dict[tuple[str, str], Any] = {}  # the last answer of tracking / trace / replies, by query
         self._iids: dict[str, list[tuple[Session, int]]] = {}  # the replies naming the prefetched message's InternalIds
         self._codec = _RowCodec()  # a row's values are stored as their keys' number and joined text
+        self._lines_made = False  # table line is made when first searched (_make_lines)
 
     def __enter__(self) -> EvidenceIndex:
         return self
@@ -172,10 +194,8 @@ class EvidenceIndex:
                 "first, last, slow, failed, packed) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, order, s.server, s.log, s.session_id, s.connector, s.connector.lower(), s.file, s.first, s.last,
                  json.dumps(s.slow) if s.slow else None, json.dumps(failed[id(s)]) if id(s) in failed else None,
-                 json.dumps([s.lines, s.times, s.texts])))
+                 pack_part(s.lines, s.times, s.texts)))
             s.part = cur.lastrowid or 0
-            self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?)",
-                                [(s.part, i, n, t, x) for i, (n, t, x) in enumerate(zip(s.lines, s.times, s.texts))])
         self.db.executemany("INSERT INTO reply VALUES (?, ?, ?, ?)", [(k, v, s.part, i) for k, v, s, i in replies])
 
     def _add(self, sql: str, row: tuple[Any, ...]) -> None:
@@ -227,7 +247,7 @@ class EvidenceIndex:
 
     def _build(self, r: tuple[Any, ...]) -> Session:
         part, server, log, sid, connector, file, first, last, slow, packed = r
-        lines, times, texts = json.loads(packed)  # (its rows of table line, in order)
+        lines, times, texts = unpack_part(packed)  # (its rows of table line, in order)
         s = Session(server, log, sid, connector, file, first=first, last=last, lines=lines, times=times, texts=texts,
                     slow=json.loads(slow) if slow else [], part=part)
         s.last_line = s.lines[-1] if s.lines else 0
@@ -310,10 +330,32 @@ class EvidenceIndex:
         return kept if kept is not None else self._session(
             self.db.execute(f"{self._PART} WHERE id = ?", (part,)).fetchone())
 
+    def _make_lines(self) -> None:
+        """Table line (each part's kept lines, in part order), made from the parts' packed lines when
+        a text search first needs it: a run whose hops did not fail never searches."""
+        if self._lines_made:
+            return
+        self._lines_made = True
+        began = not self.db.in_transaction
+        if began:
+            self.db.execute("BEGIN")
+        rows: list[tuple[Any, ...]] = []
+        for part, packed in self.db.execute("SELECT id, packed FROM part ORDER BY id"):
+            rows += [(part, i, n, t, x) for i, (n, t, x) in enumerate(zip(*unpack_part(packed)))]
+            if len(rows) >= BATCH:
+                self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?)", rows)
+                rows = []
+        self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?)", rows)
+        self.db.execute("CREATE INDEX line_part ON line (part, i)")
+        self.db.execute("CREATE INDEX line_time ON line (time)")
+        if began:
+            self.db.execute("COMMIT")
+
     def lines_showing(self, text: str, server: str | None, between: tuple[str, str] | None = None,
                       part: int | None = None) -> list[tuple[Session, list[int]]]:
         """The current parts with kept lines containing `text` (on `server`; with a line time inside
         `between`; of one `part`), in session order, with the indices of those lines."""
+        self._make_lines()
         sql = ("SELECT part.id, line.i FROM line JOIN part ON part.id = line.part WHERE part.current = 1 "
                "AND instr(line.text, ?) > 0")
         args: tuple[Any, ...] = (text,)

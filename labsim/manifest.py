@@ -31,10 +31,12 @@ import csv
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from importlib import resources
+from itertools import chain
 from json.encoder import (
     encode_basestring as _enc,  # json's (C) string encoder, ensure_ascii=False
 )
@@ -79,16 +81,17 @@ def _lines(path: Path) -> list[str]:
 
 def _iter_lines(path: Path) -> Iterator[str]:
     """_lines(path) read a line at a time (the trailing empty line of a final LF not given): an
-    index of a working day's logs never holds a whole file."""
-    with path.open("rb") as f:
-        encoding = "utf-8-sig"
-        for raw in f:
-            if raw.endswith(b"\r\n"):
-                raw = raw[:-2]
-            elif raw.endswith(b"\n"):
-                raw = raw[:-1]
-            yield raw.decode(encoding, errors="replace")
-            encoding = "utf-8"
+    index of a working day's logs never holds a whole file. The file is read as text cut at LF only
+    (CR, LS ... stay in their line); its incremental decoder gives each line what decoding it alone
+    gives (an LF ends any broken UTF-8 sequence before it), and a BOM is dropped from the first."""
+    with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
+        first = f.readline()
+        if not first:
+            return
+        for line in chain((first[1:] if first[:1] == "\ufeff" else first,), f):  # (the BOM: utf-8-sig's)
+            if line[-1:] == "\n":
+                line = line[:-2] if line[-2:-1] == "\r" else line[:-1]
+            yield line
 
 
 class _OneLine:
@@ -200,7 +203,7 @@ def _index_queue_history(idx: _Index, path: Path) -> None:
                     idx.queue_marks.append((m.group(1).decode(), offset, n))
             offset += len(raw)
             line = raw.decode("utf-8")
-            if '"LastError":"' not in line or '"Set":' not in line:
+            if not _may_set_queued(line):
                 continue
             data = json.loads(line)
             for item in data.get("Set", []):
@@ -209,6 +212,13 @@ def _index_queue_history(idx: _Index, path: Path) -> None:
                         "time": data["Time"], "server": data["Server"], "queue": item.get("Queue", ""),
                         "identity": item.get("Identity", ""), "error": item["LastError"],
                         "recipients": ";".join(item.get("Recipients", []))}))
+
+
+def _may_set_queued(line: str) -> bool:
+    """Whether a queue-history line can give a message a LastError (others are not decoded): one with a
+    "Set" and a LastError that is not "" (a key spelt with its quotes is JSON's, not a string's; a line
+    with a \\u escape is decoded whatever it shows)."""
+    return '"LastError":"' in line and '"Set":' in line and (_SOME_ERROR.search(line) is not None or "\\u" in line)
 
 
 def _header(lines: Iterable[str]) -> tuple[str, list[str]]:
@@ -228,10 +238,23 @@ def _index_protocol(idx: _Index, path: Path) -> None:
     parts = path.relative_to(idx.out).parts  # SERVER/TransportRoles/Logs/Service/ProtocolLog/Kind/FILE
     server, log = parts[0], f"{parts[3]}/{parts[5]}"
     log_type, _ = _header(_iter_lines(path))
+    sessions, replies, rows = _protocol_sessions(enumerate(_iter_lines(path), 1), server, log, rel)
+    idx.db.add_sessions(sessions, replies, {id(s): hit for s in sessions if (hit := _failed_lines(s))})
+    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(sessions)})
+
+
+def _protocol_sessions(lines: Iterable[tuple[int, str]], server: str, log: str,
+                       rel: str) -> tuple[list[_Session], list[tuple[str, str, _Session, int]], int]:
+    """One protocol log's (numbered) lines as its session parts (in the order they began) with their
+    lines that can be evidence (see _Session: the first, the last, and the `_kept` ones between), its
+    `250 2.6.0` replies (kind, value, part, index of the line) and its number of rows. A part's latest
+    line waits in its state until the part's next line says it was not the last; then it is kept
+    only if `_kept` (inline) keeps it."""
     rows = 0
-    sessions: dict[str, _Session] = {}  # this file's parts, by session id
+    state: dict[str, list[Any]] = {}  # session id -> [part, waiting line's number (0: none), its time, its text]
     replies: list[tuple[str, str, _Session, int]] = []
-    for n, line in enumerate(_iter_lines(path), 1):
+    search = _STATUS.search
+    for n, line in lines:
         if not line or line[0] == "#":
             continue
         if '"' in line or "\r" in line or "\x00" in line:  # what the csv module reads its own way
@@ -245,27 +268,38 @@ def _index_protocol(idx: _Index, path: Path) -> None:
             v = None  # split only when a reply needs its data field
             t, connector, sid, _ = line.split(",", 3)
         rows += 1
-        s = sessions.get(sid)
-        if s is None:  # (a session across an hourly or size rollover: a part in each file)
-            s = sessions[sid] = _Session(server, log, sid, connector, rel, first=t)
+        st = state.get(sid)
+        if st is None:  # (a session across an hourly or size rollover: a part in each file)
+            s = _Session(server, log, sid, connector, rel, first=t, lines=[n], times=[t], texts=[line])
+            state[sid] = [s, 0, t, ""]
+            at = 0
         else:
-            last = s.last
-            if not (t[:21] == last[:21] and len(t) == 24 == len(last) and t[23] == "Z" == last[23]) \
-                    and _gap(last, t) >= SLOW_LINE:  # (_gap's own shortcut, inline: most lines share their tenth)
+            s, waiting, last, text = st
+            if t != last and not (t[:21] == last[:21] and len(t) == 24 == len(last) and t[23] == "Z" == last[23]) \
+                    and _gap(last, t) >= SLOW_LINE:  # (_gap's own shortcuts, inline: most lines share their tenth)
                 s.slow.append(n)
-            if len(s.lines) > 1 and not _kept(s.texts[-1]):
-                del s.lines[-1], s.times[-1], s.texts[-1]  # the previous last line, kept only as the last
-        s.last, s.last_line = t, n
-        s.lines.append(n)
-        s.times.append(t)
-        s.texts.append(line)
+            if waiting:  # not the last line: kept if _kept keeps it
+                low = text.lower()
+                if "2.6.0 <" in text or "fail" in low or "error" in low or (
+                        (" 4." in text or " 5." in text or "-4." in text or "-5." in text) and search(text)):
+                    s.lines.append(waiting)
+                    s.times.append(last)
+                    s.texts.append(text)
+            st[1], st[2], st[3] = n, t, line
+            at = len(s.lines)  # (its index once kept: a reply always is)
         if "250 2.6.0 <" in line:  # what _REPLY_250 needs (no quote in it: so in the line as in its field)
             m = _REPLY_250.search((v or _csv(line))[7])
             if m:
-                replies += [("mid", m.group(1), s, len(s.lines) - 1), ("iid", m.group(2), s, len(s.lines) - 1)]
-    idx.db.add_sessions(list(sessions.values()), replies,
-                        {id(s): hit for s in sessions.values() if (hit := _failed_lines(s))})
-    idx.files.append({"path": rel, "log_type": log_type, "rows": rows, "sessions": len(sessions)})
+                replies += [("mid", m.group(1), s, at), ("iid", m.group(2), s, at)]
+    sessions = []
+    for s, waiting, last, text in state.values():
+        if waiting:  # the last line
+            s.lines.append(waiting)
+            s.times.append(last)
+            s.texts.append(text)
+        s.last, s.last_line = last, waiting or s.lines[0]
+        sessions.append(s)
+    return sessions, replies, rows
 
 
 def _failed_lines(s: _Session) -> list[int]:
@@ -713,10 +747,9 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
     found += [_pointer(s.file, s.slow, shows=s.session_id, session_id=s.session_id) for s in slow]
     named = json.dumps(target)[1:-1] if target else None
     errors = changed = 0
-    def wanted(line: str) -> bool:  # the lines the loop below can use (others are not decoded): a queue's
-        # own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's)
-        return ('"Queue":' in line and _QUEUE_OBJECT.search(line) is not None and _SOME_ERROR.search(line) is not None) \
-            or bool(named and named in line)
+    window = (acted, _stamp(t0 + AT_CHANGE)) if _CANONICAL_TIME.fullmatch(acted) else None
+
+    wanted = partial(_change_line_wanted, named=named, at_change=at_change, window=window)
 
     for n, line, data in _queue_window(idx, acted, end, wanted):
         queue = data.get("Queue")
@@ -727,6 +760,33 @@ def _trace_of_change(idx: _Index, target: str | None, server: str | None, acted:
             changed += 1
             found.append(_pointer("queue-history.jsonl", [n], shows=named))
     return found
+
+
+def _change_line_wanted(line: str, time: str, named: str | None, at_change: Callable[[str], bool],
+                        window: tuple[str, str] | None = None) -> bool:
+    """Whether _trace_of_change's loop can use a queue-history line (others are not decoded): a queue's
+    own line whose LastError is not "" (a key spelt "Queue": with its quotes is JSON's, not a string's),
+    or a line naming the target (`named`) whose time is at the change; a line whose one "Time" its
+    text shows plainly (`time`: most lines name the server a change targets) is tested on that text,
+    by `_at_change_text`."""
+    if _SOME_ERROR.search(line) is not None and '"Queue":' in line and _QUEUE_OBJECT.search(line) is not None:
+        return True
+    if not (named and named in line):
+        return False
+    if line.count('"Time":') != 1 or "\\u" in line:
+        return True
+    return _at_change_text(time, at_change, window)
+
+
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")  # (as the logs write it: _stamp)
+
+
+def _at_change_text(time: str, at_change: Callable[[str], bool], window: tuple[str, str] | None) -> bool:
+    """at_change(time); with `window` (the change's instant and AT_CHANGE after it, both as _stamp
+    writes them), a time written that way is compared as text (fixed-width UTC digits: as the times)."""
+    if window is not None and _CANONICAL_TIME.fullmatch(time) is not None:
+        return window[0] <= time <= window[1]
+    return at_change(time)
 
 
 def _after_change(idx: _Index, server: str | None, acted: str, end: str | None) -> list[dict[str, Any]]:
@@ -761,22 +821,24 @@ _LINE_TIME = re.compile(r'\{"Time":"([^"\\]*)"')
 def _queue_window(idx: _Index, start: str, end: str | None,
                   wanted: Any = None) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """The queue history's lines from `start` to `end` (None: to its end) as (line number, text, data),
-    read from the nearest mark before `start`; with `wanted` (a test of the text), only the lines it
-    keeps (a line whose time its text shows plainly is not decoded unless wanted)."""
+    read from the nearest mark before `start`; with `wanted` (a test of the text and its time), only
+    the lines it keeps (a line whose time its text shows plainly is not decoded unless wanted)."""
     path = idx.out / "queue-history.jsonl"
     if not idx.queue_marks or not path.is_file():
         return
     mark = max((m for m in idx.queue_marks if m[0][:23] < start[:23]), default=idx.queue_marks[0])
+    stop = None if end is None else end[:23]
     with path.open("rb") as f:
         f.seek(mark[1])
         for n, raw in enumerate(f, mark[2]):
             line = raw.decode("utf-8")
             plain = _LINE_TIME.match(line) if wanted is not None else None
-            if plain is not None and not wanted(line):
-                when = plain.group(1)[:23]
-                if end is not None and when > end[:23]:
-                    return
-                continue
+            if plain is not None:
+                time = plain.group(1)
+                if not wanted(line, time):
+                    if stop is not None and time[:23] > stop:
+                        return
+                    continue
             data = json.loads(line)
             when = data.get("Time", "")[:23]
             if when < start[:23]:
