@@ -130,17 +130,49 @@ class CrlCache:
 
 # -- names -----------------------------------------------------------------------------------
 
+class _Kept:
+    """Answers worked out once per certificate (a pure function of it), for the certificates every
+    TLS session presents again. x509.Certificate hashes and compares by value, so a certificate
+    parsed afresh for a new session (the server side's `peer_chain`) finds the answer of an equal
+    one; a different certificate is a different key. Bounded: emptied when full."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._values: dict[x509.Certificate, Any] = {}
+
+    def get(self, cert: x509.Certificate, compute: Callable[[x509.Certificate], Any]) -> Any:
+        try:
+            return self._values[cert]
+        except KeyError:
+            pass
+        value = compute(cert)
+        if len(self._values) >= self.limit:
+            self._values.clear()
+        self._values[cert] = value
+        return value
+
+    def clear(self) -> None:
+        self._values.clear()
+
+
 def certificate_names(cert: x509.Certificate) -> list[str]:
     """The names a certificate is for: its SAN DNS names, or its CNs when it has none."""
+    return list(_NAMES.get(cert, _names))
+
+
+def _names(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
         names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
         if names:
-            return names
+            return tuple(names)
     except x509.ExtensionNotFound:
         pass
-    return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+
+
+_NAMES = _Kept()
 
 
 def _labels(name: str) -> list[str]:
@@ -191,8 +223,8 @@ def _build(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
         return None
     certs = (leaf, *intermediates, None, *anchors)
     key = (certs, tuple(c is None or c.not_valid_before_utc <= when <= c.not_valid_after_utc for c in certs))
-    if key in _BUILT:
-        built = _BUILT[key]
+    built = _BUILT.get(key, _UNKNOWN)  # one lookup: the key hashes every certificate in it
+    if built is not _UNKNOWN:
         return None if built is None else list(built)
     if len(_BUILT) >= 512:
         _BUILT.clear()
@@ -202,6 +234,7 @@ def _build(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
 
 
 _BUILT: dict[tuple[Any, ...], tuple[x509.Certificate, ...] | None] = {}
+_UNKNOWN: Any = object()
 
 
 def _verify(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
@@ -255,7 +288,16 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _is_self_signed(cert: x509.Certificate) -> bool:
-    return cert.issuer == cert.subject and _signed_by(cert, cert)
+    # the signature check is the costly part (the lab's internal transport certificates are
+    # self-signed and presented on every X-ANONYMOUSTLS session): kept per certificate
+    return cert.issuer == cert.subject and _SELF_SIGNED.get(cert, _signs_itself)
+
+
+def _signs_itself(cert: x509.Certificate) -> bool:
+    return _signed_by(cert, cert)
+
+
+_SELF_SIGNED = _Kept()
 
 
 def cdp_urls(cert: x509.Certificate) -> list[str]:
@@ -294,14 +336,15 @@ async def classify(
     now = _utc(now)
     leaf, sent_by_peer = chain[0], list(chain[1:])
     presented = sent_by_peer + [c for c in local_intermediates if c not in sent_by_peer]
-    subject = dotnet_dn(leaf.subject)
 
     if domain and not name_matches(leaf, domain):
         return ValidationResult(
             ChainStatus.SubjectMismatch,
-            f"expected {domain}; presented {subject} for {', '.join(certificate_names(leaf)) or 'no names'}")
+            f"expected {domain}; presented {dotnet_dn(leaf.subject)} for "
+            f"{', '.join(certificate_names(leaf)) or 'no names'}")
 
     if _is_self_signed(leaf):
+        subject = dotnet_dn(leaf.subject)
         if not any(a == leaf for a in anchors):
             return ValidationResult(ChainStatus.UntrustedRoot,
                                     f"self-signed certificate {subject} is not a trusted root")
@@ -311,6 +354,7 @@ async def classify(
 
     built = _build(leaf, presented, anchors, now)
     if built is None:
+        subject = dotnet_dn(leaf.subject)
         # Retry at a moment when every certificate of the likely path is valid: if the chain then
         # verifies, only time is wrong.
         for when in _probe_times(leaf, [*presented, *anchors], now):
@@ -342,10 +386,9 @@ async def _check_revocation(built: list[x509.Certificate], now: datetime,
     unchecked: list[str] = []
     dead_hosts: set[str] = set()  # like CryptNet's offline marking: do not wait twice per host
     for cert, issuer in zip(built[:-1], built[1:]):
-        who = dotnet_dn(cert.subject)
         urls = cdp_urls(cert)
         if not urls:
-            unchecked.append(f"{who} has no CRL distribution point")
+            unchecked.append(f"{dotnet_dn(cert.subject)} has no CRL distribution point")
             continue
         crl: x509.CertificateRevocationList | None = None
         problems: list[str] = []
@@ -371,10 +414,11 @@ async def _check_revocation(built: list[x509.Certificate], now: datetime,
                 crl_cache.put(url, crl)
             break
         if crl is None:
-            offline.append(f"revocation of {who} unknown ({'; '.join(problems)})")
+            offline.append(f"revocation of {dotnet_dn(cert.subject)} unknown ({'; '.join(problems)})")
             continue
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if entry is not None:
+            who = dotnet_dn(cert.subject)
             reason = ""
             try:
                 reason = f", reason {entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value}"

@@ -27,6 +27,7 @@ import hashlib
 from typing import Any
 
 import aiosmtplib
+from aiosmtplib.esmtp import parse_esmtp_extensions
 from cryptography.hazmat.primitives import hashes
 
 from ..logs import protocol_text as T
@@ -46,6 +47,59 @@ from .send_spec import (
 
 _LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError)  # SMTP.execute_command closes on these
 _DOMAIN_UNAVAILABLE = 421  # SMTP.execute_command closes after this reply too
+
+
+class EhloLearnt:
+    """What one EHLO reply text teaches the client: the Send log's rows (`<` per wire line), the
+    peer's keywords (rules.ehlo.offered) and aiosmtplib's view of its extensions
+    (`parse_esmtp_extensions`, what `SMTP.last_ehlo_response`'s setter computes)."""
+
+    __slots__ = ("rows", "peer", "extensions", "auth_methods")
+
+    def __init__(self, code: int, message: str) -> None:
+        self.rows = tuple(T.ehlo_reply_send(wire_lines(code, message)))
+        self.peer = ehlo_offered(message.split("\n")[1:])
+        self.extensions, self.auth_methods = parse_esmtp_extensions(message)
+
+
+_LEARNT: dict[str, EhloLearnt] = {}  # reply text -> what it teaches (a peer answers the same text each time)
+
+
+def learn_ehlo(code: int, message: str) -> EhloLearnt:
+    """`EhloLearnt` of a 250 reply, kept per reply text (bounded: emptied when full)."""
+    learnt = _LEARNT.get(message)
+    if learnt is None:
+        learnt = EhloLearnt(code, message)
+        if len(_LEARNT) >= 256:
+            _LEARNT.clear()
+        _LEARNT[message] = learnt
+    return learnt
+
+
+async def _ehlo(smtp: aiosmtplib.SMTP) -> tuple[aiosmtplib.SMTPResponse, EhloLearnt]:
+    """`SMTP.ehlo(timeout=REAL_TIMEOUT)` step for step (the same command bytes through
+    `SMTP.execute_command`'s protocol call, its closes, the SMTPHeloError), with the learnt state set
+    from `learn_ehlo` instead of parsing the reply again: the four attributes the
+    `last_ehlo_response` setter sets (`tests/test_client_ehlo_learnt.py` holds them equal)."""
+    protocol, name = smtp.protocol, smtp.local_hostname
+    if protocol is None or name is None:  # not connected, or no name: aiosmtplib's own path and errors
+        resp = await smtp.ehlo(timeout=REAL_TIMEOUT)
+        return resp, learn_ehlo(resp.code, resp.message)
+    try:
+        resp = await protocol.execute_command(b"EHLO", name.encode("ascii"), timeout=REAL_TIMEOUT)
+    except _LOST:
+        smtp.close()
+        raise
+    if resp.code == _DOMAIN_UNAVAILABLE:
+        smtp.close()
+    if resp.code != 250:
+        raise aiosmtplib.SMTPHeloError(resp.code, resp.message)
+    learnt = learn_ehlo(resp.code, resp.message)
+    smtp._last_ehlo_response = resp
+    smtp.esmtp_extensions = dict(learnt.extensions)
+    smtp.server_auth_methods = list(learnt.auth_methods)
+    smtp.supports_esmtp = True
+    return resp, learnt
 
 
 class ClientSession:
@@ -164,13 +218,14 @@ class ClientSession:
             self.log.received(line)
 
     async def ehlo(self) -> aiosmtplib.SMTPResponse:
-        """EHLO through aiosmtplib's `SMTP.ehlo` (its STARTTLS checks the extensions that one learnt)."""
-        assert self.smtp is not None
+        """EHLO as aiosmtplib's `SMTP.ehlo` sends it (its STARTTLS checks the extensions learnt here);
+        what the reply teaches is worked out once per reply text (`_learn_ehlo`)."""
+        smtp = self.smtp
+        assert smtp is not None
         self.log.sent(f"EHLO {self.spec.ehlo_name}")
         self.advance()
         try:
-            # the name the SMTP client was made with (aiosmtplib checked it once, in connect)
-            resp = await self.smtp.ehlo(timeout=REAL_TIMEOUT)
+            resp, learnt = await _ehlo(smtp)
         except aiosmtplib.SMTPHeloError as exc:
             self.advance()
             self.log.received(f"{exc.code} {exc.message}")
@@ -178,9 +233,9 @@ class ClientSession:
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise Abort(self.fail("socket", detail=str(exc))) from None
         self.advance()
-        for line in T.ehlo_reply_send(wire_lines(resp.code, resp.message)):
+        for line in learnt.rows:
             self.log.received(line)
-        self.peer = ehlo_offered(resp.message.split("\n")[1:])
+        self.peer = dict(learnt.peer)
         return resp
 
     async def exchange_auth(self) -> None:
