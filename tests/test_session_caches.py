@@ -38,7 +38,12 @@ from labsim.rules.receive import (
 from labsim.rules.receive_verbs import valid_helo_domain
 from labsim.smtp import client_session as CS
 from labsim.smtp.client_rules import wire_lines
-from labsim.smtp.policy import ExchangeReceivePolicy, ListenerSpec, _connector_timeouts, _ehlo_logged
+from labsim.smtp.policy import (
+    ExchangeReceivePolicy,
+    ListenerSpec,
+    _connector_timeouts,
+    _ehlo_logged,
+)
 from labsim.topology.model import AuthMechanism, PermissionGroup, ReceiveConnector
 from labsim.topology.timespec import parse_timespan
 
