@@ -387,3 +387,27 @@ async def test_ehlo_refused_raises_helo_error_and_closes_on_421(code, closes):
 async def test_ehlo_without_a_connection_is_aiosmtplibs_error():
     with pytest.raises(aiosmtplib.SMTPServerDisconnected):
         await CS._ehlo(aiosmtplib.SMTP(local_hostname="hub.contoso.test"))
+
+
+# --- X-EXPS blobs, endpoints ------------------------------------------------------------------------------
+
+def test_exchange_auth_blobs_are_each_certificates_own():
+    import base64
+    import hashlib
+
+    from labsim.smtp.policy import _server_auth_reply
+
+    a, b = make_cert("a.contoso.test", serial=11), make_cert("b.contoso.test", serial=12)
+    for cert in (a, b, fresh(a), a):
+        plain = base64.b64encode(hashlib.sha256(cert.fingerprint(hashes.SHA256())).digest()).decode()
+        assert CS._peer_blob(cert) == plain
+        assert _server_auth_reply(plain) == "235 " + base64.b64encode(hashlib.sha256(plain.encode()).digest()).decode()
+    assert CS._peer_blob(a) != CS._peer_blob(b)
+
+
+@given(st.ip_addresses(), st.integers(0, 65535))
+def test_endpoints_print_as_before(ip, port):
+    from labsim.logs.protocol_text import format_endpoint
+
+    text = str(ip)
+    assert format_endpoint(text, port) == (f"[{text}]:{port}" if ip.version == 6 else f"{text}:{port}")

@@ -290,11 +290,11 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 def _is_self_signed(cert: x509.Certificate) -> bool:
     # the signature check is the costly part (the lab's internal transport certificates are
     # self-signed and presented on every X-ANONYMOUSTLS session): kept per certificate
-    return cert.issuer == cert.subject and _SELF_SIGNED.get(cert, _signs_itself)
+    return _SELF_SIGNED.get(cert, _signs_itself)
 
 
 def _signs_itself(cert: x509.Certificate) -> bool:
-    return _signed_by(cert, cert)
+    return cert.issuer == cert.subject and _signed_by(cert, cert)
 
 
 _SELF_SIGNED = _Kept()

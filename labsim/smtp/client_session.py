@@ -102,6 +102,27 @@ async def _ehlo(smtp: aiosmtplib.SMTP) -> tuple[aiosmtplib.SMTPResponse, EhloLea
     return resp, learnt
 
 
+def _blob(seed: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(seed).digest()).decode()
+
+
+_BLOBS: dict[int, tuple[Any, str]] = {}  # id(certificate) -> (the certificate, its X-EXPS blob)
+
+
+def _peer_blob(cert: Any) -> str:
+    """The X-EXPS blob for a peer certificate; a resumed session hands back the very certificate
+    objects of its full handshake (pki.resume), so the blob is kept per object (the entry holds the
+    object, so its id cannot be another's while kept)."""
+    kept = _BLOBS.get(id(cert))
+    if kept is not None and kept[0] is cert:
+        return kept[1]
+    blob = _blob(cert.fingerprint(hashes.SHA256()))
+    if len(_BLOBS) >= 256:
+        _BLOBS.clear()
+    _BLOBS[id(cert)] = (cert, blob)
+    return blob
+
+
 class ClientSession:
     """One attempt to one target."""
 
@@ -242,8 +263,7 @@ class ClientSession:
         """X-EXPS EXCHANGEAUTH SHA256 <blob>, logged without the blob; a refusal fails the attempt."""
         # [INFERRED] the blob: Kerberos-bound in Exchange; here a digest of the peer certificate (never logged)
         chain = self.tls_info.get("remote_chain") or []
-        seed = chain[0].fingerprint(hashes.SHA256()) if chain else self.spec.ehlo_name.encode()
-        blob = base64.b64encode(hashlib.sha256(seed).digest()).decode()
+        blob = _peer_blob(chain[0]) if chain else _blob(self.spec.ehlo_name.encode())
         resp = await self.command(f"{V.EXCHANGEAUTH_LOGGED}{blob}", log_as=V.EXCHANGEAUTH_LOGGED,
                                    reply_as=V.EXCHANGEAUTH_REPLY_LOGGED)
         if resp.code != 235:

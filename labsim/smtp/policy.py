@@ -461,8 +461,7 @@ class ExchangeReceivePolicy(ReceivePolicy):
             return
         session.log.info(T.session_permissions_data(state.rights), T.SET_SESSION_PERMISSIONS)
         # [INFERRED] the server's half of the exchange: any blob will do, it never reaches a log
-        blob = base64.b64encode(hashlib.sha256(words[2].encode()).digest()).decode()
-        await session.reply(f"235 {blob}", log_as="235 <authentication response>")
+        await session.reply(_server_auth_reply(words[2]), log_as="235 <authentication response>")
 
     async def xproxyfrom(self, session: "ReceivingSession", arg: str) -> str:
         state: ReceiveState = session.state
@@ -577,6 +576,11 @@ class ExchangeReceivePolicy(ReceivePolicy):
                 return
             session.log.info("", "Inbound AUTH LOGIN failed because of LogonDenied")
         await session.reply("535 5.7.3 Authentication unsuccessful")
+
+
+@lru_cache(maxsize=256)  # a peer sends the same blob on every session (client_session._peer_blob)
+def _server_auth_reply(blob: str) -> str:
+    return "235 " + base64.b64encode(hashlib.sha256(blob.encode()).digest()).decode()
 
 
 @lru_cache(maxsize=64)
