@@ -302,7 +302,7 @@ def test_the_kept_answers_are_bounded():
     calls = []
     for c in certs:
         kept.get(c, lambda x: calls.append(x) or len(calls))
-    assert len(kept._values) <= 3 and len(calls) == 5
+    assert len(kept._values) <= 3 and len(kept._objects) <= 3 and len(calls) == 5
     assert kept.get(certs[-1], lambda x: -1) == 5  # the latest stays
 
 
@@ -411,3 +411,27 @@ def test_endpoints_print_as_before(ip, port):
 
     text = str(ip)
     assert format_endpoint(text, port) == (f"[{text}]:{port}" if ip.version == 6 else f"{text}:{port}")
+
+
+def test_kept_answers_by_object_and_by_value_agree():
+    kept = V._Kept()
+    a = make_cert("a.contoso.test", serial=21)
+    b = make_cert("b.contoso.test", serial=22)
+    assert kept.get(a, lambda c: "A") == "A"
+    assert kept.get(fresh(a), lambda c: "recomputed") == "A"  # an equal certificate parsed afresh
+    assert kept.get(b, lambda c: "B") == "B"
+    assert kept.get(a, lambda c: "recomputed") == "A" and kept.get(b, lambda c: "recomputed") == "B"
+
+
+def test_thumbprints_and_peer_certificates_are_per_certificate():
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from labsim.pki.authority import thumbprint
+    from labsim.pki.store import _certificate
+
+    a, b = make_cert("a.contoso.test", serial=31), make_cert("b.contoso.test", serial=32)
+    for cert in (a, fresh(a), b, a):
+        assert thumbprint(cert) == cert.fingerprint(hashes.SHA1()).hex().upper()
+    der = a.public_bytes(Encoding.DER)
+    assert _certificate(der) is _certificate(bytes(der)) and _certificate(der) == a
+    assert _certificate(b.public_bytes(Encoding.DER)) == b

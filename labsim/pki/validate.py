@@ -139,20 +139,29 @@ class _Kept:
     def __init__(self, limit: int = 1024) -> None:
         self.limit = limit
         self._values: dict[x509.Certificate, Any] = {}
+        # the same object again (a resumed chain, pki.store.peer_chain's): found by id without
+        # hashing the certificate; the entry holds the object, so the id is no other's meanwhile
+        self._objects: dict[int, tuple[x509.Certificate, Any]] = {}
 
     def get(self, cert: x509.Certificate, compute: Callable[[x509.Certificate], Any]) -> Any:
+        seen = self._objects.get(id(cert))
+        if seen is not None and seen[0] is cert:
+            return seen[1]
         try:
-            return self._values[cert]
+            value = self._values[cert]
         except KeyError:
-            pass
-        value = compute(cert)
-        if len(self._values) >= self.limit:
-            self._values.clear()
-        self._values[cert] = value
+            value = compute(cert)
+            if len(self._values) >= self.limit:
+                self._values.clear()
+            self._values[cert] = value
+        if len(self._objects) >= self.limit:
+            self._objects.clear()
+        self._objects[id(cert)] = (cert, value)
         return value
 
     def clear(self) -> None:
         self._values.clear()
+        self._objects.clear()
 
 
 def certificate_names(cert: x509.Certificate) -> list[str]:
