@@ -435,3 +435,40 @@ def test_thumbprints_and_peer_certificates_are_per_certificate():
     der = a.public_bytes(Encoding.DER)
     assert _certificate(der) is _certificate(bytes(der)) and _certificate(der) == a
     assert _certificate(b.public_bytes(Encoding.DER)) == b
+
+
+# --- engine.sessions: a held connection found by its client ------------------------------------------------
+
+def test_hold_open_marks_exactly_the_sessions_of_that_client():
+    from labsim.engine.sessions import SessionGate
+
+    class FakeSession:
+        def __init__(self, host, sid):
+            self.context = {"client_host": host, "client_session": sid} if host else {"remote": ("192.0.2.9", 1)}
+            self.held = False
+
+    gate = SessionGate.__new__(SessionGate)
+    gate._init_sessions()
+    a1, a2, b, stranger = FakeSession("HUB1", 7), FakeSession("HUB1", 7), FakeSession("HUB1", 8), FakeSession(None, None)
+    clients = {id(s): gate._track(s) for s in (a1, a2, b, stranger)}  # type: ignore[arg-type]
+    gate.hold_open(+1, ("HUB1", 7))
+    assert (a1.held, a2.held, b.held, stranger.held) == (True, True, False, False) and gate._held == 1
+    gate._untrack(a1, clients[id(a1)])  # type: ignore[arg-type]
+    gate.hold_open(-1, ("HUB1", 7))
+    assert (a1.held, a2.held) == (True, False) and gate._held == 0  # a finished session is not touched
+    gate.hold_open(+1, ("HUB1", 8))
+    gate.hold_open(+1, ("HUB1", 9))  # no such session (any more): only the count moves
+    assert b.held and gate._held == 2
+    for s in (a2, b, stranger):
+        gate._untrack(s, clients[id(s)])  # type: ignore[arg-type]
+    assert gate.sessions == set() and gate._by_client == {}
+
+
+def test_chain_building_by_object_follows_the_time_and_the_certificates():
+    trusted = make_cert("edge.contoso.test", serial=41)
+    other = make_cert("edge.contoso.test", key=1, signer=1, serial=41)
+    for when, want in [(NOW, True), (NOW + timedelta(days=2), False), (NOW, True), (NOW - timedelta(days=2), False)]:
+        for leaf, anchors in [(trusted, [trusted]), (other, [trusted]), (other, [other])]:
+            got = V._build(leaf, [], anchors, when)
+            plain = V._verify(leaf, [], anchors, when)
+            assert got == plain and (got is not None) == (want and anchors[0] is leaf)

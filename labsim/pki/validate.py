@@ -27,6 +27,7 @@ CertificateExpired, as on Windows. The classifier does no I/O except through `fe
 from __future__ import annotations
 
 import ipaddress
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -231,18 +232,41 @@ def _build(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
     if not anchors:
         return None
     certs = (leaf, *intermediates, None, *anchors)
-    key = (certs, tuple(c is None or c.not_valid_before_utc <= when <= c.not_valid_after_utc for c in certs))
-    built = _BUILT.get(key, _UNKNOWN)  # one lookup: the key hashes every certificate in it
-    if built is not _UNKNOWN:
+    valid = tuple(c is None or _within(c, when) for c in certs)
+    # First by object: the same certificate objects come back session after session (the lab's
+    # stores, pki.store.peer_chain's one object per DER), found without hashing each certificate;
+    # the entry holds the objects, so their ids name no others while it is kept.
+    by_id = (tuple(map(id, certs)), valid)
+    seen = _BUILT_BY_ID.get(by_id)
+    if seen is not None and all(map(operator.is_, seen[0], certs)):
+        built = seen[1]
         return None if built is None else list(built)
-    if len(_BUILT) >= 512:
-        _BUILT.clear()
-    chain = _verify(leaf, intermediates, anchors, when)
-    _BUILT[key] = None if chain is None else tuple(chain)
-    return chain
+    key = (certs, valid)
+    built = _BUILT.get(key, _UNKNOWN)  # one lookup: the key hashes every certificate in it
+    if built is _UNKNOWN:
+        if len(_BUILT) >= 512:
+            _BUILT.clear()
+        chain = _verify(leaf, intermediates, anchors, when)
+        built = _BUILT[key] = None if chain is None else tuple(chain)
+    if len(_BUILT_BY_ID) >= 512:
+        _BUILT_BY_ID.clear()
+    _BUILT_BY_ID[by_id] = (certs, built)
+    return None if built is None else list(built)
+
+
+def _within(cert: x509.Certificate, when: datetime) -> bool:
+    """Is `when` inside the certificate's validity period (the bounds kept per object)?"""
+    kept = _VALIDITY.get(id(cert))
+    if kept is None or kept[0] is not cert:
+        if len(_VALIDITY) >= 1024:
+            _VALIDITY.clear()
+        kept = _VALIDITY[id(cert)] = (cert, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    return kept[1] <= when <= kept[2]
 
 
 _BUILT: dict[tuple[Any, ...], tuple[x509.Certificate, ...] | None] = {}
+_BUILT_BY_ID: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[x509.Certificate, ...] | None]] = {}
+_VALIDITY: dict[int, tuple[x509.Certificate, datetime, datetime]] = {}
 _UNKNOWN: Any = object()
 
 
