@@ -472,3 +472,23 @@ def test_chain_building_by_object_follows_the_time_and_the_certificates():
             got = V._build(leaf, [], anchors, when)
             plain = V._verify(leaf, [], anchors, when)
             assert got == plain and (got is not None) == (want and anchors[0] is leaf)
+
+
+def test_crl_distribution_points_are_each_certificates_own():
+    def with_cdp(serial, urls):
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crl.contoso.test")])
+        points = [x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None) for u in urls]
+        b = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(_KEYS[0].public_key())
+             .serial_number(serial).not_valid_before(NOW).not_valid_after(NOW + timedelta(days=1)))
+        if points:
+            b = b.add_extension(x509.CRLDistributionPoints(points), critical=False)
+        return b.sign(_KEYS[0], hashes.SHA256())
+
+    a = with_cdp(51, ["http://crl.a.test/a.crl", "ldap://x/y", "HTTPS://crl.b.test/b.crl"])
+    b, none = with_cdp(52, ["http://crl.c.test/c.crl"]), with_cdp(53, [])
+    for cert, want in [(a, ["http://crl.a.test/a.crl", "HTTPS://crl.b.test/b.crl"]), (b, ["http://crl.c.test/c.crl"]),
+                       (none, []), (fresh(a), ["http://crl.a.test/a.crl", "HTTPS://crl.b.test/b.crl"])]:
+        urls = V.cdp_urls(cert)
+        assert urls == want
+        urls.append("mutated")
+        assert V.cdp_urls(cert) == want

@@ -334,17 +334,25 @@ _SELF_SIGNED = _Kept()
 
 
 def cdp_urls(cert: x509.Certificate) -> list[str]:
-    """HTTP(S) URLs of the certificate's CRL distribution points, in order."""
+    """HTTP(S) URLs of the certificate's CRL distribution points, in order (kept per certificate:
+    every validation of a chain asks for those of each of its certificates)."""
+    return list(_CDPS.get(cert, _cdp_urls))
+
+
+def _cdp_urls(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
-        return []
+        return ()
     urls = []
     for dp in cdp:
         for gn in dp.full_name or []:
             if isinstance(gn, x509.UniformResourceIdentifier) and gn.value.lower().startswith(("http://", "https://")):
                 urls.append(gn.value)
-    return urls
+    return tuple(urls)
+
+
+_CDPS = _Kept()
 
 
 # -- the classifier --------------------------------------------------------------------------
