@@ -240,7 +240,7 @@ class ClientSession:
 
     async def ehlo(self) -> aiosmtplib.SMTPResponse:
         """EHLO as aiosmtplib's `SMTP.ehlo` sends it (its STARTTLS checks the extensions learnt here);
-        what the reply teaches is worked out once per reply text (`_learn_ehlo`)."""
+        what the reply teaches is worked out once per reply text (`learn_ehlo`)."""
         smtp = self.smtp
         assert smtp is not None
         self.log.sent(f"EHLO {self.spec.ehlo_name}")
