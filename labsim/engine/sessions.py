@@ -47,6 +47,7 @@ class SessionGate:
     _idle: asyncio.Event
     _closing: bool
     _session_tasks: set[asyncio.Task[Any]]
+    _by_client: dict[tuple[Any, Any], list[ServerSession]]  # `sessions` by the client they announced
     connections: ConnectionTable  # open sessions per receive connector (connection limits)
 
     def _init_sessions(self) -> None:
@@ -57,6 +58,7 @@ class SessionGate:
         self._idle.set()
         self.connections = ConnectionTable()
         self.sessions = set()
+        self._by_client = {}
         self._closing = False
         self._session_tasks = set()
 
@@ -69,6 +71,7 @@ class SessionGate:
         if in_lab:
             self._hold()
         session: ServerSession | None = None
+        client: tuple[Any, Any] = (None, None)
         try:
             peer = writer.get_extra_info("peername")[:2]
             info = await self.registry.claim(peer, CLAIM_TIMEOUT_LIVE if self.live else CLAIM_TIMEOUT_RUN)
@@ -87,7 +90,7 @@ class SessionGate:
             if self._closing:  # accepted just as the service stopped
                 await session.shutdown(R.SERVICE_SHUTTING_DOWN)
                 return
-            self.sessions.add(session)
+            client = self._track(session)
             await session.run()
         except Exception:  # noqa: BLE001 - one broken session must never take the lab down
             import logging
@@ -95,9 +98,25 @@ class SessionGate:
             writer.close()
         finally:
             if session is not None:
-                self.sessions.discard(session)
+                self._untrack(session, client)
             if in_lab:
                 self._release()
+
+    def _track(self, session: ServerSession) -> tuple[Any, Any]:
+        """An open session: in `sessions`, and findable by the client it announced (`hold_open`)."""
+        self.sessions.add(session)
+        client = _client_of(session)
+        self._by_client.setdefault(client, []).append(session)
+        return client
+
+    def _untrack(self, session: ServerSession, client: tuple[Any, Any]) -> None:
+        self.sessions.discard(session)
+        same = self._by_client.get(client)
+        if same is not None:
+            if session in same:
+                same.remove(session)
+            if not same:
+                del self._by_client[client]
 
     def _hold(self) -> None:
         self._open += 1
@@ -121,10 +140,9 @@ class SessionGate:
         server session waiting for its next command does not hold back settle(), and its silence
         meanwhile is no inactivity timeout. `client`: the (host, session id) the client announced."""
         self._held += delta
-        if client is not None:
-            for session in self.sessions:
-                if (session.context.get("client_host"), session.context.get("client_session")) == client:
-                    session.held = delta > 0
+        if client is not None:  # a message at a time: found by the client, not by a walk of every session
+            for session in self._by_client.get(client, ()):
+                session.held = delta > 0
         self._check_idle()
 
     def _check_idle(self) -> None:
@@ -162,3 +180,8 @@ class SessionGate:
             # virtual times they were written with.
             self.scheduler.errors.append(f"settle: {self._open} session(s) still open after {SETTLE_TIMEOUT} s")
         self.tracking.settled()  # write the evidence no later action can precede (engine.evidence)
+
+
+def _client_of(session: ServerSession) -> tuple[Any, Any]:
+    """The (host, session id) a lab client announced for this session ((None, None): a stranger)."""
+    return session.context.get("client_host"), session.context.get("client_session")

@@ -14,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 from ..clock import iso_ms
@@ -248,7 +249,12 @@ def winsock_code(exc: BaseException) -> int | None:
 
 def format_endpoint(ip: str, port: int) -> str:
     """`IP:port` as .NET's IPEndPoint prints it (IPv6 in brackets) [INFERRED for IPv6]."""
-    return f"[{ip}]:{port}" if ipaddress.ip_address(ip.split("%")[0]).version == 6 else f"{ip}:{port}"
+    return f"[{ip}]:{port}" if _is_v6(ip) else f"{ip}:{port}"
+
+
+@lru_cache(maxsize=1024)  # three endpoints a session, of the lab's few addresses
+def _is_v6(ip: str) -> bool:
+    return ipaddress.ip_address(ip.split("%")[0]).version == 6
 
 
 def connect_failed_context(winsock: int, destination_domain: str, ip: str, port: int,

@@ -61,8 +61,22 @@ def _remember(build_key: tuple[Any, ...], cert: x509.Certificate) -> x509.Certif
 
 
 def thumbprint(cert: x509.Certificate) -> str:
-    """Windows' certificate thumbprint: SHA-1 of the DER, upper-case hex, no separators."""
-    return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S324 - it is what Windows shows
+    """Windows' certificate thumbprint: SHA-1 of the DER, upper-case hex, no separators.
+
+    Asked for the same certificate objects session after session (the stores' own, a resumed
+    session's chain, pki.store.peer_chain's), so kept per object: the entry holds the object, so
+    its id cannot name another certificate while it is kept."""
+    kept = _THUMBPRINTS.get(id(cert))
+    if kept is not None and kept[0] is cert:
+        return kept[1]
+    text = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S324 - it is what Windows shows
+    if len(_THUMBPRINTS) >= 1024:
+        _THUMBPRINTS.clear()
+    _THUMBPRINTS[id(cert)] = (cert, text)
+    return text
+
+
+_THUMBPRINTS: dict[int, tuple[x509.Certificate, str]] = {}
 
 
 def serial_hex(cert: x509.Certificate) -> str:

@@ -39,8 +39,7 @@ from __future__ import annotations
 import ctypes
 import ssl
 import sys
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -141,6 +140,21 @@ class _Kept:
     since: datetime  # virtual time of the full handshake
 
 
+class _Offering:
+    """`ClientSessionCache.offering`'s block (a plain context manager: one per TLS session)."""
+
+    __slots__ = ("session", "token")
+
+    def __init__(self, session: ssl.SSLSession | None) -> None:
+        self.session = session
+
+    def __enter__(self) -> None:
+        self.token = _OFFER.set(self.session)
+
+    def __exit__(self, *exc: object) -> None:
+        _OFFER.reset(self.token)
+
+
 class ClientSessionCache:
     """One machine's client-side session cache (Schannel's, keyed by credential and target).
 
@@ -158,15 +172,10 @@ class ClientSessionCache:
             return None
         return kept
 
-    @contextmanager
-    def offering(self, key: Hashable, now: datetime) -> Iterator[None]:
+    def offering(self, key: Hashable, now: datetime) -> _Offering:
         """While the block runs, a TLS client upgrade started from this task offers the kept session."""
         kept = self._live(key, now)
-        token = _OFFER.set(kept.session if kept is not None else None)
-        try:
-            yield
-        finally:
-            _OFFER.reset(token)
+        return _Offering(kept.session if kept is not None else None)
 
     def resumed_chain(self, key: Hashable, sslobj: ssl.SSLObject) -> list[x509.Certificate] | None:
         """The server's chain kept from the full handshake, when this session resumed it."""

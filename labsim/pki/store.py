@@ -25,6 +25,7 @@ import tempfile
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -258,4 +259,11 @@ def peer_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> list[x509.Certifica
             ders.append(item if isinstance(item, bytes) else item.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
     if not ders or ders[0] != leaf_der:
         ders = [leaf_der, *(d for d in ders if d != leaf_der)]
-    return [x509.load_der_x509_certificate(d) for d in ders]
+    return [_certificate(d) for d in ders]
+
+
+@lru_cache(maxsize=256)
+def _certificate(der: bytes) -> x509.Certificate:
+    """One object per DER encoding: every session of a peer presents the same certificates, and
+    what is kept per certificate object (thumbprints, classification) then serves them all."""
+    return x509.load_der_x509_certificate(der)

@@ -27,6 +27,7 @@ CertificateExpired, as on Windows. The classifier does no I/O except through `fe
 from __future__ import annotations
 
 import ipaddress
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -130,17 +131,58 @@ class CrlCache:
 
 # -- names -----------------------------------------------------------------------------------
 
+class _Kept:
+    """Answers worked out once per certificate (a pure function of it), for the certificates every
+    TLS session presents again. x509.Certificate hashes and compares by value, so a certificate
+    parsed afresh for a new session (the server side's `peer_chain`) finds the answer of an equal
+    one; a different certificate is a different key. Bounded: emptied when full."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self.limit = limit
+        self._values: dict[x509.Certificate, Any] = {}
+        # the same object again (a resumed chain, pki.store.peer_chain's): found by id without
+        # hashing the certificate; the entry holds the object, so the id is no other's meanwhile
+        self._objects: dict[int, tuple[x509.Certificate, Any]] = {}
+
+    def get(self, cert: x509.Certificate, compute: Callable[[x509.Certificate], Any]) -> Any:
+        seen = self._objects.get(id(cert))
+        if seen is not None and seen[0] is cert:
+            return seen[1]
+        try:
+            value = self._values[cert]
+        except KeyError:
+            value = compute(cert)
+            if len(self._values) >= self.limit:
+                self._values.clear()
+            self._values[cert] = value
+        if len(self._objects) >= self.limit:
+            self._objects.clear()
+        self._objects[id(cert)] = (cert, value)
+        return value
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._objects.clear()
+
+
 def certificate_names(cert: x509.Certificate) -> list[str]:
     """The names a certificate is for: its SAN DNS names, or its CNs when it has none."""
+    return list(_NAMES.get(cert, _names))
+
+
+def _names(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
         names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
         if names:
-            return names
+            return tuple(names)
     except x509.ExtensionNotFound:
         pass
-    return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+
+
+_NAMES = _Kept()
 
 
 def _labels(name: str) -> list[str]:
@@ -190,18 +232,42 @@ def _build(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
     if not anchors:
         return None
     certs = (leaf, *intermediates, None, *anchors)
-    key = (certs, tuple(c is None or c.not_valid_before_utc <= when <= c.not_valid_after_utc for c in certs))
-    if key in _BUILT:
-        built = _BUILT[key]
+    valid = tuple(c is None or _within(c, when) for c in certs)
+    # First by object: the same certificate objects come back session after session (the lab's
+    # stores, pki.store.peer_chain's one object per DER), found without hashing each certificate;
+    # the entry holds the objects, so their ids name no others while it is kept.
+    by_id = (tuple(map(id, certs)), valid)
+    seen = _BUILT_BY_ID.get(by_id)
+    if seen is not None and all(map(operator.is_, seen[0], certs)):
+        built = seen[1]
         return None if built is None else list(built)
-    if len(_BUILT) >= 512:
-        _BUILT.clear()
-    chain = _verify(leaf, intermediates, anchors, when)
-    _BUILT[key] = None if chain is None else tuple(chain)
-    return chain
+    key = (certs, valid)
+    built = _BUILT.get(key, _UNKNOWN)  # one lookup: the key hashes every certificate in it
+    if built is _UNKNOWN:
+        if len(_BUILT) >= 512:
+            _BUILT.clear()
+        chain = _verify(leaf, intermediates, anchors, when)
+        built = _BUILT[key] = None if chain is None else tuple(chain)
+    if len(_BUILT_BY_ID) >= 512:
+        _BUILT_BY_ID.clear()
+    _BUILT_BY_ID[by_id] = (certs, built)
+    return None if built is None else list(built)
+
+
+def _within(cert: x509.Certificate, when: datetime) -> bool:
+    """Is `when` inside the certificate's validity period (the bounds kept per object)?"""
+    kept = _VALIDITY.get(id(cert))
+    if kept is None or kept[0] is not cert:
+        if len(_VALIDITY) >= 1024:
+            _VALIDITY.clear()
+        kept = _VALIDITY[id(cert)] = (cert, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    return kept[1] <= when <= kept[2]
 
 
 _BUILT: dict[tuple[Any, ...], tuple[x509.Certificate, ...] | None] = {}
+_BUILT_BY_ID: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[x509.Certificate, ...] | None]] = {}
+_VALIDITY: dict[int, tuple[x509.Certificate, datetime, datetime]] = {}
+_UNKNOWN: Any = object()
 
 
 def _verify(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
@@ -255,21 +321,38 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _is_self_signed(cert: x509.Certificate) -> bool:
+    # the signature check is the costly part (the lab's internal transport certificates are
+    # self-signed and presented on every X-ANONYMOUSTLS session): kept per certificate
+    return _SELF_SIGNED.get(cert, _signs_itself)
+
+
+def _signs_itself(cert: x509.Certificate) -> bool:
     return cert.issuer == cert.subject and _signed_by(cert, cert)
 
 
+_SELF_SIGNED = _Kept()
+
+
 def cdp_urls(cert: x509.Certificate) -> list[str]:
-    """HTTP(S) URLs of the certificate's CRL distribution points, in order."""
+    """HTTP(S) URLs of the certificate's CRL distribution points, in order (kept per certificate:
+    every validation of a chain asks for those of each of its certificates)."""
+    return list(_CDPS.get(cert, _cdp_urls))
+
+
+def _cdp_urls(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
-        return []
+        return ()
     urls = []
     for dp in cdp:
         for gn in dp.full_name or []:
             if isinstance(gn, x509.UniformResourceIdentifier) and gn.value.lower().startswith(("http://", "https://")):
                 urls.append(gn.value)
-    return urls
+    return tuple(urls)
+
+
+_CDPS = _Kept()
 
 
 # -- the classifier --------------------------------------------------------------------------
@@ -294,14 +377,15 @@ async def classify(
     now = _utc(now)
     leaf, sent_by_peer = chain[0], list(chain[1:])
     presented = sent_by_peer + [c for c in local_intermediates if c not in sent_by_peer]
-    subject = dotnet_dn(leaf.subject)
 
     if domain and not name_matches(leaf, domain):
         return ValidationResult(
             ChainStatus.SubjectMismatch,
-            f"expected {domain}; presented {subject} for {', '.join(certificate_names(leaf)) or 'no names'}")
+            f"expected {domain}; presented {dotnet_dn(leaf.subject)} for "
+            f"{', '.join(certificate_names(leaf)) or 'no names'}")
 
     if _is_self_signed(leaf):
+        subject = dotnet_dn(leaf.subject)
         if not any(a == leaf for a in anchors):
             return ValidationResult(ChainStatus.UntrustedRoot,
                                     f"self-signed certificate {subject} is not a trusted root")
@@ -311,6 +395,7 @@ async def classify(
 
     built = _build(leaf, presented, anchors, now)
     if built is None:
+        subject = dotnet_dn(leaf.subject)
         # Retry at a moment when every certificate of the likely path is valid: if the chain then
         # verifies, only time is wrong.
         for when in _probe_times(leaf, [*presented, *anchors], now):
@@ -342,10 +427,9 @@ async def _check_revocation(built: list[x509.Certificate], now: datetime,
     unchecked: list[str] = []
     dead_hosts: set[str] = set()  # like CryptNet's offline marking: do not wait twice per host
     for cert, issuer in zip(built[:-1], built[1:]):
-        who = dotnet_dn(cert.subject)
         urls = cdp_urls(cert)
         if not urls:
-            unchecked.append(f"{who} has no CRL distribution point")
+            unchecked.append(f"{dotnet_dn(cert.subject)} has no CRL distribution point")
             continue
         crl: x509.CertificateRevocationList | None = None
         problems: list[str] = []
@@ -371,10 +455,11 @@ async def _check_revocation(built: list[x509.Certificate], now: datetime,
                 crl_cache.put(url, crl)
             break
         if crl is None:
-            offline.append(f"revocation of {who} unknown ({'; '.join(problems)})")
+            offline.append(f"revocation of {dotnet_dn(cert.subject)} unknown ({'; '.join(problems)})")
             continue
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if entry is not None:
+            who = dotnet_dn(cert.subject)
             reason = ""
             try:
                 reason = f", reason {entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..topology.model import ReceiveConnector
 from . import replies as R
@@ -64,17 +65,29 @@ def select_receive_connector(connectors: list[ReceiveConnector], *, local_ip: st
     for rc in connectors:
         if not rc.enabled:
             continue
-        exact = max((m for b in rc.bindings if (m := _binding_matches(b, local_ip, local_port)) is not None),
-                    default=None)
+        exact = _best_binding(tuple(rc.bindings), local_ip, local_port)
         if exact is None:
             continue
-        size = best_match_size(rc.remote_ip_ranges, remote_ip)
+        size = _best_range(tuple(rc.remote_ip_ranges), remote_ip)
         if size is None:
             continue
         key = (-exact, size, rc.name.lower())
         if best is None or key < best:
             best, chosen = key, rc
     return chosen
+
+
+# Every session selects its connector: the answers for one connector's bindings and ranges are
+# pure functions of their texts and the addresses, kept per combination (a changed connector is a
+# new key).
+@lru_cache(maxsize=1024)
+def _best_binding(bindings: tuple[str, ...], local_ip: str, local_port: int) -> int | None:
+    return max((m for b in bindings if (m := _binding_matches(b, local_ip, local_port)) is not None), default=None)
+
+
+@lru_cache(maxsize=1024)
+def _best_range(ranges: tuple[str, ...], remote_ip: str) -> int | None:
+    return best_match_size(list(ranges), remote_ip)
 
 
 @dataclass
@@ -103,43 +116,80 @@ class ReceiveState:
 
     @property
     def rights(self) -> frozenset[str]:
-        groups = set(self.connector.permission_groups)
-        rights: set[str] = set()
-        if "AnonymousUsers" in groups:
-            rights |= GROUP_RIGHTS["AnonymousUsers"]
-        if "Partners" in groups and self.tls:
-            rights |= GROUP_RIGHTS["Partners"]
-        if self.authenticated_as_server:
-            for g in ("ExchangeServers", "ExchangeLegacyServers"):
-                if g in groups:
-                    rights |= GROUP_RIGHTS[g]
-        if "AcceptCloudServicesMail" in self.capabilities or "AcceptOorgProtocol" in self.capabilities:
-            # Mail from the tenant is internal to the organisation: it may relay and carries
-            # organisation headers (transport-behavior.md §1.3, §7.3).
-            rights |= {"SMTPSubmit", "SMTPAcceptAnyRecipient", "SMTPAcceptAnySender",
-                       "SMTPAcceptAuthoritativeDomainSender", "AcceptOrganizationHeaders", "BypassAntiSpam"}
-        return frozenset(rights)
+        caps = self.capabilities
+        return _rights(tuple(self.connector.permission_groups), self.tls, self.authenticated_as_server,
+                       "AcceptCloudServicesMail" in caps or "AcceptOorgProtocol" in caps)
 
     def reset_transaction(self) -> None:
         self.mail_from = None
         self.recipients = []
 
 
-def ehlo_keywords(state: ReceiveState) -> list[str]:
-    """Exchange 2019's EHLO keywords for this session (rules.ehlo; docs/transport-fidelity.md §1.1)."""
+@lru_cache(maxsize=256)
+def _rights(groups: tuple[str, ...], tls: bool, server: bool, cloud: bool) -> frozenset[str]:
+    """A session's rights from its connector's permission groups and what the session proved
+    (`ReceiveState.rights`; asked at every MAIL, RCPT and BDAT, so kept per combination)."""
+    rights: set[str] = set()
+    if "AnonymousUsers" in groups:
+        rights |= GROUP_RIGHTS["AnonymousUsers"]
+    if "Partners" in groups and tls:
+        rights |= GROUP_RIGHTS["Partners"]
+    if server:
+        for g in ("ExchangeServers", "ExchangeLegacyServers"):
+            if g in groups:
+                rights |= GROUP_RIGHTS[g]
+    if cloud:
+        # Mail from the tenant is internal to the organisation: it may relay and carries
+        # organisation headers (transport-behavior.md §1.3, §7.3).
+        rights |= {"SMTPSubmit", "SMTPAcceptAnyRecipient", "SMTPAcceptAnySender",
+                   "SMTPAcceptAuthoritativeDomainSender", "AcceptOrganizationHeaders", "BypassAntiSpam"}
+    return frozenset(rights)
+
+
+EhloKey = tuple[Role, tuple[str, ...], int, bool, bool, bool, bool, frozenset[str]]
+
+
+def _ehlo_key(state: ReceiveState) -> EhloKey:
+    """Everything the EHLO keywords are a function of (rules.ehlo.EhloInputs), read afresh from the
+    session and its connector each time: a timeline step that changes the connector changes the key."""
     rc = state.connector
     role: Role = state.role or ("Edge" if state.is_edge else
                                 "Hub" if rc.transport_role == "HubTransport" else "FrontEnd")
-    return _ehlo_keywords(EhloInputs(
-        role=role, auth=frozenset(str(m) for m in rc.auth_mechanism), max_message_size=rc.max_message_size,
-        certificate=state.starttls_available, internal_certificate=state.internal_certificate,
-        secure=state.tls, anonymous_tls=state.anonymous_tls, capabilities=state.capabilities))
+    return (role, tuple(rc.auth_mechanism), rc.max_message_size, state.starttls_available,
+            state.internal_certificate, state.tls, state.anonymous_tls, state.capabilities)
+
+
+@lru_cache(maxsize=256)
+def _keywords(key: EhloKey) -> tuple[str, ...]:
+    role, auth, max_size, certificate, internal, secure, anonymous, capabilities = key
+    return tuple(_ehlo_keywords(EhloInputs(
+        role=role, auth=frozenset(str(m) for m in auth), max_message_size=max_size,
+        certificate=certificate, internal_certificate=internal, secure=secure, anonymous_tls=anonymous,
+        capabilities=capabilities)))
+
+
+def ehlo_keywords(state: ReceiveState) -> list[str]:
+    """Exchange 2019's EHLO keywords for this session (rules.ehlo; docs/transport-fidelity.md §1.1).
+    A pure function of `_ehlo_key`, so each combination is worked out once (every session asks for
+    it at EHLO and again at X-ANONYMOUSTLS, X-EXPS, XPROXYFROM ...)."""
+    return list(_keywords(_ehlo_key(state)))
+
+
+@lru_cache(maxsize=1024)
+def _reply(fqdn: str, ip: str, keywords: tuple[str, ...]) -> tuple[str, ...]:
+    lines = [R.HELLO.format(fqdn=fqdn, ip=ip), *keywords]
+    return tuple([f"250-{ln}" for ln in lines[:-1]] + [f"250 {lines[-1]}"])
+
+
+def ehlo_reply(state: ReceiveState) -> tuple[str, ...]:
+    """The multi-line 250 reply as sent on the wire (`250-...` lines, last one `250 ...`); the same
+    tuple object for the same inputs (the caller may key its own memo of the log text on it)."""
+    return _reply(state.fqdn, state.remote_ip, _keywords(_ehlo_key(state)))
 
 
 def ehlo_reply_lines(state: ReceiveState) -> list[str]:
-    """The multi-line 250 reply as sent on the wire (`250-...` lines, last one `250 ...`)."""
-    lines = [R.HELLO.format(fqdn=state.fqdn, ip=state.remote_ip)] + ehlo_keywords(state)
-    return [f"250-{ln}" for ln in lines[:-1]] + [f"250 {lines[-1]}"]
+    """`ehlo_reply` as a list."""
+    return list(ehlo_reply(state))
 
 
 def check_mail(state: ReceiveState, size: int | None) -> str:

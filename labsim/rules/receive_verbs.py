@@ -10,6 +10,8 @@ rules.verbs; docs/transport-fidelity.md §1).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ..topology.model import AuthMechanism
 from . import replies as R
 from . import verbs as V
@@ -18,6 +20,7 @@ from .receive import ReceiveState, ehlo_keywords
 AUTH_LOGIN_NOT_TLS = "Inbound ExchangeAuth negotiation failed because connection is not TLS"
 
 
+@lru_cache(maxsize=256)  # every session's EHLO names, twice a session: a pure function of the text
 def valid_helo_domain(arg: str) -> bool:
     """A domain name or an address literal ([192.0.2.1], [IPv6:...]): what EHLO/HELO accept.
 

@@ -27,6 +27,7 @@ import hashlib
 from typing import Any
 
 import aiosmtplib
+from aiosmtplib.esmtp import parse_esmtp_extensions
 from cryptography.hazmat.primitives import hashes
 
 from ..logs import protocol_text as T
@@ -46,6 +47,80 @@ from .send_spec import (
 
 _LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError)  # SMTP.execute_command closes on these
 _DOMAIN_UNAVAILABLE = 421  # SMTP.execute_command closes after this reply too
+
+
+class EhloLearnt:
+    """What one EHLO reply text teaches the client: the Send log's rows (`<` per wire line), the
+    peer's keywords (rules.ehlo.offered) and aiosmtplib's view of its extensions
+    (`parse_esmtp_extensions`, what `SMTP.last_ehlo_response`'s setter computes)."""
+
+    __slots__ = ("rows", "peer", "extensions", "auth_methods")
+
+    def __init__(self, code: int, message: str) -> None:
+        self.rows = tuple(T.ehlo_reply_send(wire_lines(code, message)))
+        self.peer = ehlo_offered(message.split("\n")[1:])
+        self.extensions, self.auth_methods = parse_esmtp_extensions(message)
+
+
+_LEARNT: dict[str, EhloLearnt] = {}  # reply text -> what it teaches (a peer answers the same text each time)
+
+
+def learn_ehlo(code: int, message: str) -> EhloLearnt:
+    """`EhloLearnt` of a 250 reply, kept per reply text (bounded: emptied when full)."""
+    learnt = _LEARNT.get(message)
+    if learnt is None:
+        learnt = EhloLearnt(code, message)
+        if len(_LEARNT) >= 256:
+            _LEARNT.clear()
+        _LEARNT[message] = learnt
+    return learnt
+
+
+async def _ehlo(smtp: aiosmtplib.SMTP) -> tuple[aiosmtplib.SMTPResponse, EhloLearnt]:
+    """`SMTP.ehlo(timeout=REAL_TIMEOUT)` step for step (the same command bytes through
+    `SMTP.execute_command`'s protocol call, its closes, the SMTPHeloError), with the learnt state set
+    from `learn_ehlo` instead of parsing the reply again: the four attributes the
+    `last_ehlo_response` setter sets (`tests/test_client_ehlo_learnt.py` holds them equal)."""
+    protocol, name = smtp.protocol, smtp.local_hostname
+    if protocol is None or name is None:  # not connected, or no name: aiosmtplib's own path and errors
+        resp = await smtp.ehlo(timeout=REAL_TIMEOUT)
+        return resp, learn_ehlo(resp.code, resp.message)
+    try:
+        resp = await protocol.execute_command(b"EHLO", name.encode("ascii"), timeout=REAL_TIMEOUT)
+    except _LOST:
+        smtp.close()
+        raise
+    if resp.code == _DOMAIN_UNAVAILABLE:
+        smtp.close()
+    if resp.code != 250:
+        raise aiosmtplib.SMTPHeloError(resp.code, resp.message)
+    learnt = learn_ehlo(resp.code, resp.message)
+    smtp._last_ehlo_response = resp
+    smtp.esmtp_extensions = dict(learnt.extensions)
+    smtp.server_auth_methods = list(learnt.auth_methods)
+    smtp.supports_esmtp = True
+    return resp, learnt
+
+
+def _blob(seed: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(seed).digest()).decode()
+
+
+_BLOBS: dict[int, tuple[Any, str]] = {}  # id(certificate) -> (the certificate, its X-EXPS blob)
+
+
+def _peer_blob(cert: Any) -> str:
+    """The X-EXPS blob for a peer certificate; a resumed session hands back the very certificate
+    objects of its full handshake (pki.resume), so the blob is kept per object (the entry holds the
+    object, so its id cannot be another's while kept)."""
+    kept = _BLOBS.get(id(cert))
+    if kept is not None and kept[0] is cert:
+        return kept[1]
+    blob = _blob(cert.fingerprint(hashes.SHA256()))
+    if len(_BLOBS) >= 256:
+        _BLOBS.clear()
+    _BLOBS[id(cert)] = (cert, blob)
+    return blob
 
 
 class ClientSession:
@@ -164,13 +239,14 @@ class ClientSession:
             self.log.received(line)
 
     async def ehlo(self) -> aiosmtplib.SMTPResponse:
-        """EHLO through aiosmtplib's `SMTP.ehlo` (its STARTTLS checks the extensions that one learnt)."""
-        assert self.smtp is not None
+        """EHLO as aiosmtplib's `SMTP.ehlo` sends it (its STARTTLS checks the extensions learnt here);
+        what the reply teaches is worked out once per reply text (`learn_ehlo`)."""
+        smtp = self.smtp
+        assert smtp is not None
         self.log.sent(f"EHLO {self.spec.ehlo_name}")
         self.advance()
         try:
-            # the name the SMTP client was made with (aiosmtplib checked it once, in connect)
-            resp = await self.smtp.ehlo(timeout=REAL_TIMEOUT)
+            resp, learnt = await _ehlo(smtp)
         except aiosmtplib.SMTPHeloError as exc:
             self.advance()
             self.log.received(f"{exc.code} {exc.message}")
@@ -178,17 +254,16 @@ class ClientSession:
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise Abort(self.fail("socket", detail=str(exc))) from None
         self.advance()
-        for line in T.ehlo_reply_send(wire_lines(resp.code, resp.message)):
+        for line in learnt.rows:
             self.log.received(line)
-        self.peer = ehlo_offered(resp.message.split("\n")[1:])
+        self.peer = dict(learnt.peer)
         return resp
 
     async def exchange_auth(self) -> None:
         """X-EXPS EXCHANGEAUTH SHA256 <blob>, logged without the blob; a refusal fails the attempt."""
         # [INFERRED] the blob: Kerberos-bound in Exchange; here a digest of the peer certificate (never logged)
         chain = self.tls_info.get("remote_chain") or []
-        seed = chain[0].fingerprint(hashes.SHA256()) if chain else self.spec.ehlo_name.encode()
-        blob = base64.b64encode(hashlib.sha256(seed).digest()).decode()
+        blob = _peer_blob(chain[0]) if chain else _blob(self.spec.ehlo_name.encode())
         resp = await self.command(f"{V.EXCHANGEAUTH_LOGGED}{blob}", log_as=V.EXCHANGEAUTH_LOGGED,
                                    reply_as=V.EXCHANGEAUTH_REPLY_LOGGED)
         if resp.code != 235:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..clock import rfc2822_local
@@ -30,7 +31,7 @@ from ..rules.receive import (
     connection_limit_reply,
     connector_fqdn,
     ehlo_keywords,
-    ehlo_reply_lines,
+    ehlo_reply,
     select_receive_connector,
 )
 from ..rules.receive_verbs import (
@@ -56,6 +57,7 @@ from ..topology.model import (
     InternetMailHost,
     ReceiveConnector,
 )
+from ..topology.timespec import parse_timespan
 from .framing import ExchangeDataParser, PostfixDataParser
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +71,13 @@ EOP_MAX_RECIPIENTS = 1000  # Exchange Online's limit of recipients per message [
 POSTFIX_SMTPD_TIMEOUT = 300.0  # smtpd_timeout default (mail_params.h DEF_SMTPD_TMOUT)
 POSTFIX_RECIPIENT_LIMIT = 1000  # smtpd_recipient_limit default (DEF_SMTPD_RCPT_LIMIT)
 POSTFIX_CHUNK_TOO_LARGE = "552 5.3.4 Chunk exceeds message size limit"  # smtpd.c bdat_cmd
+
+
+@lru_cache(maxsize=1024)
+def _ehlo_logged(lines: tuple[str, ...]) -> str:
+    """The receive log's one row for an EHLO reply (`rules.receive.ehlo_reply` gives the same tuple
+    for the same reply, so its text is worked out once)."""
+    return T.ehlo_reply_receive(lines)
 
 
 class ServiceLab(Protocol):
@@ -379,8 +388,8 @@ class ExchangeReceivePolicy(ReceivePolicy):
         return session.extra.refusal
 
     def timeouts(self, session: "ReceivingSession") -> tuple[float | None, float | None]:
-        rc = session.state.connector
-        return rc.inactivity_seconds, rc.connection_timeout_seconds
+        rc = session.state.connector  # asked at every read: the seconds are kept per pair of texts
+        return _connector_timeouts(rc.connection_inactivity_timeout, rc.connection_timeout)
 
     def recipient_limit_reply(self, session: "ReceivingSession", accepted: int) -> str | None:
         return check_recipient_count(session.state.connector, accepted)
@@ -425,8 +434,8 @@ class ExchangeReceivePolicy(ReceivePolicy):
         if not extended:
             await session.reply(f"250 {R.HELLO.format(fqdn=state.fqdn, ip=state.remote_ip)}")
             return
-        lines = ehlo_reply_lines(state)
-        await session.reply(lines, log_as=T.ehlo_reply_receive(lines))
+        lines = ehlo_reply(state)
+        await session.reply(list(lines), log_as=_ehlo_logged(lines))
 
     async def starttls(self, session: "ReceivingSession", arg: str = "") -> None:
         refused = starttls_refusal(session.state, arg)
@@ -452,8 +461,7 @@ class ExchangeReceivePolicy(ReceivePolicy):
             return
         session.log.info(T.session_permissions_data(state.rights), T.SET_SESSION_PERMISSIONS)
         # [INFERRED] the server's half of the exchange: any blob will do, it never reaches a log
-        blob = base64.b64encode(hashlib.sha256(words[2].encode()).digest()).decode()
-        await session.reply(f"235 {blob}", log_as="235 <authentication response>")
+        await session.reply(_server_auth_reply(words[2]), log_as="235 <authentication response>")
 
     async def xproxyfrom(self, session: "ReceivingSession", arg: str) -> str:
         state: ReceiveState = session.state
@@ -568,6 +576,18 @@ class ExchangeReceivePolicy(ReceivePolicy):
                 return
             session.log.info("", "Inbound AUTH LOGIN failed because of LogonDenied")
         await session.reply("535 5.7.3 Authentication unsuccessful")
+
+
+@lru_cache(maxsize=256)  # a peer sends the same blob on every session (client_session._peer_blob)
+def _server_auth_reply(blob: str) -> str:
+    return "235 " + base64.b64encode(hashlib.sha256(blob.encode()).digest()).decode()
+
+
+@lru_cache(maxsize=64)
+def _connector_timeouts(inactivity: str, total: str) -> tuple[float, float]:
+    """(ConnectionInactivityTimeout, ConnectionTimeout) in seconds, as ReceiveConnector's properties
+    give them (topology.model: `inactivity_seconds`, `connection_timeout_seconds`)."""
+    return parse_timespan(inactivity).total_seconds(), parse_timespan(total).total_seconds()
 
 
 _POSTFIX_NEUTER = set(" <>()\\\";@")  # smtpd.c NEUTER_CHARACTERS
