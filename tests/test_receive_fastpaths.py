@@ -199,3 +199,22 @@ def test_the_same_message_asked_again_answers_from_what_was_read() -> None:
     assert header_value(one, "Message-ID") == "<1@x>"
     assert header_value(one, "Subject") == "one"
     assert header_value(two, "Message-ID") == ""
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(LINES, max_size=6), ENDS, st.booleans()), min_size=1, max_size=80),
+       st.lists(st.integers(0, 79), max_size=80))
+def test_blocks_read_again_later_answer_as_the_parser_does(messages, order) -> None:
+    """The blocks read lately are kept with their headers: any message read again, after any
+    others (more than are kept, too), still reads as a first reading does."""
+    datas = [message(lines, end, lead) for lines, end, lead in messages]
+    for i in list(range(len(datas))) + order:
+        data = bytes(datas[i % len(datas)])  # a new object with the same bytes
+        for name in ("Subject", "Message-ID", "X-A"):
+            assert header_value(data, name) == plain_header_value(data, name)
+
+
+def plain_header_value(data: bytes, name: str) -> str:
+    from email import message_from_bytes
+    from email.policy import compat32
+    return str(message_from_bytes(data, policy=compat32).get(name, "")).strip()

@@ -83,7 +83,14 @@ def header_value(data: bytes, name: str) -> str:
     if data is not _last_data:  # (bytes are immutable: the same object has the same block)
         block = header_block(data)
         if _last[0] != block:
-            _last = (block, _headers_after(_last, block))
+            headers = _SEEN.get(block, _UNSEEN)
+            if headers is _UNSEEN:
+                headers = _headers_after(_last, block)
+                if len(block) <= _SEEN_MAX_BLOCK:
+                    _SEEN[block] = headers
+                    if len(_SEEN) > _SEEN_BLOCKS:
+                        del _SEEN[next(iter(_SEEN))]  # the oldest
+            _last = (block, headers)
         _last_data = data
     headers = _last[1]
     if headers is not None:
@@ -164,6 +171,12 @@ def _plain_headers(block: bytes) -> dict[str, str] | None:
 
 _last: tuple[bytes, dict[str, str] | None] = (b"\x00", None)  # the last block read and its headers
 _last_data: bytes | None = None  # the message that block was read from
+# The blocks read lately and their headers (`_plain_headers`, None if not plain), oldest first: a
+# message submitted from a mailbox is read again, unchanged, by the Transport service it is handed
+# to (and an Internet host's by the Edge), usually with other messages read in between.
+_SEEN: dict[bytes, dict[str, str] | None] = {}
+_SEEN_BLOCKS, _SEEN_MAX_BLOCK = 64, 16384
+_UNSEEN: dict[str, str] = {}  # (a sentinel: never a block's headers)
 
 
 def count_received(data: bytes) -> int:
