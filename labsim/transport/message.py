@@ -76,26 +76,29 @@ def header_value(data: bytes, name: str) -> str:
     """The first `name` header's value, stripped, as the email parser (compat32) reads it.
 
     Per hop the lab reads Message-ID and Subject of each message; the parser costs ~0.1 ms a call.
-    A header block of plain CRLF lines is read here directly (`_plain_headers`, kept for the last
-    block read; the same bytes object asked again skips even finding its block); anything else
-    (bare CR or LF, 8-bit bytes, a line that is no header, a leading `From `) goes to the parser."""
-    global _last, _last_data
-    if data is not _last_data:  # (bytes are immutable: the same object has the same block)
+    A header block of plain CRLF lines is read here directly (`_plain_headers`; the headers of the
+    blocks read lately are kept, `_SEEN`, and the same bytes object asked again skips even finding
+    its block); anything else (bare CR or LF, 8-bit bytes, a line that is no header, a leading
+    `From `) goes to the parser."""
+    global _last
+    last = _last  # (one read: the message, its block and its headers belong together)
+    if data is not last[0]:  # (bytes are immutable: the same object has the same block)
         block = header_block(data)
-        if _last[0] != block:
+        if last[1] != block:
             headers = _SEEN.get(block, _UNSEEN)
             if headers is _UNSEEN:
-                headers = _headers_after(_last, block)
+                headers = _headers_after(last[1:], block)
                 if len(block) <= _SEEN_MAX_BLOCK:
                     _SEEN[block] = headers
                     if len(_SEEN) > _SEEN_BLOCKS:
                         del _SEEN[next(iter(_SEEN))]  # the oldest
-            _last = (block, headers)
-        _last_data = data
-    headers = _last[1]
+        else:
+            headers = last[2]
+        _last = last = (data, block, headers)
+    headers = last[2]
     if headers is not None:
         return headers.get(name.lower(), "")
-    msg = message_from_bytes(_last[0], policy=compat32)
+    msg = message_from_bytes(last[1], policy=compat32)
     return str(msg.get(name, "")).strip()
 
 
@@ -169,8 +172,8 @@ def _plain_headers(block: bytes) -> dict[str, str] | None:
     return headers
 
 
-_last: tuple[bytes, dict[str, str] | None] = (b"\x00", None)  # the last block read and its headers
-_last_data: bytes | None = None  # the message that block was read from
+# the last message read, its block and the block's headers
+_last: tuple[bytes | None, bytes, dict[str, str] | None] = (None, b"\x00", None)
 # The blocks read lately and their headers (`_plain_headers`, None if not plain), oldest first: a
 # message submitted from a mailbox is read again, unchanged, by the Transport service it is handed
 # to (and an Internet host's by the Edge), usually with other messages read in between.
