@@ -9,7 +9,6 @@ suffix when the Front End proxied it).
 from __future__ import annotations
 
 import email.utils
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes
@@ -77,17 +76,29 @@ def header_value(data: bytes, name: str) -> str:
     """The first `name` header's value, stripped, as the email parser (compat32) reads it.
 
     Per hop the lab reads Message-ID and Subject of each message; the parser costs ~0.1 ms a call.
-    A header block of plain CRLF lines is read here directly (`_plain_headers`, kept for the last
-    block read); anything else (bare CR or LF, 8-bit bytes, a line that is no header, a leading
+    A header block of plain CRLF lines is read here directly (`_plain_headers`; the headers of the
+    blocks read lately are kept, `_SEEN`, and the same bytes object asked again skips even finding
+    its block); anything else (bare CR or LF, 8-bit bytes, a line that is no header, a leading
     `From `) goes to the parser."""
-    block = header_block(data)
     global _last
-    if _last[0] != block:
-        _last = (block, _headers_after(_last, block))
-    headers = _last[1]
+    last = _last  # (one read: the message, its block and its headers belong together)
+    if data is not last[0]:  # (bytes are immutable: the same object has the same block)
+        block = header_block(data)
+        if last[1] != block:
+            headers = _SEEN.get(block, _UNSEEN)
+            if headers is _UNSEEN:
+                headers = _headers_after(last[1:], block)
+                if len(block) <= _SEEN_MAX_BLOCK:
+                    _SEEN[block] = headers
+                    if len(_SEEN) > _SEEN_BLOCKS:
+                        del _SEEN[next(iter(_SEEN))]  # the oldest
+        else:
+            headers = last[2]
+        _last = last = (data, block, headers)
+    headers = last[2]
     if headers is not None:
         return headers.get(name.lower(), "")
-    msg = message_from_bytes(block, policy=compat32)
+    msg = message_from_bytes(last[1], policy=compat32)
     return str(msg.get(name, "")).strip()
 
 
@@ -117,38 +128,66 @@ def _plain_headers(block: bytes) -> dict[str, str] | None:
     `str.strip` after it strips the same and more, so a value is the text after the colon, folded
     lines and all, stripped.
 
-    The block's lines up to the first empty one (or its end) must all be header lines, each followed
-    by its folded lines (`_PLAIN_LINES`, one match in C instead of a test per line); a bare CR or LF,
-    a line that is no header (`From ` has a space before any colon), or a folded line with no header
-    before it stops the match short of that point, and the block is not plain."""
+    The block's lines up to the first empty one (or its end) must all be header lines (a field
+    name of printable ASCII without space or colon, then a colon: the email parser's headerRE),
+    each followed by its folded lines (starting with a space or tab); a bare CR or LF, a line that
+    is no header (`From ` has a space before any colon), or a folded line with no header before it
+    makes the block not plain. Read with C-speed string methods: the header lines end where the
+    first empty line starts (the first CRLF CRLF; none when the block starts with CRLF), three
+    counts find a bare CR or LF among them, and one split gives the lines."""
     if not block.isascii():
         return None
     text = block.decode("ascii")
-    lines = _PLAIN_LINES.match(text)
-    end = lines.end() if lines is not None else 0  # (it matches the empty string: never None)
-    if end < len(text) and not text.startswith("\r\n", end):
-        return None  # stopped on something other than the empty line that ends the headers
+    if text.startswith("\r\n"):
+        return {}  # an empty first line: no headers, whatever follows
+    cut = text.find("\r\n\r\n")
+    if cut >= 0:
+        text = text[:cut]
+    elif text.endswith("\r\n"):
+        text = text[:-2]  # the last line's CRLF ends the block
+    if not text:
+        return {}
+    crlf = text.count("\r\n")
+    if text.count("\r") != crlf or text.count("\n") != crlf:
+        return None  # a bare CR or LF
     headers: dict[str, str] = {}
-    for name, value in _PLAIN_HEADER.findall(text, 0, end):
+    key = ""  # the lower-case name of the header being read; "" before the first one
+    parts: list[str] = []
+    for line in text.split("\r\n"):  # (no empty line here: the first one ended `text`)
+        if line[0] in " \t":
+            if not key:
+                return None  # a folded line with no header before it
+            parts.append(line)
+            continue
+        colon = line.find(":")
+        name = line[:colon]
+        if colon <= 0 or " " in name or not name.isprintable():
+            return None  # no header line
+        if parts and key not in headers:
+            headers[key] = "\r\n".join(parts).strip()
         key = name.lower()
-        if key not in headers:
-            headers[key] = value.strip()
+        parts = [line[colon + 1:]]
+    if key not in headers:
+        headers[key] = "\r\n".join(parts).strip()
     return headers
 
 
-# A header line (the email parser's headerRE: a field name, then a colon) and its folded lines
-# (starting with a space or tab), each ended by CRLF or by the end of the block; no CR or LF inside.
-_NAME, _VALUE, _EOL = r"[\x21-\x39\x3b-\x7e]+", r"[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", r"(?:\r\n|\Z)"
-_PLAIN_HEADER = re.compile(f"({_NAME}):({_VALUE}){_EOL}")
-_PLAIN_LINES = re.compile(f"(?:{_NAME}:{_VALUE}{_EOL})*")
-
-
-_last: tuple[bytes, dict[str, str] | None] = (b"\x00", None)  # the last block read and its headers
+# the last message read, its block and the block's headers
+_last: tuple[bytes | None, bytes, dict[str, str] | None] = (None, b"\x00", None)
+# The blocks read lately and their headers (`_plain_headers`, None if not plain), oldest first: a
+# message submitted from a mailbox is read again, unchanged, by the Transport service it is handed
+# to (and an Internet host's by the Edge), usually with other messages read in between.
+_SEEN: dict[bytes, dict[str, str] | None] = {}
+_SEEN_BLOCKS, _SEEN_MAX_BLOCK = 64, 16384
+_UNSEEN: dict[str, str] = {}  # (a sentinel: never a block's headers)
 
 
 def count_received(data: bytes) -> int:
-    head = data.split(b"\r\n\r\n", 1)[0]
-    return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
+    """The Received headers of the message (its lines up to the first empty one that start with
+    `Received:`, any case): the line starts are the CRLFs, so one count in C over the lower-cased
+    block with a CRLF put before its first line."""
+    cut = data.find(b"\r\n\r\n")
+    return (b"\r\n" + (data if cut < 0 else data[:cut])).lower().count(b"\r\nreceived:")
 
 
 def received_header(*, helo: str, client_ip: str, by_fqdn: str, by_ip: str, tls: dict | None,
