@@ -119,19 +119,21 @@ def test_packed_rows_read_and_change_like_the_list_of_rows() -> None:
 
 
 def _kept_by_loading(n: int) -> int:
+    """What a loaded scenario of `n` messages holds: the memory freed when it is dropped."""
     text = scenario_text("".join(
         f'[[message]]\nid = "up-{i}"\nat = "+00:{i // 100:02d}:05"\nfrom = "raghu@cloudmonkeys.xyz"\n'
         f'to = ["ramki@cloudmonkeys.xyz"]\nsubject = "gen bursty {i}"\n\n' for i in range(n)))
-    gc.collect()  # (no garbage of an earlier load freed while this one is measured)
     tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
         loaded = load_scenario_text(text)
-        kept = tracemalloc.get_traced_memory()[0] - before
+        assert len(loaded.scenario.message) == n and loaded.scenario.message[n - 7].subject == f"gen bursty {n - 7}"
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0]
+        del loaded
+        gc.collect()
+        return held - tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert len(loaded.scenario.message) == n and loaded.scenario.message[n - 7].subject == f"gen bursty {n - 7}"
-    return kept
 
 
 def test_a_loaded_scenario_keeps_a_few_dozen_bytes_a_message() -> None:
