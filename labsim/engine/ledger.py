@@ -8,10 +8,11 @@ Memory (issue 8): a run of a working day registers tens of thousands of messages
 dozen hops. The ledger keeps in memory only what the run looks up while it goes (a message's
 registration index by scenario id and by Message-ID, and the notifications of messages that got a
 DSN), and of these maps only the entries written last (engine.spill: the older wait in a private
-temporary SQLite database, so a late lookup gives the same answer); every fact is appended to an anonymous spool file (deleted when the ledger is closed or the
-process ends) as it is reported. `fates` reads the spool back: `get(key)` rebuilds one message's
-fate, `values()` all of them in registration order, a bucket of messages at a time, so writing
-summary.json holds a few thousand fates at most. The fates come out exactly as the in-memory
+temporary SQLite database, so a late lookup gives the same answer); every fact is appended to an
+anonymous spool file (deleted when the ledger is closed or the process ends) as it is reported.
+`fates` reads the spool back: `get(key)` rebuilds one message's fate, `values()` all of them in
+registration order, a bucket of messages at a time, so writing summary.json holds a few thousand
+fates at most. The fates come out exactly as the in-memory
 ledger built them (same order of hops, deliveries, failures, notifications).
 """
 
