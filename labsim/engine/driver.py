@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -129,9 +130,11 @@ def _schedule_messages(rt: LabRuntime, loaded: LoadedScenario) -> datetime:
     the last (the start when there is none)."""
     messages = loaded.scenario.message
     floor = rt.clock.now()  # call_at never schedules before now
-    when = [max(loaded.start + parse_timespan(m.at), floor) for m in messages]
-    order = sorted(range(len(messages)), key=when.__getitem__)  # stable: ties keep the file's order
-    last = max([loaded.start, *(loaded.start + parse_timespan(m.at) for m in messages)])
+    at = [loaded.start + parse_timespan(m.at) for m in messages]  # (each row read once: scenario.rows)
+    last = max([loaded.start, *at])
+    when = [max(t, floor) for t in at]
+    del at
+    order = array("I", sorted(range(len(messages)), key=when.__getitem__))  # stable: ties keep the file's order
     del when
 
     def entries(first: int) -> Iterator[tuple[datetime, int, str, Any]]:

@@ -35,6 +35,7 @@ from ..rules.certselect import CertView
 from ..rules.network import HostInfo
 from ..topology.model import Site
 from .host_lookups import CRL_PORT, HostLookups
+from .spill import SpilledMap
 
 __all__ = ["CRL_PORT", "LabServices"]  # CRL_PORT lives in engine.host_lookups; named here as before
 
@@ -69,7 +70,7 @@ class LabServices:
     _logs: list[ProtocolLog]
     _views: dict[int, list[CertView]]
     _cert_rows: dict[x509.Certificate, str]  # certificate -> its protocol-log row text
-    _network_ids: dict[tuple[str, str], str]
+    _network_ids: SpilledMap[str]  # realm NUL Message-ID -> network message id
     _server_thumbs: set[str]
 
     def _init_services(self) -> None:
@@ -78,7 +79,7 @@ class LabServices:
         self._views = {}
         self.lookups = HostLookups(self)
         self._cert_rows = {}
-        self._network_ids = {}
+        self._network_ids = SpilledMap()
 
     def note_internal_certificates(self) -> None:
         """Remember the servers' internal transport certificates (at start and after a change)."""
@@ -191,10 +192,14 @@ class LabServices:
         return thumbprint(cert) in self._server_thumbs
 
     def network_message_id(self, realm: str, message_id: str, ids: IdSource, when: datetime) -> str:
-        key = (realm, message_id)
+        """One id per realm and Message-ID, drawn when the realm first sees the message: a retry, a
+        copy or the message back again later gets the same one. The ids of messages seen long ago
+        wait on disk (engine.spill), so memory follows the mail in flight."""
+        key = realm + "\0" + message_id  # a realm has no NUL: one key per (realm, Message-ID)
         nid = self._network_ids.get(key)
         if nid is None:
-            nid = self._network_ids[key] = ids.network_message_id(when)
+            nid = ids.network_message_id(when)
+            self._network_ids[key] = nid
         return nid
 
     # --- DNS and validation from a host (engine.host_lookups) -------------------------------------

@@ -7,10 +7,12 @@ anything: it is evidence, never policy.
 Memory (issue 8): a run of a working day registers tens of thousands of messages, each with a
 dozen hops. The ledger keeps in memory only what the run looks up while it goes (a message's
 registration index by scenario id and by Message-ID, and the notifications of messages that got a
-DSN); every fact is appended to an anonymous spool file (deleted when the ledger is closed or the
-process ends) as it is reported. `fates` reads the spool back: `get(key)` rebuilds one message's
-fate, `values()` all of them in registration order, a bucket of messages at a time, so writing
-summary.json holds a few thousand fates at most. The fates come out exactly as the in-memory
+DSN), and of these maps only the entries written last (engine.spill: the older wait in a private
+temporary SQLite database, so a late lookup gives the same answer); every fact is appended to an
+anonymous spool file (deleted when the ledger is closed or the process ends) as it is reported.
+`fates` reads the spool back: `get(key)` rebuilds one message's fate, `values()` all of them in
+registration order, a bucket of messages at a time, so writing summary.json holds a few thousand
+fates at most. The fates come out exactly as the in-memory
 ledger built them (same order of hops, deliveries, failures, notifications).
 """
 
@@ -26,6 +28,7 @@ from typing import IO, Any
 from ..clock import iso_ms
 from ..logs.jsonstream import dump_streamed
 from ..transport.message import header_value
+from .spill import SpilledMap
 
 BUCKET = 2000  # messages per bucket when all fates are read back
 
@@ -112,18 +115,19 @@ def _decoded(lines: Iterable[str]) -> Iterator[Any]:
 class Ledger:
     def __init__(self, clock: Any) -> None:
         self.clock = clock
-        self._index: dict[str, int] = {}  # scenario message id -> registration index
-        self._keys: list[str] = []  # registration index -> key (a key registered again keeps its place)
-        self._by_mid: dict[str, str] = {}
-        self._dsn_by_mid: dict[str, tuple[int, int]] = {}  # DSN Message-ID -> (index, notification number)
-        self._notes: dict[int, int] = {}  # index -> notifications so far (messages with a DSN only)
-        self._outcome: set[int] = set()  # indexes of messages with a delivery or a failure recorded
+        # (memory follows the mail in flight: the maps keep their recent entries, engine.spill)
+        self._index: SpilledMap[int] = SpilledMap()  # scenario message id -> registration index
+        self._count = 0  # registrations (a key registered again keeps its index); the keys are in the spool
+        self._by_mid: SpilledMap[str] = SpilledMap()  # Message-ID -> key
+        self._dsn_by_mid: SpilledMap[str] = SpilledMap()  # DSN Message-ID -> "index number" (of the notification)
+        self._notes: SpilledMap[int] = SpilledMap()  # str(index) -> notifications so far (messages with a DSN only)
+        self._outcome = bytearray()  # bit `index`: a delivery or a failure was recorded for the message
         self._spool: IO[str] | None = None
         self.fates = FateView(self)
         # a live lab (engine.driver.serve, labsim.Lab): a message a client of its own hands to the lab
         # is reported too, under its Message-ID, from the first server that accepted it
         self.report_clients = False
-        self._lab_made: set[str] = set()  # (then) the Message-IDs of the DSNs the lab generated
+        self._lab_made: SpilledMap[int] = SpilledMap()  # (then) the Message-IDs of the DSNs the lab generated
 
     # --- the spool -----------------------------------------------------------------------------
     def _put(self, index: int, kind: str, payload: Any) -> None:
@@ -147,15 +151,33 @@ class Ledger:
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+        for m in (self._index, self._by_mid, self._dsn_by_mid, self._notes, self._lab_made):
+            m.close()
+
+    def _new_index(self, key: str) -> int:
+        index = self._count
+        self._index[key] = index
+        self._count = index + 1
+        return index
+
+    def _set_outcome(self, index: int, done: bool) -> None:
+        byte, bit = index >> 3, 1 << (index & 7)
+        bits = self._outcome
+        if byte >= len(bits):
+            if not done:
+                return
+            bits.extend(bytes(byte + 1 - len(bits)))
+        bits[byte] = bits[byte] | bit if done else bits[byte] & ~bit
 
     # --- reporting -----------------------------------------------------------------------------
     def register(self, key: str, message_id: str, sender: str, recipients: list[str], subject: str) -> None:
         index = self._index.get(key)
         if index is None:
-            index = self._index[key] = len(self._keys)
-            self._keys.append(key)
-        self._notes.pop(index, None)
-        self._outcome.discard(index)
+            index = self._new_index(key)
+        else:  # registered again: its fate starts anew
+            if self._notes.get(str(index)) is not None:
+                self._notes[str(index)] = 0
+            self._set_outcome(index, False)
         self._put(index, "r", [key, message_id, sender, list(recipients), subject, iso_ms(self.clock.now())])
         self._by_mid[message_id] = key
 
@@ -175,23 +197,26 @@ class Ledger:
             return
         index = self._index.get(key)
         if index is None:
-            index = self._index[key] = len(self._keys)
-            self._keys.append(key)
+            index = self._new_index(key)
             rcpts = [item.original_recipients.get(r, r) for r in item.recipients]
             self._put(index, "r", [key, item.message_id, item.mail_from, rcpts, item.subject, iso_ms(item.arrived)])
             self._by_mid[item.message_id] = key
         self._put(index, "c", {"time": iso_ms(self.clock.now()), "server": server, "internal_id": str(item.internal_id)})
 
     def key_for(self, message_id: str) -> str:
-        return self._by_mid.get(message_id, "")
+        return self._by_mid.get(message_id) or ""
 
     def has_outcome(self, key: str) -> bool:
         """Was a delivery or a failure recorded for the message (cheap: no reading back)?"""
         index = self._index.get(key)
-        return index is not None and index in self._outcome
+        if index is None:
+            return False
+        bits = self._outcome
+        return index >> 3 < len(bits) and bool(bits[index >> 3] & 1 << (index & 7))
 
     def _at(self, item: Any) -> int | None:
-        return self._index.get(getattr(item, "lab_key", "") or self.key_for(getattr(item, "message_id", "")))
+        key = getattr(item, "lab_key", "") or self.key_for(getattr(item, "message_id", ""))
+        return self._index.get(key) if key else None  # (no key is "")
 
     def _hop(self, index: int | None, server: str, event: str, **extra: str) -> None:
         if index is not None:
@@ -209,7 +234,7 @@ class Ledger:
         if not mid or mid in self._lab_made:
             return None
         self.register(mid, mid, item.mail_from, list(item.recipients), item.subject)
-        return self._index[mid]
+        return self._index.get(mid)
 
     def sent(self, item: Any, recipients: list[str], server: str, next_hop: str) -> None:
         self._hop(self._at(item), server, "SEND", to=";".join(recipients), next_hop=next_hop)
@@ -218,26 +243,27 @@ class Ledger:
                       about: list[str]) -> None:
         """A server generated a DSN (an NDR, a delay notice) about some recipients of `item`."""
         if self.report_clients:
-            self._lab_made.add(dsn_message_id)
+            self._lab_made[dsn_message_id] = 1
         index = self._at(item)
         if index is None:
             return
         self._put(index, "n", {"time": iso_ms(self.clock.now()), "action": action, "server": server,
                                "message_id": dsn_message_id, "about": ";".join(about),
                                "delivered_to": "", "realm": "", "path": ""})
-        number = self._notes.get(index, 0)
-        self._notes[index] = number + 1
-        self._dsn_by_mid[dsn_message_id] = (index, number)
+        number = self._notes.get(str(index)) or 0
+        self._notes[str(index)] = number + 1
+        self._dsn_by_mid[dsn_message_id] = f"{index} {number}"
 
     def delivered(self, item: Any, recipient: str, realm: str, path: str, server: str) -> None:
         dsn = self._dsn_by_mid.get(getattr(item, "message_id", ""))
         if dsn is not None:
-            self._put(dsn[0], "u", [dsn[1], {"delivered_to": recipient, "realm": realm, "path": path}])
+            at, _, number = dsn.partition(" ")
+            self._put(int(at), "u", [int(number), {"delivered_to": recipient, "realm": realm, "path": path}])
             return
         index = self._at(item)
         self._hop(index, server, "DELIVER", to=recipient)
         if index is not None:
-            self._outcome.add(index)
+            self._set_outcome(index, True)
             self._put(index, "d", {"recipient": recipient, "realm": realm, "server": server, "path": path})
 
     def failed(self, item: Any, recipients: list[str], reason: str, server: str) -> None:
@@ -245,17 +271,18 @@ class Ledger:
         self._hop(index, server, "FAIL", to=";".join(recipients), reason=reason)
         if index is not None:
             if recipients:
-                self._outcome.add(index)
+                self._set_outcome(index, True)
             for r in recipients:
                 self._put(index, "f", {"recipient": r, "server": server, "reason": reason})
 
     def submit_failed(self, data: bytes, recipients: list[str], reason: str, server: str) -> None:
-        index = self._index.get(self.key_for(header_value(data, "Message-ID")))
+        key = self.key_for(header_value(data, "Message-ID"))
+        index = self._index.get(key) if key else None
         if index is not None:
             self._put(index, "h", {"time": iso_ms(self.clock.now()), "server": server, "event": "SUBMITFAIL",
                                    "reason": reason})
             if recipients:
-                self._outcome.add(index)
+                self._set_outcome(index, True)
             for r in recipients:
                 self._put(index, "f", {"recipient": r, "server": server, "reason": reason})
 
@@ -268,8 +295,10 @@ class Ledger:
     # --- reading back --------------------------------------------------------------------------
     def fate_of(self, key: str) -> Fate | None:
         index = self._index.get(key)
-        if index is None:
-            return None
+        return None if index is None else self.fate_at(index)
+
+    def fate_at(self, index: int) -> Fate | None:
+        """The fate of the message registered `index`-th (read back from the spool)."""
         fates: dict[int, Fate] = {}
         for i, kind, payload in self._records():
             if i == index:
@@ -278,7 +307,7 @@ class Ledger:
 
     def all_fates(self) -> Iterator[Fate]:
         """Every fate in registration order; at most BUCKET of them (and their records) in memory."""
-        count = len(self._keys)
+        count = self._count
         if count == 0:
             return
         if count <= BUCKET:
@@ -308,8 +337,16 @@ class Ledger:
             for fh in buckets:
                 fh.close()
 
+    def keys(self) -> list[str]:
+        """The keys in registration order (read back from the spool: a registration's first field)."""
+        keys: list[str | None] = [None] * self._count
+        for i, kind, payload in self._records():
+            if kind == "r" and keys[i] is None:
+                keys[i] = payload[0]
+        return [k for k in keys if k is not None]
+
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._count
 
 
 class FateView:
@@ -332,7 +369,7 @@ class FateView:
         return self._ledger.all_fates()
 
     def keys(self) -> list[str]:
-        return list(self._ledger._keys)
+        return self._ledger.keys()
 
 
 class MessageList(Sequence[dict[str, Any]]):
@@ -356,7 +393,7 @@ class MessageList(Sequence[dict[str, Any]]):
             i += n
         if not 0 <= i < n:
             raise IndexError("message index out of range")
-        fate = self._ledger.fate_of(self._ledger._keys[i])
+        fate = self._ledger.fate_at(i)
         assert fate is not None
         return fate.as_dict()
 

@@ -35,7 +35,8 @@ from ..topology.defaults import DEFAULT_START, default_lab
 from ..topology.model import Lab
 from ..topology.org_file import lab_from_organization
 from ..topology.timespec import parse_timespan, resolve_time
-from .model import SCENARIO_ID, MessageRow, Scenario, message_row
+from .model import SCENARIO_ID, Scenario, message_row
+from .rows import PackedRows
 
 
 @dataclass
@@ -244,13 +245,13 @@ def _toml(text: str) -> dict[str, Any] | None:
         return None
 
 
-def _split_messages(text: str, *, rows: bool = True) -> tuple[dict[str, Any], list[MessageRow]] | None:
+def _split_messages(text: str, *, rows: bool = True) -> tuple[dict[str, Any], PackedRows] | None:
     """(the file without its [[message]] tables, parsed; its messages as rows) or None where the
     whole file must be parsed (see above). `rows=False` parses the messages without keeping them."""
     cuts = [m.start() for m in _CUT.finditer(text)]
     bounds = ([0] if not cuts or cuts[0] else []) + cuts + [len(text)]
     rest: list[str] = []
-    kept: list[MessageRow] = []
+    kept = PackedRows()  # (each row a few bytes: scenario.rows)
     budget = 2 * len(text) + (64 << 10)  # characters parsed again (bounded work on a hostile file)
     k = 0
     while k + 1 < len(bounds):
