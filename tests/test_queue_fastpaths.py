@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from labsim.clock import VirtualClock
 from labsim.engine.queue_base import QueueBase
+from labsim.engine.queue_drain import QueueDrain
 from labsim.engine.scheduler import Scheduler
 from labsim.logs import queue_history
 from labsim.logs.queue_history import QUEUE_HISTORY_FILE, QueueHistoryWriter
 from labsim.rules.retry import RetryPolicy
 from labsim.transport.message import MailItem
-from labsim.transport.queues import QueueSet
+from labsim.transport.queues import Queue, QueuedMessage, QueueSet
 
 START = datetime(2026, 5, 1, 6, 0, tzinfo=UTC)
 _KEYS = ["Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain", "LastError", "RetryCount",
@@ -149,3 +150,22 @@ def test_a_history_writer_reads_back_its_queue_lines(tmp_path: Path) -> None:
     writer.queue_row("2026-05-01T06:00:02.000Z", "S", dict(row))
     lines = list(queue_history.queue_history(queue_history.read_lines(writer.close())))
     assert [(r["Time"][17:19], r["Status"]) for r in lines] == [("00", "Ready"), ("01", "Active"), ("02", "Ready")]
+
+
+# --- the next message a connection takes -------------------------------------------------------------------
+_WHEN = st.one_of(st.none(), st.integers(-3, 3).map(lambda s: START + timedelta(seconds=s)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), _WHEN, _WHEN), max_size=12), st.integers(-2, 2))
+def test_the_next_message_is_the_first_eligible_one_that_had_arrived(
+        plan: list[tuple[bool, datetime | None, datetime | None]], at_s: int) -> None:
+    """`_next_message` stops at the first message `_eligible` lists that was queued by then."""
+    at = START + timedelta(seconds=at_s)
+    party = QueueDrain(lab=None, name="EX01", queues=QueueSet("EX01"))  # type: ignore[arg-type]
+    q = Queue(identity="EX01\\1", delivery_type="SmtpDeliveryToMailbox", next_hop_domain="db1")
+    for n, (suspended, retry, queued) in enumerate(plan):
+        q.messages.append(QueuedMessage(item=_mail(n), recipients=["b@fabrikam.com"], suspended=suspended,
+                                        next_retry_time=retry, queued_at=queued))
+    want = next((qm for qm in party._eligible(q, at) if (qm.queued_at or at) <= at), None)
+    assert party._next_message(q, at) is want
