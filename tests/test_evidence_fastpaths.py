@@ -16,7 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from labsim.clock import VirtualClock, _iso_slow, dotnet_ticks, iso_ms
@@ -257,15 +257,23 @@ class _Lab(SimpleNamespace):
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["add", "add", "remove", "status", "error", "retry", "suspend",
-                                           "recipients", "source", "subject", "policy", "move"]),
-                          st.integers(0, 50)), min_size=1, max_size=60))
-def test_queue_history_equals_the_one_built_from_every_row(ops: list[tuple[str, int]]) -> None:
+                                           "recipients", "source", "subject", "policy", "move", "twice",
+                                           "arrived"]),
+                          st.integers(0, 50)), min_size=1, max_size=60), st.integers(0, 2))
+@example([("add", 0), ("arrived", 2), ("add", 0)], 0)  # a new DateReceived alone: the row is written again
+@example([("add", 0), ("arrived", 1), ("add", 0)], 0)  # below the millisecond: new inputs, the same row
+@example([("add", 0), ("twice", 0), ("add", 0), ("retry", 0), ("twice", 1), ("remove", 0)], 2)  # one identity twice
+@example([("add", 0), ("add", 0), ("move", 0), ("retry", 0), ("add", 0)], 2)  # reordered: an Order line
+def test_queue_history_equals_the_one_built_from_every_row(ops: list[tuple[str, int]], days: int) -> None:
     """The hub keeps a message's Get-Message row while nothing it prints changed; the history it
     writes is the one written from rows built afresh for every message at every change."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        expiry = {"days": 2}
-        party = SimpleNamespace(name="S", expiration_of=lambda item: item.arrived + timedelta(days=expiry["days"]))
+        expiry = {"days": days}
+        # days 0: one expiration for every message (DateReceived then changes on its own)
+        party = SimpleNamespace(name="S", expiration_of=lambda item: (item.arrived if expiry["days"] else START)
+                                + timedelta(days=expiry["days"] or 3))
+        party.expirations = lambda: party.expiration_of
         lab = _Lab(out=root / "a", clock=VirtualClock(START), servers={"S": party})
         hub = TrackingHub(lab)  # type: ignore[arg-type]
         plain = QueueHistoryWriter(root / "b" / QUEUE_HISTORY_FILE)
@@ -296,7 +304,11 @@ def test_queue_history_equals_the_one_built_from_every_row(ops: list[tuple[str, 
                 elif op == "subject":
                     qm.item.subject = f"changed {k}"
                 elif op == "policy":
-                    expiry["days"] = 1 + k % 3
+                    expiry["days"] = k % 3
+                elif op == "twice":  # the same message queued again (one identity, two entries)
+                    qms.insert(k % (len(qms) + 1), QueuedMessage(item=qm.item, recipients=[f"y{k}@fabrikam.com"]))
+                elif op == "arrived":  # below the millisecond: new inputs, the same row (or a new row)
+                    qm.item.arrived += timedelta(microseconds=1 + k % 3) if k % 2 else timedelta(seconds=1)
                 else:
                     qms.append(qms.pop(k % len(qms)))  # reordered behind the writer's back
             hub.queue_snapshot(party, q)  # type: ignore[arg-type]

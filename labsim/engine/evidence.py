@@ -33,6 +33,7 @@ temporary SQLite database, the ledger its facts in a spool file (docs/performanc
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,14 +41,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..clock import iso_ms
 from ..logs.message_tracking import MessageTrackingLog
 from ..logs.queue_history import QUEUE_HISTORY_FILE, QueueHistoryWriter
-from ..transport.queues import Queue, admin_view, message_row, message_row_inputs
+from ..transport.message import MailItem
+from ..transport.queues import (
+    EXPIRATION,
+    Queue,
+    admin_view,
+    message_row,
+    message_row_inputs,
+)
 from ..transport.tracking import OnPremTracker
 from .eventlog import EventLogWriter
 from .queueing import NullTracker
 from .trace import ExoTrace
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from ..clock import VirtualClock
     from ..logs.protocol_log import ProtocolLog
@@ -90,6 +98,16 @@ LOG_BUFFER_BYTES = 524288
 LOG_FLUSH_INTERVAL = timedelta(seconds=30)
 
 
+@dataclass
+class _WrittenRows:
+    """A queue's Get-Message rows as its history last wrote them (what a reader replays): by
+    message number, in order, each with the `message_row_inputs` it was built from, and their
+    `admin_view` in the same order (to compare the queue's messages now with)."""
+
+    rows: dict[int, tuple[tuple[Any, ...], dict[str, Any]]]
+    view: list[tuple[Any, ...]]
+
+
 class TrackingHub:
     def __init__(self, lab: EvidenceLab) -> None:
         self.lab = lab
@@ -100,8 +118,7 @@ class TrackingHub:
         self.event_logs = EventLogWriter(lab)
         self._flushed_at: datetime | None = None  # the watermark of the last streaming flush
         self._late_reported = 0
-        # queue -> message number -> (message_row_inputs, row) of the Get-Message rows last written
-        self._written_rows: dict[str, dict[int, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+        self._written: dict[str, _WrittenRows] = {}  # queue -> its Get-Message rows last written
 
     def log(self, server: str, prefix: str, version: str) -> MessageTrackingLog:
         key = (server, prefix)
@@ -111,7 +128,7 @@ class TrackingHub:
             self.lab.register_log(log)  # type: ignore[arg-type]  # flushed with the protocol logs
         return log
 
-    def for_party(self, party: "QueueingParty") -> Any:
+    def for_party(self, party: QueueingParty) -> Any:
         t = self._trackers.get(party.name)
         if t is None:
             if party.name in self.lab.servers:
@@ -124,7 +141,7 @@ class TrackingHub:
         return t
 
     # --- queues ------------------------------------------------------------------------------------
-    def queue_snapshot(self, party: "QueueingParty", q: Queue) -> None:
+    def queue_snapshot(self, party: QueueingParty, q: Queue) -> None:
         if party.name not in self.lab.servers and party.name != "EXO":
             return
         now = iso_ms(self.lab.clock.now())
@@ -133,26 +150,45 @@ class TrackingHub:
             # `up`: Get-Message rows of the whole queue at every change cost O(queue) each under
             # load (and `--at` is a virtual-time view); the final Get-Message state is kept.
             return
-        view = admin_view(q)
-        if self.queue_history.messages_unchanged(q.identity, view):
+        view = admin_view(q.messages)
+        written = self._written.get(q.identity)
+        if written is not None and view == written.view:
             return  # what an admin reads did not change: no line (the rows need not be built)
-        # A message whose row inputs are those of its row last written keeps that row (the writer
-        # then sees the same object: unchanged); only the others are built again. The kept rows
-        # are those of the messages in the queue now, as the writer's.
-        kept = self._written_rows.get(q.identity, {})
-        fresh: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
-        messages = []
-        for qm in q.messages:
-            expiration = party.expiration_of(qm.item)
-            inputs = message_row_inputs(qm, expiration)
-            before = kept.get(inputs[0])
-            row = before[1] if before is not None and before[0] == inputs else message_row(q, qm, expiration)
-            fresh[inputs[0]] = (inputs, row)
-            messages.append(row)
-        self._written_rows[q.identity] = fresh
-        self.queue_history.messages(now, party.name, q.identity, messages, view)
+        self._write_messages(now, party.name, q, view, written, party.expirations())
 
-    def event_raised(self, ev: "LabEvent") -> None:
+    def _write_messages(self, now: str, server: str, q: Queue, view: list[tuple[Any, ...]],
+                        written: _WrittenRows | None, expiration: Callable[[MailItem], datetime]) -> None:
+        """The history line of a changed Get-Message view `view`: the line QueueHistoryWriter.
+        messages writes when given every message's row, worked out from the rows last written. A
+        message whose row inputs are those of its row last written keeps that row; only the others
+        are built again (and written when they differ)."""
+        kept = written.rows if written is not None else {}
+        rows: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        changed: list[dict[str, Any]] = []
+        changed_numbers: list[int] = []
+        for inp, qm in zip(message_row_inputs(q.messages, view, expiration), q.messages):
+            number = inp[0][0]
+            before = kept.get(number)
+            if before is not None and before[0] == inp:
+                row = before[1]
+            else:
+                row = message_row(q, qm, inp[EXPIRATION])
+                if before is None or before[1] != row:
+                    changed.append(row)
+                    changed_numbers.append(number)
+            rows[number] = (inp, row)  # a repeated number keeps its first place and its last row
+        left = [row["Identity"] for number, (_, row) in kept.items() if number not in rows]
+        # the order a reader replays: the rows kept, then the new ones as the line lists them
+        order = [number for number in kept if number in rows]
+        known = set(order)
+        order += [number for number in changed_numbers if number not in known]
+        shown = [row["Identity"] for _, row in rows.values()] if order != list(rows) else None
+        if len(rows) != len(view):  # what the reader holds: one row per identity
+            view = [inp[0] for inp, _ in rows.values()]
+        self._written[q.identity] = _WrittenRows(rows, view)
+        self.queue_history.messages_changed(now, server, q.identity, changed, left, shown)
+
+    def event_raised(self, ev: LabEvent) -> None:
         self.event_logs.add(ev)
 
     # --- streaming -----------------------------------------------------------------------------------

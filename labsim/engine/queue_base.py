@@ -9,6 +9,7 @@ class that joins them is engine.queueing.QueueingParty.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -249,6 +250,14 @@ class QueueBase:
 
     def expiration_of(self, item: MailItem) -> datetime:
         return expires_at(self.retry_policy(), item.arrived)
+
+    def expirations(self) -> Callable[[MailItem], datetime]:
+        """`expiration_of` for the messages of one moment (a queue's rows): the retry policy is
+        read once, not once a message (a party that words `expiration_of` its own way keeps it)."""
+        if type(self).expiration_of is not QueueBase.expiration_of:
+            return self.expiration_of
+        policy = self.retry_policy()
+        return lambda item: expires_at(policy, item.arrived)
 
     def shadow_queues(self) -> list[Queue]:
         """Get-Queue's shadow redundancy queues (engine.shadow on a Mailbox server; none elsewhere)."""

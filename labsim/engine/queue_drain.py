@@ -88,7 +88,12 @@ class QueueDrain(QueueBase):
 
     def _next_message(self, q: Queue, at: datetime) -> QueuedMessage | None:
         """The next message a connection takes: the first eligible one that had arrived by `at`."""
-        return next((qm for qm in self._eligible(q, at) if (qm.queued_at or at) <= at), None)
+        # `_eligible(q, at)`'s test, stopping at the first (not the whole queue a message)
+        for qm in q.messages:
+            if (not qm.suspended and (qm.next_retry_time is None or qm.next_retry_time <= at)
+                    and (qm.queued_at or at) <= at):
+                return qm
+        return None
 
     async def _open_connection(self, q: Queue) -> bool:
         """A new connection of `q` with its first message; False when it could not be set up."""

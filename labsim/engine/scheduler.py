@@ -45,7 +45,7 @@ def batch_collector() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class _Entry:
     when: datetime
     seq: int
@@ -58,7 +58,8 @@ class _Entry:
 class Scheduler:
     def __init__(self, clock: VirtualClock) -> None:
         self.clock = clock
-        self._heap: list[_Entry] = []
+        # (when, seq, entry): the heap compares the first two in C (seq is unique, so never an entry)
+        self._heap: list[tuple[datetime, int, _Entry]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self.executed = 0
@@ -67,7 +68,7 @@ class Scheduler:
     def call_at(self, when: datetime, label: str, fn: Callable[[], Awaitable[None]]) -> _Entry:
         """Schedule `fn`; the returned entry can be `cancel`led (a timer that became moot)."""
         entry = _Entry(max(when, self.clock.now()) if not self.clock.live else when, next(self._seq), label, fn)
-        heapq.heappush(self._heap, entry)
+        heapq.heappush(self._heap, (entry.when, entry.seq, entry))
         self._wake.set()
         return entry
 
@@ -89,7 +90,7 @@ class Scheduler:
         entry = next(series, None)
         if entry is not None:
             entry.then = series
-            heapq.heappush(self._heap, entry)
+            heapq.heappush(self._heap, (entry.when, entry.seq, entry))
             self._wake.set()
 
     @staticmethod
@@ -100,7 +101,7 @@ class Scheduler:
         return len(self._heap)
 
     def next_time(self) -> datetime | None:
-        return self._heap[0].when if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     async def run(self, settle: Callable[[], Awaitable[None]], *, until: datetime | None = None,
                   stop: asyncio.Event | None = None) -> None:
@@ -113,7 +114,7 @@ class Scheduler:
                 self._wake.clear()
                 await self._wait_wake(stop, None)
                 continue
-            entry = self._heap[0]
+            entry = self._heap[0][2]
             if until is not None and entry.when > until:
                 return
             if self.clock.live:

@@ -31,6 +31,8 @@ __all__ = ["QUEUE_HISTORY_FILE", "QueueHistoryWriter", "read_lines", "queue_hist
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(line, separators=...) without a new encoder a line
+_STR = json.encoder.encode_basestring_ascii  # a str as _ENCODE writes it (ensure_ascii)
+ROW_TEXTS = 4096  # Get-Queue rows whose JSON is kept (cleared when full: retry times make new rows)
 
 
 class QueueHistoryWriter:
@@ -41,22 +43,34 @@ class QueueHistoryWriter:
         self._fh: IO[str] | None = None
         self._opened = False  # a second open (a change after close, in `up`) appends
         self._last_row: dict[str, tuple[Any, ...]] = {}
+        self._row_texts: dict[tuple[Any, ...], str] = {}  # a Get-Queue row's values -> its JSON
         self._rows: dict[str, dict[str, dict[str, Any]]] = {}  # queue -> identity -> Get-Message row
         self._views: dict[str, tuple[Any, ...]] = {}  # queue -> _admin_view of its rows last written
 
     def _write(self, line: dict[str, Any]) -> None:
+        self._write_text(_ENCODE(line))
+
+    def _write_text(self, text: str) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a" if self._opened else "w", encoding="utf-8")
             self._opened = True
-        self._fh.write(_ENCODE(line) + "\n")
+        self._fh.write(text + "\n")
 
     def queue_row(self, now: str, server: str, row: dict[str, Any]) -> None:
         """Record a queue's Get-Queue row if it differs from the last one recorded."""
         sig = tuple(row.values())
-        if self._last_row.get(row["Identity"]) != sig:
-            self._last_row[row["Identity"]] = sig
-            self._write({"Time": now, "Server": server, "Queue": row})
+        if self._last_row.get(row["Identity"]) == sig:
+            return
+        self._last_row[row["Identity"]] = sig
+        # A queue's rows come back (Ready/Active with the same count, again and again): each one's
+        # JSON is kept by its values (str and int, as Queue.row gives; the keys are Get-Queue's).
+        text = self._row_texts.get(sig)
+        if text is None:
+            if len(self._row_texts) >= ROW_TEXTS:
+                self._row_texts.clear()
+            text = self._row_texts[sig] = _ENCODE(row)
+        self._write_text(f'{{"Time":{_STR(now)},"Server":{_STR(server)},"Queue":{text}}}')
 
     def messages(self, now: str, server: str, queue: str, rows: list[dict[str, Any]],
                  view: tuple[Any, ...] | None = None) -> None:
@@ -74,18 +88,22 @@ class QueueHistoryWriter:
         current = {r["Identity"]: r for r in rows}
         changed = [r for r in rows if (before := last.get(r["Identity"])) is not r and before != r]
         left = [i for i in last if i not in current]
-        line: dict[str, Any] = {"Time": now, "Server": server, "Messages": queue, "Set": changed, "Left": left}
-        if _replayed_order(list(last), changed, left) != list(current):
-            line["Order"] = list(current)
+        replayed = _replayed_order(list(last), changed, left) == list(current)
         self._rows[queue] = current
         # one row per identity (a repeated one keeps its first place and its last row, as `current`)
         self._views[queue] = view if len(current) == len(rows) else _admin_view(current.values())
-        self._write(line)
+        self.messages_changed(now, server, queue, changed, left, None if replayed else list(current))
 
-    def messages_unchanged(self, queue: str, view: tuple[Any, ...]) -> bool:
-        """Whether `messages` would write nothing for rows whose _admin_view is `view` (so the
-        caller need not build the rows: (Identity, Status, LastError, tuple(Recipients)) each)."""
-        return queue in self._rows and self._views[queue] == view
+    def messages_changed(self, now: str, server: str, queue: str, changed: list[dict[str, Any]],
+                         left: list[str], order: list[str] | None = None) -> None:
+        """Record a change of a queue's Get-Message rows that the caller worked out itself (engine.
+        evidence keeps the rows it last wrote): the rows that entered or changed, the identities
+        that left, and the whole order when replaying would not give it. The line `messages` writes
+        for the same change; a queue is recorded through one of the two, never both."""
+        line: dict[str, Any] = {"Time": now, "Server": server, "Messages": queue, "Set": changed, "Left": left}
+        if order is not None:
+            line["Order"] = order
+        self._write(line)
 
     def flush(self) -> None:
         if self._fh is not None:

@@ -14,6 +14,7 @@ decisions (when to retry next) in `rules.retry`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -140,21 +141,27 @@ def message_row(q: Queue, qm: QueuedMessage, expiration: datetime | None) -> dic
     }
 
 
-def message_row_inputs(qm: QueuedMessage, expiration: datetime | None) -> tuple[Any, ...]:
-    """Everything `message_row` reads of the message (its queue's identity aside): two equal
-    tuples give equal rows, so a row built before can stand for the message's row now."""
-    item = qm.item
-    return (qm.number, item.mail_from, tuple(qm.recipients), qm.eligible_status, item.size, item.subject,
-            item.message_id, item.arrived, expiration, qm.last_error, qm.retry_count, item.client_ip, qm.source,
-            item.directionality)
+def admin_view(messages: list[QueuedMessage]) -> list[tuple[Any, ...]]:
+    """What an admin reads in each message's Get-Message row: its number (the Identity in its
+    queue), Recipients, Status and LastError (logs.queue_history writes a line when these change)."""
+    # (no call a message: the queue history reads every queued message at every change of its
+    # queue; the status is `QueuedMessage.eligible_status`, the number `.number`)
+    return [(qm.item.internal_id, tuple(qm.recipients), "Suspended" if qm.suspended else qm.status, qm.last_error)
+            for qm in messages]
 
 
-def admin_view(q: Queue) -> tuple[Any, ...]:
-    """What an admin reads in the queue's Get-Message rows: (Identity, Status, LastError,
-    tuple(Recipients)) of each, as logs.queue_history compares them."""
-    identity = q.identity
-    return tuple((f"{identity}\\{qm.number}", qm.eligible_status, qm.last_error, tuple(qm.recipients))
-                 for qm in q.messages)
+EXPIRATION = 5  # where message_row_inputs puts the ExpirationTime
+
+
+def message_row_inputs(messages: list[QueuedMessage], view: list[tuple[Any, ...]],
+                       expiration: Callable[[MailItem], datetime | None]) -> list[tuple[Any, ...]]:
+    """Everything `message_row` reads of each message (its queue's identity aside), one tuple a
+    message: two equal tuples give equal rows, so a row built before can stand for the message's
+    row now. `view`: the messages' `admin_view` (each tuple starts with its entry);
+    `expiration`: the message's ExpirationTime (the party's `expirations()`)."""
+    return [(seen, item.mail_from, item.size, item.subject, item.message_id, expiration(item), item.arrived,
+             qm.retry_count, item.client_ip, qm.source, item.directionality)
+            for qm, seen in zip(messages, view) for item in (qm.item,)]
 
 
 def connector_guid(name: str) -> str:
