@@ -73,6 +73,24 @@ def test_queue_lines_equal_the_plain_json(tmp_path_factory: pytest.TempPathFacto
     assert path.read_text(encoding="utf-8") == _plain_queue_lines(calls)
 
 
+def test_a_kept_queue_line_is_not_reused_for_equal_values_of_another_type(tmp_path: Path) -> None:
+    """True == 1 == 1.0 as dictionary keys but not in JSON: a row whose values equal a kept row's
+    only by Python's numeric equality gets its own text."""
+    path = tmp_path / QUEUE_HISTORY_FILE
+    writer = QueueHistoryWriter(path)
+    calls = [("2026-05-01T06:00:00.000Z", "EX01", {"Identity": "EX01\\1", "MessageCount": 1}),
+             ("2026-05-01T06:00:01.000Z", "EX01", {"Identity": "EX01\\1", "MessageCount": 2}),
+             ("2026-05-01T06:00:02.000Z", "EX01", {"Identity": "EX01\\1", "MessageCount": True}),
+             ("2026-05-01T06:00:03.000Z", "EX01", {"Identity": "EX01\\1", "MessageCount": 2}),
+             ("2026-05-01T06:00:04.000Z", "EX01", {"Identity": "EX01\\1", "MessageCount": 1.0})]
+    for now, server, row in calls:
+        writer.queue_row(now, server, row)
+    writer.close()
+    counts = [json.loads(line)["Queue"]["MessageCount"] for line in path.read_text(encoding="utf-8").splitlines()]
+    assert counts == [1, 2, True, 2, 1.0]
+    assert [type(c) for c in counts] == [int, int, bool, int, float]
+
+
 # --- expiration times of a queue's messages ---------------------------------------------------------------
 class _Party(QueueBase):
     def __init__(self) -> None:

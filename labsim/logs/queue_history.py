@@ -43,7 +43,7 @@ class QueueHistoryWriter:
         self._fh: IO[str] | None = None
         self._opened = False  # a second open (a change after close, in `up`) appends
         self._last_row: dict[str, tuple[Any, ...]] = {}
-        self._row_texts: dict[tuple[Any, ...], str] = {}  # a Get-Queue row's values -> its JSON
+        self._row_texts: dict[tuple[Any, ...], str] = {}  # a Get-Queue row's names and values -> its JSON
         self._rows: dict[str, dict[str, dict[str, Any]]] = {}  # queue -> identity -> Get-Message row
         self._views: dict[str, tuple[Any, ...]] = {}  # queue -> _admin_view of its rows last written
 
@@ -64,12 +64,14 @@ class QueueHistoryWriter:
             return
         self._last_row[row["Identity"]] = sig
         # A queue's rows come back (Ready/Active with the same count, again and again): each one's
-        # JSON is kept by its values (str and int, as Queue.row gives; the keys are Get-Queue's).
-        text = self._row_texts.get(sig)
+        # JSON is kept by its names, values and the values' types (True == 1 and 1 == 1.0 in a key,
+        # not in JSON).
+        key = (tuple(row), sig, tuple(map(type, sig)))
+        text = self._row_texts.get(key)
         if text is None:
             if len(self._row_texts) >= ROW_TEXTS:
                 self._row_texts.clear()
-            text = self._row_texts[sig] = _ENCODE(row)
+            text = self._row_texts[key] = _ENCODE(row)
         self._write_text(f'{{"Time":{_STR(now)},"Server":{_STR(server)},"Queue":{text}}}')
 
     def messages(self, now: str, server: str, queue: str, rows: list[dict[str, Any]],
