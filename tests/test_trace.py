@@ -113,3 +113,43 @@ def test_the_trace_written_from_its_database_is_the_one_the_rendering_functions_
     detail = [{k: v for k, v in r.items() if k != "_iso"} for r in detail_rows(data)]
     assert paths[2].read_text(encoding="utf-8") == export_csv(detail, DETAIL_COLUMNS).replace("\r\n", "\n")
     trace.close()
+
+
+@pytest.mark.parametrize("young", [1, 3, 4096])
+def test_the_trace_finds_rows_whose_numbers_waited_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            young: int) -> None:
+    """The trace keeps the row number of each (Network Message ID, recipient) in a SpilledMap:
+    with the older numbers on disk, a later event of an early message lands on its first row, and
+    EXO's rewritten mail user is still found as it was addressed (issue 8: memory in flight)."""
+    import json
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from labsim.engine import spill
+    from labsim.engine.trace import ExoTrace
+
+    monkeypatch.setattr(spill, "YOUNG", young)
+    t0 = datetime(2026, 5, 1, 6, 0, tzinfo=timezone.utc)
+    mu = SimpleNamespace(primary_smtp_address="Pat@contoso.com", external_email_address="pat@fabrikam.com")
+    tenant = SimpleNamespace(initial_domain="contoso.onmicrosoft.com", frontend_host="EOP01", mail_users=[mu],
+                             mailboxes=[])
+    lab = SimpleNamespace(clock=SimpleNamespace(now=lambda: t0), model=SimpleNamespace(tenant=tenant, start=t0))
+    trace = ExoTrace(lab)  # type: ignore[arg-type]
+
+    def item(i: int) -> SimpleNamespace:
+        return SimpleNamespace(network_message_id=f"nmid-{i}", message_id=f"<m{i}@x>", arrived=t0, mail_from="a@x",
+                               subject=f"s{i}", size=100, client_ip="10.0.0.1", recipients=[f"r{i}@y", "Pat@contoso.com"])
+    for i in range(10):
+        trace.received(item(i))
+    assert trace._seq.in_memory <= 2 * young
+    assert trace._original(item(0), "pat@fabrikam.com") == "Pat@contoso.com"  # the mail user as addressed
+    trace.deliver(item(0), "pat@fabrikam.com")
+    trace.deliver(item(1), "R1@y")
+    data = json.loads(trace.write(tmp_path)[0].read_text(encoding="utf-8"))
+    trace.close()
+    assert len(data["messages"]) == 20  # no new row: the deliveries found their first rows
+    events = {(m["MessageTraceId"], m["RecipientAddress"]): [e["Event"] for e in m["Events"]]
+              for m in data["messages"]}
+    assert events[("nmid-0", "Pat@contoso.com")] == ["Receive", "Deliver"]
+    assert events[("nmid-1", "r1@y")] == ["Receive", "Deliver"]
+    assert [k for k, v in events.items() if v != ["Receive"]] == [("nmid-0", "Pat@contoso.com"), ("nmid-1", "r1@y")]

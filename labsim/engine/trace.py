@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import iso_ms
 from ..logs.jsonstream import dump_streamed
 from ..transport.tracking import led_status, us_time
+from .spill import SpilledMap
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..transport.message import MailItem
@@ -47,8 +48,9 @@ class ExoTrace:
     """The tenant's message trace, filled as EXO acts.
 
     Memory (issue 8): rows and events go into a private temporary SQLite database on disk (Python's
-    sqlite3; deleted when closed) as EXO reports them; the trace keeps in memory only the row
-    number of each (Network Message ID, recipient). The outputs are written from the database in
+    sqlite3; deleted when closed) as EXO reports them; the trace keeps only the row number of
+    each (Network Message ID, recipient), the recent ones in memory and the older on disk
+    (engine.spill.SpilledMap). The outputs are written from the database in
     the orders `trace_rows` and `detail_rows` give (Received newest first, then recipient, then
     first seen; trace id, recipient, date, then first seen), text compared by code point as
     Python compares it (UTF-8 bytes in BLOB columns sort the same way), so the bytes are the ones
@@ -56,7 +58,10 @@ class ExoTrace:
 
     def __init__(self, lab: "TraceLab") -> None:
         self.lab = lab
-        self._seq: dict[tuple[str, str], int] = {}  # (network message id, recipient lower) -> row number
+        # (network message id NUL recipient lower) -> row number; older entries wait on disk (the
+        # id is a GUID, so the first NUL separates the two): memory follows the mail in flight
+        self._seq: SpilledMap[int] = SpilledMap()
+        self._row_count = 0
         self._events = 0
         self._db: sqlite3.Connection | None = None
 
@@ -71,10 +76,11 @@ class ExoTrace:
 
     # --- recording ---------------------------------------------------------------------------------
     def _row(self, item: "MailItem", recipient: str) -> int:
-        key = (item.network_message_id, recipient.lower())
+        key = f"{item.network_message_id}\0{recipient.lower()}"
         seq = self._seq.get(key)
         if seq is None:
-            seq = self._seq[key] = len(self._seq)
+            seq = self._seq[key] = self._row_count
+            self._row_count += 1
             received = iso_ms(item.arrived)
             fields = [item.message_id, item.network_message_id, received, item.mail_from, recipient, item.subject,
                       item.client_ip, item.size]
@@ -139,16 +145,17 @@ class ExoTrace:
 
     def _original(self, item: "MailItem", recipient: str) -> str:
         """The recipient as addressed (EXO may have rewritten a mail user to its external address)."""
-        if (item.network_message_id, recipient.lower()) in self._seq:
+        nid = item.network_message_id
+        if f"{nid}\0{recipient.lower()}" in self._seq:
             return recipient
         for mu in self.lab.model.tenant.mail_users:
             if mu.external_email_address.lower() == recipient.lower() and \
-                    (item.network_message_id, mu.primary_smtp_address.lower()) in self._seq:
+                    f"{nid}\0{mu.primary_smtp_address.lower()}" in self._seq:
                 return mu.primary_smtp_address
         for mb in self.lab.model.tenant.mailboxes:
             if mb.primary_smtp_address.lower() == recipient.lower():
                 for a in [*mb.email_addresses]:
-                    if (item.network_message_id, a.lower()) in self._seq:
+                    if f"{nid}\0{a.lower()}" in self._seq:
                         return a
         return recipient
 
@@ -218,6 +225,7 @@ class ExoTrace:
         return paths
 
     def close(self) -> None:
+        self._seq.close()
         if self._db is not None:
             self._db.close()
             self._db = None
