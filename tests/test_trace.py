@@ -122,7 +122,7 @@ def test_the_trace_finds_rows_whose_numbers_waited_on_disk(tmp_path: Path, monke
     with the older numbers on disk, a later event of an early message lands on its first row, and
     EXO's rewritten mail user is still found as it was addressed (issue 8: memory in flight)."""
     import json
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timezone
     from types import SimpleNamespace
 
     from labsim.engine import spill
