@@ -113,6 +113,7 @@ class _Owner:
         self.timeout = timeout
         self.patient = patient  # how many expired waits count as the lab's own silence
         self.waits = 0
+        self.before_waits = 0
 
     def wall_timeout(self) -> float | None:
         return self.timeout
@@ -123,6 +124,9 @@ class _Owner:
 
     def waited_too_long(self) -> BaseException:
         return LookupError("timed out")
+
+    def before_wait(self) -> None:
+        self.before_waits += 1
 
 
 async def test_pipelined_lines_come_from_the_buffer_and_an_overlong_one_is_reported_once() -> None:

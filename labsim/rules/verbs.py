@@ -129,6 +129,13 @@ def uses_bdat(sender: Sender, peer: dict[str, list[str]]) -> bool:
     return sender.exchange and "CHUNKING" in peer
 
 
+def pipelines(sender: Sender, peer: dict[str, list[str]]) -> bool:
+    """MAIL FROM and its RCPT TOs as one pipelined group whenever the peer advertised PIPELINING
+    (Exchange's SmtpOut: a receiving Exchange server logs the sender's RCPT before its own reply to
+    MAIL, docs/transport-fidelity.md "Pipelining"); a plain MTA waits for each reply."""
+    return sender.exchange and "PIPELINING" in peer
+
+
 def bdat_command(size: int) -> str:
     """The whole message in one chunk (`BDAT {0} LAST`)."""
     return f"BDAT {size} LAST"

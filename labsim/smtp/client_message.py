@@ -4,6 +4,7 @@ DATA or one BDAT chunk; every reply filed in the caller's `MessageResult` (`clie
 
 from __future__ import annotations
 
+import aiosmtplib
 from aiosmtplib.protocol import PERIOD_REGEX
 
 from ..rules import verbs as V
@@ -16,9 +17,18 @@ from .send_spec import BANDWIDTH, REAL_TIMEOUT, MessageResult, OutboundMessage
 async def send_message(session: ClientSession, msg: OutboundMessage, result: MessageResult) -> None:
     """Send `msg` over `session`, filing every reply in `result`; raises `Abort` when the session fails."""
     sender, peer = session.spec.sender, session.peer
-    if (msg.shadow_request is not None or msg.heartbeat is not None) and not await _shadow_verbs(session, msg, result):
-        return
+    rset, session.rset_due = session.rset_due, False
+    if msg.shadow_request is not None or msg.heartbeat is not None:
+        if msg.shadow_request is None:
+            session.rset_due, rset = rset, False  # a heartbeat is no message: the RSET waits for one
+        else:
+            rset = False  # RsetShadowSmtpCommand's RSET is the one
+        if not await _shadow_verbs(session, msg, result):
+            return
     if msg.proxy_from is not None and "XPROXYFROM" in peer:
+        if rset:  # a proxy session sends XPROXYFROM again after the RSET, before MAIL FROM
+            await session.command("RSET")
+            rset = False
         session.proxy_seq += 1
         resp = await session.command(V.xproxyfrom_command(msg.proxy_from, session.proxy_seq))
         if resp.code != 250:
@@ -35,24 +45,20 @@ async def send_message(session: ClientSession, msg: OutboundMessage, result: Mes
     # word by word, in this order, as ever: an address that cannot be encoded fails the same way
     params_b = [p.encode() for p in params]
     mail_from = f"FROM:<{msg.mail_from}>"
-    resp = await session.command(" ".join(("MAIL", mail_from, *params)),
-                               b" ".join((b"MAIL", mail_from.encode(), *params_b)))
-    if resp.code != 250:
-        result.reply = text = f"{resp.code} {resp.message}"
-        refuse(result, resp.code, text, msg.recipients)
-        await session.command("RSET")
-        return
-    accepted = []
-    for rcpt in msg.recipients:
-        to = f"TO:<{rcpt}>"
-        r = await session.command("RCPT " + to, b"RCPT " + to.encode())
-        if r.code in (250, 251):
-            accepted.append(rcpt)
-            result.rcpt_replies[rcpt] = f"{r.code} {r.message}"
-        else:
-            (result.rejected if r.code >= 500 else result.deferred)[rcpt] = f"{r.code} {r.message}"
+    mail = (" ".join(("MAIL", mail_from, *params)), b" ".join((b"MAIL", mail_from.encode(), *params_b)))
+    if V.pipelines(sender, peer):
+        accepted = await _envelope_pipelined(session, msg, mail, rset, result)
+    else:
+        accepted = await _envelope(session, msg, mail, rset, result)
+    if session.smtp is None or session.smtp.protocol is None:  # a 421 closed the connection
+        if accepted or not result.reply or result.reply[:3] == "421":
+            raise Abort(session.fail("socket", detail="SMTPServerDisconnected: Server not connected"))
+        return  # MAIL FROM's refusal decided the message; the next one finds the connection gone
     if not accepted:
-        await session.command("RSET")
+        if sender.exchange:
+            session.rset_due = True  # SmtpOut's between-message RSET: sent with the next message, if any
+        else:
+            await session.command("RSET")
         return
     if V.uses_bdat(sender, peer):
         await _bdat(session, msg, accepted, result)
@@ -63,6 +69,54 @@ async def send_message(session: ClientSession, msg: OutboundMessage, result: Mes
         return
     body = PERIOD_REGEX.sub(b"..", crlf_body(msg.data))
     await _content(session, body + b".\r\n", len(body), accepted, result)
+
+
+async def _envelope(session: ClientSession, msg: OutboundMessage, mail: tuple[str, bytes], rset: bool,
+                    result: MessageResult) -> list[str]:
+    """(RSET,) MAIL FROM, then each RCPT TO, each waiting for its reply; the recipients accepted."""
+    if rset:
+        await session.command("RSET")
+    resp = await session.command(*mail)
+    if resp.code != 250:
+        result.reply = text = f"{resp.code} {resp.message}"
+        refuse(result, resp.code, text, msg.recipients)
+        return []
+    accepted: list[str] = []
+    for rcpt in msg.recipients:
+        to = f"TO:<{rcpt}>"
+        _file_rcpt(result, accepted, rcpt, await session.command("RCPT " + to, b"RCPT " + to.encode()))
+    return accepted
+
+
+async def _envelope_pipelined(session: ClientSession, msg: OutboundMessage, mail: tuple[str, bytes], rset: bool,
+                              result: MessageResult) -> list[str]:
+    """(RSET,) MAIL FROM and every RCPT TO as one pipelined group (RFC 2920; SmtpOutSession's
+    EnqueueNextPipeLinedCommands), then their replies in order. A refused MAIL refuses every
+    recipient, whatever their RCPTs were answered (503 5.5.2)."""
+    head = [("RSET", b"RSET")] if rset else []
+    lines = [*head, mail, *[("RCPT " + to, b"RCPT " + to.encode()) for to in [f"TO:<{r}>" for r in msg.recipients]]]
+    replies = await session.group(lines)
+    if len(replies) <= len(head):  # a 421 to the RSET
+        raise Abort(session.fail("socket", detail="SMTPServerDisconnected: Server not connected"))
+    resp = replies[len(head)]
+    if resp.code != 250:
+        result.reply = text = f"{resp.code} {resp.message}"
+        refuse(result, resp.code, text, msg.recipients)
+        return []
+    accepted: list[str] = []
+    for rcpt, r in zip(msg.recipients, replies[len(head) + 1:]):
+        _file_rcpt(result, accepted, rcpt, r)
+    if len(replies) < len(lines):  # a 421 closed the connection before the group ended
+        raise Abort(session.fail("socket", detail="SMTPServerDisconnected: Server not connected"))
+    return accepted
+
+
+def _file_rcpt(result: MessageResult, accepted: list[str], rcpt: str, r: aiosmtplib.SMTPResponse) -> None:
+    if r.code in (250, 251):
+        accepted.append(rcpt)
+        result.rcpt_replies[rcpt] = f"{r.code} {r.message}"
+    else:
+        (result.rejected if r.code >= 500 else result.deferred)[rcpt] = f"{r.code} {r.message}"
 
 
 async def _shadow_verbs(session: ClientSession, msg: OutboundMessage, result: MessageResult) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiosmtplib
 from aiosmtplib.esmtp import parse_esmtp_extensions
+from aiosmtplib.protocol import COMMAND_INJECTION_REGEX, SMTPProtocol
 from cryptography.hazmat.primitives import hashes
 
 from ..logs import protocol_text as T
@@ -47,6 +48,7 @@ from .send_spec import (
 
 _LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError)  # SMTP.execute_command closes on these
 _DOMAIN_UNAVAILABLE = 421  # SMTP.execute_command closes after this reply too
+_WRITE_ERRORS = (*SOCKET_ERRORS, ValueError)  # a lost connection, or a line aiosmtplib will not write
 
 
 class EhloLearnt:
@@ -123,6 +125,49 @@ def _peer_blob(cert: Any) -> str:
     return blob
 
 
+class _GroupReplies(SMTPProtocol):
+    """aiosmtplib's protocol, able to take a pipelined group's replies.
+
+    aiosmtplib reads one reply per command written: bytes that arrive after a reply was parsed and
+    before its reader has taken it are dropped as unsolicited. While a group is read (`in_group`),
+    they are kept in the buffer instead, where the next reply of the group is parsed from."""
+
+    in_group = False
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._response_waiter
+        if self.in_group and waiter is not None and waiter.done():
+            self._buffer.extend(data)
+            return
+        super().data_received(data)
+
+
+async def _read_group(protocol: SMTPProtocol, data: bytes, count: int) -> list[aiosmtplib.SMTPResponse]:
+    """Write a pipelined group's commands in one piece, then read its replies in order; stops after
+    a 421 (the server closes)."""
+    if protocol._command_lock is None:
+        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+    if type(protocol) is SMTPProtocol:
+        protocol.__class__ = _GroupReplies  # the same object and state; only the reading changes
+    assert isinstance(protocol, _GroupReplies)
+    replies: list[aiosmtplib.SMTPResponse] = []
+    async with protocol._command_lock:
+        protocol._response_pending = True
+        protocol.in_group = True
+        try:
+            protocol.write(data)
+            while len(replies) < count:
+                resp = protocol._read_response_from_buffer() if replies else None
+                if resp is None:
+                    resp = await protocol.read_response(timeout=REAL_TIMEOUT)
+                replies.append(resp)
+                if resp.code == _DOMAIN_UNAVAILABLE:
+                    break
+        finally:
+            protocol.in_group = False
+    return replies
+
+
 class ClientSession:
     """One attempt to one target."""
 
@@ -143,6 +188,7 @@ class ClientSession:
         self.peer: dict[str, list[str]] = {}  # the keywords of the peer's latest EHLO reply
         self.anonymous_tls = False
         self.proxy_seq = 0  # XPROXYFROM commands on this connection
+        self.rset_due = False  # the last message was refused: the next one on this connection starts with RSET
 
     def _now(self):
         return self.lab.clock.now()
@@ -175,10 +221,8 @@ class ClientSession:
             except _LOST:
                 smtp.close()
                 raise
-        except SOCKET_ERRORS as exc:
-            raise Abort(self.fail("socket", detail=f"{type(exc).__name__}: {exc}")) from None
-        except ValueError as exc:  # aiosmtplib will not write a line with a control character in it
-            raise Abort(self.fail("socket", detail=f"cannot send the command: {exc}")) from None
+        except _WRITE_ERRORS as exc:
+            raise self._lost(exc) from None
         code = resp.code
         if code == _DOMAIN_UNAVAILABLE:
             smtp.close()
@@ -189,6 +233,45 @@ class ClientSession:
             for wire in wire_lines(code, resp.message):
                 log.received(wire)
         return resp
+
+    def _lost(self, exc: BaseException) -> Abort:
+        """The attempt's end when a command could not be sent or answered."""
+        if isinstance(exc, ValueError):  # aiosmtplib will not write a line with a control character in it
+            return Abort(self.fail("socket", detail=f"cannot send the command: {exc}"))
+        return Abort(self.fail("socket", detail=f"{type(exc).__name__}: {exc}"))
+
+    async def group(self, lines: list[tuple[str, bytes]]) -> list[aiosmtplib.SMTPResponse]:
+        """A pipelined group (RFC 2920: MAIL FROM and the RCPT TOs): every command logged and written
+        at once, then every reply read and logged; a 421 ends the group (and the connection) early,
+        so fewer replies than commands come back."""
+        smtp = self.smtp
+        assert smtp is not None
+        log = self.log
+        for line, _ in lines:
+            log.sent(line)
+        clock, latency = self.lab.clock, self.latency
+        clock.advance(latency)
+        try:
+            protocol = smtp.protocol
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+            for _, data in lines:
+                if COMMAND_INJECTION_REGEX.search(data):  # what execute_command refuses to write
+                    raise ValueError("Command arg contains a prohibited control character")
+            try:
+                replies = await _read_group(protocol, b"".join([d + b"\r\n" for _, d in lines]), len(lines))
+            except _LOST:
+                smtp.close()
+                raise
+        except _WRITE_ERRORS as exc:
+            raise self._lost(exc) from None
+        if replies[-1].code == _DOMAIN_UNAVAILABLE:
+            smtp.close()
+        clock.advance(latency)
+        for resp in replies:
+            for wire in wire_lines(resp.code, resp.message):
+                log.received(wire)
+        return replies
 
     async def connect(self) -> None:
         spec, lab = self.spec, self.lab

@@ -63,6 +63,12 @@ TOO_LONG = "\x00too long\x00"  # read_line's sentinel for a line over MAX_COMMAN
 
 Handler = Callable[[Any, str], Awaitable[None]]
 
+# RFC 2920's commands that need not end a pipelined group: while the client has already sent the
+# next command, their replies are held and go out with the group's last reply. Exchange logs them
+# then, after the commands they answer: `<,MAIL FROM`, `<,RCPT TO`, `>,250 2.1.0 Sender OK`,
+# `>,250 2.1.5 Recipient OK` (docs/transport-fidelity.md, "Pipelining").
+GROUPED = frozenset({"MAIL", "RCPT", "RSET"})
+
 
 class _TimedOut(Exception):
     """A read outlived a timeout; `reply` is what the policy says, `at` when it happened."""
@@ -82,6 +88,8 @@ class ServerSession(EnvelopeCommands, ContentCommands):
                  *, now: datetime, context: dict[str, Any]) -> None:
         super().__init__(policy, reader, writer, now=now, context=context)
         self.input = SessionInput(reader, self)
+        self._verb: str | None = None  # the command being answered
+        self._held: list[tuple[str, bytes]] = []  # replies of a pipelined group not yet sent: (logged, wire)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -128,11 +136,35 @@ class ServerSession(EnvelopeCommands, ContentCommands):
             shown, wire = text, text + "\r\n"
         else:
             shown, wire = "\r\n".join(text), "".join([ln + "\r\n" for ln in text])
-        if self.log is not None:
-            self.log.sent(log_as if log_as is not None else shown)
-        self.writer.write(wire.encode("utf-8", "surrogateescape"))
-        await self.writer.drain()
+        if log_as is not None:
+            shown = log_as
+        data = wire.encode("utf-8", "surrogateescape")
         self._wait_from = self.cursor
+        if self._verb in GROUPED and not self.closed and self.input.has_line():
+            self._held.append((shown, data))  # the client pipelined: answer the group at its end
+            return
+        if self._held:
+            data = self._release_held() + data
+        if self.log is not None:
+            self.log.sent(shown)
+        self.writer.write(data)
+        await self.writer.drain()
+
+    def _release_held(self) -> bytes:
+        """The held replies of a pipelined group, logged now (when Exchange writes them), as bytes to send."""
+        held, self._held = self._held, []
+        if self.log is not None:
+            for shown, _ in held:
+                self.log.sent(shown)
+        return b"".join([data for _, data in held])
+
+    def before_wait(self) -> None:
+        """The input is about to wait for the client: what is held goes out first (it may be all the
+        client waits for)."""
+        if self._held:
+            data = self._release_held()
+            if not self.writer.is_closing():
+                self.writer.write(data)
 
     async def read_line(self) -> str | None:
         """One command line; None when the peer is gone; TOO_LONG for a line over the limit."""
@@ -179,6 +211,7 @@ class ServerSession(EnvelopeCommands, ContentCommands):
                     disconnect = self.disconnect_reason or "Remote"
                     break
                 self._counting = True
+                self._verb = None
                 if line is TOO_LONG:
                     await self.reply(R.COMMAND_TOO_LONG)
                     continue
@@ -196,6 +229,7 @@ class ServerSession(EnvelopeCommands, ContentCommands):
                 if verb is None:
                     await self.reply(R.UNRECOGNIZED)
                     continue
+                self._verb = verb
                 await handlers[verb](self, arg)
                 self._counting = False
             if self.closed:
@@ -205,6 +239,8 @@ class ServerSession(EnvelopeCommands, ContentCommands):
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
             disconnect = self.disconnect_reason or "Remote(ConnectionReset)"
         finally:
+            if self._held:  # the session ended inside a pipelined group: its replies were still owed
+                self.before_wait()
             self.input.close()
             if self.log is not None and policy.opened(self) and not self._disconnect_logged:
                 self._disconnect_logged = True
@@ -249,6 +285,8 @@ class ServerSession(EnvelopeCommands, ContentCommands):
             return
         self.closed = True
         self.touch()
+        if self._held:
+            self.before_wait()
         if self.log is not None and self.policy.opened(self):
             self.log.sent(reply)
         try:

@@ -39,6 +39,8 @@ class InputOwner(Protocol):
 
     def waited_too_long(self) -> BaseException: ...
 
+    def before_wait(self) -> None: ...
+
 
 class _Closed:
     """The owner of a closed input: the peer is gone, every wait is over."""
@@ -53,6 +55,9 @@ class _Closed:
 
     def waited_too_long(self) -> BaseException:
         return ConnectionResetError("the session is closed")
+
+    def before_wait(self) -> None:
+        return None
 
 
 _CLOSED = _Closed()
@@ -97,6 +102,10 @@ class SessionInput:
         self._scanned = len(buf)
         return None
 
+    def has_line(self) -> bool:
+        """A whole further line is already buffered: the client pipelined it (RFC 2920)."""
+        return self.buffer.find(b"\n", self._scanned) >= 0
+
     def forget_line(self) -> None:
         """The peer is gone mid-line: the next line starts afresh."""
         self._skipping, self._scanned = False, 0
@@ -126,6 +135,7 @@ class SessionInput:
         if self.eof:
             return False
         owner = self.owner
+        owner.before_wait()  # replies held for a pipelined group go out before the client is waited for
         while True:
             timeout = owner.wall_timeout()
             if timeout is not None:

@@ -71,10 +71,15 @@ class Session:
 
     def outcome(self) -> str:
         """The reply that tells what the session came to: the last refusal (4xx/5xx), else the
-        last `250 2.6.0 ... Queued` acceptance, else the last reply."""
+        last `250 2.6.0 ... Queued` acceptance, else the last reply. A 503 right after another
+        refusal is that refusal's echo, not the cause: a pipelined group's RCPT TOs are answered
+        `503 5.5.2 Need mail command` when its MAIL FROM was refused."""
         replies = self.replies()
-        for text in reversed(replies):
+        for i in range(len(replies) - 1, -1, -1):
+            text = replies[i]
             if text[:1] in ("4", "5"):
+                if text.startswith("503") and i and replies[i - 1][:1] in ("4", "5"):
+                    continue
                 return text
         for text in reversed(replies):
             if text.startswith("250 2.6.0"):
