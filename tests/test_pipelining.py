@@ -427,3 +427,25 @@ async def test_the_between_message_rset_waits_for_the_next_message_and_a_plain_m
     mta = _Scripted([(550, "5.1.0 Sender denied"), (250, "2.0.0 Ok")], sender=V.PLAIN_MTA)
     await _send(mta, _msg("b@y.test"))
     assert mta.sent == [["MAIL FROM:<a@x.test> SIZE=18"], ["RSET"]] and not mta.rset_due
+
+
+def test_a_front_end_proxy_session_names_its_inbound_session_and_resets_before_each_next_message(
+        tmp_path: Path) -> None:
+    """InboundProxySmtpOutSession: "Proxying inbound session with session id {X16}" after the banner
+    (ConnectResponseEvent) and again when the session is taken for the next message (ResetSession),
+    then RSET and XPROXYFROM again (PrepareForNextMessageOnCachedSession)."""
+    from conftest import run_cli
+    code, _, err = run_cli(["run", "org-dag-lb-expired-member-cert", "--out", str(tmp_path / "o")])
+    assert code == 0, err
+    send = sessions(folder_rows(tmp_path / "o", "TSEX01", "FrontEnd", "SmtpSend"))
+    reused = [rows for rows in send.values() if any("SEQNUM=2" in r[7] for r in rows)]
+    assert reused
+    rows = [(r[6], r[7], r[8]) for r in reused[0]]
+    sid = next(d for _, d, _ in rows if d.startswith("XPROXYFROM")).split()[1].removeprefix("SID=")
+    proxying = ("*", "", f"Proxying inbound session with session id {sid}")
+    banner = next(i for i, (e, d, _) in enumerate(rows) if e == "<" and d.startswith("220 "))
+    assert rows[banner + 1] == proxying
+    i = next(i for i, (_, d, _) in enumerate(rows) if "SEQNUM=2" in d)
+    assert rows[i - 3:i] == [proxying, (">", "RSET", ""), ("<", "250 2.0.0 Resetting", "")]
+    assert rows[i - 4][1].startswith("250 2.6.0 ")  # right after the previous message's queued reply
+    assert [d for _, d, _ in rows].count("RSET") == sum(d.startswith("XPROXYFROM ") for _, d, _ in rows) - 1

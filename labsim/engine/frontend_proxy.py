@@ -142,6 +142,7 @@ class FrontEndProxy:
                                           "capabilities": sorted(state.capabilities)}}},
             sender=Sender(exchange_server_auth=True),  # Inbound Proxy Internal Send Connector: ExchangeServer
             connectivity=proxy_trace(self, session.session_id, targets),  # FrontEnd/Connectivity
+            proxying=session.session_id,
         )
         return Connection(self.lab, spec), ""
 

@@ -25,7 +25,7 @@ __all__ = [
     "CHAIN_VALIDITY_STATUSES", "WINSOCK_MESSAGES", "SOCKET_ERROR_NAMES",
     "certificate_row_data", "dotnet_serial_hex", "tls_success_context", "tls_negotiation_failed",
     "outbound_tls_auth_failed", "client_certificate_chain_status", "tls_domain_capabilities",
-    "receiving_message_data", "proxy_destinations_context", "ehlo_reply_receive", "ehlo_reply_send",
+    "receiving_message_data", "proxy_destinations_context", "proxying_inbound_context", "ehlo_reply_receive", "ehlo_reply_send",
     "connect_failed_context", "winsock_code", "session_permissions_data", "disconnect_context",
     "format_endpoint", "escape_controls", "byte_quantified_size",
 ]
@@ -186,6 +186,12 @@ def receiving_message_data(session_id: int, session_start: datetime, message_num
 def proxy_destinations_context(correlation_id: str) -> str:
     """Front End proxy row [REAL: TST 2024; the Correlation Id suffix is the newer form]."""
     return f"Proxy destination(s) obtained from OnProxyInboundMessage event. Correlation Id:{correlation_id}"
+
+
+def proxying_inbound_context(inbound_session_id: int) -> str:
+    """The Front End proxy's Send row (Verbose) naming the inbound session it carries
+    [V-code `InboundProxySmtpOutSession.ConnectResponseEvent` and `.ResetSession`: "X16"]."""
+    return f"Proxying inbound session with session id {inbound_session_id:016X}"
 
 
 def _reply_parts(lines: Sequence[str]) -> tuple[str, list[str]]:

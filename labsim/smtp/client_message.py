@@ -7,6 +7,7 @@ from __future__ import annotations
 import aiosmtplib
 from aiosmtplib.protocol import PERIOD_REGEX
 
+from ..logs import protocol_text as T
 from ..rules import verbs as V
 from ..rules.shadow_redundancy import MAX_DISCARD_IDS as SHADOW_MAX_DISCARD_IDS
 from .client_rules import SOCKET_ERRORS, Abort, crlf_body, refuse, wire_lines
@@ -26,7 +27,11 @@ async def send_message(session: ClientSession, msg: OutboundMessage, result: Mes
         if not await _shadow_verbs(session, msg, result):
             return
     if msg.proxy_from is not None and "XPROXYFROM" in peer:
-        if rset:  # a proxy session sends XPROXYFROM again after the RSET, before MAIL FROM
+        if session.proxy_seq or rset:
+            # a proxy session taken again for the next message (ResetSession, then
+            # PrepareForNextMessageOnCachedSession: RSET, then XPROXYFROM again before MAIL FROM)
+            if session.proxy_seq:
+                session.log.info("", T.proxying_inbound_context(msg.proxy_from.session_id))
             await session.command("RSET")
             rset = False
         session.proxy_seq += 1

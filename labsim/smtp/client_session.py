@@ -320,6 +320,8 @@ class ClientSession:
         self.advance()
         for line in wire_lines(banner.code, banner.message):
             self.log.received(line)
+        if spec.proxying is not None:  # InboundProxySmtpOutSession.ConnectResponseEvent
+            self.log.info("", T.proxying_inbound_context(spec.proxying))
 
     async def ehlo(self) -> aiosmtplib.SMTPResponse:
         """EHLO as aiosmtplib's `SMTP.ehlo` sends it (its STARTTLS checks the extensions learnt here);

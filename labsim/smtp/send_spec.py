@@ -94,3 +94,4 @@ class SendSpec:
     on_tls_failure_event: Callable[[AttemptFailure], None] | None = None
     context: dict[str, Any] = field(default_factory=dict)  # told to the server out of band (vnet)
     connectivity: Any = None  # logs.connectivity.ConnectionTrace: the connectivity log of this connection
+    proxying: int | None = None  # a Front End proxy connection: the id of the inbound session it carries
