@@ -449,3 +449,24 @@ def test_a_front_end_proxy_session_names_its_inbound_session_and_resets_before_e
     assert rows[i - 3:i] == [proxying, (">", "RSET", ""), ("<", "250 2.0.0 Resetting", "")]
     assert rows[i - 4][1].startswith("250 2.6.0 ")  # right after the previous message's queued reply
     assert [d for _, d, _ in rows].count("RSET") == sum(d.startswith("XPROXYFROM ") for _, d, _ in rows) - 1
+
+
+def test_the_front_end_proxy_passes_the_content_on_with_the_inbound_clients_verb(baseline: Any, tmp_path: Path) -> None:
+    """RcptInboundProxySmtpCommand.SetNextStateForSuccessfulRecipients: BDAT only when the inbound
+    client sent BDAT (ProxyLayer.IsBdat), else DATA, though the Hub offers CHUNKING (a real Hub log of
+    a Front End proxy shows DATA)."""
+    from conftest import run_cli
+
+    def verbs(out: Path) -> list[tuple[str, str]]:
+        recv = sessions(folder_rows(out, "CMHYBD01", "FrontEnd", "SmtpReceive"))
+        send = sessions(folder_rows(out, "CMHYBD01", "FrontEnd", "SmtpSend"))
+        inbound = [r[7].split(" ")[0] for rows in recv.values() for r in rows
+                   if r[6] == "<" and r[7].split(" ")[0] in ("DATA", "BDAT")]
+        proxied = [r[7].split(" ")[0] for rows in send.values() for r in rows
+                   if r[6] == ">" and r[7].split(" ")[0] in ("DATA", "BDAT")]
+        return list(zip(inbound, proxied))
+
+    assert verbs(baseline.out) and all(v == ("BDAT", "BDAT") for v in verbs(baseline.out))  # EXO chunks
+    code, _, err = run_cli(["run", "net-lb-vip-default-connector", "--out", str(tmp_path / "o")])
+    assert code == 0, err
+    assert verbs(tmp_path / "o") and all(v == ("DATA", "DATA") for v in verbs(tmp_path / "o"))

@@ -74,7 +74,8 @@ class FrontEndProxy:
         msg = OutboundMessage(key=None, mail_from=envelope.mail_from, recipients=list(envelope.recipients),
                               data=envelope.data, body=envelope.mail_params.get("BODY"),
                               auth_as="Anonymous" if envelope.mail_params.get("AUTH") == "<>" else "",
-                              proxy_from=ProxyFrom(session.session_id, remote_ip, remote_port, state.helo))
+                              proxy_from=ProxyFrom(session.session_id, remote_ip, remote_port, state.helo),
+                              chunked=envelope.chunked)  # the proxy passes DATA on as DATA
         res = await proxy.send(msg)
         session.touch()
         if proxy.is_open:

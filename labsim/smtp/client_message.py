@@ -65,7 +65,7 @@ async def send_message(session: ClientSession, msg: OutboundMessage, result: Mes
         else:
             await session.command("RSET")
         return
-    if V.uses_bdat(sender, peer):
+    if V.uses_bdat(sender, peer) and msg.chunked is not False:
         await _bdat(session, msg, accepted, result)
         return
     resp = await session.command("DATA")

@@ -77,6 +77,7 @@ class ContentCommands(SessionCore):
             return
         if not self.envelope.data:
             self.data_started = self.cursor
+        self.envelope.chunked = True
         reply = policy.data_start(self)
         # The chunk is judged before it is read: a refused chunk is read and dropped piecewise.
         fits = len(self.envelope.data) + count <= policy.max_size(self)

@@ -61,6 +61,9 @@ class OutboundMessage:
     # copy), or a heartbeat (`XSHADOW <context>` + `XQDISCARD 50`, no message) when `heartbeat` is set
     shadow_request: str | None = None
     heartbeat: str | None = None
+    # the content's verb when the sender passes on its inbound client's (the Front End proxy:
+    # RcptInboundProxySmtpCommand, BDAT only if the inbound was BDAT); None: BDAT whenever offered
+    chunked: bool | None = None
 
 
 @dataclass

@@ -20,6 +20,7 @@ class Envelope:
     recipients: list[str] = field(default_factory=list)
     data: bytes = b""
     declared_size: int | None = None
+    chunked: bool = False  # the content came in BDAT chunks (else DATA)
 
 
 class ReceivingSession(Protocol):
