@@ -25,7 +25,8 @@ __all__ = [
     "CHAIN_VALIDITY_STATUSES", "WINSOCK_MESSAGES", "SOCKET_ERROR_NAMES",
     "certificate_row_data", "dotnet_serial_hex", "tls_success_context", "tls_negotiation_failed",
     "outbound_tls_auth_failed", "client_certificate_chain_status", "tls_domain_capabilities",
-    "receiving_message_data", "proxy_destinations_context", "proxying_inbound_context", "ehlo_reply_receive", "ehlo_reply_send",
+    "receiving_message_data", "proxy_destinations_context", "proxying_inbound_context",
+    "ehlo_reply_receive", "ehlo_reply_send",
     "connect_failed_context", "winsock_code", "session_permissions_data", "disconnect_context",
     "format_endpoint", "escape_controls", "byte_quantified_size",
 ]

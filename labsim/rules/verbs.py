@@ -132,7 +132,7 @@ def uses_bdat(sender: Sender, peer: dict[str, list[str]]) -> bool:
 def pipelines(sender: Sender, peer: dict[str, list[str]]) -> bool:
     """MAIL FROM and its RCPT TOs as one pipelined group whenever the peer advertised PIPELINING
     (Exchange's SmtpOut: a receiving Exchange server logs the sender's RCPT before its own reply to
-    MAIL, docs/transport-fidelity.md "Pipelining"); a plain MTA waits for each reply."""
+    MAIL, docs/transport-fidelity.md §1.6a); a plain MTA waits for each reply."""
     return sender.exchange and "PIPELINING" in peer
 
 

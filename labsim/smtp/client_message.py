@@ -99,7 +99,7 @@ async def _envelope_pipelined(session: ClientSession, msg: OutboundMessage, mail
     EnqueueNextPipeLinedCommands), then their replies in order. A refused MAIL refuses every
     recipient, whatever their RCPTs were answered (503 5.5.2)."""
     head = [("RSET", b"RSET")] if rset else []
-    lines = [*head, mail, *[("RCPT " + to, b"RCPT " + to.encode()) for to in [f"TO:<{r}>" for r in msg.recipients]]]
+    lines = [*head, mail, *[(f"RCPT TO:<{r}>", f"RCPT TO:<{r}>".encode()) for r in msg.recipients]]
     replies = await session.group(lines)
     if len(replies) <= len(head):  # a 421 to the RSET
         raise Abort(session.fail("socket", detail="SMTPServerDisconnected: Server not connected"))

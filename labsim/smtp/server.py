@@ -66,7 +66,7 @@ Handler = Callable[[Any, str], Awaitable[None]]
 # RFC 2920's commands that need not end a pipelined group: while the client has already sent the
 # next command, their replies are held and go out with the group's last reply. Exchange logs them
 # then, after the commands they answer: `<,MAIL FROM`, `<,RCPT TO`, `>,250 2.1.0 Sender OK`,
-# `>,250 2.1.5 Recipient OK` (docs/transport-fidelity.md, "Pipelining").
+# `>,250 2.1.5 Recipient OK` (docs/transport-fidelity.md §1.6a).
 GROUPED = frozenset({"MAIL", "RCPT", "RSET"})
 
 

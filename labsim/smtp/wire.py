@@ -5,7 +5,9 @@ Theory of operation
 `SessionInput.fill` reads at most READ_CHUNK bytes at once into `buffer`; `next_line` takes one
 command line out of it without awaiting (None: more bytes are needed), so the shell's loop is
 `next_line`, else `fill`, and a pipelined client's commands cost no read at all. A line over
-MAX_COMMAND_LENGTH is thrown away as it comes and reported once as TOO_LONG.
+MAX_COMMAND_LENGTH is thrown away as it comes and reported once as TOO_LONG. `has_line` tells the
+shell a further command is already buffered (it then holds a pipelined group's replies), and `fill`
+asks the owner to send what it holds (`before_wait`) before it waits for the client.
 
 A read waits for the client at most the session's wall timeout (the owner's `wall_timeout()`:
 ConnectionInactivityTimeout in `up`, RUN_WALL_IDLE real seconds in `run`). Rather than a new
