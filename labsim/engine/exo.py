@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..clock import iso_ms
 from ..ids import Counter, SessionIds
 from ..net.resolver import DnsError
+from ..net.streams import start_tls
 from ..pki.store import CertStore, peer_chain
 from ..pki.validate import certificate_names
 from ..rules import replies as R
@@ -103,7 +104,7 @@ class ExoRuntime(QueueingParty):
             self._ctx, self._ctx_leaves = self.store.server_context(self.cert, leaves), key
         await session.reply(R.STARTTLS_GO)
         try:
-            await session.writer.start_tls(self._ctx)
+            await start_tls(session.writer, self._ctx)
         except (ssl.SSLError, ConnectionError, OSError):
             session.closed = True
             return

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ..ids import Counter, SessionIds
+from ..net.streams import start_tls
 from ..pki.store import CertStore
 from ..rules.outbound import AttemptFailure
 from ..rules.routing import domain_of
@@ -68,7 +69,7 @@ class InternetHostRuntime(QueueingParty):
             self._ctx, self._ctx_leaves = self.store.server_context(self.store.entries[0], leaves), key
         await session.reply("220 2.0.0 Ready to start TLS")
         try:
-            await session.writer.start_tls(self._ctx)
+            await start_tls(session.writer, self._ctx)
         except (ssl.SSLError, ConnectionError, OSError):
             session.closed = True
             return

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..ids import Counter, IdSource, SessionIds
 from ..logs import protocol_text as T
+from ..net.streams import start_tls
 from ..pki.errors import NoCredentialsError
 from ..pki.store import CertStore, StoredCert, peer_chain
 from ..pki.validate import certificate_names
@@ -123,7 +124,7 @@ class ReceiveSide:
             return
         await session.reply(R.STARTTLS_GO)
         try:
-            await session.writer.start_tls(ctx)
+            await start_tls(session.writer, ctx)
         except (ssl.SSLError, ConnectionError, OSError):
             session.log.info("", T.tls_negotiation_failed("IllegalMessage"))
             session.closed = True

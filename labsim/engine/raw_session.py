@@ -30,6 +30,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TopologyError
+from ..net.streams import start_tls
 from ..net.vnet import ConnectionInfo, open_socket
 from ..topology.timespec import format_timespan, parse_timespan
 from .op_registry import OPERATION_CHECKS, operation
@@ -167,7 +168,7 @@ async def send_lab_smtp_commands(rt: "LabRuntime", params: dict[str, Any]) -> st
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-                await writer.start_tls(ctx)
+                await start_tls(writer, ctx)
                 rt.clock.advance(2 * plan.latency)
                 transcript.append("TLS started")
     except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
