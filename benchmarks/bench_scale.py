@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import resource
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -102,6 +104,10 @@ def main() -> None:
     ap.add_argument("--max-gib", type=float, default=0, help="cap each run's address space (0: no cap)")
     a = ap.parse_args()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    # the interpreter's build moves every figure (a PGO/LTO build, a shared libpython): say which one ran
+    print(f"python {platform.python_version()} at {sys.executable} "
+          f"(libpython {'shared' if sysconfig.get_config_var('Py_ENABLE_SHARED') else 'linked in'}; "
+          f"configured {sysconfig.get_config_var('CONFIG_ARGS') or '?'})")
     print("one core: each run is one labsim process working on one asyncio event loop (no --jobs workers): "
           "CPU s is time on one core, lines/min per minute of one core")
     print(f"{'pattern':8} {'messages':>8} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13} {'log lines':>10} "

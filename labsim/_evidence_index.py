@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 CACHE_KIB = 2 * 1024  # SQLite's page cache (and its sorter's memory when the indexes are made): the index's share of
 # memory, whatever its size (16 MiB cost 15 MB more RSS at 5,000 messages and saved ~10 % of the manifest's CPU)
@@ -142,8 +142,9 @@ class _RowCodec:
         return dict(zip(self._keys[kid], text.split(_US)))
 
 
-class EvidenceIndex:
-    """The index (see the module's docstring). Use as a context manager: the file goes on close."""
+class _IndexFile:
+    """The index's SQLite file and its building: rows go in as the manifest reads the files, in
+    batches, until `finish` indexes them (EvidenceIndex adds the queries)."""
 
     def __init__(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="labsim-evidence-")
@@ -155,13 +156,9 @@ class EvidenceIndex:
         self.db.execute("BEGIN")
         self.sessions = 0  # distinct sessions (server, log, session id); table skey: each one's order
         self._pending: dict[str, list[tuple[Any, ...]]] = {}  # rows not yet written, by INSERT statement
-        self._parts: dict[int, Session] = {}  # parts built by _session (read-only once finished)
-        self._last: dict[tuple[str, str], Any] = {}  # the last answer of tracking / trace / replies, by query
-        self._iids: dict[str, list[tuple[Session, int]]] = {}  # the replies naming the prefetched message's InternalIds
         self._codec = _RowCodec()  # a row's values are stored as their keys' number and joined text
-        self._lines_made = False  # table line is made when first searched (_make_lines)
 
-    def __enter__(self) -> EvidenceIndex:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -172,8 +169,6 @@ class EvidenceIndex:
             self.db.close()
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
-
-    # --- building ---------------------------------------------------------------------------------
 
     def add_sessions(self, parts: list[Session], replies: list[tuple[str, str, Session, int]],
                      failed: dict[int, list[int]]) -> None:
@@ -232,7 +227,17 @@ class EvidenceIndex:
         self.db.execute("COMMIT")
         self.db.executescript(_INDEXES)
 
-    # --- queries ----------------------------------------------------------------------------------
+
+class EvidenceIndex(_IndexFile):
+    """The index (see the module's docstring): built through _IndexFile's `add_*` and `finish`,
+    then asked. Use as a context manager: the file goes on close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: dict[int, Session] = {}  # parts built by _session (read-only once finished)
+        self._last: dict[tuple[str, str], Any] = {}  # the last answer of tracking / trace / replies, by query
+        self._iids: dict[str, list[tuple[Session, int]]] = {}  # the replies naming the prefetched message's InternalIds
+        self._lines_made = False  # table line is made when first searched (_make_lines)
 
     def _session(self, r: tuple[Any, ...]) -> Session:
         """The part of row `r` of _PART with its lines (a Session shared by every caller: read it only)."""

@@ -99,6 +99,11 @@ def _apply(fates: dict[int, Fate], index: int, kind: str, payload: Any) -> None:
 DECODED_AT_ONCE = 1024  # spool lines decoded in one json.loads (as one array: one call, not one per line)
 
 
+# json.dumps(record, separators=(",", ":")) without a new JSONEncoder a record (dumps builds one
+# whenever it is given any option)
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _decoded(lines: Iterable[str]) -> Iterator[Any]:
     """json.loads of each line, in order, DECODED_AT_ONCE lines at a time (each line is one JSON
     text that _put wrote, so the lines joined by commas in brackets are their array)."""
@@ -133,7 +138,7 @@ class Ledger:
     def _put(self, index: int, kind: str, payload: Any) -> None:
         if self._spool is None:
             self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")
-        self._spool.write(json.dumps([index, kind, payload], separators=(",", ":")) + "\n")
+        self._spool.write(_ENCODE([index, kind, payload]) + "\n")
 
     def _records(self) -> Iterator[tuple[int, str, Any]]:
         if self._spool is None:
